@@ -1,0 +1,115 @@
+/**
+ * tfjs backend selection at start-up. Order (fastest first): tfjs-node-gpu, tfjs-node, wasm, cpu.
+ * `RINGTUNE_BACKEND` or the job spec's `backend` field force one; `auto` tries them in order.
+ *
+ * Why the care: tfjs-node(-gpu) are optionalDependencies that cannot install without network access
+ * to libtensorflow; npm then removes them (MODULE_NOT_FOUND) or leaves them half-installed
+ * ("native addon module ... can not be found"). Both mean "absent". Loading the second node package
+ * after the first failed prints ~150 "kernel already registered" warnings, so once one node package
+ * fails we skip the other unless it is asked for by name (notes/tfjs-backends.md).
+ */
+import { createRequire } from 'node:module';
+import { dirname, sep } from 'node:path';
+import * as tf from '@tensorflow/tfjs-core';
+import { BackendError } from '../errors.ts';
+
+export const BACKENDS = ['tensorflow-gpu', 'tensorflow', 'wasm', 'cpu'] as const;
+export type BackendName = (typeof BACKENDS)[number];
+export type BackendChoice = BackendName | 'auto';
+
+const require = createRequire(import.meta.url);
+let active: BackendName | undefined;
+
+export interface BackendInfo {
+  name: BackendName;
+  /** Why earlier candidates were skipped, e.g. "tensorflow-gpu: not installed". */
+  skipped: string[];
+}
+
+async function tryNodePackage(pkg: string): Promise<string | undefined> {
+  try {
+    require(pkg);
+    return undefined;
+  } catch (err) {
+    const msg = (err as Error).message ?? String(err);
+    if (/Cannot find module|MODULE_NOT_FOUND/.test(msg)) return 'not installed';
+    if (/native addon|tfjs_binding/.test(msg)) return 'installed without its native addon';
+    return msg.split('\n')[0];
+  }
+}
+
+async function tryBackend(name: BackendName): Promise<string | undefined> {
+  switch (name) {
+    case 'tensorflow-gpu': {
+      const why = await tryNodePackage('@tensorflow/tfjs-node-gpu');
+      if (why) return why;
+      return (await tf.setBackend('tensorflow')) ? undefined : 'registered but failed to initialise';
+    }
+    case 'tensorflow': {
+      const why = await tryNodePackage('@tensorflow/tfjs-node');
+      if (why) return why;
+      return (await tf.setBackend('tensorflow')) ? undefined : 'registered but failed to initialise';
+    }
+    case 'wasm': {
+      const wasm = await import('@tensorflow/tfjs-backend-wasm');
+      const wasmFile = require.resolve('@tensorflow/tfjs-backend-wasm/dist/tfjs-backend-wasm.wasm');
+      wasm.setWasmPaths(dirname(wasmFile) + sep);
+      await import('./kernels/wasm-kernels.ts');
+      return (await tf.setBackend('wasm')) ? undefined : 'failed to initialise';
+    }
+    case 'cpu': {
+      await import('@tensorflow/tfjs-backend-cpu');
+      return (await tf.setBackend('cpu')) ? undefined : 'failed to initialise';
+    }
+  }
+}
+
+/** Reads the choice from the argument, else RINGTUNE_BACKEND, else 'auto'. */
+export function backendChoiceFrom(value: string | undefined): BackendChoice {
+  const v = (value ?? 'auto').trim();
+  if (v === 'auto' || (BACKENDS as readonly string[]).includes(v)) return v as BackendChoice;
+  throw new BackendError(`unknown backend "${v}": use one of auto, ${BACKENDS.join(', ')}`);
+}
+
+/**
+ * Selects and initialises the tfjs backend once per process. Later calls return the same answer;
+ * asking for a different backend after one is active is an error (kernels are global).
+ */
+export async function initBackend(
+  choice: BackendChoice = backendChoiceFrom(process.env.RINGTUNE_BACKEND),
+  log: (line: string) => void = (line) => console.error(line),
+): Promise<BackendInfo> {
+  if (active) {
+    if (choice !== 'auto' && choice !== active) {
+      throw new BackendError(`backend "${active}" is already active in this process; cannot switch to "${choice}"`);
+    }
+    return { name: active, skipped: [] };
+  }
+  const candidates: BackendName[] = choice === 'auto' ? [...BACKENDS] : [choice];
+  const skipped: string[] = [];
+  let nodeFailed = false;
+  for (const name of candidates) {
+    if (choice === 'auto' && name === 'tensorflow' && nodeFailed) {
+      skipped.push(`${name}: skipped after tensorflow-gpu failed to load`);
+      // Only skip when the GPU package was present but broken; a plain "not installed" is harmless.
+      if (!skipped.some((s) => s.startsWith('tensorflow-gpu: not installed'))) continue;
+      skipped.pop();
+    }
+    const why = await tryBackend(name);
+    if (why === undefined) {
+      active = name;
+      log(`[ringtune] tfjs backend: ${name}${skipped.length ? ` (skipped ${skipped.join('; ')})` : ''}`);
+      return { name, skipped };
+    }
+    if (name === 'tensorflow-gpu') nodeFailed = true;
+    skipped.push(`${name}: ${why}`);
+  }
+  throw new BackendError(
+    `no tfjs backend could be initialised (${skipped.join('; ')}). ` +
+      'Run `npm ci` to install @tensorflow/tfjs-backend-wasm and @tensorflow/tfjs-backend-cpu.',
+  );
+}
+
+export function activeBackend(): BackendName | undefined {
+  return active;
+}
