@@ -1,0 +1,219 @@
+/**
+ * Loading and using a Hugging Face tokenizer directory (tokenizer.json + tokenizer_config.json)
+ * through tokenizers.js (@huggingface/tokenizers), and rendering chat templates through
+ * @huggingface/jinja, the same Jinja subset transformers.js uses.
+ *
+ * Files from the hub and files written by tokenizer-build.ts load the same way. tokenizer_config
+ * values that are objects ({"content": "<|im_end|>", "lstrip": false, ...}), as many hub files
+ * have, are read through their `content`.
+ */
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Tokenizer as HfTokenizer } from '@huggingface/tokenizers';
+import { Template } from '@huggingface/jinja';
+import { InputError } from '../errors.ts';
+
+export interface ChatMessage {
+  role: string;
+  content: string;
+}
+
+/**
+ * The part of tokenizers.js's Tokenizer used here. Its bundled typings use extensionless relative
+ * paths that do not resolve under NodeNext, so the import is untyped; this pins what we rely on.
+ */
+interface HfTokenizerApi {
+  encode(text: string, options?: { add_special_tokens?: boolean }): { ids: number[] };
+  decode(ids: number[], options?: { skip_special_tokens?: boolean; clean_up_tokenization_spaces?: boolean }): string;
+  token_to_id(token: string): number | undefined;
+  get_vocab(withAddedTokens?: boolean): Map<string, number>;
+}
+
+type SpecialRole = 'bos' | 'eos' | 'pad' | 'unk' | 'cls' | 'sep';
+
+/**
+ * Conventional names tried, among the tokenizer's special added tokens, when tokenizer_config.json
+ * does not name a role (e.g. fromJson without a config).
+ */
+const CONVENTIONAL_SPECIALS: Record<SpecialRole, readonly string[]> = {
+  bos: ['<s>', '<|begin_of_text|>'],
+  eos: ['</s>', '<|end_of_text|>', '<|endoftext|>'],
+  pad: ['[PAD]', '<pad>'],
+  unk: ['[UNK]', '<unk>'],
+  cls: ['[CLS]'],
+  sep: ['[SEP]'],
+};
+
+export class Tokenizer {
+  /** Number of embedding rows the ids need: highest id (vocab or added token) + 1. */
+  readonly vocabSize: number;
+  readonly bosTokenId?: number;
+  readonly eosTokenId?: number;
+  readonly padTokenId?: number;
+  readonly unkTokenId?: number;
+  readonly clsTokenId?: number;
+  readonly sepTokenId?: number;
+  readonly chatTemplate?: string;
+
+  private readonly hf: HfTokenizerApi;
+  private readonly config: Record<string, unknown>;
+  private readonly cleanUpSpaces: boolean;
+  private compiledTemplate?: Template;
+
+  /** Reads `dir`/tokenizer.json and, when present, `dir`/tokenizer_config.json. */
+  static async fromDir(dir: string): Promise<Tokenizer> {
+    const tokenizerPath = join(dir, 'tokenizer.json');
+    const configPath = join(dir, 'tokenizer_config.json');
+    const tokenizerJson = await readJsonObject(tokenizerPath, true);
+    const tokenizerConfig = await readJsonObject(configPath, false);
+    return Tokenizer.build(tokenizerJson!, tokenizerConfig ?? {}, tokenizerPath);
+  }
+
+  static fromJson(tokenizerJson: object, tokenizerConfig?: object): Tokenizer {
+    return Tokenizer.build(tokenizerJson, tokenizerConfig ?? {}, 'tokenizer.json');
+  }
+
+  private static build(tokenizerJson: object, tokenizerConfig: object, source: string): Tokenizer {
+    const json = tokenizerJson as Record<string, unknown>;
+    if (json === null || typeof json !== 'object' || Array.isArray(json)) {
+      throw new InputError(`${source}: expected a JSON object`);
+    }
+    const model = json.model as Record<string, unknown> | undefined;
+    if (!model || typeof model !== 'object' || typeof model.vocab !== 'object' || model.vocab === null) {
+      throw new InputError(`${source}: no "model" with a "vocab"; is this a Hugging Face tokenizer.json (tokenizers >= 0.10)?`);
+    }
+    const config = normalizeConfig(tokenizerConfig as Record<string, unknown>);
+    // tokenizers.js requires these keys to be present (null is fine); older files omit some.
+    const complete = { added_tokens: [], normalizer: null, pre_tokenizer: null, post_processor: null, decoder: null, ...json };
+    let hf: HfTokenizerApi;
+    try {
+      hf = new HfTokenizer(complete, config) as HfTokenizerApi;
+    } catch (cause) {
+      throw new InputError(`${source}: tokenizers.js cannot load it (${(cause as Error).message})`, { cause });
+    }
+    return new Tokenizer(hf, config, complete.added_tokens as Array<{ content: string; special?: boolean }>);
+  }
+
+  private constructor(hf: HfTokenizerApi, config: Record<string, unknown>, addedTokens: Array<{ content: string; special?: boolean }>) {
+    this.hf = hf;
+    this.config = config;
+    let maxId = -1;
+    for (const id of hf.get_vocab(true).values()) maxId = Math.max(maxId, id);
+    this.vocabSize = maxId + 1;
+    // Modern transformers defaults this to false; true would make byte-level decoding lossy.
+    this.cleanUpSpaces = config.clean_up_tokenization_spaces === true;
+
+    const specials = new Set(addedTokens.filter((t) => t.special).map((t) => t.content));
+    const roleId = (role: SpecialRole): number | undefined => {
+      const named = config[`${role}_token`];
+      if (typeof named === 'string') return hf.token_to_id(named);
+      if (named === null) return undefined; // explicitly none
+      const found = CONVENTIONAL_SPECIALS[role].find((t) => specials.has(t));
+      return found === undefined ? undefined : hf.token_to_id(found);
+    };
+    this.bosTokenId = roleId('bos');
+    this.eosTokenId = roleId('eos');
+    this.padTokenId = roleId('pad');
+    this.unkTokenId = roleId('unk');
+    this.clsTokenId = roleId('cls');
+    this.sepTokenId = roleId('sep');
+    this.chatTemplate = pickChatTemplate(config.chat_template);
+  }
+
+  /** Token ids of `text`; with addSpecialTokens (default) the post-processor adds e.g. [CLS]/[SEP]. */
+  encode(text: string, opts: { addSpecialTokens?: boolean } = {}): number[] {
+    return this.hf.encode(text, { add_special_tokens: opts.addSpecialTokens ?? true }).ids;
+  }
+
+  decode(ids: readonly number[], opts: { skipSpecialTokens?: boolean } = {}): string {
+    if (ids.length === 0) return '';
+    for (const id of ids) {
+      if (!Number.isInteger(id) || id < 0 || id >= this.vocabSize) {
+        throw new InputError(`cannot decode token id ${id}: ids must be integers in 0..${this.vocabSize - 1}`);
+      }
+    }
+    return this.hf.decode([...ids], {
+      skip_special_tokens: opts.skipSpecialTokens ?? false,
+      clean_up_tokenization_spaces: this.cleanUpSpaces,
+    });
+  }
+
+  tokenToId(token: string): number | undefined {
+    return this.hf.token_to_id(token);
+  }
+
+  /**
+   * Renders the chat template as transformers' apply_chat_template(tokenize=False) does: the
+   * template sees `messages`, `add_generation_prompt` and the special tokens by name.
+   */
+  applyChatTemplate(messages: ChatMessage[], opts: { addGenerationPrompt?: boolean } = {}): string {
+    if (this.chatTemplate === undefined) {
+      throw new InputError('this tokenizer has no chat_template in tokenizer_config.json; use a chat model\'s tokenizer or format the prompt yourself');
+    }
+    this.compiledTemplate ??= new Template(this.chatTemplate);
+    const specialTokens: Record<string, string> = {};
+    for (const key of ['bos_token', 'eos_token', 'pad_token', 'unk_token', 'cls_token', 'sep_token', 'mask_token']) {
+      const value = this.config[key];
+      if (typeof value === 'string') specialTokens[key] = value;
+    }
+    try {
+      return this.compiledTemplate.render({
+        ...specialTokens,
+        messages,
+        add_generation_prompt: opts.addGenerationPrompt ?? false,
+      });
+    } catch (cause) {
+      throw new InputError(`chat_template failed to render: ${(cause as Error).message}`, { cause });
+    }
+  }
+}
+
+/** Parses a JSON object file; a missing optional file gives undefined. Errors name the file. */
+async function readJsonObject(path: string, required: boolean): Promise<Record<string, unknown> | undefined> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (cause) {
+    if ((cause as NodeJS.ErrnoException).code === 'ENOENT' && !required) return undefined;
+    throw new InputError(`cannot read ${path}: ${(cause as Error).message}; a tokenizer directory needs tokenizer.json (as saved by save_pretrained)`, { cause });
+  }
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (cause) {
+    throw new InputError(`${path} is not valid JSON (${(cause as Error).message})`, { cause });
+  }
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+    throw new InputError(`${path} must hold a JSON object`);
+  }
+  return value as Record<string, unknown>;
+}
+
+/** Replaces {"content": ...} special-token objects by their content, including inside lists. */
+function normalizeConfig(config: Record<string, unknown>): Record<string, unknown> {
+  if (config === null || typeof config !== 'object' || Array.isArray(config)) {
+    throw new InputError('tokenizer_config.json must hold a JSON object');
+  }
+  const content = (v: unknown): unknown =>
+    v !== null && typeof v === 'object' && !Array.isArray(v) && typeof (v as { content?: unknown }).content === 'string'
+      ? (v as { content: string }).content
+      : v;
+  const out: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(config)) {
+    if (key.endsWith('_token')) out[key] = content(value);
+    else if (key === 'additional_special_tokens' && Array.isArray(value)) out[key] = value.map(content);
+    else out[key] = value;
+  }
+  return out;
+}
+
+/** chat_template is a string, or on some hub models a list of {name, template}; take "default". */
+function pickChatTemplate(value: unknown): string | undefined {
+  if (typeof value === 'string') return value;
+  if (Array.isArray(value)) {
+    const named = value as Array<{ name?: unknown; template?: unknown }>;
+    const chosen = named.find((t) => t.name === 'default') ?? named[0];
+    return typeof chosen?.template === 'string' ? chosen.template : undefined;
+  }
+  return undefined;
+}
