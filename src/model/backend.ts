@@ -11,6 +11,9 @@
 import { createRequire } from 'node:module';
 import { dirname, sep } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
+// tfjs-core's node bundle registers no gradients; the umbrella package's bundle does (its ESM files
+// cannot load in Node: they import directories).
+import '@tensorflow/tfjs';
 import { BackendError } from '../errors.ts';
 
 export const BACKENDS = ['tensorflow-gpu', 'tensorflow', 'wasm', 'cpu'] as const;
