@@ -12,7 +12,7 @@
  * Reading: the header is read and every entry checked against the real file size before any tensor
  * memory is allocated, so a hostile header cannot make us allocate more than the file holds. Then each
  * tensor is read once, at its offset, straight into its own Float32Array (F32: no conversion; F16/BF16:
- * through one reused scratch buffer). Tensors come back in data_offsets order.
+ * through one reused 2 MiB scratch buffer). Tensors come back in data_offsets order.
  *
  * Writing: tensors go into the header and the buffer in the caller's insertion order, all with one
  * dtype. (The reference writer sorts by dtype alignment, then name; with a single dtype per file that
@@ -50,7 +50,8 @@ const DEFAULT_MAX_SHARD_BYTES = 2 * 1024 ** 3;
 const MAX_HEADER_BYTES = 100_000_000;
 /** Keep single read/write calls below the 2 GiB that Linux moves per syscall. */
 const MAX_IO_BYTES = 1 << 30;
-const ENCODE_CHUNK = 1 << 20;
+/** Elements per F16/BF16 conversion chunk (2 MiB of 16-bit values), reading and writing. */
+const HALF_CHUNK = 1 << 20;
 
 const STORED_BYTES: Record<StoredDType, number> = { F32: 4, F16: 2, BF16: 2 };
 /** Bits per element of every dtype the reference knows; only F32/F16/BF16 can be loaded. */
@@ -98,7 +99,8 @@ export async function readSafetensors(path: string): Promise<SafetensorsContents
 
     const tensors = new Map<string, HostTensor>();
     const dtypes = new Map<string, StoredDType>();
-    let scratch = new Uint8Array(0); // reused for F16/BF16 bytes; a fresh buffer, so 2-byte aligned
+    // F16/BF16 bytes pass through one bounded scratch buffer (fresh, so 2-byte aligned for Uint16Array).
+    const scratch = new Uint16Array(HALF_CHUNK);
     for (const e of entries) {
       const dtype = e.dtype as StoredDType;
       const data = new Float32Array(e.numel);
@@ -107,12 +109,13 @@ export async function readSafetensors(path: string): Promise<SafetensorsContents
         // Reading into the tensor's own buffer: no copy and no alignment question.
         await readExactly(fh, new Uint8Array(data.buffer), position, path, e.name);
       } else {
-        const nbytes = e.end - e.begin;
-        if (scratch.byteLength < nbytes) scratch = new Uint8Array(nbytes);
-        await readExactly(fh, scratch.subarray(0, nbytes), position, path, e.name);
-        const bits = new Uint16Array(scratch.buffer, 0, e.numel);
-        if (dtype === 'F16') decodeF16Array(bits, data);
-        else decodeBf16Array(bits, data);
+        for (let i = 0; i < e.numel; i += HALF_CHUNK) {
+          const bits = scratch.subarray(0, Math.min(HALF_CHUNK, e.numel - i));
+          await readExactly(fh, new Uint8Array(bits.buffer, 0, bits.byteLength), position + 2 * i, path, e.name);
+          const out = data.subarray(i, i + bits.length);
+          if (dtype === 'F16') decodeF16Array(bits, out);
+          else decodeBf16Array(bits, out);
+        }
       }
       tensors.set(e.name, { shape: e.shape, data });
       dtypes.set(e.name, dtype);
@@ -339,14 +342,14 @@ async function writePlanned(path: string, planned: Planned[], dtype: StoredDType
   await writeAtomically(path, async (fh) => {
     await writeAll(fh, prefix);
     await writeAll(fh, header);
-    const scratch = dtype === 'F32' ? undefined : new Uint16Array(ENCODE_CHUNK);
+    const scratch = dtype === 'F32' ? undefined : new Uint16Array(HALF_CHUNK);
     for (const { data } of planned) {
       if (scratch === undefined) {
         await writeAll(fh, new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
         continue;
       }
-      for (let i = 0; i < data.length; i += ENCODE_CHUNK) {
-        const src = data.subarray(i, Math.min(i + ENCODE_CHUNK, data.length));
+      for (let i = 0; i < data.length; i += HALF_CHUNK) {
+        const src = data.subarray(i, Math.min(i + HALF_CHUNK, data.length));
         const dst = scratch.subarray(0, src.length);
         if (dtype === 'F16') encodeF16Array(src, dst);
         else encodeBf16Array(src, dst);

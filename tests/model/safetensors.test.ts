@@ -328,6 +328,27 @@ describe('safetensors files', () => {
     }
   });
 
+  it('converts F16/BF16 tensors longer than one 2^20-element conversion chunk', async (t) => {
+    const dir = await tempDir(t);
+    const n = (1 << 20) * 2 + 3;
+    const data = new Float32Array(n);
+    for (let i = 0; i < n; i++) data[i] = ((i % 4099) - 2049) * 0.37;
+    for (const dtype of ['F16', 'BF16'] as const) {
+      const path = join(dir, `${dtype}.safetensors`);
+      await writeSafetensors(path, [['head', tensor([1], [0.5])], ['big', { shape: [n], data }]], { dtype });
+      const raw = parseRaw(await readFile(path));
+      const got = (await readSafetensors(path)).tensors.get('big')!.data;
+      const [encode, decode] = dtype === 'F16' ? [f32ToF16, f16ToF32] : [f32ToBf16, bf16ToF32];
+      for (const i of [0, (1 << 20) - 1, 1 << 20, (1 << 21) + 1, n - 1]) {
+        assert.equal(raw.data.getUint16(2 + 2 * i, true), encode(data[i]!), `stored ${dtype} [${i}]`);
+        assert.equal(got[i], decode(encode(data[i]!)), `read ${dtype} [${i}]`);
+      }
+      let mismatches = 0;
+      for (let i = 0; i < n; i++) if (got[i] !== decode(raw.data.getUint16(2 + 2 * i, true))) mismatches++;
+      assert.equal(mismatches, 0);
+    }
+  });
+
   it('keeps NaN payload bits NaN when writing BF16', async (t) => {
     const path = join(await tempDir(t), 'nan.safetensors');
     await writeSafetensors(path, [['n', { shape: [2], data: f32FromBits(0x7f800001, 0xff800001) }]], { dtype: 'BF16' });
