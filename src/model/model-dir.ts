@@ -12,7 +12,7 @@ import { configFromHF, configToHF, taskFromArchitectures, type ModelConfig, type
 import { Model, paramSpecs } from './model.ts';
 import { initialValues } from './params.ts';
 import { readModelWeights, writeModelWeights, type HostTensor, type StoredDType } from './safetensors.ts';
-import { hfToInternal, internalToHF } from './weights.ts';
+import { hfToInternal, internalToHF, isIgnoredKey } from './weights.ts';
 
 export const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json'] as const;
 
@@ -59,6 +59,11 @@ export async function loadModel(dir: string, opts: LoadOptions = {}): Promise<Lo
   }
   const specs = paramSpecs(config, task);
   const weights = await readModelWeights(dir);
+  const unloadable = [...weights.skipped].filter(([name]) => !isIgnoredKey(config.family, name));
+  if (unloadable.length) {
+    const names = unloadable.map(([n, d]) => `${n} (${d})`).join(', ');
+    throw new InputError(`${dir}: tensors ${names} have dtypes ringtune cannot load; weights must be F32, F16 or BF16`);
+  }
   const loaded = hfToInternal(config, specs, weights.tensors, dir);
   // A head with another label count is a new head: the checkpoint's one is dropped.
   const rng = new Rng(opts.seed ?? 0);

@@ -41,6 +41,11 @@ export interface SafetensorsContents {
   dtypes: Map<string, StoredDType>;
   /** `__metadata__` (string -> string); {} if absent. */
   metadata: Record<string, string>;
+  /**
+   * Tensors of other dtypes (I64 position_ids, BOOL mask buffers, ...), name -> dtype. They are not
+   * loaded; the model's key table decides whether they are harmless buffers or an error.
+   */
+  skipped: Map<string, string>;
 }
 
 export const SINGLE_FILE = 'model.safetensors';
@@ -88,20 +93,13 @@ export async function readSafetensors(path: string): Promise<SafetensorsContents
     const { size } = await fh.stat();
     const { entries, metadata, dataStart } = await readHeader(fh, size, path);
 
-    const unsupported = entries.filter((e) => !(e.dtype in STORED_BYTES));
-    if (unsupported.length > 0) {
-      const list = unsupported.map((e) => `"${e.name}" (${e.dtype})`).join(', ');
-      throw new InputError(
-        `${path}: tensor ${list} cannot be loaded: ringtune reads only F32, F16 and BF16 tensors. ` +
-          'Drop non-float buffers (e.g. position_ids) from the checkpoint or convert them to a float dtype.',
-      );
-    }
-
+    const skipped = new Map(entries.filter((e) => !(e.dtype in STORED_BYTES)).map((e) => [e.name, e.dtype]));
     const tensors = new Map<string, HostTensor>();
     const dtypes = new Map<string, StoredDType>();
     // F16/BF16 bytes pass through one bounded scratch buffer (fresh, so 2-byte aligned for Uint16Array).
     const scratch = new Uint16Array(HALF_CHUNK);
     for (const e of entries) {
+      if (skipped.has(e.name)) continue;
       const dtype = e.dtype as StoredDType;
       const data = new Float32Array(e.numel);
       const position = dataStart + e.begin;
@@ -120,7 +118,7 @@ export async function readSafetensors(path: string): Promise<SafetensorsContents
       tensors.set(e.name, { shape: e.shape, data });
       dtypes.set(e.name, dtype);
     }
-    return { tensors, dtypes, metadata };
+    return { tensors, dtypes, metadata, skipped };
   } finally {
     await fh.close();
   }
@@ -423,7 +421,7 @@ export async function readModelWeights(dir: string): Promise<SafetensorsContents
   for (const file of shardFiles) if (!(await exists(join(dir, file)))) missing.push(`"${file}" (holds "${byShard.get(file)![0]}")`);
   if (missing.length > 0) throw corrupt(indexPath, `shard file ${missing.join(', ')} listed in weight_map is missing`);
 
-  const out: SafetensorsContents = { tensors: new Map(), dtypes: new Map(), metadata: {} };
+  const out: SafetensorsContents = { tensors: new Map(), dtypes: new Map(), metadata: {}, skipped: new Map() };
   const foundIn = new Map<string, string>();
   for (const file of shardFiles) {
     const shardPath = join(dir, file);
@@ -438,8 +436,12 @@ export async function readModelWeights(dir: string): Promise<SafetensorsContents
       out.tensors.set(name, tensor);
       out.dtypes.set(name, shard.dtypes.get(name)!);
     }
+    for (const [name, dtype] of shard.skipped) {
+      if (weightMap.get(name) !== file) throw corrupt(shardPath, `is in this shard but ${indexPath} maps it elsewhere or not at all`, name);
+      out.skipped.set(name, dtype);
+    }
     for (const name of byShard.get(file)!) {
-      if (!shard.tensors.has(name)) throw corrupt(shardPath, `is listed for this shard in ${indexPath} but the shard does not contain it`, name);
+      if (!shard.tensors.has(name) && !shard.skipped.has(name)) throw corrupt(shardPath, `is listed for this shard in ${indexPath} but the shard does not contain it`, name);
     }
     out.metadata = { ...shard.metadata, ...out.metadata }; // shards normally agree; the first one wins
   }

@@ -79,6 +79,13 @@ function concatCols(parts: HostTensor[]): HostTensor {
   return { shape: parts[0].shape.length === 2 ? [rows, total] : [total], data: out };
 }
 
+/** Buffers and heads that carry no trainable state (position_ids, old attention-mask buffers, cls.*). */
+export function isIgnoredKey(family: Family, key: string): boolean {
+  const table = KEY_TABLES[family];
+  const body = key.startsWith(table.prefix) ? key.slice(table.prefix.length) : key;
+  return table.ignore.some((re) => re.test(body) || re.test(key));
+}
+
 export interface LoadedWeights {
   tensors: Map<string, HostTensor>;
   /** Head parameters the checkpoint did not have (a base model loaded for a new task): init them. */
@@ -105,7 +112,7 @@ export function hfToInternal(cfg: ModelConfig, specList: readonly ParamSpec[], h
     const body = key.startsWith(table.prefix) ? key.slice(table.prefix.length) : key;
     const rule = byTop.get(key) ?? byBody.get(body);
     if (!rule) {
-      if (allTop.has(key) || table.ignore.some((re) => re.test(body) || re.test(key))) ignored.push(key);
+      if (allTop.has(key) || isIgnoredKey(cfg.family, key)) ignored.push(key);
       else unknown.push(key);
       continue;
     }
