@@ -1,0 +1,110 @@
+/**
+ * How a buffer of `length` float32 elements is cut for the ring: N chunks (one per rank) whose
+ * lengths differ by at most one, each split into messages ("parts") of at most `maxElements`.
+ *
+ * Worked example, length 7, N = 3: base = 2, extra = 1 -> chunk 0 = [0, 3), 1 = [3, 5), 2 = [5, 7).
+ * Every chunk has at least one part, even an empty one (length < N, or length 0): the ring then still
+ * exchanges one (empty) message per round, so an all-reduce of nothing is a real barrier and both
+ * neighbours agree on the message sequence without special cases.
+ */
+
+export interface Range {
+  /** First element (inclusive). */
+  readonly start: number;
+  /** One past the last element. */
+  readonly end: number;
+}
+
+/** Element range of chunk `chunk` of a `length`-element buffer cut into `worldSize` chunks. */
+export function chunkRange(length: number, worldSize: number, chunk: number): Range {
+  const base = Math.floor(length / worldSize);
+  const extra = length % worldSize; // the first `extra` chunks get one more element
+  const start = chunk * base + Math.min(chunk, extra);
+  return { start, end: start + base + (chunk < extra ? 1 : 0) };
+}
+
+/** Number of messages chunk `range` is sent in: ceil(len / maxElements), at least 1. */
+export function partCount(range: Range, maxElements: number): number {
+  return Math.max(1, Math.ceil((range.end - range.start) / maxElements));
+}
+
+/** Element range of message `part` of chunk `range`. */
+export function partRange(range: Range, maxElements: number, part: number): Range {
+  const start = Math.min(range.start + part * maxElements, range.end);
+  return { start, end: Math.min(start + maxElements, range.end) };
+}
+
+/** Euclidean modulo: ((a % n) + n) % n, for ring arithmetic on ranks and chunks. */
+export function mod(a: number, n: number): number {
+  return ((a % n) + n) % n;
+}
+
+/**
+ * The ring schedule for rank `rank` of `worldSize`: 2(N-1) rounds. Round s < N-1 is reduce-scatter
+ * round s, round s >= N-1 is all-gather round s-(N-1). Follows gloo's allreduce_ring.h:
+ *   reduce-scatter round r: send chunk (rank - r), receive chunk (rank - r - 1) and add it in;
+ *     after N-1 rounds rank owns the full sum of chunk (rank + 1).
+ *   all-gather round r:     send chunk (rank + 1 - r), receive chunk (rank - r) and copy it.
+ * The chunk sent in round s is always the chunk received in round s-1: the ring is one pipeline,
+ * which is what lets message p of round s leave as soon as message p of round s-1 has arrived.
+ */
+export class RingSchedule {
+  readonly rounds: number;
+  /** Message index (in receive order) at which each round starts; the last entry is the total. */
+  private readonly roundStart: number[];
+  private readonly chunkRanges: Range[];
+
+  constructor(
+    readonly rank: number,
+    readonly worldSize: number,
+    readonly length: number,
+    readonly maxElements: number,
+  ) {
+    if (!Number.isInteger(maxElements) || maxElements < 1) throw new RangeError(`maxElements ${maxElements} < 1`);
+    this.rounds = 2 * (worldSize - 1);
+    this.chunkRanges = Array.from({ length: worldSize }, (_, c) => chunkRange(length, worldSize, c));
+    this.roundStart = [0];
+    for (let s = 0; s < this.rounds; s++) {
+      this.roundStart.push(this.roundStart[s]! + partCount(this.recvRange(s), maxElements));
+    }
+  }
+
+  /** True for reduce-scatter rounds (received data is added), false for all-gather (copied). */
+  isReduce(round: number): boolean {
+    return round < this.worldSize - 1;
+  }
+
+  /** Chunk this rank sends in `round`. */
+  sendChunk(round: number): number {
+    const n = this.worldSize;
+    return this.isReduce(round) ? mod(this.rank - round, n) : mod(this.rank + 1 - (round - (n - 1)), n);
+  }
+
+  /** Chunk this rank receives in `round` (== sendChunk(round + 1)). */
+  recvChunk(round: number): number {
+    const n = this.worldSize;
+    return this.isReduce(round) ? mod(this.rank - round - 1, n) : mod(this.rank - (round - (n - 1)), n);
+  }
+
+  range(chunk: number): Range {
+    return this.chunkRanges[chunk]!;
+  }
+
+  sendRange(round: number): Range {
+    return this.chunkRanges[this.sendChunk(round)]!;
+  }
+
+  recvRange(round: number): Range {
+    return this.chunkRanges[this.recvChunk(round)]!;
+  }
+
+  /** Receive-order index of message `part` of round `round`. */
+  recvIndex(round: number, part: number): number {
+    return this.roundStart[round]! + part;
+  }
+
+  /** Total number of messages received (and sent) in one collective. */
+  get totalMessages(): number {
+    return this.roundStart[this.rounds]!;
+  }
+}

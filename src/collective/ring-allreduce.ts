@@ -1,0 +1,179 @@
+/**
+ * Ring all-reduce over an abstract left/right peer: no transport, no gRPC. After
+ * facebookincubator/gloo `allreduce_ring.h` and Baidu's ring all-reduce (Gibiansky 2017):
+ *
+ *   buffer of L float32 values, N ranks, cut into N chunks (chunks.ts), chunk c ~ L/N values.
+ *   1. reduce-scatter, rounds 0..N-2: send chunk (rank - r) right, receive chunk (rank - r - 1) from
+ *      the left and add it into our copy. After N-1 rounds rank owns the full sum of chunk rank+1.
+ *   2. all-gather, rounds N-1..2N-3: send the owned chunk around the ring; every receiver *copies*
+ *      what it receives, so every rank ends with the owner's bytes (bit-identical replicas).
+ *   Each rank sends 2(N-1)/N * L values in total, which is optimal for a ring (hence NCCL's "bus
+ *   bandwidth" = 2(N-1)/N * S / t).
+ *
+ * Pipelining. Chunks are split into messages (parts) of at most maxElementsPerMessage values. The
+ * chunk sent in round s is the chunk received in round s-1 (RingSchedule), so part p of round s can
+ * leave as soon as part p of round s-1 has arrived and been added: a send loop and a receive loop run
+ * concurrently and meet only at that dependency. The receive loop never waits on sending, so the ring
+ * cannot deadlock however little buffering the transport has.
+ *
+ * Lossy codecs. The owner rounds its fully reduced chunk through the codec before sending it in the
+ * first all-gather round (codec.roundTrip), so it keeps exactly the values the others decode.
+ */
+import { mod, partCount, partRange, RingSchedule } from './chunks.ts';
+import type { WireCodec } from './codecs.ts';
+import { RingProtocolError } from './errors.ts';
+
+/** Where a message belongs: collective `step`, `round` 0..2N-3, `chunk` 0..N-1, `part` in the chunk. */
+export interface ChunkHeader {
+  readonly step: number;
+  readonly round: number;
+  readonly chunk: number;
+  readonly part: number;
+}
+
+export interface IncomingChunk extends ChunkHeader {
+  readonly codec: WireCodec;
+  /** Number of float values encoded in payload. */
+  readonly elements: number;
+  /** Encoded values; byteOffset is a multiple of 4; valid until the next receive(). */
+  readonly payload: Uint8Array;
+}
+
+/**
+ * The two neighbours of one rank, as the algorithm sees them. Implementations: grpc-peer.ts (real
+ * sockets) and memory-peer.ts (tests). Contract: messages from the left arrive in the order the left
+ * neighbour sent them; messages for other jobs, stale steps or other senders never reach receive().
+ */
+export interface RingPeer {
+  /**
+   * Encode `values` with `codec` and queue it for the right neighbour. Resolves once the values are
+   * copied out (the caller may then overwrite them); waits while the transport is full (backpressure).
+   */
+  send(header: ChunkHeader, values: Float32Array, codec: WireCodec): Promise<void>;
+  /** The next message of collective `step` from the left neighbour. */
+  receive(step: number): Promise<IncomingChunk>;
+  /** Fail every pending and later send/receive with `reason` (called on the first error). */
+  abort(reason: Error): void;
+}
+
+export type ReduceOp = 'sum' | 'mean';
+
+export interface RingAllReduceOptions {
+  readonly rank: number;
+  readonly worldSize: number;
+  readonly step: number;
+  readonly op: ReduceOp;
+  readonly codec: WireCodec;
+  readonly maxElementsPerMessage: number;
+  /** Updated with the round being received, so a timeout can say where the ring stopped. */
+  readonly progress?: { round: number | null };
+}
+
+/** In-place all-reduce of `buf` across the ring; every rank ends with bit-identical contents. */
+export async function ringAllReduce(peer: RingPeer, buf: Float32Array, opts: RingAllReduceOptions): Promise<void> {
+  const { rank, worldSize: n, step, codec } = opts;
+  const maxElements = opts.maxElementsPerMessage;
+  if (n > 1) {
+    const schedule = new RingSchedule(rank, n, buf.length, maxElements);
+    const ready = new Countdown();
+
+    // Receive loop: rounds in order, parts in order; add (reduce-scatter) or copy (all-gather).
+    const receiveAll = async (): Promise<void> => {
+      for (let round = 0; round < schedule.rounds; round++) {
+        if (opts.progress) opts.progress.round = round;
+        const chunk = schedule.recvChunk(round);
+        const range = schedule.range(chunk);
+        for (let part = 0; part < partCount(range, maxElements); part++) {
+          const msg = await peer.receive(step);
+          const { start, end } = partRange(range, maxElements, part);
+          expectHeader(msg, { step, round, chunk, part }, end - start, codec, mod(rank - 1, n));
+          const dst = buf.subarray(start, end);
+          if (schedule.isReduce(round)) codec.accumulate(msg.payload, dst);
+          else codec.decode(msg.payload, dst);
+          ready.advance(); // message schedule.recvIndex(round, part) is now final for this round
+        }
+      }
+    };
+
+    // Send loop: part p of round s waits only for part p of round s-1 (same chunk, see chunks.ts).
+    const sendAll = async (): Promise<void> => {
+      for (let round = 0; round < schedule.rounds; round++) {
+        const chunk = schedule.sendChunk(round);
+        const range = schedule.range(chunk);
+        for (let part = 0; part < partCount(range, maxElements); part++) {
+          if (round > 0) await ready.reach(schedule.recvIndex(round - 1, part) + 1);
+          const { start, end } = partRange(range, maxElements, part);
+          const values = buf.subarray(start, end);
+          // First all-gather round: we own this fully reduced chunk; keep what the others will get.
+          if (round === n - 1) codec.roundTrip(values);
+          await peer.send({ step, round, chunk, part }, values, codec);
+        }
+      }
+    };
+
+    let failed = false;
+    const fail = (err: unknown): never => {
+      if (!failed) {
+        failed = true;
+        const reason = err instanceof Error ? err : new Error(String(err));
+        ready.fail(reason);
+        peer.abort(reason);
+      }
+      throw err;
+    };
+    await Promise.all([receiveAll().catch(fail), sendAll().catch(fail)]);
+  }
+  if (opts.progress) opts.progress.round = null;
+  if (opts.op === 'mean') {
+    // Same arithmetic on bit-identical sums, so the means stay bit-identical too.
+    for (let i = 0; i < buf.length; i++) buf[i]! /= n;
+  }
+}
+
+function expectHeader(msg: IncomingChunk, want: ChunkHeader, elements: number, codec: WireCodec, left: number): void {
+  if (
+    msg.step !== want.step ||
+    msg.round !== want.round ||
+    msg.chunk !== want.chunk ||
+    msg.part !== want.part ||
+    msg.elements !== elements ||
+    msg.codec !== codec
+  ) {
+    throw new RingProtocolError(
+      `rank ${left} sent step ${msg.step} round ${msg.round} chunk ${msg.chunk} part ${msg.part} ` +
+        `(${msg.elements} ${msg.codec.name} values) but step ${want.step} round ${want.round} chunk ` +
+        `${want.chunk} part ${want.part} (${elements} ${codec.name} values) was due: the ranks disagree ` +
+        `on buffer length, codec or step; every rank must call allReduce with the same arguments.`,
+    );
+  }
+}
+
+/** A monotone counter the send loop can wait on; fails all waiters once the collective fails. */
+class Countdown {
+  private count = 0;
+  private target = 0;
+  private waiter: { resolve: () => void; reject: (e: Error) => void } | null = null;
+  private error: Error | null = null;
+
+  advance(): void {
+    this.count++;
+    if (this.waiter && this.count >= this.target) {
+      const w = this.waiter;
+      this.waiter = null;
+      w.resolve();
+    }
+  }
+
+  reach(target: number): Promise<void> {
+    if (this.error) return Promise.reject(this.error);
+    if (this.count >= target) return Promise.resolve();
+    this.target = target;
+    return new Promise((resolve, reject) => (this.waiter = { resolve, reject }));
+  }
+
+  fail(err: Error): void {
+    this.error = err;
+    this.waiter?.reject(err);
+    this.waiter = null;
+  }
+}
