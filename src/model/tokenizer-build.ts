@@ -15,26 +15,16 @@
  * and tokenizers.js agree on their ids. The total is always exactly vocabSize ids, 0..vocabSize-1,
  * so a model's embedding table can be sized from it.
  */
-import { mkdir, rename, writeFile } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { Tokenizer as HfTokenizer } from '@huggingface/tokenizers';
 import { InputError } from '../errors.ts';
 import { learnBpe } from './bpe-train.ts';
+import { addedToken, addedTokensDecoder, checkVocabSize, orderedVocab, reservedNames, type BuiltTokenizer, type TokenizerRoles } from './tokenizer-json.ts';
+import { buildWordPiece } from './wordpiece-build.ts';
 
-export type BuiltTokenizer = { tokenizerJson: object; tokenizerConfig: object; specialTokensMap: object };
+export { buildWordPiece, BERT_SPECIALS } from './wordpiece-build.ts';
+export { writeTokenizerFiles, toJsonText, type BuiltTokenizer, type TokenizerRoles } from './tokenizer-json.ts';
+
 export type TokenizerFamily = 'gpt2' | 'llama' | 'bert';
-
-/** Special-token roles and metadata written to tokenizer_config.json / special_tokens_map.json. */
-export interface TokenizerRoles {
-  bosToken?: string;
-  eosToken?: string;
-  padToken?: string;
-  unkToken?: string;
-  chatTemplate?: string;
-  tokenizerClass?: string;
-  modelMaxLength?: number;
-}
 
 export const DEFAULT_CORPUS_URL = new URL('../../assets/corpus/general.txt', import.meta.url);
 
@@ -141,115 +131,6 @@ export function buildByteLevelBpe(
 }
 
 // ---------------------------------------------------------------------------------------------
-// WordPiece (BERT)
-
-export const BERT_SPECIALS = ['[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]'] as const;
-const BERT_NORMALIZER_CONFIG = { type: 'BertNormalizer', clean_text: true, handle_chinese_chars: true, strip_accents: null, lowercase: true };
-
-/**
- * BERT-style WordPiece. The vocabulary is learned the way the Rust WordPieceTrainer does it: BPE
- * over the normalized, pre-tokenized words where every non-initial character carries the "##"
- * prefix, so merges produce whole words ("the"), word starts ("comp") and continuations ("##ing").
- * The alphabet is every character seen, in both forms; if that alone would not fit, the rarest
- * characters are left out (they encode as [UNK]).
- */
-export function buildWordPiece(corpus: string, opts: { vocabSize: number } & TokenizerRoles): BuiltTokenizer {
-  const specials: string[] = [...BERT_SPECIALS];
-  checkVocabSize(opts.vocabSize, specials.length + 2, 'WordPiece (5 specials + at least one character)');
-
-  // The same normalizer and pre-tokenizer that encoding runs, so training sees what encode sees.
-  const pipeline = new HfTokenizer(wordPieceJson(new Map(), []), {}) as TextPipeline;
-  const wordCounts = new Map<string, number>();
-  const charCounts = new Map<string, number>();
-  for (const line of corpus.split('\n')) {
-    for (const word of pipeline.pre_tokenizer(pipeline.normalizer(line))) {
-      wordCounts.set(word, (wordCounts.get(word) ?? 0) + 1);
-      for (const ch of word) charCounts.set(ch, (charCounts.get(ch) ?? 0) + 1);
-    }
-  }
-  // Alphabet: most frequent characters first, ties by code point; then sorted by code point.
-  const room = Math.floor((opts.vocabSize - specials.length) / 2);
-  const chars = [...charCounts.entries()]
-    .sort((x, y) => y[1] - x[1] || compareCodePoints(x[0], y[0]))
-    .slice(0, room)
-    .map(([ch]) => ch)
-    .sort(compareCodePoints);
-  const alphabet = [...chars, ...chars.map((ch) => `##${ch}`)];
-
-  const learned = learnBpe(wordCounts, {
-    initialSymbols: alphabet,
-    splitWord: (word) => Array.from(word, (ch, i) => (i === 0 ? ch : `##${ch}`)),
-    join: (a, b) => a + (b.startsWith('##') ? b.slice(2) : b),
-    targetSymbols: opts.vocabSize - specials.length,
-  });
-  const reserved = reservedNames(opts.vocabSize - specials.length - learned.symbols.length, specials, (i) => `[unused${i}]`);
-  const vocab = orderedVocab([...specials, ...learned.symbols, ...reserved]);
-  const addedTokens = specials.map((content) => addedToken(vocab.get(content)!, content));
-  const tokenizerJson = wordPieceJson(vocab, addedTokens);
-  const roles: TokenizerRoles = { unkToken: '[UNK]', padToken: '[PAD]', tokenizerClass: 'BertTokenizer', modelMaxLength: 512, ...opts };
-  const tokenizerConfig = {
-    added_tokens_decoder: addedTokensDecoder(addedTokens),
-    clean_up_tokenization_spaces: true,
-    cls_token: '[CLS]',
-    do_basic_tokenize: true,
-    do_lower_case: true,
-    mask_token: '[MASK]',
-    model_max_length: roles.modelMaxLength,
-    never_split: null,
-    pad_token: roles.padToken,
-    sep_token: '[SEP]',
-    strip_accents: null,
-    tokenize_chinese_chars: true,
-    tokenizer_class: roles.tokenizerClass,
-    unk_token: roles.unkToken,
-    ...(roles.chatTemplate !== undefined ? { chat_template: roles.chatTemplate } : {}),
-  };
-  const specialTokensMap = {
-    cls_token: '[CLS]',
-    mask_token: '[MASK]',
-    pad_token: roles.padToken,
-    sep_token: '[SEP]',
-    unk_token: roles.unkToken,
-  };
-  return { tokenizerJson, tokenizerConfig, specialTokensMap };
-}
-
-/** The parts of a tokenizers.js Tokenizer used to pre-tokenize training text (its typings do not resolve under NodeNext). */
-interface TextPipeline {
-  normalizer: (text: string) => string;
-  pre_tokenizer: (text: string) => string[];
-}
-
-function wordPieceJson(vocab: ReadonlyMap<string, number>, addedTokens: ReadonlyArray<ReturnType<typeof addedToken>>) {
-  const specialEntry = (token: string) => ({ id: token, ids: [vocab.get(token) ?? 0], tokens: [token] });
-  return {
-    version: '1.0',
-    truncation: null,
-    padding: null,
-    added_tokens: addedTokens,
-    normalizer: BERT_NORMALIZER_CONFIG,
-    pre_tokenizer: { type: 'BertPreTokenizer' },
-    post_processor: {
-      type: 'TemplateProcessing',
-      single: [special('[CLS]', 0), sequence('A', 0), special('[SEP]', 0)],
-      pair: [special('[CLS]', 0), sequence('A', 0), special('[SEP]', 0), sequence('B', 1), special('[SEP]', 1)],
-      special_tokens: { '[CLS]': specialEntry('[CLS]'), '[SEP]': specialEntry('[SEP]') },
-    },
-    decoder: { type: 'WordPiece', prefix: '##', cleanup: true },
-    model: {
-      type: 'WordPiece',
-      unk_token: '[UNK]',
-      continuing_subword_prefix: '##',
-      max_input_chars_per_word: 100,
-      vocab: Object.fromEntries(vocab),
-    },
-  };
-}
-
-const special = (id: string, typeId: number) => ({ SpecialToken: { id, type_id: typeId } });
-const sequence = (id: 'A' | 'B', typeId: number) => ({ Sequence: { id, type_id: typeId } });
-
-// ---------------------------------------------------------------------------------------------
 // Family presets
 
 /**
@@ -309,47 +190,7 @@ export function readDefaultCorpus(): string {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Files
-
-/** Writes tokenizer.json, tokenizer_config.json and special_tokens_map.json, each atomically. */
-export async function writeTokenizerFiles(dir: string, built: BuiltTokenizer): Promise<void> {
-  await mkdir(dir, { recursive: true });
-  const files: Array<[string, object]> = [
-    ['tokenizer.json', built.tokenizerJson],
-    ['tokenizer_config.json', built.tokenizerConfig],
-    ['special_tokens_map.json', built.specialTokensMap],
-  ];
-  for (const [name, value] of files) {
-    const path = join(dir, name);
-    const tmp = `${path}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`;
-    await writeFile(tmp, toJsonText(value) + '\n', 'utf8');
-    await rename(tmp, path);
-  }
-}
-
-/**
- * JSON.stringify(value, null, 2), except that `model.vocab` is listed in id order as the Rust
- * library writes it (a JS object would put integer-like keys such as "0".."9" first).
- */
-export function toJsonText(value: object): string {
-  const model = (value as { model?: { vocab?: unknown } }).model;
-  const vocab = model?.vocab;
-  if (vocab === null || typeof vocab !== 'object' || Array.isArray(vocab)) return JSON.stringify(value, null, 2);
-  const marker = '\u0000vocab\u0000';
-  const text = JSON.stringify({ ...value, model: { ...model, vocab: marker } }, null, 2);
-  const entries = Object.entries(vocab as Record<string, number>).sort((x, y) => x[1] - y[1]);
-  const vocabText = `{\n${entries.map(([k, id]) => `      ${JSON.stringify(k)}: ${id}`).join(',\n')}\n    }`;
-  return text.replace(JSON.stringify(marker), () => vocabText);
-}
-
-// ---------------------------------------------------------------------------------------------
 // Helpers
-
-function checkVocabSize(vocabSize: number, minimum: number, what: string): void {
-  if (!Number.isInteger(vocabSize) || vocabSize < minimum) {
-    throw new InputError(`vocabSize ${vocabSize} is too small: ${what} needs at least ${minimum} ids`);
-  }
-}
 
 function uniqueSpecials(tokens: readonly string[]): string[] {
   const seen = new Set<string>();
@@ -366,35 +207,6 @@ function splitOnSpecials(text: string, specials: readonly string[]): string[] {
   if (specials.length === 0) return [text];
   const escaped = [...specials].sort((a, b) => b.length - a.length).map((s) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'));
   return text.split(new RegExp(escaped.join('|'), 'u'));
-}
-
-/** Placeholder names that fill the vocabulary when the corpus has no more pairs to merge. */
-function reservedNames(count: number, taken: readonly string[], name: (i: number) => string): string[] {
-  const out: string[] = [];
-  for (let i = 0; out.length < count; i++) if (!taken.includes(name(i))) out.push(name(i));
-  return out;
-}
-
-function orderedVocab(tokens: readonly string[]): Map<string, number> {
-  const vocab = new Map<string, number>();
-  for (const t of tokens) {
-    if (vocab.has(t)) throw new Error(`internal: token ${JSON.stringify(t)} would get two ids`);
-    vocab.set(t, vocab.size);
-  }
-  return vocab;
-}
-
-function addedToken(id: number, content: string) {
-  return { id, content, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true };
-}
-
-function addedTokensDecoder(added: ReadonlyArray<ReturnType<typeof addedToken>>): Record<string, object> {
-  return Object.fromEntries(
-    added.map(({ id, content, lstrip, normalized, rstrip, single_word, special }) => [
-      String(id),
-      { content, lstrip, normalized, rstrip, single_word, special },
-    ]),
-  );
 }
 
 function roleFields(roles: TokenizerRoles): Record<string, string> {
@@ -420,8 +232,4 @@ function specialTokensMap(roles: TokenizerRoles, specials: readonly string[]): o
   if (extra.length > 0) out.additional_special_tokens = extra;
   for (const [key, value] of Object.entries(roleFields(roles))) out[key] = entry(value);
   return out;
-}
-
-function compareCodePoints(a: string, b: string): number {
-  return a.codePointAt(0)! - b.codePointAt(0)!;
 }
