@@ -1,0 +1,68 @@
+/**
+ * AdamW (Loshchilov & Hutter 2019, as torch.optim.AdamW) over one flat float32 parameter buffer:
+ *   theta <- theta - lr * lambda * theta                      (decoupled decay, only where decay[i])
+ *   m <- b1 m + (1 - b1) g;   v <- b2 v + (1 - b2) g^2
+ *   theta <- theta - lr * (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps)
+ * Flat host buffers because the gradients arrive flat from the ring all-reduce; every replica runs the
+ * same loop on the same numbers, so replicas stay bit-identical. Moments are float32 like torch's.
+ */
+export interface AdamWConfig {
+  beta1: number;
+  beta2: number;
+  eps: number;
+  weightDecay: number;
+}
+
+export const ADAMW_DEFAULTS: AdamWConfig = { beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01 };
+
+export interface AdamWState {
+  step: number;
+  m: Float32Array;
+  v: Float32Array;
+}
+
+export class AdamW {
+  readonly m: Float32Array;
+  readonly v: Float32Array;
+  step = 0;
+
+  /** decay[i] = 1 where weight decay applies (matrices, embeddings), 0 for biases and norm gains. */
+  constructor(readonly size: number, readonly config: AdamWConfig, readonly decay: Uint8Array) {
+    if (decay.length !== size) throw new RangeError(`decay mask has ${decay.length} entries for ${size} parameters`);
+    this.m = new Float32Array(size);
+    this.v = new Float32Array(size);
+  }
+
+  /** One update in place. `grads` is the (already averaged and clipped) gradient. */
+  update(params: Float32Array, grads: Float32Array, lr: number): void {
+    const { beta1: b1, beta2: b2, eps, weightDecay } = this.config;
+    this.step += 1;
+    const bc1 = 1 - Math.pow(b1, this.step);
+    const bc2 = 1 - Math.pow(b2, this.step);
+    const stepSize = lr / bc1;
+    const sqrtBc2 = Math.sqrt(bc2);
+    const decayFactor = 1 - lr * weightDecay;
+    const { m, v, decay } = this;
+    for (let i = 0; i < params.length; i++) {
+      const g = grads[i];
+      const p = decay[i] ? params[i] * decayFactor : params[i];
+      const mi = (m[i] = b1 * m[i] + (1 - b1) * g);
+      const vi = (v[i] = b2 * v[i] + (1 - b2) * g * g);
+      // torch: denom = sqrt(v) / sqrt(bc2) + eps; theta -= (lr / bc1) * m / denom
+      params[i] = p - (stepSize * mi) / (Math.sqrt(vi) / sqrtBc2 + eps);
+    }
+  }
+
+  state(): AdamWState {
+    return { step: this.step, m: this.m, v: this.v };
+  }
+
+  restore(s: AdamWState): void {
+    if (s.m.length !== this.size || s.v.length !== this.size) {
+      throw new RangeError(`optimizer state has ${s.m.length} moments for ${this.size} parameters`);
+    }
+    this.m.set(s.m);
+    this.v.set(s.v);
+    this.step = s.step;
+  }
+}

@@ -1,0 +1,64 @@
+/**
+ * One flat float32 view of a model's trainable parameters and gradients, in spec order. The buffers
+ * are allocated once: fresh memory costs ~15 us per page here (notes/machine-perf.md), and the ring
+ * all-reduce sends this buffer as it is.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import type { Model } from '../model/model.ts';
+import { numel } from '../model/params.ts';
+
+export class FlatParams {
+  readonly names: string[];
+  readonly offsets: number[];
+  readonly size: number;
+  readonly params: Float32Array;
+  readonly grads: Float32Array;
+
+  constructor(readonly model: Model) {
+    this.names = model.specs.map((s) => s.name);
+    this.offsets = [];
+    let total = 0;
+    for (const s of model.specs) {
+      this.offsets.push(total);
+      total += numel(s.shape);
+    }
+    this.size = total;
+    this.params = new Float32Array(total);
+    this.grads = new Float32Array(total);
+  }
+
+  /** 1 where weight decay applies: every tensor of rank >= 2 (matrices, embeddings), as nanoGPT does. */
+  decayMask(): Uint8Array {
+    const mask = new Uint8Array(this.size);
+    this.model.specs.forEach((s, k) => {
+      if (s.shape.length >= 2) mask.fill(1, this.offsets[k], this.offsets[k] + numel(s.shape));
+    });
+    return mask;
+  }
+
+  async readParams(): Promise<void> {
+    for (let k = 0; k < this.names.length; k++) {
+      this.params.set((await this.model.params.get(this.names[k])!.data()) as Float32Array, this.offsets[k]);
+    }
+  }
+
+  /** Adds (accumulate) or copies gradients keyed by variable name, as tf.variableGrads returns them. */
+  async readGrads(grads: tf.NamedTensorMap, accumulate: boolean): Promise<void> {
+    for (let k = 0; k < this.names.length; k++) {
+      const g = grads[this.model.params.get(this.names[k])!.name];
+      const data = (await g.data()) as Float32Array;
+      const dst = this.grads.subarray(this.offsets[k], this.offsets[k] + data.length);
+      if (accumulate) for (let i = 0; i < data.length; i++) dst[i] += data[i];
+      else dst.set(data);
+    }
+  }
+
+  /** Copies the flat parameters back into the model's variables. */
+  writeParams(): void {
+    for (let k = 0; k < this.names.length; k++) {
+      const v = this.model.params.get(this.names[k])!;
+      const values = this.params.subarray(this.offsets[k], this.offsets[k] + numel(v.shape));
+      tf.tidy(() => v.assign(tf.tensor(values, v.shape)));
+    }
+  }
+}
