@@ -64,16 +64,16 @@ export class CollectiveTimeoutError extends RingtuneError {
   }
 }
 
-/** A peer refused us (bad token, other job, wrong neighbour) or could not be reached at connect. */
-export class PeerRejectedError extends RingtuneError {
-  override readonly name: string = 'PeerRejectedError';
+/** connect() failed: a neighbour refused us (token, job, rank) or did not show up in time. */
+export class RingConnectError extends RingtuneError {
+  override readonly name: string = 'RingConnectError';
   constructor(
     readonly rank: number,
     readonly address: string,
     detail: string,
     options?: { cause?: unknown },
   ) {
-    super(`rank ${rank} at ${address} refused the ring connection: ${detail}`, options);
+    super(`ring connection with rank ${rank} (${address}) failed: ${detail}`, options);
   }
 }
 

@@ -1,0 +1,177 @@
+/**
+ * All-reduce benchmark: N separate OS processes on this machine, real gRPC on 127.0.0.1, plus a raw
+ * TCP transfer (node `net`, one stream, 64 MiB) measured in the same run as the ceiling.
+ *
+ *   npm run bench:allreduce                       # N = 2, 4; 1, 4, 16, 64 MiB; fp32 + bf16
+ *   npm run bench:allreduce -- --worlds 2 --sizes 64 --codecs fp32 --reps 9 --message-kib 1024
+ *
+ * Time per collective = the slowest rank's time for that iteration; we quote the median over `reps`
+ * iterations after `warmup`. algbw = S / t, busbw = 2(N-1)/N * S / t (NCCL's definition), with
+ * MB = 10^6 bytes and S the fp32 buffer size whatever the wire codec. Writes bench/results/allreduce.json.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import * as net from 'node:net';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { GrpcRing } from '../src/collective/grpc-ring.ts';
+import type { CodecName } from '../src/collective/codecs.ts';
+
+const MiB = 1 << 20;
+const self = fileURLToPath(import.meta.url);
+
+function flag(name: string, fallback: string): string {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 ? process.argv[i + 1]! : fallback;
+}
+
+interface Plan {
+  peers: string[];
+  sizesMiB: number[];
+  codecs: CodecName[];
+  warmup: number;
+  reps: number;
+}
+
+// ---- worker process: one rank -------------------------------------------------------------------
+async function worker(): Promise<void> {
+  const rank = Number(flag('rank', '0'));
+  const worldSize = Number(flag('world', '2'));
+  const ring = await GrpcRing.create({
+    jobId: 'bench', rank, worldSize, token: 'bench-token',
+    messageBytes: Number(flag('message-kib', '1024')) * 1024, inflightMessages: Number(flag('inflight', '4')),
+  });
+  console.log(`ADDR ${ring.address}`);
+  const lines = createInterface({ input: process.stdin });
+  const plan = JSON.parse((await lines[Symbol.asyncIterator]().next()).value as string) as Plan;
+  await ring.connect(plan.peers);
+  let step = 0;
+  for (const sizeMiB of plan.sizesMiB) {
+    const buf = new Float32Array((sizeMiB * MiB) / 4).fill(1); // allocated and touched once per size
+    for (const codec of plan.codecs) {
+      const times: number[] = [];
+      for (let it = 0; it < plan.warmup + plan.reps; it++) {
+        buf.fill(rank + 1);
+        const t0 = performance.now();
+        await ring.allReduce(buf, { step: step++, op: 'sum', codec, timeoutMs: 120_000 });
+        if (it >= plan.warmup) times.push(performance.now() - t0);
+      }
+      const want = (worldSize * (worldSize + 1)) / 2;
+      if (buf[0] !== want || buf[buf.length - 1] !== want) throw new Error(`wrong result ${buf[0]} != ${want}`);
+      console.log(`RESULT ${JSON.stringify({ sizeMiB, codec, times })}`);
+    }
+  }
+  await ring.close();
+  lines.close();
+}
+
+// ---- raw TCP ceiling ----------------------------------------------------------------------------
+async function tcpSink(): Promise<void> {
+  const total = Number(flag('bytes', String(64 * MiB)));
+  const server = net.createServer((s) => {
+    let got = 0;
+    s.on('data', (b) => {
+      got += b.length;
+      if (got >= total) {
+        got -= total;
+        s.write('k');
+      }
+    });
+  });
+  server.listen(0, '127.0.0.1', () => console.log(`ADDR 127.0.0.1:${(server.address() as net.AddressInfo).port}`));
+  process.stdin.on('end', () => server.close(() => process.exit(0))).resume();
+}
+
+async function tcpCeiling(reps: number): Promise<number[]> {
+  const total = 64 * MiB;
+  const { child, address } = await spawnChild(['--tcp-sink', '--bytes', String(total)]);
+  const [host, port] = address.split(':');
+  const sock = net.connect(Number(port), host!);
+  await new Promise((r) => sock.once('connect', r));
+  const src = Buffer.alloc(MiB, 7);
+  const times: number[] = [];
+  for (let it = 0; it < reps + 1; it++) {
+    const t0 = performance.now();
+    const acked = new Promise((r) => sock.once('data', r));
+    for (let sent = 0; sent < total; sent += MiB) if (!sock.write(src)) await new Promise((r) => sock.once('drain', r));
+    await acked;
+    if (it > 0) times.push(performance.now() - t0);
+  }
+  sock.destroy();
+  child.stdin!.end();
+  await new Promise((r) => child.once('exit', r));
+  return times;
+}
+
+// ---- orchestration ------------------------------------------------------------------------------
+async function spawnChild(args: string[]): Promise<{ child: ChildProcess; address: string; lines: AsyncIterator<string> }> {
+  const child = spawn(process.execPath, ['--import', 'tsx', self, ...args], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const lines = createInterface({ input: child.stdout! })[Symbol.asyncIterator]();
+  const first = (await lines.next()).value as string | undefined;
+  if (!first?.startsWith('ADDR ')) throw new Error(`child ${args.join(' ')} did not report an address`);
+  return { child, address: first.slice(5), lines };
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+}
+
+async function runWorld(n: number, plan: Omit<Plan, 'peers'>, passthrough: string[]) {
+  const kids = await Promise.all(
+    Array.from({ length: n }, (_, rank) => spawnChild(['--worker', '--rank', String(rank), '--world', String(n), ...passthrough])),
+  );
+  const full: Plan = { ...plan, peers: kids.map((k) => k.address) };
+  for (const k of kids) k.child.stdin!.write(`${JSON.stringify(full)}\n`);
+  const perRank = await Promise.all(
+    kids.map(async (k) => {
+      const out: { sizeMiB: number; codec: CodecName; times: number[] }[] = [];
+      for (let r = await k.lines.next(); !r.done; r = await k.lines.next()) {
+        if (r.value.startsWith('RESULT ')) out.push(JSON.parse(r.value.slice(7)));
+      }
+      const code = await new Promise<number | null>((res) => (k.child.exitCode !== null ? res(k.child.exitCode) : k.child.once('exit', res)));
+      if (code !== 0) throw new Error(`rank exited with ${code}`);
+      return out;
+    }),
+  );
+  return perRank[0]!.map((row, i) => {
+    // Per iteration, the collective took as long as its slowest rank.
+    const times = row.times.map((_, it) => Math.max(...perRank.map((r) => r[i]!.times[it]!)));
+    const t = median(times) / 1000;
+    const bytes = row.sizeMiB * MiB;
+    return { worldSize: n, sizeMiB: row.sizeMiB, codec: row.codec, medianMs: t * 1000, algbwMBps: bytes / t / 1e6, busbwMBps: ((2 * (n - 1)) / n) * (bytes / t) / 1e6, timesMs: times };
+  });
+}
+
+async function main(): Promise<void> {
+  const worlds = flag('worlds', '2,4').split(',').map(Number);
+  const sizesMiB = flag('sizes', '1,4,16,64').split(',').map(Number);
+  const codecList = flag('codecs', 'fp32,bf16').split(',') as CodecName[];
+  const reps = Number(flag('reps', '7'));
+  const passthrough = ['--message-kib', flag('message-kib', '1024'), '--inflight', flag('inflight', '4')];
+  const tcpTimes = await tcpCeiling(reps);
+  const tcpMBps = (64 * MiB) / (median(tcpTimes) / 1000) / 1e6;
+  const rows = [];
+  for (const n of worlds) rows.push(...(await runWorld(n, { sizesMiB, codecs: codecList, warmup: 2, reps }, passthrough)));
+  const tcpAfter = (64 * MiB) / (median(await tcpCeiling(reps)) / 1000) / 1e6;
+
+  const pad = (s: string | number, w: number) => String(s).padStart(w);
+  console.log(`raw TCP, 1 stream, 64 MiB: ${tcpMBps.toFixed(0)} MB/s before, ${tcpAfter.toFixed(0)} MB/s after (median of ${reps})`);
+  console.log(`${pad('N', 2)} ${pad('size', 7)} ${pad('codec', 5)} ${pad('median ms', 10)} ${pad('algbw MB/s', 11)} ${pad('busbw MB/s', 11)} ${pad('busbw/TCP', 9)}`);
+  const ceiling = Math.max(tcpMBps, tcpAfter);
+  for (const r of rows) {
+    console.log(
+      `${pad(r.worldSize, 2)} ${pad(`${r.sizeMiB} MiB`, 7)} ${pad(r.codec, 5)} ${pad(r.medianMs.toFixed(1), 10)} ` +
+        `${pad(r.algbwMBps.toFixed(0), 11)} ${pad(r.busbwMBps.toFixed(0), 11)} ${pad((r.busbwMBps / ceiling).toFixed(2), 9)}`,
+    );
+  }
+  const dir = fileURLToPath(new URL('./results/', import.meta.url));
+  mkdirSync(dir, { recursive: true });
+  const out = { when: new Date().toISOString(), command: process.argv.slice(2).join(' '), reps, warmup: 2, messageKiB: Number(passthrough[1]), inflight: Number(passthrough[3]), tcpMBps: { before: tcpMBps, after: tcpAfter }, rows };
+  writeFileSync(`${dir}allreduce.json`, `${JSON.stringify(out, null, 2)}\n`);
+  console.log(`wrote ${dir}allreduce.json`);
+}
+
+if (process.argv.includes('--worker')) await worker();
+else if (process.argv.includes('--tcp-sink')) await tcpSink();
+else await main();

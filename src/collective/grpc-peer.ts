@@ -1,0 +1,233 @@
+/**
+ * RingPeer over gRPC streams: `right` is the Pull call our right neighbour opened on our server (we
+ * write chunks into it), `left` is the Pull call we opened on our left neighbour (we read from it).
+ *
+ * Buffers. `inflight` wire buffers of one message each are allocated once; send() encodes into a
+ * free one and it returns to the pool when grpc-js has written it. So at most `inflight` messages are
+ * queued per link on the sending side; on the receiving side at most INBOX_HIGH decoded messages wait
+ * before we pause the call, which stops HTTP/2 window updates and so stalls the sender (backpressure
+ * end to end, never unbounded buffering). One aligned scratch buffer takes payloads that arrive at an
+ * odd byte offset.
+ *
+ * Validation (every message): job id, sender rank and step. Rejected messages are dropped and
+ * counted in `rejected`; an `abort` message from the left fails this peer with the rank it names and
+ * is passed on to the right, so every rank learns which rank was lost, not just the neighbours.
+ */
+import type * as grpc from '@grpc/grpc-js';
+import { codecByWireId, type WireCodec } from './codecs.ts';
+import { PeerLostError, RingClosedError, RingProtocolError, type CollectiveWhere } from './errors.ts';
+import type { ChunkHeader, IncomingChunk, RingPeer } from './ring-allreduce.ts';
+import type { PullRequest } from './grpc-service.ts';
+import { ChunkEncoder, type DecodedChunk } from './wire.ts';
+
+export interface RejectCounters {
+  /** Messages or calls carrying another job id. */
+  foreignJob: number;
+  /** Messages of a collective that is already over. */
+  staleStep: number;
+  /** Messages or calls from a rank that is not our neighbour. */
+  wrongSender: number;
+  /** Calls without the job token (refused with UNAUTHENTICATED). */
+  badToken: number;
+}
+
+/** Decoded messages held before the left call is paused. */
+const INBOX_HIGH = 4;
+
+export interface GrpcPeerOptions {
+  jobId: string;
+  rank: number;
+  worldSize: number;
+  maxElements: number;
+  inflight: number;
+  /** Shared with the ring's server, which counts refused calls in the same object. */
+  rejected: RejectCounters;
+  /** Where the ring is now (step, round), for error messages. */
+  where: () => CollectiveWhere;
+  /** Called once, with the first error; the ring is broken from then on. */
+  onFailure: (err: Error) => void;
+}
+
+export class GrpcPeer implements RingPeer {
+  readonly rejected: RejectCounters;
+  readonly leftRank: number;
+  readonly rightRank: number;
+  private right: grpc.ServerWritableStream<PullRequest, Uint8Array> | null = null;
+  private left: grpc.ClientReadableStream<DecodedChunk> | null = null;
+  private readonly encoder: ChunkEncoder;
+  private readonly free: Uint8Array[] = [];
+  private readonly abortBuffer: Uint8Array;
+  private readonly scratch: Uint8Array;
+  private roomWaiter: (() => void) | null = null;
+  private readonly inbox: DecodedChunk[] = [];
+  private paused = false;
+  private recvWaiter: { step: number; resolve: (m: IncomingChunk) => void; reject: (e: Error) => void } | null = null;
+  private error: Error | null = null;
+  private closing = false;
+  /** Step of the collective in progress, or null between collectives. */
+  activeStep: number | null = null;
+  lastStep = -1;
+
+  constructor(private readonly o: GrpcPeerOptions) {
+    this.rejected = o.rejected;
+    this.leftRank = (o.rank - 1 + o.worldSize) % o.worldSize;
+    this.rightRank = (o.rank + 1) % o.worldSize;
+    this.encoder = new ChunkEncoder(o.jobId);
+    for (let i = 0; i < o.inflight; i++) this.free.push(new Uint8Array(this.encoder.bufferBytes(o.maxElements)));
+    this.abortBuffer = new Uint8Array(this.encoder.bufferBytes(0) + 2048);
+    this.scratch = new Uint8Array(o.maxElements * 4);
+  }
+
+  get failure(): Error | null {
+    return this.error;
+  }
+
+  /** The right neighbour's Pull call, accepted by the server. */
+  attachRight(call: grpc.ServerWritableStream<PullRequest, Uint8Array>): void {
+    this.right = call;
+    const lost = (what: string) => () =>
+      this.fail(new PeerLostError(this.rightRank, this.o.where(), `its Pull stream from us ${what}`));
+    call.on('cancelled', lost('was cancelled (connection closed)'));
+    call.on('error', lost('failed'));
+  }
+
+  /** Our Pull call on the left neighbour. */
+  attachLeft(call: grpc.ClientReadableStream<DecodedChunk>): void {
+    this.left = call;
+    call.on('data', (m: DecodedChunk) => this.onMessage(m));
+    call.on('error', (e: grpc.ServiceError) =>
+      this.fail(new PeerLostError(this.leftRank, this.o.where(), `our stream from it failed (${e.details || e.message})`, { cause: e })),
+    );
+    call.on('end', () => this.fail(new PeerLostError(this.leftRank, this.o.where(), 'it ended its stream to us')));
+  }
+
+  async send(header: ChunkHeader, values: Float32Array, codec: WireCodec): Promise<void> {
+    while (this.free.length === 0 && !this.error) await new Promise<void>((resolve) => (this.roomWaiter = resolve));
+    if (this.error) throw this.error;
+    const buf = this.free.pop()!;
+    const fields = { ...header, rank: this.o.rank, codec: codec.wireId, elements: values.length, abort: false, lostRank: 0, reason: '' };
+    const msg = this.encoder.encode(buf, fields, values, codec);
+    // The write callback fires once grpc-js has handed the bytes to HTTP/2; only then is buf reusable.
+    this.right!.write(msg, () => {
+      this.free.push(buf);
+      const wake = this.roomWaiter;
+      this.roomWaiter = null;
+      wake?.();
+    });
+  }
+
+  receive(step: number): Promise<IncomingChunk> {
+    for (;;) {
+      if (this.error) return Promise.reject(this.error);
+      const m = this.inbox.shift();
+      if (!m) return new Promise((resolve, reject) => (this.recvWaiter = { step, resolve, reject }));
+      this.maybeResume();
+      if (m.step < step) {
+        this.rejected.staleStep++;
+        continue;
+      }
+      return Promise.resolve(this.toIncoming(m));
+    }
+  }
+
+  abort(reason: Error): void {
+    this.fail(reason);
+  }
+
+  /** Stop quietly (close() of the ring): no more PeerLost errors from closing streams. */
+  close(): void {
+    this.closing = true;
+    this.fail(new RingClosedError(`rank ${this.o.rank}: the ring was closed`));
+    this.right?.end();
+    this.left?.cancel();
+  }
+
+  private onMessage(m: DecodedChunk): void {
+    if (m.jobId !== this.o.jobId) {
+      this.rejected.foreignJob++;
+      return;
+    }
+    if (m.rank !== this.leftRank) {
+      this.rejected.wrongSender++;
+      return;
+    }
+    if (m.abort) {
+      const detail = `rank ${m.rank} gave up on the ring: ${m.reason || 'no reason given'}`;
+      this.fail(new PeerLostError(m.lostRank, this.o.where(), detail));
+      return;
+    }
+    const current = this.activeStep ?? this.lastStep + 1;
+    if (m.step < current) {
+      this.rejected.staleStep++;
+      return;
+    }
+    const w = this.recvWaiter;
+    if (w && this.inbox.length === 0 && m.step >= w.step) {
+      this.recvWaiter = null;
+      try {
+        w.resolve(this.toIncoming(m));
+      } catch (e) {
+        this.fail(e as Error);
+      }
+      return;
+    }
+    this.inbox.push(m);
+    if (this.inbox.length >= INBOX_HIGH && !this.paused) {
+      this.paused = true;
+      this.left?.pause();
+    }
+  }
+
+  private maybeResume(): void {
+    if (this.paused && this.inbox.length < INBOX_HIGH / 2) {
+      this.paused = false;
+      this.left?.resume();
+    }
+  }
+
+  private toIncoming(m: DecodedChunk): IncomingChunk {
+    const codec = codecByWireId(m.codec);
+    if (!codec || m.payload.length !== m.elements * codec.bytesPerElement || m.elements > this.o.maxElements) {
+      throw new RingProtocolError(
+        `rank ${m.rank} sent a malformed message (codec ${m.codec}, ${m.elements} values, ${m.payload.length} bytes)`,
+      );
+    }
+    let payload = m.payload;
+    if (payload.byteOffset % 4 !== 0) {
+      // grpc-js hands us the message at an arbitrary offset; typed-array views need alignment.
+      this.scratch.set(payload);
+      payload = this.scratch.subarray(0, payload.length);
+    }
+    return { step: m.step, round: m.round, chunk: m.chunk, part: m.part, codec, elements: m.elements, payload };
+  }
+
+  /** First error wins: fail waiters, tell the ring, and tell the right neighbour who was lost. */
+  private fail(err: Error): void {
+    if (this.error) return;
+    this.error = err;
+    const w = this.recvWaiter;
+    this.recvWaiter = null;
+    w?.reject(err);
+    const wake = this.roomWaiter;
+    this.roomWaiter = null;
+    wake?.();
+    if (this.closing) return;
+    this.sendAbort(err);
+    this.o.onFailure(err);
+  }
+
+  private sendAbort(err: Error): void {
+    const right = this.right;
+    if (!right || right.cancelled || right.destroyed) return;
+    const named = (err as { rank?: unknown }).rank;
+    const lostRank = typeof named === 'number' ? named : this.o.rank;
+    const step = this.activeStep ?? this.lastStep;
+    const fields = { step: Math.max(step, 0), round: 0, chunk: 0, part: 0, rank: this.o.rank, codec: 0, elements: 0 };
+    const msg = this.encoder.encode(this.abortBuffer, { ...fields, abort: true, lostRank, reason: `${err.name}: ${err.message}` }, null, null);
+    try {
+      right.write(msg);
+    } catch {
+      // The stream is going away anyway; the right neighbour will see that instead.
+    }
+  }
+}

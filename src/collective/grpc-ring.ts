@@ -1,0 +1,315 @@
+/**
+ * GrpcRing: one rank's end of the ring all-reduce over gRPC (the worker's API).
+ *
+ *   const ring = await GrpcRing.create({ jobId, rank, worldSize, token, listenPort: 0 });
+ *   publish(ring.address);                      // e.g. to the coordinator
+ *   await ring.connect(addressesInRankOrder);   // dials the left neighbour, waits for the right
+ *   await ring.allReduce(grads, { step, op: 'sum', codec: 'bf16', timeoutMs: 30_000 });
+ *   await ring.close();
+ *
+ * Lifecycle: 'listening' -> connect() -> 'connected' -> (error) 'broken' -> close() -> 'closed'.
+ * A broken ring stays broken: every later allReduce throws the first error (PeerLostError,
+ * CollectiveTimeoutError, ...), and the coordinator re-forms a new ring from the survivors.
+ *
+ * Failure detection: a dead peer's sockets close, so both its neighbours see their stream fail at
+ * once and send an abort naming it down the ring (grpc-peer.ts). A peer that hangs with its socket
+ * open is caught by the per-collective timeout: at timeoutMs - probe window every rank pings all
+ * others and, at timeoutMs, fails naming the nearest upstream rank that did not answer.
+ */
+import * as grpc from '@grpc/grpc-js';
+import { InputError } from '../errors.ts';
+import { codecs } from './codecs.ts';
+import { CollectiveTimeoutError, RingClosedError, RingConnectError, RingProtocolError, type CollectiveWhere } from './errors.ts';
+import { GrpcPeer, type RejectCounters } from './grpc-peer.ts';
+import * as svc from './grpc-service.ts';
+import { ringAllReduce, type RingPeer } from './ring-allreduce.ts';
+import { ALL_REDUCE_DEFAULTS, compileRingOptions, type AllReduceOptions, type CompiledRingOptions, type GrpcRingOptions } from './ring-options.ts';
+
+export type RingState = 'listening' | 'connecting' | 'connected' | 'broken' | 'closed';
+
+/** Stands in for the peer of a 1-rank ring, which never communicates. */
+const NO_PEER: RingPeer = {
+  send: () => Promise.reject(new RingProtocolError('a 1-rank ring has no peer')),
+  receive: () => Promise.reject(new RingProtocolError('a 1-rank ring has no peer')),
+  abort: () => {},
+};
+
+export class GrpcRing {
+  /** Refused calls and dropped messages, by reason. */
+  readonly rejected: RejectCounters = { foreignJob: 0, staleStep: 0, wrongSender: 0, badToken: 0 };
+  private stateNow: RingState = 'listening';
+  private brokenBy: Error | null = null;
+  private readonly peer: GrpcPeer | null;
+  private client: svc.RingClient | null = null;
+  private peers: string[] = [];
+  private rightReady: { resolve: () => void; accepted: boolean } = { resolve: () => {}, accepted: false };
+  private busy = false;
+  private lastStep = -1;
+  private readonly progress = { round: null as number | null };
+  private address_ = '';
+
+  private constructor(
+    private readonly o: CompiledRingOptions,
+    private readonly server: grpc.Server,
+  ) {
+    this.peer =
+      o.worldSize > 1
+        ? new GrpcPeer({
+            jobId: o.jobId, rank: o.rank, worldSize: o.worldSize, maxElements: o.maxElementsPerMessage,
+            inflight: o.inflightMessages, rejected: this.rejected, where: () => this.where(),
+            onFailure: (err) => this.markBroken(err),
+          })
+        : null;
+  }
+
+  static async create(options: GrpcRingOptions): Promise<GrpcRing> {
+    const o = compileRingOptions(options);
+    const server = new grpc.Server(svc.serverOptions(o.messageBytes));
+    const ring = new GrpcRing(o, server);
+    server.addService(svc.ringService, {
+      pull: (call: grpc.ServerWritableStream<svc.PullRequest, Uint8Array>) => ring.onPull(call),
+      ping: (call: grpc.ServerUnaryCall<svc.PingRequest, svc.PingReply>, cb: grpc.sendUnaryData<svc.PingReply>) => ring.onPing(call, cb),
+    });
+    const port = await new Promise<number>((resolve, reject) =>
+      server.bindAsync(`${hostPort(o.listenHost, o.listenPort)}`, svc.serverCredentials(o.tls), (err, p) => (err ? reject(err) : resolve(p))),
+    ).catch((err: unknown) => {
+      server.forceShutdown();
+      throw new InputError(`cannot listen on ${hostPort(o.listenHost, o.listenPort)}: ${String(err)}`);
+    });
+    ring.address_ = hostPort(o.advertiseHost, port);
+    return ring;
+  }
+
+  /** host:port other ranks dial (the port actually bound). */
+  get address(): string {
+    return this.address_;
+  }
+
+  get state(): RingState {
+    return this.stateNow;
+  }
+
+  get rank(): number {
+    return this.o.rank;
+  }
+
+  get worldSize(): number {
+    return this.o.worldSize;
+  }
+
+  /** Joins the ring: `peerAddresses[r]` is rank r's address (ring order = rank order). */
+  async connect(peerAddresses: readonly string[]): Promise<void> {
+    if (this.stateNow !== 'listening') throw new RingProtocolError(`connect() in state ${this.stateNow}`);
+    if (peerAddresses.length !== this.o.worldSize) {
+      throw new InputError(`connect(): got ${peerAddresses.length} addresses for world size ${this.o.worldSize}`);
+    }
+    this.peers = [...peerAddresses];
+    this.stateNow = 'connecting';
+    if (!this.peer) {
+      this.stateNow = 'connected';
+      return;
+    }
+    const deadline = Date.now() + this.o.connectTimeoutMs;
+    try {
+      await Promise.all([this.pullFromLeft(this.peer, deadline), this.waitForRight(this.peer, deadline)]);
+    } catch (err) {
+      this.markBroken(err as Error);
+      throw err;
+    }
+    if (this.stateNow === 'connecting') this.stateNow = 'connected';
+    if (this.brokenBy) throw this.brokenBy;
+  }
+
+  /** In-place all-reduce of `buf`; every rank ends with bit-identical contents. */
+  async allReduce(buf: Float32Array, options: AllReduceOptions): Promise<void> {
+    const op = options.op ?? ALL_REDUCE_DEFAULTS.op;
+    const codecName = options.codec ?? ALL_REDUCE_DEFAULTS.codec;
+    const timeoutMs = options.timeoutMs ?? ALL_REDUCE_DEFAULTS.timeoutMs;
+    const { step } = options;
+    if (this.brokenBy) throw this.brokenBy;
+    if (this.stateNow === 'closed') throw new RingClosedError(`rank ${this.o.rank}: allReduce() after close()`);
+    if (this.stateNow !== 'connected') throw new RingProtocolError(`allReduce() before connect() (state ${this.stateNow})`);
+    if (this.busy) throw new RingProtocolError('allReduce() while another collective is running on this ring');
+    if (!Number.isSafeInteger(step) || step <= this.lastStep) {
+      throw new RingProtocolError(`step ${step} must be an integer above the previous step ${this.lastStep}`);
+    }
+    if (!(timeoutMs > 0) || !(op in { sum: 1, mean: 1 }) || !(codecName in codecs)) {
+      throw new InputError(`allReduce(): bad options op=${op} codec=${codecName} timeoutMs=${timeoutMs}`);
+    }
+    this.busy = true;
+    const peer = this.peer;
+    if (peer) peer.activeStep = step;
+    this.progress.round = null;
+    const disarm = peer ? this.armTimeout(peer, timeoutMs) : () => {};
+    try {
+      await ringAllReduce(peer ?? NO_PEER, buf, {
+        rank: this.o.rank, worldSize: this.o.worldSize, step, op, codec: codecs[codecName],
+        maxElementsPerMessage: this.o.maxElementsPerMessage, progress: this.progress,
+      });
+    } catch (err) {
+      throw this.brokenBy ?? err; // the first error names the cause; later ones are its echoes
+    } finally {
+      disarm();
+      if (peer) {
+        peer.activeStep = null;
+        peer.lastStep = step;
+      }
+      this.lastStep = step;
+      this.busy = false;
+    }
+  }
+
+  /** Closes streams, client and server; pending collectives fail with RingClosedError. */
+  async close(): Promise<void> {
+    if (this.stateNow === 'closed') return;
+    this.stateNow = 'closed';
+    this.peer?.close();
+    this.client?.close();
+    await new Promise<void>((resolve) => {
+      // Graceful first so the last frames (an abort, our end-of-stream) reach the neighbour.
+      const force = setTimeout(() => this.server.forceShutdown(), 500);
+      this.server.tryShutdown(() => {
+        clearTimeout(force);
+        resolve();
+      });
+    });
+  }
+
+  private where(): CollectiveWhere {
+    return { observer: this.o.rank, step: this.peer?.activeStep ?? null, round: this.progress.round };
+  }
+
+  private markBroken(err: Error): void {
+    if (this.brokenBy || this.stateNow === 'closed') return;
+    this.brokenBy = err;
+    this.stateNow = 'broken';
+  }
+
+  private async pullFromLeft(peer: GrpcPeer, deadline: number): Promise<void> {
+    const left = peer.leftRank;
+    const address = this.peers[left]!;
+    const o = this.o;
+    this.client = svc.newRingClient(address, svc.channelCredentials(o.tls), svc.clientChannelOptions(o.messageBytes, o.windowBytes, o.tls));
+    const client = this.client;
+    await new Promise<void>((resolve, reject) =>
+      client.waitForReady(deadline, (err) =>
+        err ? reject(new RingConnectError(left, address, `not reachable within ${o.connectTimeoutMs} ms`, { cause: err })) : resolve(),
+      ),
+    );
+    const call = client.pull({ jobId: o.jobId, rank: o.rank, worldSize: o.worldSize }, svc.tokenMetadata(o.token));
+    const accepted = new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(
+        () => reject(new RingConnectError(left, address, `did not accept our Pull stream within ${o.connectTimeoutMs} ms`)),
+        Math.max(0, deadline - Date.now()),
+      );
+      call.once('metadata', () => (clearTimeout(timer), resolve()));
+      call.once('error', (e: grpc.ServiceError) => {
+        clearTimeout(timer);
+        const hint = e.code === grpc.status.UNAUTHENTICATED ? ' (token mismatch: every rank of a job needs the same token)' : '';
+        reject(new RingConnectError(left, address, `${grpc.status[e.code] ?? e.code}: ${e.details}${hint}`, { cause: e }));
+      });
+    });
+    peer.attachLeft(call); // listen for data at once: the left neighbour may start its first collective early
+    await accepted;
+  }
+
+  private waitForRight(peer: GrpcPeer, deadline: number): Promise<void> {
+    if (this.rightReady.accepted) return Promise.resolve();
+    const right = peer.rightRank;
+    return new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(
+        () => reject(new RingConnectError(right, this.peers[right]!, `did not open its Pull stream to us within ${this.o.connectTimeoutMs} ms`)),
+        Math.max(0, deadline - Date.now()),
+      );
+      this.rightReady.resolve = () => (clearTimeout(timer), resolve());
+    });
+  }
+
+  /** Server side of Pull: only our right neighbour, of this job, holding the token, once. */
+  private onPull(call: grpc.ServerWritableStream<svc.PullRequest, Uint8Array>): void {
+    const refuse = (code: grpc.status, details: string): void => void call.emit('error', { code, details });
+    const req = call.request;
+    if (!svc.hasToken(call.metadata, this.o.token)) {
+      this.rejected.badToken++;
+      return refuse(grpc.status.UNAUTHENTICATED, 'missing or wrong job token');
+    }
+    if (req.jobId !== this.o.jobId) {
+      this.rejected.foreignJob++;
+      return refuse(grpc.status.PERMISSION_DENIED, `this ring serves job ${this.o.jobId}, not ${req.jobId}`);
+    }
+    const peer = this.peer;
+    if (!peer || req.rank !== peer.rightRank || req.worldSize !== this.o.worldSize) {
+      this.rejected.wrongSender++;
+      return refuse(grpc.status.PERMISSION_DENIED, `rank ${this.o.rank} of ${this.o.worldSize} only serves its right neighbour`);
+    }
+    if (this.rightReady.accepted) return refuse(grpc.status.ALREADY_EXISTS, 'the right neighbour is already connected');
+    if (this.stateNow !== 'listening' && this.stateNow !== 'connecting') return refuse(grpc.status.UNAVAILABLE, `ring is ${this.stateNow}`);
+    this.rightReady.accepted = true;
+    call.sendMetadata(new grpc.Metadata()); // tells the caller its stream is accepted
+    peer.attachRight(call);
+    this.rightReady.resolve();
+  }
+
+  private onPing(call: grpc.ServerUnaryCall<svc.PingRequest, svc.PingReply>, cb: grpc.sendUnaryData<svc.PingReply>): void {
+    if (!svc.hasToken(call.metadata, this.o.token)) {
+      this.rejected.badToken++;
+      return cb({ code: grpc.status.UNAUTHENTICATED, details: 'missing or wrong job token' });
+    }
+    if (call.request.jobId !== this.o.jobId) {
+      this.rejected.foreignJob++;
+      return cb({ code: grpc.status.PERMISSION_DENIED, details: `this ring serves job ${this.o.jobId}` });
+    }
+    const active = this.peer?.activeStep ?? null;
+    cb(null, { jobId: this.o.jobId, rank: this.o.rank, step: Math.max(0, active ?? this.lastStep), inCollective: active !== null });
+  }
+
+  /**
+   * Per-collective deadline. Probe window = timeoutMs/4 clamped to [20, 2000] ms: at timeoutMs minus
+   * the window every rank pings all others; at timeoutMs it fails naming the nearest rank upstream
+   * (towards the data it waits for) that did not answer, or its left neighbour if all answered.
+   */
+  private armTimeout(peer: GrpcPeer, timeoutMs: number): () => void {
+    const probeMs = Math.min(2000, Math.max(20, Math.floor(timeoutMs / 4)));
+    let silent: number[] | null = null;
+    const probeTimer = setTimeout(() => {
+      void this.probe(Math.floor(probeMs * 0.8)).then((s) => (silent = s));
+    }, timeoutMs - probeMs);
+    const failTimer = setTimeout(() => {
+      const n = this.o.worldSize;
+      const upstream = Array.from({ length: n - 1 }, (_, k) => (this.o.rank - 1 - k + n) % n);
+      const suspect = upstream.find((r) => silent?.includes(r)) ?? peer.leftRank;
+      const detail =
+        silent === null ? 'the liveness probe did not finish'
+        : silent.length > 0 ? `rank(s) ${silent.join(', ')} did not answer a ping within ${Math.floor(probeMs * 0.8)} ms`
+        : `every rank answered a ping, but no data came from rank ${peer.leftRank} (ranks disagree on step or buffer?)`;
+      peer.abort(new CollectiveTimeoutError(suspect, timeoutMs, this.where(), detail));
+    }, timeoutMs);
+    return () => {
+      clearTimeout(probeTimer);
+      clearTimeout(failTimer);
+    };
+  }
+
+  /** Pings every other rank with a deadline; returns the ranks that did not answer. */
+  private async probe(deadlineMs: number): Promise<number[]> {
+    const o = this.o;
+    const others = this.peers.map((a, r) => ({ a, r })).filter(({ r }) => r !== o.rank);
+    const clients = others.map(({ a }) => svc.newRingClient(a, svc.channelCredentials(o.tls), svc.clientChannelOptions(1024, 65_536, o.tls)));
+    try {
+      const answered = await Promise.all(
+        others.map(({ r }, i) =>
+          new Promise<boolean>((resolve) =>
+            clients[i]!.ping({ jobId: o.jobId, rank: o.rank }, svc.tokenMetadata(o.token), { deadline: Date.now() + deadlineMs }, (err) => resolve(!err)),
+          ).then((ok) => (ok ? -1 : r)),
+        ),
+      );
+      return answered.filter((r) => r >= 0);
+    } finally {
+      for (const c of clients) c.close();
+    }
+  }
+}
+
+function hostPort(host: string, port: number): string {
+  return host.includes(':') && !host.startsWith('[') ? `[${host}]:${port}` : `${host}:${port}`;
+}

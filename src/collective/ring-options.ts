@@ -1,0 +1,110 @@
+/**
+ * GrpcRing options: raw options -> defaults -> validation (all problems at once) -> CompiledRingOptions
+ * with units in names. Nothing downstream re-reads the raw object.
+ */
+import { InputError } from '../errors.ts';
+import type { CodecName } from './codecs.ts';
+import type { RingTlsOptions } from './grpc-service.ts';
+import type { ReduceOp } from './ring-allreduce.ts';
+
+export interface GrpcRingOptions {
+  jobId: string;
+  rank: number;
+  worldSize: number;
+  /** Shared secret of the job; every call carries it, calls without it are refused. */
+  token: string;
+  /** Interface to bind; default 127.0.0.1. */
+  listenHost?: string;
+  /** 0 (default) picks a free port; `ring.address` tells which. */
+  listenPort?: number;
+  /** Host other ranks should dial, when it differs from listenHost (e.g. 0.0.0.0 -> pod IP). */
+  advertiseHost?: string;
+  tls?: RingTlsOptions;
+  /** fp32 payload bytes per message; large chunks are split into messages of this size. */
+  messageBytes?: number;
+  /** Messages per link in flight (send pool size); also sets the HTTP/2 window. */
+  inflightMessages?: number;
+  /** How long connect() waits for both neighbours. */
+  connectTimeoutMs?: number;
+}
+
+export interface CompiledRingOptions {
+  readonly jobId: string;
+  readonly rank: number;
+  readonly worldSize: number;
+  readonly token: string;
+  readonly listenHost: string;
+  readonly listenPort: number;
+  readonly advertiseHost: string;
+  readonly tls: RingTlsOptions | undefined;
+  readonly maxElementsPerMessage: number;
+  readonly messageBytes: number;
+  readonly inflightMessages: number;
+  readonly windowBytes: number;
+  readonly connectTimeoutMs: number;
+}
+
+/** Defaults measured with `npm run bench:allreduce` on the 2-core reference machine (docs/collective.md). */
+export const RING_DEFAULTS = {
+  listenHost: '127.0.0.1',
+  listenPort: 0,
+  messageBytes: 1 << 20,
+  inflightMessages: 4,
+  connectTimeoutMs: 30_000,
+} as const;
+
+export function compileRingOptions(raw: GrpcRingOptions): CompiledRingOptions {
+  const problems: string[] = [];
+  const int = (name: string, v: unknown, min: number, max = Number.MAX_SAFE_INTEGER) => {
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
+      problems.push(`${name}: expected an integer in [${min}, ${max}], got ${JSON.stringify(v)}`);
+    }
+  };
+  if (typeof raw.jobId !== 'string' || raw.jobId.length === 0 || raw.jobId.length > 256) {
+    problems.push('jobId: expected a non-empty string of at most 256 characters');
+  }
+  if (typeof raw.token !== 'string' || raw.token.length === 0) problems.push('token: expected a non-empty string');
+  int('worldSize', raw.worldSize, 1, 65_536);
+  int('rank', raw.rank, 0, (raw.worldSize ?? 1) - 1);
+  const listenPort = raw.listenPort ?? RING_DEFAULTS.listenPort;
+  int('listenPort', listenPort, 0, 65_535);
+  const messageBytes = raw.messageBytes ?? RING_DEFAULTS.messageBytes;
+  int('messageBytes', messageBytes, 4, 64 << 20);
+  if (messageBytes % 4 !== 0) problems.push(`messageBytes: must be a multiple of 4, got ${messageBytes}`);
+  const inflightMessages = raw.inflightMessages ?? RING_DEFAULTS.inflightMessages;
+  int('inflightMessages', inflightMessages, 1, 64);
+  const connectTimeoutMs = raw.connectTimeoutMs ?? RING_DEFAULTS.connectTimeoutMs;
+  int('connectTimeoutMs', connectTimeoutMs, 1);
+  if (raw.tls && !(raw.tls.certPath && raw.tls.keyPath && raw.tls.caPath)) {
+    problems.push('tls: certPath, keyPath and caPath are all required');
+  }
+  if (problems.length > 0) throw new InputError(`invalid ring options:\n  ${problems.join('\n  ')}`);
+  const listenHost = raw.listenHost ?? RING_DEFAULTS.listenHost;
+  return {
+    jobId: raw.jobId,
+    rank: raw.rank,
+    worldSize: raw.worldSize,
+    token: raw.token,
+    listenHost,
+    listenPort,
+    advertiseHost: raw.advertiseHost ?? listenHost,
+    tls: raw.tls,
+    maxElementsPerMessage: messageBytes / 4,
+    messageBytes,
+    inflightMessages,
+    // Window = what the sender may have in flight; a little above the pool so the pool is the limit.
+    windowBytes: Math.max(64 * 1024, (inflightMessages + 1) * (messageBytes + 1024)),
+    connectTimeoutMs,
+  };
+}
+
+export interface AllReduceOptions {
+  /** Collective sequence number: strictly increasing per ring, the same on every rank. */
+  step: number;
+  op?: ReduceOp;
+  codec?: CodecName;
+  /** Deadline for the whole collective; on expiry every rank fails naming the rank it misses. */
+  timeoutMs?: number;
+}
+
+export const ALL_REDUCE_DEFAULTS = { op: 'sum', codec: 'fp32', timeoutMs: 60_000 } as const;

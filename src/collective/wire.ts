@@ -1,0 +1,185 @@
+/**
+ * Hand-written protobuf framing of ringtune.v1.RingChunk (proto/ringtune/v1/ring.proto), the one
+ * message on the hot path. Written by hand so the payload is encoded by the codec straight into a
+ * reused buffer and decoded as a view of the received bytes: no repeated-float fields, no protobufjs
+ * object per message, no extra copy. Field order and default-omission follow protobufjs exactly
+ * (tests/collective/wire.test.ts compares bytes), so any protobuf library can read the stream.
+ *
+ * Layout the encoder produces, payload last:
+ *   0a len job_id | 10 step | 18 round | 20 chunk | 28 part | 30 rank | 38 codec | 40 elements |
+ *   48 abort | 50 lost_rank | 5a len reason | 7a len payload
+ * (fields equal to their proto3 default are omitted, as protobufjs does). The header is written
+ * at an offset chosen so the payload starts 4-byte aligned inside the reused buffer, which the codecs
+ * need for typed-array views.
+ */
+import type { WireCodec } from './codecs.ts';
+import { RingProtocolError } from './errors.ts';
+
+export interface ChunkFields {
+  jobId: string;
+  step: number;
+  round: number;
+  chunk: number;
+  part: number;
+  rank: number;
+  /** proto enum Codec: 1 fp32, 2 bf16, 0 for abort messages. */
+  codec: number;
+  elements: number;
+  abort: boolean;
+  lostRank: number;
+  reason: string;
+}
+
+export interface DecodedChunk extends ChunkFields {
+  /** View into the received bytes (no copy); may be unaligned. */
+  payload: Uint8Array;
+}
+
+/** Upper bound of the header size for a job id of `jobIdBytes` bytes and a reason of `reasonBytes`. */
+export function maxHeaderBytes(jobIdBytes: number, reasonBytes = 0): number {
+  // 12 tags + 2 length varints (5) + step varint (10) + 8 uint32 varints (5) + strings.
+  return 12 + 15 + 10 + 40 + jobIdBytes + reasonBytes + 4 /* alignment pad */;
+}
+
+function varintSize(v: number): number {
+  let n = 1;
+  while (v >= 128) {
+    v = Math.floor(v / 128);
+    n++;
+  }
+  return n;
+}
+
+function putVarint(buf: Uint8Array, pos: number, v: number): number {
+  // Division, not >>>, so values above 2^32 (steps) up to 2^53 encode correctly.
+  while (v >= 128) {
+    buf[pos++] = (v % 128) | 128;
+    v = Math.floor(v / 128);
+  }
+  buf[pos++] = v;
+  return pos;
+}
+
+function putField(buf: Uint8Array, pos: number, tag: number, v: number): number {
+  if (v === 0) return pos;
+  buf[pos++] = tag;
+  return putVarint(buf, pos, v);
+}
+
+function putBytes(buf: Uint8Array, pos: number, tag: number, bytes: Uint8Array): number {
+  if (bytes.length === 0) return pos;
+  buf[pos++] = tag;
+  pos = putVarint(buf, pos, bytes.length);
+  buf.set(bytes, pos);
+  return pos + bytes.length;
+}
+
+const utf8 = new TextEncoder();
+
+/**
+ * Writes RingChunk messages into caller-owned buffers. `header` is a small scratch area reused for
+ * every message; the payload goes straight into `out` via the codec.
+ */
+export class ChunkEncoder {
+  private readonly header: Uint8Array;
+  private readonly jobId: Uint8Array;
+
+  constructor(jobId: string) {
+    this.jobId = utf8.encode(jobId);
+    this.header = new Uint8Array(maxHeaderBytes(this.jobId.length, 1024));
+  }
+
+  /** Size of `out` needed for messages of up to `elements` values (4-byte codec) plus header. */
+  bufferBytes(maxElements: number): number {
+    return maxHeaderBytes(this.jobId.length) + 4 * maxElements;
+  }
+
+  /**
+   * Encodes one message into `out`; `values` are encoded with `codec` (null for an abort). Returns the
+   * view of `out` holding the message.
+   */
+  encode(out: Uint8Array, f: Omit<ChunkFields, 'jobId'>, values: Float32Array | null, codec: WireCodec | null): Uint8Array {
+    const h = this.header;
+    let pos = putBytes(h, 0, 0x0a, this.jobId);
+    pos = putField(h, pos, 0x10, f.step);
+    pos = putField(h, pos, 0x18, f.round);
+    pos = putField(h, pos, 0x20, f.chunk);
+    pos = putField(h, pos, 0x28, f.part);
+    pos = putField(h, pos, 0x30, f.rank);
+    pos = putField(h, pos, 0x38, f.codec);
+    pos = putField(h, pos, 0x40, f.elements);
+    pos = putField(h, pos, 0x48, f.abort ? 1 : 0);
+    pos = putField(h, pos, 0x50, f.lostRank);
+    if (f.reason) pos = putBytes(h, pos, 0x5a, utf8.encode(f.reason).subarray(0, 1024));
+    const payloadBytes = values && codec ? values.length * codec.bytesPerElement : 0;
+    if (payloadBytes > 0) {
+      h[pos++] = 0x7a;
+      pos = putVarint(h, pos, payloadBytes);
+    }
+    // Start so that the payload (after `pos` header bytes) lands on a 4-byte boundary of `out`.
+    const start = (4 - ((out.byteOffset + pos) % 4)) % 4;
+    if (start + pos + payloadBytes > out.length) {
+      throw new RingProtocolError(`message of ${payloadBytes} payload bytes does not fit a ${out.length}-byte buffer`);
+    }
+    out.set(h.subarray(0, pos), start);
+    if (payloadBytes > 0) codec!.encode(values!, out.subarray(start + pos));
+    return out.subarray(start, start + pos + payloadBytes);
+  }
+}
+
+const utf8d = new TextDecoder();
+
+/** Parses a RingChunk; the payload is a view of `buf`. Unknown fields are skipped (forward compat). */
+export function decodeChunk(buf: Uint8Array): DecodedChunk {
+  const m: DecodedChunk = {
+    jobId: '', step: 0, round: 0, chunk: 0, part: 0, rank: 0, codec: 0, elements: 0,
+    abort: false, lostRank: 0, reason: '', payload: buf.subarray(0, 0),
+  };
+  let pos = 0;
+  const varint = (): number => {
+    let v = 0;
+    let scale = 1;
+    for (;;) {
+      if (pos >= buf.length) throw new RingProtocolError('truncated RingChunk varint');
+      const b = buf[pos++]!;
+      v += (b & 127) * scale;
+      if (b < 128) return v;
+      scale *= 128;
+    }
+  };
+  const bytes = (): Uint8Array => {
+    const len = varint();
+    if (pos + len > buf.length) throw new RingProtocolError('truncated RingChunk field');
+    const view = buf.subarray(pos, pos + len);
+    pos += len;
+    return view;
+  };
+  while (pos < buf.length) {
+    const tag = varint();
+    switch (tag) {
+      case 0x0a: m.jobId = utf8d.decode(bytes()); break;
+      case 0x10: m.step = varint(); break;
+      case 0x18: m.round = varint(); break;
+      case 0x20: m.chunk = varint(); break;
+      case 0x28: m.part = varint(); break;
+      case 0x30: m.rank = varint(); break;
+      case 0x38: m.codec = varint(); break;
+      case 0x40: m.elements = varint(); break;
+      case 0x48: m.abort = varint() !== 0; break;
+      case 0x50: m.lostRank = varint(); break;
+      case 0x5a: m.reason = utf8d.decode(bytes()); break;
+      case 0x7a: m.payload = bytes(); break;
+      default:
+        skip(tag & 7);
+    }
+  }
+  return m;
+
+  function skip(wireType: number): void {
+    if (wireType === 0) varint();
+    else if (wireType === 1) pos += 8;
+    else if (wireType === 2) bytes();
+    else if (wireType === 5) pos += 4;
+    else throw new RingProtocolError(`unsupported wire type ${wireType} in RingChunk`);
+  }
+}
