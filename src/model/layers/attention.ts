@@ -17,7 +17,7 @@ export interface AttentionWeights {
 }
 
 /** Keys and values seen so far for one layer: (B, Hkv, S, hd) each. */
-export interface LayerCache { k: tf.Tensor4D; v: tf.Tensor4D }
+export type LayerCache = { k: tf.Tensor4D; v: tf.Tensor4D };
 
 export interface AttentionShape {
   B: number; T: number; nHeads: number; nKvHeads: number; headDim: number;

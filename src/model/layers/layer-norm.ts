@@ -7,6 +7,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { customGrad } from './custom-grad.ts';
+import { sumRows } from './linear.ts';
 
 export function layerNorm(x: tf.Tensor2D, gamma: tf.Tensor1D, beta: tf.Tensor1D, eps: number): tf.Tensor2D {
   const f = customGrad<(a: tf.Tensor2D, b: tf.Tensor1D, c: tf.Tensor1D) => tf.Tensor2D>((xi: tf.Tensor, g: tf.Tensor, b: tf.Tensor, save: tf.GradSaveFunc) => {
@@ -22,7 +23,7 @@ export function layerNorm(x: tf.Tensor2D, gamma: tf.Tensor1D, beta: tf.Tensor1D,
         const meanG = tf.mean(gdy, -1, true);
         const meanGX = tf.mean(tf.mul(gdy, xh), -1, true);
         const dx = tf.mul(rs, tf.sub(tf.sub(gdy, meanG), tf.mul(xh, meanGX)));
-        return [dx, tf.sum(tf.mul(dy, xh), 0), tf.sum(dy, 0)];
+        return [dx, sumRows(tf.mul(dy, xh) as tf.Tensor2D), sumRows(dy as tf.Tensor2D)];
       },
     };
   });

@@ -4,9 +4,16 @@
  * Why a custom gradient: tfjs' default MatMul gradient uses transposeA/transposeB flags, which on the
  * wasm backend leave XNNPACK's fast path (~2 and ~0.7 GFLOP/s instead of 11-32, notes/tfjs-backends.md).
  * Materialising the transposes once and calling plain matMul is 5-15x faster for the backward pass.
+ * Column sums (bias and norm-gain gradients) are ones(1, N) @ dy for the same reason: a reduction over
+ * axis 0 transposes first and then runs a scalar loop.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { customGrad } from './custom-grad.ts';
+
+/** x: (N, d) -> (d): the sum over rows, as a fast-path matMul. */
+export function sumRows(x: tf.Tensor2D): tf.Tensor1D {
+  return tf.reshape(tf.matMul(tf.ones([1, x.shape[0]]), x), [x.shape[1]]);
+}
 
 const matMulFastGrad = customGrad<(x: tf.Tensor2D, w: tf.Tensor2D) => tf.Tensor2D>((x: tf.Tensor, w: tf.Tensor, save: tf.GradSaveFunc) => {
   save([x, w]);
@@ -19,8 +26,21 @@ const matMulFastGrad = customGrad<(x: tf.Tensor2D, w: tf.Tensor2D) => tf.Tensor2
   };
 });
 
+const matMulBiasFastGrad = customGrad<(x: tf.Tensor2D, w: tf.Tensor2D, b: tf.Tensor1D) => tf.Tensor2D>(
+  (x: tf.Tensor, w: tf.Tensor, b: tf.Tensor, save: tf.GradSaveFunc) => {
+    save([x, w]);
+    return {
+      value: tf.add(tf.matMul(x as tf.Tensor2D, w as tf.Tensor2D), b),
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+        const [xs, ws] = saved as [tf.Tensor2D, tf.Tensor2D];
+        const dy2 = dy as tf.Tensor2D;
+        return [tf.matMul(dy2, tf.transpose(ws)), tf.matMul(tf.transpose(xs), dy2), sumRows(dy2)];
+      },
+    };
+  },
+);
+
 /** x: (N, in), w: (in, out), b: (out) -> (N, out). */
-export function linear(x: tf.Tensor2D, w: tf.Tensor2D, b?: tf.Tensor): tf.Tensor2D {
-  const y = matMulFastGrad(x, w);
-  return b ? tf.add(y, b) : y;
+export function linear(x: tf.Tensor2D, w: tf.Tensor2D, b?: tf.Tensor1D): tf.Tensor2D {
+  return b ? matMulBiasFastGrad(x, w, b) : matMulFastGrad(x, w);
 }

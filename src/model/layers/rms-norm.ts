@@ -4,6 +4,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { customGrad } from './custom-grad.ts';
+import { sumRows } from './linear.ts';
 
 export function rmsNorm(x: tf.Tensor2D, weight: tf.Tensor1D, eps: number): tf.Tensor2D {
   const f = customGrad<(a: tf.Tensor2D, b: tf.Tensor1D) => tf.Tensor2D>((xi: tf.Tensor, w: tf.Tensor, save: tf.GradSaveFunc) => {
@@ -16,8 +17,8 @@ export function rmsNorm(x: tf.Tensor2D, weight: tf.Tensor1D, eps: number): tf.Te
         const [xs, rs, ws, xns] = saved;
         const g = tf.mul(dy, ws);
         const meanGX = tf.mean(tf.mul(g, xs), -1, true);
-        const dx = tf.sub(tf.mul(g, rs), tf.mul(xs, tf.mul(tf.pow(rs, 3), meanGX)));
-        return [dx, tf.sum(tf.mul(dy, xns), 0)];
+        const dx = tf.sub(tf.mul(g, rs), tf.mul(xs, tf.mul(tf.mul(tf.mul(rs, rs), rs), meanGX)));
+        return [dx, sumRows(tf.mul(dy, xns) as tf.Tensor2D)];
       },
     };
   });
