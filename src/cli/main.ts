@@ -1,0 +1,14 @@
+/** The `ringtune` command line (commander). Each group of commands registers itself. */
+import { Command } from 'commander';
+import { registerModelCommands } from './model-commands.ts';
+
+const program = new Command();
+program
+  .name('ringtune')
+  .description('Fine-tune GPT-2, Llama and BERT checkpoints data-parallel with a gRPC ring all-reduce')
+  .version('0.1.0')
+  .showHelpAfterError();
+
+registerModelCommands(program);
+
+await program.parseAsync(process.argv);

@@ -1,0 +1,119 @@
+/** `ringtune model create|info`, `ringtune generate`, `ringtune classify`. */
+import type { Command } from 'commander';
+import * as tf from '@tensorflow/tfjs-core';
+import { InputError } from '../errors.ts';
+import type { Family, Task } from '../model/config.ts';
+import { createModelDir } from '../model/create.ts';
+import { generate } from '../model/generate.ts';
+import { loadModel, readConfigJson } from '../model/model-dir.ts';
+import { PRESETS } from '../model/presets.ts';
+import { Tokenizer } from '../model/tokenizer.ts';
+import { action, floatArg, intArg, startBackend } from './common.ts';
+
+export function registerModelCommands(program: Command): void {
+  const model = program.command('model').description('create and inspect model directories');
+
+  model
+    .command('create')
+    .description('write a randomly initialised model directory (config.json, model.safetensors, tokenizer.json)')
+    .requiredOption('--family <family>', 'gpt2 | llama | bert')
+    .option('--preset <preset>', `size: ${Object.keys(PRESETS).join(' | ')}`, 'tiny')
+    .requiredOption('--out <dir>', 'output model directory (replaced atomically)')
+    .option('--task <task>', 'causal-lm | classification (bert: classification only)')
+    .option('--labels <names>', 'comma-separated label names for classification')
+    .option('--vocab-size <n>', 'override the preset vocabulary size', intArg(300))
+    .option('--seed <n>', 'initialisation seed', intArg(0), 0)
+    .option('--backend <name>', 'tfjs backend: auto | tensorflow-gpu | tensorflow | wasm | cpu')
+    .action(action(async (o: { family: string; preset: string; out: string; task?: string; labels?: string; vocabSize?: number; seed: number; backend?: string }) => {
+      if (!['gpt2', 'llama', 'bert'].includes(o.family)) throw new InputError(`--family must be gpt2, llama or bert, got "${o.family}"`);
+      if (o.task && o.task !== 'causal-lm' && o.task !== 'classification') throw new InputError(`--task must be causal-lm or classification, got "${o.task}"`);
+      await startBackend(o.backend);
+      const labels = o.labels?.split(',').map((s) => s.trim()).filter(Boolean);
+      const r = await createModelDir({
+        family: o.family as Family, preset: o.preset, out: o.out, task: o.task as Task | undefined,
+        labels, vocabSize: o.vocabSize, seed: o.seed,
+      });
+      console.log(`wrote ${o.out}: ${o.family}/${o.preset}, ${(r.numParams / 1e6).toFixed(2)}M parameters, vocab ${r.vocabSize}`);
+    }));
+
+  model
+    .command('info <dir>')
+    .description('print a model directory\'s architecture, size and tokenizer')
+    .action(action(async (dir: string) => {
+      await startBackend(undefined);
+      const json = await readConfigJson(dir);
+      const { model: m, missingHeads, ignored } = await loadModel(dir);
+      const tok = await Tokenizer.fromDir(dir).catch(() => undefined);
+      console.log(JSON.stringify({
+        dir, architecture: (json.architectures as string[] | undefined)?.[0], family: m.config.family, task: m.task,
+        parameters: m.numParams, layers: m.config.nLayers, dModel: m.config.dModel, heads: m.config.nHeads,
+        kvHeads: m.config.nKvHeads, vocabSize: m.config.vocabSize, maxPositions: m.config.maxPositions,
+        labels: m.task === 'classification' ? Object.values(m.config.id2label) : undefined,
+        tokenizer: tok ? { vocabSize: tok.vocabSize, chatTemplate: !!tok.chatTemplate } : 'missing',
+        missingHeads, ignoredTensors: ignored,
+      }, null, 2));
+      m.dispose();
+    }));
+
+  program
+    .command('generate')
+    .description('generate text from a causal-LM model directory')
+    .requiredOption('--model <dir>', 'model directory')
+    .requiredOption('--prompt <text>', 'prompt text')
+    .option('--chat', 'wrap the prompt as a user message with the tokenizer\'s chat template')
+    .option('--max-tokens <n>', 'new tokens at most', intArg(1), 64)
+    .option('--temperature <t>', '0 = greedy', floatArg(0, 100), 0)
+    .option('--top-k <k>', 'sample from the k most likely tokens (0 = all)', intArg(0), 0)
+    .option('--top-p <p>', 'nucleus sampling mass', floatArg(0, 1), 1)
+    .option('--seed <n>', 'sampling seed', intArg(0), 0)
+    .option('--backend <name>', 'tfjs backend')
+    .action(action(async (o: { model: string; prompt: string; chat?: boolean; maxTokens: number; temperature: number; topK: number; topP: number; seed: number; backend?: string }) => {
+      await startBackend(o.backend);
+      const tok = await Tokenizer.fromDir(o.model);
+      const { model: m } = await loadModel(o.model, { task: 'causal-lm' });
+      const text = o.chat ? tok.applyChatTemplate([{ role: 'user', content: o.prompt }], { addGenerationPrompt: true }) : o.prompt;
+      let ids = tok.encode(text, { addSpecialTokens: false });
+      if (ids.length === 0 && tok.bosTokenId !== undefined) ids = [tok.bosTokenId];
+      const out: number[] = [];
+      let printed = '';
+      process.stdout.write(o.prompt);
+      const r = await generate(m, ids, {
+        maxNewTokens: o.maxTokens, temperature: o.temperature, topK: o.topK, topP: o.topP, seed: o.seed,
+        stopIds: [m.config.eosTokenId, tok.eosTokenId].filter((x): x is number => x !== undefined),
+        onToken: (id) => {
+          out.push(id);
+          // Decode the whole continuation each time: a byte-level token can end mid-character.
+          const now = tok.decode(out, { skipSpecialTokens: true });
+          if (!now.endsWith('\uFFFD')) {
+            process.stdout.write(now.slice(printed.length));
+            printed = now;
+          }
+        },
+      });
+      process.stdout.write(`${tok.decode(out, { skipSpecialTokens: true }).slice(printed.length)}\n`);
+      console.error(`[${r.ids.length} tokens, stopped by ${r.stoppedBy}]`);
+      m.dispose();
+    }));
+
+  program
+    .command('classify')
+    .description('classify text with a sequence-classification model directory')
+    .requiredOption('--model <dir>', 'model directory')
+    .requiredOption('--text <text...>', 'one or more texts')
+    .option('--backend <name>', 'tfjs backend')
+    .action(action(async (o: { model: string; text: string[]; backend?: string }) => {
+      await startBackend(o.backend);
+      const tok = await Tokenizer.fromDir(o.model);
+      const { model: m } = await loadModel(o.model, { task: 'classification' });
+      for (const text of o.text) {
+        const ids = tok.encode(text).slice(0, m.config.maxPositions);
+        if (ids.length === 0) throw new InputError(`--text "${text}" encodes to no tokens`);
+        const probs = tf.tidy(() => tf.softmax(m.forward({ ids: tf.tensor2d([ids], [1, ids.length], 'int32'), lengths: [ids.length] })));
+        const p = await probs.data();
+        probs.dispose();
+        const ranked = [...p].map((x, i) => ({ label: m.config.id2label[i], p: x })).sort((a, b) => b.p - a.p);
+        console.log(JSON.stringify({ text, label: ranked[0].label, scores: Object.fromEntries(ranked.map((r) => [r.label, +r.p.toFixed(4)])) }));
+      }
+      m.dispose();
+    }));
+}
