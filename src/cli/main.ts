@@ -1,6 +1,7 @@
 /** The `ringtune` command line (commander). Each group of commands registers itself. */
 import { Command } from 'commander';
 import { registerModelCommands } from './model-commands.ts';
+import { registerTrainCommands } from './train-commands.ts';
 
 const program = new Command();
 program
@@ -10,5 +11,6 @@ program
   .showHelpAfterError();
 
 registerModelCommands(program);
+registerTrainCommands(program);
 
 await program.parseAsync(process.argv);

@@ -12,7 +12,11 @@ export class FlatParams {
   readonly offsets: number[];
   readonly size: number;
   readonly params: Float32Array;
+  /** [gradients..., loss sum, count]: what the ring all-reduce sums in one collective. */
+  readonly reduceBuffer: Float32Array;
   readonly grads: Float32Array;
+  /** The two slots after the gradients: [0] loss sum, [1] loss-token / example count. */
+  readonly extras: Float32Array;
 
   constructor(readonly model: Model) {
     this.names = model.specs.map((s) => s.name);
@@ -24,7 +28,9 @@ export class FlatParams {
     }
     this.size = total;
     this.params = new Float32Array(total);
-    this.grads = new Float32Array(total);
+    this.reduceBuffer = new Float32Array(total + 2);
+    this.grads = this.reduceBuffer.subarray(0, total);
+    this.extras = this.reduceBuffer.subarray(total);
   }
 
   /** 1 where weight decay applies: every tensor of rank >= 2 (matrices, embeddings), as nanoGPT does. */

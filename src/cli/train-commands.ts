@@ -1,0 +1,76 @@
+/** `ringtune init`, `ringtune train`, `ringtune eval`. */
+import { access, mkdir } from 'node:fs/promises';
+import { join, relative, resolve } from 'node:path';
+import type { Command } from 'commander';
+import { compileJob, loadJobFile, type DataFormat } from '../config/compile.ts';
+import { jobTemplate } from '../config/template.ts';
+import { InputError } from '../errors.ts';
+import { loadModel } from '../model/model-dir.ts';
+import { writeFileAtomic } from '../util/atomic.ts';
+import { evalResult, evalState } from '../train/evaluate.ts';
+import { prepareRun, train } from '../train/loop.ts';
+import { action, intArg, startBackend } from './common.ts';
+
+const FORMATS = ['text', 'prompt-completion', 'messages', 'label'];
+
+export function registerTrainCommands(program: Command): void {
+  program
+    .command('init <dir>')
+    .description('write DIR/job.yaml with every option and its default, commented')
+    .option('--model <dir>', 'base model directory', 'model')
+    .option('--train <file>', 'training data (JSONL or CSV)', 'train.jsonl')
+    .option('--eval <file>', 'evaluation data')
+    .option('--format <format>', FORMATS.join(' | '), 'text')
+    .option('--force', 'replace an existing job.yaml')
+    .action(action(async (dir: string, o: { model: string; train: string; eval?: string; format: string; force?: boolean }) => {
+      if (!FORMATS.includes(o.format)) throw new InputError(`--format must be one of ${FORMATS.join(', ')}`);
+      const file = join(dir, 'job.yaml');
+      if (!o.force && (await access(file).then(() => true, () => false))) throw new InputError(`${file} exists; pass --force to replace it`);
+      await mkdir(dir, { recursive: true });
+      const rel = (p: string) => relative(resolve(dir), resolve(p)) || '.';
+      await writeFileAtomic(file, jobTemplate({ model: rel(o.model), train: rel(o.train), eval: o.eval && rel(o.eval), format: o.format as DataFormat }));
+      console.log(`wrote ${file}; edit it, then: ringtune train ${file}`);
+    }));
+
+  program
+    .command('train <job>')
+    .description('fine-tune on this process as the job spec says (ringtune local runs it on a cluster)')
+    .option('--resume', 'continue from the latest checkpoint')
+    .option('--overwrite', 'start over even if checkpoints exist')
+    .option('--dry-run', 'validate the job, model and data, print the plan, train nothing')
+    .option('--backend <name>', 'tfjs backend (overrides the job spec)')
+    .action(action(async (jobFile: string, o: { resume?: boolean; overwrite?: boolean; dryRun?: boolean; backend?: string }) => {
+      const job = await loadJobFile(jobFile);
+      await startBackend(o.backend ?? (job.backend === 'auto' ? undefined : job.backend));
+      if (o.dryRun) {
+        const { data } = await prepareRun(job);
+        console.log(JSON.stringify({ job: job.name, task: job.task, model: job.modelDir, train: data.train.length, eval: data.eval.length, skipped: data.skipped.length, labels: data.labels, output: job.outputDir }, null, 2));
+        return;
+      }
+      const r = await train(job, { resume: o.resume, overwrite: o.overwrite });
+      console.log(JSON.stringify({ steps: r.steps, stopped_early: r.stoppedEarly, base_eval: r.baseEval, final_eval: r.finalEval, final_model: r.finalModelDir, report: join(job.outputDir, 'report.html') }, null, 2));
+    }));
+
+  program
+    .command('eval')
+    .description('evaluate a model directory on a dataset (loss/perplexity, or accuracy/F1 for labels)')
+    .requiredOption('--model <dir>', 'model directory')
+    .requiredOption('--data <file>', 'JSONL or CSV dataset')
+    .option('--format <format>', FORMATS.join(' | '), 'text')
+    .option('--max-seq-len <n>', 'tokens per example', intArg(2), 128)
+    .option('--batch <n>', 'examples per forward pass', intArg(1), 16)
+    .option('--on-bad-record <mode>', 'fail | skip', 'fail')
+    .option('--backend <name>', 'tfjs backend')
+    .action(action(async (o: { model: string; data: string; format: string; maxSeqLen: number; batch: number; onBadRecord: string; backend?: string }) => {
+      const job = compileJob({
+        model: resolve(o.model), data: { train: resolve(o.data), format: o.format, max_seq_len: o.maxSeqLen, eval_fraction: 0, on_bad_record: o.onBadRecord },
+        training: { max_steps: 1, global_batch: o.batch, micro_batch: o.batch },
+      }, 'ringtune eval');
+      await startBackend(o.backend);
+      const { data, padId, labels } = await prepareRun(job);
+      const { model } = await loadModel(job.modelDir, { task: job.task, labels });
+      const r = evalResult(await evalState(model, data.train, o.batch, padId));
+      console.log(JSON.stringify({ model: job.modelDir, data: job.data.trainPath, examples: data.train.length, skipped: data.skipped.length, ...r }, null, 2));
+      model.dispose();
+    }));
+}

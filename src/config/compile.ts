@@ -1,0 +1,151 @@
+/**
+ * Job YAML -> validated spec -> CompiledJob: defaults filled in, paths resolved against the job
+ * file's folder, units in names. Nothing downstream reads raw YAML or environment variables.
+ * Every problem is reported at once, each with its path (`training.lr: ...`).
+ */
+import { readFile } from 'node:fs/promises';
+import { dirname, isAbsolute, resolve } from 'node:path';
+import { parseDocument } from 'yaml';
+import type { z } from 'zod';
+import { InputError } from '../errors.ts';
+import type { BackendChoice } from '../model/backend.ts';
+import type { Task } from '../model/config.ts';
+import type { ScheduleName } from '../optim/lr-schedule.ts';
+import { JobSchema, type JobSpec } from './schema.ts';
+
+export type DataFormat = 'text' | 'prompt-completion' | 'messages' | 'label';
+
+export interface CompiledJob {
+  name: string;
+  jobFile: string;
+  modelDir: string;
+  /** undefined = from the model's config.json (`architectures`), or by data format. */
+  task: Task;
+  backend: BackendChoice;
+  data: {
+    trainPath: string;
+    evalPath?: string;
+    format: DataFormat;
+    fields: { text: string; prompt: string; completion: string; messages: string; label: string };
+    maxSeqLen: number;
+    packing: boolean;
+    evalFraction: number;
+    onBadRecord: 'fail' | 'skip';
+    maxRecordBytes: number;
+  };
+  training: {
+    epochs?: number;
+    maxSteps?: number;
+    globalBatch: number;
+    microBatch: number;
+    peakLr: number;
+    schedule: ScheduleName;
+    warmupSteps: number;
+    minLrRatio: number;
+    weightDecay: number;
+    beta1: number;
+    beta2: number;
+    eps: number;
+    gradClip: number;
+    seed: number;
+  };
+  checkpoint: { dir: string; everyNSteps: number; keep: number };
+  eval: {
+    everyNSteps: number;
+    metrics?: string[];
+    maxBatches?: number;
+    earlyStopping?: { metric: string; patience: number; mode?: 'min' | 'max'; minDelta: number };
+  };
+  outputDir: string;
+}
+
+export class JobSpecError extends InputError {
+  override readonly name: string = 'JobSpecError';
+}
+
+function formatIssues(source: string, issues: z.core.$ZodIssue[]): string {
+  const lines = issues.map((i) => {
+    const path = i.path.length ? i.path.join('.') : '(top level)';
+    const extra = i.code === 'unrecognized_keys' ? ` (${(i as { keys: string[] }).keys.join(', ')})` : '';
+    return `  ${path}: ${i.message}${extra}`;
+  });
+  return `${source}: ${issues.length} problem${issues.length === 1 ? '' : 's'} in the job spec:\n${lines.join('\n')}`;
+}
+
+/** Validates a parsed spec object; `baseDir` resolves relative paths. */
+export function compileJob(raw: unknown, jobFile: string): CompiledJob {
+  const parsed = JobSchema.safeParse(raw ?? {});
+  if (!parsed.success) throw new JobSpecError(formatIssues(jobFile, parsed.error.issues));
+  const s: JobSpec = parsed.data;
+  const base = dirname(resolve(jobFile));
+  const path = (p: string) => (isAbsolute(p) ? p : resolve(base, p));
+  const task: Task = s.task ?? (s.data.format === 'label' ? 'classification' : 'causal-lm');
+  const problems: string[] = [];
+  if (task === 'classification' && s.data.format !== 'label') problems.push(`  data.format: task classification needs format "label", got "${s.data.format}"`);
+  if (task === 'causal-lm' && s.data.format === 'label') problems.push('  data.format: format "label" needs task classification');
+  if (s.training.micro_batch > s.training.global_batch) problems.push(`  training.micro_batch: ${s.training.micro_batch} is larger than global_batch ${s.training.global_batch}`);
+  if (problems.length) throw new JobSpecError(`${jobFile}: ${problems.length} problem${problems.length === 1 ? '' : 's'} in the job spec:\n${problems.join('\n')}`);
+  const outputDir = path(s.output);
+  return {
+    name: s.name,
+    jobFile: resolve(jobFile),
+    modelDir: path(s.model),
+    task,
+    backend: s.backend,
+    data: {
+      trainPath: path(s.data.train),
+      evalPath: s.data.eval ? path(s.data.eval) : undefined,
+      format: s.data.format,
+      fields: s.data.fields,
+      maxSeqLen: s.data.max_seq_len,
+      packing: s.data.packing,
+      evalFraction: s.data.eval_fraction,
+      onBadRecord: s.data.on_bad_record,
+      maxRecordBytes: s.data.max_record_bytes,
+    },
+    training: {
+      epochs: s.training.epochs,
+      maxSteps: s.training.max_steps,
+      globalBatch: s.training.global_batch,
+      microBatch: s.training.micro_batch,
+      peakLr: s.training.lr,
+      schedule: s.training.schedule,
+      warmupSteps: s.training.warmup_steps,
+      minLrRatio: s.training.min_lr_ratio,
+      weightDecay: s.training.weight_decay,
+      beta1: s.training.betas[0],
+      beta2: s.training.betas[1],
+      eps: s.training.eps,
+      gradClip: s.training.grad_clip,
+      seed: s.training.seed,
+    },
+    checkpoint: { dir: s.checkpoint.dir ? path(s.checkpoint.dir) : resolve(outputDir, 'checkpoints'), everyNSteps: s.checkpoint.every_n_steps, keep: s.checkpoint.keep },
+    eval: {
+      everyNSteps: s.eval.every_n_steps,
+      metrics: s.eval.metrics,
+      maxBatches: s.eval.max_batches,
+      earlyStopping: s.eval.early_stopping && {
+        metric: s.eval.early_stopping.metric, patience: s.eval.early_stopping.patience,
+        mode: s.eval.early_stopping.mode, minDelta: s.eval.early_stopping.min_delta,
+      },
+    },
+    outputDir,
+  };
+}
+
+/** Reads and compiles a job YAML file; YAML syntax errors name the line. */
+export async function loadJobFile(jobFile: string): Promise<CompiledJob> {
+  let text: string;
+  try {
+    text = await readFile(jobFile, 'utf8');
+  } catch {
+    throw new JobSpecError(`${jobFile}: cannot read the job file (create one with \`ringtune init DIR\`)`);
+  }
+  const doc = parseDocument(text, { prettyErrors: true });
+  if (doc.errors.length) {
+    const e = doc.errors[0];
+    const line = e.linePos?.[0]?.line;
+    throw new JobSpecError(`${jobFile}${line ? `:${line}` : ''}: invalid YAML: ${e.message.split('\n')[0]}`);
+  }
+  return compileJob(doc.toJS(), jobFile);
+}

@@ -1,0 +1,95 @@
+/**
+ * The job spec (YAML) as a zod schema: every field, its default and its range in one place.
+ * Unknown keys are rejected at every level so a typo never silently falls back to a default.
+ * Names follow the YAML (snake_case); compile.ts turns the result into a CompiledJob.
+ */
+import { z } from 'zod';
+
+const positiveInt = z.number().int().positive();
+const nonNegInt = z.number().int().nonnegative();
+
+export const DataSchema = z
+  .object({
+    train: z.string().min(1),
+    eval: z.string().min(1).optional(),
+    format: z.enum(['text', 'prompt-completion', 'messages', 'label']),
+    /** Record field names, when the dataset does not use the defaults. */
+    fields: z
+      .object({
+        text: z.string().default('text'),
+        prompt: z.string().default('prompt'),
+        completion: z.string().default('completion'),
+        messages: z.string().default('messages'),
+        label: z.string().default('label'),
+      })
+      .strict()
+      .default({ text: 'text', prompt: 'prompt', completion: 'completion', messages: 'messages', label: 'label' }),
+    max_seq_len: positiveInt.default(128),
+    packing: z.boolean().default(false),
+    /** Share of the training file held out for evaluation when no eval file is given. */
+    eval_fraction: z.number().min(0).max(0.5).default(0.1),
+    on_bad_record: z.enum(['fail', 'skip']).default('fail'),
+    max_record_bytes: positiveInt.default(1_000_000),
+  })
+  .strict();
+
+export const TrainingSchema = z
+  .object({
+    epochs: positiveInt.optional(),
+    max_steps: positiveInt.optional(),
+    global_batch: positiveInt.default(8),
+    micro_batch: positiveInt.default(8),
+    lr: z.number().positive().max(1).default(3e-4),
+    schedule: z.enum(['constant', 'linear', 'cosine']).default('cosine'),
+    warmup_steps: nonNegInt.default(0),
+    min_lr_ratio: z.number().min(0).max(1).default(0.1),
+    weight_decay: z.number().min(0).default(0.01),
+    betas: z.tuple([z.number().min(0).lt(1), z.number().min(0).lt(1)]).default([0.9, 0.999]),
+    eps: z.number().positive().default(1e-8),
+    grad_clip: z.number().min(0).default(1.0),
+    seed: nonNegInt.default(0),
+  })
+  .strict()
+  .refine((t) => t.epochs !== undefined || t.max_steps !== undefined, { message: 'set epochs or max_steps', path: ['epochs'] });
+
+export const CheckpointSchema = z
+  .object({
+    dir: z.string().min(1).optional(),
+    every_n_steps: nonNegInt.default(0),
+    keep: positiveInt.default(2),
+  })
+  .strict();
+
+export const EvalSchema = z
+  .object({
+    every_n_steps: nonNegInt.default(0),
+    metrics: z.array(z.string()).optional(),
+    max_batches: positiveInt.optional(),
+    early_stopping: z
+      .object({
+        metric: z.string().default('loss'),
+        patience: positiveInt.default(3),
+        mode: z.enum(['min', 'max']).optional(),
+        min_delta: z.number().min(0).default(0),
+      })
+      .strict()
+      .optional(),
+  })
+  .strict();
+
+export const JobSchema = z
+  .object({
+    name: z.string().regex(/^[A-Za-z0-9._-]+$/, 'letters, digits, ".", "_" and "-" only').default('job'),
+    model: z.string().min(1),
+    task: z.enum(['causal-lm', 'classification']).optional(),
+    backend: z.enum(['auto', 'tensorflow-gpu', 'tensorflow', 'wasm', 'cpu']).default('auto'),
+    data: DataSchema,
+    training: TrainingSchema,
+    method: z.object({ type: z.literal('full').default('full') }).strict().default({ type: 'full' }),
+    checkpoint: CheckpointSchema.default({ every_n_steps: 0, keep: 2 }),
+    eval: EvalSchema.default({ every_n_steps: 0 }),
+    output: z.string().min(1).default('out'),
+  })
+  .strict();
+
+export type JobSpec = z.infer<typeof JobSchema>;

@@ -1,0 +1,54 @@
+/** The commented job.yaml that `ringtune init` writes: every default visible, nothing required hidden. */
+export interface InitOptions {
+  model: string;
+  train: string;
+  eval?: string;
+  format: 'text' | 'prompt-completion' | 'messages' | 'label';
+}
+
+export function jobTemplate(o: InitOptions): string {
+  return `# ringtune job spec. Paths are relative to this file. Every key below shows its default;
+# delete what you do not change. Validate with: ringtune train job.yaml --dry-run
+name: job
+model: ${o.model}                  # Hugging Face model dir: config.json, model.safetensors, tokenizer.json
+# task: causal-lm                 # causal-lm | classification (default: classification for format label)
+backend: auto                     # auto | tensorflow-gpu | tensorflow | wasm | cpu
+
+data:
+  train: ${o.train}               # JSON Lines (.jsonl) or CSV (.csv, labelled data)
+${o.eval ? `  eval: ${o.eval}` : '  # eval: eval.jsonl              # default: hold out eval_fraction of train'}
+  format: ${o.format}             # text | prompt-completion | messages | label
+  # fields: {text: text, prompt: prompt, completion: completion, messages: messages, label: label}
+  max_seq_len: 128                # tokens per example (longer ones are truncated)
+  packing: false                  # causal LM: concatenate short examples into full rows
+  eval_fraction: 0.1
+  on_bad_record: fail             # fail | skip (skipped records are counted in the report)
+  max_record_bytes: 1000000
+
+training:
+  epochs: 3                       # or max_steps: N
+  global_batch: 8                 # examples per optimizer step, summed over all workers
+  micro_batch: 8                  # examples per forward/backward (gradient accumulation = global / micro)
+  lr: 0.0003
+  schedule: cosine                # constant | linear | cosine, each with warmup
+  warmup_steps: 0
+  min_lr_ratio: 0.1
+  weight_decay: 0.01              # decoupled (AdamW); biases and norm gains are not decayed
+  betas: [0.9, 0.999]
+  eps: 1.0e-8
+  grad_clip: 1.0                  # global L2 norm; 0 disables
+  seed: 0
+
+checkpoint:
+  every_n_steps: 0                # 0 = only the final model
+  keep: 2
+  # dir: out/checkpoints
+
+eval:
+  every_n_steps: 0                # 0 = evaluate before and after training only
+  # max_batches: 50
+  # early_stopping: {metric: loss, patience: 3, min_delta: 0}
+
+output: out
+`;
+}

@@ -1,0 +1,83 @@
+/**
+ * Job data spec -> tokenised train and eval examples. Bad records fail the run (naming file, line and
+ * field) or are skipped and counted (`on_bad_record: skip`). Without an eval file, a deterministic
+ * share of the training file (seeded) is held out. An empty dataset is an error before training starts.
+ */
+import type { CompiledJob } from '../config/compile.ts';
+import { InputError } from '../errors.ts';
+import type { Tokenizer } from '../model/tokenizer.ts';
+import { Rng } from '../util/rng.ts';
+import { ExampleBuilder, pack, type ClsExample, type LmExample } from './examples.ts';
+import { DataError, formatBad, readRecords, type BadRecord, type RawRecord } from './records.ts';
+
+export type Example = LmExample | ClsExample;
+
+export interface PreparedData<E extends Example = Example> {
+  train: E[];
+  eval: E[];
+  /** Classification label names, index = id. */
+  labels?: string[];
+  skipped: BadRecord[];
+}
+
+/** Label names from the training records: the model's own labels when it has real ones, else sorted. */
+function labelSet(records: RawRecord[], field: string, modelLabels?: string[]): string[] {
+  if (modelLabels && !modelLabels.every((l) => /^LABEL_\d+$/.test(l))) return modelLabels;
+  const seen = new Set<string>();
+  for (const r of records) {
+    const v = r.value[field];
+    if (typeof v === 'string' || typeof v === 'number') seen.add(String(v));
+  }
+  return [...seen].sort((a, b) => a.localeCompare(b, 'en', { numeric: true }));
+}
+
+export async function prepareData(job: CompiledJob, tok: Tokenizer, modelLabels?: string[]): Promise<PreparedData> {
+  const d = job.data;
+  const builder = new ExampleBuilder(tok, d.format, d.fields, d.maxSeqLen);
+  const skipped: BadRecord[] = [];
+  const fail = (b: BadRecord) => {
+    if (d.onBadRecord === 'fail') throw new DataError(b, ' (set data.on_bad_record: skip to skip bad records)');
+    skipped.push(b);
+  };
+
+  const trainFile = await readRecords(d.trainPath, d.maxRecordBytes);
+  const evalFile = d.evalPath ? await readRecords(d.evalPath, d.maxRecordBytes) : undefined;
+  for (const b of [...trainFile.bad, ...(evalFile?.bad ?? [])]) fail(b);
+
+  const labels = job.task === 'classification' ? labelSet(trainFile.records, d.fields.label, modelLabels) : undefined;
+  const label2id = new Map((labels ?? []).map((l, i) => [l, i]));
+  if (labels && labels.length < 2) {
+    throw new InputError(`${d.trainPath}: classification needs at least 2 distinct labels in field "${d.fields.label}", found ${labels.length}`);
+  }
+
+  const build = (file: string, records: RawRecord[]): Example[] => {
+    const out: Example[] = [];
+    for (const r of records) {
+      const source = `${file}:${r.line}`;
+      const res = job.task === 'classification' ? builder.cls(r, source, label2id) : builder.lm(r, source);
+      if ('bad' in res) fail({ file, line: r.line, ...res.bad });
+      else if ('label' in res.ok || res.ok.tokens.length >= 2) out.push(res.ok);
+      else fail({ file, line: r.line, reason: 'encodes to fewer than 2 tokens: nothing to predict' });
+    }
+    return out;
+  };
+
+  let train = build(d.trainPath, trainFile.records);
+  let evalSet = evalFile ? build(d.evalPath!, evalFile.records) : [];
+  if (!evalFile && d.evalFraction > 0 && train.length >= 2) {
+    const order = new Rng(job.training.seed ^ 0x5eed).shuffle([...train.keys()]);
+    const nEval = Math.max(1, Math.round(train.length * d.evalFraction));
+    const held = new Set(order.slice(0, nEval));
+    evalSet = train.filter((_, i) => held.has(i));
+    train = train.filter((_, i) => !held.has(i));
+  }
+  if (d.packing && job.task === 'causal-lm') {
+    train = pack(train as LmExample[], d.maxSeqLen);
+    evalSet = pack(evalSet as LmExample[], d.maxSeqLen);
+  }
+  if (train.length === 0) {
+    const why = skipped.length ? ` (${skipped.length} bad records skipped; first: ${formatBad(skipped[0])})` : '';
+    throw new InputError(`${d.trainPath}: the training set is empty${why}`);
+  }
+  return { train, eval: evalSet, labels, skipped };
+}

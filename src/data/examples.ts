@@ -1,0 +1,151 @@
+/**
+ * Records -> token ids with loss masks, per data format. Loss positions:
+ *   text               every token (causal LM on the whole text, then EOS)
+ *   prompt-completion  completion tokens and EOS only
+ *   messages           assistant turns only (content + the template's end-of-turn), via the chat template
+ *   label              one label id per example (classification)
+ * A causal-LM example of n tokens trains n-1 predictions: input tokens[0..n-2], targets tokens[1..n-1],
+ * target t counted when lossMask[t] = 1.
+ */
+import type { DataFormat } from '../config/compile.ts';
+import type { Tokenizer } from '../model/tokenizer.ts';
+import type { BadRecord, RawRecord } from './records.ts';
+
+export interface LmExample {
+  tokens: number[];
+  lossMask: number[];
+  /** Source line(s), for error messages and the exactly-once tests. */
+  source: string;
+}
+
+export interface ClsExample {
+  tokens: number[];
+  label: number;
+  source: string;
+}
+
+export interface FieldNames { text: string; prompt: string; completion: string; messages: string; label: string }
+
+type Result<T> = { ok: T } | { bad: Omit<BadRecord, 'file' | 'line'> };
+
+function str(value: Record<string, unknown>, field: string, allowEmpty = false): Result<string> {
+  const v = value[field];
+  if (v === undefined) return { bad: { field, reason: 'missing' } };
+  if (typeof v !== 'string') return { bad: { field, reason: `must be a string, got ${JSON.stringify(v)?.slice(0, 40)}` } };
+  if (!allowEmpty && v.trim() === '') return { bad: { field, reason: 'is empty' } };
+  return { ok: v };
+}
+
+export class ExampleBuilder {
+  constructor(
+    private readonly tok: Tokenizer,
+    private readonly format: DataFormat,
+    private readonly fields: FieldNames,
+    private readonly maxSeqLen: number,
+  ) {}
+
+  private eos(): number[] {
+    return this.tok.eosTokenId === undefined ? [] : [this.tok.eosTokenId];
+  }
+
+  private truncate(ex: LmExample): LmExample {
+    if (ex.tokens.length <= this.maxSeqLen) return ex;
+    return { ...ex, tokens: ex.tokens.slice(0, this.maxSeqLen), lossMask: ex.lossMask.slice(0, this.maxSeqLen) };
+  }
+
+  lm(rec: RawRecord, source: string): Result<LmExample> {
+    const v = rec.value;
+    if (this.format === 'text') {
+      const text = str(v, this.fields.text);
+      if ('bad' in text) return text;
+      const tokens = [...this.tok.encode(text.ok, { addSpecialTokens: false }), ...this.eos()];
+      return { ok: this.truncate({ tokens, lossMask: tokens.map(() => 1), source }) };
+    }
+    if (this.format === 'prompt-completion') {
+      const prompt = str(v, this.fields.prompt, true);
+      if ('bad' in prompt) return prompt;
+      const completion = str(v, this.fields.completion);
+      if ('bad' in completion) return completion;
+      const p = this.tok.encode(prompt.ok, { addSpecialTokens: false });
+      const c = [...this.tok.encode(completion.ok, { addSpecialTokens: false }), ...this.eos()];
+      return { ok: this.truncate({ tokens: [...p, ...c], lossMask: [...p.map(() => 0), ...c.map(() => 1)], source }) };
+    }
+    return this.chat(v, source);
+  }
+
+  /**
+   * Renders growing prefixes of the conversation and tokenises the differences, so each turn's tokens
+   * are known: for an assistant turn the generation prompt (role header) is context, the rest is target.
+   */
+  private chat(v: Record<string, unknown>, source: string): Result<LmExample> {
+    const field = this.fields.messages;
+    const msgs = v[field];
+    if (!Array.isArray(msgs) || msgs.length === 0) return { bad: { field, reason: 'must be a non-empty array of {role, content}' } };
+    for (const [i, m] of msgs.entries()) {
+      if (typeof m !== 'object' || m === null || typeof m.role !== 'string' || typeof m.content !== 'string') {
+        return { bad: { field: `${field}[${i}]`, reason: 'must be an object with string "role" and "content"' } };
+      }
+    }
+    if (!msgs.some((m) => m.role === 'assistant')) return { bad: { field, reason: 'has no assistant turn to learn from' } };
+    const render = (n: number, gen: boolean) => (n === 0 && !gen ? '' : this.tok.applyChatTemplate(msgs.slice(0, n), { addGenerationPrompt: gen }));
+    const tokens: number[] = [];
+    const lossMask: number[] = [];
+    const push = (text: string, loss: number) => {
+      const ids = this.tok.encode(text, { addSpecialTokens: false });
+      tokens.push(...ids);
+      lossMask.push(...ids.map(() => loss));
+    };
+    let prev = '';
+    for (let i = 0; i < msgs.length; i++) {
+      const full = render(i + 1, false);
+      if (!full.startsWith(prev)) return { bad: { field, reason: 'the chat template does not render conversations prefix by prefix; cannot find turn boundaries' } };
+      if (msgs[i].role === 'assistant') {
+        const header = render(i, true);
+        if (!header.startsWith(prev) || !full.startsWith(header)) return { bad: { field, reason: 'the chat template\'s generation prompt does not prefix the assistant turn' } };
+        push(header.slice(prev.length), 0);
+        push(full.slice(header.length), 1);
+      } else {
+        push(full.slice(prev.length), 0);
+      }
+      prev = full;
+    }
+    return { ok: this.truncate({ tokens, lossMask, source }) };
+  }
+
+  cls(rec: RawRecord, source: string, label2id: ReadonlyMap<string, number>): Result<ClsExample> {
+    const text = str(rec.value, this.fields.text);
+    if ('bad' in text) return text;
+    const raw = rec.value[this.fields.label];
+    if (raw === undefined || raw === null || raw === '') return { bad: { field: this.fields.label, reason: 'missing' } };
+    if (typeof raw !== 'string' && typeof raw !== 'number') return { bad: { field: this.fields.label, reason: 'must be a string or number' } };
+    const label = label2id.get(String(raw));
+    if (label === undefined) return { bad: { field: this.fields.label, reason: `unknown label "${raw}" (known: ${[...label2id.keys()].join(', ')})` } };
+    let tokens = this.tok.encode(text.ok);
+    // Keep the final special token (BERT's [SEP]) when truncating.
+    if (tokens.length > this.maxSeqLen) tokens = [...tokens.slice(0, this.maxSeqLen - 1), tokens[tokens.length - 1]];
+    return { ok: { tokens, label, source } };
+  }
+}
+
+/**
+ * Concatenates causal-LM examples (each already ends with EOS) into rows of exactly maxSeqLen tokens,
+ * as transformers' group_texts: attention crosses example boundaries, the EOS between them tells the
+ * model where one ends. The last partial row is kept.
+ */
+export function pack(examples: LmExample[], maxSeqLen: number): LmExample[] {
+  const out: LmExample[] = [];
+  let cur: LmExample = { tokens: [], lossMask: [], source: '' };
+  for (const ex of examples) {
+    for (let i = 0; i < ex.tokens.length; i++) {
+      cur.tokens.push(ex.tokens[i]);
+      cur.lossMask.push(ex.lossMask[i]);
+      if (i === 0) cur.source += (cur.source ? '+' : '') + ex.source;
+      if (cur.tokens.length === maxSeqLen) {
+        out.push(cur);
+        cur = { tokens: [], lossMask: [], source: ex.source };
+      }
+    }
+  }
+  if (cur.tokens.length > 1) out.push(cur);
+  return out;
+}

@@ -1,0 +1,54 @@
+/**
+ * Which examples each step uses, as a pure function of (seed, step): epoch e visits every example
+ * exactly once in the order shuffle(seed, e); step s takes the next `globalBatch` of them (the last
+ * batch of an epoch may be smaller). Resuming at step s or sharding across N ranks needs no state
+ * beyond the step number: rank r takes its contiguous share of the step's examples.
+ */
+import { Rng } from '../util/rng.ts';
+
+export class BatchPlan {
+  readonly stepsPerEpoch: number;
+  readonly totalSteps: number;
+  private cachedEpoch = -1;
+  private cachedOrder: number[] = [];
+
+  constructor(
+    readonly numExamples: number,
+    readonly globalBatch: number,
+    readonly seed: number,
+    limits: { epochs?: number; maxSteps?: number },
+  ) {
+    this.stepsPerEpoch = Math.ceil(numExamples / globalBatch);
+    this.totalSteps = limits.maxSteps ?? (limits.epochs ?? 1) * this.stepsPerEpoch;
+  }
+
+  epochOf(step: number): number {
+    return Math.floor(step / this.stepsPerEpoch);
+  }
+
+  /** The epoch's permutation: seeded by (seed, epoch) so any epoch can be recreated alone. */
+  order(epoch: number): number[] {
+    if (epoch !== this.cachedEpoch) {
+      this.cachedOrder = new Rng((this.seed * 1_000_003 + epoch) >>> 0).shuffle([...Array(this.numExamples).keys()]);
+      this.cachedEpoch = epoch;
+    }
+    return this.cachedOrder;
+  }
+
+  /** Global example indices of a step, in order. */
+  stepExamples(step: number): number[] {
+    const within = step % this.stepsPerEpoch;
+    return this.order(this.epochOf(step)).slice(within * this.globalBatch, (within + 1) * this.globalBatch);
+  }
+
+  /** Rank r's contiguous share of a step's examples (sizes differ by at most one). */
+  static shard<T>(items: readonly T[], rank: number, worldSize: number): T[] {
+    return items.slice(Math.floor((rank * items.length) / worldSize), Math.floor(((rank + 1) * items.length) / worldSize));
+  }
+
+  static chunks<T>(items: readonly T[], size: number): T[][] {
+    const out: T[][] = [];
+    for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
+    return out;
+  }
+}

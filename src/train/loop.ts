@@ -1,0 +1,161 @@
+/**
+ * The single-process fine-tuning recipe, top to bottom:
+ *   load tokenizer, data (all validation before any output is touched) and model
+ *   -> resume from the latest checkpoint if asked -> evaluate the starting point
+ *   -> steps (batch plan -> train step -> history) with eval, early stopping and checkpoints
+ *   -> final model (Hugging Face format), metrics.jsonl, eval_report.json, report.html
+ */
+import { appendFile, mkdir, readFile, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import cliProgress from 'cli-progress';
+import type { CompiledJob } from '../config/compile.ts';
+import { collateCls, collateLm } from '../data/batch.ts';
+import { prepareData, type PreparedData } from '../data/dataset.ts';
+import type { ClsExample, LmExample } from '../data/examples.ts';
+import { InputError } from '../errors.ts';
+import { loadModel, readConfigJson, saveModel } from '../model/model-dir.ts';
+import type { Model } from '../model/model.ts';
+import { Tokenizer } from '../model/tokenizer.ts';
+import { AdamW } from '../optim/adamw.ts';
+import { learningRate, type ScheduleConfig } from '../optim/lr-schedule.ts';
+import { writeFileAtomic } from '../util/atomic.ts';
+import { BatchPlan } from './batch-plan.ts';
+import { latestCheckpoint, readCheckpoint, restoreOptimizer, saveCheckpoint, type TrainerState } from './checkpoint.ts';
+import { evalResult, evalState, type EvalResult } from './evaluate.ts';
+import { FlatParams } from './flat-params.ts';
+import { writeReports, type HistoryLine } from './report.ts';
+import { trainStep, type Batch } from './train-step.ts';
+
+export interface TrainOptions {
+  resume?: boolean;
+  /** Start over even if checkpoints exist (they are replaced as new ones are written). */
+  overwrite?: boolean;
+  progress?: boolean;
+  log?: (line: string) => void;
+}
+
+export interface TrainResult {
+  steps: number;
+  baseEval?: EvalResult;
+  finalEval?: EvalResult;
+  stoppedEarly: boolean;
+  history: HistoryLine[];
+  data: { train: number; eval: number; skipped: number };
+  finalModelDir: string;
+}
+
+export function makeBatch(model: Model, examples: readonly (LmExample | ClsExample)[], padId: number): Batch {
+  return model.task === 'classification' ? collateCls(examples as ClsExample[], padId) : collateLm(examples as LmExample[], padId);
+}
+
+/** Loads everything a run needs and validates it; writes nothing. */
+export async function prepareRun(job: CompiledJob): Promise<{ tok: Tokenizer; data: PreparedData; labels?: string[]; padId: number }> {
+  const tok = await Tokenizer.fromDir(job.modelDir);
+  const cfg = await readConfigJson(job.modelDir);
+  const modelLabels = cfg.id2label ? Object.values(cfg.id2label as Record<string, string>) : undefined;
+  const data = await prepareData(job, tok, job.task === 'classification' ? modelLabels : undefined);
+  const padId = tok.padTokenId ?? tok.eosTokenId ?? 0;
+  return { tok, data, labels: data.labels, padId };
+}
+
+export async function train(job: CompiledJob, o: TrainOptions = {}): Promise<TrainResult> {
+  const log = o.log ?? ((line: string) => console.error(line));
+  const { data, labels, padId } = await prepareRun(job);
+  const ckpt = o.resume ? await latestCheckpoint(job.checkpoint.dir) : undefined;
+  if (o.resume && !ckpt) throw new InputError(`--resume: no checkpoint in ${job.checkpoint.dir} (its "latest" file is missing)`);
+  if (!o.resume && !o.overwrite && (await latestCheckpoint(job.checkpoint.dir))) {
+    throw new InputError(`${job.checkpoint.dir} already holds checkpoints: pass --resume to continue that run or --overwrite to start over`);
+  }
+  const restored = ckpt ? await readCheckpoint(ckpt, job.task) : undefined;
+  const model = restored?.model ?? (await loadModel(job.modelDir, { task: job.task, labels, seed: job.training.seed })).model;
+  const t = job.training;
+  const plan = new BatchPlan(data.train.length, t.globalBatch, t.seed, { epochs: t.epochs, maxSteps: t.maxSteps });
+  const schedule: ScheduleConfig = { name: t.schedule, peakLr: t.peakLr, warmupSteps: t.warmupSteps, totalSteps: plan.totalSteps, minLrRatio: t.minLrRatio };
+  const flat = new FlatParams(model);
+  await flat.readParams();
+  const optimizer = new AdamW(flat.size, { beta1: t.beta1, beta2: t.beta2, eps: t.eps, weightDecay: t.weightDecay }, flat.decayMask());
+  if (ckpt) await restoreOptimizer(ckpt, flat, optimizer);
+  let step = restored?.state.step ?? 0;
+  const es = job.eval.earlyStopping;
+  const esMode = es?.mode ?? (es && /loss|perplexity/.test(es.metric) ? 'min' : 'max');
+  let best = restored?.state.earlyStopping?.best ?? (esMode === 'min' ? Infinity : -Infinity);
+  let badEvals = restored?.state.earlyStopping?.badEvals ?? 0;
+
+  await mkdir(job.outputDir, { recursive: true });
+  const historyFile = join(job.outputDir, 'metrics.jsonl');
+  const history = await readHistory(historyFile, step);
+  await writeFileAtomic(historyFile, history.map((h) => JSON.stringify(h) + '\n').join(''));
+  const record = async (h: HistoryLine) => {
+    history.push(h);
+    await appendFile(historyFile, JSON.stringify(h) + '\n');
+  };
+  const runEval = async (): Promise<EvalResult | undefined> => {
+    if (data.eval.length === 0) return undefined;
+    const r = evalResult(await evalState(model, data.eval, t.microBatch, padId, job.eval.maxBatches));
+    await record({ type: 'eval', step, ...r });
+    return r;
+  };
+  log(`[ringtune] ${job.name}: ${data.train.length} train / ${data.eval.length} eval examples` +
+    `${data.skipped.length ? ` (${data.skipped.length} bad records skipped)` : ''}, ${plan.totalSteps} steps of ${t.globalBatch}, ${(model.numParams / 1e6).toFixed(2)}M parameters`);
+  const baseEval = step === 0 ? await runEval() : undefined;
+  if (baseEval) log(`[ringtune] step 0 eval: ${fmt(baseEval)}`);
+
+  const state = (): TrainerState => ({
+    step, epoch: plan.epochOf(step), stepInEpoch: step % plan.stepsPerEpoch, seed: t.seed, schedule, labels,
+    earlyStopping: es ? { best, badEvals } : undefined,
+  });
+  const bar = o.progress ?? process.stderr.isTTY ? new cliProgress.SingleBar({
+    format: 'train |{bar}| {value}/{total} steps | loss {loss} | {tps} tok/s | ETA {eta_formatted}', hideCursor: true,
+  }, cliProgress.Presets.shades_classic) : undefined;
+  bar?.start(plan.totalSteps, step, { loss: '-', tps: '-' });
+  let stoppedEarly = false;
+  let lastEval: EvalResult | undefined;
+  const started = performance.now();
+  while (step < plan.totalSteps && !stoppedEarly) {
+    const examples = plan.stepExamples(step).map((i) => data.train[i]);
+    const micro = BatchPlan.chunks(examples, t.microBatch).map((c) => makeBatch(model, c, padId));
+    const lr = learningRate(schedule, step);
+    const r = await trainStep({ model, flat, optimizer, gradClip: t.gradClip }, micro, lr);
+    step += 1;
+    const tps = r.inputTokens / ((r.computeMs + r.reduceMs) / 1000);
+    await record({ type: 'train', step, epoch: plan.epochOf(step - 1), loss: r.loss, lr, grad_norm: r.gradNorm, count: r.count, tokens_per_s: Math.round(tps) });
+    bar?.update(step, { loss: r.loss.toFixed(4), tps: Math.round(tps) });
+    if (!bar && (step % 10 === 0 || step === plan.totalSteps)) log(`[ringtune] step ${step}/${plan.totalSteps} loss ${r.loss.toFixed(4)} lr ${lr.toExponential(2)} ${Math.round(tps)} tok/s`);
+    if (job.eval.everyNSteps > 0 && step % job.eval.everyNSteps === 0 && step < plan.totalSteps) {
+      lastEval = await runEval();
+      if (lastEval && es) {
+        const v = lastEval[es.metric];
+        if (v === undefined) throw new InputError(`eval.early_stopping.metric "${es.metric}" is not computed; available: ${Object.keys(lastEval).join(', ')}`);
+        const improved = esMode === 'min' ? v < best - es.minDelta : v > best + es.minDelta;
+        if (improved) { best = v; badEvals = 0; } else if (++badEvals >= es.patience) stoppedEarly = true;
+      }
+    }
+    if (job.checkpoint.everyNSteps > 0 && step % job.checkpoint.everyNSteps === 0) {
+      await saveCheckpoint(job.checkpoint.dir, state(), flat, optimizer, model, job.checkpoint.keep, job.modelDir);
+    }
+  }
+  bar?.stop();
+  const finalEval = await runEval();
+  if (finalEval) log(`[ringtune] step ${step} eval: ${fmt(finalEval)}${stoppedEarly ? ' (stopped early)' : ''}`);
+  const finalModelDir = join(job.outputDir, 'final');
+  await saveModel(model, finalModelDir, { tokenizerFrom: job.modelDir, metadata: { ringtune: `${job.name} step ${step}` } });
+  const summary = {
+    job: job.name, model: job.modelDir, task: job.task, steps: step, stopped_early: stoppedEarly,
+    data: { train: data.train.length, eval: data.eval.length, skipped_bad_records: data.skipped.length },
+    base_eval: baseEval, final_eval: finalEval, seconds: +((performance.now() - started) / 1000).toFixed(1), final_model: finalModelDir,
+  };
+  await writeReports(job.outputDir, summary, history);
+  model.dispose();
+  const sizes = { train: data.train.length, eval: data.eval.length, skipped: data.skipped.length };
+  return { steps: step, baseEval, finalEval, stoppedEarly, history, data: sizes, finalModelDir };
+}
+
+function fmt(r: EvalResult): string {
+  return Object.entries(r).map(([k, v]) => `${k} ${Number.isInteger(v) ? v : v.toFixed(4)}`).join(', ');
+}
+
+/** History lines up to `step` (a resumed run rewrites what came after its checkpoint). */
+async function readHistory(file: string, step: number): Promise<HistoryLine[]> {
+  if (step === 0 || !(await stat(file).then(() => true, () => false))) return [];
+  return (await readFile(file, 'utf8')).split('\n').filter(Boolean).map((l) => JSON.parse(l) as HistoryLine).filter((h) => h.step <= step);
+}

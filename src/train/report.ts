@@ -1,0 +1,63 @@
+/**
+ * Run outputs a person reads: eval_report.json and report.html with the loss and eval curves drawn
+ * as inline SVG (no scripts, no network: the file opens anywhere).
+ */
+import { join } from 'node:path';
+import { writeFileAtomic } from '../util/atomic.ts';
+
+export interface HistoryLine {
+  type: 'train' | 'eval';
+  step: number;
+  [key: string]: number | string;
+}
+
+const esc = (s: string) => s.replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c]!);
+
+/** A line chart of one or more series over the step axis. */
+export function svgChart(title: string, series: Array<{ name: string; color: string; points: Array<[number, number]> }>): string {
+  const W = 640, H = 300, L = 60, R = 20, T = 30, B = 40;
+  const pts = series.flatMap((s) => s.points).filter(([, y]) => Number.isFinite(y));
+  if (pts.length === 0) return `<svg width="${W}" height="60"><text x="10" y="30">${esc(title)}: no data</text></svg>`;
+  const xs = pts.map((p) => p[0]);
+  const ys = pts.map((p) => p[1]);
+  const [x0, x1] = [Math.min(...xs), Math.max(...xs, Math.min(...xs) + 1)];
+  let [y0, y1] = [Math.min(...ys), Math.max(...ys)];
+  if (y1 - y0 < 1e-9) [y0, y1] = [y0 - 0.5, y1 + 0.5];
+  const sx = (x: number) => L + ((x - x0) / (x1 - x0)) * (W - L - R);
+  const sy = (y: number) => H - B - ((y - y0) / (y1 - y0)) * (H - T - B);
+  const ticks = [0, 0.25, 0.5, 0.75, 1].map((f) => y0 + f * (y1 - y0));
+  const grid = ticks.map((y) => `<line x1="${L}" x2="${W - R}" y1="${sy(y)}" y2="${sy(y)}" stroke="#ddd"/><text x="${L - 6}" y="${sy(y) + 4}" text-anchor="end" font-size="11">${y.toPrecision(3)}</text>`).join('');
+  const lines = series.map((s) => {
+    const d = s.points.filter(([, y]) => Number.isFinite(y)).map(([x, y], i) => `${i ? 'L' : 'M'}${sx(x).toFixed(1)},${sy(y).toFixed(1)}`).join(' ');
+    const dots = s.points.length <= 60 ? s.points.map(([x, y]) => `<circle cx="${sx(x)}" cy="${sy(y)}" r="2.5" fill="${s.color}"/>`).join('') : '';
+    return `<path d="${d}" fill="none" stroke="${s.color}" stroke-width="1.8"/>${dots}`;
+  }).join('');
+  const legend = series.map((s, i) => `<rect x="${L + i * 150}" y="8" width="12" height="12" fill="${s.color}"/><text x="${L + 16 + i * 150}" y="18" font-size="12">${esc(s.name)}</text>`).join('');
+  return `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" font-family="sans-serif">
+<text x="${W / 2}" y="${H - 8}" text-anchor="middle" font-size="12">step</text>${grid}
+<line x1="${L}" x2="${L}" y1="${T}" y2="${H - B}" stroke="#888"/><line x1="${L}" x2="${W - R}" y1="${H - B}" y2="${H - B}" stroke="#888"/>
+<text x="${L}" y="${H - B + 16}" font-size="11">${x0}</text><text x="${W - R}" y="${H - B + 16}" text-anchor="end" font-size="11">${x1}</text>
+${lines}${legend}<title>${esc(title)}</title></svg>`;
+}
+
+export async function writeReports(outputDir: string, summary: Record<string, unknown>, history: HistoryLine[]): Promise<void> {
+  await writeFileAtomic(join(outputDir, 'eval_report.json'), JSON.stringify(summary, null, 2) + '\n');
+  const train = history.filter((h) => h.type === 'train');
+  const evals = history.filter((h) => h.type === 'eval');
+  const metricNames = [...new Set(evals.flatMap((e) => Object.keys(e)).filter((k) => !['type', 'step', 'loss', 'tokens', 'examples'].includes(k)))];
+  const charts = [
+    svgChart('loss', [
+      { name: 'train loss', color: '#1f77b4', points: train.map((h) => [h.step, Number(h.loss)]) },
+      { name: 'eval loss', color: '#d62728', points: evals.map((h) => [h.step, Number(h.loss)]) },
+    ]),
+    ...metricNames.map((m) => svgChart(m, [{ name: `eval ${m}`, color: '#2ca02c', points: evals.map((h) => [h.step, Number(h[m])]) }])),
+    svgChart('learning rate', [{ name: 'lr', color: '#9467bd', points: train.map((h) => [h.step, Number(h.lr)]) }]),
+  ];
+  const rows = Object.entries(summary)
+    .map(([k, v]) => `<tr><th>${esc(k)}</th><td><pre>${esc(typeof v === 'object' ? JSON.stringify(v, null, 1) : String(v))}</pre></td></tr>`)
+    .join('');
+  const html = `<!doctype html><html><head><meta charset="utf-8"><title>ringtune report</title>
+<style>body{font-family:sans-serif;max-width:980px;margin:2em auto}th{text-align:left;vertical-align:top;padding-right:1em}pre{margin:0}</style></head>
+<body><h1>ringtune run report</h1><table>${rows}</table>${charts.map((c) => `<div>${c}</div>`).join('\n')}</body></html>\n`;
+  await writeFileAtomic(join(outputDir, 'report.html'), html);
+}
