@@ -10,7 +10,7 @@
  * MB = 10^6 bytes and S the fp32 buffer size whatever the wire codec. Writes bench/results/allreduce.json.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import * as net from 'node:net';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
@@ -50,19 +50,35 @@ async function worker(): Promise<void> {
     const buf = new Float32Array((sizeMiB * MiB) / 4).fill(1); // allocated and touched once per size
     for (const codec of plan.codecs) {
       const times: number[] = [];
+      let cpuMs = 0;
+      let faults = 0;
       for (let it = 0; it < plan.warmup + plan.reps; it++) {
         buf.fill(rank + 1);
-        const t0 = performance.now();
+        const [c0, f0, t0] = [process.cpuUsage(), minorFaults(), performance.now()];
         await ring.allReduce(buf, { step: step++, op: 'sum', codec, timeoutMs: 120_000 });
-        if (it >= plan.warmup) times.push(performance.now() - t0);
+        if (it < plan.warmup) continue;
+        times.push(performance.now() - t0);
+        const c = process.cpuUsage(c0);
+        cpuMs += (c.user + c.system) / 1000;
+        faults += minorFaults() - f0;
       }
       const want = (worldSize * (worldSize + 1)) / 2;
       if (buf[0] !== want || buf[buf.length - 1] !== want) throw new Error(`wrong result ${buf[0]} != ${want}`);
-      console.log(`RESULT ${JSON.stringify({ sizeMiB, codec, times })}`);
+      console.log(`RESULT ${JSON.stringify({ sizeMiB, codec, times, cpuMs: cpuMs / plan.reps, faults: faults / plan.reps })}`);
     }
   }
   await ring.close();
   lines.close();
+}
+
+/** Minor page faults of this process so far (field 10 of /proc/self/stat); 0 where there is no procfs. */
+function minorFaults(): number {
+  try {
+    const stat = readFileSync('/proc/self/stat', 'utf8');
+    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[7]);
+  } catch {
+    return 0;
+  }
 }
 
 // ---- raw TCP ceiling ----------------------------------------------------------------------------
@@ -105,7 +121,9 @@ async function tcpCeiling(reps: number): Promise<number[]> {
 
 // ---- orchestration ------------------------------------------------------------------------------
 async function spawnChild(args: string[]): Promise<{ child: ChildProcess; address: string; lines: AsyncIterator<string> }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', self, ...args], { stdio: ['pipe', 'pipe', 'inherit'] });
+  // RINGTUNE_BENCH_CPU_PROF=dir writes a V8 CPU profile per child process into dir.
+  const prof = process.env.RINGTUNE_BENCH_CPU_PROF ? ['--cpu-prof', '--cpu-prof-dir', process.env.RINGTUNE_BENCH_CPU_PROF] : [];
+  const child = spawn(process.execPath, [...prof, '--import', 'tsx', self, ...args], { stdio: ['pipe', 'pipe', 'inherit'] });
   const lines = createInterface({ input: child.stdout! })[Symbol.asyncIterator]();
   const first = (await lines.next()).value as string | undefined;
   if (!first?.startsWith('ADDR ')) throw new Error(`child ${args.join(' ')} did not report an address`);
@@ -125,7 +143,7 @@ async function runWorld(n: number, plan: Omit<Plan, 'peers'>, passthrough: strin
   for (const k of kids) k.child.stdin!.write(`${JSON.stringify(full)}\n`);
   const perRank = await Promise.all(
     kids.map(async (k) => {
-      const out: { sizeMiB: number; codec: CodecName; times: number[] }[] = [];
+      const out: { sizeMiB: number; codec: CodecName; times: number[]; cpuMs: number; faults: number }[] = [];
       for (let r = await k.lines.next(); !r.done; r = await k.lines.next()) {
         if (r.value.startsWith('RESULT ')) out.push(JSON.parse(r.value.slice(7)));
       }
@@ -139,7 +157,9 @@ async function runWorld(n: number, plan: Omit<Plan, 'peers'>, passthrough: strin
     const times = row.times.map((_, it) => Math.max(...perRank.map((r) => r[i]!.times[it]!)));
     const t = median(times) / 1000;
     const bytes = row.sizeMiB * MiB;
-    return { worldSize: n, sizeMiB: row.sizeMiB, codec: row.codec, medianMs: t * 1000, algbwMBps: bytes / t / 1e6, busbwMBps: ((2 * (n - 1)) / n) * (bytes / t) / 1e6, timesMs: times };
+    const cpuMs = perRank.reduce((a, r) => a + r[i]!.cpuMs, 0) / n;
+    const faults = perRank.reduce((a, r) => a + r[i]!.faults, 0) / n;
+    return { worldSize: n, sizeMiB: row.sizeMiB, codec: row.codec, medianMs: t * 1000, algbwMBps: bytes / t / 1e6, busbwMBps: ((2 * (n - 1)) / n) * (bytes / t) / 1e6, cpuMsPerRank: cpuMs, pageFaultsPerRank: faults, timesMs: times };
   });
 }
 
@@ -157,12 +177,12 @@ async function main(): Promise<void> {
 
   const pad = (s: string | number, w: number) => String(s).padStart(w);
   console.log(`raw TCP, 1 stream, 64 MiB: ${tcpMBps.toFixed(0)} MB/s before, ${tcpAfter.toFixed(0)} MB/s after (median of ${reps})`);
-  console.log(`${pad('N', 2)} ${pad('size', 7)} ${pad('codec', 5)} ${pad('median ms', 10)} ${pad('algbw MB/s', 11)} ${pad('busbw MB/s', 11)} ${pad('busbw/TCP', 9)}`);
+  console.log(`${pad('N', 2)} ${pad('size', 7)} ${pad('codec', 5)} ${pad('median ms', 10)} ${pad('algbw MB/s', 11)} ${pad('busbw MB/s', 11)} ${pad('busbw/TCP', 9)} ${pad('cpu ms/rank', 11)} ${pad('faults/rank', 11)}`);
   const ceiling = Math.max(tcpMBps, tcpAfter);
   for (const r of rows) {
     console.log(
       `${pad(r.worldSize, 2)} ${pad(`${r.sizeMiB} MiB`, 7)} ${pad(r.codec, 5)} ${pad(r.medianMs.toFixed(1), 10)} ` +
-        `${pad(r.algbwMBps.toFixed(0), 11)} ${pad(r.busbwMBps.toFixed(0), 11)} ${pad((r.busbwMBps / ceiling).toFixed(2), 9)}`,
+        `${pad(r.algbwMBps.toFixed(0), 11)} ${pad(r.busbwMBps.toFixed(0), 11)} ${pad((r.busbwMBps / ceiling).toFixed(2), 9)} ${pad(r.cpuMsPerRank.toFixed(0), 11)} ${pad(r.pageFaultsPerRank.toFixed(0), 11)}`,
     );
   }
   const dir = fileURLToPath(new URL('./results/', import.meta.url));

@@ -63,6 +63,8 @@ export class GrpcPeer implements RingPeer {
   private paused = false;
   private recvWaiter: { step: number; resolve: (m: IncomingChunk) => void; reject: (e: Error) => void } | null = null;
   private error: Error | null = null;
+  private leftEnded = false;
+  private rightGone: PeerLostError | null = null;
   private closing = false;
   /** Step of the collective in progress, or null between collectives. */
   activeStep: number | null = null;
@@ -82,45 +84,88 @@ export class GrpcPeer implements RingPeer {
     return this.error;
   }
 
-  /** The right neighbour's Pull call, accepted by the server. */
+  /**
+   * The right neighbour's Pull call, accepted by the server. Its loss is not fatal by itself: after
+   * its last collective a neighbour closes while we may still be receiving the tail of ours from the
+   * left. It fails us at our next send (or next collective); a neighbour that dies mid-collective is
+   * also reported to us around the ring by the abort its own right neighbour sends.
+   */
   attachRight(call: grpc.ServerWritableStream<PullRequest, Uint8Array>): void {
     this.right = call;
-    const lost = (what: string) => () =>
-      this.fail(new PeerLostError(this.rightRank, this.o.where(), `its Pull stream from us ${what}`));
-    call.on('cancelled', lost('was cancelled (connection closed)'));
-    call.on('error', lost('failed'));
+    const gone = (what: string) => () => {
+      this.rightGone ??= new PeerLostError(this.rightRank, this.o.where(), `its Pull stream from us ${what}`);
+      this.wakeSender();
+    };
+    call.on('cancelled', gone('was cancelled (connection closed)'));
+    call.on('error', gone('failed'));
   }
 
-  /** Our Pull call on the left neighbour. */
+  /**
+   * Our Pull call on the left neighbour. An error (reset connection, dead process) fails us at once
+   * and is passed down the ring; a clean end (the left closed its ring) only fails a receive that
+   * finds nothing more to read, since every message it sent arrives before the end.
+   */
   attachLeft(call: grpc.ClientReadableStream<DecodedChunk>): void {
     this.left = call;
     call.on('data', (m: DecodedChunk) => this.onMessage(m));
     call.on('error', (e: grpc.ServiceError) =>
       this.fail(new PeerLostError(this.leftRank, this.o.where(), `our stream from it failed (${e.details || e.message})`, { cause: e })),
     );
-    call.on('end', () => this.fail(new PeerLostError(this.leftRank, this.o.where(), 'it ended its stream to us')));
+    call.on('end', () => {
+      this.leftEnded = true;
+      if (this.recvWaiter) this.fail(this.leftEndedError());
+    });
+  }
+
+  /** Throws if the ring cannot run another collective (called before each one). */
+  checkUsable(): void {
+    if (this.error) throw this.error;
+    if (this.leftEnded) this.fail(this.leftEndedError());
+    else if (this.rightGone) this.fail(this.rightGone);
+    if (this.error) throw this.error;
+  }
+
+  /** True once a neighbour is gone or the peer failed. */
+  get broken(): boolean {
+    return this.error !== null || this.leftEnded || this.rightGone !== null;
   }
 
   async send(header: ChunkHeader, values: Float32Array, codec: WireCodec): Promise<void> {
-    while (this.free.length === 0 && !this.error) await new Promise<void>((resolve) => (this.roomWaiter = resolve));
-    if (this.error) throw this.error;
+    for (;;) {
+      if (this.rightGone) this.fail(this.rightGone);
+      if (this.error) throw this.error;
+      if (this.free.length > 0) break;
+      await new Promise<void>((resolve) => (this.roomWaiter = resolve));
+    }
     const buf = this.free.pop()!;
     const fields = { ...header, rank: this.o.rank, codec: codec.wireId, elements: values.length, abort: false, lostRank: 0, reason: '' };
     const msg = this.encoder.encode(buf, fields, values, codec);
     // The write callback fires once grpc-js has handed the bytes to HTTP/2; only then is buf reusable.
     this.right!.write(msg, () => {
       this.free.push(buf);
-      const wake = this.roomWaiter;
-      this.roomWaiter = null;
-      wake?.();
+      this.wakeSender();
     });
+  }
+
+  private wakeSender(): void {
+    const wake = this.roomWaiter;
+    this.roomWaiter = null;
+    wake?.();
+  }
+
+  private leftEndedError(): PeerLostError {
+    return new PeerLostError(this.leftRank, this.o.where(), 'it closed its stream to us (its ring was closed)');
   }
 
   receive(step: number): Promise<IncomingChunk> {
     for (;;) {
-      if (this.error) return Promise.reject(this.error);
+      // Messages that already arrived are delivered even after a failure: they may complete the collective.
       const m = this.inbox.shift();
-      if (!m) return new Promise((resolve, reject) => (this.recvWaiter = { step, resolve, reject }));
+      if (!m) {
+        if (!this.error && this.leftEnded) this.fail(this.leftEndedError());
+        if (this.error) return Promise.reject(this.error);
+        return new Promise((resolve, reject) => (this.recvWaiter = { step, resolve, reject }));
+      }
       this.maybeResume();
       if (m.step < step) {
         this.rejected.staleStep++;
@@ -208,9 +253,7 @@ export class GrpcPeer implements RingPeer {
     const w = this.recvWaiter;
     this.recvWaiter = null;
     w?.reject(err);
-    const wake = this.roomWaiter;
-    this.roomWaiter = null;
-    wake?.();
+    this.wakeSender();
     if (this.closing) return;
     this.sendAbort(err);
     this.o.onFailure(err);

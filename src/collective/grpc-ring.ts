@@ -86,7 +86,7 @@ export class GrpcRing {
   }
 
   get state(): RingState {
-    return this.stateNow;
+    return this.stateNow === 'connected' && this.peer?.broken ? 'broken' : this.stateNow;
   }
 
   get rank(): number {
@@ -130,6 +130,7 @@ export class GrpcRing {
     if (this.stateNow === 'closed') throw new RingClosedError(`rank ${this.o.rank}: allReduce() after close()`);
     if (this.stateNow !== 'connected') throw new RingProtocolError(`allReduce() before connect() (state ${this.stateNow})`);
     if (this.busy) throw new RingProtocolError('allReduce() while another collective is running on this ring');
+    this.peer?.checkUsable();
     if (!Number.isSafeInteger(step) || step <= this.lastStep) {
       throw new RingProtocolError(`step ${step} must be an integer above the previous step ${this.lastStep}`);
     }
