@@ -148,7 +148,7 @@ export function bleuMetric(options: BleuOptions = {}): Metric<BleuState, BleuInp
   if (tok !== '13a' && tok !== 'none') problems.push(`tokenize must be '13a' or 'none', got ${JSON.stringify(tok)}`);
   if (!Number.isInteger(maxOrder) || maxOrder < 1) problems.push(`maxNgramOrder must be a positive integer, got ${maxOrder}`);
   const method = options.smoothMethod ?? 'exp';
-  if (!(method in SMOOTH_DEFAULTS)) problems.push(`smoothMethod must be one of ${Object.keys(SMOOTH_DEFAULTS).join(', ')}, got ${JSON.stringify(method)}`);
+  if (!Object.hasOwn(SMOOTH_DEFAULTS, method)) problems.push(`smoothMethod must be one of ${Object.keys(SMOOTH_DEFAULTS).join(', ')}, got ${JSON.stringify(method)}`);
   if (problems.length > 0) throw new InputError(`bleu options: ${problems.join('; ')}`);
 
   const tokenizer = tok === '13a' ? tokenize13a : tokenizeNone;

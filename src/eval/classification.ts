@@ -85,7 +85,7 @@ export function classificationMetric(options: ClassificationOptions): Metric<Cla
         numClasses: a.numClasses,
         confusion: a.confusion.map((row, i) => {
           requireSameLength('classification', 'confusion columns', row, b.confusion[i]);
-          return row.map((v, j) => v + b.confusion[i][j]);
+          return row.map((v, j) => requireCount('classification', 'confusion count', v + b.confusion[i][j]));
         }),
       };
     },
