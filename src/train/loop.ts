@@ -32,6 +32,8 @@ export interface TrainOptions {
   overwrite?: boolean;
   progress?: boolean;
   log?: (line: string) => void;
+  /** Called after each completed step (and its checkpoint); tests use it to interrupt a run. */
+  onStep?: (step: number) => void | Promise<void>;
 }
 
 export interface TrainResult {
@@ -133,6 +135,7 @@ export async function train(job: CompiledJob, o: TrainOptions = {}): Promise<Tra
     if (job.checkpoint.everyNSteps > 0 && step % job.checkpoint.everyNSteps === 0) {
       await saveCheckpoint(job.checkpoint.dir, state(), flat, optimizer, model, job.checkpoint.keep, job.modelDir);
     }
+    await o.onStep?.(step);
   }
   bar?.stop();
   const finalEval = await runEval();

@@ -14,7 +14,7 @@ export const quiet = { log: () => {}, progress: false };
 
 export async function tempDir(t: TestContext): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), 'ringtune-train-'));
-  t.after(() => rm(dir, { recursive: true, force: true }));
+  if (!process.env.KEEP_TMP) t.after(() => rm(dir, { recursive: true, force: true }));
   return dir;
 }
 
