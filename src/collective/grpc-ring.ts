@@ -141,7 +141,7 @@ export class GrpcRing {
     const peer = this.peer;
     if (peer) peer.activeStep = step;
     this.progress.round = null;
-    const disarm = peer ? this.armTimeout(peer, timeoutMs) : () => {};
+    const disarm = peer ? this.armTimeout(peer, step, timeoutMs) : () => {};
     try {
       await ringAllReduce(peer ?? NO_PEER, buf, {
         rank: this.o.rank, worldSize: this.o.worldSize, step, op, codec: codecs[codecName],
@@ -267,22 +267,27 @@ export class GrpcRing {
   /**
    * Per-collective deadline. Probe window = timeoutMs/4 clamped to [20, 2000] ms: at timeoutMs minus
    * the window every rank pings all others; at timeoutMs it fails naming the nearest rank upstream
-   * (towards the data it waits for) that did not answer, or its left neighbour if all answered.
+   * (towards the data it waits for) that did not answer, else the nearest that answered but is not in
+   * this collective (stuck before it, or on another step), else its left neighbour.
    */
-  private armTimeout(peer: GrpcPeer, timeoutMs: number): () => void {
+  private armTimeout(peer: GrpcPeer, step: number, timeoutMs: number): () => void {
     const probeMs = Math.min(2000, Math.max(20, Math.floor(timeoutMs / 4)));
-    let silent: number[] | null = null;
+    let probe: Map<number, 'silent' | 'elsewhere'> | null = null;
     const probeTimer = setTimeout(() => {
-      void this.probe(Math.floor(probeMs * 0.8)).then((s) => (silent = s));
+      void this.probe(step, Math.floor(probeMs * 0.8)).then((p) => (probe = p));
     }, timeoutMs - probeMs);
     const failTimer = setTimeout(() => {
       const n = this.o.worldSize;
       const upstream = Array.from({ length: n - 1 }, (_, k) => (this.o.rank - 1 - k + n) % n);
-      const suspect = upstream.find((r) => silent?.includes(r)) ?? peer.leftRank;
+      const found = probe as Map<number, 'silent' | 'elsewhere'> | null;
+      const suspect =
+        upstream.find((r) => found?.get(r) === 'silent') ?? upstream.find((r) => found?.get(r) === 'elsewhere') ?? peer.leftRank;
+      const list = (kind: string) => [...(found ?? [])].filter(([, v]) => v === kind).map(([r]) => r).join(', ');
       const detail =
-        silent === null ? 'the liveness probe did not finish'
-        : silent.length > 0 ? `rank(s) ${silent.join(', ')} did not answer a ping within ${Math.floor(probeMs * 0.8)} ms`
-        : `every rank answered a ping, but no data came from rank ${peer.leftRank} (ranks disagree on step or buffer?)`;
+        found === null ? 'the liveness probe did not finish'
+        : found.size === 0 ? `every rank answered a ping and is in step ${step}; no data came from rank ${peer.leftRank}`
+        : [list('silent') && `rank(s) ${list('silent')} did not answer a ping`, list('elsewhere') && `rank(s) ${list('elsewhere')} are not in step ${step}`]
+            .filter(Boolean).join('; ');
       peer.abort(new CollectiveTimeoutError(suspect, timeoutMs, this.where(), detail));
     }, timeoutMs);
     return () => {
@@ -291,20 +296,25 @@ export class GrpcRing {
     };
   }
 
-  /** Pings every other rank with a deadline; returns the ranks that did not answer. */
-  private async probe(deadlineMs: number): Promise<number[]> {
+  /** Pings every other rank with a deadline; returns the ranks that did not answer or are elsewhere. */
+  private async probe(step: number, deadlineMs: number): Promise<Map<number, 'silent' | 'elsewhere'>> {
     const o = this.o;
     const others = this.peers.map((a, r) => ({ a, r })).filter(({ r }) => r !== o.rank);
     const clients = others.map(({ a }) => svc.newRingClient(a, svc.channelCredentials(o.tls), svc.clientChannelOptions(1024, 65_536, o.tls)));
+    const result = new Map<number, 'silent' | 'elsewhere'>();
     try {
-      const answered = await Promise.all(
+      await Promise.all(
         others.map(({ r }, i) =>
-          new Promise<boolean>((resolve) =>
-            clients[i]!.ping({ jobId: o.jobId, rank: o.rank }, svc.tokenMetadata(o.token), { deadline: Date.now() + deadlineMs }, (err) => resolve(!err)),
-          ).then((ok) => (ok ? -1 : r)),
+          new Promise<void>((resolve) =>
+            clients[i]!.ping({ jobId: o.jobId, rank: o.rank }, svc.tokenMetadata(o.token), { deadline: Date.now() + deadlineMs }, (err, reply) => {
+              if (err || !reply) result.set(r, 'silent');
+              else if (!reply.inCollective || reply.step !== step) result.set(r, 'elsewhere');
+              resolve();
+            }),
+          ),
         ),
       );
-      return answered.filter((r) => r >= 0);
+      return result;
     } finally {
       for (const c of clients) c.close();
     }

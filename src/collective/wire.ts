@@ -2,13 +2,14 @@
  * Hand-written protobuf framing of ringtune.v1.RingChunk (proto/ringtune/v1/ring.proto), the one
  * message on the hot path. Written by hand so the payload is encoded by the codec straight into a
  * reused buffer and decoded as a view of the received bytes: no repeated-float fields, no protobufjs
- * object per message, no extra copy. Field order and default-omission follow protobufjs exactly
- * (tests/collective/wire.test.ts compares bytes), so any protobuf library can read the stream.
+ * object per message, no extra copy. The bytes are canonical proto3 (fields in number order, defaults
+ * omitted): tests/collective/wire.test.ts checks they equal protobufjs's encoding of the same message,
+ * so any protobuf library can read the stream.
  *
  * Layout the encoder produces, payload last:
  *   0a len job_id | 10 step | 18 round | 20 chunk | 28 part | 30 rank | 38 codec | 40 elements |
  *   48 abort | 50 lost_rank | 5a len reason | 7a len payload
- * (fields equal to their proto3 default are omitted, as protobufjs does). The header is written
+ * (fields equal to their proto3 default are omitted). The header is written
  * at an offset chosen so the payload starts 4-byte aligned inside the reused buffer, which the codecs
  * need for typed-array views.
  */
