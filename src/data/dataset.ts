@@ -46,8 +46,9 @@ export async function prepareData(job: CompiledJob, tok: Tokenizer, modelLabels?
 
   const labels = job.task === 'classification' ? labelSet(trainFile.records, d.fields.label, modelLabels) : undefined;
   const label2id = new Map((labels ?? []).map((l, i) => [l, i]));
-  if (labels && labels.length < 2) {
-    throw new InputError(`${d.trainPath}: classification needs at least 2 distinct labels in field "${d.fields.label}", found ${labels.length}`);
+  // No labels at all means no usable records: the per-record errors (or the empty-set error) say more.
+  if (labels && labels.length === 1) {
+    throw new InputError(`${d.trainPath}: classification needs at least 2 distinct labels in field "${d.fields.label}", found only "${labels[0]}"`);
   }
 
   const build = (file: string, records: RawRecord[]): Example[] => {

@@ -111,5 +111,6 @@ function readCsv(file: string, buf: Buffer, maxRecordBytes: number): { records: 
     const e = err as Error & { lines?: number };
     throw new DataError({ file, line: e.lines ?? 0, reason: `malformed CSV (${e.message})` });
   }
-  return { records: rows.map((r) => ({ line: r.info.lines, value: r.record })), bad: [] };
+  // csv-parse reports the line a record ends on; a quoted field may span lines, so name where it starts.
+  return { records: rows.map((r, i) => ({ line: i === 0 ? 2 : rows[i - 1].info.lines + 1, value: r.record })), bad: [] };
 }

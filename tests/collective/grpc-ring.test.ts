@@ -1,23 +1,9 @@
 // GrpcRing over real gRPC on 127.0.0.1 ephemeral ports, several rings in this process.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { GrpcRing } from '../../src/collective/grpc-ring.ts';
-import type { GrpcRingOptions } from '../../src/collective/ring-options.ts';
 import { bf16SumErrorBound } from '../../src/collective/codecs.ts';
 import { CollectiveTimeoutError, RingClosedError } from '../../src/collective/errors.ts';
-import { assertBitIdentical, checkResult, fillRank } from './helpers.ts';
-
-export async function formRing(n: number, extra: Partial<GrpcRingOptions> = {}): Promise<GrpcRing[]> {
-  const rings = await Promise.all(
-    Array.from({ length: n }, (_, rank) => GrpcRing.create({ jobId: 'test-job', rank, worldSize: n, token: 'secret', ...extra })),
-  );
-  await Promise.all(rings.map((r) => r.connect(rings.map((x) => x.address))));
-  return rings;
-}
-
-export async function closeAll(rings: GrpcRing[]): Promise<void> {
-  await Promise.all(rings.map((r) => r.close()));
-}
+import { assertBitIdentical, checkResult, closeAll, fillRank, formRing } from './helpers.ts';
 
 for (const n of [1, 2, 3, 4, 5, 6, 7, 8]) {
   test(`gRPC ring, world size ${n}: awkward lengths, both codecs, bit-identical, several steps on one ring`, async () => {

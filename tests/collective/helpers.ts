@@ -5,6 +5,8 @@
  * exercised, not trivially met.
  */
 import assert from 'node:assert/strict';
+import { GrpcRing } from '../../src/collective/grpc-ring.ts';
+import type { GrpcRingOptions } from '../../src/collective/ring-options.ts';
 
 export function fillRank(buf: Float32Array, rank: number): Float32Array {
   for (let i = 0; i < buf.length; i++) buf[i] = value(rank, i);
@@ -53,3 +55,17 @@ export function assertBitIdentical(bufs: Float32Array[]): void {
     assert.ok(first.equals(b), `rank ${r} differs from rank 0 in its bytes`);
   }
 }
+
+/** n rings of job 'test-job' (token 'secret') on ephemeral 127.0.0.1 ports, connected. */
+export async function formRing(n: number, extra: Partial<GrpcRingOptions> = {}): Promise<GrpcRing[]> {
+  const rings = await Promise.all(
+    Array.from({ length: n }, (_, rank) => GrpcRing.create({ jobId: 'test-job', rank, worldSize: n, token: 'secret', ...extra })),
+  );
+  await Promise.all(rings.map((r) => r.connect(rings.map((x) => x.address))));
+  return rings;
+}
+
+export async function closeAll(rings: GrpcRing[]): Promise<void> {
+  await Promise.all(rings.map((r) => r.close()));
+}
+

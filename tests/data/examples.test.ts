@@ -1,0 +1,88 @@
+/** Formats -> tokens and loss masks, checked against what each format promises. */
+import assert from 'node:assert/strict';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { collateLm } from '../../src/data/batch.ts';
+import { ExampleBuilder, pack } from '../../src/data/examples.ts';
+import { readRecords } from '../../src/data/records.ts';
+import { Tokenizer } from '../../src/model/tokenizer.ts';
+import { buildFamilyTokenizer } from '../../src/model/tokenizer-build.ts';
+import { tempDir } from '../train/fixtures.ts';
+
+const built = buildFamilyTokenizer('llama', 600);
+const tok = Tokenizer.fromJson(built.tokenizerJson, built.tokenizerConfig);
+const fields = { text: 'text', prompt: 'prompt', completion: 'completion', messages: 'messages', label: 'label' };
+const rec = (value: Record<string, unknown>) => ({ line: 1, value });
+const decodeWhere = (tokens: number[], mask: number[], want: number) => tok.decode(tokens.filter((_, i) => mask[i] === want));
+
+test('text: every token is a target, EOS appended', () => {
+  const r = new ExampleBuilder(tok, 'text', fields, 64).lm(rec({ text: 'the cat sat.' }), 'x');
+  assert.ok('ok' in r);
+  assert.equal(r.ok.tokens.at(-1), tok.eosTokenId);
+  assert.ok(r.ok.lossMask.every((m) => m === 1));
+  assert.equal(tok.decode(r.ok.tokens.slice(0, -1)), 'the cat sat.');
+});
+
+test('prompt-completion: loss only on completion tokens and EOS', () => {
+  const r = new ExampleBuilder(tok, 'prompt-completion', fields, 64).lm(rec({ prompt: 'Q: two plus two? A:', completion: ' four' }), 'x');
+  assert.ok('ok' in r);
+  assert.equal(decodeWhere(r.ok.tokens, r.ok.lossMask, 0), 'Q: two plus two? A:');
+  assert.equal(tok.decode(r.ok.tokens.filter((_, i) => r.ok.lossMask[i] === 1), { skipSpecialTokens: true }), ' four');
+  // Shifted for training: the first target is the first completion token.
+  const b = collateLm([r.ok], 0);
+  const firstTarget = b.weights.findIndex((w) => w === 1);
+  assert.equal(b.targets[firstTarget], r.ok.tokens[r.ok.lossMask.indexOf(1)]);
+  assert.equal(b.lossTokens, r.ok.lossMask.slice(1).reduce((a, c) => a + c, 0));
+});
+
+test('messages: the chat template renders the conversation; loss only on assistant turns', () => {
+  const messages = [
+    { role: 'system', content: 'Be brief.' },
+    { role: 'user', content: 'Hi!' },
+    { role: 'assistant', content: 'Hello.' },
+    { role: 'user', content: 'Bye.' },
+    { role: 'assistant', content: 'See you.' },
+  ];
+  const r = new ExampleBuilder(tok, 'messages', fields, 256).lm(rec({ messages }), 'x');
+  assert.ok('ok' in r);
+  // The tokens are exactly the rendered conversation.
+  assert.equal(tok.decode(r.ok.tokens), tok.applyChatTemplate(messages));
+  // Targets: each assistant content plus its end-of-turn; the role headers are context.
+  const targetRuns: string[] = [];
+  let run: number[] = [];
+  r.ok.tokens.forEach((t, i) => {
+    if (r.ok.lossMask[i]) run.push(t);
+    else if (run.length) { targetRuns.push(tok.decode(run)); run = []; }
+  });
+  if (run.length) targetRuns.push(tok.decode(run));
+  assert.deepEqual(targetRuns, ['Hello.<|im_end|>\n', 'See you.<|im_end|>\n']);
+});
+
+test('messages without an assistant turn, or malformed, are bad records naming the field', () => {
+  const b = new ExampleBuilder(tok, 'messages', fields, 256);
+  assert.deepEqual(b.lm(rec({ messages: [{ role: 'user', content: 'x' }] }), 'x'), { bad: { field: 'messages', reason: 'has no assistant turn to learn from' } });
+  const r = b.lm(rec({ messages: [{ role: 'user' }] }), 'x');
+  assert.ok('bad' in r && r.bad.field === 'messages[0]');
+});
+
+test('truncation to max_seq_len and packing into full rows keep masks aligned', () => {
+  const b = new ExampleBuilder(tok, 'prompt-completion', fields, 6);
+  const r = b.lm(rec({ prompt: 'a b c d e f g h', completion: 'i j' }), 'x');
+  assert.ok('ok' in r && r.ok.tokens.length === 6 && r.ok.lossMask.length === 6);
+  const exs = [1, 2, 3].map((i) => ({ tokens: [i, i, i, 9], lossMask: [0, 1, 1, 1], source: `#${i}` }));
+  const packed = pack(exs, 5);
+  assert.deepEqual(packed.map((p) => p.tokens), [[1, 1, 1, 9, 2], [2, 2, 9, 3, 3], [3, 9]]);
+  assert.deepEqual(packed.map((p) => p.lossMask), [[0, 1, 1, 1, 0], [1, 1, 1, 0, 1], [1, 1]]);
+});
+
+test('CSV with a header row, quoted commas, and line numbers', async (t) => {
+  const dir = await tempDir(t);
+  const file = join(dir, 'd.csv');
+  await writeFile(file, 'text,label\n"good, very good",pos\n"bad\nreally",neg\nfine,pos\n');
+  const { records } = await readRecords(file, 1000);
+  assert.deepEqual(records.map((r) => r.value), [
+    { text: 'good, very good', label: 'pos' }, { text: 'bad\nreally', label: 'neg' }, { text: 'fine', label: 'pos' },
+  ]);
+  assert.deepEqual(records.map((r) => r.line), [2, 3, 5]); // the record starting on line 3 spans two lines
+});
