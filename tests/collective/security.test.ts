@@ -46,11 +46,11 @@ test('calls without the job token, or with another token, are refused with UNAUT
 
 test('a ring with the wrong token or another job id cannot join, and the refusing rank counts it', async () => {
   for (const [extra, counter, pattern] of [
-    [{ token: 'other-token' }, 'badToken', /UNAUTHENTICATED.*token mismatch/],
-    [{ jobId: 'other-job' }, 'foreignJob', /PERMISSION_DENIED/],
+    [{ jobId: 'test-job', token: 'other-token' }, 'badToken', /UNAUTHENTICATED.*token mismatch/],
+    [{ jobId: 'other-job', token: 'secret' }, 'foreignJob', /PERMISSION_DENIED/],
   ] as const) {
     const good = await GrpcRing.create({ jobId: 'test-job', rank: 0, worldSize: 2, token: 'secret', connectTimeoutMs: 1500 });
-    const bad = await GrpcRing.create({ jobId: 'test-job', rank: 1, worldSize: 2, token: 'secret', connectTimeoutMs: 1500, ...extra });
+    const bad = await GrpcRing.create({ rank: 1, worldSize: 2, connectTimeoutMs: 1500, ...extra });
     const peers = [good.address, bad.address];
     const [g, b] = await Promise.allSettled([good.connect(peers), bad.connect(peers)]);
     assert.equal(b.status, 'rejected');
