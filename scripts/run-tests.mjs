@@ -18,9 +18,17 @@ if (files.length === 0) {
   process.exit(1);
 }
 const concurrency = process.env.RINGTUNE_TEST_CONCURRENCY ?? '2';
-const result = spawnSync(
-  process.execPath,
-  ['--import', 'tsx', '--test', `--test-concurrency=${concurrency}`, '--test-reporter=spec', ...files],
-  { stdio: 'inherit' },
-);
-process.exit(result.status ?? 1);
+const run = (list, env = {}) =>
+  spawnSync(process.execPath, ['--import', 'tsx', '--test', `--test-concurrency=${concurrency}`, '--test-reporter=spec', ...list], {
+    stdio: 'inherit',
+    env: { ...process.env, ...env },
+  }).status ?? 1;
+
+let status = run(files);
+// The model numerics also run on the pure-JS cpu backend: every fallback backend must pass them.
+const numeric = files.filter((f) => /tests\/model\/(forward|gradient|leaks|generate)\.test\.ts$/.test(f));
+if (filters.length === 0 && numeric.length > 0) {
+  console.log('\n# model numerics again on the pure-JS cpu backend');
+  status = run(numeric, { RINGTUNE_BACKEND: 'cpu' }) || status;
+}
+process.exit(status);
