@@ -66,6 +66,8 @@ export class GrpcPeer implements RingPeer {
   private leftEnded = false;
   private rightGone: PeerLostError | null = null;
   private closing = false;
+  /** Traffic counters; `alignCopies` counts payloads that arrived misaligned and had to be copied. */
+  readonly stats = { messagesSent: 0, messagesReceived: 0, alignCopies: 0 };
   /** Step of the collective in progress, or null between collectives. */
   activeStep: number | null = null;
   lastStep = -1;
@@ -140,6 +142,7 @@ export class GrpcPeer implements RingPeer {
     const buf = this.free.pop()!;
     const fields = { ...header, rank: this.o.rank, codec: codec.wireId, elements: values.length, abort: false, lostRank: 0, reason: '' };
     const msg = this.encoder.encode(buf, fields, values, codec);
+    this.stats.messagesSent++;
     // The write callback fires once grpc-js has handed the bytes to HTTP/2; only then is buf reusable.
     this.right!.write(msg, () => {
       this.free.push(buf);
@@ -238,7 +241,9 @@ export class GrpcPeer implements RingPeer {
       );
     }
     let payload = m.payload;
+    this.stats.messagesReceived++;
     if (payload.byteOffset % 4 !== 0) {
+      this.stats.alignCopies++;
       // grpc-js hands us the message at an arbitrary offset; typed-array views need alignment.
       this.scratch.set(payload);
       payload = this.scratch.subarray(0, payload.length);

@@ -89,6 +89,11 @@ export class GrpcRing {
     return this.stateNow === 'connected' && this.peer?.broken ? 'broken' : this.stateNow;
   }
 
+  /** Messages sent and received over this ring's lifetime, and payloads that needed an alignment copy. */
+  get stats(): { messagesSent: number; messagesReceived: number; alignCopies: number } {
+    return { ...(this.peer?.stats ?? { messagesSent: 0, messagesReceived: 0, alignCopies: 0 }) };
+  }
+
   get rank(): number {
     return this.o.rank;
   }

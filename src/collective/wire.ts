@@ -8,10 +8,11 @@
  *
  * Layout the encoder produces, payload last:
  *   0a len job_id | 10 step | 18 round | 20 chunk | 28 part | 30 rank | 38 codec | 40 elements |
- *   48 abort | 50 lost_rank | 5a len reason | 7a len payload
- * (fields equal to their proto3 default are omitted). The header is written
- * at an offset chosen so the payload starts 4-byte aligned inside the reused buffer, which the codecs
- * need for typed-array views.
+ *   48 abort | 50 lost_rank | 5a len reason | 72 len pad | 7a len payload
+ * (fields equal to their proto3 default are omitted). Alignment, twice over: `pad` (1-4 bytes) makes
+ * the header 3 mod 4 bytes long, so after gRPC's 5-byte frame prefix the payload sits at a multiple
+ * of 4 in the receiver's buffer and decodes as a typed-array view without a copy; and the encoder
+ * writes the header at an offset of the reused send buffer that aligns the payload there too.
  */
 import type { WireCodec } from './codecs.ts';
 import { RingProtocolError } from './errors.ts';
@@ -38,8 +39,9 @@ export interface DecodedChunk extends ChunkFields {
 
 /** Upper bound of the header size for a job id of `jobIdBytes` bytes and a reason of `reasonBytes`. */
 export function maxHeaderBytes(jobIdBytes: number, reasonBytes = 0): number {
-  // 12 tags + 2 length varints (5) + step varint (10) + 8 uint32 varints (5) + strings.
-  return 12 + 15 + 10 + 40 + jobIdBytes + reasonBytes + 4 /* alignment pad */;
+  // 13 tags + 3 length varints (5) + step varint (10) + 8 uint32 varints (5) + strings + pad (4)
+  // + alignment offset in the send buffer (3).
+  return 13 + 15 + 10 + 40 + jobIdBytes + reasonBytes + 4 + 3;
 }
 
 function varintSize(v: number): number {
@@ -114,6 +116,13 @@ export class ChunkEncoder {
     if (f.reason) pos = putBytes(h, pos, 0x5a, utf8.encode(f.reason).subarray(0, 1024));
     const payloadBytes = values && codec ? values.length * codec.bytesPerElement : 0;
     if (payloadBytes > 0) {
+      // pad: 2 + padLen bytes, chosen so the whole header (pos + pad + payload tag/length) is 3 mod 4.
+      const tail = 1 + varintSize(payloadBytes);
+      const padLen = ((3 - pos - 2 - tail) % 4 + 4) % 4 || 4;
+      h[pos++] = 0x72;
+      h[pos++] = padLen;
+      h.fill(0, pos, pos + padLen);
+      pos += padLen;
       h[pos++] = 0x7a;
       pos = putVarint(h, pos, payloadBytes);
     }
@@ -169,6 +178,7 @@ export function decodeChunk(buf: Uint8Array): DecodedChunk {
       case 0x48: m.abort = varint() !== 0; break;
       case 0x50: m.lostRank = varint(); break;
       case 0x5a: m.reason = utf8d.decode(bytes()); break;
+      case 0x72: bytes(); break; // pad
       case 0x7a: m.payload = bytes(); break;
       default:
         skip(tag & 7);

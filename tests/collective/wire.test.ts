@@ -12,6 +12,11 @@ const cases = [
   { step: 9, round: 0, chunk: 0, part: 0, rank: 2, abort: true, lostRank: 3, reason: 'PeerLostError: rank 3 ünïcode', values: [], codec: null },
 ];
 
+/** Length of the pad field in an encoded RingChunk (found by decoding with protobufjs). */
+function padLength(bytes: Uint8Array): number {
+  return (RingChunkType.decode(bytes) as unknown as { pad: Uint8Array }).pad.length;
+}
+
 function isDefault(v: unknown): boolean {
   return v === 0 || v === false || v === '' || (v instanceof Uint8Array && v.length === 0);
 }
@@ -26,17 +31,22 @@ test('ChunkEncoder writes exactly the bytes protobufjs writes for the same RingC
       const mine = enc.encode(out, fields, c.codec ? values : null, c.codec);
       const payload = new Uint8Array(values.length * (c.codec?.bytesPerElement ?? 0));
       c.codec?.encode(values, payload);
+      // pad (field 14) is whatever the encoder chose; read it back from our bytes to build the reference.
+      const pad = payload.length > 0 ? new Uint8Array(padLength(mine)) : new Uint8Array(0);
       // Canonical proto3 omits fields equal to their default (as protoc-generated C++/Go code does);
       // protobufjs writes whatever properties are set, so give it only the non-default ones.
-      const nonDefault = Object.fromEntries(Object.entries({ jobId: 'job-ä1', ...fields, payload }).filter(([, v]) => !isDefault(v)));
+      const nonDefault = Object.fromEntries(Object.entries({ jobId: 'job-ä1', ...fields, pad, payload }).filter(([, v]) => !isDefault(v)));
       const theirs = RingChunkType.encode(RingChunkType.fromObject(nonDefault)).finish();
       assert.deepEqual(Buffer.from(mine), Buffer.from(theirs), `step ${c.step} at offset ${offset}`);
-      if (payload.length > 0) assert.equal((mine.byteOffset + mine.length - payload.length) % 4, 0, 'payload is 4-byte aligned');
+      if (payload.length > 0) {
+        assert.equal((mine.byteOffset + mine.length - payload.length) % 4, 0, 'payload is 4-byte aligned in our buffer');
+        assert.equal((5 + mine.length - payload.length) % 4, 0, 'and after the 5-byte gRPC frame prefix');
+      }
       // And our decoder reads protobufjs's bytes back.
       const back = decodeChunk(theirs);
       assert.deepEqual({ ...back, payload: Buffer.from(back.payload) }, { jobId: 'job-ä1', ...fields, payload: Buffer.from(payload) });
       // protobufjs with every field set explicitly (defaults written out) decodes the same.
-      const verbose = RingChunkType.encode(RingChunkType.fromObject({ jobId: 'job-ä1', ...fields, payload })).finish();
+      const verbose = RingChunkType.encode(RingChunkType.fromObject({ jobId: 'job-ä1', ...fields, pad, payload })).finish();
       assert.deepEqual({ ...decodeChunk(verbose), payload: Buffer.from(decodeChunk(verbose).payload) }, { ...back, payload: Buffer.from(back.payload) });
     }
   }
