@@ -3,7 +3,7 @@
  * TCP transfer (node `net`, one stream, 64 MiB) measured in the same run as the ceiling.
  *
  *   npm run bench:allreduce                       # N = 2, 4; 1, 4, 16, 64 MiB; fp32 + bf16
- *   npm run bench:allreduce -- --worlds 2 --sizes 64 --codecs fp32 --reps 9 --message-kib 1024
+ *   npm run bench:allreduce -- --worlds 2 --sizes 64 --codecs fp32 --reps 9 --message-kib 1024 --malloc default
  *
  * Time per collective = the slowest rank's time for that iteration; we quote the median over `reps`
  * iterations after `warmup`. algbw = S / t, busbw = 2(N-1)/N * S / t (NCCL's definition), with
@@ -16,6 +16,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { GrpcRing } from '../src/collective/grpc-ring.ts';
 import type { CodecName } from '../src/collective/codecs.ts';
+import { RING_PROCESS_ENV } from '../src/collective/ring-options.ts';
 
 const MiB = 1 << 20;
 const self = fileURLToPath(import.meta.url);
@@ -120,10 +121,10 @@ async function tcpCeiling(reps: number): Promise<number[]> {
 }
 
 // ---- orchestration ------------------------------------------------------------------------------
-async function spawnChild(args: string[]): Promise<{ child: ChildProcess; address: string; lines: AsyncIterator<string> }> {
+async function spawnChild(args: string[], env: NodeJS.ProcessEnv = process.env): Promise<{ child: ChildProcess; address: string; lines: AsyncIterator<string> }> {
   // RINGTUNE_BENCH_CPU_PROF=dir writes a V8 CPU profile per child process into dir.
   const prof = process.env.RINGTUNE_BENCH_CPU_PROF ? ['--cpu-prof', '--cpu-prof-dir', process.env.RINGTUNE_BENCH_CPU_PROF] : [];
-  const child = spawn(process.execPath, [...prof, '--import', 'tsx', self, ...args], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, [...prof, '--import', 'tsx', self, ...args], { stdio: ['pipe', 'pipe', 'inherit'], env });
   const lines = createInterface({ input: child.stdout! })[Symbol.asyncIterator]();
   const first = (await lines.next()).value as string | undefined;
   if (!first?.startsWith('ADDR ')) throw new Error(`child ${args.join(' ')} did not report an address`);
@@ -135,9 +136,9 @@ function median(xs: number[]): number {
   return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
 }
 
-async function runWorld(n: number, plan: Omit<Plan, 'peers'>, passthrough: string[]) {
+async function runWorld(n: number, plan: Omit<Plan, 'peers'>, passthrough: string[], env: NodeJS.ProcessEnv) {
   const kids = await Promise.all(
-    Array.from({ length: n }, (_, rank) => spawnChild(['--worker', '--rank', String(rank), '--world', String(n), ...passthrough])),
+    Array.from({ length: n }, (_, rank) => spawnChild(['--worker', '--rank', String(rank), '--world', String(n), ...passthrough], env)),
   );
   const full: Plan = { ...plan, peers: kids.map((k) => k.address) };
   for (const k of kids) k.child.stdin!.write(`${JSON.stringify(full)}\n`);
@@ -169,14 +170,19 @@ async function main(): Promise<void> {
   const codecList = flag('codecs', 'fp32,bf16').split(',') as CodecName[];
   const reps = Number(flag('reps', '7'));
   const passthrough = ['--message-kib', flag('message-kib', '1024'), '--inflight', flag('inflight', '4')];
-  const tcpTimes = await tcpCeiling(reps);
+  // Ring workers run with RING_PROCESS_ENV (glibc keeps freed memory for reuse) unless --malloc default.
+  const malloc = flag('malloc', 'tuned');
+  const env = malloc === 'tuned' ? { ...process.env, ...RING_PROCESS_ENV } : process.env;
+  const tcpReps = Math.min(reps, 7);
+  const tcpTimes = await tcpCeiling(tcpReps);
   const tcpMBps = (64 * MiB) / (median(tcpTimes) / 1000) / 1e6;
   const rows = [];
-  for (const n of worlds) rows.push(...(await runWorld(n, { sizesMiB, codecs: codecList, warmup: 2, reps }, passthrough)));
-  const tcpAfter = (64 * MiB) / (median(await tcpCeiling(reps)) / 1000) / 1e6;
+  for (const n of worlds) rows.push(...(await runWorld(n, { sizesMiB, codecs: codecList, warmup: 2, reps }, passthrough, env)));
+  const tcpAfter = (64 * MiB) / (median(await tcpCeiling(tcpReps)) / 1000) / 1e6;
 
   const pad = (s: string | number, w: number) => String(s).padStart(w);
-  console.log(`raw TCP, 1 stream, 64 MiB: ${tcpMBps.toFixed(0)} MB/s before, ${tcpAfter.toFixed(0)} MB/s after (median of ${reps})`);
+  console.log(`ring workers: ${malloc} malloc, ${passthrough[1]} KiB messages, ${passthrough[3]} in flight per link`);
+  console.log(`raw TCP, 1 stream, 64 MiB: ${tcpMBps.toFixed(0)} MB/s before, ${tcpAfter.toFixed(0)} MB/s after (median of ${tcpReps})`);
   console.log(`${pad('N', 2)} ${pad('size', 7)} ${pad('codec', 5)} ${pad('median ms', 10)} ${pad('algbw MB/s', 11)} ${pad('busbw MB/s', 11)} ${pad('busbw/TCP', 9)} ${pad('cpu ms/rank', 11)} ${pad('faults/rank', 11)}`);
   const ceiling = Math.max(tcpMBps, tcpAfter);
   for (const r of rows) {
@@ -187,7 +193,7 @@ async function main(): Promise<void> {
   }
   const dir = fileURLToPath(new URL('./results/', import.meta.url));
   mkdirSync(dir, { recursive: true });
-  const out = { when: new Date().toISOString(), command: process.argv.slice(2).join(' '), reps, warmup: 2, messageKiB: Number(passthrough[1]), inflight: Number(passthrough[3]), tcpMBps: { before: tcpMBps, after: tcpAfter }, rows };
+  const out = { when: new Date().toISOString(), command: process.argv.slice(2).join(' '), reps, warmup: 2, malloc, messageKiB: Number(passthrough[1]), inflight: Number(passthrough[3]), tcpMBps: { before: tcpMBps, after: tcpAfter }, rows };
   writeFileSync(`${dir}allreduce.json`, `${JSON.stringify(out, null, 2)}\n`);
   console.log(`wrote ${dir}allreduce.json`);
 }

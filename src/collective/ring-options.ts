@@ -98,6 +98,21 @@ export function compileRingOptions(raw: GrpcRingOptions): CompiledRingOptions {
   };
 }
 
+/**
+ * Environment for worker processes that run a ring (set by whoever spawns them; glibc reads it at
+ * process start). grpc-js copies every message into a fresh Buffer on both ends (its frame prefix on
+ * send, its reassembly on receive), which we cannot reuse from outside. With glibc's defaults those
+ * buffers are mmapped or trimmed back to the OS after every GC and each 4 KiB page faults again on
+ * first touch (~15 us per page here, notes/machine-perf.md). These settings keep freed memory in the
+ * heap for reuse: measured 0.3 instead of 12-48 page faults per 512 KiB buffer, and 3-20x fewer faults
+ * per 64 MiB all-reduce (bench/allreduce.ts --malloc default|tuned; docs/collective.md).
+ */
+export const RING_PROCESS_ENV: Readonly<Record<string, string>> = {
+  MALLOC_MMAP_THRESHOLD_: String(32 << 20),
+  MALLOC_TRIM_THRESHOLD_: String(1 << 30),
+  MALLOC_TOP_PAD_: String(64 << 20),
+};
+
 export interface AllReduceOptions {
   /** Collective sequence number: strictly increasing per ring, the same on every rank. */
   step: number;
