@@ -2,6 +2,7 @@
 import { Command } from 'commander';
 import { registerModelCommands } from './model-commands.ts';
 import { registerTrainCommands } from './train-commands.ts';
+import { registerClusterCommands } from './cluster-commands.ts';
 
 const program = new Command();
 program
@@ -12,5 +13,6 @@ program
 
 registerModelCommands(program);
 registerTrainCommands(program);
+registerClusterCommands(program);
 
 await program.parseAsync(process.argv);

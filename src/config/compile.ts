@@ -56,8 +56,21 @@ export interface CompiledJob {
     maxBatches?: number;
     earlyStopping?: { metric: string; patience: number; mode?: 'min' | 'max'; minDelta: number };
   };
+  cluster: {
+    workers: number;
+    codec: 'fp32' | 'bf16';
+    heartbeatIntervalMs: number;
+    heartbeatTimeoutMs: number;
+    collectiveTimeoutMs: number;
+    joinTimeoutMs: number;
+    hashEveryNSteps: number;
+    nats: { url?: string; token?: string; user?: string; password?: string; tls?: TlsPaths };
+    ringTls?: TlsPaths;
+  };
   outputDir: string;
 }
+
+export interface TlsPaths { caFile?: string; certFile?: string; keyFile?: string }
 
 export class JobSpecError extends InputError {
   override readonly name: string = 'JobSpecError';
@@ -86,6 +99,8 @@ export function compileJob(raw: unknown, jobFile: string): CompiledJob {
   if (s.training.micro_batch > s.training.global_batch) problems.push(`  training.micro_batch: ${s.training.micro_batch} is larger than global_batch ${s.training.global_batch}`);
   if (problems.length) throw new JobSpecError(`${jobFile}: ${problems.length} problem${problems.length === 1 ? '' : 's'} in the job spec:\n${problems.join('\n')}`);
   const outputDir = path(s.output);
+  const tls = (t?: { ca?: string; cert?: string; key?: string }): TlsPaths | undefined =>
+    t && { caFile: t.ca && path(t.ca), certFile: t.cert && path(t.cert), keyFile: t.key && path(t.key) };
   return {
     name: s.name,
     jobFile: resolve(jobFile),
@@ -128,6 +143,17 @@ export function compileJob(raw: unknown, jobFile: string): CompiledJob {
         metric: s.eval.early_stopping.metric, patience: s.eval.early_stopping.patience,
         mode: s.eval.early_stopping.mode, minDelta: s.eval.early_stopping.min_delta,
       },
+    },
+    cluster: {
+      workers: s.cluster.workers,
+      codec: s.cluster.codec,
+      heartbeatIntervalMs: s.cluster.heartbeat_interval_ms,
+      heartbeatTimeoutMs: s.cluster.heartbeat_timeout_ms,
+      collectiveTimeoutMs: s.cluster.collective_timeout_ms,
+      joinTimeoutMs: s.cluster.join_timeout_ms,
+      hashEveryNSteps: s.cluster.hash_every_n_steps,
+      nats: { ...s.cluster.nats, tls: tls(s.cluster.nats.tls) },
+      ringTls: tls(s.cluster.ring_tls),
     },
     outputDir,
   };

@@ -77,6 +77,33 @@ export const EvalSchema = z
   })
   .strict();
 
+const TlsSchema = z.object({ ca: z.string().optional(), cert: z.string().optional(), key: z.string().optional() }).strict();
+
+export const ClusterSchema = z
+  .object({
+    workers: positiveInt.default(1),
+    /** Wire codec of the gradient all-reduce: fp32 exact, bf16 half the bytes. */
+    codec: z.enum(['fp32', 'bf16']).default('fp32'),
+    heartbeat_interval_ms: positiveInt.default(500),
+    heartbeat_timeout_ms: positiveInt.default(5000),
+    collective_timeout_ms: positiveInt.default(60_000),
+    join_timeout_ms: positiveInt.default(300_000),
+    /** Compare a hash of every replica's parameters this often (0 = never). */
+    hash_every_n_steps: nonNegInt.default(10),
+    nats: z
+      .object({
+        url: z.string().optional(),
+        token: z.string().optional(),
+        user: z.string().optional(),
+        password: z.string().optional(),
+        tls: TlsSchema.optional(),
+      })
+      .strict()
+      .default({}),
+    ring_tls: TlsSchema.optional(),
+  })
+  .strict();
+
 export const JobSchema = z
   .object({
     name: z.string().regex(/^[A-Za-z0-9._-]+$/, 'letters, digits, ".", "_" and "-" only').default('job'),
@@ -88,6 +115,10 @@ export const JobSchema = z
     method: z.object({ type: z.literal('full').default('full') }).strict().default({ type: 'full' }),
     checkpoint: CheckpointSchema.default({ every_n_steps: 0, keep: 2 }),
     eval: EvalSchema.default({ every_n_steps: 0 }),
+    cluster: ClusterSchema.default({
+      workers: 1, codec: 'fp32', heartbeat_interval_ms: 500, heartbeat_timeout_ms: 5000, collective_timeout_ms: 60_000,
+      join_timeout_ms: 300_000, hash_every_n_steps: 10, nats: {},
+    }),
     output: z.string().min(1).default('out'),
   })
   .strict();

@@ -51,9 +51,11 @@ export async function prepareData(job: CompiledJob, tok: Tokenizer, modelLabels?
     throw new InputError(`${d.trainPath}: classification needs at least 2 distinct labels in field "${d.fields.label}", found only "${labels[0]}"`);
   }
 
-  const build = (file: string, records: RawRecord[]): Example[] => {
+  // Tokenising a large file takes a while; yielding now and then keeps heartbeats flowing meanwhile.
+  const build = async (file: string, records: RawRecord[]): Promise<Example[]> => {
     const out: Example[] = [];
-    for (const r of records) {
+    for (const [i, r] of records.entries()) {
+      if (i % 256 === 255) await new Promise<void>((res) => setImmediate(res));
       const source = `${file}:${r.line}`;
       const res = job.task === 'classification' ? builder.cls(r, source, label2id) : builder.lm(r, source);
       if ('bad' in res) fail({ file, line: r.line, ...res.bad });
@@ -63,8 +65,8 @@ export async function prepareData(job: CompiledJob, tok: Tokenizer, modelLabels?
     return out;
   };
 
-  let train = build(d.trainPath, trainFile.records);
-  let evalSet = evalFile ? build(d.evalPath!, evalFile.records) : [];
+  let train = await build(d.trainPath, trainFile.records);
+  let evalSet = evalFile ? await build(d.evalPath!, evalFile.records) : [];
   if (!evalFile && d.evalFraction > 0 && train.length >= 2) {
     const order = new Rng(job.training.seed ^ 0x5eed).shuffle([...train.keys()]);
     const nEval = Math.max(1, Math.round(train.length * d.evalFraction));

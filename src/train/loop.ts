@@ -138,7 +138,8 @@ export async function train(job: CompiledJob, o: TrainOptions = {}): Promise<Tra
     await o.onStep?.(step);
   }
   bar?.stop();
-  const finalEval = await runEval();
+  // After an early stop the last eval is already the final one.
+  const finalEval = stoppedEarly ? lastEval : await runEval();
   if (finalEval) log(`[ringtune] step ${step} eval: ${fmt(finalEval)}${stoppedEarly ? ' (stopped early)' : ''}`);
   const finalModelDir = join(job.outputDir, 'final');
   await saveModel(model, finalModelDir, { tokenizerFrom: job.modelDir, metadata: { ringtune: `${job.name} step ${step}` } });

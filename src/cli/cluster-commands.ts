@@ -1,0 +1,139 @@
+/**
+ * `ringtune coordinator`, `ringtune worker` (what a cluster runs), `ringtune local` (NATS + a
+ * coordinator + N workers on this machine) and `ringtune status`. Every flag also reads the
+ * environment variable named in its help (flags win); the Kubernetes manifests pass exactly these.
+ */
+import { Option, type Command } from 'commander';
+import { loadJobFile } from '../config/compile.ts';
+import type { BusOptions } from '../control/bus.ts';
+import { Bus } from '../control/bus.ts';
+import { freePort } from '../control/nats-server.ts';
+import { subjects } from '../control/subjects.ts';
+import { runCoordinator } from '../coordinator/coordinator.ts';
+import { runLocalCluster } from '../coordinator/local.ts';
+import { CoordinatorMetrics, startMetricsServer, WorkerMetrics } from '../metrics/metrics.ts';
+import { runWorker } from '../worker/worker.ts';
+import { action, intArg, startBackend } from './common.ts';
+
+const natsOption = () => new Option('--nats <url>', 'NATS server URL').env('RINGTUNE_NATS_URL');
+const metricsOption = () => new Option('--metrics-port <port>', 'port of /metrics and /healthz (0 = any free port)').env('RINGTUNE_METRICS_PORT').argParser(intArg(0)).default(9464);
+const lingerOption = () => new Option('--linger-ms <ms>', 'keep /metrics up this long after the run ends').env('RINGTUNE_LINGER_MS').argParser(intArg(0)).default(0);
+const backendOption = () => new Option('--backend <name>', 'tfjs backend: auto | tensorflow-gpu | tensorflow | wasm | cpu').env('RINGTUNE_BACKEND');
+
+/** NATS credentials: the job spec's cluster.nats, overridden by RINGTUNE_NATS_* (Kubernetes Secrets). */
+function busOptions(url: string, fromJob?: { token?: string; user?: string; password?: string; tls?: BusOptions['tls'] }): BusOptions {
+  return {
+    url, name: 'ringtune',
+    token: process.env.RINGTUNE_NATS_TOKEN ?? fromJob?.token,
+    user: process.env.RINGTUNE_NATS_USER ?? fromJob?.user,
+    password: process.env.RINGTUNE_NATS_PASSWORD ?? fromJob?.password,
+    tls: fromJob?.tls,
+  };
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+export function registerClusterCommands(program: Command): void {
+  program
+    .command('coordinator <job>')
+    .description('run the coordinator of a distributed job (waits for cluster.workers workers on NATS)')
+    .addOption(natsOption())
+    .addOption(new Option('--workers <n>', 'number of workers (overrides cluster.workers)').env('RINGTUNE_WORKERS').argParser(intArg(1)))
+    .addOption(metricsOption())
+    .option('--resume', 'continue from the latest checkpoint')
+    // The same environment goes to every pod; the coordinator runs no model, so it only accepts this.
+    .addOption(backendOption().hideHelp())
+    .addOption(lingerOption())
+    .action(action(async (jobFile: string, o: { nats?: string; workers?: number; metricsPort: number; resume?: boolean; lingerMs: number }) => {
+      const job = await loadJobFile(jobFile);
+      if (o.workers) job.cluster.workers = o.workers;
+      const url = o.nats ?? job.cluster.nats.url ?? 'nats://127.0.0.1:4222';
+      const metrics = new CoordinatorMetrics({ job: job.name });
+      const server = await startMetricsServer(metrics.registry, { port: o.metricsPort });
+      console.error(`[coordinator] metrics on :${server.port}/metrics`);
+      try {
+        const r = await runCoordinator({
+          job, bus: busOptions(url, job.cluster.nats), resume: o.resume, log: (l) => console.error(l),
+          events: {
+            phase: (p) => metrics.setPhase(p),
+            workersAlive: (n, world) => { metrics.setWorkersAlive(n); metrics.setWorldSize(world); },
+            step: (s) => metrics.observeStep(s),
+            hashCheck: (ok) => metrics.replicaHashCheck(ok),
+            eval: (step, r) => metrics.observeEval(step, r),
+            checkpoint: (step) => metrics.checkpointWritten(step),
+          },
+        });
+        console.log(JSON.stringify({ run_id: r.runId, steps: r.steps, stopped_early: r.stoppedEarly, base_eval: r.baseEval, final_eval: r.finalEval, final_model: r.finalModelDir }, null, 2));
+      } finally {
+        if (o.lingerMs > 0) await sleep(o.lingerMs);
+        await server.close();
+      }
+    }));
+
+  program
+    .command('worker')
+    .description('run one worker of a distributed job: joins via NATS, trains its shard, all-reduces over the gRPC ring')
+    .addOption(natsOption().makeOptionMandatory())
+    .addOption(new Option('--job <name>', 'job name (the job spec\'s `name`)').env('RINGTUNE_JOB').makeOptionMandatory())
+    .addOption(new Option('--ring-host <host>', 'interface the ring server binds').env('RINGTUNE_RING_HOST').default('0.0.0.0'))
+    .addOption(new Option('--ring-port <port>', 'ring server port (0 = any free port)').env('RINGTUNE_RING_PORT').argParser(intArg(0)).default(50051))
+    .addOption(new Option('--advertise <host:port>', 'address other ranks dial (default: ring host and port)').env('RINGTUNE_ADVERTISE'))
+    .addOption(new Option('--rank-hint <rank>', 'preferred rank (a StatefulSet pod ordinal)').env('RINGTUNE_RANK_HINT').argParser(intArg(0)))
+    .addOption(metricsOption())
+    .addOption(backendOption())
+    .addOption(lingerOption())
+    .action(action(async (o: { nats: string; job: string; ringHost: string; ringPort: number; advertise?: string; rankHint?: number; metricsPort: number; backend?: string; lingerMs: number }) => {
+      const backend = await startBackend(o.backend);
+      const metrics = new WorkerMetrics({ job: o.job, rank: -1, backend: backend.name });
+      const server = await startMetricsServer(metrics.registry, { port: o.metricsPort });
+      const ringPort = o.ringPort || (await freePort(o.ringHost === '0.0.0.0' ? '127.0.0.1' : o.ringHost));
+      try {
+        await runWorker({
+          bus: busOptions(o.nats), job: o.job, ringHost: o.ringHost, ringPort, advertise: o.advertise, rankHint: o.rankHint ?? -1,
+          ringToken: process.env.RINGTUNE_RING_TOKEN, backend, metricsPort: server.port, log: (l) => console.error(l),
+          events: {
+            phase: (p) => metrics.setPhase(p),
+            assigned: (rank) => metrics.setRank(rank),
+            step: (r) => metrics.observeStep({
+              step: r.step, loss: r.loss, lr: r.lr, gradNorm: r.gradNorm, tokens: r.inputTokens, samples: r.samples,
+              stepSeconds: (r.computeMs + r.reduceMs) / 1000, allreduceSeconds: r.reduceMs / 1000, allreduceBytes: r.reduceBytes,
+              busBandwidthBytesPerSecond: r.reduceMs > 0 ? r.reduceBytes / (r.reduceMs / 1000) : 0,
+            }),
+          },
+        });
+      } finally {
+        if (o.lingerMs > 0) await sleep(o.lingerMs);
+        await server.close();
+      }
+    }));
+
+  program
+    .command('local <job>')
+    .description('run a job on this machine: nats-server (unless --nats), a coordinator and N worker processes')
+    .option('--workers <n>', 'worker processes (default: cluster.workers)', intArg(1))
+    .addOption(natsOption())
+    .option('--metrics-port-base <port>', 'coordinator gets this port, worker i gets port + 1 + i (default: free ports)', intArg(1))
+    .option('--resume', 'continue from the latest checkpoint')
+    .addOption(backendOption())
+    .action(action(async (jobFile: string, o: { workers?: number; nats?: string; metricsPortBase?: number; resume?: boolean; backend?: string }) => {
+      const code = await runLocalCluster({ jobFile, workers: o.workers, natsUrl: o.nats, metricsPortBase: o.metricsPortBase, resume: o.resume, backend: o.backend });
+      process.exit(code);
+    }));
+
+  program
+    .command('status')
+    .description('print the live state of a job (asks its coordinator over NATS)')
+    .addOption(natsOption().default('nats://127.0.0.1:4222'))
+    .addOption(new Option('--job <name>', 'job name').env('RINGTUNE_JOB').makeOptionMandatory())
+    .option('--timeout-ms <ms>', 'how long to wait for the coordinator', intArg(1), 3000)
+    .action(action(async (o: { nats: string; job: string; timeoutMs: number }) => {
+      const bus = await Bus.connect(busOptions(o.nats));
+      try {
+        const s = await bus.request(subjects(o.job).status, 'StatusRequest', {}, 'StatusReply', o.timeoutMs).catch(() => undefined);
+        if (!s) throw new (await import('../errors.ts')).InputError(`no coordinator of job "${o.job}" answered on ${o.nats} within ${o.timeoutMs} ms`);
+        console.log(JSON.stringify({ ...s, lastEval: s.lastEvalJson ? JSON.parse(s.lastEvalJson) : undefined, lastEvalJson: undefined }, null, 2));
+      } finally {
+        await bus.close();
+      }
+    }));
+}

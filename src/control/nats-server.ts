@@ -1,0 +1,86 @@
+/**
+ * A private nats-server for `ringtune local` and the tests: Debian's binary from PATH, bound to
+ * 127.0.0.1 on a free port, stopped with the parent. Missing binary: installed from Debian when
+ * running as root, else an error with the exact command to run.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { createServer, connect } from 'node:net';
+import { RingtuneError } from '../errors.ts';
+
+export class NatsServerMissingError extends RingtuneError {
+  override readonly name: string = 'NatsServerMissingError';
+}
+
+/** A port the OS reports free right now (bind to 0, read, close). */
+export async function freePort(host = '127.0.0.1'): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, host, () => {
+      const port = (srv.address() as { port: number }).port;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+function onPath(bin: string): boolean {
+  return spawnSync('sh', ['-c', `command -v ${bin}`], { stdio: 'ignore' }).status === 0;
+}
+
+export function ensureNatsServerInstalled(log: (l: string) => void): void {
+  if (onPath('nats-server')) return;
+  const cmd = 'apt-get update && apt-get install -y nats-server';
+  if (process.getuid?.() !== 0) throw new NatsServerMissingError(`nats-server is not installed; run: sudo sh -c '${cmd}' (or pass --nats URL of a running server)`);
+  log(`[ringtune] nats-server missing: ${cmd}`);
+  const r = spawnSync('sh', ['-c', `DEBIAN_FRONTEND=noninteractive ${cmd}`], { stdio: 'inherit' });
+  if (r.status !== 0 || !onPath('nats-server')) throw new NatsServerMissingError(`installing nats-server failed; run: ${cmd}`);
+}
+
+async function waitForPort(port: number, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const ok = await new Promise<boolean>((resolve) => {
+      const s = connect(port, '127.0.0.1', () => { s.end(); resolve(true); });
+      s.once('error', () => resolve(false));
+    });
+    if (ok) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new RingtuneError(`nats-server did not listen on 127.0.0.1:${port} within ${timeoutMs} ms`);
+}
+
+export interface NatsServer {
+  url: string;
+  port: number;
+  process: ChildProcess;
+  stop(): Promise<void>;
+}
+
+export async function startNatsServer(o: { token?: string; log?: (l: string) => void } = {}): Promise<NatsServer> {
+  ensureNatsServerInstalled(o.log ?? (() => {}));
+  const port = await freePort();
+  const args = ['-a', '127.0.0.1', '-p', String(port), '--http_port', '0'];
+  if (o.token) args.push('--auth', o.token);
+  const proc = spawn('nats-server', args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  proc.stderr!.on('data', (d) => { stderr = (stderr + d).slice(-4000); });
+  const exited = new Promise<void>((resolve) => proc.once('exit', () => resolve()));
+  try {
+    await Promise.race([waitForPort(port, 10_000), exited.then(() => { throw new RingtuneError(`nats-server exited: ${stderr.trim()}`); })]);
+  } catch (err) {
+    proc.kill('SIGKILL');
+    throw err;
+  }
+  return {
+    url: `nats://127.0.0.1:${port}`,
+    port,
+    process: proc,
+    stop: async () => {
+      if (proc.exitCode !== null) return;
+      proc.kill('SIGTERM');
+      const t = setTimeout(() => proc.kill('SIGKILL'), 3000);
+      await exited;
+      clearTimeout(t);
+    },
+  };
+}

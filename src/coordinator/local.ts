@@ -1,0 +1,86 @@
+/**
+ * `ringtune local`: the whole cluster on this machine as separate processes — a private nats-server
+ * (unless a URL is given), the coordinator and N workers on 127.0.0.1 — with their output prefixed.
+ * Ctrl-C (SIGINT/SIGTERM) stops every child and the NATS server. Writes
+ * <output>/prometheus-targets.json (Prometheus file_sd) listing every process's /metrics.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { loadJobFile } from '../config/compile.ts';
+import { freePort, startNatsServer, type NatsServer } from '../control/nats-server.ts';
+import { writeFileAtomic } from '../util/atomic.ts';
+
+const CLI = fileURLToPath(new URL('../../bin/ringtune.js', import.meta.url));
+
+export interface LocalOptions {
+  jobFile: string;
+  workers?: number;
+  natsUrl?: string;
+  metricsPortBase?: number;
+  resume?: boolean;
+  backend?: string;
+  log?: (line: string) => void;
+}
+
+function prefixed(child: ChildProcess, tag: string): void {
+  for (const [stream, out] of [[child.stdout, process.stdout], [child.stderr, process.stderr]] as const) {
+    if (!stream) continue;
+    createInterface({ input: stream }).on('line', (line) => out.write(`${tag} ${line}\n`));
+  }
+}
+
+export async function runLocalCluster(o: LocalOptions): Promise<number> {
+  const log = o.log ?? ((l: string) => console.error(l));
+  const job = await loadJobFile(o.jobFile);
+  const workers = o.workers ?? job.cluster.workers;
+  let nats: NatsServer | undefined;
+  if (!o.natsUrl) nats = await startNatsServer({ log });
+  const url = o.natsUrl ?? nats!.url;
+  const ports = await Promise.all([...Array(workers + 1).keys()].map((i) => (o.metricsPortBase ? Promise.resolve(o.metricsPortBase + i) : freePort())));
+  await mkdir(job.outputDir, { recursive: true });
+  await writeFileAtomic(join(job.outputDir, 'prometheus-targets.json'), JSON.stringify([
+    { targets: [`127.0.0.1:${ports[0]}`], labels: { job: job.name, role: 'coordinator' } },
+    ...ports.slice(1).map((p, i) => ({ targets: [`127.0.0.1:${p}`], labels: { job: job.name, role: 'worker', rank_hint: String(i) } })),
+  ], null, 2) + '\n');
+  log(`[local] ${job.name}: NATS ${url}, ${workers} workers, metrics on ports ${ports.join(', ')}`);
+
+  const env = { ...process.env, RINGTUNE_NATS_URL: url, ...(o.backend ? { RINGTUNE_BACKEND: o.backend } : {}) };
+  const children: ChildProcess[] = [];
+  const start = (tag: string, args: string[]) => {
+    const child = spawn(process.execPath, [CLI, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    prefixed(child, tag);
+    children.push(child);
+    return new Promise<number>((resolve) => child.once('exit', (code, signal) => resolve(code ?? (signal ? 128 + 15 : 1))));
+  };
+  const coordinatorExit = start('[coord]', ['coordinator', o.jobFile, '--workers', String(workers), '--metrics-port', String(ports[0]), ...(o.resume ? ['--resume'] : [])]);
+  const workerExits = [...Array(workers).keys()].map((i) =>
+    start(`[w${i}]`, ['worker', '--job', job.name, '--ring-host', '127.0.0.1', '--ring-port', '0', '--rank-hint', String(i), '--metrics-port', String(ports[i + 1])]));
+
+  let interrupted = false;
+  const stopAll = (signal: NodeJS.Signals) => {
+    for (const c of children) if (c.exitCode === null) c.kill(signal);
+  };
+  const onSignal = () => {
+    interrupted = true;
+    log('[local] stopping: SIGTERM to every process');
+    stopAll('SIGTERM');
+    setTimeout(() => stopAll('SIGKILL'), 5000).unref();
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  try {
+    const code = await coordinatorExit;
+    // Workers leave on Shutdown/Abort; give them time to finish writing, then make sure.
+    const grace = setTimeout(() => stopAll('SIGKILL'), code === 0 ? 30_000 : 10_000);
+    await Promise.all(workerExits);
+    clearTimeout(grace);
+    return interrupted ? 130 : code;
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+    await nats?.stop();
+  }
+}

@@ -1,0 +1,82 @@
+/**
+ * Who is in the run: joins (deduplicated by worker id), rank assignment (rank hint first, then join
+ * order), heartbeats, and the liveness check that names the late rank.
+ */
+import type { ControlMessages } from '../control/bus.ts';
+
+interface Member {
+  join: ControlMessages['Join'];
+  order: number;
+  rank: number;
+  lastHeartbeat: number;
+  phase: string;
+  step: number;
+}
+
+export class Membership {
+  private members = new Map<string, Member>();
+  private ranks: Member[] = [];
+
+  constructor(readonly wanted: number) {}
+
+  get size(): number {
+    return this.members.size;
+  }
+
+  get worldSize(): number {
+    return this.ranks.length;
+  }
+
+  join(j: ControlMessages['Join']): void {
+    if (this.members.has(j.workerId) || this.members.size >= this.wanted) return;
+    this.members.set(j.workerId, { join: j, order: this.members.size, rank: -1, lastHeartbeat: performance.now(), phase: 'joining', step: 0 });
+  }
+
+  full(): boolean {
+    return this.members.size >= this.wanted;
+  }
+
+  /** Ranks in ring order: workers with a rank hint by hint, then the rest by join order. */
+  assignRanks(): Array<{ rank: number; workerId: string; ringAddress: string }> {
+    const hint = (m: Member) => (m.join.rankHint >= 0 ? m.join.rankHint : Number.MAX_SAFE_INTEGER);
+    this.ranks = [...this.members.values()].sort((a, b) => hint(a) - hint(b) || a.order - b.order);
+    const now = performance.now();
+    return this.ranks.map((m, rank) => {
+      m.rank = rank;
+      m.lastHeartbeat = now; // liveness is judged from assignment on
+      return { rank, workerId: m.join.workerId, ringAddress: m.join.ringAddress };
+    });
+  }
+
+  byRank(rank: number): { workerId: string } | undefined {
+    const m = this.ranks[rank];
+    return m && { workerId: m.join.workerId };
+  }
+
+  heartbeat(h: ControlMessages['Heartbeat']): void {
+    const m = this.members.get(h.workerId);
+    if (!m) return;
+    m.lastHeartbeat = performance.now();
+    m.phase = h.phase;
+    m.step = h.step;
+  }
+
+  alive(timeoutMs: number): number {
+    const now = performance.now();
+    return [...this.members.values()].filter((m) => now - m.lastHeartbeat <= timeoutMs && m.phase !== 'failed').length;
+  }
+
+  /** The assigned rank whose heartbeat is the oldest past the timeout, if any. */
+  late(timeoutMs: number): { rank: number; ageMs: number } | undefined {
+    const now = performance.now();
+    const late = this.ranks.filter((m) => now - m.lastHeartbeat > timeoutMs).sort((a, b) => a.lastHeartbeat - b.lastHeartbeat)[0];
+    return late && { rank: late.rank, ageMs: now - late.lastHeartbeat };
+  }
+
+  status(): ControlMessages['StatusReply']['workers'] {
+    const now = performance.now();
+    return [...this.members.values()].map((m) => ({
+      rank: m.rank, workerId: m.join.workerId, phase: m.phase, step: m.step, heartbeatAgeMs: Math.round(now - m.lastHeartbeat), ringAddress: m.join.ringAddress,
+    }));
+  }
+}

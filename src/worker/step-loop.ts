@@ -1,0 +1,129 @@
+/**
+ * The worker's training loop: the single-process step plus the ring. Every rank runs the same plan
+ * (batch-plan.ts) and takes its contiguous share of each step's examples; gradient sums, loss sum and
+ * count are all-reduced, so every rank applies the identical global-mean update. Rank 0 writes
+ * checkpoints and the final model; every rank evaluates its share of the eval set and sends the
+ * mergeable state to the coordinator, which decides whether training goes on.
+ */
+import { createHash } from 'node:crypto';
+import { join } from 'node:path';
+import type { GrpcRing } from '../collective/grpc-ring.ts';
+import type { CompiledJob } from '../config/compile.ts';
+import type { Bus, ControlMessages } from '../control/bus.ts';
+import type { Subjects } from '../control/subjects.ts';
+import type { PreparedData } from '../data/dataset.ts';
+import { loadModel, saveModel } from '../model/model-dir.ts';
+import type { Model } from '../model/model.ts';
+import { AdamW } from '../optim/adamw.ts';
+import { learningRate, type ScheduleConfig } from '../optim/lr-schedule.ts';
+import { BatchPlan } from '../train/batch-plan.ts';
+import { readCheckpoint, restoreOptimizer, saveCheckpoint, type TrainerState } from '../train/checkpoint.ts';
+import { evalState } from '../train/evaluate.ts';
+import { FlatParams } from '../train/flat-params.ts';
+import { makeBatch, prepareRun } from '../train/loop.ts';
+import { trainStep, type StepReport } from '../train/train-step.ts';
+
+export interface WorkerState {
+  job: CompiledJob;
+  model: Model;
+  flat: FlatParams;
+  optimizer: AdamW;
+  plan: BatchPlan;
+  schedule: ScheduleConfig;
+  data: PreparedData;
+  labels?: string[];
+  padId: number;
+  startStep: number;
+  early?: { best: number; badEvals: number };
+}
+
+export interface WorkerEvents {
+  step?: (r: StepReport & { step: number; samples: number; reduceBytes: number }) => void;
+}
+
+export async function prepareWorkerState(job: CompiledJob, resumeFrom?: string): Promise<WorkerState> {
+  const { data, labels, padId } = await prepareRun(job);
+  const restored = resumeFrom ? await readCheckpoint(resumeFrom, job.task) : undefined;
+  const model = restored?.model ?? (await loadModel(job.modelDir, { task: job.task, labels, seed: job.training.seed })).model;
+  const t = job.training;
+  const plan = new BatchPlan(data.train.length, t.globalBatch, t.seed, { epochs: t.epochs, maxSteps: t.maxSteps });
+  const flat = new FlatParams(model);
+  await flat.readParams();
+  const optimizer = new AdamW(flat.size, { beta1: t.beta1, beta2: t.beta2, eps: t.eps, weightDecay: t.weightDecay }, flat.decayMask());
+  if (resumeFrom) await restoreOptimizer(resumeFrom, flat, optimizer);
+  const schedule: ScheduleConfig = { name: t.schedule, peakLr: t.peakLr, warmupSteps: t.warmupSteps, totalSteps: plan.totalSteps, minLrRatio: t.minLrRatio };
+  return { job, model, flat, optimizer, plan, schedule, data, labels, padId, startStep: restored?.state.step ?? 0, early: restored?.state.earlyStopping };
+}
+
+/** First 16 hex digits of sha256 over the parameter bytes: equal on every rank or the replicas diverged. */
+export function paramHash(params: Float32Array): string {
+  return createHash('sha256').update(new Uint8Array(params.buffer, params.byteOffset, params.byteLength)).digest('hex').slice(0, 16);
+}
+
+export interface LoopContext {
+  job: CompiledJob;
+  rank: number;
+  worldSize: number;
+  runId: string;
+  ring: GrpcRing;
+  bus: Bus;
+  subj: Subjects;
+  waitForDecision: (step: number) => Promise<NonNullable<ControlMessages['Control']['evalDecision']>>;
+  onStep: (step: number) => void;
+  events?: WorkerEvents;
+  isAborted: () => string | undefined;
+}
+
+/** Runs the steps; returns the final model directory on rank 0. */
+export async function runSteps(st: WorkerState, c: LoopContext): Promise<string | undefined> {
+  const { job, model, flat, optimizer, plan } = st;
+  const t = job.training;
+  const evalShard = BatchPlan.shard(st.data.eval, c.rank, c.worldSize);
+  const bytesPerElement = job.cluster.codec === 'bf16' ? 2 : 4;
+  const reduceBytes = Math.round((2 * (c.worldSize - 1) / c.worldSize) * flat.reduceBuffer.length * bytesPerElement);
+  let early = st.early;
+  let step = st.startStep;
+
+  const evaluate = async (): Promise<boolean> => {
+    if (st.data.eval.length === 0) return false;
+    const state = await evalState(model, evalShard, t.microBatch, st.padId, job.eval.maxBatches && Math.ceil(job.eval.maxBatches / c.worldSize));
+    c.bus.publish(c.subj.eval, 'EvalReport', { runId: c.runId, rank: c.rank, step, stateJson: JSON.stringify(state) });
+    const d = await c.waitForDecision(step);
+    early = { best: d.best, badEvals: d.badEvals };
+    return d.stop;
+  };
+
+  if (step === 0) await evaluate();
+  let stopped = false;
+  while (step < plan.totalSteps && !stopped) {
+    const mine = BatchPlan.shard(plan.stepExamples(step), c.rank, c.worldSize).map((i) => st.data.train[i]);
+    const micro = BatchPlan.chunks(mine, t.microBatch).map((ex) => makeBatch(model, ex, st.padId));
+    const lr = learningRate(st.schedule, step);
+    const collective = step + 1;
+    const r = await trainStep({
+      model, flat, optimizer, gradClip: t.gradClip,
+      allReduce: (buf) => c.ring.allReduce(buf, { step: collective, op: 'sum', codec: job.cluster.codec, timeoutMs: job.cluster.collectiveTimeoutMs }),
+    }, micro, lr);
+    step += 1;
+    c.onStep(step);
+    const hash = job.cluster.hashEveryNSteps > 0 && step % job.cluster.hashEveryNSteps === 0 ? paramHash(flat.params) : '';
+    c.bus.publish(c.subj.step, 'StepReport', {
+      runId: c.runId, rank: c.rank, step, loss: r.loss, count: r.count, gradNorm: r.gradNorm, lr, inputTokens: r.inputTokens,
+      samples: mine.length, computeMs: r.computeMs, reduceMs: r.reduceMs, paramHash: hash, reduceBytes,
+    });
+    c.events?.step?.({ ...r, step, samples: mine.length, reduceBytes });
+    if (job.eval.everyNSteps > 0 && step % job.eval.everyNSteps === 0 && step < plan.totalSteps) stopped = await evaluate();
+    if (c.rank === 0 && job.checkpoint.everyNSteps > 0 && step % job.checkpoint.everyNSteps === 0) {
+      const state: TrainerState = {
+        step, epoch: plan.epochOf(step), stepInEpoch: step % plan.stepsPerEpoch, seed: t.seed, schedule: st.schedule, labels: st.labels, earlyStopping: early,
+      };
+      const path = await saveCheckpoint(job.checkpoint.dir, state, flat, optimizer, model, job.checkpoint.keep, job.modelDir);
+      c.bus.publish(c.subj.checkpoint, 'CheckpointReport', { runId: c.runId, step, path });
+    }
+  }
+  if (!stopped) await evaluate();
+  if (c.rank !== 0) return undefined;
+  const dir = join(job.outputDir, 'final');
+  await saveModel(model, dir, { tokenizerFrom: job.modelDir, metadata: { ringtune: `${job.name} step ${step}, ${c.worldSize} workers` } });
+  return dir;
+}

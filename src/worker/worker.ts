@@ -1,0 +1,141 @@
+/**
+ * A worker process. Lifecycle (a documented string union, reported in every heartbeat):
+ *   joining  -> announces itself (Join, every second) until the coordinator assigns a rank
+ *   loading  -> model, tokenizer and the whole dataset (the batch plan indexes it globally), ring connect
+ *   training -> the step loop (step-loop.ts) until the last step or an early stop
+ *   done | failed
+ * Any error ends the worker: it reports Failed (naming itself and the step) and exits non-zero; the
+ * coordinator stops the others. An Abort from the coordinator closes the ring, which fails any
+ * collective in progress at once.
+ */
+import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
+import type { CompiledJob } from '../config/compile.ts';
+import { GrpcRing } from '../collective/grpc-ring.ts';
+import type { RingTlsOptions } from '../collective/grpc-service.ts';
+import { Bus, type BusOptions, type ControlMessages } from '../control/bus.ts';
+import { subjects } from '../control/subjects.ts';
+import { InputError, RingtuneError } from '../errors.ts';
+import type { BackendInfo } from '../model/backend.ts';
+import { prepareWorkerState, runSteps, type WorkerEvents } from './step-loop.ts';
+
+export type WorkerPhase = 'joining' | 'loading' | 'training' | 'done' | 'failed';
+
+export interface WorkerOptions {
+  bus: BusOptions;
+  job: string;
+  ringHost: string;
+  ringPort: number;
+  /** host:port other ranks dial; default ringHost (127.0.0.1 for 0.0.0.0) and the ring port. */
+  advertise?: string;
+  rankHint: number;
+  /** Overrides the token the coordinator sends (k8s: from a Secret). */
+  ringToken?: string;
+  backend: BackendInfo;
+  metricsPort: number;
+  log: (line: string) => void;
+  /** Observers for metrics. */
+  events?: WorkerEvents & { phase?: (p: WorkerPhase) => void; assigned?: (rank: number) => void };
+}
+
+export class WorkerAbortedError extends RingtuneError {
+  override readonly name: string = 'WorkerAbortedError';
+}
+
+/** cluster.ring_tls -> the ring's TLS options (mutual TLS: every rank presents its certificate). */
+function ringTls(job: CompiledJob): RingTlsOptions | undefined {
+  const t = job.cluster.ringTls;
+  if (!t) return undefined;
+  if (!t.caFile || !t.certFile || !t.keyFile) throw new InputError('cluster.ring_tls needs ca, cert and key');
+  return { caPath: t.caFile, certPath: t.certFile, keyPath: t.keyFile, mutual: true };
+}
+
+export async function runWorker(o: WorkerOptions): Promise<void> {
+  const workerId = `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
+  const subj = subjects(o.job);
+  const bus = await Bus.connect({ ...o.bus, name: `ringtune-worker-${workerId}` });
+  let phase: WorkerPhase = 'joining';
+  let rank = -1;
+  let runId = '';
+  let step = 0;
+  const setPhase = (p: WorkerPhase) => { phase = p; o.events?.phase?.(p); };
+  const advertise = o.advertise ?? `${o.ringHost === '0.0.0.0' ? '127.0.0.1' : o.ringHost}:${o.ringPort}`;
+
+  const heartbeat = () => bus.publish(subj.heartbeat, 'Heartbeat', { workerId, rank, phase, step, runId });
+  const timers: NodeJS.Timeout[] = [];
+  let ring: GrpcRing | undefined;
+  let abortReason: string | undefined;
+  const controls: Array<(c: ControlMessages['Control']) => void> = [];
+
+  try {
+    const assignment = await new Promise<ControlMessages['Assignment']>((resolve) => {
+      bus.subscribe(subj.worker(workerId), 'Assignment', (a) => resolve(a));
+      const join = () => bus.publish(subj.join, 'Join', {
+        workerId, ringAddress: advertise, backend: o.backend.name, rankHint: o.rankHint, pid: process.pid, host: hostname(), metricsPort: o.metricsPort,
+      });
+      join();
+      timers.push(setInterval(() => { if (phase === 'joining') join(); }, 1000));
+    });
+    runId = assignment.runId;
+    rank = assignment.rank;
+    o.events?.assigned?.(rank);
+    const job = JSON.parse(assignment.compiledJobJson) as CompiledJob;
+    timers.push(setInterval(heartbeat, job.cluster.heartbeatIntervalMs));
+    bus.subscribe(subj.control, 'Control', (c) => {
+      if (c.runId !== runId) return;
+      if (c.abort) {
+        abortReason = `aborted by the coordinator: ${c.abort.reason}`;
+        void ring?.close();
+      }
+      for (const f of controls.splice(0)) f(c);
+    });
+    const nextControl = (want: (c: ControlMessages['Control']) => boolean) =>
+      new Promise<ControlMessages['Control']>((resolve, reject) => {
+        const wait = (c: ControlMessages['Control']) => {
+          if (c.abort) reject(new WorkerAbortedError(abortReason!));
+          else if (want(c)) resolve(c);
+          else controls.push(wait);
+        };
+        if (abortReason) reject(new WorkerAbortedError(abortReason));
+        else controls.push(wait);
+      });
+
+    setPhase('loading');
+    heartbeat();
+    o.log(`[worker ${workerId}] rank ${rank}/${assignment.worldSize}, run ${runId}: loading`);
+    const state = await prepareWorkerState(job, assignment.resumeFrom || undefined);
+    const [host, port] = [advertise.slice(0, advertise.lastIndexOf(':')), Number(advertise.slice(advertise.lastIndexOf(':') + 1))];
+    ring = await GrpcRing.create({
+      jobId: `${job.name}/${runId}`, rank, worldSize: assignment.worldSize, token: o.ringToken || assignment.ringToken,
+      listenHost: o.ringHost, listenPort: o.ringPort || port, advertiseHost: host, tls: ringTls(job),
+      connectTimeoutMs: job.cluster.joinTimeoutMs,
+    });
+    await ring.connect(assignment.peers.map((p) => p.ringAddress));
+    bus.publish(subj.ready, 'Ready', { runId, rank, trainExamples: state.data.train.length, evalExamples: state.data.eval.length, startStep: state.startStep, totalSteps: state.plan.totalSteps });
+    const start = await nextControl((c) => !!c.start);
+    setPhase('training');
+    step = start.start!.startStep;
+    const final = await runSteps(state, {
+      job, rank, worldSize: assignment.worldSize, runId, ring, bus, subj,
+      waitForDecision: (s) => nextControl((c) => c.evalDecision?.step === s).then((c) => c.evalDecision!),
+      onStep: (s) => { step = s; },
+      events: o.events,
+      isAborted: () => abortReason,
+    });
+    bus.publish(subj.done, 'Done', { runId, rank, step, finalModelDir: final ?? '' });
+    setPhase('done');
+    heartbeat();
+    o.log(`[worker ${workerId}] rank ${rank}: done at step ${step}`);
+  } catch (err) {
+    setPhase('failed');
+    const e = abortReason ? new WorkerAbortedError(abortReason, { cause: err }) : err;
+    bus.publish(subj.failed, 'Failed', { runId, rank, workerId, error: (e as Error).message, step });
+    heartbeat();
+    throw e;
+  } finally {
+    for (const t of timers) clearInterval(t);
+    await ring?.close().catch(() => {});
+    await bus.flush().catch(() => {});
+    await bus.close();
+  }
+}
