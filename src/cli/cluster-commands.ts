@@ -82,7 +82,8 @@ export function registerClusterCommands(program: Command): void {
     .addOption(metricsOption())
     .addOption(backendOption())
     .addOption(lingerOption())
-    .action(action(async (o: { nats: string; job: string; ringHost: string; ringPort: number; advertise?: string; rankHint?: number; metricsPort: number; backend?: string; lingerMs: number }) => {
+    .addOption(new Option('--trace-examples <file>', 'append which examples each step trained on (JSON lines)').env('RINGTUNE_TRACE_EXAMPLES'))
+    .action(action(async (o: { nats: string; job: string; ringHost: string; ringPort: number; advertise?: string; rankHint?: number; metricsPort: number; backend?: string; lingerMs: number; traceExamples?: string }) => {
       const backend = await startBackend(o.backend);
       const metrics = new WorkerMetrics({ job: o.job, rank: -1, backend: backend.name });
       const server = await startMetricsServer(metrics.registry, { port: o.metricsPort });
@@ -90,7 +91,7 @@ export function registerClusterCommands(program: Command): void {
       try {
         await runWorker({
           bus: busOptions(o.nats), job: o.job, ringHost: o.ringHost, ringPort, advertise: o.advertise, rankHint: o.rankHint ?? -1,
-          ringToken: process.env.RINGTUNE_RING_TOKEN, backend, metricsPort: server.port, log: (l) => console.error(l),
+          ringToken: process.env.RINGTUNE_RING_TOKEN, backend, metricsPort: server.port, log: (l) => console.error(l), traceFile: o.traceExamples,
           events: {
             phase: (p) => metrics.setPhase(p),
             assigned: (rank) => metrics.setRank(rank),

@@ -20,7 +20,7 @@ export interface ControlMessages {
   EvalReport: { runId: string; rank: number; step: number; stateJson: string };
   CheckpointReport: { runId: string; step: number; path: string };
   Done: { runId: string; rank: number; step: number; finalModelDir: string };
-  Failed: { runId: string; rank: number; workerId: string; error: string; step: number };
+  Failed: { runId: string; rank: number; workerId: string; error: string; step: number; lostRank: number };
   Control: { runId: string; start?: { startStep: number }; evalDecision?: { step: number; stop: boolean; best: number; badEvals: number }; abort?: { reason: string; rank: number; lastStep: number }; shutdown?: Record<string, never> };
   StatusRequest: Record<string, never>;
   StatusReply: {

@@ -156,7 +156,11 @@ export async function runCoordinator(o: CoordinatorOptions): Promise<RunSummary>
     const late = members.late(job.cluster.heartbeatTimeoutMs);
     if (late) fail(late.rank, `no heartbeat for ${Math.round(late.ageMs)} ms (timeout ${job.cluster.heartbeatTimeoutMs} ms): the process is gone or stuck`);
   }, Math.max(100, Math.floor(job.cluster.heartbeatIntervalMs / 2)));
-  bus.subscribe(subj.failed, 'Failed', (f) => { if (f.runId === runId) fail(f.rank, f.error); });
+  bus.subscribe(subj.failed, 'Failed', (f) => {
+    if (f.runId !== runId) return;
+    if (f.lostRank >= 0) fail(f.lostRank, `lost (reported by rank ${f.rank}): ${f.error}`);
+    else fail(f.rank, f.error);
+  });
 
   // 6. steps
   bus.subscribe(subj.step, 'StepReport', async (r) => {

@@ -9,6 +9,7 @@ import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { RING_PROCESS_ENV } from '../collective/ring-options.ts';
 import { loadJobFile } from '../config/compile.ts';
 import { freePort, startNatsServer, type NatsServer } from '../control/nats-server.ts';
 import { writeFileAtomic } from '../util/atomic.ts';
@@ -49,15 +50,15 @@ export async function runLocalCluster(o: LocalOptions): Promise<number> {
 
   const env = { ...process.env, RINGTUNE_NATS_URL: url, ...(o.backend ? { RINGTUNE_BACKEND: o.backend } : {}) };
   const children: ChildProcess[] = [];
-  const start = (tag: string, args: string[]) => {
-    const child = spawn(process.execPath, [CLI, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const start = (tag: string, args: string[], extraEnv: Record<string, string> = {}) => {
+    const child = spawn(process.execPath, [CLI, ...args], { env: { ...env, ...extraEnv }, stdio: ['ignore', 'pipe', 'pipe'] });
     prefixed(child, tag);
     children.push(child);
     return new Promise<number>((resolve) => child.once('exit', (code, signal) => resolve(code ?? (signal ? 128 + 15 : 1))));
   };
   const coordinatorExit = start('[coord]', ['coordinator', o.jobFile, '--workers', String(workers), '--metrics-port', String(ports[0]), ...(o.resume ? ['--resume'] : [])]);
   const workerExits = [...Array(workers).keys()].map((i) =>
-    start(`[w${i}]`, ['worker', '--job', job.name, '--ring-host', '127.0.0.1', '--ring-port', '0', '--rank-hint', String(i), '--metrics-port', String(ports[i + 1])]));
+    start(`[w${i}]`, ['worker', '--job', job.name, '--ring-host', '127.0.0.1', '--ring-port', '0', '--rank-hint', String(i), '--metrics-port', String(ports[i + 1])], { ...RING_PROCESS_ENV }));
 
   let interrupted = false;
   const stopAll = (signal: NodeJS.Signals) => {

@@ -6,6 +6,7 @@
  * mergeable state to the coordinator, which decides whether training goes on.
  */
 import { createHash } from 'node:crypto';
+import { appendFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { GrpcRing } from '../collective/grpc-ring.ts';
 import type { CompiledJob } from '../config/compile.ts';
@@ -72,6 +73,8 @@ export interface LoopContext {
   onStep: (step: number) => void;
   events?: WorkerEvents;
   isAborted: () => string | undefined;
+  /** Appends {rank, step, examples} per step: which examples this rank trained on (debugging, tests). */
+  traceFile?: string;
 }
 
 /** Runs the steps; returns the final model directory on rank 0. */
@@ -98,6 +101,7 @@ export async function runSteps(st: WorkerState, c: LoopContext): Promise<string 
   while (step < plan.totalSteps && !stopped) {
     const mine = BatchPlan.shard(plan.stepExamples(step), c.rank, c.worldSize).map((i) => st.data.train[i]);
     const micro = BatchPlan.chunks(mine, t.microBatch).map((ex) => makeBatch(model, ex, st.padId));
+    if (c.traceFile) await appendFile(c.traceFile, JSON.stringify({ rank: c.rank, step: step + 1, epoch: plan.epochOf(step), examples: mine.map((e) => e.source) }) + '\n');
     const lr = learningRate(st.schedule, step);
     const collective = step + 1;
     const r = await trainStep({

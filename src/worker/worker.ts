@@ -34,6 +34,7 @@ export interface WorkerOptions {
   backend: BackendInfo;
   metricsPort: number;
   log: (line: string) => void;
+  traceFile?: string;
   /** Observers for metrics. */
   events?: WorkerEvents & { phase?: (p: WorkerPhase) => void; assigned?: (rank: number) => void };
 }
@@ -121,6 +122,7 @@ export async function runWorker(o: WorkerOptions): Promise<void> {
       onStep: (s) => { step = s; },
       events: o.events,
       isAborted: () => abortReason,
+      traceFile: o.traceFile,
     });
     bus.publish(subj.done, 'Done', { runId, rank, step, finalModelDir: final ?? '' });
     setPhase('done');
@@ -129,7 +131,10 @@ export async function runWorker(o: WorkerOptions): Promise<void> {
   } catch (err) {
     setPhase('failed');
     const e = abortReason ? new WorkerAbortedError(abortReason, { cause: err }) : err;
-    bus.publish(subj.failed, 'Failed', { runId, rank, workerId, error: (e as Error).message, step });
+    // Ring errors (PeerLostError, CollectiveTimeoutError) name the rank at fault in `rank`.
+    const blamed = (err as { rank?: unknown }).rank;
+    const lostRank = typeof blamed === 'number' && blamed !== rank ? blamed : -1;
+    bus.publish(subj.failed, 'Failed', { runId, rank, workerId, error: (e as Error).message, step, lostRank });
     heartbeat();
     throw e;
   } finally {

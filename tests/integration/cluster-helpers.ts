@@ -1,0 +1,77 @@
+/** Real local clusters for integration tests: nats-server, coordinator and workers as OS processes. */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { stringify } from 'yaml';
+import type { Family } from '../../src/model/config.ts';
+import { createModelDir } from '../../src/model/create.ts';
+import { lmLines, writeLines } from '../train/fixtures.ts';
+
+export const CLI = fileURLToPath(new URL('../../bin/ringtune.js', import.meta.url));
+
+export interface JobOptions {
+  family?: Family;
+  workers: number;
+  maxSteps?: number;
+  epochs?: number;
+  examples?: number;
+  globalBatch?: number;
+  microBatch?: number;
+  checkpointEvery?: number;
+  evalEvery?: number;
+  heartbeatTimeoutMs?: number;
+  output?: string;
+  codec?: 'fp32' | 'bf16';
+}
+
+/** A model dir (shared by all jobs in `dir`), a generated dataset and job.yaml; returns the job file. */
+export async function makeJob(dir: string, name: string, o: JobOptions): Promise<string> {
+  const family = o.family ?? 'llama';
+  const model = join(dir, `base-${family}`);
+  await createModelDir({ family, preset: 'tiny', out: model, seed: 1 }).catch(async (err) => {
+    if (!(await readFile(join(model, 'config.json')).then(() => true, () => false))) throw err;
+  });
+  await writeLines(join(dir, 'train.jsonl'), lmLines(o.examples ?? 96, 5));
+  const job = {
+    name, model, output: o.output ?? join(dir, `out-${name}`),
+    data: { train: join(dir, 'train.jsonl'), format: 'text', eval_fraction: 0.125, max_seq_len: 64 },
+    training: {
+      ...(o.maxSteps ? { max_steps: o.maxSteps } : { epochs: o.epochs ?? 1 }),
+      global_batch: o.globalBatch ?? 12, micro_batch: o.microBatch ?? 4, lr: 3e-3, warmup_steps: 3, schedule: 'cosine', seed: 3,
+    },
+    checkpoint: { every_n_steps: o.checkpointEvery ?? 0, keep: 2 },
+    eval: { every_n_steps: o.evalEvery ?? 0 },
+    cluster: { workers: o.workers, heartbeat_interval_ms: 200, heartbeat_timeout_ms: o.heartbeatTimeoutMs ?? 3000, hash_every_n_steps: 5, codec: o.codec ?? 'fp32' },
+  };
+  const file = join(dir, `${name}.yaml`);
+  await writeFile(file, stringify(job));
+  return file;
+}
+
+export interface Run {
+  child: ChildProcess;
+  output: () => string;
+  exit: Promise<number>;
+}
+
+export function startLocal(jobFile: string, args: string[] = [], env: Record<string, string> = {}): Run {
+  const child = spawn(process.execPath, [CLI, 'local', jobFile, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  child.stdout!.on('data', (d) => (out += d));
+  child.stderr!.on('data', (d) => (out += d));
+  const exit = new Promise<number>((resolve) => child.once('exit', (code) => resolve(code ?? 1)));
+  return { child, output: () => out, exit };
+}
+
+export async function runLocal(jobFile: string, args: string[] = [], env: Record<string, string> = {}): Promise<{ code: number; output: string }> {
+  const r = startLocal(jobFile, args, env);
+  const code = await r.exit;
+  return { code, output: r.output() };
+}
+
+export async function history(outDir: string): Promise<Array<Record<string, number | string>>> {
+  return (await readFile(join(outDir, 'metrics.jsonl'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l));
+}
+
+export const trainLosses = (h: Array<Record<string, number | string>>) => h.filter((x) => x.type === 'train').map((x) => Number(x.loss));
