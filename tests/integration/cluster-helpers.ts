@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
 import type { Family } from '../../src/model/config.ts';
 import { createModelDir } from '../../src/model/create.ts';
-import { lmLines, writeLines } from '../train/fixtures.ts';
+import { lmLines, ready, writeLines } from '../train/fixtures.ts';
 
 export const CLI = fileURLToPath(new URL('../../bin/ringtune.js', import.meta.url));
 
@@ -27,6 +27,7 @@ export interface JobOptions {
 
 /** A model dir (shared by all jobs in `dir`), a generated dataset and job.yaml; returns the job file. */
 export async function makeJob(dir: string, name: string, o: JobOptions): Promise<string> {
+  await ready;
   const family = o.family ?? 'llama';
   const model = join(dir, `base-${family}`);
   await createModelDir({ family, preset: 'tiny', out: model, seed: 1 }).catch(async (err) => {
