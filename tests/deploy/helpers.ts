@@ -1,0 +1,44 @@
+/** Shared by the deploy tests: the dashboard's PromQL expressions and the metric names in them. */
+import { join, resolve } from 'node:path';
+
+const ROOT = resolve(import.meta.dirname, '../..');
+export const DASHBOARD_PATH = join(ROOT, 'deploy/grafana/dashboards/ringtune.json');
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export type Obj = Record<string, any>;
+
+export interface DashboardQuery { where: string; expr: string }
+
+/** Every PromQL expression of the dashboard: panel targets (rows included) and annotations. */
+export function dashboardQueries(dash: Obj): DashboardQuery[] {
+  const out: DashboardQuery[] = [];
+  const walk = (panels: Obj[]) => {
+    for (const p of panels) {
+      for (const t of p.targets ?? []) out.push({ where: `panel "${p.title}" ${t.refId}`, expr: t.expr });
+      walk(p.panels ?? []);
+    }
+  };
+  walk(dash.panels);
+  for (const a of dash.annotations?.list ?? []) if (a.expr) out.push({ where: `annotation "${a.name}"`, expr: a.expr });
+  return out;
+}
+
+const PROMQL_WORDS = new Set(['and', 'or', 'unless', 'bool', 'offset', 'by', 'without', 'on', 'ignoring', 'group_left', 'group_right', 'inf', 'nan']);
+
+/** Metric names in a PromQL expression: identifiers outside strings, label matchers, ranges and groupings that are not functions. */
+export function metricNamesIn(expr: string): string[] {
+  const s = expr
+    .replace(/"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'/g, '""')
+    .replace(/\{[^}]*\}/g, ' ')
+    .replace(/\[[^\]]*\]/g, ' ')
+    .replace(/\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)/g, ' ')
+    .replace(/\boffset\s+\S+/g, ' ')
+    .replace(/\b\d[\w.]*/g, ' ');
+  const names: string[] = [];
+  for (const m of s.matchAll(/[A-Za-z_:][A-Za-z0-9_:]*/g)) {
+    if (s.slice(m.index + m[0].length).trimStart().startsWith('(')) continue; // a function or an aggregation
+    if (!PROMQL_WORDS.has(m[0].toLowerCase())) names.push(m[0]);
+  }
+  return names;
+}
+
