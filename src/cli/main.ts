@@ -1,7 +1,7 @@
 /** The `ringtune` command line (commander). Each group of commands registers itself. */
 import { Command } from 'commander';
 import { registerModelCommands } from './model-commands.ts';
-import { registerTrainCommands } from './train-commands.ts';
+import { registerDemoCommand, registerTrainCommands } from './train-commands.ts';
 import { registerClusterCommands } from './cluster-commands.ts';
 
 const program = new Command();
@@ -14,5 +14,6 @@ program
 registerModelCommands(program);
 registerTrainCommands(program);
 registerClusterCommands(program);
+registerDemoCommand(program);
 
 await program.parseAsync(process.argv);

@@ -1,7 +1,7 @@
 /** `ringtune init`, `ringtune train`, `ringtune eval`. */
 import { access, mkdir } from 'node:fs/promises';
 import { join, relative, resolve } from 'node:path';
-import type { Command } from 'commander';
+import { Option, type Command } from 'commander';
 import { compileJob, loadJobFile, type DataFormat } from '../config/compile.ts';
 import { jobTemplate } from '../config/template.ts';
 import { InputError } from '../errors.ts';
@@ -72,5 +72,21 @@ export function registerTrainCommands(program: Command): void {
       const r = evalResult(await evalState(model, data.train, o.batch, padId));
       console.log(JSON.stringify({ model: job.modelDir, data: job.data.trainPath, examples: data.train.length, skipped: data.skipped.length, ...r }, null, 2));
       model.dispose();
+    }));
+}
+
+export function registerDemoCommand(program: Command): void {
+  program
+    .command('demo')
+    .description('the main job on this machine: pre-train a small base model, fine-tune it on a domain with a local cluster, compare with the base and with training from scratch')
+    .option('--dir <dir>', 'working directory (replaced)', 'runs/demo')
+    .option('--workers <n>', 'worker processes', intArg(1), 2)
+    .option('--pretrain-steps <n>', 'pre-training steps', intArg(1), 300)
+    .option('--finetune-steps <n>', 'fine-tuning (and from-scratch) steps', intArg(1), 80)
+    .addOption(new Option('--backend <name>', 'tfjs backend').env('RINGTUNE_BACKEND'))
+    .action(action(async (o: { dir: string; workers: number; pretrainSteps: number; finetuneSteps: number; backend?: string }) => {
+      await startBackend(o.backend);
+      const { runDemo } = await import('../demo/demo.ts');
+      await runDemo({ dir: o.dir, workers: o.workers, pretrainSteps: o.pretrainSteps, finetuneSteps: o.finetuneSteps, log: (l) => console.error(l) });
     }));
 }

@@ -177,6 +177,9 @@ export async function runCoordinator(o: CoordinatorOptions): Promise<RunSummary>
     const seconds = Math.max(...all.map((x) => x.computeMs + x.reduceMs)) / 1000;
     const tokensPerSecond = Math.round(tokens / seconds);
     o.events?.step?.({ step: r.step, loss: r0.loss, lr: r0.lr, gradNorm: r0.gradNorm, tokens, samples: all.reduce((a, x) => a + x.samples, 0), tokensPerSecond });
+    if (r.step % Math.max(1, Math.round(totalSteps / 10)) === 0 || r.step === totalSteps) {
+      log(`[coordinator] step ${r.step}/${totalSteps} loss ${r0.loss.toFixed(4)} ${tokensPerSecond} tok/s`);
+    }
     await record({ type: 'train', step: r.step, loss: r0.loss, lr: r0.lr, grad_norm: r0.gradNorm, count: r0.count, tokens_per_s: tokensPerSecond, workers: all.length });
     if (r0.paramHash) {
       const groups = new Map<string, number[]>();

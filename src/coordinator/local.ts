@@ -24,12 +24,18 @@ export interface LocalOptions {
   resume?: boolean;
   backend?: string;
   log?: (line: string) => void;
+  /** false: keep the processes' output to itself, printing the last lines only if the run fails. */
+  echo?: boolean;
 }
 
-function prefixed(child: ChildProcess, tag: string): void {
+function prefixed(child: ChildProcess, tag: string, echo: boolean, kept: string[]): void {
   for (const [stream, out] of [[child.stdout, process.stdout], [child.stderr, process.stderr]] as const) {
     if (!stream) continue;
-    createInterface({ input: stream }).on('line', (line) => out.write(`${tag} ${line}\n`));
+    createInterface({ input: stream }).on('line', (line) => {
+      if (echo) out.write(`${tag} ${line}\n`);
+      kept.push(`${tag} ${line}`);
+      if (kept.length > 200) kept.shift();
+    });
   }
 }
 
@@ -50,9 +56,10 @@ export async function runLocalCluster(o: LocalOptions): Promise<number> {
 
   const env = { ...process.env, RINGTUNE_NATS_URL: url, ...(o.backend ? { RINGTUNE_BACKEND: o.backend } : {}) };
   const children: ChildProcess[] = [];
+  const kept: string[] = [];
   const start = (tag: string, args: string[], extraEnv: Record<string, string> = {}) => {
     const child = spawn(process.execPath, [CLI, ...args], { env: { ...env, ...extraEnv }, stdio: ['ignore', 'pipe', 'pipe'] });
-    prefixed(child, tag);
+    prefixed(child, tag, o.echo ?? true, kept);
     children.push(child);
     return new Promise<number>((resolve) => child.once('exit', (code, signal) => resolve(code ?? (signal ? 128 + 15 : 1))));
   };
@@ -78,6 +85,7 @@ export async function runLocalCluster(o: LocalOptions): Promise<number> {
     const grace = setTimeout(() => stopAll('SIGKILL'), code === 0 ? 30_000 : 10_000);
     await Promise.all(workerExits);
     clearTimeout(grace);
+    if (code !== 0 && o.echo === false) process.stderr.write(kept.slice(-40).join('\n') + '\n');
     return interrupted ? 130 : code;
   } finally {
     process.off('SIGINT', onSignal);
