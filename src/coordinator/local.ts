@@ -25,14 +25,14 @@ export interface LocalOptions {
   backend?: string;
   log?: (line: string) => void;
   /** false: keep the processes' output to itself, printing the last lines only if the run fails. */
-  echo?: boolean;
+  echo?: boolean | RegExp;
 }
 
-function prefixed(child: ChildProcess, tag: string, echo: boolean, kept: string[]): void {
+function prefixed(child: ChildProcess, tag: string, echo: boolean | RegExp, kept: string[]): void {
   for (const [stream, out] of [[child.stdout, process.stdout], [child.stderr, process.stderr]] as const) {
     if (!stream) continue;
     createInterface({ input: stream }).on('line', (line) => {
-      if (echo) out.write(`${tag} ${line}\n`);
+      if (echo === true || (echo instanceof RegExp && echo.test(line))) out.write(`${tag} ${line}\n`);
       kept.push(`${tag} ${line}`);
       if (kept.length > 200) kept.shift();
     });
@@ -85,7 +85,7 @@ export async function runLocalCluster(o: LocalOptions): Promise<number> {
     const grace = setTimeout(() => stopAll('SIGKILL'), code === 0 ? 30_000 : 10_000);
     await Promise.all(workerExits);
     clearTimeout(grace);
-    if (code !== 0 && o.echo === false) process.stderr.write(kept.slice(-40).join('\n') + '\n');
+    if (code !== 0 && o.echo !== true && o.echo !== undefined) process.stderr.write(kept.slice(-40).join('\n') + '\n');
     return interrupted ? 130 : code;
   } finally {
     process.off('SIGINT', onSignal);

@@ -60,7 +60,8 @@ export async function runDemo(o: DemoOptions): Promise<void> {
     const file = join(dir, `${name}.yaml`);
     await writeFile(file, stringify(spec));
     o.log(`[demo] ${elapsed()}: ${name} (${spec.training.max_steps} steps, ${o.workers} workers)`);
-    const code = await runLocalCluster({ jobFile: file, log: () => {}, echo: false });
+    // Only the coordinator's progress and eval lines; everything else is shown if the run fails.
+    const code = await runLocalCluster({ jobFile: file, log: () => {}, echo: /\[coordinator\] (step|waiting)/ });
     if (code !== 0) throw new InputError(`demo step "${name}" failed (exit ${code}); its job is ${file}`);
     return join(spec.output, 'final');
   };
