@@ -258,6 +258,17 @@ for (const overlay of ['cpu', 'gpu'] as const) {
   });
 }
 
+test('examples/custom (the overlay docs/deploy.md builds on): 4 GPU workers, its own job spec and image, a ServiceMonitor', async () => {
+  const objs = kustomize(join(K8S, 'examples', 'custom'));
+  for (const o of objs) if (o.kind !== 'ServiceMonitor') await validateObject(o);
+  const { coordJob, workers, worker } = checkOverlay(objs);
+  assert.equal(workers.spec.replicas, 4);
+  assert.equal(worker.options.get('--job'), 'llama-support');
+  assert.equal(String(podSpec(workers).containers[0].resources.limits['nvidia.com/gpu']), '1');
+  for (const o of [coordJob, workers]) assert.equal(podSpec(o).containers[0].image, 'registry.example.com/team/ringtune:0.1.0-gpu');
+  assert.equal(byKind(objs, 'ServiceMonitor').length, 1);
+});
+
 test('the schema validation is not vacuous: broken objects are refused', async () => {
   const objs = kustomize(join(K8S, 'overlays', 'cpu'));
   const sts = structuredClone(named(objs, 'StatefulSet', 'ringtune-workers'));
