@@ -180,7 +180,10 @@ export async function runCoordinator(o: CoordinatorOptions): Promise<RunSummary>
     if (r.step % Math.max(1, Math.round(totalSteps / 10)) === 0 || r.step === totalSteps) {
       log(`[coordinator] step ${r.step}/${totalSteps} loss ${r0.loss.toFixed(4)} ${tokensPerSecond} tok/s`);
     }
-    await record({ type: 'train', step: r.step, loss: r0.loss, lr: r0.lr, grad_norm: r0.gradNorm, count: r0.count, tokens_per_s: tokensPerSecond, workers: all.length });
+    await record({
+      type: 'train', step: r.step, loss: r0.loss, lr: r0.lr, grad_norm: r0.gradNorm, count: r0.count, tokens_per_s: tokensPerSecond,
+      workers: all.length, tokens, reduce_ms: Math.max(...all.map((x) => x.reduceMs)), time_ms: Math.round(performance.now() - started),
+    });
     if (r0.paramHash) {
       const groups = new Map<string, number[]>();
       for (const x of all) groups.set(x.paramHash, [...(groups.get(x.paramHash) ?? []), x.rank]);
