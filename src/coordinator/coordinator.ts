@@ -182,7 +182,10 @@ export async function runCoordinator(o: CoordinatorOptions): Promise<RunSummary>
     }
     await record({
       type: 'train', step: r.step, loss: r0.loss, lr: r0.lr, grad_norm: r0.gradNorm, count: r0.count, tokens_per_s: tokensPerSecond,
-      workers: all.length, tokens, reduce_ms: Math.max(...all.map((x) => x.reduceMs)), time_ms: Math.round(performance.now() - started),
+      workers: all.length, tokens, time_ms: Math.round(performance.now() - started),
+      // The rank that arrives last waits least: min reduce time ~ the collective itself, max ~ plus skew.
+      compute_ms: Math.round(Math.max(...all.map((x) => x.computeMs))), reduce_ms_min: Math.round(Math.min(...all.map((x) => x.reduceMs))),
+      reduce_ms: Math.round(Math.max(...all.map((x) => x.reduceMs))),
     });
     if (r0.paramHash) {
       const groups = new Map<string, number[]>();
