@@ -19,11 +19,14 @@
 import * as grpc from '@grpc/grpc-js';
 import { InputError } from '../errors.ts';
 import { codecs } from './codecs.ts';
-import { CollectiveTimeoutError, RingClosedError, RingConnectError, RingProtocolError, type CollectiveWhere } from './errors.ts';
-import { GrpcPeer, type RejectCounters } from './grpc-peer.ts';
+import { CollectiveTimeoutError, RingClosedError, RingProtocolError, type CollectiveWhere } from './errors.ts';
+import type { RejectCounters } from './grpc-peer.ts';
+import { GrpcJsTransport, hostPort } from './grpc-js-transport.ts';
 import * as svc from './grpc-service.ts';
+import { H2Transport } from './h2-transport.ts';
 import { ringAllReduce, type RingPeer } from './ring-allreduce.ts';
 import { ALL_REDUCE_DEFAULTS, compileRingOptions, type AllReduceOptions, type CompiledRingOptions, type GrpcRingOptions } from './ring-options.ts';
+import type { Refusal, RingTransport, TransportPeer } from './transport.ts';
 
 export type RingState = 'listening' | 'connecting' | 'connected' | 'broken' | 'closed';
 
@@ -39,8 +42,8 @@ export class GrpcRing {
   readonly rejected: RejectCounters = { foreignJob: 0, staleStep: 0, wrongSender: 0, badToken: 0 };
   private stateNow: RingState = 'listening';
   private brokenBy: Error | null = null;
-  private readonly peer: GrpcPeer | null;
-  private client: svc.RingClient | null = null;
+  private readonly peer: TransportPeer | null;
+  private readonly transport: RingTransport;
   private peers: string[] = [];
   private rightReady: { resolve: () => void; accepted: boolean } = { resolve: () => {}, accepted: false };
   private busy = false;
@@ -48,36 +51,31 @@ export class GrpcRing {
   private readonly progress = { round: null as number | null };
   private address_ = '';
 
-  private constructor(
-    private readonly o: CompiledRingOptions,
-    private readonly server: grpc.Server,
-  ) {
-    this.peer =
-      o.worldSize > 1
-        ? new GrpcPeer({
-            jobId: o.jobId, rank: o.rank, worldSize: o.worldSize, maxElements: o.maxElementsPerMessage,
-            inflight: o.inflightMessages, rejected: this.rejected, where: () => this.where(),
-            onFailure: (err) => this.markBroken(err),
-          })
-        : null;
+  private constructor(private readonly o: CompiledRingOptions) {
+    const ctx = { rejected: this.rejected, where: () => this.where(), onFailure: (err: Error) => this.markBroken(err) };
+    this.transport = o.transport === 'h2' ? new H2Transport(o, ctx) : new GrpcJsTransport(o, ctx);
+    this.peer = this.transport.peer;
   }
 
   static async create(options: GrpcRingOptions): Promise<GrpcRing> {
     const o = compileRingOptions(options);
-    const server = new grpc.Server(svc.serverOptions(o.messageBytes));
-    const ring = new GrpcRing(o, server);
-    server.addService(svc.ringService, {
-      pull: (call: grpc.ServerWritableStream<svc.PullRequest, Uint8Array>) => ring.onPull(call),
-      ping: (call: grpc.ServerUnaryCall<svc.PingRequest, svc.PingReply>, cb: grpc.sendUnaryData<svc.PingReply>) => ring.onPing(call, cb),
-    });
-    const port = await new Promise<number>((resolve, reject) =>
-      server.bindAsync(`${hostPort(o.listenHost, o.listenPort)}`, svc.serverCredentials(o.tls), (err, p) => (err ? reject(err) : resolve(p))),
-    ).catch((err: unknown) => {
-      server.forceShutdown();
-      throw new InputError(`cannot listen on ${hostPort(o.listenHost, o.listenPort)}: ${String(err)}`);
-    });
+    const ring = new GrpcRing(o);
+    const port = await ring.transport
+      .listen(o.listenHost, o.listenPort, {
+        pull: (req, token) => ring.decidePull(req, token),
+        pullAttached: () => ring.rightReady.resolve(),
+        ping: (req, token) => ring.answerPing(req, token),
+      })
+      .catch((err: unknown) => {
+        throw new InputError(`cannot listen on ${hostPort(o.listenHost, o.listenPort)}: ${String(err)}`);
+      });
     ring.address_ = hostPort(o.advertiseHost, port);
     return ring;
+  }
+
+  /** Which implementation of the gRPC protocol this ring uses ('h2' or 'grpc-js'). */
+  get transportName(): string {
+    return this.o.transport;
   }
 
   /** host:port other ranks dial (the port actually bound). */
@@ -170,15 +168,7 @@ export class GrpcRing {
     if (this.stateNow === 'closed') return;
     this.stateNow = 'closed';
     this.peer?.close();
-    this.client?.close();
-    await new Promise<void>((resolve) => {
-      // Graceful first so the last frames (an abort, our end-of-stream) reach the neighbour.
-      const force = setTimeout(() => this.server.forceShutdown(), 500);
-      this.server.tryShutdown(() => {
-        clearTimeout(force);
-        resolve();
-      });
-    });
+    await this.transport.close();
   }
 
   private where(): CollectiveWhere {
@@ -191,35 +181,12 @@ export class GrpcRing {
     this.stateNow = 'broken';
   }
 
-  private async pullFromLeft(peer: GrpcPeer, deadline: number): Promise<void> {
-    const left = peer.leftRank;
-    const address = this.peers[left]!;
+  private pullFromLeft(peer: TransportPeer, deadline: number): Promise<void> {
     const o = this.o;
-    this.client = svc.newRingClient(address, svc.channelCredentials(o.tls), svc.clientChannelOptions(o.messageBytes, o.windowBytes, o.tls));
-    const client = this.client;
-    await new Promise<void>((resolve, reject) =>
-      client.waitForReady(deadline, (err) =>
-        err ? reject(new RingConnectError(left, address, `not reachable within ${o.connectTimeoutMs} ms`, { cause: err })) : resolve(),
-      ),
-    );
-    const call = client.pull({ jobId: o.jobId, rank: o.rank, worldSize: o.worldSize }, svc.tokenMetadata(o.token));
-    const accepted = new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(
-        () => reject(new RingConnectError(left, address, `did not accept our Pull stream within ${o.connectTimeoutMs} ms`)),
-        Math.max(0, deadline - Date.now()),
-      );
-      call.once('metadata', () => (clearTimeout(timer), resolve()));
-      call.once('error', (e: grpc.ServiceError) => {
-        clearTimeout(timer);
-        const hint = e.code === grpc.status.UNAUTHENTICATED ? ' (token mismatch: every rank of a job needs the same token)' : '';
-        reject(new RingConnectError(left, address, `${grpc.status[e.code] ?? e.code}: ${e.details}${hint}`, { cause: e }));
-      });
-    });
-    peer.attachLeft(call); // listen for data at once: the left neighbour may start its first collective early
-    await accepted;
+    return this.transport.pullFromLeft(this.peers[peer.leftRank]!, { jobId: o.jobId, rank: o.rank, worldSize: o.worldSize }, deadline);
   }
 
-  private waitForRight(peer: GrpcPeer, deadline: number): Promise<void> {
+  private waitForRight(peer: TransportPeer, deadline: number): Promise<void> {
     if (this.rightReady.accepted) return Promise.resolve();
     const right = peer.rightRank;
     return new Promise<void>((resolve, reject) => {
@@ -232,41 +199,37 @@ export class GrpcRing {
   }
 
   /** Server side of Pull: only our right neighbour, of this job, holding the token, once. */
-  private onPull(call: grpc.ServerWritableStream<svc.PullRequest, Uint8Array>): void {
-    const refuse = (code: grpc.status, details: string): void => void call.emit('error', { code, details });
-    const req = call.request;
-    if (!svc.hasToken(call.metadata, this.o.token)) {
+  private decidePull(req: svc.PullRequest, token: unknown): Refusal | null {
+    if (!svc.tokenMatches(token, this.o.token)) {
       this.rejected.badToken++;
-      return refuse(grpc.status.UNAUTHENTICATED, 'missing or wrong job token');
+      return { code: grpc.status.UNAUTHENTICATED, details: 'missing or wrong job token' };
     }
     if (req.jobId !== this.o.jobId) {
       this.rejected.foreignJob++;
-      return refuse(grpc.status.PERMISSION_DENIED, `this ring serves job ${this.o.jobId}, not ${req.jobId}`);
+      return { code: grpc.status.PERMISSION_DENIED, details: `this ring serves job ${this.o.jobId}, not ${req.jobId}` };
     }
     const peer = this.peer;
     if (!peer || req.rank !== peer.rightRank || req.worldSize !== this.o.worldSize) {
       this.rejected.wrongSender++;
-      return refuse(grpc.status.PERMISSION_DENIED, `rank ${this.o.rank} of ${this.o.worldSize} only serves its right neighbour`);
+      return { code: grpc.status.PERMISSION_DENIED, details: `rank ${this.o.rank} of ${this.o.worldSize} only serves its right neighbour` };
     }
-    if (this.rightReady.accepted) return refuse(grpc.status.ALREADY_EXISTS, 'the right neighbour is already connected');
-    if (this.stateNow !== 'listening' && this.stateNow !== 'connecting') return refuse(grpc.status.UNAVAILABLE, `ring is ${this.stateNow}`);
+    if (this.rightReady.accepted) return { code: grpc.status.ALREADY_EXISTS, details: 'the right neighbour is already connected' };
+    if (this.stateNow !== 'listening' && this.stateNow !== 'connecting') return { code: grpc.status.UNAVAILABLE, details: `ring is ${this.stateNow}` };
     this.rightReady.accepted = true;
-    call.sendMetadata(new grpc.Metadata()); // tells the caller its stream is accepted
-    peer.attachRight(call);
-    this.rightReady.resolve();
+    return null;
   }
 
-  private onPing(call: grpc.ServerUnaryCall<svc.PingRequest, svc.PingReply>, cb: grpc.sendUnaryData<svc.PingReply>): void {
-    if (!svc.hasToken(call.metadata, this.o.token)) {
+  private answerPing(req: svc.PingRequest, token: unknown): Refusal | svc.PingReply {
+    if (!svc.tokenMatches(token, this.o.token)) {
       this.rejected.badToken++;
-      return cb({ code: grpc.status.UNAUTHENTICATED, details: 'missing or wrong job token' });
+      return { code: grpc.status.UNAUTHENTICATED, details: 'missing or wrong job token' };
     }
-    if (call.request.jobId !== this.o.jobId) {
+    if (req.jobId !== this.o.jobId) {
       this.rejected.foreignJob++;
-      return cb({ code: grpc.status.PERMISSION_DENIED, details: `this ring serves job ${this.o.jobId}` });
+      return { code: grpc.status.PERMISSION_DENIED, details: `this ring serves job ${this.o.jobId}` };
     }
     const active = this.peer?.activeStep ?? null;
-    cb(null, { jobId: this.o.jobId, rank: this.o.rank, step: Math.max(0, active ?? this.lastStep), inCollective: active !== null });
+    return { jobId: this.o.jobId, rank: this.o.rank, step: Math.max(0, active ?? this.lastStep), inCollective: active !== null };
   }
 
   /**
@@ -275,7 +238,7 @@ export class GrpcRing {
    * (towards the data it waits for) that did not answer, else the nearest that answered but is not in
    * this collective (stuck before it, or on another step), else its left neighbour.
    */
-  private armTimeout(peer: GrpcPeer, step: number, timeoutMs: number): () => void {
+  private armTimeout(peer: TransportPeer, step: number, timeoutMs: number): () => void {
     const probeMs = Math.min(2000, Math.max(20, Math.floor(timeoutMs / 4)));
     let probe: Map<number, 'silent' | 'elsewhere'> | null = null;
     const probeTimer = setTimeout(() => {
@@ -304,28 +267,18 @@ export class GrpcRing {
   /** Pings every other rank with a deadline; returns the ranks that did not answer or are elsewhere. */
   private async probe(step: number, deadlineMs: number): Promise<Map<number, 'silent' | 'elsewhere'>> {
     const o = this.o;
-    const others = this.peers.map((a, r) => ({ a, r })).filter(({ r }) => r !== o.rank);
-    const clients = others.map(({ a }) => svc.newRingClient(a, svc.channelCredentials(o.tls), svc.clientChannelOptions(1024, 65_536, o.tls)));
     const result = new Map<number, 'silent' | 'elsewhere'>();
-    try {
-      await Promise.all(
-        others.map(({ r }, i) =>
-          new Promise<void>((resolve) =>
-            clients[i]!.ping({ jobId: o.jobId, rank: o.rank }, svc.tokenMetadata(o.token), { deadline: Date.now() + deadlineMs }, (err, reply) => {
-              if (err || !reply) result.set(r, 'silent');
-              else if (!reply.inCollective || reply.step !== step) result.set(r, 'elsewhere');
-              resolve();
-            }),
-          ),
-        ),
-      );
-      return result;
-    } finally {
-      for (const c of clients) c.close();
-    }
+    await Promise.all(
+      this.peers.map(async (address, r) => {
+        if (r === o.rank) return;
+        try {
+          const reply = await this.transport.ping(address, { jobId: o.jobId, rank: o.rank }, deadlineMs);
+          if (!reply.inCollective || reply.step !== step) result.set(r, 'elsewhere');
+        } catch {
+          result.set(r, 'silent');
+        }
+      }),
+    );
+    return result;
   }
-}
-
-function hostPort(host: string, port: number): string {
-  return host.includes(':') && !host.startsWith('[') ? `[${host}]:${port}` : `${host}:${port}`;
 }

@@ -48,6 +48,8 @@ function codec<T extends object>(type: protobuf.Type) {
 const pullReq = codec<PullRequest>(PullRequestType);
 const pingReq = codec<PingRequest>(PingRequestType);
 const pingRep = codec<PingReply>(PingReplyType);
+/** The control messages' serializers, for transports other than grpc-js (h2-transport.ts). */
+export const controlCodecs = { pullRequest: pullReq, pingRequest: pingReq, pingReply: pingRep };
 
 /** RingChunk bytes from wire.ts go out as they are: a Buffer view, no copy. */
 function chunkSerialize(bytes: Uint8Array): Buffer {
@@ -119,7 +121,11 @@ export function tokenMetadata(token: string): grpc.Metadata {
 
 /** Constant-time token comparison (hashes first so lengths do not leak either). */
 export function hasToken(md: grpc.Metadata, token: string): boolean {
-  const got = md.get(TOKEN_METADATA_KEY)[0];
+  return tokenMatches(md.get(TOKEN_METADATA_KEY)[0], token);
+}
+
+/** Constant-time comparison of a received token (any header value) with the job's. */
+export function tokenMatches(got: unknown, token: string): boolean {
   if (typeof got !== 'string') return false;
   const a = createHash('sha256').update(got).digest();
   const b = createHash('sha256').update(token).digest();

@@ -6,6 +6,7 @@ import { InputError } from '../errors.ts';
 import type { CodecName } from './codecs.ts';
 import type { RingTlsOptions } from './grpc-service.ts';
 import type { ReduceOp } from './ring-allreduce.ts';
+import type { RingTransportName } from './transport.ts';
 
 export interface GrpcRingOptions {
   jobId: string;
@@ -26,6 +27,11 @@ export interface GrpcRingOptions {
   inflightMessages?: number;
   /** How long connect() waits for both neighbours. */
   connectTimeoutMs?: number;
+  /**
+   * Implementation of the gRPC protocol: 'h2' (node:http2 with reused buffers, h2-transport.ts) or
+   * 'grpc-js' (@grpc/grpc-js). Both speak the same wire protocol and interoperate in one ring.
+   */
+  transport?: RingTransportName;
 }
 
 export interface CompiledRingOptions {
@@ -42,6 +48,7 @@ export interface CompiledRingOptions {
   readonly inflightMessages: number;
   readonly windowBytes: number;
   readonly connectTimeoutMs: number;
+  readonly transport: RingTransportName;
 }
 
 /** Defaults measured with `npm run bench:allreduce` on the 2-core reference machine (docs/collective.md). */
@@ -51,6 +58,7 @@ export const RING_DEFAULTS = {
   messageBytes: 1 << 20,
   inflightMessages: 4,
   connectTimeoutMs: 30_000,
+  transport: 'grpc-js' as RingTransportName,
 } as const;
 
 export function compileRingOptions(raw: GrpcRingOptions): CompiledRingOptions {
@@ -75,6 +83,8 @@ export function compileRingOptions(raw: GrpcRingOptions): CompiledRingOptions {
   int('inflightMessages', inflightMessages, 1, 64);
   const connectTimeoutMs = raw.connectTimeoutMs ?? RING_DEFAULTS.connectTimeoutMs;
   int('connectTimeoutMs', connectTimeoutMs, 1);
+  const transport = raw.transport ?? RING_DEFAULTS.transport;
+  if (transport !== 'h2' && transport !== 'grpc-js') problems.push(`transport: expected 'h2' or 'grpc-js', got ${JSON.stringify(transport)}`);
   if (raw.tls && !(raw.tls.certPath && raw.tls.keyPath && raw.tls.caPath)) {
     problems.push('tls: certPath, keyPath and caPath are all required');
   }
@@ -95,6 +105,7 @@ export function compileRingOptions(raw: GrpcRingOptions): CompiledRingOptions {
     // Window = what the sender may have in flight; a little above the pool so the pool is the limit.
     windowBytes: Math.max(64 * 1024, (inflightMessages + 1) * (messageBytes + 1024)),
     connectTimeoutMs,
+    transport,
   };
 }
 

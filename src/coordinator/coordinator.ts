@@ -23,15 +23,16 @@
  * 10. Done from every rank: write eval_report.json and report.html, Control.Shutdown, exit 0.
  */
 import { randomBytes } from 'node:crypto';
-import { appendFile, mkdir, readFile, stat } from 'node:fs/promises';
+import { appendFile, mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { CompiledJob } from '../config/compile.ts';
 import { Bus, type BusOptions, type ControlMessages } from '../control/bus.ts';
 import { subjects } from '../control/subjects.ts';
 import { InputError, RingtuneError } from '../errors.ts';
-import { latestCheckpoint } from '../train/checkpoint.ts';
+import { latestCheckpoint, type TrainerState } from '../train/checkpoint.ts';
 import { evalResult, mergeEvalStates, type EvalResult, type EvalState } from '../train/evaluate.ts';
-import { writeReports, type HistoryLine } from '../train/report.ts';
+import { EarlyStopper } from '../train/early-stopping.ts';
+import { readHistory, writeReports, type HistoryLine } from '../train/report.ts';
 import { writeFileAtomic } from '../util/atomic.ts';
 import { Membership } from './membership.ts';
 
@@ -85,10 +86,8 @@ export async function runCoordinator(o: CoordinatorOptions): Promise<RunSummary>
   let baseEval: EvalResult | undefined;
   let stoppedEarly = false;
   let sizes = { train: 0, eval: 0 };
-  const es = job.eval.earlyStopping;
-  const esMode = es?.mode ?? (es && /loss|perplexity/.test(es.metric) ? 'min' : 'max');
-  let best = esMode === 'min' ? Infinity : -Infinity;
-  let badEvals = 0;
+  const resumedState = resumeFrom ? (JSON.parse(await readFile(join(resumeFrom, 'trainer_state.json'), 'utf8')) as TrainerState) : undefined;
+  const stopper = job.eval.earlyStopping && new EarlyStopper(job.eval.earlyStopping, resumedState?.earlyStopping);
   const stepReports = new Map<number, Map<number, ControlMessages['StepReport']>>();
   const evalReports = new Map<number, Map<number, EvalState>>();
   const ready = new Set<number>();
@@ -97,7 +96,7 @@ export async function runCoordinator(o: CoordinatorOptions): Promise<RunSummary>
 
   await mkdir(job.outputDir, { recursive: true });
   const historyFile = join(job.outputDir, 'metrics.jsonl');
-  const history = await readHistory(historyFile, resumeFrom ? Number(/step-(\d+)/.exec(resumeFrom)![1]) : 0);
+  const history = await readHistory(historyFile, resumedState?.step ?? 0);
   await writeFileAtomic(historyFile, history.map((h) => JSON.stringify(h) + '\n').join(''));
   const record = async (h: HistoryLine) => { history.push(h); await appendFile(historyFile, JSON.stringify(h) + '\n'); };
 
@@ -213,12 +212,14 @@ export async function runCoordinator(o: CoordinatorOptions): Promise<RunSummary>
     await record({ type: 'eval', step: e.step, ...r });
     log(`[coordinator] step ${e.step} eval: ${Object.entries(r).map(([k, v]) => `${k} ${+v.toFixed(4)}`).join(', ')}`);
     let stop = false;
-    if (es && e.step > 0 && e.step < totalSteps) {
-      const v = r[es.metric];
-      if (v === undefined) return fail(-1, `eval.early_stopping.metric "${es.metric}" is not computed; available: ${Object.keys(r).join(', ')}`);
-      const improved = esMode === 'min' ? v < best - es.minDelta : v > best + es.minDelta;
-      if (improved) { best = v; badEvals = 0; } else if (++badEvals >= es.patience) stop = stoppedEarly = true;
+    if (stopper && e.step > 0 && e.step < totalSteps) {
+      try {
+        stop = stoppedEarly = stopper.update(r);
+      } catch (err) {
+        return fail(-1, (err as Error).message);
+      }
     }
+    const { best, badEvals } = stopper?.state() ?? { best: NaN, badEvals: 0 };
     control({ evalDecision: { step: e.step, stop, best, badEvals } });
   });
 
@@ -265,9 +266,4 @@ export async function runCoordinator(o: CoordinatorOptions): Promise<RunSummary>
     await bus.flush().catch(() => {});
     await bus.close();
   }
-}
-
-async function readHistory(file: string, step: number): Promise<HistoryLine[]> {
-  if (step === 0 || !(await stat(file).then(() => true, () => false))) return [];
-  return (await readFile(file, 'utf8')).split('\n').filter(Boolean).map((l) => JSON.parse(l) as HistoryLine).filter((h) => h.step <= step);
 }

@@ -5,7 +5,7 @@
  *   -> steps (batch plan -> train step -> history) with eval, early stopping and checkpoints
  *   -> final model (Hugging Face format), metrics.jsonl, eval_report.json, report.html
  */
-import { appendFile, mkdir, readFile, stat } from 'node:fs/promises';
+import { appendFile, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import cliProgress from 'cli-progress';
 import type { CompiledJob } from '../config/compile.ts';
@@ -23,7 +23,8 @@ import { BatchPlan } from './batch-plan.ts';
 import { latestCheckpoint, readCheckpoint, restoreOptimizer, saveCheckpoint, type TrainerState } from './checkpoint.ts';
 import { evalResult, evalState, type EvalResult } from './evaluate.ts';
 import { FlatParams } from './flat-params.ts';
-import { writeReports, type HistoryLine } from './report.ts';
+import { EarlyStopper } from './early-stopping.ts';
+import { readHistory, writeReports, type HistoryLine } from './report.ts';
 import { trainStep, type Batch } from './train-step.ts';
 
 export interface TrainOptions {
@@ -78,10 +79,7 @@ export async function train(job: CompiledJob, o: TrainOptions = {}): Promise<Tra
   const optimizer = new AdamW(flat.size, { beta1: t.beta1, beta2: t.beta2, eps: t.eps, weightDecay: t.weightDecay }, flat.decayMask());
   if (ckpt) await restoreOptimizer(ckpt, flat, optimizer);
   let step = restored?.state.step ?? 0;
-  const es = job.eval.earlyStopping;
-  const esMode = es?.mode ?? (es && /loss|perplexity/.test(es.metric) ? 'min' : 'max');
-  let best = restored?.state.earlyStopping?.best ?? (esMode === 'min' ? Infinity : -Infinity);
-  let badEvals = restored?.state.earlyStopping?.badEvals ?? 0;
+  const stopper = job.eval.earlyStopping && new EarlyStopper(job.eval.earlyStopping, restored?.state.earlyStopping);
 
   await mkdir(job.outputDir, { recursive: true });
   const historyFile = join(job.outputDir, 'metrics.jsonl');
@@ -104,7 +102,7 @@ export async function train(job: CompiledJob, o: TrainOptions = {}): Promise<Tra
 
   const state = (): TrainerState => ({
     step, epoch: plan.epochOf(step), stepInEpoch: step % plan.stepsPerEpoch, seed: t.seed, schedule, labels,
-    earlyStopping: es ? { best, badEvals } : undefined,
+    earlyStopping: stopper?.state(),
   });
   const bar = o.progress ?? process.stderr.isTTY ? new cliProgress.SingleBar({
     format: 'train |{bar}| {value}/{total} steps | loss {loss} | {tps} tok/s | ETA {eta_formatted}', hideCursor: true,
@@ -125,12 +123,7 @@ export async function train(job: CompiledJob, o: TrainOptions = {}): Promise<Tra
     if (!bar && (step % 10 === 0 || step === plan.totalSteps)) log(`[ringtune] step ${step}/${plan.totalSteps} loss ${r.loss.toFixed(4)} lr ${lr.toExponential(2)} ${Math.round(tps)} tok/s`);
     if (job.eval.everyNSteps > 0 && step % job.eval.everyNSteps === 0 && step < plan.totalSteps) {
       lastEval = await runEval();
-      if (lastEval && es) {
-        const v = lastEval[es.metric];
-        if (v === undefined) throw new InputError(`eval.early_stopping.metric "${es.metric}" is not computed; available: ${Object.keys(lastEval).join(', ')}`);
-        const improved = esMode === 'min' ? v < best - es.minDelta : v > best + es.minDelta;
-        if (improved) { best = v; badEvals = 0; } else if (++badEvals >= es.patience) stoppedEarly = true;
-      }
+      if (lastEval && stopper) stoppedEarly = stopper.update(lastEval);
     }
     if (job.checkpoint.everyNSteps > 0 && step % job.checkpoint.everyNSteps === 0) {
       await saveCheckpoint(job.checkpoint.dir, state(), flat, optimizer, model, job.checkpoint.keep, job.modelDir);
@@ -156,10 +149,4 @@ export async function train(job: CompiledJob, o: TrainOptions = {}): Promise<Tra
 
 function fmt(r: EvalResult): string {
   return Object.entries(r).map(([k, v]) => `${k} ${Number.isInteger(v) ? v : v.toFixed(4)}`).join(', ');
-}
-
-/** History lines up to `step` (a resumed run rewrites what came after its checkpoint). */
-async function readHistory(file: string, step: number): Promise<HistoryLine[]> {
-  if (step === 0 || !(await stat(file).then(() => true, () => false))) return [];
-  return (await readFile(file, 'utf8')).split('\n').filter(Boolean).map((l) => JSON.parse(l) as HistoryLine).filter((h) => h.step <= step);
 }

@@ -2,6 +2,7 @@
  * Run outputs a person reads: eval_report.json and report.html with the loss and eval curves drawn
  * as inline SVG (no scripts, no network: the file opens anywhere).
  */
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { writeFileAtomic } from '../util/atomic.ts';
 
@@ -60,4 +61,11 @@ export async function writeReports(outputDir: string, summary: Record<string, un
 <style>body{font-family:sans-serif;max-width:980px;margin:2em auto}th{text-align:left;vertical-align:top;padding-right:1em}pre{margin:0}</style></head>
 <body><h1>ringtune run report</h1><table>${rows}</table>${charts.map((c) => `<div>${c}</div>`).join('\n')}</body></html>\n`;
   await writeFileAtomic(join(outputDir, 'report.html'), html);
+}
+
+/** metrics.jsonl lines up to `step`: a resumed run rewrites what came after its checkpoint. */
+export async function readHistory(file: string, step: number): Promise<HistoryLine[]> {
+  if (step === 0) return [];
+  const text = await readFile(file, 'utf8').catch(() => '');
+  return text.split('\n').filter(Boolean).map((l) => JSON.parse(l) as HistoryLine).filter((h) => h.step <= step);
 }
