@@ -43,6 +43,7 @@ export interface CompiledJob {
     warmupSteps: number;
     minLrRatio: number;
     weightDecay: number;
+    noDecay: Array<'biases' | 'norms' | 'embeddings'>;
     beta1: number;
     beta2: number;
     eps: number;
@@ -128,6 +129,7 @@ export function compileJob(raw: unknown, jobFile: string): CompiledJob {
       warmupSteps: s.training.warmup_steps,
       minLrRatio: s.training.min_lr_ratio,
       weightDecay: s.training.weight_decay,
+      noDecay: s.training.no_decay,
       beta1: s.training.betas[0],
       beta2: s.training.betas[1],
       eps: s.training.eps,

@@ -44,6 +44,8 @@ export const TrainingSchema = z
     warmup_steps: nonNegInt.default(0),
     min_lr_ratio: z.number().min(0).max(1).default(0.1),
     weight_decay: z.number().min(0).default(0.01),
+    /** Parameter groups excluded from weight decay. */
+    no_decay: z.array(z.enum(['biases', 'norms', 'embeddings'])).default(['biases', 'norms']),
     betas: z.tuple([z.number().min(0).lt(1), z.number().min(0).lt(1)]).default([0.9, 0.999]),
     eps: z.number().positive().default(1e-8),
     grad_clip: z.number().min(0).default(1.0),

@@ -33,7 +33,8 @@ training:
   schedule: cosine                # constant | linear | cosine, each with warmup
   warmup_steps: 0
   min_lr_ratio: 0.1
-  weight_decay: 0.01              # decoupled (AdamW); biases and norm gains are not decayed
+  weight_decay: 0.01              # decoupled (AdamW)
+  no_decay: [biases, norms]       # groups without weight decay: biases | norms | embeddings
   betas: [0.9, 0.999]
   eps: 1.0e-8
   grad_clip: 1.0                  # global L2 norm; 0 disables
@@ -48,6 +49,17 @@ eval:
   every_n_steps: 0                # 0 = evaluate before and after training only
   # max_batches: 50
   # early_stopping: {metric: loss, patience: 3, min_delta: 0}
+
+cluster:                          # distributed runs (ringtune local / coordinator / worker)
+  workers: 1
+  codec: fp32                     # gradient wire codec: fp32 (exact) | bf16 (half the bytes)
+  heartbeat_interval_ms: 500
+  heartbeat_timeout_ms: 5000      # a worker silent this long stops the run, naming its rank
+  collective_timeout_ms: 60000
+  join_timeout_ms: 300000
+  hash_every_n_steps: 10          # compare a hash of every replica's parameters
+  # nats: {url: nats://127.0.0.1:4222, token: ..., user: ..., password: ..., tls: {ca: ..., cert: ..., key: ...}}
+  # ring_tls: {ca: ca.pem, cert: worker.pem, key: worker.key}     # mutual TLS between ring peers
 
 output: out
 `;

@@ -7,6 +7,8 @@ import * as tf from '@tensorflow/tfjs-core';
 import type { Model } from '../model/model.ts';
 import { numel } from '../model/params.ts';
 
+export type NoDecayGroup = 'biases' | 'norms' | 'embeddings';
+
 export class FlatParams {
   readonly names: string[];
   readonly offsets: number[];
@@ -33,11 +35,16 @@ export class FlatParams {
     this.extras = this.reduceBuffer.subarray(total);
   }
 
-  /** 1 where weight decay applies: every tensor of rank >= 2 (matrices, embeddings), as nanoGPT does. */
-  decayMask(): Uint8Array {
+  /**
+   * 1 where weight decay applies. `noDecay` groups are excluded: `biases` (1-D tensors other than
+   * norm gains), `norms` (LayerNorm/RMSNorm gains and biases), `embeddings` (token/position/type
+   * tables). The default [biases, norms] is the usual AdamW recipe (nanoGPT, transformers).
+   */
+  decayMask(noDecay: readonly NoDecayGroup[] = ['biases', 'norms']): Uint8Array {
     const mask = new Uint8Array(this.size);
     this.model.specs.forEach((s, k) => {
-      if (s.shape.length >= 2) mask.fill(1, this.offsets[k], this.offsets[k] + numel(s.shape));
+      const group: NoDecayGroup | 'matrices' = /norm/.test(s.name) ? 'norms' : s.name.startsWith('embed.') ? 'embeddings' : s.shape.length < 2 ? 'biases' : 'matrices';
+      if (group === 'matrices' || !noDecay.includes(group)) mask.fill(1, this.offsets[k], this.offsets[k] + numel(s.shape));
     });
     return mask;
   }

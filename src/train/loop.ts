@@ -13,16 +13,15 @@ import { collateCls, collateLm } from '../data/batch.ts';
 import { prepareData, type PreparedData } from '../data/dataset.ts';
 import type { ClsExample, LmExample } from '../data/examples.ts';
 import { InputError } from '../errors.ts';
-import { loadModel, readConfigJson, saveModel } from '../model/model-dir.ts';
+import { readConfigJson, saveModel } from '../model/model-dir.ts';
 import type { Model } from '../model/model.ts';
 import { Tokenizer } from '../model/tokenizer.ts';
-import { AdamW } from '../optim/adamw.ts';
-import { learningRate, type ScheduleConfig } from '../optim/lr-schedule.ts';
+import { learningRate } from '../optim/lr-schedule.ts';
 import { writeFileAtomic } from '../util/atomic.ts';
 import { BatchPlan } from './batch-plan.ts';
-import { latestCheckpoint, readCheckpoint, restoreOptimizer, saveCheckpoint, type TrainerState } from './checkpoint.ts';
+import { latestCheckpoint, saveCheckpoint, type TrainerState } from './checkpoint.ts';
+import { setupTraining } from './setup.ts';
 import { evalResult, evalState, type EvalResult } from './evaluate.ts';
-import { FlatParams } from './flat-params.ts';
 import { EarlyStopper } from './early-stopping.ts';
 import { readHistory, writeReports, type HistoryLine } from './report.ts';
 import { trainStep, type Batch } from './train-step.ts';
@@ -69,17 +68,10 @@ export async function train(job: CompiledJob, o: TrainOptions = {}): Promise<Tra
   if (!o.resume && !o.overwrite && (await latestCheckpoint(job.checkpoint.dir))) {
     throw new InputError(`${job.checkpoint.dir} already holds checkpoints: pass --resume to continue that run or --overwrite to start over`);
   }
-  const restored = ckpt ? await readCheckpoint(ckpt, job.task) : undefined;
-  const model = restored?.model ?? (await loadModel(job.modelDir, { task: job.task, labels, seed: job.training.seed })).model;
   const t = job.training;
-  const plan = new BatchPlan(data.train.length, t.globalBatch, t.seed, { epochs: t.epochs, maxSteps: t.maxSteps });
-  const schedule: ScheduleConfig = { name: t.schedule, peakLr: t.peakLr, warmupSteps: t.warmupSteps, totalSteps: plan.totalSteps, minLrRatio: t.minLrRatio };
-  const flat = new FlatParams(model);
-  await flat.readParams();
-  const optimizer = new AdamW(flat.size, { beta1: t.beta1, beta2: t.beta2, eps: t.eps, weightDecay: t.weightDecay }, flat.decayMask());
-  if (ckpt) await restoreOptimizer(ckpt, flat, optimizer);
-  let step = restored?.state.step ?? 0;
-  const stopper = job.eval.earlyStopping && new EarlyStopper(job.eval.earlyStopping, restored?.state.earlyStopping);
+  const { model, flat, optimizer, plan, schedule, startStep, restored } = await setupTraining(job, data, ckpt);
+  let step = startStep;
+  const stopper = job.eval.earlyStopping && new EarlyStopper(job.eval.earlyStopping, restored?.earlyStopping);
 
   await mkdir(job.outputDir, { recursive: true });
   const historyFile = join(job.outputDir, 'metrics.jsonl');

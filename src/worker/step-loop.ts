@@ -13,14 +13,15 @@ import type { CompiledJob } from '../config/compile.ts';
 import type { Bus, ControlMessages } from '../control/bus.ts';
 import type { Subjects } from '../control/subjects.ts';
 import type { PreparedData } from '../data/dataset.ts';
-import { loadModel, saveModel } from '../model/model-dir.ts';
+import { saveModel } from '../model/model-dir.ts';
 import type { Model } from '../model/model.ts';
-import { AdamW } from '../optim/adamw.ts';
+import type { AdamW } from '../optim/adamw.ts';
 import { learningRate, type ScheduleConfig } from '../optim/lr-schedule.ts';
 import { BatchPlan } from '../train/batch-plan.ts';
-import { readCheckpoint, restoreOptimizer, saveCheckpoint, type TrainerState } from '../train/checkpoint.ts';
+import { saveCheckpoint, type TrainerState } from '../train/checkpoint.ts';
 import { evalState } from '../train/evaluate.ts';
-import { FlatParams } from '../train/flat-params.ts';
+import type { FlatParams } from '../train/flat-params.ts';
+import { setupTraining } from '../train/setup.ts';
 import { makeBatch, prepareRun } from '../train/loop.ts';
 import { trainStep, type StepReport } from '../train/train-step.ts';
 
@@ -44,16 +45,8 @@ export interface WorkerEvents {
 
 export async function prepareWorkerState(job: CompiledJob, resumeFrom?: string): Promise<WorkerState> {
   const { data, labels, padId } = await prepareRun(job);
-  const restored = resumeFrom ? await readCheckpoint(resumeFrom, job.task) : undefined;
-  const model = restored?.model ?? (await loadModel(job.modelDir, { task: job.task, labels, seed: job.training.seed })).model;
-  const t = job.training;
-  const plan = new BatchPlan(data.train.length, t.globalBatch, t.seed, { epochs: t.epochs, maxSteps: t.maxSteps });
-  const flat = new FlatParams(model);
-  await flat.readParams();
-  const optimizer = new AdamW(flat.size, { beta1: t.beta1, beta2: t.beta2, eps: t.eps, weightDecay: t.weightDecay }, flat.decayMask());
-  if (resumeFrom) await restoreOptimizer(resumeFrom, flat, optimizer);
-  const schedule: ScheduleConfig = { name: t.schedule, peakLr: t.peakLr, warmupSteps: t.warmupSteps, totalSteps: plan.totalSteps, minLrRatio: t.minLrRatio };
-  return { job, model, flat, optimizer, plan, schedule, data, labels, padId, startStep: restored?.state.step ?? 0, early: restored?.state.earlyStopping };
+  const setup = await setupTraining(job, data, resumeFrom);
+  return { job, data, labels, padId, ...setup, early: setup.restored?.earlyStopping };
 }
 
 /** First 16 hex digits of sha256 over the parameter bytes: equal on every rank or the replicas diverged. */

@@ -1,0 +1,37 @@
+/**
+ * What every trainer (single process or ring worker) builds before its first step: the model (from
+ * the base directory or a checkpoint), its flat parameter view, AdamW with the decay groups, the batch
+ * plan and the schedule. One place, so both paths train the same way.
+ */
+import type { CompiledJob } from '../config/compile.ts';
+import type { PreparedData } from '../data/dataset.ts';
+import { loadModel } from '../model/model-dir.ts';
+import type { Model } from '../model/model.ts';
+import { AdamW } from '../optim/adamw.ts';
+import type { ScheduleConfig } from '../optim/lr-schedule.ts';
+import { BatchPlan } from './batch-plan.ts';
+import { readCheckpoint, restoreOptimizer, type TrainerState } from './checkpoint.ts';
+import { FlatParams } from './flat-params.ts';
+
+export interface TrainingSetup {
+  model: Model;
+  flat: FlatParams;
+  optimizer: AdamW;
+  plan: BatchPlan;
+  schedule: ScheduleConfig;
+  startStep: number;
+  restored?: TrainerState;
+}
+
+export async function setupTraining(job: CompiledJob, data: PreparedData, resumeFrom?: string): Promise<TrainingSetup> {
+  const t = job.training;
+  const restored = resumeFrom ? await readCheckpoint(resumeFrom, job.task) : undefined;
+  const model = restored?.model ?? (await loadModel(job.modelDir, { task: job.task, labels: data.labels, seed: t.seed })).model;
+  const plan = new BatchPlan(data.train.length, t.globalBatch, t.seed, { epochs: t.epochs, maxSteps: t.maxSteps });
+  const schedule: ScheduleConfig = { name: t.schedule, peakLr: t.peakLr, warmupSteps: t.warmupSteps, totalSteps: plan.totalSteps, minLrRatio: t.minLrRatio };
+  const flat = new FlatParams(model);
+  await flat.readParams();
+  const optimizer = new AdamW(flat.size, { beta1: t.beta1, beta2: t.beta2, eps: t.eps, weightDecay: t.weightDecay }, flat.decayMask(t.noDecay));
+  if (resumeFrom) await restoreOptimizer(resumeFrom, flat, optimizer);
+  return { model, flat, optimizer, plan, schedule, startStep: restored?.state.step ?? 0, restored: restored?.state };
+}
