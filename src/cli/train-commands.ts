@@ -60,16 +60,20 @@ export function registerTrainCommands(program: Command): void {
     .option('--max-seq-len <n>', 'tokens per example', intArg(2), 128)
     .option('--batch <n>', 'examples per forward pass', intArg(1), 16)
     .option('--on-bad-record <mode>', 'fail | skip', 'fail')
+    .option('--metrics <names>', 'also generate completions and score them: bleu,rouge,exact_match (prompt-completion or messages data)')
+    .option('--max-new-tokens <n>', 'tokens generated per example for --metrics', intArg(1), 48)
+    .option('--max-examples <n>', 'examples generated for --metrics', intArg(1), 100)
     .option('--backend <name>', 'tfjs backend')
-    .action(action(async (o: { model: string; data: string; format: string; maxSeqLen: number; batch: number; onBadRecord: string; backend?: string }) => {
+    .action(action(async (o: { model: string; data: string; format: string; maxSeqLen: number; batch: number; onBadRecord: string; metrics?: string; maxNewTokens: number; maxExamples: number; backend?: string }) => {
       const job = compileJob({
         model: resolve(o.model), data: { train: resolve(o.data), format: o.format, max_seq_len: o.maxSeqLen, eval_fraction: 0, on_bad_record: o.onBadRecord },
         training: { max_steps: 1, global_batch: o.batch, micro_batch: o.batch },
+        eval: { metrics: o.metrics?.split(',').map((m) => m.trim()).filter(Boolean), generate_max_tokens: o.maxNewTokens, generate_max_examples: o.maxExamples },
       }, 'ringtune eval');
       await startBackend(o.backend);
-      const { data, padId, labels } = await prepareRun(job);
+      const { data, padId, labels, generation } = await prepareRun(job);
       const { model } = await loadModel(job.modelDir, { task: job.task, labels });
-      const r = evalResult(await evalState(model, data.train, o.batch, padId));
+      const r = evalResult(await evalState(model, data.train, o.batch, padId, undefined, generation));
       console.log(JSON.stringify({ model: job.modelDir, data: job.data.trainPath, examples: data.train.length, skipped: data.skipped.length, ...r }, null, 2));
       model.dispose();
     }));

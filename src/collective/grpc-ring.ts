@@ -19,7 +19,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { InputError } from '../errors.ts';
 import { codecs } from './codecs.ts';
-import { CollectiveTimeoutError, RingClosedError, RingProtocolError, type CollectiveWhere } from './errors.ts';
+import { CollectiveTimeoutError, RingClosedError, RingConnectError, RingProtocolError, type CollectiveWhere } from './errors.ts';
 import type { RejectCounters } from './grpc-peer.ts';
 import { GrpcJsTransport, hostPort } from './grpc-js-transport.ts';
 import * as svc from './grpc-service.ts';

@@ -11,6 +11,7 @@ import { InputError } from '../errors.ts';
 import type { BackendChoice } from '../model/backend.ts';
 import type { Task } from '../model/config.ts';
 import type { ScheduleName } from '../optim/lr-schedule.ts';
+import { checkGenerationMetrics, type GenerationMetric } from '../train/generation-eval.ts';
 import { JobSchema, type JobSpec } from './schema.ts';
 
 export type DataFormat = 'text' | 'prompt-completion' | 'messages' | 'label';
@@ -54,7 +55,11 @@ export interface CompiledJob {
   eval: {
     everyNSteps: number;
     metrics?: string[];
+    /** The generation metrics among `metrics` (validated against task and format). */
+    generationMetrics: GenerationMetric[];
     maxBatches?: number;
+    generateMaxTokens: number;
+    generateMaxExamples: number;
     earlyStopping?: { metric: string; patience: number; mode?: 'min' | 'max'; minDelta: number };
   };
   cluster: {
@@ -98,6 +103,12 @@ export function compileJob(raw: unknown, jobFile: string): CompiledJob {
   if (task === 'classification' && s.data.format !== 'label') problems.push(`  data.format: task classification needs format "label", got "${s.data.format}"`);
   if (task === 'causal-lm' && s.data.format === 'label') problems.push('  data.format: format "label" needs task classification');
   if (s.training.micro_batch > s.training.global_batch) problems.push(`  training.micro_batch: ${s.training.micro_batch} is larger than global_batch ${s.training.global_batch}`);
+  let generationMetrics: GenerationMetric[] = [];
+  try {
+    generationMetrics = checkGenerationMetrics(s.eval.metrics, task, s.data.format);
+  } catch (err) {
+    problems.push(`  ${(err as Error).message}`);
+  }
   if (problems.length) throw new JobSpecError(`${jobFile}: ${problems.length} problem${problems.length === 1 ? '' : 's'} in the job spec:\n${problems.join('\n')}`);
   const outputDir = path(s.output);
   const tls = (t?: { ca?: string; cert?: string; key?: string }): TlsPaths | undefined =>
@@ -140,7 +151,10 @@ export function compileJob(raw: unknown, jobFile: string): CompiledJob {
     eval: {
       everyNSteps: s.eval.every_n_steps,
       metrics: s.eval.metrics,
+      generationMetrics,
       maxBatches: s.eval.max_batches,
+      generateMaxTokens: s.eval.generate_max_tokens,
+      generateMaxExamples: s.eval.generate_max_examples,
       earlyStopping: s.eval.early_stopping && {
         metric: s.eval.early_stopping.metric, patience: s.eval.early_stopping.patience,
         mode: s.eval.early_stopping.mode, minDelta: s.eval.early_stopping.min_delta,

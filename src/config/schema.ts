@@ -23,7 +23,7 @@ export const DataSchema = z
         label: z.string().default('label'),
       })
       .strict()
-      .default({ text: 'text', prompt: 'prompt', completion: 'completion', messages: 'messages', label: 'label' }),
+      .prefault({}),
     max_seq_len: positiveInt.default(128),
     packing: z.boolean().default(false),
     /** Share of the training file held out for evaluation when no eval file is given. */
@@ -65,8 +65,11 @@ export const CheckpointSchema = z
 export const EvalSchema = z
   .object({
     every_n_steps: nonNegInt.default(0),
+    /** Extra metrics: bleu, rouge, exact_match (generated completions; causal LM with prompts). */
     metrics: z.array(z.string()).optional(),
     max_batches: positiveInt.optional(),
+    generate_max_tokens: positiveInt.default(48),
+    generate_max_examples: positiveInt.default(32),
     early_stopping: z
       .object({
         metric: z.string().default('loss'),
@@ -101,7 +104,7 @@ export const ClusterSchema = z
         tls: TlsSchema.optional(),
       })
       .strict()
-      .default({}),
+      .prefault({}),
     ring_tls: TlsSchema.optional(),
   })
   .strict();
@@ -114,13 +117,10 @@ export const JobSchema = z
     backend: z.enum(['auto', 'tensorflow-gpu', 'tensorflow', 'wasm', 'cpu']).default('auto'),
     data: DataSchema,
     training: TrainingSchema,
-    method: z.object({ type: z.literal('full').default('full') }).strict().default({ type: 'full' }),
-    checkpoint: CheckpointSchema.default({ every_n_steps: 0, keep: 2 }),
-    eval: EvalSchema.default({ every_n_steps: 0 }),
-    cluster: ClusterSchema.default({
-      workers: 1, codec: 'fp32', heartbeat_interval_ms: 500, heartbeat_timeout_ms: 5000, collective_timeout_ms: 60_000,
-      join_timeout_ms: 300_000, hash_every_n_steps: 10, nats: {},
-    }),
+    method: z.object({ type: z.literal('full').default('full') }).strict().prefault({}),
+    checkpoint: CheckpointSchema.prefault({}),
+    eval: EvalSchema.prefault({}),
+    cluster: ClusterSchema.prefault({}),
     output: z.string().min(1).default('out'),
   })
   .strict();

@@ -10,6 +10,7 @@ import type { ClsExample, LmExample } from '../data/examples.ts';
 import { classificationMetric, type ClassificationState } from '../eval/classification.ts';
 import type { Model } from '../model/model.ts';
 import { BatchPlan } from './batch-plan.ts';
+import { generationResults, generationStates, mergeGenerationStates, type GenerationOptions, type GenerationStates } from './generation-eval.ts';
 import { crossEntropySum } from './loss.ts';
 import { batchLossSum } from './train-step.ts';
 
@@ -17,11 +18,14 @@ export interface EvalState {
   lossSum: number;
   count: number;
   classification?: ClassificationState;
+  generation?: GenerationStates;
 }
 
 export type EvalResult = Record<string, number>;
 
-export async function evalState(model: Model, examples: readonly (LmExample | ClsExample)[], microBatch: number, padId: number, maxBatches?: number): Promise<EvalState> {
+export async function evalState(
+  model: Model, examples: readonly (LmExample | ClsExample)[], microBatch: number, padId: number, maxBatches?: number, generation?: GenerationOptions,
+): Promise<EvalState> {
   const cls = model.task === 'classification' ? classificationMetric({ numClasses: model.config.numLabels }) : undefined;
   const state: EvalState = { lossSum: 0, count: 0, classification: cls?.init() };
   const batches = BatchPlan.chunks(examples, microBatch).slice(0, maxBatches);
@@ -47,6 +51,7 @@ export async function evalState(model: Model, examples: readonly (LmExample | Cl
       state.count += b.lossTokens;
     }
   }
+  if (generation && generation.metrics.length && !cls) state.generation = await generationStates(model, examples as LmExample[], generation);
   return state;
 }
 
@@ -56,12 +61,13 @@ export function mergeEvalStates(a: EvalState, b: EvalState): EvalState {
     lossSum: a.lossSum + b.lossSum,
     count: a.count + b.count,
     classification: cls && b.classification ? cls.merge(a.classification!, b.classification) : a.classification,
+    generation: a.generation && b.generation ? mergeGenerationStates(a.generation, b.generation) : a.generation,
   };
 }
 
 export function evalResult(state: EvalState): EvalResult {
   const loss = state.count > 0 ? state.lossSum / state.count : NaN;
-  if (!state.classification) return { loss, perplexity: Math.exp(loss), tokens: state.count };
+  if (!state.classification) return { loss, perplexity: Math.exp(loss), tokens: state.count, ...(state.generation ? generationResults(state.generation) : {}) };
   const r = classificationMetric({ numClasses: state.classification.numClasses }).compute(state.classification);
   return {
     loss, accuracy: r.accuracy, f1_macro: r.macro.f1, precision_macro: r.macro.precision, recall_macro: r.macro.recall,

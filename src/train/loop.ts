@@ -18,6 +18,7 @@ import type { Model } from '../model/model.ts';
 import { Tokenizer } from '../model/tokenizer.ts';
 import { learningRate } from '../optim/lr-schedule.ts';
 import { writeFileAtomic } from '../util/atomic.ts';
+import type { GenerationOptions } from './generation-eval.ts';
 import { BatchPlan } from './batch-plan.ts';
 import { latestCheckpoint, saveCheckpoint, type TrainerState } from './checkpoint.ts';
 import { setupTraining } from './setup.ts';
@@ -51,18 +52,31 @@ export function makeBatch(model: Model, examples: readonly (LmExample | ClsExamp
 }
 
 /** Loads everything a run needs and validates it; writes nothing. */
-export async function prepareRun(job: CompiledJob): Promise<{ tok: Tokenizer; data: PreparedData; labels?: string[]; padId: number }> {
+export interface PreparedRun {
+  tok: Tokenizer;
+  data: PreparedData;
+  labels?: string[];
+  padId: number;
+  /** Options for generation metrics (eval.metrics bleu/rouge/exact_match), when asked for. */
+  generation?: GenerationOptions;
+}
+
+export async function prepareRun(job: CompiledJob): Promise<PreparedRun> {
   const tok = await Tokenizer.fromDir(job.modelDir);
   const cfg = await readConfigJson(job.modelDir);
   const modelLabels = cfg.id2label ? Object.values(cfg.id2label as Record<string, string>) : undefined;
   const data = await prepareData(job, tok, job.task === 'classification' ? modelLabels : undefined);
   const padId = tok.padTokenId ?? tok.eosTokenId ?? 0;
-  return { tok, data, labels: data.labels, padId };
+  const generation: GenerationOptions | undefined = job.eval.generationMetrics.length ? {
+    metrics: job.eval.generationMetrics, maxNewTokens: job.eval.generateMaxTokens, maxExamples: job.eval.generateMaxExamples,
+    decode: (ids) => tok.decode(ids, { skipSpecialTokens: true }), stopIds: [tok.eosTokenId].filter((x): x is number => x !== undefined),
+  } : undefined;
+  return { tok, data, labels: data.labels, padId, generation };
 }
 
 export async function train(job: CompiledJob, o: TrainOptions = {}): Promise<TrainResult> {
   const log = o.log ?? ((line: string) => console.error(line));
-  const { data, labels, padId } = await prepareRun(job);
+  const { data, labels, padId, generation } = await prepareRun(job);
   const ckpt = o.resume ? await latestCheckpoint(job.checkpoint.dir) : undefined;
   if (o.resume && !ckpt) throw new InputError(`--resume: no checkpoint in ${job.checkpoint.dir} (its "latest" file is missing)`);
   if (!o.resume && !o.overwrite && (await latestCheckpoint(job.checkpoint.dir))) {
@@ -83,7 +97,7 @@ export async function train(job: CompiledJob, o: TrainOptions = {}): Promise<Tra
   };
   const runEval = async (): Promise<EvalResult | undefined> => {
     if (data.eval.length === 0) return undefined;
-    const r = evalResult(await evalState(model, data.eval, t.microBatch, padId, job.eval.maxBatches));
+    const r = evalResult(await evalState(model, data.eval, t.microBatch, padId, job.eval.maxBatches, generation));
     await record({ type: 'eval', step, ...r });
     return r;
   };

@@ -20,6 +20,7 @@ import { learningRate, type ScheduleConfig } from '../optim/lr-schedule.ts';
 import { BatchPlan } from '../train/batch-plan.ts';
 import { saveCheckpoint, type TrainerState } from '../train/checkpoint.ts';
 import { evalState } from '../train/evaluate.ts';
+import type { GenerationOptions } from '../train/generation-eval.ts';
 import type { FlatParams } from '../train/flat-params.ts';
 import { setupTraining } from '../train/setup.ts';
 import { makeBatch, prepareRun } from '../train/loop.ts';
@@ -35,6 +36,7 @@ export interface WorkerState {
   data: PreparedData;
   labels?: string[];
   padId: number;
+  generation?: GenerationOptions;
   startStep: number;
   early?: { best: number; badEvals: number };
 }
@@ -44,9 +46,9 @@ export interface WorkerEvents {
 }
 
 export async function prepareWorkerState(job: CompiledJob, resumeFrom?: string): Promise<WorkerState> {
-  const { data, labels, padId } = await prepareRun(job);
+  const { data, labels, padId, generation } = await prepareRun(job);
   const setup = await setupTraining(job, data, resumeFrom);
-  return { job, data, labels, padId, ...setup, early: setup.restored?.earlyStopping };
+  return { job, data, labels, padId, generation, ...setup, early: setup.restored?.earlyStopping };
 }
 
 /** First 16 hex digits of sha256 over the parameter bytes: equal on every rank or the replicas diverged. */
@@ -82,7 +84,8 @@ export async function runSteps(st: WorkerState, c: LoopContext): Promise<string 
 
   const evaluate = async (): Promise<boolean> => {
     if (st.data.eval.length === 0) return false;
-    const state = await evalState(model, evalShard, t.microBatch, st.padId, job.eval.maxBatches && Math.ceil(job.eval.maxBatches / c.worldSize));
+    const generation = st.generation && { ...st.generation, maxExamples: Math.ceil(st.generation.maxExamples / c.worldSize) };
+    const state = await evalState(model, evalShard, t.microBatch, st.padId, job.eval.maxBatches && Math.ceil(job.eval.maxBatches / c.worldSize), generation);
     c.bus.publish(c.subj.eval, 'EvalReport', { runId: c.runId, rank: c.rank, step, stateJson: JSON.stringify(state) });
     const d = await c.waitForDecision(step);
     early = { best: d.best, badEvals: d.badEvals };

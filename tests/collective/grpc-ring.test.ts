@@ -3,12 +3,14 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { bf16SumErrorBound } from '../../src/collective/codecs.ts';
 import { CollectiveTimeoutError, RingClosedError } from '../../src/collective/errors.ts';
-import { assertBitIdentical, checkResult, closeAll, fillRank, formRing } from './helpers.ts';
+import { assertBitIdentical, checkResult, closeAll, fillRank, formRing, TRANSPORTS } from './helpers.ts';
+
+for (const transport of TRANSPORTS) {
 
 for (const n of [1, 2, 3, 4, 5, 6, 7, 8]) {
-  test(`gRPC ring, world size ${n}: awkward lengths, both codecs, bit-identical, several steps on one ring`, async () => {
+  test(`[${transport}] gRPC ring, world size ${n}: awkward lengths, both codecs, bit-identical, several steps on one ring`, async () => {
     // 12-byte messages (3 values) split even a 7-value buffer into pipelined parts.
-    const rings = await formRing(n, { messageBytes: 12 });
+    const rings = await formRing(n, { transport, messageBytes: 12 });
     try {
       let step = 0;
       for (const length of [0, 1, 7, 1000]) {
@@ -28,8 +30,8 @@ for (const n of [1, 2, 3, 4, 5, 6, 7, 8]) {
 }
 
 for (const n of [2, 3, 8]) {
-  test(`gRPC ring, world size ${n}: 1_000_003 values in 64 KiB messages, fp32 + bf16 mean`, async () => {
-    const rings = await formRing(n, { messageBytes: 64 * 1024 });
+  test(`[${transport}] gRPC ring, world size ${n}: 1_000_003 values in 64 KiB messages, fp32 + bf16 mean`, async () => {
+    const rings = await formRing(n, { transport, messageBytes: 64 * 1024 });
     try {
       const length = 1_000_003;
       const bufs = rings.map((_, r) => fillRank(new Float32Array(length), r));
@@ -50,8 +52,8 @@ for (const n of [2, 3, 8]) {
   });
 }
 
-test('a rank that never joins the collective: the others time out naming it, within the timeout', async () => {
-  const rings = await formRing(3);
+test(`[${transport}] a rank that never joins the collective: the others time out naming it, within the timeout`, async () => {
+  const rings = await formRing(3, { transport });
   try {
     const bufs = rings.map((_, r) => fillRank(new Float32Array(100), r));
     const t0 = performance.now();
@@ -72,8 +74,8 @@ test('a rank that never joins the collective: the others time out naming it, wit
   }
 });
 
-test('close() fails a pending collective with RingClosedError and later calls too', async () => {
-  const rings = await formRing(2);
+test(`[${transport}] close() fails a pending collective with RingClosedError and later calls too`, async () => {
+  const rings = await formRing(2, { transport });
   const pending = rings[0]!.allReduce(new Float32Array(10), { step: 1, timeoutMs: 10_000 });
   const rejected = assert.rejects(pending, RingClosedError);
   await new Promise((r) => setTimeout(r, 50));
@@ -83,8 +85,8 @@ test('close() fails a pending collective with RingClosedError and later calls to
   await rings[1]!.close();
 });
 
-test('steps must increase and only one collective runs at a time', async () => {
-  const rings = await formRing(1);
+test(`[${transport}] steps must increase and only one collective runs at a time`, async () => {
+  const rings = await formRing(1, { transport });
   try {
     const buf = Float32Array.of(1, 2, 3);
     await rings[0]!.allReduce(buf, { step: 5, op: 'mean' });
@@ -94,3 +96,4 @@ test('steps must increase and only one collective runs at a time', async () => {
     await closeAll(rings);
   }
 });
+}

@@ -6,6 +6,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import type { RankConfig } from './fixtures/ring-rank.ts';
+import { TRANSPORTS } from './helpers.ts';
 
 const fixture = fileURLToPath(new URL('./fixtures/ring-rank.ts', import.meta.url));
 
@@ -53,9 +54,10 @@ async function startRing(n: number, cfg: Omit<RankConfig, 'rank' | 'worldSize'>)
 
 const plan = [0, 1, 7, 1000, 1_000_003].flatMap((length) => (['fp32', 'bf16'] as const).map((codec) => ({ length, codec, op: 'sum' as const })));
 
+for (const transport of TRANSPORTS) {
 for (const n of [2, 4]) {
-  test(`${n} processes: lengths 0..1_000_003, fp32 and bf16, exact / within bound, bit-identical across processes`, async () => {
-    const ranks = await startRing(n, { jobId: 'mp', token: 't0k', plan, repeat: 1, timeoutMs: 60_000, messageBytes: 256 * 1024, verify: true });
+  test(`[${transport}] ${n} processes: lengths 0..1_000_003, fp32 and bf16, exact / within bound, bit-identical across processes`, async () => {
+    const ranks = await startRing(n, { jobId: 'mp', token: 't0k', transport, plan, repeat: 1, timeoutMs: 60_000, messageBytes: 256 * 1024, verify: true });
     const codes = await Promise.all(ranks.map((r) => r.exited));
     assert.deepEqual(codes, ranks.map(() => 0));
     for (const r of ranks) assert.ok(!r.lines.some((l) => l.startsWith('ERROR')), r.lines.find((l) => l.startsWith('ERROR')));
@@ -66,10 +68,10 @@ for (const n of [2, 4]) {
 }
 
 for (const [signal, n, victim] of [['SIGKILL', 4, 2], ['SIGSTOP', 3, 1]] as const) {
-  test(`${signal} of rank ${victim} mid-collective: every other rank fails naming rank ${victim} within the timeout`, async (t) => {
+  test(`[${transport}] ${signal} of rank ${victim} mid-collective: every other rank fails naming rank ${victim} within the timeout`, async (t) => {
     const timeoutMs = 4000;
     const big = [{ length: 4 << 20, codec: 'fp32' as const, op: 'sum' as const }];
-    const ranks = await startRing(n, { jobId: 'mp-kill', token: 't0k', plan: big, repeat: 1000, timeoutMs, verify: false });
+    const ranks = await startRing(n, { jobId: 'mp-kill', token: 't0k', transport, plan: big, repeat: 1000, timeoutMs, verify: false });
     try {
       await ranks[victim]!.waitFor('START 3', 60_000);
       // Every survivor is inside step 3 or about to be: it needs the victim's data to finish it.
@@ -93,4 +95,5 @@ for (const [signal, n, victim] of [['SIGKILL', 4, 2], ['SIGSTOP', 3, 1]] as cons
       await Promise.all(ranks.map((r) => r.exited));
     }
   });
+}
 }

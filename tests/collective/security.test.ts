@@ -12,7 +12,7 @@ import { RingConnectError } from '../../src/collective/errors.ts';
 import { fp32 } from '../../src/collective/codecs.ts';
 import * as svc from '../../src/collective/grpc-service.ts';
 import { ChunkEncoder } from '../../src/collective/wire.ts';
-import { closeAll, formRing } from './helpers.ts';
+import { closeAll, formRing, TRANSPORTS } from './helpers.ts';
 
 function ping(address: string, md: grpc.Metadata, jobId = 'test-job', creds = grpc.credentials.createInsecure()) {
   const client = svc.newRingClient(address, creds, svc.clientChannelOptions(1024, 65_536));
@@ -25,8 +25,9 @@ function ping(address: string, md: grpc.Metadata, jobId = 'test-job', creds = gr
   );
 }
 
-test('calls without the job token, or with another token, are refused with UNAUTHENTICATED and counted', async () => {
-  const rings = await formRing(2);
+for (const transport of TRANSPORTS) {
+test(`[${transport}] calls without the job token, or with another token, are refused with UNAUTHENTICATED and counted`, async () => {
+  const rings = await formRing(2, { transport });
   try {
     const addr = rings[0]!.address;
     await assert.rejects(ping(addr, new grpc.Metadata()), (e: grpc.ServiceError) => e.code === grpc.status.UNAUTHENTICATED);
@@ -44,13 +45,13 @@ test('calls without the job token, or with another token, are refused with UNAUT
   }
 });
 
-test('a ring with the wrong token or another job id cannot join, and the refusing rank counts it', async () => {
+test(`[${transport}] a ring with the wrong token or another job id cannot join, and the refusing rank counts it`, async () => {
   for (const [extra, counter, pattern] of [
     [{ jobId: 'test-job', token: 'other-token' }, 'badToken', /UNAUTHENTICATED.*token mismatch/],
     [{ jobId: 'other-job', token: 'secret' }, 'foreignJob', /PERMISSION_DENIED/],
   ] as const) {
-    const good = await GrpcRing.create({ jobId: 'test-job', rank: 0, worldSize: 2, token: 'secret', connectTimeoutMs: 1500 });
-    const bad = await GrpcRing.create({ rank: 1, worldSize: 2, connectTimeoutMs: 1500, ...extra });
+    const good = await GrpcRing.create({ jobId: 'test-job', rank: 0, worldSize: 2, token: 'secret', connectTimeoutMs: 1500, transport });
+    const bad = await GrpcRing.create({ rank: 1, worldSize: 2, connectTimeoutMs: 1500, transport, ...extra });
     const peers = [good.address, bad.address];
     const [g, b] = await Promise.allSettled([good.connect(peers), bad.connect(peers)]);
     assert.equal(b.status, 'rejected');
@@ -64,8 +65,8 @@ test('a ring with the wrong token or another job id cannot join, and the refusin
   }
 });
 
-test('messages for another job, a stale step or from the wrong sender are dropped and counted', async () => {
-  // Rank 0 is a fake: a bare gRPC server speaking ring.proto that streams crafted chunks to rank 1.
+test(`[${transport}] messages for another job, a stale step or from the wrong sender are dropped and counted`, async () => {
+  // Rank 0 is a fake: a bare grpc-js server (so for 'h2' this is also interop in both directions) speaking ring.proto that streams crafted chunks to rank 1.
   const fakeServer = new grpc.Server();
   let toRank1: grpc.ServerWritableStream<svc.PullRequest, Uint8Array> | null = null;
   const accepted = new Promise<void>((resolve) =>
@@ -81,7 +82,7 @@ test('messages for another job, a stale step or from the wrong sender are droppe
   const port = await new Promise<number>((res, rej) =>
     fakeServer.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) => (e ? rej(e) : res(p))),
   );
-  const ring = await GrpcRing.create({ jobId: 'test-job', rank: 1, worldSize: 2, token: 'secret' });
+  const ring = await GrpcRing.create({ jobId: 'test-job', rank: 1, worldSize: 2, token: 'secret', transport });
   const fakeClient = svc.newRingClient(ring.address, grpc.credentials.createInsecure(), svc.clientChannelOptions(1 << 20, 1 << 20));
   try {
     const joined = ring.connect([`127.0.0.1:${port}`, ring.address]);
@@ -114,6 +115,7 @@ test('messages for another job, a stale step or from the wrong sender are droppe
     fakeServer.forceShutdown();
   }
 });
+}
 
 /** A CA and one certificate for 127.0.0.1 signed by it, made with the openssl CLI. */
 function makeCerts(dir: string) {
@@ -125,12 +127,13 @@ function makeCerts(dir: string) {
   return { caPath: join(dir, 'ca.pem'), certPath: join(dir, 'node.pem'), keyPath: join(dir, 'node.key') };
 }
 
-test('TLS and mutual TLS rings all-reduce; a client without a certificate is refused under mTLS', async () => {
+for (const transport of TRANSPORTS) {
+test(`[${transport}] TLS and mutual TLS rings all-reduce; a client without a certificate is refused under mTLS`, async () => {
   const dir = mkdtempSync(join(tmpdir(), 'ringtune-tls-'));
   try {
     const files = makeCerts(dir);
     for (const mutual of [false, true]) {
-      const rings = await formRing(3, { tls: { ...files, mutual } });
+      const rings = await formRing(3, { transport, tls: { ...files, mutual } });
       try {
         const bufs = rings.map((_, r) => Float32Array.of(r, 1));
         await Promise.all(rings.map((ring, r) => ring.allReduce(bufs[r]!, { step: 1, timeoutMs: 10_000 })));
@@ -148,3 +151,4 @@ test('TLS and mutual TLS rings all-reduce; a client without a certificate is ref
     rmSync(dir, { recursive: true, force: true });
   }
 });
+}

@@ -1,0 +1,452 @@
+/**
+ * RingPeer over node:http2 streams that speak gRPC (h2-transport.ts opens and accepts them):
+ * `right` is the Pull stream our right neighbour opened on our server (we write RingChunk messages
+ * into it), `left` is the Pull stream we opened on our left neighbour (we read from it).
+ *
+ * Buffers, all allocated once per ring:
+ *  - send: `inflight` buffers of one gRPC message each (5-byte prefix + RingChunk). send() encodes
+ *    into a free one (wire.ts puts the payload on a 4-byte boundary) and writes prefix + message as
+ *    one view; the buffer returns to the pool only when node's write callback fired (the bytes are
+ *    on the socket). So at most `inflight` messages are queued per link (backpressure).
+ *  - receive: RECV_SLOTS slots of one message each. GrpcMessageReader parses the 5-byte prefixes out
+ *    of the DATA chunks incrementally and copies message bytes straight into a free slot (never a
+ *    Buffer.concat); a complete message is decoded in place (payload = view of the slot, aligned for
+ *    our own senders and grpc-js's, since the slot puts the message at offset 1 mod 4). A slot is
+ *    freed when the message is rejected or when the algorithm asks for the next one (IncomingChunk
+ *    is valid until the next receive()). With no free slot the reader keeps the rest of the chunk
+ *    (a view, no copy) and pauses the stream, which stops HTTP/2 window updates: the sender stalls.
+ *
+ * Validation is GrpcPeer's: job id, sender rank and step of every message, counted in `rejected`;
+ * an abort from the left fails this peer with the rank it names and is passed on to the right.
+ */
+import type * as http2 from 'node:http2';
+import { codecByWireId, type WireCodec } from './codecs.ts';
+import { PeerLostError, RingClosedError, RingProtocolError } from './errors.ts';
+import type { GrpcPeerOptions } from './grpc-peer.ts';
+import type { ChunkHeader, IncomingChunk } from './ring-allreduce.ts';
+import type { TransportPeer } from './transport.ts';
+import { ChunkEncoder, decodeChunk, type DecodedChunk } from './wire.ts';
+
+/** Receive slots: the message being filled, up to RECV_SLOTS - 2 queued, the one being reduced. */
+export const RECV_SLOTS = 5;
+
+/** Writes the gRPC length prefix (uncompressed flag + big-endian length) into buf[at, at + 5). */
+export function writeGrpcPrefix(buf: Uint8Array, at: number, length: number): void {
+  buf[at] = 0;
+  buf[at + 1] = length >>> 24;
+  buf[at + 2] = (length >>> 16) & 255;
+  buf[at + 3] = (length >>> 8) & 255;
+  buf[at + 4] = length & 255;
+}
+
+interface Slot {
+  readonly bytes: Uint8Array;
+}
+
+/**
+ * Incremental parser of gRPC length-prefixed messages from a byte stream delivered in arbitrary
+ * chunks. Message bytes are copied into slots taken from `acquire` (null = none free: the reader
+ * stops, keeps the rest of the chunk, and `onStall` is called; call `resume()` once a slot is free).
+ * Each message body starts at offset 1 of its slot.
+ */
+export class GrpcMessageReader {
+  private readonly prefix = new Uint8Array(5);
+  private prefixGot = 0;
+  private bodyLength = -1;
+  private bodyGot = 0;
+  private slot: Slot | null = null;
+  private readonly pending: Uint8Array[] = [];
+  private stalled = false;
+
+  constructor(
+    private readonly maxBody: number,
+    private readonly acquire: () => Slot | null,
+    private readonly onMessage: (slot: Slot, body: Uint8Array) => void,
+    private readonly onStall: () => void,
+  ) {}
+
+  get isStalled(): boolean {
+    return this.stalled;
+  }
+
+  /** Bytes received but not yet parsed (kept while stalled). */
+  get pendingChunks(): number {
+    return this.pending.length;
+  }
+
+  push(chunk: Uint8Array): void {
+    if (this.stalled) {
+      this.pending.push(chunk);
+      return;
+    }
+    const rest = this.consume(chunk);
+    if (rest) {
+      this.pending.push(rest);
+      this.stalled = true;
+      this.onStall();
+    }
+  }
+
+  /** Continue after a slot was freed; returns true if no longer stalled. */
+  resume(): boolean {
+    if (!this.stalled) return true;
+    while (this.pending.length > 0) {
+      const rest = this.consume(this.pending[0]!);
+      if (rest) {
+        this.pending[0] = rest;
+        return false;
+      }
+      this.pending.shift();
+    }
+    this.stalled = false;
+    return true;
+  }
+
+  /** Parses as much of `chunk` as slots allow; returns the unparsed rest, or null. */
+  private consume(chunk: Uint8Array): Uint8Array | null {
+    let pos = 0;
+    const end = chunk.length;
+    while (pos < end || this.bodyLength === 0) {
+      if (this.bodyLength < 0) {
+        const n = Math.min(5 - this.prefixGot, end - pos);
+        for (let i = 0; i < n; i++) this.prefix[this.prefixGot + i] = chunk[pos + i]!;
+        this.prefixGot += n;
+        pos += n;
+        if (this.prefixGot < 5) return null;
+        if (this.prefix[0] !== 0) throw new RingProtocolError('compressed gRPC messages are not supported on the ring');
+        const p = this.prefix;
+        const length = ((p[1]! << 24) >>> 0) + (p[2]! << 16) + (p[3]! << 8) + p[4]!;
+        if (length > this.maxBody) {
+          throw new RingProtocolError(`gRPC message of ${length} bytes exceeds the ring's limit of ${this.maxBody}`);
+        }
+        this.bodyLength = length;
+        this.bodyGot = 0;
+      }
+      if (!this.slot) {
+        this.slot = this.acquire();
+        if (!this.slot) return chunk.subarray(pos);
+      }
+      const n = Math.min(this.bodyLength - this.bodyGot, end - pos);
+      if (n > 0) {
+        this.slot.bytes.set(n === end - pos && pos === 0 ? chunk : chunk.subarray(pos, pos + n), 1 + this.bodyGot);
+        this.bodyGot += n;
+        pos += n;
+      }
+      if (this.bodyGot === this.bodyLength) {
+        const slot = this.slot;
+        const body = slot.bytes.subarray(1, 1 + this.bodyLength);
+        this.slot = null;
+        this.bodyLength = -1;
+        this.prefixGot = 0;
+        this.onMessage(slot, body);
+      }
+    }
+    return null;
+  }
+}
+
+interface Queued {
+  readonly m: DecodedChunk;
+  readonly slot: Slot;
+}
+
+export class H2Peer implements TransportPeer {
+  readonly rejected: GrpcPeerOptions['rejected'];
+  readonly leftRank: number;
+  readonly rightRank: number;
+  private right: http2.ServerHttp2Stream | null = null;
+  private left: http2.ClientHttp2Stream | null = null;
+  private readonly encoder: ChunkEncoder;
+  private readonly free: Uint8Array[] = [];
+  private readonly abortBuffer: Uint8Array;
+  private readonly scratch: Uint8Array;
+  private readonly freeSlots: Slot[] = [];
+  private readonly reader: GrpcMessageReader;
+  private delivered: Slot | null = null;
+  private roomWaiter: (() => void) | null = null;
+  private readonly inbox: Queued[] = [];
+  private recvWaiter: { step: number; resolve: (m: IncomingChunk) => void; reject: (e: Error) => void } | null = null;
+  private error: Error | null = null;
+  private leftEnded = false;
+  private rightGone: PeerLostError | null = null;
+  private closing = false;
+  /** Traffic counters; `alignCopies` counts payloads that arrived misaligned and had to be copied. */
+  readonly stats = { messagesSent: 0, messagesReceived: 0, alignCopies: 0, dataChunks: 0, stalls: 0 };
+  activeStep: number | null = null;
+  lastStep = -1;
+
+  /** `maxMessageBytes`: the largest RingChunk accepted (like grpc-js's max_receive_message_length). */
+  constructor(private readonly o: GrpcPeerOptions & { maxMessageBytes: number }) {
+    this.rejected = o.rejected;
+    this.leftRank = (o.rank - 1 + o.worldSize) % o.worldSize;
+    this.rightRank = (o.rank + 1) % o.worldSize;
+    this.encoder = new ChunkEncoder(o.jobId);
+    // 8 bytes in front of the message: its 5-byte prefix goes right before wherever the encoder starts.
+    for (let i = 0; i < o.inflight; i++) this.free.push(new Uint8Array(8 + this.encoder.bufferBytes(o.maxElements)));
+    this.abortBuffer = new Uint8Array(8 + this.encoder.bufferBytes(0) + 2048);
+    this.scratch = new Uint8Array(o.maxElements * 4);
+    for (let i = 0; i < RECV_SLOTS; i++) this.freeSlots.push({ bytes: new Uint8Array(8 + o.maxMessageBytes) });
+    this.reader = new GrpcMessageReader(
+      o.maxMessageBytes,
+      () => this.freeSlots.pop() ?? null,
+      (slot, body) => this.onMessage(slot, body),
+      () => {
+        this.stats.stalls++;
+        this.left?.pause();
+      },
+    );
+  }
+
+  get failure(): Error | null {
+    return this.error;
+  }
+
+  /** The right neighbour's Pull stream (accepted, response headers sent). See GrpcPeer.attachRight. */
+  attachRight(stream: http2.ServerHttp2Stream): void {
+    this.right = stream;
+    const gone = (what: string) => () => {
+      if (this.closing) return;
+      this.rightGone ??= new PeerLostError(this.rightRank, this.o.where(), `its Pull stream from us ${what}`);
+      this.wakeSender();
+    };
+    stream.on('aborted', gone('was cancelled (connection closed)'));
+    stream.on('error', gone('failed'));
+    stream.on('close', gone('was closed'));
+  }
+
+  /** Our Pull stream on the left neighbour (request sent). See GrpcPeer.attachLeft. */
+  attachLeft(stream: http2.ClientHttp2Stream): void {
+    this.left = stream;
+    let status: string | undefined;
+    let details = '';
+    const statusOf = (h: http2.IncomingHttpHeaders) => {
+      if (h['grpc-status'] !== undefined) {
+        status = String(h['grpc-status']);
+        details = decodeGrpcMessage(h['grpc-message']);
+      }
+    };
+    stream.on('response', statusOf); // trailers-only responses (refusals) carry the status here
+    stream.on('trailers', statusOf);
+    stream.on('data', (chunk: Buffer) => {
+      this.stats.dataChunks++;
+      try {
+        this.reader.push(chunk);
+      } catch (e) {
+        this.fail(e as Error);
+        stream.close();
+      }
+    });
+    const lost = (why: string, cause?: unknown) =>
+      this.fail(new PeerLostError(this.leftRank, this.o.where(), `our stream from it failed (${why})`, { cause }));
+    stream.on('end', () => {
+      if (status === '0') {
+        this.leftEnded = true;
+        if (this.recvWaiter && this.inbox.length === 0) this.fail(this.leftEndedError());
+      } else {
+        lost(status === undefined ? 'it ended without a gRPC status' : `gRPC status ${status}: ${details}`);
+      }
+    });
+    stream.on('error', (e: Error) => lost(e.message, e));
+    stream.on('close', () => {
+      if (!this.leftEnded) lost(`stream closed, HTTP/2 code ${stream.rstCode ?? '?'}`);
+    });
+  }
+
+  checkUsable(): void {
+    if (this.error) throw this.error;
+    if (this.leftEnded) this.fail(this.leftEndedError());
+    else if (this.rightGone) this.fail(this.rightGone);
+    if (this.error) throw this.error;
+  }
+
+  get broken(): boolean {
+    return this.error !== null || this.leftEnded || this.rightGone !== null;
+  }
+
+  async send(header: ChunkHeader, values: Float32Array, codec: WireCodec): Promise<void> {
+    for (;;) {
+      if (this.rightGone) this.fail(this.rightGone);
+      if (this.error) throw this.error;
+      if (this.free.length > 0) break;
+      await new Promise<void>((resolve) => (this.roomWaiter = resolve));
+    }
+    const buf = this.free.pop()!;
+    const fields = { ...header, rank: this.o.rank, codec: codec.wireId, elements: values.length, abort: false, lostRank: 0, reason: '' };
+    const frame = this.frame(buf, fields, values, codec);
+    this.stats.messagesSent++;
+    // The callback fires once node has written the bytes to the socket; only then is buf reusable.
+    this.right!.write(frame, (err?: Error | null) => {
+      this.free.push(buf);
+      if (err && !this.closing) {
+        this.rightGone ??= new PeerLostError(this.rightRank, this.o.where(), `writing to its Pull stream failed (${err.message})`);
+      }
+      this.wakeSender();
+    });
+  }
+
+  /** prefix + RingChunk in `buf`, as one view. */
+  private frame(buf: Uint8Array, fields: Parameters<ChunkEncoder['encode']>[1], values: Float32Array | null, codec: WireCodec | null): Uint8Array {
+    const msg = this.encoder.encode(buf.subarray(8), fields, values, codec);
+    const at = msg.byteOffset - buf.byteOffset - 5;
+    writeGrpcPrefix(buf, at, msg.length);
+    return buf.subarray(at, at + 5 + msg.length);
+  }
+
+  private wakeSender(): void {
+    const wake = this.roomWaiter;
+    this.roomWaiter = null;
+    wake?.();
+  }
+
+  private leftEndedError(): PeerLostError {
+    return new PeerLostError(this.leftRank, this.o.where(), 'it closed its stream to us (its ring was closed)');
+  }
+
+  receive(step: number): Promise<IncomingChunk> {
+    if (this.delivered) {
+      this.release(this.delivered); // the previous message has been reduced by now
+      this.delivered = null;
+    }
+    for (;;) {
+      const q = this.inbox.shift();
+      if (!q) {
+        if (!this.error && this.leftEnded) this.fail(this.leftEndedError());
+        if (this.error) return Promise.reject(this.error);
+        return new Promise((resolve, reject) => (this.recvWaiter = { step, resolve, reject }));
+      }
+      if (q.m.step < step) {
+        this.rejected.staleStep++;
+        this.release(q.slot);
+        continue;
+      }
+      try {
+        return Promise.resolve(this.deliver(q));
+      } catch (e) {
+        return Promise.reject(e);
+      }
+    }
+  }
+
+  abort(reason: Error): void {
+    this.fail(reason);
+  }
+
+  close(): void {
+    this.closing = true;
+    this.fail(new RingClosedError(`rank ${this.o.rank}: the ring was closed`));
+    const right = this.right;
+    if (right && !right.closed && !right.destroyed) right.end(); // trailers grpc-status 0 follow (h2-transport.ts)
+    this.left?.close(); // RST_STREAM CANCEL, like grpc-js's call.cancel()
+  }
+
+  private release(slot: Slot): void {
+    this.freeSlots.push(slot);
+    if (!this.reader.isStalled) return;
+    try {
+      if (this.reader.resume() && !this.error) this.left?.resume();
+    } catch (e) {
+      this.fail(e as Error);
+    }
+  }
+
+  private onMessage(slot: Slot, body: Uint8Array): void {
+    let m: DecodedChunk;
+    try {
+      m = decodeChunk(body);
+    } catch (e) {
+      this.freeSlots.push(slot);
+      throw e;
+    }
+    if (m.jobId !== this.o.jobId) {
+      this.rejected.foreignJob++;
+      this.freeSlots.push(slot);
+      return;
+    }
+    if (m.rank !== this.leftRank) {
+      this.rejected.wrongSender++;
+      this.freeSlots.push(slot);
+      return;
+    }
+    if (m.abort) {
+      this.freeSlots.push(slot);
+      const detail = `rank ${m.rank} gave up on the ring: ${m.reason || 'no reason given'}`;
+      this.fail(new PeerLostError(m.lostRank, this.o.where(), detail));
+      return;
+    }
+    const current = this.activeStep ?? this.lastStep + 1;
+    if (m.step < current) {
+      this.rejected.staleStep++;
+      this.freeSlots.push(slot);
+      return;
+    }
+    const w = this.recvWaiter;
+    if (w && this.inbox.length === 0 && m.step >= w.step) {
+      this.recvWaiter = null;
+      try {
+        w.resolve(this.deliver({ m, slot }));
+      } catch (e) {
+        this.fail(e as Error);
+      }
+      return;
+    }
+    this.inbox.push({ m, slot });
+  }
+
+  /** Hands a message to the algorithm; its slot stays taken until the next receive(). */
+  private deliver(q: Queued): IncomingChunk {
+    const { m } = q;
+    this.delivered = q.slot;
+    const codec = codecByWireId(m.codec);
+    if (!codec || m.payload.length !== m.elements * codec.bytesPerElement || m.elements > this.o.maxElements) {
+      throw new RingProtocolError(
+        `rank ${m.rank} sent a malformed message (codec ${m.codec}, ${m.elements} values, ${m.payload.length} bytes)`,
+      );
+    }
+    let payload = m.payload;
+    this.stats.messagesReceived++;
+    if (payload.byteOffset % 4 !== 0) {
+      this.stats.alignCopies++; // a sender that does not pad like wire.ts
+      this.scratch.set(payload);
+      payload = this.scratch.subarray(0, payload.length);
+    }
+    return { step: m.step, round: m.round, chunk: m.chunk, part: m.part, codec, elements: m.elements, payload };
+  }
+
+  private fail(err: Error): void {
+    if (this.error) return;
+    this.error = err;
+    const w = this.recvWaiter;
+    this.recvWaiter = null;
+    w?.reject(err);
+    this.wakeSender();
+    if (this.closing) return;
+    this.sendAbort(err);
+    this.o.onFailure(err);
+  }
+
+  private sendAbort(err: Error): void {
+    const right = this.right;
+    if (!right || right.closed || right.destroyed || this.rightGone) return;
+    const named = (err as { rank?: unknown }).rank;
+    const lostRank = typeof named === 'number' ? named : this.o.rank;
+    const step = this.activeStep ?? this.lastStep;
+    const fields = { step: Math.max(step, 0), round: 0, chunk: 0, part: 0, rank: this.o.rank, codec: 0, elements: 0 };
+    const frame = this.frame(this.abortBuffer, { ...fields, abort: true, lostRank, reason: `${err.name}: ${err.message}` }, null, null);
+    try {
+      right.write(frame, () => {});
+    } catch {
+      // The stream is going away anyway; the right neighbour will see that instead.
+    }
+  }
+}
+
+/** grpc-message is percent-encoded (gRPC over HTTP/2 spec). */
+export function decodeGrpcMessage(v: string | string[] | undefined): string {
+  const s = Array.isArray(v) ? v[0] : v;
+  if (!s) return '';
+  try {
+    return decodeURIComponent(s);
+  } catch {
+    return s;
+  }
+}
