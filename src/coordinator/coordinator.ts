@@ -164,6 +164,7 @@ export async function runCoordinator(o: CoordinatorOptions): Promise<RunSummary>
   // 6. steps
   bus.subscribe(subj.step, 'StepReport', async (r) => {
     if (r.runId !== runId) return;
+    members.alsoAlive(r.rank); // a report is as good as a heartbeat
     const at = stepReports.get(r.step) ?? new Map();
     stepReports.set(r.step, at.set(r.rank, r));
     if (at.size < members.worldSize) return;

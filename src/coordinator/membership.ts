@@ -61,6 +61,11 @@ export class Membership {
     m.step = h.step;
   }
 
+  alsoAlive(rank: number): void {
+    const m = this.ranks[rank];
+    if (m) m.lastHeartbeat = performance.now();
+  }
+
   alive(timeoutMs: number): number {
     const now = performance.now();
     return [...this.members.values()].filter((m) => now - m.lastHeartbeat <= timeoutMs && m.phase !== 'failed').length;

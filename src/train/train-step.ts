@@ -53,6 +53,9 @@ export async function trainStep(ctx: StepContext, microBatches: readonly Batch[]
   let count = 0;
   let inputTokens = 0;
   for (const b of microBatches) {
+    // A macrotask turn per micro-batch: tfjs resolves data() as microtasks, so without this no timer
+    // (heartbeats) and no incoming control message (abort) would run during a whole step.
+    await new Promise<void>((resolve) => setImmediate(resolve));
     const { value, grads } = tf.variableGrads(() => batchLossSum(model, b), model.variables());
     lossSum += (await value.data())[0];
     await flat.readGrads(grads, true);

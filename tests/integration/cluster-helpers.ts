@@ -43,7 +43,7 @@ export async function makeJob(dir: string, name: string, o: JobOptions): Promise
     },
     checkpoint: { every_n_steps: o.checkpointEvery ?? 0, keep: 2 },
     eval: { every_n_steps: o.evalEvery ?? 0 },
-    cluster: { workers: o.workers, heartbeat_interval_ms: 200, heartbeat_timeout_ms: o.heartbeatTimeoutMs ?? 3000, hash_every_n_steps: 5, codec: o.codec ?? 'fp32' },
+    cluster: { workers: o.workers, heartbeat_interval_ms: 200, heartbeat_timeout_ms: o.heartbeatTimeoutMs ?? 5000, hash_every_n_steps: 5, codec: o.codec ?? 'fp32' },
   };
   const file = join(dir, `${name}.yaml`);
   await writeFile(file, stringify(job));
