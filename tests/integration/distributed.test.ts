@@ -20,7 +20,9 @@ test('2 and 3 workers == 1 worker over 24 steps: per-step losses and final param
   t.after(() => rm(dir, { recursive: true, force: true }));
   const results = new Map<number, { losses: number[]; params: Float32Array[] }>();
   for (const workers of [1, 2, 3]) {
-    const job = await makeJob(dir, `eq${workers}`, { workers, maxSteps: 24, globalBatch: 12, microBatch: 2 });
+    // A 2 s heartbeat timeout on a run that lasts longer: heartbeats must flow during training, also
+    // with one worker, where no ring I/O ever yields to the event loop.
+    const job = await makeJob(dir, `eq${workers}`, { workers, maxSteps: 24, globalBatch: 12, microBatch: 2, heartbeatTimeoutMs: 2000 });
     const r = await runLocal(job);
     assert.equal(r.code, 0, r.output);
     const out = join(dir, `out-eq${workers}`);
