@@ -1,6 +1,6 @@
 /** The `ringtune` command line (commander). Each group of commands registers itself. */
 import { Command } from 'commander';
-import { registerModelCommands } from './model-commands.ts';
+import { registerModelCommands, registerServeCommand } from './model-commands.ts';
 import { registerDemoCommand, registerTrainCommands } from './train-commands.ts';
 import { registerClusterCommands } from './cluster-commands.ts';
 
@@ -15,5 +15,6 @@ registerModelCommands(program);
 registerTrainCommands(program);
 registerClusterCommands(program);
 registerDemoCommand(program);
+registerServeCommand(program);
 
 await program.parseAsync(process.argv);

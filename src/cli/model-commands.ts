@@ -117,3 +117,21 @@ export function registerModelCommands(program: Command): void {
       m.dispose();
     }));
 }
+
+export function registerServeCommand(program: Command): void {
+  program
+    .command('serve')
+    .description('HTTP inference: /v1/completions, /v1/chat/completions (causal LM), /v1/classify (classifier)')
+    .requiredOption('--model <dir>', 'model directory')
+    .option('--port <port>', 'port (0 = any free port)', intArg(0), 8080)
+    .option('--host <host>', 'interface to bind', '127.0.0.1')
+    .option('--backend <name>', 'tfjs backend')
+    .action(action(async (o: { model: string; port: number; host: string; backend?: string }) => {
+      await startBackend(o.backend);
+      const { startInferenceServer } = await import('../serve/server.ts');
+      const s = await startInferenceServer({ modelDir: o.model, port: o.port, host: o.host, log: (l) => console.error(l) });
+      const stop = () => void s.close().then(() => process.exit(0));
+      process.once('SIGINT', stop);
+      process.once('SIGTERM', stop);
+    }));
+}
