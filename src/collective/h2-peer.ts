@@ -405,7 +405,7 @@ export class H2Peer implements TransportPeer {
     let payload = m.payload;
     this.stats.messagesReceived++;
     if (payload.byteOffset % 4 !== 0) {
-      this.stats.alignCopies++; // a sender that does not pad like wire.ts
+      if (payload.length > 0) this.stats.alignCopies++; // a sender that does not pad like wire.ts
       this.scratch.set(payload);
       payload = this.scratch.subarray(0, payload.length);
     }

@@ -330,11 +330,13 @@ export class H2Transport implements RingTransport {
     const graceful = (s: http2.Http2Session) =>
       new Promise<void>((resolve) => {
         if (s.destroyed) return resolve();
+        // close() waits for open streams; a session the peer already sent GOAWAY on is closing on its own.
         const force = setTimeout(() => s.destroy(), 500);
-        s.close(() => {
+        s.once('close', () => {
           clearTimeout(force);
           resolve();
         });
+        if (!s.closed) s.close();
       });
     const server = this.server;
     const done = server ? new Promise<void>((resolve) => server.close(() => resolve())) : Promise.resolve();
