@@ -2,8 +2,9 @@
  * All-reduce benchmark: N separate OS processes on this machine, real gRPC on 127.0.0.1, plus a raw
  * TCP transfer (node `net`, one stream, 64 MiB) measured in the same run as the ceiling.
  *
- *   npm run bench:allreduce                       # N = 2, 4; 1, 4, 16, 64 MiB; fp32 + bf16
+ *   npm run bench:allreduce                       # N = 2, 4; 1, 4, 16, 64 MiB; fp32 + bf16; both transports
  *   npm run bench:allreduce -- --worlds 2 --sizes 64 --codecs fp32 --reps 9 --message-kib 1024 --malloc default
+ *   npm run bench:allreduce -- --transport h2     # grpc-js | h2 | both (default): rings of each, side by side
  *
  * Time per collective = the slowest rank's time for that iteration; we quote the median over `reps`
  * iterations after `warmup`. algbw = S / t, busbw = 2(N-1)/N * S / t (NCCL's definition), with
@@ -17,6 +18,7 @@ import { fileURLToPath } from 'node:url';
 import { GrpcRing } from '../src/collective/grpc-ring.ts';
 import type { CodecName } from '../src/collective/codecs.ts';
 import { RING_PROCESS_ENV } from '../src/collective/ring-options.ts';
+import type { RingTransportName } from '../src/collective/transport.ts';
 
 const MiB = 1 << 20;
 const self = fileURLToPath(import.meta.url);
@@ -41,6 +43,7 @@ async function worker(): Promise<void> {
   const ring = await GrpcRing.create({
     jobId: 'bench', rank, worldSize, token: 'bench-token',
     messageBytes: Number(flag('message-kib', '1024')) * 1024, inflightMessages: Number(flag('inflight', '4')),
+    transport: flag('transport', 'h2') as RingTransportName,
   });
   console.log(`ADDR ${ring.address}`);
   const lines = createInterface({ input: process.stdin });
@@ -136,9 +139,11 @@ function median(xs: number[]): number {
   return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
 }
 
-async function runWorld(n: number, plan: Omit<Plan, 'peers'>, passthrough: string[], env: NodeJS.ProcessEnv) {
+async function runWorld(n: number, transport: RingTransportName, plan: Omit<Plan, 'peers'>, passthrough: string[], env: NodeJS.ProcessEnv) {
   const kids = await Promise.all(
-    Array.from({ length: n }, (_, rank) => spawnChild(['--worker', '--rank', String(rank), '--world', String(n), ...passthrough], env)),
+    Array.from({ length: n }, (_, rank) =>
+      spawnChild(['--worker', '--rank', String(rank), '--world', String(n), '--transport', transport, ...passthrough], env),
+    ),
   );
   const full: Plan = { ...plan, peers: kids.map((k) => k.address) };
   for (const k of kids) k.child.stdin!.write(`${JSON.stringify(full)}\n`);
@@ -160,7 +165,7 @@ async function runWorld(n: number, plan: Omit<Plan, 'peers'>, passthrough: strin
     const bytes = row.sizeMiB * MiB;
     const cpuMs = perRank.reduce((a, r) => a + r[i]!.cpuMs, 0) / n;
     const faults = perRank.reduce((a, r) => a + r[i]!.faults, 0) / n;
-    return { worldSize: n, sizeMiB: row.sizeMiB, codec: row.codec, medianMs: t * 1000, algbwMBps: bytes / t / 1e6, busbwMBps: ((2 * (n - 1)) / n) * (bytes / t) / 1e6, cpuMsPerRank: cpuMs, pageFaultsPerRank: faults, timesMs: times };
+    return { transport, worldSize: n, sizeMiB: row.sizeMiB, codec: row.codec, medianMs: t * 1000, algbwMBps: bytes / t / 1e6, busbwMBps: ((2 * (n - 1)) / n) * (bytes / t) / 1e6, cpuMsPerRank: cpuMs, pageFaultsPerRank: faults, timesMs: times };
   });
 }
 
@@ -173,27 +178,38 @@ async function main(): Promise<void> {
   // Ring workers run with RING_PROCESS_ENV (glibc keeps freed memory for reuse) unless --malloc default.
   const malloc = flag('malloc', 'tuned');
   const env = malloc === 'tuned' ? { ...process.env, ...RING_PROCESS_ENV } : process.env;
+  const transportFlag = flag('transport', 'both');
+  const transports: RingTransportName[] = transportFlag === 'both' ? ['grpc-js', 'h2'] : [transportFlag as RingTransportName];
+  if (!transports.every((t) => t === 'grpc-js' || t === 'h2')) throw new Error(`--transport: grpc-js, h2 or both, got ${transportFlag}`);
   const tcpReps = Math.min(reps, 7);
   const tcpTimes = await tcpCeiling(tcpReps);
   const tcpMBps = (64 * MiB) / (median(tcpTimes) / 1000) / 1e6;
   const rows = [];
-  for (const n of worlds) rows.push(...(await runWorld(n, { sizesMiB, codecs: codecList, warmup: 2, reps }, passthrough, env)));
+  // Per world size, each transport's ring in turn (not at the same time: 2 cores).
+  for (const n of worlds) for (const t of transports) rows.push(...(await runWorld(n, t, { sizesMiB, codecs: codecList, warmup: 2, reps }, passthrough, env)));
   const tcpAfter = (64 * MiB) / (median(await tcpCeiling(tcpReps)) / 1000) / 1e6;
 
   const pad = (s: string | number, w: number) => String(s).padStart(w);
   console.log(`ring workers: ${malloc} malloc, ${passthrough[1]} KiB messages, ${passthrough[3]} in flight per link`);
   console.log(`raw TCP, 1 stream, 64 MiB: ${tcpMBps.toFixed(0)} MB/s before, ${tcpAfter.toFixed(0)} MB/s after (median of ${tcpReps})`);
-  console.log(`${pad('N', 2)} ${pad('size', 7)} ${pad('codec', 5)} ${pad('median ms', 10)} ${pad('algbw MB/s', 11)} ${pad('busbw MB/s', 11)} ${pad('busbw/TCP', 9)} ${pad('cpu ms/rank', 11)} ${pad('faults/rank', 11)}`);
+  console.log(`${pad('transport', 9)} ${pad('N', 2)} ${pad('size', 7)} ${pad('codec', 5)} ${pad('median ms', 10)} ${pad('algbw MB/s', 11)} ${pad('busbw MB/s', 11)} ${pad('busbw/TCP', 9)} ${pad('cpu ms/rank', 11)} ${pad('faults/rank', 11)}`);
   const ceiling = Math.max(tcpMBps, tcpAfter);
   for (const r of rows) {
     console.log(
-      `${pad(r.worldSize, 2)} ${pad(`${r.sizeMiB} MiB`, 7)} ${pad(r.codec, 5)} ${pad(r.medianMs.toFixed(1), 10)} ` +
+      `${pad(r.transport, 9)} ${pad(r.worldSize, 2)} ${pad(`${r.sizeMiB} MiB`, 7)} ${pad(r.codec, 5)} ${pad(r.medianMs.toFixed(1), 10)} ` +
         `${pad(r.algbwMBps.toFixed(0), 11)} ${pad(r.busbwMBps.toFixed(0), 11)} ${pad((r.busbwMBps / ceiling).toFixed(2), 9)} ${pad(r.cpuMsPerRank.toFixed(0), 11)} ${pad(r.pageFaultsPerRank.toFixed(0), 11)}`,
     );
   }
+  if (transports.length > 1) {
+    console.log('h2 / grpc-js busbw (same run):');
+    for (const r of rows.filter((x) => x.transport === 'h2')) {
+      const g = rows.find((x) => x.transport === 'grpc-js' && x.worldSize === r.worldSize && x.sizeMiB === r.sizeMiB && x.codec === r.codec);
+      if (g) console.log(`  N=${r.worldSize} ${r.sizeMiB} MiB ${r.codec}: ${(r.busbwMBps / g.busbwMBps).toFixed(2)}x`);
+    }
+  }
   const dir = fileURLToPath(new URL('./results/', import.meta.url));
   mkdirSync(dir, { recursive: true });
-  const out = { when: new Date().toISOString(), command: process.argv.slice(2).join(' '), reps, warmup: 2, malloc, messageKiB: Number(passthrough[1]), inflight: Number(passthrough[3]), tcpMBps: { before: tcpMBps, after: tcpAfter }, rows };
+  const out = { when: new Date().toISOString(), command: process.argv.slice(2).join(' '), transports, reps, warmup: 2, malloc, messageKiB: Number(passthrough[1]), inflight: Number(passthrough[3]), tcpMBps: { before: tcpMBps, after: tcpAfter }, rows };
   writeFileSync(`${dir}allreduce.json`, `${JSON.stringify(out, null, 2)}\n`);
   console.log(`wrote ${dir}allreduce.json`);
 }

@@ -11,8 +11,13 @@
  * A broken ring stays broken: every later allReduce throws the first error (PeerLostError,
  * CollectiveTimeoutError, ...), and the coordinator re-forms a new ring from the survivors.
  *
+ * Transport (`transport` option, transport.ts): 'h2' (default; h2-transport.ts + h2-peer.ts, gRPC
+ * written on node:http2 with buffers allocated once) or 'grpc-js' (grpc-js-transport.ts + grpc-peer.ts).
+ * Both speak the same gRPC protocol and can be mixed in one ring; this class holds everything else
+ * (states, token / job / rank checks, timeouts, liveness probes), shared by both.
+ *
  * Failure detection: a dead peer's sockets close, so both its neighbours see their stream fail at
- * once and send an abort naming it down the ring (grpc-peer.ts). A peer that hangs with its socket
+ * once and send an abort naming it down the ring (grpc-peer.ts / h2-peer.ts). A peer that hangs with its socket
  * open is caught by the per-collective timeout: at timeoutMs - probe window every rank pings all
  * others and, at timeoutMs, fails naming the nearest upstream rank that did not answer.
  */

@@ -58,7 +58,7 @@ export const RING_DEFAULTS = {
   messageBytes: 1 << 20,
   inflightMessages: 4,
   connectTimeoutMs: 30_000,
-  transport: 'grpc-js' as RingTransportName,
+  transport: 'h2' as RingTransportName,
 } as const;
 
 export function compileRingOptions(raw: GrpcRingOptions): CompiledRingOptions {
