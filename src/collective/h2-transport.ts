@@ -13,6 +13,8 @@
  */
 import { readFileSync } from 'node:fs';
 import * as http2 from 'node:http2';
+import * as net from 'node:net';
+import type { Duplex } from 'node:stream';
 import * as tls from 'node:tls';
 import { RingConnectError } from './errors.ts';
 import { refusalText } from './grpc-js-transport.ts';
@@ -60,15 +62,29 @@ export class H2CallError extends Error {
   }
 }
 
-/** Client options for http2.connect (plaintext h2c with prior knowledge, or TLS with ALPN h2). */
-function clientOptions(files: TlsFiles | undefined, windowBytes: number): http2.SecureClientSessionOptions {
-  const base: http2.SecureClientSessionOptions = { settings: settings(windowBytes), maxSessionMemory: 1024 };
-  if (!files) return base;
-  const o: http2.SecureClientSessionOptions = { ...base, ca: files.ca };
-  if (files.mutual) Object.assign(o, { cert: files.cert, key: files.key });
-  const override = files.serverNameOverride;
-  if (override) Object.assign(o, { servername: override, checkServerIdentity: (_host: string, cert: tls.PeerCertificate) => tls.checkServerIdentity(override, cert) });
-  return o;
+/**
+ * Client options for http2.connect: plaintext h2c with prior knowledge, or TLS with ALPN h2. We make
+ * the socket ourselves to turn Nagle off (node's http2 sockets cannot be touched once wrapped), so a
+ * message's last DATA frame never waits for the peer's delayed ACK.
+ */
+function clientOptions(address: string, files: TlsFiles | undefined, windowBytes: number): http2.SecureClientSessionOptions {
+  const url = new URL(`http://${address}`);
+  const host = url.hostname.replace(/^\[(.*)\]$/, '$1');
+  const port = Number(url.port);
+  const createConnection = (): Duplex => {
+    if (!files) return net.connect({ host, port, noDelay: true });
+    const override = files.serverNameOverride;
+    const socket = tls.connect({
+      host, port, ALPNProtocols: ['h2'], ca: files.ca,
+      ...(files.mutual ? { cert: files.cert, key: files.key } : {}),
+      // SNI only for names (RFC 6066); the certificate is checked against the override or the dialled host.
+      ...(override ? { servername: override } : net.isIP(host) ? {} : { servername: host }),
+      checkServerIdentity: (_h: string, cert: tls.PeerCertificate) => tls.checkServerIdentity(override ?? host, cert),
+    });
+    socket.setNoDelay(true);
+    return socket;
+  };
+  return { settings: settings(windowBytes), maxSessionMemory: 1024, createConnection };
 }
 
 function authority(address: string, files: TlsFiles | undefined): string {
@@ -78,7 +94,7 @@ function authority(address: string, files: TlsFiles | undefined): string {
 /** One connection attempt; resolves once the HTTP/2 session is up (TLS handshake included). */
 function connectOnce(address: string, files: TlsFiles | undefined, windowBytes: number): Promise<http2.ClientHttp2Session> {
   return new Promise((resolve, reject) => {
-    const session = http2.connect(authority(address, files), clientOptions(files, windowBytes));
+    const session = http2.connect(authority(address, files), clientOptions(address, files, windowBytes));
     const onError = (e: Error) => {
       session.destroy();
       reject(e);
@@ -212,6 +228,7 @@ export class H2Transport implements RingTransport {
       ? http2.createSecureServer({ ...common, key: f.key, cert: f.cert, ca: f.ca, requestCert: f.mutual, rejectUnauthorized: true })
       : http2.createServer(common);
     this.server = server;
+    server.on('connection', (socket: net.Socket) => socket.setNoDelay(true)); // the raw TCP socket, TLS or not
     server.on('session', (s: http2.ServerHttp2Session) => {
       this.sessions.add(s);
       s.on('error', () => {}); // reported through the streams
