@@ -55,45 +55,45 @@ async function startRing(n: number, cfg: Omit<RankConfig, 'rank' | 'worldSize'>)
 const plan = [0, 1, 7, 1000, 1_000_003].flatMap((length) => (['fp32', 'bf16'] as const).map((codec) => ({ length, codec, op: 'sum' as const })));
 
 for (const transport of TRANSPORTS) {
-for (const n of [2, 4]) {
-  test(`[${transport}] ${n} processes: lengths 0..1_000_003, fp32 and bf16, exact / within bound, bit-identical across processes`, async () => {
-    const ranks = await startRing(n, { jobId: 'mp', token: 't0k', transport, plan, repeat: 1, timeoutMs: 60_000, messageBytes: 256 * 1024, verify: true });
-    const codes = await Promise.all(ranks.map((r) => r.exited));
-    assert.deepEqual(codes, ranks.map(() => 0));
-    for (const r of ranks) assert.ok(!r.lines.some((l) => l.startsWith('ERROR')), r.lines.find((l) => l.startsWith('ERROR')));
-    const done = ranks.map((r) => r.lines.filter((l) => l.startsWith('DONE ')));
-    assert.equal(done[0]!.length, plan.length);
-    for (const d of done) assert.deepEqual(d, done[0], 'every process holds the same bytes after every step');
-  });
-}
+  for (const n of [2, 4]) {
+    test(`[${transport}] ${n} processes: lengths 0..1_000_003, fp32 and bf16, exact / within bound, bit-identical across processes`, async () => {
+      const ranks = await startRing(n, { jobId: 'mp', token: 't0k', transport, plan, repeat: 1, timeoutMs: 60_000, messageBytes: 256 * 1024, verify: true });
+      const codes = await Promise.all(ranks.map((r) => r.exited));
+      assert.deepEqual(codes, ranks.map(() => 0));
+      for (const r of ranks) assert.ok(!r.lines.some((l) => l.startsWith('ERROR')), r.lines.find((l) => l.startsWith('ERROR')));
+      const done = ranks.map((r) => r.lines.filter((l) => l.startsWith('DONE ')));
+      assert.equal(done[0]!.length, plan.length);
+      for (const d of done) assert.deepEqual(d, done[0], 'every process holds the same bytes after every step');
+    });
+  }
 
-for (const [signal, n, victim] of [['SIGKILL', 4, 2], ['SIGSTOP', 3, 1]] as const) {
-  test(`[${transport}] ${signal} of rank ${victim} mid-collective: every other rank fails naming rank ${victim} within the timeout`, async (t) => {
-    const timeoutMs = 4000;
-    const big = [{ length: 4 << 20, codec: 'fp32' as const, op: 'sum' as const }];
-    const ranks = await startRing(n, { jobId: 'mp-kill', token: 't0k', transport, plan: big, repeat: 1000, timeoutMs, verify: false });
-    try {
-      await ranks[victim]!.waitFor('START 3', 60_000);
-      // Every survivor is inside step 3 or about to be: it needs the victim's data to finish it.
-      ranks[victim]!.child.kill(signal);
-      const killedAt = performance.now();
-      for (const [r, rank] of ranks.entries()) {
-        if (r === victim) continue;
-        const { line, atMs } = await rank.waitFor('ERROR ', timeoutMs + 5000);
-        const err = JSON.parse(line.slice(6)) as { name: string; rank: number; message: string };
-        assert.ok(['PeerLostError', 'CollectiveTimeoutError'].includes(err.name), line);
-        if (signal === 'SIGKILL') assert.equal(err.name, 'PeerLostError', line);
-        assert.equal(err.rank, victim, line);
-        assert.match(err.message, new RegExp(`rank ${victim}`));
-        // A collective started at most timeoutMs before it fails; allow scheduling slack on 2 shared cores.
-        assert.ok(atMs - killedAt < timeoutMs + 1500, `rank ${r} failed ${atMs - killedAt} ms after the ${signal}`);
-        t.diagnostic(`rank ${r}: ${err.name} ${Math.round(atMs - killedAt)} ms after ${signal}: ${err.message.slice(0, 160)}`);
+  for (const [signal, n, victim] of [['SIGKILL', 4, 2], ['SIGSTOP', 3, 1]] as const) {
+    test(`[${transport}] ${signal} of rank ${victim} mid-collective: every other rank fails naming rank ${victim} within the timeout`, async (t) => {
+      const timeoutMs = 4000;
+      const big = [{ length: 4 << 20, codec: 'fp32' as const, op: 'sum' as const }];
+      const ranks = await startRing(n, { jobId: 'mp-kill', token: 't0k', transport, plan: big, repeat: 1000, timeoutMs, verify: false });
+      try {
+        await ranks[victim]!.waitFor('START 3', 60_000);
+        // Every survivor is inside step 3 or about to be: it needs the victim's data to finish it.
+        ranks[victim]!.child.kill(signal);
+        const killedAt = performance.now();
+        for (const [r, rank] of ranks.entries()) {
+          if (r === victim) continue;
+          const { line, atMs } = await rank.waitFor('ERROR ', timeoutMs + 5000);
+          const err = JSON.parse(line.slice(6)) as { name: string; rank: number; message: string };
+          assert.ok(['PeerLostError', 'CollectiveTimeoutError'].includes(err.name), line);
+          if (signal === 'SIGKILL') assert.equal(err.name, 'PeerLostError', line);
+          assert.equal(err.rank, victim, line);
+          assert.match(err.message, new RegExp(`rank ${victim}`));
+          // A collective started at most timeoutMs before it fails; allow scheduling slack on 2 shared cores.
+          assert.ok(atMs - killedAt < timeoutMs + 1500, `rank ${r} failed ${atMs - killedAt} ms after the ${signal}`);
+          t.diagnostic(`rank ${r}: ${err.name} ${Math.round(atMs - killedAt)} ms after ${signal}: ${err.message.slice(0, 160)}`);
+        }
+      } finally {
+        ranks[victim]!.child.kill('SIGKILL');
+        for (const r of ranks) r.child.stdin!.end();
+        await Promise.all(ranks.map((r) => r.exited));
       }
-    } finally {
-      ranks[victim]!.child.kill('SIGKILL');
-      for (const r of ranks) r.child.stdin!.end();
-      await Promise.all(ranks.map((r) => r.exited));
-    }
-  });
-}
+    });
+  }
 }

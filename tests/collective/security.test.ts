@@ -26,95 +26,95 @@ function ping(address: string, md: grpc.Metadata, jobId = 'test-job', creds = gr
 }
 
 for (const transport of TRANSPORTS) {
-test(`[${transport}] calls without the job token, or with another token, are refused with UNAUTHENTICATED and counted`, async () => {
-  const rings = await formRing(2, { transport });
-  try {
-    const addr = rings[0]!.address;
-    await assert.rejects(ping(addr, new grpc.Metadata()), (e: grpc.ServiceError) => e.code === grpc.status.UNAUTHENTICATED);
-    await assert.rejects(ping(addr, svc.tokenMetadata('guess')), (e: grpc.ServiceError) => e.code === grpc.status.UNAUTHENTICATED);
-    // The data stream too: a Pull with a wrong token gets no chunk, only the status.
-    const client = svc.newRingClient(addr, grpc.credentials.createInsecure(), svc.clientChannelOptions(1024, 65_536));
-    const call = client.pull({ jobId: 'test-job', rank: 1, worldSize: 2 }, svc.tokenMetadata('guess'));
-    const status = await new Promise<grpc.ServiceError>((resolve) => call.on('error', resolve));
-    client.close();
-    assert.equal(status.code, grpc.status.UNAUTHENTICATED);
-    assert.equal(rings[0]!.rejected.badToken, 3);
-    assert.equal((await ping(addr, svc.tokenMetadata('secret'))).rank, 0); // the right token works
-  } finally {
-    await closeAll(rings);
-  }
-});
+  test(`[${transport}] calls without the job token, or with another token, are refused with UNAUTHENTICATED and counted`, async () => {
+    const rings = await formRing(2, { transport });
+    try {
+      const addr = rings[0]!.address;
+      await assert.rejects(ping(addr, new grpc.Metadata()), (e: grpc.ServiceError) => e.code === grpc.status.UNAUTHENTICATED);
+      await assert.rejects(ping(addr, svc.tokenMetadata('guess')), (e: grpc.ServiceError) => e.code === grpc.status.UNAUTHENTICATED);
+      // The data stream too: a Pull with a wrong token gets no chunk, only the status.
+      const client = svc.newRingClient(addr, grpc.credentials.createInsecure(), svc.clientChannelOptions(1024, 65_536));
+      const call = client.pull({ jobId: 'test-job', rank: 1, worldSize: 2 }, svc.tokenMetadata('guess'));
+      const status = await new Promise<grpc.ServiceError>((resolve) => call.on('error', resolve));
+      client.close();
+      assert.equal(status.code, grpc.status.UNAUTHENTICATED);
+      assert.equal(rings[0]!.rejected.badToken, 3);
+      assert.equal((await ping(addr, svc.tokenMetadata('secret'))).rank, 0); // the right token works
+    } finally {
+      await closeAll(rings);
+    }
+  });
 
-test(`[${transport}] a ring with the wrong token or another job id cannot join, and the refusing rank counts it`, async () => {
-  for (const [extra, counter, pattern] of [
-    [{ jobId: 'test-job', token: 'other-token' }, 'badToken', /UNAUTHENTICATED.*token mismatch/],
-    [{ jobId: 'other-job', token: 'secret' }, 'foreignJob', /PERMISSION_DENIED/],
-  ] as const) {
-    const good = await GrpcRing.create({ jobId: 'test-job', rank: 0, worldSize: 2, token: 'secret', connectTimeoutMs: 1500, transport });
-    const bad = await GrpcRing.create({ rank: 1, worldSize: 2, connectTimeoutMs: 1500, transport, ...extra });
-    const peers = [good.address, bad.address];
-    const [g, b] = await Promise.allSettled([good.connect(peers), bad.connect(peers)]);
-    assert.equal(b.status, 'rejected');
-    const err = (b as PromiseRejectedResult).reason;
-    assert.ok(err instanceof RingConnectError, String(err));
-    assert.equal(err.rank, 0);
-    assert.match(err.message, pattern);
-    assert.equal(g.status, 'rejected', 'the good rank does not get a right neighbour either');
-    assert.equal(good.rejected[counter], 1);
-    await Promise.all([good.close(), bad.close()]);
-  }
-});
+  test(`[${transport}] a ring with the wrong token or another job id cannot join, and the refusing rank counts it`, async () => {
+    for (const [extra, counter, pattern] of [
+      [{ jobId: 'test-job', token: 'other-token' }, 'badToken', /UNAUTHENTICATED.*token mismatch/],
+      [{ jobId: 'other-job', token: 'secret' }, 'foreignJob', /PERMISSION_DENIED/],
+    ] as const) {
+      const good = await GrpcRing.create({ jobId: 'test-job', rank: 0, worldSize: 2, token: 'secret', connectTimeoutMs: 1500, transport });
+      const bad = await GrpcRing.create({ rank: 1, worldSize: 2, connectTimeoutMs: 1500, transport, ...extra });
+      const peers = [good.address, bad.address];
+      const [g, b] = await Promise.allSettled([good.connect(peers), bad.connect(peers)]);
+      assert.equal(b.status, 'rejected');
+      const err = (b as PromiseRejectedResult).reason;
+      assert.ok(err instanceof RingConnectError, String(err));
+      assert.equal(err.rank, 0);
+      assert.match(err.message, pattern);
+      assert.equal(g.status, 'rejected', 'the good rank does not get a right neighbour either');
+      assert.equal(good.rejected[counter], 1);
+      await Promise.all([good.close(), bad.close()]);
+    }
+  });
 
-test(`[${transport}] messages for another job, a stale step or from the wrong sender are dropped and counted`, async () => {
-  // Rank 0 is a fake: a bare grpc-js server (so for 'h2' this is also interop in both directions) speaking ring.proto that streams crafted chunks to rank 1.
-  const fakeServer = new grpc.Server();
-  let toRank1: grpc.ServerWritableStream<svc.PullRequest, Uint8Array> | null = null;
-  const accepted = new Promise<void>((resolve) =>
-    fakeServer.addService(svc.ringService, {
-      pull: (call: grpc.ServerWritableStream<svc.PullRequest, Uint8Array>) => {
-        toRank1 = call;
-        call.sendMetadata(new grpc.Metadata());
-        resolve();
-      },
-      ping: (_call: unknown, cb: grpc.sendUnaryData<svc.PingReply>) => cb(null, { jobId: 'test-job', rank: 0, step: 5, inCollective: true }),
-    }),
-  );
-  const port = await new Promise<number>((res, rej) =>
-    fakeServer.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) => (e ? rej(e) : res(p))),
-  );
-  const ring = await GrpcRing.create({ jobId: 'test-job', rank: 1, worldSize: 2, token: 'secret', transport });
-  const fakeClient = svc.newRingClient(ring.address, grpc.credentials.createInsecure(), svc.clientChannelOptions(1 << 20, 1 << 20));
-  try {
-    const joined = ring.connect([`127.0.0.1:${port}`, ring.address]);
-    const fromRank1 = fakeClient.pull({ jobId: 'test-job', rank: 0, worldSize: 2 }, svc.tokenMetadata('secret'));
-    fromRank1.on('data', () => {}); // rank 1's own chunks; the fake does not need them
-    await Promise.all([joined, accepted]);
+  test(`[${transport}] messages for another job, a stale step or from the wrong sender are dropped and counted`, async () => {
+    // Rank 0 is a fake: a bare grpc-js server (so for 'h2' this is also interop in both directions) speaking ring.proto that streams crafted chunks to rank 1.
+    const fakeServer = new grpc.Server();
+    let toRank1: grpc.ServerWritableStream<svc.PullRequest, Uint8Array> | null = null;
+    const accepted = new Promise<void>((resolve) =>
+      fakeServer.addService(svc.ringService, {
+        pull: (call: grpc.ServerWritableStream<svc.PullRequest, Uint8Array>) => {
+          toRank1 = call;
+          call.sendMetadata(new grpc.Metadata());
+          resolve();
+        },
+        ping: (_call: unknown, cb: grpc.sendUnaryData<svc.PingReply>) => cb(null, { jobId: 'test-job', rank: 0, step: 5, inCollective: true }),
+      }),
+    );
+    const port = await new Promise<number>((res, rej) =>
+      fakeServer.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) => (e ? rej(e) : res(p))),
+    );
+    const ring = await GrpcRing.create({ jobId: 'test-job', rank: 1, worldSize: 2, token: 'secret', transport });
+    const fakeClient = svc.newRingClient(ring.address, grpc.credentials.createInsecure(), svc.clientChannelOptions(1 << 20, 1 << 20));
+    try {
+      const joined = ring.connect([`127.0.0.1:${port}`, ring.address]);
+      const fromRank1 = fakeClient.pull({ jobId: 'test-job', rank: 0, worldSize: 2 }, svc.tokenMetadata('secret'));
+      fromRank1.on('data', () => {}); // rank 1's own chunks; the fake does not need them
+      await Promise.all([joined, accepted]);
 
-    // Rank 1 of 2, buffer [10, 20, 30, 40]: chunk 0 = [0, 2), chunk 1 = [2, 4).
-    // Round 0 (reduce-scatter): rank 1 receives chunk 0 and adds it. Round 1 (all-gather): it receives
-    // the owner's final chunk 1 and copies it.
-    const buf = Float32Array.of(10, 20, 30, 40);
-    const done = ring.allReduce(buf, { step: 5, timeoutMs: 10_000 });
-    const send = (enc: ChunkEncoder, f: { step: number; round: number; chunk: number; rank: number }, values: number[]) => {
-      const v = Float32Array.from(values);
-      const fields = { ...f, part: 0, codec: fp32.wireId, elements: v.length, abort: false, lostRank: 0, reason: '' };
-      toRank1!.write(enc.encode(new Uint8Array(enc.bufferBytes(8)), fields, v, fp32));
-    };
-    const ours = new ChunkEncoder('test-job');
-    send(new ChunkEncoder('other-job'), { step: 5, round: 0, chunk: 0, rank: 0 }, [1000, 1000]); // foreign job
-    send(ours, { step: 4, round: 0, chunk: 0, rank: 0 }, [1000, 1000]); // stale step
-    send(ours, { step: 5, round: 0, chunk: 0, rank: 1 }, [1000, 1000]); // wrong sender (not our left)
-    send(ours, { step: 5, round: 0, chunk: 0, rank: 0 }, [1, 2]);
-    send(ours, { step: 5, round: 1, chunk: 1, rank: 0 }, [300, 400]);
-    await done;
-    assert.deepEqual([...buf], [11, 22, 300, 400]);
-    assert.deepEqual(ring.rejected, { foreignJob: 1, staleStep: 1, wrongSender: 1, badToken: 0 });
-  } finally {
-    fakeClient.close();
-    await ring.close();
-    fakeServer.forceShutdown();
-  }
-});
+      // Rank 1 of 2, buffer [10, 20, 30, 40]: chunk 0 = [0, 2), chunk 1 = [2, 4).
+      // Round 0 (reduce-scatter): rank 1 receives chunk 0 and adds it. Round 1 (all-gather): it receives
+      // the owner's final chunk 1 and copies it.
+      const buf = Float32Array.of(10, 20, 30, 40);
+      const done = ring.allReduce(buf, { step: 5, timeoutMs: 10_000 });
+      const send = (enc: ChunkEncoder, f: { step: number; round: number; chunk: number; rank: number }, values: number[]) => {
+        const v = Float32Array.from(values);
+        const fields = { ...f, part: 0, codec: fp32.wireId, elements: v.length, abort: false, lostRank: 0, reason: '' };
+        toRank1!.write(enc.encode(new Uint8Array(enc.bufferBytes(8)), fields, v, fp32));
+      };
+      const ours = new ChunkEncoder('test-job');
+      send(new ChunkEncoder('other-job'), { step: 5, round: 0, chunk: 0, rank: 0 }, [1000, 1000]); // foreign job
+      send(ours, { step: 4, round: 0, chunk: 0, rank: 0 }, [1000, 1000]); // stale step
+      send(ours, { step: 5, round: 0, chunk: 0, rank: 1 }, [1000, 1000]); // wrong sender (not our left)
+      send(ours, { step: 5, round: 0, chunk: 0, rank: 0 }, [1, 2]);
+      send(ours, { step: 5, round: 1, chunk: 1, rank: 0 }, [300, 400]);
+      await done;
+      assert.deepEqual([...buf], [11, 22, 300, 400]);
+      assert.deepEqual(ring.rejected, { foreignJob: 1, staleStep: 1, wrongSender: 1, badToken: 0 });
+    } finally {
+      fakeClient.close();
+      await ring.close();
+      fakeServer.forceShutdown();
+    }
+  });
 }
 
 /** A CA and one certificate for 127.0.0.1 signed by it, made with the openssl CLI. */
@@ -128,27 +128,27 @@ function makeCerts(dir: string) {
 }
 
 for (const transport of TRANSPORTS) {
-test(`[${transport}] TLS and mutual TLS rings all-reduce; a client without a certificate is refused under mTLS`, async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'ringtune-tls-'));
-  try {
-    const files = makeCerts(dir);
-    for (const mutual of [false, true]) {
-      const rings = await formRing(3, { transport, tls: { ...files, mutual } });
-      try {
-        const bufs = rings.map((_, r) => Float32Array.of(r, 1));
-        await Promise.all(rings.map((ring, r) => ring.allReduce(bufs[r]!, { step: 1, timeoutMs: 10_000 })));
-        for (const b of bufs) assert.deepEqual([...b], [3, 3]);
-        const noCert = grpc.credentials.createSsl(Buffer.from(execFileSync('cat', [files.caPath])));
-        const plain = ping(rings[0]!.address, svc.tokenMetadata('secret'), 'test-job', noCert);
-        if (mutual) await assert.rejects(plain, (e: grpc.ServiceError) => e.code === grpc.status.UNAVAILABLE);
-        else assert.equal((await plain).rank, 0);
-        await assert.rejects(ping(rings[0]!.address, svc.tokenMetadata('secret')), 'plaintext is refused by a TLS ring');
-      } finally {
-        await closeAll(rings);
+  test(`[${transport}] TLS and mutual TLS rings all-reduce; a client without a certificate is refused under mTLS`, async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ringtune-tls-'));
+    try {
+      const files = makeCerts(dir);
+      for (const mutual of [false, true]) {
+        const rings = await formRing(3, { transport, tls: { ...files, mutual } });
+        try {
+          const bufs = rings.map((_, r) => Float32Array.of(r, 1));
+          await Promise.all(rings.map((ring, r) => ring.allReduce(bufs[r]!, { step: 1, timeoutMs: 10_000 })));
+          for (const b of bufs) assert.deepEqual([...b], [3, 3]);
+          const noCert = grpc.credentials.createSsl(Buffer.from(execFileSync('cat', [files.caPath])));
+          const plain = ping(rings[0]!.address, svc.tokenMetadata('secret'), 'test-job', noCert);
+          if (mutual) await assert.rejects(plain, (e: grpc.ServiceError) => e.code === grpc.status.UNAVAILABLE);
+          else assert.equal((await plain).rank, 0);
+          await assert.rejects(ping(rings[0]!.address, svc.tokenMetadata('secret')), 'plaintext is refused by a TLS ring');
+        } finally {
+          await closeAll(rings);
+        }
       }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
-});
+  });
 }
