@@ -20,6 +20,9 @@ import type { ChunkHeader, IncomingChunk, RingPeer } from './ring-allreduce.ts';
 import type { PullRequest } from './grpc-service.ts';
 import { ChunkEncoder, type DecodedChunk } from './wire.ts';
 
+/** How long a send waits, once the right stream is gone, for an abort from the left naming the real loss. */
+export const RIGHT_GONE_GRACE_MS = 250;
+
 export interface RejectCounters {
   /** Messages or calls carrying another job id. */
   foreignJob: number;
@@ -65,6 +68,7 @@ export class GrpcPeer implements RingPeer {
   private error: Error | null = null;
   private leftEnded = false;
   private rightGone: PeerLostError | null = null;
+  private rightGoneAt = 0;
   private closing = false;
   /** Traffic counters; `alignCopies` counts payloads that arrived misaligned and had to be copied. */
   readonly stats = { messagesSent: 0, messagesReceived: 0, alignCopies: 0 };
@@ -95,7 +99,10 @@ export class GrpcPeer implements RingPeer {
   attachRight(call: grpc.ServerWritableStream<PullRequest, Uint8Array>): void {
     this.right = call;
     const gone = (what: string) => () => {
-      this.rightGone ??= new PeerLostError(this.rightRank, this.o.where(), `its Pull stream from us ${what}`);
+      if (!this.rightGone) {
+        this.rightGone = new PeerLostError(this.rightRank, this.o.where(), `its Pull stream from us ${what}`);
+        this.rightGoneAt = performance.now();
+      }
       this.wakeSender();
     };
     call.on('cancelled', gone('was cancelled (connection closed)'));
@@ -134,8 +141,24 @@ export class GrpcPeer implements RingPeer {
 
   async send(header: ChunkHeader, values: Float32Array, codec: WireCodec): Promise<void> {
     for (;;) {
-      if (this.rightGone) this.fail(this.rightGone);
       if (this.error) throw this.error;
+      if (this.rightGone) {
+        // The right neighbour may have closed its ring because it lost a rank itself; the abort naming
+        // that rank reaches us from the left within moments, so give it a short grace (first error wins).
+        const wait = this.rightGoneAt + RIGHT_GONE_GRACE_MS - performance.now();
+        if (wait <= 0) {
+          this.fail(this.rightGone);
+          throw this.error!;
+        }
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(() => {
+            this.roomWaiter = null;
+            resolve();
+          }, wait);
+          this.roomWaiter = () => (clearTimeout(timer), resolve());
+        });
+        continue;
+      }
       if (this.free.length > 0) break;
       await new Promise<void>((resolve) => (this.roomWaiter = resolve));
     }

@@ -22,7 +22,7 @@
 import type * as http2 from 'node:http2';
 import { codecByWireId, type WireCodec } from './codecs.ts';
 import { PeerLostError, RingClosedError, RingProtocolError } from './errors.ts';
-import type { GrpcPeerOptions } from './grpc-peer.ts';
+import { RIGHT_GONE_GRACE_MS, type GrpcPeerOptions } from './grpc-peer.ts';
 import type { ChunkHeader, IncomingChunk } from './ring-allreduce.ts';
 import type { TransportPeer } from './transport.ts';
 import { ChunkEncoder, decodeChunk, type DecodedChunk } from './wire.ts';
@@ -169,6 +169,7 @@ export class H2Peer implements TransportPeer {
   private error: Error | null = null;
   private leftEnded = false;
   private rightGone: PeerLostError | null = null;
+  private rightGoneAt = 0;
   private closing = false;
   /** Traffic counters; `alignCopies` counts payloads that arrived misaligned and had to be copied. */
   readonly stats = { messagesSent: 0, messagesReceived: 0, alignCopies: 0, dataChunks: 0, stalls: 0 };
@@ -206,7 +207,10 @@ export class H2Peer implements TransportPeer {
     this.right = stream;
     const gone = (what: string) => () => {
       if (this.closing) return;
-      this.rightGone ??= new PeerLostError(this.rightRank, this.o.where(), `its Pull stream from us ${what}`);
+      if (!this.rightGone) {
+        this.rightGone = new PeerLostError(this.rightRank, this.o.where(), `its Pull stream from us ${what}`);
+        this.rightGoneAt = performance.now();
+      }
       this.wakeSender();
     };
     stream.on('aborted', gone('was cancelled (connection closed)'));
@@ -265,8 +269,25 @@ export class H2Peer implements TransportPeer {
 
   async send(header: ChunkHeader, values: Float32Array, codec: WireCodec): Promise<void> {
     for (;;) {
-      if (this.rightGone) this.fail(this.rightGone);
       if (this.error) throw this.error;
+      if (this.rightGone) {
+        // The right neighbour's stream went away. It may have closed its ring because it lost a rank
+        // itself; the abort naming that rank reaches us from the left within moments, so give it a short
+        // grace before blaming the right neighbour (first error wins).
+        const wait = this.rightGoneAt + RIGHT_GONE_GRACE_MS - performance.now();
+        if (wait <= 0) {
+          this.fail(this.rightGone);
+          throw this.error!;
+        }
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(() => {
+            this.roomWaiter = null;
+            resolve();
+          }, wait);
+          this.roomWaiter = () => (clearTimeout(timer), resolve());
+        });
+        continue;
+      }
       if (this.free.length > 0) break;
       await new Promise<void>((resolve) => (this.roomWaiter = resolve));
     }
@@ -277,8 +298,9 @@ export class H2Peer implements TransportPeer {
     // The callback fires once node has written the bytes to the socket; only then is buf reusable.
     this.right!.write(frame, (err?: Error | null) => {
       this.free.push(buf);
-      if (err && !this.closing) {
-        this.rightGone ??= new PeerLostError(this.rightRank, this.o.where(), `writing to its Pull stream failed (${err.message})`);
+      if (err && !this.closing && !this.rightGone) {
+        this.rightGone = new PeerLostError(this.rightRank, this.o.where(), `writing to its Pull stream failed (${err.message})`);
+        this.rightGoneAt = performance.now();
       }
       this.wakeSender();
     });

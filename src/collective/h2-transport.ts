@@ -91,16 +91,22 @@ function authority(address: string, files: TlsFiles | undefined): string {
   return `${files ? 'https' : 'http'}://${address}`;
 }
 
-/** One connection attempt; resolves once the HTTP/2 session is up (TLS handshake included). */
-function connectOnce(address: string, files: TlsFiles | undefined, windowBytes: number): Promise<http2.ClientHttp2Session> {
+/**
+ * One connection attempt; resolves once the HTTP/2 session is up (TLS handshake included), rejects on an
+ * error or after timeoutMs (an unreachable host would otherwise hang for the kernel's SYN timeout).
+ */
+function connectOnce(address: string, files: TlsFiles | undefined, windowBytes: number, timeoutMs: number): Promise<http2.ClientHttp2Session> {
   return new Promise((resolve, reject) => {
     const session = http2.connect(authority(address, files), clientOptions(address, files, windowBytes));
+    const timer = setTimeout(() => onError(new Error(`no connection within ${Math.round(timeoutMs)} ms`)), Math.max(1, timeoutMs));
     const onError = (e: Error) => {
+      clearTimeout(timer);
       session.destroy();
       reject(e);
     };
     session.once('error', onError);
     session.once('connect', () => {
+      clearTimeout(timer);
       session.off('error', onError);
       session.on('error', () => {}); // reported through the streams
       try {
@@ -155,11 +161,13 @@ export function h2Unary(address: string, path: string, body: Uint8Array, token: 
 function h2UnaryWith(address: string, path: string, body: Uint8Array, token: string, files: TlsFiles | undefined, deadlineMs: number): Promise<Buffer> {
   let session: http2.ClientHttp2Session | null = null;
   let timer: NodeJS.Timeout | undefined;
+  let settled = false;
   const call = new Promise<Buffer>((resolve, reject) => {
     timer = setTimeout(() => reject(new H2CallError(Status.DEADLINE_EXCEEDED, `no answer within ${deadlineMs} ms`)), deadlineMs);
-    connectOnce(address, files, 65_535)
+    connectOnce(address, files, 65_535, deadlineMs)
       .then((s) => {
         session = s;
+        if (settled) return void s.destroy(); // the deadline passed while connecting
         const stream = s.request(requestHeaders(path, address, token, files, deadlineMs));
         const chunks: Buffer[] = [];
         let size = 0;
@@ -190,6 +198,7 @@ function h2UnaryWith(address: string, path: string, body: Uint8Array, token: str
       .catch((e: Error) => reject(new H2CallError(Status.UNAVAILABLE, e.message)));
   });
   return call.finally(() => {
+    settled = true;
     clearTimeout(timer);
     (session as http2.ClientHttp2Session | null)?.destroy();
   });
@@ -300,13 +309,13 @@ export class H2Transport implements RingTransport {
     for (let wait = 50; !session; wait = Math.min(1000, wait * 2)) {
       if (this.closed) throw new RingConnectError(left, address, 'the ring was closed while connecting');
       try {
-        session = await connectOnce(address, this.files, o.windowBytes);
+        session = await connectOnce(address, this.files, o.windowBytes, Math.max(1, deadline - Date.now()));
       } catch (e) {
         lastError = e;
-        if (Date.now() + wait >= deadline) {
+        if (Date.now() >= deadline - 5) {
           throw new RingConnectError(left, address, `not reachable within ${o.connectTimeoutMs} ms (${(e as Error).message})`, { cause: lastError });
         }
-        await new Promise((r) => setTimeout(r, wait));
+        await new Promise((r) => setTimeout(r, Math.min(wait, deadline - Date.now())));
       }
     }
     this.client = session;

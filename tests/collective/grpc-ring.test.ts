@@ -2,7 +2,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { bf16SumErrorBound } from '../../src/collective/codecs.ts';
-import { CollectiveTimeoutError, RingClosedError } from '../../src/collective/errors.ts';
+import * as net from 'node:net';
+import { CollectiveTimeoutError, RingClosedError, RingConnectError } from '../../src/collective/errors.ts';
+import { GrpcRing } from '../../src/collective/grpc-ring.ts';
 import { assertBitIdentical, checkResult, closeAll, fillRank, formRing, TRANSPORTS } from './helpers.ts';
 
 for (const transport of TRANSPORTS) {
@@ -93,6 +95,22 @@ for (const transport of TRANSPORTS) {
       await assert.rejects(rings[0]!.allReduce(buf, { step: 5 }), /must be an integer above the previous step 5/);
     } finally {
       await closeAll(rings);
+    }
+  });
+
+  test(`[${transport}] connect() to a rank nobody listens on fails with RingConnectError naming it, near connectTimeoutMs`, async () => {
+    const free = net.createServer();
+    const port = await new Promise<number>((resolve) => free.listen(0, '127.0.0.1', () => resolve((free.address() as net.AddressInfo).port)));
+    await new Promise((resolve) => free.close(resolve));
+    const ring = await GrpcRing.create({ jobId: 'test-job', rank: 1, worldSize: 2, token: 'secret', transport, connectTimeoutMs: 700 });
+    try {
+      const t0 = performance.now();
+      await assert.rejects(ring.connect([`127.0.0.1:${port}`, ring.address]), (e: unknown) => e instanceof RingConnectError && e.rank === 0);
+      const elapsed = performance.now() - t0;
+      assert.ok(elapsed < 700 + 1500, `failed after ${elapsed} ms`);
+      assert.equal(ring.state, 'broken');
+    } finally {
+      await ring.close();
     }
   });
 }
