@@ -18,10 +18,11 @@ import { codecByWireId, type WireCodec } from './codecs.ts';
 import { PeerLostError, RingClosedError, RingProtocolError, type CollectiveWhere } from './errors.ts';
 import type { ChunkHeader, IncomingChunk, RingPeer } from './ring-allreduce.ts';
 import type { PullRequest } from './grpc-service.ts';
+import { PeerLifecycle } from './peer-lifecycle.ts';
 import { ChunkEncoder, type DecodedChunk } from './wire.ts';
 
 /** How long a send waits, once the right stream is gone, for an abort from the left naming the real loss. */
-export const RIGHT_GONE_GRACE_MS = 250;
+export { RIGHT_GONE_GRACE_MS } from './peer-lifecycle.ts';
 
 export interface RejectCounters {
   /** Messages or calls carrying another job id. */
@@ -51,32 +52,23 @@ export interface GrpcPeerOptions {
   onFailure: (err: Error) => void;
 }
 
-export class GrpcPeer implements RingPeer {
+export class GrpcPeer extends PeerLifecycle implements RingPeer {
   readonly rejected: RejectCounters;
   readonly leftRank: number;
   readonly rightRank: number;
   private right: grpc.ServerWritableStream<PullRequest, Uint8Array> | null = null;
   private left: grpc.ClientReadableStream<DecodedChunk> | null = null;
   private readonly encoder: ChunkEncoder;
-  private readonly free: Uint8Array[] = [];
   private readonly abortBuffer: Uint8Array;
   private readonly scratch: Uint8Array;
-  private roomWaiter: (() => void) | null = null;
   private readonly inbox: DecodedChunk[] = [];
   private paused = false;
-  private recvWaiter: { step: number; resolve: (m: IncomingChunk) => void; reject: (e: Error) => void } | null = null;
-  private error: Error | null = null;
-  private leftEnded = false;
-  private rightGone: PeerLostError | null = null;
-  private rightGoneAt = 0;
-  private closing = false;
   /** Traffic counters; `alignCopies` counts payloads that arrived misaligned and had to be copied. */
   readonly stats = { messagesSent: 0, messagesReceived: 0, alignCopies: 0 };
   /** Step of the collective in progress, or null between collectives. */
-  activeStep: number | null = null;
-  lastStep = -1;
 
   constructor(private readonly o: GrpcPeerOptions) {
+    super(o);
     this.rejected = o.rejected;
     this.leftRank = (o.rank - 1 + o.worldSize) % o.worldSize;
     this.rightRank = (o.rank + 1) % o.worldSize;
@@ -126,43 +118,8 @@ export class GrpcPeer implements RingPeer {
     });
   }
 
-  /** Throws if the ring cannot run another collective (called before each one). */
-  checkUsable(): void {
-    if (this.error) throw this.error;
-    if (this.leftEnded) this.fail(this.leftEndedError());
-    else if (this.rightGone) this.fail(this.rightGone);
-    if (this.error) throw this.error;
-  }
-
-  /** True once a neighbour is gone or the peer failed. */
-  get broken(): boolean {
-    return this.error !== null || this.leftEnded || this.rightGone !== null;
-  }
-
   async send(header: ChunkHeader, values: Float32Array, codec: WireCodec): Promise<void> {
-    for (;;) {
-      if (this.error) throw this.error;
-      if (this.rightGone) {
-        // The right neighbour may have closed its ring because it lost a rank itself; the abort naming
-        // that rank reaches us from the left within moments, so give it a short grace (first error wins).
-        const wait = this.rightGoneAt + RIGHT_GONE_GRACE_MS - performance.now();
-        if (wait <= 0) {
-          this.fail(this.rightGone);
-          throw this.error!;
-        }
-        await new Promise<void>((resolve) => {
-          const timer = setTimeout(() => {
-            this.roomWaiter = null;
-            resolve();
-          }, wait);
-          this.roomWaiter = () => (clearTimeout(timer), resolve());
-        });
-        continue;
-      }
-      if (this.free.length > 0) break;
-      await new Promise<void>((resolve) => (this.roomWaiter = resolve));
-    }
-    const buf = this.free.pop()!;
+    const buf = await this.takeSendBuffer();
     const fields = { ...header, rank: this.o.rank, codec: codec.wireId, elements: values.length, abort: false, lostRank: 0, reason: '' };
     const msg = this.encoder.encode(buf, fields, values, codec);
     this.stats.messagesSent++;
@@ -171,16 +128,6 @@ export class GrpcPeer implements RingPeer {
       this.free.push(buf);
       this.wakeSender();
     });
-  }
-
-  private wakeSender(): void {
-    const wake = this.roomWaiter;
-    this.roomWaiter = null;
-    wake?.();
-  }
-
-  private leftEndedError(): PeerLostError {
-    return new PeerLostError(this.leftRank, this.o.where(), 'it closed its stream to us (its ring was closed)');
   }
 
   receive(step: number): Promise<IncomingChunk> {
@@ -275,26 +222,10 @@ export class GrpcPeer implements RingPeer {
   }
 
   /** First error wins: fail waiters, tell the ring, and tell the right neighbour who was lost. */
-  private fail(err: Error): void {
-    if (this.error) return;
-    this.error = err;
-    const w = this.recvWaiter;
-    this.recvWaiter = null;
-    w?.reject(err);
-    this.wakeSender();
-    if (this.closing) return;
-    this.sendAbort(err);
-    this.o.onFailure(err);
-  }
-
-  private sendAbort(err: Error): void {
+  protected sendAbort(err: Error): void {
     const right = this.right;
     if (!right || right.cancelled || right.destroyed) return;
-    const named = (err as { rank?: unknown }).rank;
-    const lostRank = typeof named === 'number' ? named : this.o.rank;
-    const step = this.activeStep ?? this.lastStep;
-    const fields = { step: Math.max(step, 0), round: 0, chunk: 0, part: 0, rank: this.o.rank, codec: 0, elements: 0 };
-    const msg = this.encoder.encode(this.abortBuffer, { ...fields, abort: true, lostRank, reason: `${err.name}: ${err.message}` }, null, null);
+    const msg = this.encoder.encode(this.abortBuffer, this.abortFields(err), null, null);
     try {
       right.write(msg);
     } catch {

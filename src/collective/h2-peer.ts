@@ -22,7 +22,8 @@
 import type * as http2 from 'node:http2';
 import { codecByWireId, type WireCodec } from './codecs.ts';
 import { PeerLostError, RingClosedError, RingProtocolError } from './errors.ts';
-import { RIGHT_GONE_GRACE_MS, type GrpcPeerOptions } from './grpc-peer.ts';
+import type { GrpcPeerOptions } from './grpc-peer.ts';
+import { PeerLifecycle } from './peer-lifecycle.ts';
 import type { ChunkHeader, IncomingChunk } from './ring-allreduce.ts';
 import type { TransportPeer } from './transport.ts';
 import { ChunkEncoder, decodeChunk, type DecodedChunk } from './wire.ts';
@@ -150,34 +151,25 @@ interface Queued {
   readonly slot: Slot;
 }
 
-export class H2Peer implements TransportPeer {
+export class H2Peer extends PeerLifecycle implements TransportPeer {
   readonly rejected: GrpcPeerOptions['rejected'];
   readonly leftRank: number;
   readonly rightRank: number;
   private right: http2.ServerHttp2Stream | null = null;
   private left: http2.ClientHttp2Stream | null = null;
   private readonly encoder: ChunkEncoder;
-  private readonly free: Uint8Array[] = [];
   private readonly abortBuffer: Uint8Array;
   private readonly scratch: Uint8Array;
   private readonly freeSlots: Slot[] = [];
   private readonly reader: GrpcMessageReader;
   private delivered: Slot | null = null;
-  private roomWaiter: (() => void) | null = null;
   private readonly inbox: Queued[] = [];
-  private recvWaiter: { step: number; resolve: (m: IncomingChunk) => void; reject: (e: Error) => void } | null = null;
-  private error: Error | null = null;
-  private leftEnded = false;
-  private rightGone: PeerLostError | null = null;
-  private rightGoneAt = 0;
-  private closing = false;
   /** Traffic counters; `alignCopies` counts payloads that arrived misaligned and had to be copied. */
   readonly stats = { messagesSent: 0, messagesReceived: 0, alignCopies: 0, dataChunks: 0, stalls: 0 };
-  activeStep: number | null = null;
-  lastStep = -1;
 
   /** `maxMessageBytes`: the largest RingChunk accepted (like grpc-js's max_receive_message_length). */
   constructor(private readonly o: GrpcPeerOptions & { maxMessageBytes: number }) {
+    super(o);
     this.rejected = o.rejected;
     this.leftRank = (o.rank - 1 + o.worldSize) % o.worldSize;
     this.rightRank = (o.rank + 1) % o.worldSize;
@@ -256,42 +248,8 @@ export class H2Peer implements TransportPeer {
     });
   }
 
-  checkUsable(): void {
-    if (this.error) throw this.error;
-    if (this.leftEnded) this.fail(this.leftEndedError());
-    else if (this.rightGone) this.fail(this.rightGone);
-    if (this.error) throw this.error;
-  }
-
-  get broken(): boolean {
-    return this.error !== null || this.leftEnded || this.rightGone !== null;
-  }
-
   async send(header: ChunkHeader, values: Float32Array, codec: WireCodec): Promise<void> {
-    for (;;) {
-      if (this.error) throw this.error;
-      if (this.rightGone) {
-        // The right neighbour's stream went away. It may have closed its ring because it lost a rank
-        // itself; the abort naming that rank reaches us from the left within moments, so give it a short
-        // grace before blaming the right neighbour (first error wins).
-        const wait = this.rightGoneAt + RIGHT_GONE_GRACE_MS - performance.now();
-        if (wait <= 0) {
-          this.fail(this.rightGone);
-          throw this.error!;
-        }
-        await new Promise<void>((resolve) => {
-          const timer = setTimeout(() => {
-            this.roomWaiter = null;
-            resolve();
-          }, wait);
-          this.roomWaiter = () => (clearTimeout(timer), resolve());
-        });
-        continue;
-      }
-      if (this.free.length > 0) break;
-      await new Promise<void>((resolve) => (this.roomWaiter = resolve));
-    }
-    const buf = this.free.pop()!;
+    const buf = await this.takeSendBuffer();
     const fields = { ...header, rank: this.o.rank, codec: codec.wireId, elements: values.length, abort: false, lostRank: 0, reason: '' };
     const frame = this.frame(buf, fields, values, codec);
     this.stats.messagesSent++;
@@ -312,16 +270,6 @@ export class H2Peer implements TransportPeer {
     const at = msg.byteOffset - buf.byteOffset - 5;
     writeGrpcPrefix(buf, at, msg.length);
     return buf.subarray(at, at + 5 + msg.length);
-  }
-
-  private wakeSender(): void {
-    const wake = this.roomWaiter;
-    this.roomWaiter = null;
-    wake?.();
-  }
-
-  private leftEndedError(): PeerLostError {
-    return new PeerLostError(this.leftRank, this.o.where(), 'it closed its stream to us (its ring was closed)');
   }
 
   receive(step: number): Promise<IncomingChunk> {
@@ -434,26 +382,10 @@ export class H2Peer implements TransportPeer {
     return { step: m.step, round: m.round, chunk: m.chunk, part: m.part, codec, elements: m.elements, payload };
   }
 
-  private fail(err: Error): void {
-    if (this.error) return;
-    this.error = err;
-    const w = this.recvWaiter;
-    this.recvWaiter = null;
-    w?.reject(err);
-    this.wakeSender();
-    if (this.closing) return;
-    this.sendAbort(err);
-    this.o.onFailure(err);
-  }
-
-  private sendAbort(err: Error): void {
+  protected sendAbort(err: Error): void {
     const right = this.right;
     if (!right || right.closed || right.destroyed || this.rightGone) return;
-    const named = (err as { rank?: unknown }).rank;
-    const lostRank = typeof named === 'number' ? named : this.o.rank;
-    const step = this.activeStep ?? this.lastStep;
-    const fields = { step: Math.max(step, 0), round: 0, chunk: 0, part: 0, rank: this.o.rank, codec: 0, elements: 0 };
-    const frame = this.frame(this.abortBuffer, { ...fields, abort: true, lostRank, reason: `${err.name}: ${err.message}` }, null, null);
+    const frame = this.frame(this.abortBuffer, this.abortFields(err), null, null);
     try {
       right.write(frame, () => {});
     } catch {
