@@ -21,7 +21,7 @@ export interface ControlMessages {
   CheckpointReport: { runId: string; step: number; path: string };
   Done: { runId: string; rank: number; step: number; finalModelDir: string };
   Failed: { runId: string; rank: number; workerId: string; error: string; step: number; lostRank: number };
-  Control: { runId: string; start?: { startStep: number }; evalDecision?: { step: number; stop: boolean; best: number; badEvals: number }; abort?: { reason: string; rank: number; lastStep: number }; shutdown?: Record<string, never> };
+  Control: { runId: string; start?: { startStep: number }; evalDecision?: { step: number; stop: boolean; best: number; badEvals: number }; abort?: { reason: string; rank: number; lastStep: number }; shutdown?: Record<string, never>; alive?: { step: number } };
   StatusRequest: Record<string, never>;
   StatusReply: {
     job: string; runId: string; phase: string; step: number; totalSteps: number; worldSize: number; workersAlive: number; lastLoss: number;

@@ -20,6 +20,7 @@
  *  8. Rank 0 writes checkpoints (atomically) and reports them; the coordinator records the step.
  *  9. A heartbeat older than heartbeat_timeout_ms, or a Failed message, stops the run: Control.Abort
  *     to all, and the coordinator fails with an error naming the rank and the last completed step.
+ *     The coordinator in turn sends Control.CoordinatorAlive; workers stop if it falls silent.
  * 10. Done from every rank: write eval_report.json and report.html, Control.Shutdown, exit 0.
  */
 import { randomBytes } from 'node:crypto';
@@ -151,6 +152,7 @@ export async function runCoordinator(o: CoordinatorOptions): Promise<RunSummary>
   bus.subscribe(subj.heartbeat, 'Heartbeat', (h) => members.heartbeat(h));
   const watchdog = setInterval(() => {
     o.events?.workersAlive?.(members.alive(job.cluster.heartbeatTimeoutMs), members.worldSize);
+    if (phase === 'loading' || phase === 'training') control({ alive: { step: lastComplete } });
     if (phase !== 'loading' && phase !== 'training' && phase !== 'finishing') return;
     const late = members.late(job.cluster.heartbeatTimeoutMs);
     if (late) fail(late.rank, `no heartbeat for ${Math.round(late.ageMs)} ms (timeout ${job.cluster.heartbeatTimeoutMs} ms): the process is gone or stuck`);

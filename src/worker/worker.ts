@@ -82,8 +82,20 @@ export async function runWorker(o: WorkerOptions): Promise<void> {
     o.events?.assigned?.(rank);
     const job = JSON.parse(assignment.compiledJobJson) as CompiledJob;
     timers.push(setInterval(heartbeat, job.cluster.heartbeatIntervalMs));
+    // The coordinator's liveness, from its Control messages: without it a worker would wait forever.
+    let coordinatorSeen = performance.now();
+    const coordinatorGone = () => {
+      const silentMs = performance.now() - coordinatorSeen;
+      if (phase !== 'loading' && phase !== 'training') return;
+      if (silentMs <= job.cluster.heartbeatTimeoutMs * 2 || abortReason) return;
+      abortReason = `the coordinator has been silent for ${Math.round(silentMs)} ms (it exited or lost NATS)`;
+      void ring?.close();
+      for (const f of controls.splice(0)) f({ runId, abort: { reason: abortReason, rank: -1, lastStep: step } });
+    };
+    timers.push(setInterval(coordinatorGone, job.cluster.heartbeatIntervalMs));
     bus.subscribe(subj.control, 'Control', (c) => {
       if (c.runId !== runId) return;
+      coordinatorSeen = performance.now();
       if (c.abort) {
         abortReason = `aborted by the coordinator: ${c.abort.reason}`;
         void ring?.close();

@@ -7,6 +7,7 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import { execFileSync } from 'node:child_process';
 import { initBackend } from '../../src/model/backend.ts';
 import { readModelWeights } from '../../src/model/safetensors.ts';
 import { latestCheckpoint, readCheckpoint } from '../../src/train/checkpoint.ts';
@@ -61,4 +62,26 @@ test('SIGKILL of a worker: the run stops naming the rank; the checkpoint loads; 
   for (const [name, ta] of wa) assert.deepEqual(Buffer.from(wb.get(name)!.data.buffer), Buffer.from(ta.data.buffer), name);
   const report = JSON.parse(await readFile(join(dir, 'out-killed', 'eval_report.json'), 'utf8'));
   assert.equal(report.steps, 30);
+});
+
+test('workers stop by themselves when the coordinator dies mid-run', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'ringtune-coorddead-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const job = await makeJob(dir, 'orphans', { workers: 2, maxSteps: 400, globalBatch: 16, microBatch: 8, heartbeatTimeoutMs: 1500 });
+  const run = startLocal(job);
+  while (!/\[coordinator\] step \d+\/400/.test(run.output())) {
+    assert.equal(run.child.exitCode, null, run.output());
+    await sleep(20);
+  }
+  const pids = execFileSync('pgrep', ['-f', `coordinator ${job}`]).toString().trim().split('\n').map(Number);
+  assert.equal(pids.length, 1);
+  const killedAt = performance.now();
+  process.kill(pids[0], 'SIGKILL');
+  await run.exit;
+  const out = run.output();
+  assert.ok(performance.now() - killedAt < 2 * 1500 + 4000, `took ${performance.now() - killedAt} ms`);
+  // The first worker to notice stops; its ring neighbour then sees it go (or notices itself).
+  assert.match(out, /\[w[01]\] error: the coordinator has been silent/);
+  assert.match(out, /\[w0\] error: /);
+  assert.match(out, /\[w1\] error: /);
 });
