@@ -16,7 +16,6 @@ import { InputError } from '../errors.ts';
 import { readConfigJson, saveModel } from '../model/model-dir.ts';
 import type { Model } from '../model/model.ts';
 import { Tokenizer } from '../model/tokenizer.ts';
-import { learningRate } from '../optim/lr-schedule.ts';
 import { writeFileAtomic } from '../util/atomic.ts';
 import type { GenerationOptions } from './generation-eval.ts';
 import { BatchPlan } from './batch-plan.ts';
@@ -25,7 +24,9 @@ import { setupTraining } from './setup.ts';
 import { evalResult, evalState, type EvalResult } from './evaluate.ts';
 import { EarlyStopper } from './early-stopping.ts';
 import { readHistory, writeReports, type HistoryLine } from './report.ts';
-import { trainStep, type Batch } from './train-step.ts';
+import { runPlannedSteps } from './step-runner.ts';
+export { makeBatch } from './step-runner.ts';
+import type { Batch } from './train-step.ts';
 
 export interface TrainOptions {
   resume?: boolean;
@@ -47,9 +48,6 @@ export interface TrainResult {
   finalModelDir: string;
 }
 
-export function makeBatch(model: Model, examples: readonly (LmExample | ClsExample)[], padId: number): Batch {
-  return model.task === 'classification' ? collateCls(examples as ClsExample[], padId) : collateLm(examples as LmExample[], padId);
-}
 
 /** Loads everything a run needs and validates it; writes nothing. */
 export interface PreparedRun {
@@ -83,7 +81,8 @@ export async function train(job: CompiledJob, o: TrainOptions = {}): Promise<Tra
     throw new InputError(`${job.checkpoint.dir} already holds checkpoints: pass --resume to continue that run or --overwrite to start over`);
   }
   const t = job.training;
-  const { model, flat, optimizer, plan, schedule, startStep, restored } = await setupTraining(job, data, ckpt);
+  const setup = await setupTraining(job, data, ckpt);
+  const { model, flat, optimizer, plan, schedule, startStep, restored } = setup;
   let step = startStep;
   const stopper = job.eval.earlyStopping && new EarlyStopper(job.eval.earlyStopping, restored?.earlyStopping);
 
@@ -114,28 +113,27 @@ export async function train(job: CompiledJob, o: TrainOptions = {}): Promise<Tra
     format: 'train |{bar}| {value}/{total} steps | loss {loss} | {tps} tok/s | ETA {eta_formatted}', hideCursor: true,
   }, cliProgress.Presets.shades_classic) : undefined;
   bar?.start(plan.totalSteps, step, { loss: '-', tps: '-' });
-  let stoppedEarly = false;
   let lastEval: EvalResult | undefined;
   const started = performance.now();
-  while (step < plan.totalSteps && !stoppedEarly) {
-    const examples = plan.stepExamples(step).map((i) => data.train[i]);
-    const micro = BatchPlan.chunks(examples, t.microBatch).map((c) => makeBatch(model, c, padId));
-    const lr = learningRate(schedule, step);
-    const r = await trainStep({ model, flat, optimizer, gradClip: t.gradClip }, micro, lr);
-    step += 1;
-    const tps = r.inputTokens / ((r.computeMs + r.reduceMs) / 1000);
-    await record({ type: 'train', step, epoch: plan.epochOf(step - 1), loss: r.loss, lr, grad_norm: r.gradNorm, count: r.count, tokens_per_s: Math.round(tps) });
-    bar?.update(step, { loss: r.loss.toFixed(4), tps: Math.round(tps) });
-    if (!bar && (step % 10 === 0 || step === plan.totalSteps)) log(`[ringtune] step ${step}/${plan.totalSteps} loss ${r.loss.toFixed(4)} lr ${lr.toExponential(2)} ${Math.round(tps)} tok/s`);
-    if (job.eval.everyNSteps > 0 && step % job.eval.everyNSteps === 0 && step < plan.totalSteps) {
+  const run = await runPlannedSteps(job, setup, data.train, padId, step, {
+    shard: (indices) => indices,
+    onStep: async (s, r, lr) => {
+      step = s;
+      const tps = r.inputTokens / ((r.computeMs + r.reduceMs) / 1000);
+      await record({ type: 'train', step, epoch: plan.epochOf(step - 1), loss: r.loss, lr, grad_norm: r.gradNorm, count: r.count, tokens_per_s: Math.round(tps) });
+      bar?.update(step, { loss: r.loss.toFixed(4), tps: Math.round(tps) });
+      if (!bar && (step % 10 === 0 || step === plan.totalSteps)) log(`[ringtune] step ${step}/${plan.totalSteps} loss ${r.loss.toFixed(4)} lr ${lr.toExponential(2)} ${Math.round(tps)} tok/s`);
+    },
+    evaluate: async () => {
       lastEval = await runEval();
-      if (lastEval && stopper) stoppedEarly = stopper.update(lastEval);
-    }
-    if (job.checkpoint.everyNSteps > 0 && step % job.checkpoint.everyNSteps === 0) {
+      return !!(lastEval && stopper?.update(lastEval));
+    },
+    checkpoint: async () => {
       await saveCheckpoint(job.checkpoint.dir, state(), flat, optimizer, model, job.checkpoint.keep, job.modelDir);
-    }
-    await o.onStep?.(step);
-  }
+    },
+    afterStep: o.onStep,
+  });
+  const stoppedEarly = run.stoppedEarly;
   bar?.stop();
   // After an early stop the last eval is already the final one.
   const finalEval = stoppedEarly ? lastEval : await runEval();

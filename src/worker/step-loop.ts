@@ -16,15 +16,16 @@ import type { PreparedData } from '../data/dataset.ts';
 import { saveModel } from '../model/model-dir.ts';
 import type { Model } from '../model/model.ts';
 import type { AdamW } from '../optim/adamw.ts';
-import { learningRate, type ScheduleConfig } from '../optim/lr-schedule.ts';
+import type { ScheduleConfig } from '../optim/lr-schedule.ts';
 import { BatchPlan } from '../train/batch-plan.ts';
 import { saveCheckpoint, type TrainerState } from '../train/checkpoint.ts';
 import { evalState } from '../train/evaluate.ts';
 import type { GenerationOptions } from '../train/generation-eval.ts';
 import type { FlatParams } from '../train/flat-params.ts';
 import { setupTraining } from '../train/setup.ts';
-import { makeBatch, prepareRun } from '../train/loop.ts';
-import { trainStep, type StepReport } from '../train/train-step.ts';
+import { prepareRun } from '../train/loop.ts';
+import { runPlannedSteps } from '../train/step-runner.ts';
+import type { StepReport } from '../train/train-step.ts';
 
 export interface WorkerState {
   job: CompiledJob;
@@ -93,34 +94,32 @@ export async function runSteps(st: WorkerState, c: LoopContext): Promise<string 
   };
 
   if (step === 0) await evaluate();
-  let stopped = false;
-  while (step < plan.totalSteps && !stopped) {
-    const mine = BatchPlan.shard(plan.stepExamples(step), c.rank, c.worldSize).map((i) => st.data.train[i]);
-    const micro = BatchPlan.chunks(mine, t.microBatch).map((ex) => makeBatch(model, ex, st.padId));
-    if (c.traceFile) await appendFile(c.traceFile, JSON.stringify({ rank: c.rank, step: step + 1, epoch: plan.epochOf(step), examples: mine.map((e) => e.source) }) + '\n');
-    const lr = learningRate(st.schedule, step);
-    const collective = step + 1;
-    const r = await trainStep({
-      model, flat, optimizer, gradClip: t.gradClip,
-      allReduce: (buf) => c.ring.allReduce(buf, { step: collective, op: 'sum', codec: job.cluster.codec, timeoutMs: job.cluster.collectiveTimeoutMs }),
-    }, micro, lr);
-    step += 1;
-    c.onStep(step);
-    const hash = job.cluster.hashEveryNSteps > 0 && step % job.cluster.hashEveryNSteps === 0 ? paramHash(flat.params) : '';
-    c.bus.publish(c.subj.step, 'StepReport', {
-      runId: c.runId, rank: c.rank, step, loss: r.loss, count: r.count, gradNorm: r.gradNorm, lr, inputTokens: r.inputTokens,
-      samples: mine.length, computeMs: r.computeMs, reduceMs: r.reduceMs, paramHash: hash, reduceBytes,
-    });
-    c.events?.step?.({ ...r, step, samples: mine.length, reduceBytes });
-    if (job.eval.everyNSteps > 0 && step % job.eval.everyNSteps === 0 && step < plan.totalSteps) stopped = await evaluate();
-    if (c.rank === 0 && job.checkpoint.everyNSteps > 0 && step % job.checkpoint.everyNSteps === 0) {
+  const run = await runPlannedSteps(job, st, st.data.train, st.padId, step, {
+    shard: (indices) => BatchPlan.shard(indices, c.rank, c.worldSize),
+    allReduce: (buf, collective) => c.ring.allReduce(buf, { step: collective, op: 'sum', codec: job.cluster.codec, timeoutMs: job.cluster.collectiveTimeoutMs }),
+    beforeStep: async (s, mine) => {
+      if (c.traceFile) await appendFile(c.traceFile, JSON.stringify({ rank: c.rank, step: s + 1, epoch: plan.epochOf(s), examples: mine.map((e) => e.source) }) + '\n');
+    },
+    onStep: async (s, r, lr, samples) => {
+      step = s;
+      c.onStep(step);
+      const hash = job.cluster.hashEveryNSteps > 0 && step % job.cluster.hashEveryNSteps === 0 ? paramHash(flat.params) : '';
+      c.bus.publish(c.subj.step, 'StepReport', {
+        runId: c.runId, rank: c.rank, step, loss: r.loss, count: r.count, gradNorm: r.gradNorm, lr, inputTokens: r.inputTokens,
+        samples, computeMs: r.computeMs, reduceMs: r.reduceMs, paramHash: hash, reduceBytes,
+      });
+      c.events?.step?.({ ...r, step, samples, reduceBytes });
+    },
+    evaluate,
+    checkpoint: c.rank !== 0 ? undefined : async () => {
       const state: TrainerState = {
         step, epoch: plan.epochOf(step), stepInEpoch: step % plan.stepsPerEpoch, seed: t.seed, schedule: st.schedule, labels: st.labels, earlyStopping: early,
       };
       const path = await saveCheckpoint(job.checkpoint.dir, state, flat, optimizer, model, job.checkpoint.keep, job.modelDir);
       c.bus.publish(c.subj.checkpoint, 'CheckpointReport', { runId: c.runId, step, path });
-    }
-  }
+    },
+  });
+  const stopped = run.stoppedEarly;
   if (!stopped) await evaluate();
   if (c.rank !== 0) return undefined;
   const dir = join(job.outputDir, 'final');

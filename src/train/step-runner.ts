@@ -1,0 +1,59 @@
+/**
+ * The step schedule both trainers follow (single process and ring worker), so they cannot drift:
+ * for each step of the plan, take this rank's share of the step's examples, train (all-reducing when a
+ * ring is given), report, evaluate when due (it may stop training early), checkpoint when due.
+ */
+import type { CompiledJob } from '../config/compile.ts';
+import type { ClsExample, LmExample } from '../data/examples.ts';
+import { learningRate } from '../optim/lr-schedule.ts';
+import { BatchPlan } from './batch-plan.ts';
+import { collateCls, collateLm } from '../data/batch.ts';
+import type { Model } from '../model/model.ts';
+import type { TrainingSetup } from './setup.ts';
+import { trainStep, type Batch, type StepReport } from './train-step.ts';
+
+export function makeBatch(model: Model, examples: readonly (LmExample | ClsExample)[], padId: number): Batch {
+  return model.task === 'classification' ? collateCls(examples as ClsExample[], padId) : collateLm(examples as LmExample[], padId);
+}
+
+export interface StepHooks {
+  /** This rank's share of a step's example indices (all of them on one process). */
+  shard: (indices: number[]) => number[];
+  /** Sums the buffer across ranks; `collective` is the ring's sequence number. */
+  allReduce?: (buffer: Float32Array, collective: number) => Promise<void>;
+  beforeStep?: (step: number, examples: ReadonlyArray<LmExample | ClsExample>) => Promise<void>;
+  /** After step `step` (1-based) finished: report it. */
+  onStep: (step: number, r: StepReport, lr: number, samples: number) => Promise<void>;
+  /** An evaluation is due after `step`; true stops training. */
+  evaluate: (step: number) => Promise<boolean>;
+  /** A checkpoint is due after `step`; absent on processes that do not write checkpoints. */
+  checkpoint?: (step: number) => Promise<void>;
+  /** Last thing in each iteration (tests interrupt runs here). */
+  afterStep?: (step: number) => Promise<void> | void;
+}
+
+export async function runPlannedSteps(
+  job: CompiledJob, s: TrainingSetup, train: ReadonlyArray<LmExample | ClsExample>, padId: number, startStep: number, h: StepHooks,
+): Promise<{ step: number; stoppedEarly: boolean }> {
+  const t = job.training;
+  let step = startStep;
+  let stoppedEarly = false;
+  while (step < s.plan.totalSteps && !stoppedEarly) {
+    const mine = h.shard(s.plan.stepExamples(step)).map((i) => train[i]);
+    await h.beforeStep?.(step, mine);
+    const micro = BatchPlan.chunks(mine, t.microBatch).map((ex) => makeBatch(s.model, ex, padId));
+    const lr = learningRate(s.schedule, step);
+    const collective = step + 1;
+    const reduce = h.allReduce;
+    const r = await trainStep(
+      { model: s.model, flat: s.flat, optimizer: s.optimizer, gradClip: t.gradClip, allReduce: reduce && ((buf) => reduce(buf, collective)) },
+      micro, lr,
+    );
+    step += 1;
+    await h.onStep(step, r, lr, mine.length);
+    if (job.eval.everyNSteps > 0 && step % job.eval.everyNSteps === 0 && step < s.plan.totalSteps) stoppedEarly = await h.evaluate(step);
+    if (h.checkpoint && job.checkpoint.everyNSteps > 0 && step % job.checkpoint.everyNSteps === 0) await h.checkpoint(step);
+    await h.afterStep?.(step);
+  }
+  return { step, stoppedEarly };
+}
