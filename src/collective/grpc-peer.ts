@@ -14,7 +14,7 @@
  * is passed on to the right, so every rank learns which rank was lost, not just the neighbours.
  */
 import type * as grpc from '@grpc/grpc-js';
-import { codecByWireId, type WireCodec } from './codecs.ts';
+import type { WireCodec } from './codecs.ts';
 import { PeerLostError, RingClosedError, RingProtocolError, type CollectiveWhere } from './errors.ts';
 import type { ChunkHeader, IncomingChunk, RingPeer } from './ring-allreduce.ts';
 import type { PullRequest } from './grpc-service.ts';
@@ -60,7 +60,6 @@ export class GrpcPeer extends PeerLifecycle implements RingPeer {
   private left: grpc.ClientReadableStream<DecodedChunk> | null = null;
   private readonly encoder: ChunkEncoder;
   private readonly abortBuffer: Uint8Array;
-  private readonly scratch: Uint8Array;
   private readonly inbox: DecodedChunk[] = [];
   private paused = false;
   /** Traffic counters; `alignCopies` counts payloads that arrived misaligned and had to be copied. */
@@ -75,7 +74,6 @@ export class GrpcPeer extends PeerLifecycle implements RingPeer {
     this.encoder = new ChunkEncoder(o.jobId);
     for (let i = 0; i < o.inflight; i++) this.free.push(new Uint8Array(this.encoder.bufferBytes(o.maxElements)));
     this.abortBuffer = new Uint8Array(this.encoder.bufferBytes(0) + 2048);
-    this.scratch = new Uint8Array(o.maxElements * 4);
   }
 
   get failure(): Error | null {
@@ -144,7 +142,7 @@ export class GrpcPeer extends PeerLifecycle implements RingPeer {
         this.rejected.staleStep++;
         continue;
       }
-      return Promise.resolve(this.toIncoming(m));
+      return Promise.resolve(this.incoming(m));
     }
   }
 
@@ -183,7 +181,7 @@ export class GrpcPeer extends PeerLifecycle implements RingPeer {
     if (w && this.inbox.length === 0 && m.step >= w.step) {
       this.recvWaiter = null;
       try {
-        w.resolve(this.toIncoming(m));
+        w.resolve(this.incoming(m));
       } catch (e) {
         this.fail(e as Error);
       }
@@ -201,24 +199,6 @@ export class GrpcPeer extends PeerLifecycle implements RingPeer {
       this.paused = false;
       this.left?.resume();
     }
-  }
-
-  private toIncoming(m: DecodedChunk): IncomingChunk {
-    const codec = codecByWireId(m.codec);
-    if (!codec || m.payload.length !== m.elements * codec.bytesPerElement || m.elements > this.o.maxElements) {
-      throw new RingProtocolError(
-        `rank ${m.rank} sent a malformed message (codec ${m.codec}, ${m.elements} values, ${m.payload.length} bytes)`,
-      );
-    }
-    let payload = m.payload;
-    this.stats.messagesReceived++;
-    if (payload.byteOffset % 4 !== 0) {
-      this.stats.alignCopies++;
-      // grpc-js hands us the message at an arbitrary offset; typed-array views need alignment.
-      this.scratch.set(payload);
-      payload = this.scratch.subarray(0, payload.length);
-    }
-    return { step: m.step, round: m.round, chunk: m.chunk, part: m.part, codec, elements: m.elements, payload };
   }
 
   /** First error wins: fail waiters, tell the ring, and tell the right neighbour who was lost. */

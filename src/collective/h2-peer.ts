@@ -20,7 +20,7 @@
  * an abort from the left fails this peer with the rank it names and is passed on to the right.
  */
 import type * as http2 from 'node:http2';
-import { codecByWireId, type WireCodec } from './codecs.ts';
+import type { WireCodec } from './codecs.ts';
 import { PeerLostError, RingClosedError, RingProtocolError } from './errors.ts';
 import type { GrpcPeerOptions } from './grpc-peer.ts';
 import { PeerLifecycle } from './peer-lifecycle.ts';
@@ -159,7 +159,6 @@ export class H2Peer extends PeerLifecycle implements TransportPeer {
   private left: http2.ClientHttp2Stream | null = null;
   private readonly encoder: ChunkEncoder;
   private readonly abortBuffer: Uint8Array;
-  private readonly scratch: Uint8Array;
   private readonly freeSlots: Slot[] = [];
   private readonly reader: GrpcMessageReader;
   private delivered: Slot | null = null;
@@ -177,7 +176,6 @@ export class H2Peer extends PeerLifecycle implements TransportPeer {
     // 8 bytes in front of the message: its 5-byte prefix goes right before wherever the encoder starts.
     for (let i = 0; i < o.inflight; i++) this.free.push(new Uint8Array(8 + this.encoder.bufferBytes(o.maxElements)));
     this.abortBuffer = new Uint8Array(8 + this.encoder.bufferBytes(0) + 2048);
-    this.scratch = new Uint8Array(o.maxElements * 4);
     for (let i = 0; i < RECV_SLOTS; i++) this.freeSlots.push({ bytes: new Uint8Array(8 + o.maxMessageBytes) });
     this.reader = new GrpcMessageReader(
       o.maxMessageBytes,
@@ -366,20 +364,7 @@ export class H2Peer extends PeerLifecycle implements TransportPeer {
   private deliver(q: Queued): IncomingChunk {
     const { m } = q;
     this.delivered = q.slot;
-    const codec = codecByWireId(m.codec);
-    if (!codec || m.payload.length !== m.elements * codec.bytesPerElement || m.elements > this.o.maxElements) {
-      throw new RingProtocolError(
-        `rank ${m.rank} sent a malformed message (codec ${m.codec}, ${m.elements} values, ${m.payload.length} bytes)`,
-      );
-    }
-    let payload = m.payload;
-    this.stats.messagesReceived++;
-    if (payload.byteOffset % 4 !== 0) {
-      if (payload.length > 0) this.stats.alignCopies++; // a sender that does not pad like wire.ts
-      this.scratch.set(payload);
-      payload = this.scratch.subarray(0, payload.length);
-    }
-    return { step: m.step, round: m.round, chunk: m.chunk, part: m.part, codec, elements: m.elements, payload };
+    return this.incoming(m);
   }
 
   protected sendAbort(err: Error): void {

@@ -4,14 +4,19 @@
  * a right neighbour whose stream went away (it may be closing because it lost a rank itself, and the
  * abort naming that rank arrives from the left within moments); and the abort message's fields.
  */
-import { PeerLostError, type CollectiveWhere } from './errors.ts';
+import { codecByWireId } from './codecs.ts';
+import { PeerLostError, RingProtocolError, type CollectiveWhere } from './errors.ts';
 import type { IncomingChunk } from './ring-allreduce.ts';
+import type { DecodedChunk } from './wire.ts';
 
 /** How long a rank waits for an abort from the left before blaming a vanished right neighbour. */
 export const RIGHT_GONE_GRACE_MS = 250;
 
 export abstract class PeerLifecycle {
   abstract readonly leftRank: number;
+  abstract readonly stats: { messagesReceived: number; alignCopies: number };
+  /** Takes payloads that arrive at an offset typed-array views cannot use (not 4-byte aligned). */
+  private readonly scratch: Uint8Array;
   activeStep: number | null = null;
   lastStep = -1;
   protected readonly free: Uint8Array[] = [];
@@ -23,7 +28,27 @@ export abstract class PeerLifecycle {
   protected rightGoneAt = 0;
   protected closing = false;
 
-  constructor(private readonly life: { rank: number; where: () => CollectiveWhere; onFailure: (err: Error) => void }) {}
+  constructor(private readonly life: { rank: number; maxElements: number; where: () => CollectiveWhere; onFailure: (err: Error) => void }) {
+    this.scratch = new Uint8Array(life.maxElements * 4);
+  }
+
+  /** Checks a received chunk against its codec and limits and hands it over 4-byte aligned. */
+  protected incoming(m: DecodedChunk): IncomingChunk {
+    const codec = codecByWireId(m.codec);
+    if (!codec || m.payload.length !== m.elements * codec.bytesPerElement || m.elements > this.life.maxElements) {
+      throw new RingProtocolError(
+        `rank ${m.rank} sent a malformed message (codec ${m.codec}, ${m.elements} values, ${m.payload.length} bytes)`,
+      );
+    }
+    let payload = m.payload;
+    this.stats.messagesReceived++;
+    if (payload.byteOffset % 4 !== 0) {
+      if (payload.length > 0) this.stats.alignCopies++; // a sender that does not pad like wire.ts
+      this.scratch.set(payload);
+      payload = this.scratch.subarray(0, payload.length);
+    }
+    return { step: m.step, round: m.round, chunk: m.chunk, part: m.part, codec, elements: m.elements, payload };
+  }
 
   /** Tells the right neighbour (best effort) that this ring is broken. */
   protected abstract sendAbort(err: Error): void;
