@@ -15,7 +15,7 @@
  */
 import type * as grpc from '@grpc/grpc-js';
 import type { WireCodec } from './codecs.ts';
-import { PeerLostError, RingClosedError, RingProtocolError, type CollectiveWhere } from './errors.ts';
+import { PeerLostError, RingClosedError, type CollectiveWhere } from './errors.ts';
 import type { ChunkHeader, IncomingChunk, RingPeer } from './ring-allreduce.ts';
 import type { PullRequest } from './grpc-service.ts';
 import { PeerLifecycle } from './peer-lifecycle.ts';
@@ -88,13 +88,7 @@ export class GrpcPeer extends PeerLifecycle implements RingPeer {
    */
   attachRight(call: grpc.ServerWritableStream<PullRequest, Uint8Array>): void {
     this.right = call;
-    const gone = (what: string) => () => {
-      if (!this.rightGone) {
-        this.rightGone = new PeerLostError(this.rightRank, this.o.where(), `its Pull stream from us ${what}`);
-        this.rightGoneAt = performance.now();
-      }
-      this.wakeSender();
-    };
+    const gone = (what: string) => () => this.markRightGone(this.rightRank, what);
     call.on('cancelled', gone('was cancelled (connection closed)'));
     call.on('error', gone('failed'));
   }

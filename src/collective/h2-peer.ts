@@ -196,12 +196,7 @@ export class H2Peer extends PeerLifecycle implements TransportPeer {
   attachRight(stream: http2.ServerHttp2Stream): void {
     this.right = stream;
     const gone = (what: string) => () => {
-      if (this.closing) return;
-      if (!this.rightGone) {
-        this.rightGone = new PeerLostError(this.rightRank, this.o.where(), `its Pull stream from us ${what}`);
-        this.rightGoneAt = performance.now();
-      }
-      this.wakeSender();
+      if (!this.closing) this.markRightGone(this.rightRank, what);
     };
     stream.on('aborted', gone('was cancelled (connection closed)'));
     stream.on('error', gone('failed'));

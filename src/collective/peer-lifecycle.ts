@@ -90,6 +90,15 @@ export abstract class PeerLifecycle {
     }
   }
 
+  /** The right neighbour's stream went away: remember why and when, and let a waiting sender look. */
+  protected markRightGone(rightRank: number, what: string): void {
+    if (!this.rightGone) {
+      this.rightGone = new PeerLostError(rightRank, this.life.where(), `its Pull stream from us ${what}`);
+      this.rightGoneAt = performance.now();
+    }
+    this.wakeSender();
+  }
+
   protected wakeSender(): void {
     const wake = this.roomWaiter;
     this.roomWaiter = null;
