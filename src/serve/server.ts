@@ -7,13 +7,12 @@
  * One model per process and tfjs is single-threaded, so requests run one at a time in arrival order.
  * Bad requests get 400 with {error: {message, type, param}} naming the field.
  */
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer, type IncomingMessage, type Server } from 'node:http';
 import { randomBytes } from 'node:crypto';
 import { basename } from 'node:path';
-import * as tf from '@tensorflow/tfjs-core';
+import { classifyText } from '../model/classify.ts';
 import { generate } from '../model/generate.ts';
 import { loadModel } from '../model/model-dir.ts';
-import type { Model } from '../model/model.ts';
 import { Tokenizer, type ChatMessage } from '../model/tokenizer.ts';
 
 class BadRequest extends Error {
@@ -113,7 +112,7 @@ export async function startInferenceServer(o: { modelDir: string; port: number; 
       if (!Array.isArray(inputs) || inputs.length === 0 || inputs.some((x) => typeof x !== 'string' || x.trim() === '')) {
         throw new BadRequest('"input" must be a non-empty string or array of non-empty strings', 'input');
       }
-      return { model: name, data: await Promise.all((inputs as string[]).map((text) => classify(model, tok, text))) };
+      return { model: name, data: await Promise.all((inputs as string[]).map((text) => classifyText(model, tok, text))) };
     },
   };
 
@@ -152,16 +151,4 @@ export async function startInferenceServer(o: { modelDir: string; port: number; 
       model.dispose();
     },
   };
-}
-
-async function classify(model: Model, tok: Tokenizer, text: string): Promise<{ input: string; label: string; scores: Record<string, number> }> {
-  const ids = tok.encode(text).slice(0, model.config.maxPositions);
-  const probs = tf.tidy(() => tf.softmax(model.forward({
-    ids: tf.tensor2d([ids], [1, ids.length], 'int32'), lengths: [ids.length], attentionMask: tf.ones([1, ids.length], 'int32') as tf.Tensor2D,
-  })));
-  const p = await probs.data();
-  probs.dispose();
-  const scores = Object.fromEntries([...p].map((x, i) => [model.config.id2label[i], x]));
-  const best = [...p].indexOf(Math.max(...p));
-  return { input: text, label: model.config.id2label[best], scores };
 }

@@ -9,24 +9,18 @@ import { appendFile, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import cliProgress from 'cli-progress';
 import type { CompiledJob } from '../config/compile.ts';
-import { collateCls, collateLm } from '../data/batch.ts';
 import { prepareData, type PreparedData } from '../data/dataset.ts';
-import type { ClsExample, LmExample } from '../data/examples.ts';
 import { InputError } from '../errors.ts';
 import { readConfigJson, saveModel } from '../model/model-dir.ts';
-import type { Model } from '../model/model.ts';
 import { Tokenizer } from '../model/tokenizer.ts';
 import { writeFileAtomic } from '../util/atomic.ts';
 import type { GenerationOptions } from './generation-eval.ts';
-import { BatchPlan } from './batch-plan.ts';
 import { latestCheckpoint, saveCheckpoint, type TrainerState } from './checkpoint.ts';
 import { setupTraining } from './setup.ts';
 import { evalResult, evalState, type EvalResult } from './evaluate.ts';
 import { EarlyStopper } from './early-stopping.ts';
 import { readHistory, writeReports, type HistoryLine } from './report.ts';
 import { runPlannedSteps } from './step-runner.ts';
-export { makeBatch } from './step-runner.ts';
-import type { Batch } from './train-step.ts';
 
 export interface TrainOptions {
   resume?: boolean;
