@@ -1,8 +1,8 @@
 /** `ringtune model create|info`, `ringtune generate`, `ringtune classify`. */
 import type { Command } from 'commander';
-import * as tf from '@tensorflow/tfjs-core';
 import { InputError } from '../errors.ts';
 import type { Family, Task } from '../model/config.ts';
+import { classifyText } from '../model/classify.ts';
 import { createModelDir } from '../model/create.ts';
 import { generate } from '../model/generate.ts';
 import { loadModel, readConfigJson } from '../model/model-dir.ts';
@@ -106,12 +106,9 @@ export function registerModelCommands(program: Command): void {
       const tok = await Tokenizer.fromDir(o.model);
       const { model: m } = await loadModel(o.model, { task: 'classification' });
       for (const text of o.text) {
-        const ids = tok.encode(text).slice(0, m.config.maxPositions);
-        if (ids.length === 0) throw new InputError(`--text "${text}" encodes to no tokens`);
-        const probs = tf.tidy(() => tf.softmax(m.forward({ ids: tf.tensor2d([ids], [1, ids.length], 'int32'), lengths: [ids.length] })));
-        const p = await probs.data();
-        probs.dispose();
-        const ranked = [...p].map((x, i) => ({ label: m.config.id2label[i], p: x })).sort((a, b) => b.p - a.p);
+        if (tok.encode(text).length === 0) throw new InputError(`--text "${text}" encodes to no tokens`);
+        const r = await classifyText(m, tok, text);
+        const ranked = Object.entries(r.scores).map(([label, p]) => ({ label, p })).sort((a, b) => b.p - a.p);
         console.log(JSON.stringify({ text, label: ranked[0].label, scores: Object.fromEntries(ranked.map((r) => [r.label, +r.p.toFixed(4)])) }));
       }
       m.dispose();
