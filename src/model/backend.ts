@@ -1,5 +1,7 @@
 /**
- * tfjs backend selection at start-up. Order (fastest first): tfjs-node-gpu, tfjs-node, wasm, cpu.
+ * tfjs backend selection at start-up. Order (fastest first): tfjs-node-gpu, tfjs-node, native (ringtune's
+ * own engine over OpenBLAS, src/model/native, built at `npm ci` where a compiler and OpenBLAS exist),
+ * wasm, cpu.
  * `RINGTUNE_BACKEND` or the job spec's `backend` field force one; `auto` tries them in order.
  *
  * Why the care: tfjs-node(-gpu) are optionalDependencies that cannot install without network access
@@ -16,12 +18,30 @@ import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs';
 import { BackendError } from '../errors.ts';
 
-export const BACKENDS = ['tensorflow-gpu', 'tensorflow', 'wasm', 'cpu'] as const;
+export const BACKENDS = ['tensorflow-gpu', 'tensorflow', 'native', 'wasm', 'cpu'] as const;
 export type BackendName = (typeof BACKENDS)[number];
 export type BackendChoice = BackendName | 'auto';
 
 const require = createRequire(import.meta.url);
 let active: BackendName | undefined;
+let nativeThreads = threadsFrom(process.env.RINGTUNE_THREADS);
+
+/** Threads for the native engine (BLAS and its own kernels): a positive integer, default 1. */
+export function threadsFrom(value: string | number | undefined): number {
+  if (value === undefined || value === '') return 1;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1) throw new BackendError(`threads must be a positive integer, got "${value}"`);
+  return n;
+}
+
+/** Sets the native engine's thread count (before or after initBackend); other backends ignore it. */
+export async function setThreads(n: number): Promise<void> {
+  nativeThreads = threadsFrom(n);
+  if (active === 'native') {
+    const { loadAddon } = await import('./native/addon.ts');
+    loadAddon().addon?.setThreads(nativeThreads);
+  }
+}
 
 export interface BackendInfo {
   name: BackendName;
@@ -52,6 +72,18 @@ async function tryBackend(name: BackendName): Promise<string | undefined> {
       const why = await tryNodePackage('@tensorflow/tfjs-node');
       if (why) return why;
       return (await tf.setBackend('tensorflow')) ? undefined : 'registered but failed to initialise';
+    }
+    case 'native': {
+      const { loadAddon } = await import('./native/addon.ts');
+      const { addon, why } = loadAddon();
+      if (!addon) return why;
+      await import('@tensorflow/tfjs-backend-cpu'); // its kernels are the native backend's fallbacks
+      const { NativeBackend } = await import('./native/backend.ts');
+      const { registerNativeKernels, NATIVE } = await import('./native/kernels.ts');
+      registerNativeKernels();
+      tf.registerBackend(NATIVE, () => new NativeBackend(addon));
+      addon.setThreads(nativeThreads);
+      return (await tf.setBackend(NATIVE)) ? undefined : 'failed to initialise';
     }
     case 'wasm': {
       const wasm = await import('@tensorflow/tfjs-backend-wasm');
@@ -101,7 +133,8 @@ export async function initBackend(
     const why = await tryBackend(name);
     if (why === undefined) {
       active = name;
-      log(`[ringtune] tfjs backend: ${name}${skipped.length ? ` (skipped ${skipped.join('; ')})` : ''}`);
+      const detail = name === 'native' ? ` (${nativeThreads} thread${nativeThreads > 1 ? 's' : ''})` : '';
+      log(`[ringtune] tfjs backend: ${name}${detail}${skipped.length ? ` (skipped ${skipped.join('; ')})` : ''}`);
       return { name, skipped };
     }
     if (name === 'tensorflow-gpu') nodeFailed = true;

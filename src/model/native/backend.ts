@@ -1,0 +1,176 @@
+/**
+ * The `native` tfjs backend: tfjs-backend-cpu's tensor storage (plain typed arrays, outside any wasm
+ * heap, so no 4 GB cap) with a buffer pool, every cpu kernel registered as a fallback, and the
+ * native kernels of `kernels.ts` (C++ over OpenBLAS, native/src) registered over them.
+ *
+ * Why a pool: a fresh page costs ~15 us on first touch here (notes/machine-perf.md), and a training
+ * step allocates the same shapes every time. Float32 outputs of native kernels come from free lists
+ * keyed by length and go back when their tensor is disposed. A pooled buffer is recyclable only while
+ * nobody outside the backend can hold it: reading it out (dataSync/data) or a fallback kernel
+ * returning a view of it (cpu Slice does) *pins* it, and pinned buffers are left to the GC.
+ * Pooled buffers hold stale values: a native kernel must write every element of its outputs.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu';
+import { RingtuneError } from '../../errors.ts';
+import type { NativeAddon } from './addon.ts';
+
+export class NativeOutOfMemoryError extends RingtuneError {
+  override readonly name = 'NativeOutOfMemoryError';
+}
+
+export class NativeKernelError extends RingtuneError {
+  override readonly name = 'NativeKernelError';
+}
+
+/** Free lists of Float32Arrays keyed by element count, plus the set of buffers it may recycle. */
+export class BufferPool {
+  private readonly free = new Map<number, Float32Array[]>();
+  private readonly owned = new WeakSet<ArrayBufferLike>();
+  /** Bytes in buffers handed out and still recyclable (i.e. held by live tensors). */
+  liveBytes = 0;
+  freeBytes = 0;
+  allocations = 0;
+  reuses = 0;
+
+  constructor(private readonly maxFreeBytes: number) {}
+
+  alloc(n: number, what: string): Float32Array {
+    const list = this.free.get(n);
+    const reused = list?.pop();
+    let a: Float32Array;
+    if (reused) {
+      this.freeBytes -= reused.byteLength;
+      this.reuses++;
+      a = reused;
+    } else {
+      try {
+        a = new Float32Array(n);
+      } catch (err) {
+        throw new NativeOutOfMemoryError(
+          `cannot allocate ${(n * 4 / 2 ** 20).toFixed(1)} MiB for ${what} (${n} float32 values): ${(err as Error).message}. ` +
+            'Use a smaller micro_batch or max_seq_len, or a machine with more memory.', { cause: err });
+      }
+      this.allocations++;
+    }
+    this.owned.add(a.buffer);
+    this.liveBytes += a.byteLength;
+    return a;
+  }
+
+  isOwned(a: unknown): a is Float32Array {
+    return a instanceof Float32Array && this.owned.has(a.buffer);
+  }
+
+  /** Stops recycling a buffer someone outside the backend may hold. */
+  pin(a: unknown): void {
+    if (this.isOwned(a)) {
+      this.owned.delete(a.buffer);
+      this.liveBytes -= a.buffer.byteLength;
+    }
+  }
+
+  release(a: unknown): void {
+    if (!this.isOwned(a)) return;
+    this.owned.delete(a.buffer);
+    this.liveBytes -= a.byteLength;
+    if (this.freeBytes + a.byteLength > this.maxFreeBytes) return; // let the GC have it
+    let list = this.free.get(a.length);
+    if (!list) this.free.set(a.length, (list = []));
+    list.push(a);
+    this.freeBytes += a.byteLength;
+  }
+
+  /** Drops every free buffer (the GC returns the memory). */
+  trim(): void {
+    this.free.clear();
+    this.freeBytes = 0;
+  }
+}
+
+type Data = { values?: unknown; dtype: tf.DataType; refCount: number };
+
+export class NativeBackend extends MathBackendCPU {
+  readonly pool: BufferPool;
+  /** > 0 while a kernel runs: reads from inside kernels do not pin. */
+  kernelDepth = 0;
+
+  constructor(readonly addon: NativeAddon, maxFreeBytes = 8 * 2 ** 30) {
+    super();
+    this.pool = new BufferPool(maxFreeBytes);
+    // tfjs-backend-cpu prints an advert for tfjs-node on its first write; this backend is the answer to it.
+    (this as unknown as { firstUse: boolean }).firstUse = false;
+  }
+
+  private entry(dataId: object): Data | undefined {
+    return (this.data as unknown as { has(d: object): boolean; get(d: object): Data }).has(dataId)
+      ? (this.data as unknown as { get(d: object): Data }).get(dataId)
+      : undefined;
+  }
+
+  /** The float32 values of a tensor, for a kernel's input. */
+  f32(t: tf.TensorInfo, kernel: string): Float32Array {
+    const v = this.entry(t.dataId)?.values;
+    if (!(v instanceof Float32Array)) {
+      throw new NativeKernelError(`native kernel ${kernel}: expected a float32 input, got ${t.dtype} of shape [${t.shape}]`);
+    }
+    return v;
+  }
+
+  i32(t: tf.TensorInfo, kernel: string): Int32Array {
+    const v = this.entry(t.dataId)?.values;
+    if (!(v instanceof Int32Array)) {
+      throw new NativeKernelError(`native kernel ${kernel}: expected an int32 input, got ${t.dtype} of shape [${t.shape}]`);
+    }
+    return v;
+  }
+
+  /** A pooled output buffer; the kernel must write all of it. */
+  alloc(n: number, what: string): Float32Array {
+    return this.pool.alloc(n, what);
+  }
+
+  /** Wraps a pooled buffer as a kernel output. */
+  out(shape: number[], values: Float32Array): tf.TensorInfo {
+    return this.makeTensorInfo(shape, 'float32', values);
+  }
+
+  override readSync(dataId: object): tf.backend_util.BackendValues {
+    const values = super.readSync(dataId);
+    if (this.kernelDepth === 0) this.pool.pin(this.entry(dataId)?.values);
+    return values;
+  }
+
+  override disposeData(dataId: object, force = false): boolean {
+    const e = this.entry(dataId);
+    const done = super.disposeData(dataId, force);
+    if (e && done && !this.entry(dataId)) this.pool.release(e.values);
+    return done;
+  }
+
+  /** Replaces a tensor's values in place from `src` (same length); used to update variables without allocating. */
+  writeInto(t: tf.TensorInfo, src: Float32Array): void {
+    const dst = this.f32(t, 'writeInto');
+    if (dst.length !== src.length) throw new NativeKernelError(`writeInto: ${src.length} values for a tensor of ${dst.length}`);
+    dst.set(src);
+  }
+
+  /** Copies a tensor's values into `dst` without pinning or allocating. */
+  readInto(t: tf.TensorInfo, dst: Float32Array): void {
+    dst.set(this.f32(t, 'readInto'));
+  }
+
+  nativeMemory(): { liveBytes: number; freeBytes: number; allocations: number; reuses: number } {
+    const p = this.pool;
+    return { liveBytes: p.liveBytes, freeBytes: p.freeBytes, allocations: p.allocations, reuses: p.reuses };
+  }
+}
+
+export type NativeKernelFunc = (args: { inputs: tf.NamedTensorInfoMap; attrs: tf.NamedAttrMap; backend: NativeBackend }) =>
+  tf.TensorInfo | tf.TensorInfo[];
+
+/** A row of the kernel table: a tfjs kernel name and the function that runs it natively. */
+export interface NativeKernel {
+  kernelName: string;
+  kernelFunc: NativeKernelFunc;
+}
