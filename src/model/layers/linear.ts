@@ -20,7 +20,7 @@ tf.registerGradient({
     const [x, w] = saved;
     const hasBias = !!(attrs as { hasBias?: boolean }).hasBias;
     const [dx, dw, db] = runKernel<tf.Tensor[]>('RtLinearGrad', { dy: dy as tf.Tensor, x, w }, { hasBias });
-    const g: tf.NamedGradientMap = { x: () => dx, w: () => dw };
+    const g: Record<string, () => tf.Tensor> = { x: () => dx, w: () => dw };
     if (hasBias) g.bias = () => db;
     return g;
   },
