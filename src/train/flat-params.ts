@@ -6,6 +6,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { Model } from '../model/model.ts';
 import { numel } from '../model/params.ts';
+import { peekNative } from '../model/native/backend.ts';
 
 export type NoDecayGroup = 'biases' | 'norms' | 'embeddings';
 
@@ -59,7 +60,8 @@ export class FlatParams {
   async readGrads(grads: tf.NamedTensorMap, accumulate: boolean): Promise<void> {
     for (let k = 0; k < this.names.length; k++) {
       const g = grads[this.model.params.get(this.names[k])!.name];
-      const data = (await g.data()) as Float32Array;
+      // On the native backend the values are read in place: no copy, and the pooled buffer stays recyclable.
+      const data = peekNative(g)?.values ?? ((await g.data()) as Float32Array);
       const dst = this.grads.subarray(this.offsets[k], this.offsets[k] + data.length);
       if (accumulate) for (let i = 0; i < data.length; i++) dst[i] += data[i];
       else dst.set(data);
@@ -71,7 +73,10 @@ export class FlatParams {
     for (let k = 0; k < this.names.length; k++) {
       const v = this.model.params.get(this.names[k])!;
       const values = this.params.subarray(this.offsets[k], this.offsets[k] + numel(v.shape));
-      tf.tidy(() => v.assign(tf.tensor(values, v.shape)));
+      // Native: overwrite the variable's own buffer when nothing else shares it (no allocation per step).
+      const live = peekNative(v);
+      if (live && live.backend.refCount(v.dataId) === 1) live.values.set(values);
+      else tf.tidy(() => v.assign(tf.tensor(values, v.shape)));
     }
   }
 }

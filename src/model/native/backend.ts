@@ -5,9 +5,9 @@
  *
  * Why a pool: a fresh page costs ~15 us on first touch here (notes/machine-perf.md), and a training
  * step allocates the same shapes every time. Float32 outputs of native kernels come from free lists
- * keyed by length and go back when their tensor is disposed. A pooled buffer is recyclable only while
- * nobody outside the backend can hold it: reading it out (dataSync/data) or a fallback kernel
- * returning a view of it (cpu Slice does) *pins* it, and pinned buffers are left to the GC.
+ * keyed by length and go back when their tensor is disposed. Reads (dataSync/data) return copies, so
+ * no caller holds a pooled buffer; a fallback kernel returning a view of one (cpu Slice does) *pins*
+ * it, and pinned buffers are left to the GC.
  * Pooled buffers hold stale values: a native kernel must write every element of its outputs.
  */
 import * as tf from '@tensorflow/tfjs-core';
@@ -135,10 +135,14 @@ export class NativeBackend extends MathBackendCPU {
     return this.makeTensorInfo(shape, 'float32', values);
   }
 
+  /**
+   * Outside kernels, reads return a copy (as the wasm backend does): buffers are recycled and variables
+   * are updated in place (flat-params), so a caller's array must be a snapshot. Kernels read in place.
+   */
   override readSync(dataId: object): tf.backend_util.BackendValues {
     const values = super.readSync(dataId);
-    if (this.kernelDepth === 0) this.pool.pin(this.entry(dataId)?.values);
-    return values;
+    if (this.kernelDepth > 0) return values;
+    return ArrayBuffer.isView(values) ? (values as Float32Array).slice() : values;
   }
 
   override disposeData(dataId: object, force = false): boolean {
@@ -164,6 +168,17 @@ export class NativeBackend extends MathBackendCPU {
     const p = this.pool;
     return { liveBytes: p.liveBytes, freeBytes: p.freeBytes, allocations: p.allocations, reuses: p.reuses };
   }
+}
+
+/**
+ * The live values of a float32 tensor when the active backend is native, without pinning or copying:
+ * for the host-side optimizer path (flat-params) that reads gradients and rewrites parameters every
+ * step. The caller must not keep the array beyond the current synchronous use.
+ */
+export function peekNative(t: tf.Tensor): { backend: NativeBackend; values: Float32Array } | undefined {
+  const backend = tf.engine().backend;
+  if (!(backend instanceof NativeBackend) || t.dtype !== 'float32') return undefined;
+  return { backend, values: backend.f32(t, 'peek') };
 }
 
 export type NativeKernelFunc = (args: { inputs: tf.NamedTensorInfoMap; attrs: tf.NamedAttrMap; backend: NativeBackend }) =>
