@@ -152,16 +152,15 @@ export class NativeBackend extends MathBackendCPU {
     return done;
   }
 
-  /** Replaces a tensor's values in place from `src` (same length); used to update variables without allocating. */
-  writeInto(t: tf.TensorInfo, src: Float32Array): void {
-    const dst = this.f32(t, 'writeInto');
-    if (dst.length !== src.length) throw new NativeKernelError(`writeInto: ${src.length} values for a tensor of ${dst.length}`);
-    dst.set(src);
-  }
-
-  /** Copies a tensor's values into `dst` without pinning or allocating. */
-  readInto(t: tf.TensorInfo, dst: Float32Array): void {
-    dst.set(this.f32(t, 'readInto'));
+  /** Makes `values` (same length, caller-owned) the storage of `dataId`; its old buffer returns to the pool. */
+  rebind(dataId: object, values: Float32Array): void {
+    const e = this.entry(dataId);
+    if (!(e?.values instanceof Float32Array) || e.values.length !== values.length) {
+      throw new NativeKernelError(`rebind: ${values.length} values for a tensor of ${(e?.values as Float32Array | undefined)?.length}`);
+    }
+    const old = e.values;
+    e.values = values;
+    this.pool.release(old);
   }
 
   nativeMemory(): { liveBytes: number; freeBytes: number; allocations: number; reuses: number } {
