@@ -6,10 +6,31 @@
  * with S = past + T keys -> out (B*T, H*hd) -> o-proj (B*T, d).
  * q/k/v use three weights instead of one fused qkv matrix: splitting the activation costs a full copy
  * per slice on wasm, splitting the weight costs nothing (notes/tfjs-backends.md).
+ *
+ * On the native backend, without a KV cache (training, and the prompt step of generation), the middle
+ * (scores, masks, softmax, probs @ v, head split/merge) is one kernel each way, RtAttention /
+ * RtAttentionGrad (native/src/attention.cc), reading heads in place from the projection layout. The
+ * cache it returns is then built only if the caller reads it (generate does, training does not).
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { linear } from './linear.ts';
 import { applyRope, type RopeTables } from './rope.ts';
+import { hasKernel, runKernel } from '../native/kernels.ts';
+import type { AttentionAttrs } from '../native/kernels/attention.ts';
+
+tf.registerGradient({
+  kernelName: 'RtAttention',
+  inputsToSave: ['q', 'k', 'v'],
+  outputsToSave: [false, true], // probs
+  gradFunc: (dys, saved, attrs) => {
+    // dys[1] (for probs) is tfjs' zeros: probs only feeds the backward, never the loss.
+    const dctx = (dys as tf.Tensor[])[0];
+    const [q, k, v, probs] = saved;
+    const [dq, dk, dv] = runKernel<tf.Tensor[]>('RtAttentionGrad', { dctx, q, k, v, probs }, attrs);
+    // No keyMask entry: it is data (a tape that needs its gradient fails loudly).
+    return { q: () => dq, k: () => dk, v: () => dv };
+  },
+});
 
 export interface AttentionWeights {
   wq: tf.Tensor2D; wk: tf.Tensor2D; wv: tf.Tensor2D; wo: tf.Tensor2D;
@@ -62,6 +83,7 @@ export function attention(
     q = tf.reshape(applyRope(tf.reshape(q, [B * T * H, hd]), s.rope, B, T, H, s.offset), [B * T, H * hd]);
     k = tf.reshape(applyRope(tf.reshape(k, [B * T * Hkv, hd]), s.rope, B, T, Hkv, s.offset), [B * T, Hkv * hd]);
   }
+  if (!cache && hasKernel('RtAttention')) return fusedAttention(q, k, v, w, s);
   let k4 = splitHeads(k, B, T, Hkv, hd);
   let v4 = splitHeads(v, B, T, Hkv, hd);
   if (cache) {
@@ -77,6 +99,20 @@ export function attention(
   const ctx = tf.matMul(probs, repeatKv(v4, H / Hkv)); // (B, H, T, hd)
   const merged = tf.reshape(tf.transpose(ctx, [0, 2, 1, 3]), [B * T, H * hd]) as tf.Tensor2D;
   return { out: linear(merged, w.wo, w.bo), cache: { k: k4, v: v4 } };
+}
+
+function fusedAttention(q: tf.Tensor2D, k: tf.Tensor2D, v: tf.Tensor2D, w: AttentionWeights, s: AttentionShape): { out: tf.Tensor2D; cache: LayerCache } {
+  const { B, T, nHeads: H, nKvHeads: Hkv, headDim: hd } = s;
+  const attrs: AttentionAttrs = { B, T, H, Hkv, hd, causal: s.causal, scale: 1 / Math.sqrt(hd), offset: s.offset };
+  const [ctx, probs] = runKernel<tf.Tensor[]>('RtAttention', s.keyMask ? { q, k, v, keyMask: s.keyMask } : { q, k, v }, attrs as unknown as tf.NamedAttrMap);
+  probs.dispose(); // the tape keeps its own reference for the backward
+  // The cache views are made on first read, in the caller's scope (generate reads them inside its tidy).
+  let k4: tf.Tensor4D | undefined, v4: tf.Tensor4D | undefined;
+  const cache: LayerCache = {
+    get k() { return (k4 ??= splitHeads(k, B, T, Hkv, hd)); },
+    get v() { return (v4 ??= splitHeads(v, B, T, Hkv, hd)); },
+  };
+  return { out: linear(ctx as tf.Tensor2D, w.wo, w.bo), cache };
 }
 
 /** attentionMask (B, S) of 1/0 -> additive key mask (0 / -1e9), as HF's extended attention mask. */

@@ -4,9 +4,23 @@
  *   x' = x * cos(angle) + rotate_half(x) * sin(angle),  rotate_half(x) = cat(-x[hd/2:], x[:hd/2])
  * rotate_half is a fixed signed permutation, applied as x @ R so it stays a plain 2-D matMul
  * (slicing the last axis copies the whole tensor on wasm, notes/tfjs-backends.md).
+ * On the native backend the rotation is one kernel (RtRope); its gradient is the transposed (inverse)
+ * rotation, the same kernel with `inverse` set.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { linear } from './linear.ts';
+import { hasKernel, runKernel } from '../native/kernels.ts';
+
+tf.registerGradient({
+  kernelName: 'RtRope',
+  inputsToSave: ['cos', 'sin'],
+  gradFunc: (dy, saved, attrs) => {
+    const [cos, sin] = saved;
+    const a = attrs as { T: number; heads: number; offset: number; inverse?: boolean };
+    // No entries for cos/sin: they are constant tables (a tape that needs them fails loudly).
+    return { x: () => runKernel<tf.Tensor>('RtRope', { x: dy as tf.Tensor, cos, sin }, { ...a, inverse: !a.inverse }) };
+  },
+});
 
 export interface RopeTables {
   cos: tf.Tensor2D; // (maxPositions, hd)
@@ -42,6 +56,7 @@ export function ropeTables(headDim: number, maxPositions: number, theta: number)
 /** x: (B*T*H, hd) rows ordered (b, t, h); positions start at `offset`. Returns the same shape. */
 export function applyRope(x: tf.Tensor2D, tables: RopeTables, B: number, T: number, H: number, offset: number): tf.Tensor2D {
   const hd = x.shape[1];
+  if (hasKernel('RtRope')) return runKernel<tf.Tensor2D>('RtRope', { x, cos: tables.cos, sin: tables.sin }, { T, heads: H, offset });
   const cos = tf.reshape(tf.slice(tables.cos, [offset, 0], [T, hd]), [1, T, 1, hd]);
   const sin = tf.reshape(tf.slice(tables.sin, [offset, 0], [T, hd]), [1, T, 1, hd]);
   const x4 = tf.reshape(x, [B, T, H, hd]);
