@@ -2,6 +2,20 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { Activation } from '../config.ts';
 import { customGrad } from './custom-grad.ts';
+import { hasKernel, runKernel } from '../native/kernels.ts';
+
+// On the native backend each activation is one kernel each way (native/src/activations.cc), which recomputes
+// from the saved input x rather than saving intermediates.
+for (const kernelName of ['RtGeluTanh', 'RtGeluErf', 'RtSilu']) {
+  tf.registerGradient({
+    kernelName,
+    inputsToSave: ['x'],
+    gradFunc: (dy, saved) => {
+      const [x] = saved;
+      return { x: () => runKernel<tf.Tensor>(`${kernelName}Grad`, { dy: dy as tf.Tensor, x }) };
+    },
+  });
+}
 
 const SQRT_2_OVER_PI = Math.sqrt(2 / Math.PI);
 
@@ -28,15 +42,18 @@ const geluTanhOp = customGrad<(x: tf.Tensor) => tf.Tensor>((x: tf.Tensor, save: 
 });
 
 export function geluTanh(x: tf.Tensor): tf.Tensor {
+  if (hasKernel('RtGeluTanh')) return runKernel<tf.Tensor>('RtGeluTanh', { x });
   return geluTanhOp(x);
 }
 
 /** gelu (BERT): exact 0.5 x (1 + erf(x / sqrt 2)). */
 export function geluErf(x: tf.Tensor): tf.Tensor {
+  if (hasKernel('RtGeluErf')) return runKernel<tf.Tensor>('RtGeluErf', { x });
   return tf.mul(tf.mul(x, 0.5), tf.add(tf.erf(tf.mul(x, Math.SQRT1_2)), 1));
 }
 
 export function silu(x: tf.Tensor): tf.Tensor {
+  if (hasKernel('RtSilu')) return runKernel<tf.Tensor>('RtSilu', { x });
   return tf.mul(x, tf.sigmoid(x));
 }
 
