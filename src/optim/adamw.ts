@@ -5,7 +5,12 @@
  *   theta <- theta - lr * (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps)
  * Flat host buffers because the gradients arrive flat from the ring all-reduce; every replica runs the
  * same loop on the same numbers, so replicas stay bit-identical. Moments are float32 like torch's.
+ * Where the native addon is built, update() runs native/src/optim.cc (OpenMP), which does the same double
+ * operations in the same order and is bit-identical to updateJs() (tests/optim/adamw-native.test.ts),
+ * so replicas with and without the addon still agree.
  */
+import { optimAddon } from '../model/native/kernels/optim.ts';
+
 export interface AdamWConfig {
   beta1: number;
   beta2: number;
@@ -35,13 +40,19 @@ export class AdamW {
 
   /** One update in place. `grads` is the (already averaged and clipped) gradient. */
   update(params: Float32Array, grads: Float32Array, lr: number): void {
-    const { beta1: b1, beta2: b2, eps, weightDecay } = this.config;
-    this.step += 1;
-    const bc1 = 1 - Math.pow(b1, this.step);
-    const bc2 = 1 - Math.pow(b2, this.step);
-    const stepSize = lr / bc1;
-    const sqrtBc2 = Math.sqrt(bc2);
-    const decayFactor = 1 - lr * weightDecay;
+    const native = optimAddon();
+    if (!native) return this.updateJs(params, grads, lr);
+    this.checkLengths(params, grads);
+    const { beta1: b1, beta2: b2, eps } = this.config;
+    const { stepSize, sqrtBc2, decayFactor } = this.nextStep(lr);
+    native.adamw(params, grads, this.m, this.v, this.decay, b1, b2, eps, stepSize, sqrtBc2, decayFactor);
+  }
+
+  /** The JavaScript loop (the definition; also the path without the addon). */
+  updateJs(params: Float32Array, grads: Float32Array, lr: number): void {
+    this.checkLengths(params, grads);
+    const { beta1: b1, beta2: b2, eps } = this.config;
+    const { stepSize, sqrtBc2, decayFactor } = this.nextStep(lr);
     const { m, v, decay } = this;
     for (let i = 0; i < params.length; i++) {
       const g = grads[i];
@@ -50,6 +61,21 @@ export class AdamW {
       const vi = (v[i] = b2 * v[i] + (1 - b2) * g * g);
       // torch: denom = sqrt(v) / sqrt(bc2) + eps; theta -= (lr / bc1) * m / denom
       params[i] = p - (stepSize * mi) / (Math.sqrt(vi) / sqrtBc2 + eps);
+    }
+  }
+
+  /** Advances the step count and returns the per-step scalars, computed once in double for both paths. */
+  private nextStep(lr: number): { stepSize: number; sqrtBc2: number; decayFactor: number } {
+    const { beta1: b1, beta2: b2, weightDecay } = this.config;
+    this.step += 1;
+    const bc1 = 1 - Math.pow(b1, this.step);
+    const bc2 = 1 - Math.pow(b2, this.step);
+    return { stepSize: lr / bc1, sqrtBc2: Math.sqrt(bc2), decayFactor: 1 - lr * weightDecay };
+  }
+
+  private checkLengths(params: Float32Array, grads: Float32Array): void {
+    if (params.length !== this.size || grads.length !== this.size) {
+      throw new RangeError(`AdamW over ${this.size} parameters got ${params.length} parameters and ${grads.length} gradients`);
     }
   }
 

@@ -5,12 +5,32 @@
  *
  * Custom gradient (one exp, no one-hot of the logits' size in the forward pass):
  *   dL/dz_n = w_n * (softmax(z_n) - onehot(y_n)) * dy
+ * On the native backend each direction is one kernel (RtCrossEntropy saves only the per-row
+ * logsumexp; RtCrossEntropyGrad writes softmax straight into dlogits), registered with its gradient below.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { customGrad } from '../model/layers/custom-grad.ts';
+import { hasKernel, runKernel } from '../model/native/kernels.ts';
+
+tf.registerGradient({
+  kernelName: 'RtCrossEntropy',
+  inputsToSave: ['logits', 'targets', 'weights'],
+  outputsToSave: [false, true],
+  gradFunc: (dys, saved) => {
+    const [logits, targets, weights, lse] = saved;
+    // Two outputs: the gradient of the loss, and zeros for the lse nobody differentiates.
+    const dy = (Array.isArray(dys) ? dys[0] : dys) as tf.Tensor;
+    return { logits: () => runKernel<tf.Tensor>('RtCrossEntropyGrad', { dy, logits, targets, weights, lse }) };
+  },
+});
 
 /** logits (N, V), targets int32 (N), weights float32 (N) -> scalar sum. */
 export function crossEntropySum(logits: tf.Tensor2D, targets: tf.Tensor1D, weights: tf.Tensor1D): tf.Scalar {
+  if (hasKernel('RtCrossEntropy')) {
+    const [loss, lse] = runKernel<tf.Tensor[]>('RtCrossEntropy', { logits, targets, weights });
+    lse.dispose(); // the tape keeps its own reference for the gradient
+    return loss as tf.Scalar;
+  }
   const [N, V] = logits.shape;
   const f = customGrad<(z: tf.Tensor2D) => tf.Scalar>((z: tf.Tensor, save: tf.GradSaveFunc) => {
     const shifted = tf.sub(z, tf.max(z, -1, true));
