@@ -6,7 +6,7 @@ import { classifyText } from '../model/classify.ts';
 import { createModelDir } from '../model/create.ts';
 import { generate } from '../model/generate.ts';
 import { loadModel, readConfigJson } from '../model/model-dir.ts';
-import { PRESETS } from '../model/presets.ts';
+import { presetChoices } from '../model/presets.ts';
 import { Tokenizer } from '../model/tokenizer.ts';
 import { action, floatArg, intArg, startBackend } from './common.ts';
 
@@ -17,7 +17,7 @@ export function registerModelCommands(program: Command): void {
     .command('create')
     .description('write a randomly initialised model directory (config.json, model.safetensors, tokenizer.json)')
     .requiredOption('--family <family>', 'gpt2 | llama | bert')
-    .option('--preset <preset>', `size: ${Object.keys(PRESETS).join(' | ')}`, 'tiny')
+    .option('--preset <preset>', `size: ${presetChoices()}`, 'tiny')
     .requiredOption('--out <dir>', 'output model directory (replaced atomically)')
     .option('--task <task>', 'causal-lm | classification (bert: classification only)')
     .option('--labels <names>', 'comma-separated label names for classification')
