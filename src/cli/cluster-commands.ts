@@ -4,7 +4,7 @@
  * environment variable named in its help (flags win); the Kubernetes manifests pass exactly these.
  */
 import { Option, type Command } from 'commander';
-import { loadJobFile } from '../config/compile.ts';
+import { loadJobFile, threadsFor, type Threads } from '../config/compile.ts';
 import type { BusOptions } from '../control/bus.ts';
 import { Bus } from '../control/bus.ts';
 import { freePort } from '../control/nats-server.ts';
@@ -13,12 +13,12 @@ import { runCoordinator } from '../coordinator/coordinator.ts';
 import { runLocalCluster } from '../coordinator/local.ts';
 import { CoordinatorMetrics, startMetricsServer, WorkerMetrics } from '../metrics/metrics.ts';
 import { runWorker } from '../worker/worker.ts';
-import { action, intArg, startBackend } from './common.ts';
+import { action, allCores, BACKEND_HELP, intArg, startBackend, threadsOption } from './common.ts';
 
 const natsOption = () => new Option('--nats <url>', 'NATS server URL').env('RINGTUNE_NATS_URL');
 const metricsOption = () => new Option('--metrics-port <port>', 'port of /metrics and /healthz (0 = any free port)').env('RINGTUNE_METRICS_PORT').argParser(intArg(0)).default(9464);
 const lingerOption = () => new Option('--linger-ms <ms>', 'keep /metrics up this long after the run ends').env('RINGTUNE_LINGER_MS').argParser(intArg(0)).default(0);
-const backendOption = () => new Option('--backend <name>', 'tfjs backend: auto | tensorflow-gpu | tensorflow | wasm | cpu').env('RINGTUNE_BACKEND');
+const backendOption = () => new Option('--backend <name>', BACKEND_HELP).env('RINGTUNE_BACKEND');
 
 /** NATS credentials: the job spec's cluster.nats, overridden by RINGTUNE_NATS_* (Kubernetes Secrets). */
 function busOptions(url: string, fromJob?: { token?: string; user?: string; password?: string; tls?: BusOptions['tls'] }): BusOptions {
@@ -82,17 +82,19 @@ export function registerClusterCommands(program: Command): void {
     .addOption(new Option('--rank-hint <rank>', 'preferred rank (a StatefulSet pod ordinal)').env('RINGTUNE_RANK_HINT').argParser((v) => (v.trim() === '' ? undefined : intArg(0)(v))))
     .addOption(metricsOption())
     .addOption(backendOption())
+    .addOption(threadsOption('all cores'))
     .addOption(lingerOption())
     .addOption(new Option('--trace-examples <file>', 'append which examples each step trained on (JSON lines)').env('RINGTUNE_TRACE_EXAMPLES'))
-    .action(action(async (o: { nats: string; job: string; ringHost: string; ringPort: number; advertise?: string; rankHint?: number; metricsPort: number; backend?: string; lingerMs: number; traceExamples?: string }) => {
-      const backend = await startBackend(o.backend);
+    .action(action(async (o: { nats: string; job: string; ringHost: string; ringPort: number; advertise?: string; rankHint?: number; metricsPort: number; backend?: string; threads?: Threads; lingerMs: number; traceExamples?: string }) => {
+      // The job's `threads` arrives with the assignment; until then (and if it says auto) all cores.
+      const backend = await startBackend(o.backend, threadsFor(o.threads, undefined, allCores()));
       const metrics = new WorkerMetrics({ job: o.job, rank: -1, backend: backend.name });
       const server = await startMetricsServer(metrics.registry, { port: o.metricsPort });
       const ringPort = o.ringPort || (await freePort(o.ringHost === '0.0.0.0' ? '127.0.0.1' : o.ringHost));
       try {
         await runWorker({
           bus: busOptions(o.nats), job: o.job, ringHost: o.ringHost, ringPort, advertise: o.advertise, rankHint: o.rankHint ?? -1,
-          ringToken: process.env.RINGTUNE_RING_TOKEN, backend, metricsPort: server.port, log: (l) => console.error(l), traceFile: o.traceExamples,
+          ringToken: process.env.RINGTUNE_RING_TOKEN, backend, threads: o.threads, metricsPort: server.port, log: (l) => console.error(l), traceFile: o.traceExamples,
           events: {
             phase: (p) => metrics.setPhase(p),
             assigned: (rank) => metrics.setRank(rank),
@@ -117,8 +119,9 @@ export function registerClusterCommands(program: Command): void {
     .option('--metrics-port-base <port>', 'coordinator gets this port, worker i gets port + 1 + i (default: free ports)', intArg(1))
     .option('--resume', 'continue from the latest checkpoint')
     .addOption(backendOption())
-    .action(action(async (jobFile: string, o: { workers?: number; nats?: string; metricsPortBase?: number; resume?: boolean; backend?: string }) => {
-      const code = await runLocalCluster({ jobFile, workers: o.workers, natsUrl: o.nats, metricsPortBase: o.metricsPortBase, resume: o.resume, backend: o.backend });
+    .addOption(threadsOption('cores / workers, at least 1'))
+    .action(action(async (jobFile: string, o: { workers?: number; nats?: string; metricsPortBase?: number; resume?: boolean; backend?: string; threads?: Threads }) => {
+      const code = await runLocalCluster({ jobFile, workers: o.workers, natsUrl: o.nats, metricsPortBase: o.metricsPortBase, resume: o.resume, backend: o.backend, threads: o.threads });
       process.exit(code);
     }));
 

@@ -1,11 +1,37 @@
 /** Shared CLI plumbing: backend start-up, typed-error reporting, number parsing. */
-import { InvalidArgumentError } from 'commander';
+import { availableParallelism } from 'node:os';
+import { InvalidArgumentError, Option } from 'commander';
+import { parseThreads, type Threads } from '../config/compile.ts';
 import { RingtuneError } from '../errors.ts';
-import { backendChoiceFrom, initBackend, type BackendInfo } from '../model/backend.ts';
+import { BACKENDS, backendChoiceFrom, initBackend, setThreads, type BackendInfo } from '../model/backend.ts';
 
-export async function startBackend(flag: string | undefined): Promise<BackendInfo> {
+export const BACKEND_HELP = `tfjs backend: auto | ${BACKENDS.join(' | ')}`;
+
+/**
+ * Selects the tfjs backend (flag, else RINGTUNE_BACKEND, else auto). `threads` is set first so the
+ * start-up line names the count the native engine runs with.
+ */
+export async function startBackend(flag: string | undefined, threads?: number): Promise<BackendInfo> {
+  if (threads !== undefined) await setThreads(threads);
   return initBackend(backendChoiceFrom(flag ?? process.env.RINGTUNE_BACKEND));
 }
+
+/** All cores of this machine: the `auto` thread count of a process that has the machine to itself. */
+export const allCores = (): number => availableParallelism();
+
+export function threadsArg(value: string): Threads {
+  try {
+    return parseThreads(value, '--threads');
+  } catch (err) {
+    // commander prefixes the option (and the variable, for RINGTUNE_THREADS) to this message.
+    throw new InvalidArgumentError((err as Error).message.replace(/^--threads: /, ''));
+  }
+}
+
+/** --threads, also read from RINGTUNE_THREADS (the flag wins); precedence over the job spec: threadsFor. */
+export const threadsOption = (auto = 'all cores') =>
+  new Option('--threads <n>', `cores the native engine uses: a positive integer or auto (${auto}); overrides the job's \`threads\``)
+    .env('RINGTUNE_THREADS').argParser(threadsArg);
 
 export function intArg(min: number) {
   return (value: string): number => {

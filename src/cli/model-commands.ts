@@ -1,5 +1,6 @@
 /** `ringtune model create|info`, `ringtune generate`, `ringtune classify`. */
 import type { Command } from 'commander';
+import { threadsFor, type Threads } from '../config/compile.ts';
 import { InputError } from '../errors.ts';
 import type { Family, Task } from '../model/config.ts';
 import { classifyText } from '../model/classify.ts';
@@ -8,7 +9,7 @@ import { generate } from '../model/generate.ts';
 import { loadModel, readConfigJson } from '../model/model-dir.ts';
 import { presetChoices } from '../model/presets.ts';
 import { Tokenizer } from '../model/tokenizer.ts';
-import { action, floatArg, intArg, startBackend } from './common.ts';
+import { action, allCores, BACKEND_HELP, floatArg, intArg, startBackend, threadsOption } from './common.ts';
 
 export function registerModelCommands(program: Command): void {
   const model = program.command('model').description('create and inspect model directories');
@@ -23,7 +24,7 @@ export function registerModelCommands(program: Command): void {
     .option('--labels <names>', 'comma-separated label names for classification')
     .option('--vocab-size <n>', 'override the preset vocabulary size', intArg(300))
     .option('--seed <n>', 'initialisation seed', intArg(0), 0)
-    .option('--backend <name>', 'tfjs backend: auto | tensorflow-gpu | tensorflow | wasm | cpu')
+    .option('--backend <name>', BACKEND_HELP)
     .action(action(async (o: { family: string; preset: string; out: string; task?: string; labels?: string; vocabSize?: number; seed: number; backend?: string }) => {
       if (!['gpt2', 'llama', 'bert'].includes(o.family)) throw new InputError(`--family must be gpt2, llama or bert, got "${o.family}"`);
       if (o.task && o.task !== 'causal-lm' && o.task !== 'classification') throw new InputError(`--task must be causal-lm or classification, got "${o.task}"`);
@@ -66,9 +67,10 @@ export function registerModelCommands(program: Command): void {
     .option('--top-k <k>', 'sample from the k most likely tokens (0 = all)', intArg(0), 0)
     .option('--top-p <p>', 'nucleus sampling mass', floatArg(0, 1), 1)
     .option('--seed <n>', 'sampling seed', intArg(0), 0)
-    .option('--backend <name>', 'tfjs backend')
-    .action(action(async (o: { model: string; prompt: string; chat?: boolean; maxTokens: number; temperature: number; topK: number; topP: number; seed: number; backend?: string }) => {
-      await startBackend(o.backend);
+    .option('--backend <name>', BACKEND_HELP)
+    .addOption(threadsOption())
+    .action(action(async (o: { model: string; prompt: string; chat?: boolean; maxTokens: number; temperature: number; topK: number; topP: number; seed: number; backend?: string; threads?: Threads }) => {
+      await startBackend(o.backend, threadsFor(o.threads, undefined, allCores()));
       const tok = await Tokenizer.fromDir(o.model);
       const { model: m } = await loadModel(o.model, { task: 'causal-lm' });
       const text = o.chat ? tok.applyChatTemplate([{ role: 'user', content: o.prompt }], { addGenerationPrompt: true }) : o.prompt;
@@ -100,9 +102,10 @@ export function registerModelCommands(program: Command): void {
     .description('classify text with a sequence-classification model directory')
     .requiredOption('--model <dir>', 'model directory')
     .requiredOption('--text <text...>', 'one or more texts')
-    .option('--backend <name>', 'tfjs backend')
-    .action(action(async (o: { model: string; text: string[]; backend?: string }) => {
-      await startBackend(o.backend);
+    .option('--backend <name>', BACKEND_HELP)
+    .addOption(threadsOption())
+    .action(action(async (o: { model: string; text: string[]; backend?: string; threads?: Threads }) => {
+      await startBackend(o.backend, threadsFor(o.threads, undefined, allCores()));
       const tok = await Tokenizer.fromDir(o.model);
       const { model: m } = await loadModel(o.model, { task: 'classification' });
       for (const text of o.text) {
@@ -122,9 +125,10 @@ export function registerServeCommand(program: Command): void {
     .requiredOption('--model <dir>', 'model directory')
     .option('--port <port>', 'port (0 = any free port)', intArg(0), 8080)
     .option('--host <host>', 'interface to bind', '127.0.0.1')
-    .option('--backend <name>', 'tfjs backend')
-    .action(action(async (o: { model: string; port: number; host: string; backend?: string }) => {
-      await startBackend(o.backend);
+    .option('--backend <name>', BACKEND_HELP)
+    .addOption(threadsOption())
+    .action(action(async (o: { model: string; port: number; host: string; backend?: string; threads?: Threads }) => {
+      await startBackend(o.backend, threadsFor(o.threads, undefined, allCores()));
       const { startInferenceServer } = await import('../serve/server.ts');
       const s = await startInferenceServer({ modelDir: o.model, port: o.port, host: o.host, log: (l) => console.error(l) });
       const stop = () => void s.close().then(() => process.exit(0));

@@ -2,14 +2,14 @@
 import { access, mkdir } from 'node:fs/promises';
 import { join, relative, resolve } from 'node:path';
 import { Option, type Command } from 'commander';
-import { compileJob, loadJobFile, type DataFormat } from '../config/compile.ts';
+import { compileJob, loadJobFile, threadsFor, type DataFormat, type Threads } from '../config/compile.ts';
 import { jobTemplate } from '../config/template.ts';
 import { InputError } from '../errors.ts';
 import { loadModel } from '../model/model-dir.ts';
 import { writeFileAtomic } from '../util/atomic.ts';
 import { evalResult, evalState } from '../train/evaluate.ts';
 import { prepareRun, train } from '../train/loop.ts';
-import { action, intArg, startBackend } from './common.ts';
+import { action, allCores, BACKEND_HELP, intArg, startBackend, threadsOption } from './common.ts';
 
 const FORMATS = ['text', 'prompt-completion', 'messages', 'label'];
 
@@ -38,10 +38,11 @@ export function registerTrainCommands(program: Command): void {
     .option('--resume', 'continue from the latest checkpoint')
     .option('--overwrite', 'start over even if checkpoints exist')
     .option('--dry-run', 'validate the job, model and data, print the plan, train nothing')
-    .option('--backend <name>', 'tfjs backend (overrides the job spec)')
-    .action(action(async (jobFile: string, o: { resume?: boolean; overwrite?: boolean; dryRun?: boolean; backend?: string }) => {
+    .option('--backend <name>', `${BACKEND_HELP} (overrides the job spec)`)
+    .addOption(threadsOption())
+    .action(action(async (jobFile: string, o: { resume?: boolean; overwrite?: boolean; dryRun?: boolean; backend?: string; threads?: Threads }) => {
       const job = await loadJobFile(jobFile);
-      await startBackend(o.backend ?? (job.backend === 'auto' ? undefined : job.backend));
+      await startBackend(o.backend ?? (job.backend === 'auto' ? undefined : job.backend), threadsFor(o.threads, job.threads, allCores()));
       if (o.dryRun) {
         const { data } = await prepareRun(job);
         console.log(JSON.stringify({ job: job.name, task: job.task, model: job.modelDir, train: data.train.length, eval: data.eval.length, skipped: data.skipped.length, labels: data.labels, output: job.outputDir }, null, 2));
@@ -63,14 +64,15 @@ export function registerTrainCommands(program: Command): void {
     .option('--metrics <names>', 'also generate completions and score them: bleu,rouge,exact_match (prompt-completion or messages data)')
     .option('--max-new-tokens <n>', 'tokens generated per example for --metrics', intArg(1), 48)
     .option('--max-examples <n>', 'examples generated for --metrics', intArg(1), 100)
-    .option('--backend <name>', 'tfjs backend')
-    .action(action(async (o: { model: string; data: string; format: string; maxSeqLen: number; batch: number; onBadRecord: string; metrics?: string; maxNewTokens: number; maxExamples: number; backend?: string }) => {
+    .option('--backend <name>', BACKEND_HELP)
+    .addOption(threadsOption())
+    .action(action(async (o: { model: string; data: string; format: string; maxSeqLen: number; batch: number; onBadRecord: string; metrics?: string; maxNewTokens: number; maxExamples: number; backend?: string; threads?: Threads }) => {
       const job = compileJob({
         model: resolve(o.model), data: { train: resolve(o.data), format: o.format, max_seq_len: o.maxSeqLen, eval_fraction: 0, on_bad_record: o.onBadRecord },
         training: { max_steps: 1, global_batch: o.batch, micro_batch: o.batch },
         eval: { metrics: o.metrics?.split(',').map((m) => m.trim()).filter(Boolean), generate_max_tokens: o.maxNewTokens, generate_max_examples: o.maxExamples },
       }, 'ringtune eval');
-      await startBackend(o.backend);
+      await startBackend(o.backend, threadsFor(o.threads, undefined, allCores()));
       const { data, padId, labels, generation } = await prepareRun(job);
       const { model } = await loadModel(job.modelDir, { task: job.task, labels });
       const r = evalResult(await evalState(model, data.train, o.batch, padId, undefined, generation));
@@ -87,7 +89,7 @@ export function registerDemoCommand(program: Command): void {
     .option('--workers <n>', 'worker processes', intArg(1), 2)
     .option('--pretrain-steps <n>', 'pre-training steps', intArg(1), 300)
     .option('--finetune-steps <n>', 'fine-tuning (and from-scratch) steps', intArg(1), 80)
-    .addOption(new Option('--backend <name>', 'tfjs backend').env('RINGTUNE_BACKEND'))
+    .addOption(new Option('--backend <name>', BACKEND_HELP).env('RINGTUNE_BACKEND'))
     .action(action(async (o: { dir: string; workers: number; pretrainSteps: number; finetuneSteps: number; backend?: string }) => {
       await startBackend(o.backend);
       const { runDemo } = await import('../demo/demo.ts');

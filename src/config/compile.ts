@@ -23,6 +23,8 @@ export interface CompiledJob {
   /** undefined = from the model's config.json (`architectures`), or by data format. */
   task: Task;
   backend: BackendChoice;
+  /** Native engine threads per process; 'auto' = threadsFor's `auto` (all cores, or cores / workers locally). */
+  threads: Threads;
   data: {
     trainPath: string;
     evalPath?: string;
@@ -76,6 +78,27 @@ export interface CompiledJob {
   outputDir: string;
 }
 
+export type Threads = number | 'auto';
+
+/**
+ * The native engine's thread count for one process. Precedence: `explicit` (the --threads flag, which
+ * also reads RINGTUNE_THREADS; the flag wins) > the job spec's `threads` > `auto`. 'auto' at any level
+ * means `auto`, the caller's default: all cores for one process, cores / workers for `ringtune local`.
+ */
+export function threadsFor(explicit: Threads | undefined, fromJob: Threads | undefined, auto: number): number {
+  const t = explicit ?? fromJob ?? 'auto';
+  return t === 'auto' ? Math.max(1, Math.floor(auto)) : t;
+}
+
+/** Parses a --threads / RINGTUNE_THREADS value; errors name `source`. */
+export function parseThreads(value: string, source: string): Threads {
+  const v = value.trim();
+  if (v === 'auto') return 'auto';
+  const n = Number(v);
+  if (v === '' || !Number.isInteger(n) || n < 1) throw new InputError(`${source}: expected a positive integer or "auto", got "${value}"`);
+  return n;
+}
+
 export interface TlsPaths { caFile?: string; certFile?: string; keyFile?: string }
 
 export class JobSpecError extends InputError {
@@ -119,6 +142,7 @@ export function compileJob(raw: unknown, jobFile: string): CompiledJob {
     modelDir: path(s.model),
     task,
     backend: s.backend,
+    threads: s.threads,
     data: {
       trainPath: path(s.data.train),
       evalPath: s.data.eval ? path(s.data.eval) : undefined,

@@ -7,6 +7,10 @@ import { z } from 'zod';
 
 const positiveInt = z.number().int().positive();
 const nonNegInt = z.number().int().nonnegative();
+/** A positive integer or "auto" (the same words as --threads and RINGTUNE_THREADS). */
+export const ThreadsSchema = z.custom<number | 'auto'>((v) => v === 'auto' || (Number.isInteger(v) && (v as number) > 0), {
+  error: (issue) => `expected a positive integer or "auto", got ${JSON.stringify(issue.input)}`,
+});
 
 export const DataSchema = z
   .object({
@@ -114,7 +118,13 @@ export const JobSchema = z
     name: z.string().regex(/^[A-Za-z0-9._-]+$/, 'letters, digits, ".", "_" and "-" only').default('job'),
     model: z.string().min(1),
     task: z.enum(['causal-lm', 'classification']).optional(),
-    backend: z.enum(['auto', 'tensorflow-gpu', 'tensorflow', 'wasm', 'cpu']).default('auto'),
+    backend: z.enum(['auto', 'tensorflow-gpu', 'tensorflow', 'native', 'wasm', 'cpu']).default('auto'),
+    /**
+     * Cores one process (ringtune train, or each worker) gives the native engine. auto: all cores for
+     * `ringtune train` and a lone worker, cores / workers for `ringtune local`. --threads and
+     * RINGTUNE_THREADS override it.
+     */
+    threads: ThreadsSchema.default('auto'),
     data: DataSchema,
     training: TrainingSchema,
     method: z.object({ type: z.literal('full').default('full') }).strict().prefault({}),

@@ -12,7 +12,8 @@ export function jobTemplate(o: InitOptions): string {
 name: job
 model: ${o.model}                  # Hugging Face model dir: config.json, model.safetensors, tokenizer.json
 # task: causal-lm                 # causal-lm | classification (default: classification for format label)
-backend: auto                     # auto | tensorflow-gpu | tensorflow | wasm | cpu
+backend: auto                     # auto | tensorflow-gpu | tensorflow | native | wasm | cpu
+threads: auto                     # native engine cores per process: N | auto (all cores; ringtune local: cores / workers)
 
 data:
   train: ${o.train}               # JSON Lines (.jsonl) or CSV (.csv, labelled data)

@@ -6,11 +6,12 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdir } from 'node:fs/promises';
+import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { RING_PROCESS_ENV } from '../collective/ring-options.ts';
-import { loadJobFile } from '../config/compile.ts';
+import { loadJobFile, parseThreads, threadsFor, type Threads } from '../config/compile.ts';
 import { freePort, startNatsServer, type NatsServer } from '../control/nats-server.ts';
 import { writeFileAtomic } from '../util/atomic.ts';
 
@@ -23,6 +24,8 @@ export interface LocalOptions {
   metricsPortBase?: number;
   resume?: boolean;
   backend?: string;
+  /** Native engine threads per worker (--threads / RINGTUNE_THREADS); default: the job's `threads`, auto = cores / workers. */
+  threads?: Threads;
   log?: (line: string) => void;
   /** false: keep the processes' output to itself, printing the last lines only if the run fails. */
   echo?: boolean | RegExp;
@@ -39,10 +42,22 @@ function prefixed(child: ChildProcess, tag: string, echo: boolean | RegExp, kept
   }
 }
 
+/**
+ * Native engine threads of each local worker, passed to it as --threads: `explicit` (--threads) >
+ * RINGTUNE_THREADS > the job's `threads` > auto = cores / workers (at least 1), so N workers on one
+ * machine do not oversubscribe it. Resolved here: only this process knows how many workers share it.
+ */
+export function workerThreads(explicit: Threads | undefined, env: string | undefined, fromJob: Threads | undefined, workers: number,
+  cores = availableParallelism()): number {
+  const fromEnv = env ? parseThreads(env, 'RINGTUNE_THREADS') : undefined;
+  return threadsFor(explicit ?? fromEnv, fromJob, cores / workers);
+}
+
 export async function runLocalCluster(o: LocalOptions): Promise<number> {
   const log = o.log ?? ((l: string) => console.error(l));
   const job = await loadJobFile(o.jobFile);
   const workers = o.workers ?? job.cluster.workers;
+  const threads = workerThreads(o.threads, process.env.RINGTUNE_THREADS, job.threads, workers);
   let nats: NatsServer | undefined;
   if (!o.natsUrl) nats = await startNatsServer({ log });
   const url = o.natsUrl ?? nats!.url;
@@ -52,7 +67,7 @@ export async function runLocalCluster(o: LocalOptions): Promise<number> {
     { targets: [`127.0.0.1:${ports[0]}`], labels: { job: job.name, role: 'coordinator' } },
     ...ports.slice(1).map((p, i) => ({ targets: [`127.0.0.1:${p}`], labels: { job: job.name, role: 'worker', rank_hint: String(i) } })),
   ], null, 2) + '\n');
-  log(`[local] ${job.name}: NATS ${url}, ${workers} workers, metrics on ports ${ports.join(', ')}`);
+  log(`[local] ${job.name}: NATS ${url}, ${workers} workers (${threads} native thread${threads > 1 ? 's' : ''} each), metrics on ports ${ports.join(', ')}`);
 
   const env = { ...process.env, RINGTUNE_NATS_URL: url, ...(o.backend ? { RINGTUNE_BACKEND: o.backend } : {}) };
   const children: ChildProcess[] = [];
@@ -65,7 +80,8 @@ export async function runLocalCluster(o: LocalOptions): Promise<number> {
   };
   const coordinatorExit = start('[coord]', ['coordinator', o.jobFile, '--workers', String(workers), '--metrics-port', String(ports[0]), ...(o.resume ? ['--resume'] : [])]);
   const workerExits = [...Array(workers).keys()].map((i) =>
-    start(`[w${i}]`, ['worker', '--job', job.name, '--ring-host', '127.0.0.1', '--ring-port', '0', '--rank-hint', String(i), '--metrics-port', String(ports[i + 1])], { ...RING_PROCESS_ENV }));
+    start(`[w${i}]`, ['worker', '--job', job.name, '--ring-host', '127.0.0.1', '--ring-port', '0', '--rank-hint', String(i), '--metrics-port', String(ports[i + 1]),
+      '--threads', String(threads)], { ...RING_PROCESS_ENV }));
 
   let interrupted = false;
   const stopAll = (signal: NodeJS.Signals) => {

@@ -11,6 +11,7 @@
  * fails we skip the other unless it is asked for by name (notes/tfjs-backends.md).
  */
 import { createRequire } from 'node:module';
+import { availableParallelism } from 'node:os';
 import { dirname, sep } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 // tfjs-core's node bundle registers no gradients; the umbrella package's bundle does (its ESM files
@@ -24,22 +25,29 @@ export type BackendChoice = BackendName | 'auto';
 
 const require = createRequire(import.meta.url);
 let active: BackendName | undefined;
-let nativeThreads = threadsFrom(process.env.RINGTUNE_THREADS);
+// Read from RINGTUNE_THREADS when first needed, not at import: a bad value is then a one-line
+// BackendError where the backend starts, not a stack trace from loading this module.
+let nativeThreadsSet: number | undefined;
+const nativeThreads = (): number => (nativeThreadsSet ??= threadsFrom(process.env.RINGTUNE_THREADS));
 
-/** Threads for the native engine (BLAS and its own kernels): a positive integer, default 1. */
+/**
+ * Threads for the native engine (BLAS and its own kernels): a positive integer or "auto" (all cores),
+ * default 1 here; the CLI resolves --threads / RINGTUNE_THREADS / the job's `threads` and calls setThreads.
+ */
 export function threadsFrom(value: string | number | undefined): number {
   if (value === undefined || value === '') return 1;
+  if (value === 'auto') return availableParallelism();
   const n = Number(value);
-  if (!Number.isInteger(n) || n < 1) throw new BackendError(`threads must be a positive integer, got "${value}"`);
+  if (!Number.isInteger(n) || n < 1) throw new BackendError(`threads must be a positive integer or "auto", got "${value}"`);
   return n;
 }
 
 /** Sets the native engine's thread count (before or after initBackend); other backends ignore it. */
 export async function setThreads(n: number): Promise<void> {
-  nativeThreads = threadsFrom(n);
+  nativeThreadsSet = threadsFrom(n);
   if (active === 'native') {
     const { loadAddon } = await import('./native/addon.ts');
-    loadAddon().addon?.setThreads(nativeThreads);
+    loadAddon().addon?.setThreads(nativeThreads());
   }
 }
 
@@ -82,7 +90,7 @@ async function tryBackend(name: BackendName): Promise<string | undefined> {
       const { registerNativeKernels, NATIVE } = await import('./native/kernels.ts');
       registerNativeKernels();
       tf.registerBackend(NATIVE, () => new NativeBackend(addon));
-      addon.setThreads(nativeThreads);
+      addon.setThreads(nativeThreads());
       return (await tf.setBackend(NATIVE)) ? undefined : 'failed to initialise';
     }
     case 'wasm': {
@@ -133,7 +141,7 @@ export async function initBackend(
     const why = await tryBackend(name);
     if (why === undefined) {
       active = name;
-      const detail = name === 'native' ? ` (${nativeThreads} thread${nativeThreads > 1 ? 's' : ''})` : '';
+      const detail = name === 'native' ? ` (${nativeThreads()} thread${nativeThreads() > 1 ? 's' : ''})` : '';
       log(`[ringtune] tfjs backend: ${name}${detail}${skipped.length ? ` (skipped ${skipped.join('; ')})` : ''}`);
       return { name, skipped };
     }

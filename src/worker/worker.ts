@@ -10,13 +10,13 @@
  */
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
-import type { CompiledJob } from '../config/compile.ts';
+import type { CompiledJob, Threads } from '../config/compile.ts';
 import { GrpcRing } from '../collective/grpc-ring.ts';
 import type { RingTlsOptions } from '../collective/grpc-service.ts';
 import { Bus, type BusOptions, type ControlMessages } from '../control/bus.ts';
 import { subjects } from '../control/subjects.ts';
 import { InputError, RingtuneError } from '../errors.ts';
-import type { BackendInfo } from '../model/backend.ts';
+import { setThreads, type BackendInfo } from '../model/backend.ts';
 import { prepareWorkerState, runSteps, type WorkerEvents } from './step-loop.ts';
 
 export type WorkerPhase = 'joining' | 'loading' | 'training' | 'done' | 'failed';
@@ -32,6 +32,8 @@ export interface WorkerOptions {
   /** Overrides the token the coordinator sends (k8s: from a Secret). */
   ringToken?: string;
   backend: BackendInfo;
+  /** --threads / RINGTUNE_THREADS; undefined: the job's `threads` applies once the assignment brings the job. */
+  threads?: Threads;
   metricsPort: number;
   log: (line: string) => void;
   traceFile?: string;
@@ -81,6 +83,10 @@ export async function runWorker(o: WorkerOptions): Promise<void> {
     rank = assignment.rank;
     o.events?.assigned?.(rank);
     const job = JSON.parse(assignment.compiledJobJson) as CompiledJob;
+    if (o.threads === undefined && typeof job.threads === 'number') {
+      await setThreads(job.threads);
+      if (o.backend.name === 'native') o.log(`[worker ${workerId}] native engine: ${job.threads} thread${job.threads > 1 ? 's' : ''} (the job's threads)`);
+    }
     timers.push(setInterval(heartbeat, job.cluster.heartbeatIntervalMs));
     // The coordinator's liveness, from its Control messages: without it a worker would wait forever.
     let coordinatorSeen = performance.now();

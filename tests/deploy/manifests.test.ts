@@ -81,6 +81,7 @@ const CONTRACT: Record<'coordinator' | 'worker', { positional: number; flags: Fl
       { flag: '--rank-hint', env: 'RINGTUNE_RANK_HINT', value: true },
       { flag: '--metrics-port', env: 'RINGTUNE_METRICS_PORT', value: true },
       { flag: '--backend', env: 'RINGTUNE_BACKEND', value: true },
+      { flag: '--threads', env: 'RINGTUNE_THREADS', value: true },
       { flag: '--linger-ms', env: 'RINGTUNE_LINGER_MS', value: true },
     ],
     envOnly: [...NATS_CREDENTIALS, 'RINGTUNE_RING_TOKEN'],
@@ -192,6 +193,10 @@ function checkOverlay(objs: Obj[]) {
   assert.equal(fieldPath('POD_NAME'), 'metadata.name');
   assert.equal(fieldPath('NAMESPACE'), 'metadata.namespace');
   assert.equal(fieldPath('RINGTUNE_RANK_HINT'), "metadata.labels['apps.kubernetes.io/pod-index']");
+  // Native engine threads follow the worker's CPU request, in whole cores.
+  const threadsRef = (podSpec(workers).containers[0].env as Obj[]).find((e) => e.name === 'RINGTUNE_THREADS')?.valueFrom?.resourceFieldRef;
+  assert.deepEqual({ ...threadsRef, divisor: String(threadsRef?.divisor) }, { containerName: podSpec(workers).containers[0].name, resource: 'requests.cpu', divisor: '1' });
+  assert.ok(podSpec(workers).containers[0].resources?.requests?.cpu, 'workers request no CPU for RINGTUNE_THREADS to follow');
   for (const inv of [coord, worker]) assertServiceReaches(objs, inv.options.get('--nats')!, nats);
   const natsToken = (podSpec(nats).containers[0].env as Obj[]).find((e) => e.name === 'NATS_TOKEN')?.valueFrom?.secretKeyRef;
   assert.ok(natsToken, 'nats-server gets no token from a Secret');
