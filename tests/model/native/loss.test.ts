@@ -131,6 +131,17 @@ test('extreme logits: large offsets and -1e9 masks stay finite and match float64
   assert.equal(got.grad[3], 0);
 });
 
+test('weights made by casting an int32 tensor (cpu Cast keeps the Int32Array) are accepted', { skip }, async () => {
+  await ready;
+  const c = makeCase(4, 5, 17);
+  const ref = crossEntropy64({ ...c, w: new Float32Array(4).fill(1) }, 1);
+  const loss = tf.tidy(() => {
+    const y = tf.tensor1d(c.y, 'int32');
+    return crossEntropySum(tf.tensor2d(c.z, [4, 5]), y, tf.cast(tf.onesLike(y), 'float32') as tf.Tensor1D).dataSync()[0];
+  });
+  assert.ok(Math.abs(loss - ref.loss) <= 1e-5 * Math.max(1, ref.loss), `${loss} vs ${ref.loss}`);
+});
+
 test('results do not depend on the thread count (bit-identical loss and gradient)', { skip }, async () => {
   await ready;
   const c = makeCase(130, 2053, 5);

@@ -17,6 +17,18 @@ interface LossAddon {
 
 const addonOf = (backend: NativeBackend) => backend.addon as unknown as LossAddon;
 
+/**
+ * Float32 values of an input. tfjs-backend-cpu's Cast from int32 to float32 keeps the Int32Array
+ * (e.g. `tf.onesLike(ids).toFloat()`), which backend.f32 rejects: copy those (weights are small).
+ */
+function f32(backend: NativeBackend, t: tf.TensorInfo, kernel: string): Float32Array {
+  if (t.dtype === 'float32') {
+    const v = (backend.data as unknown as { get(id: object): { values?: unknown } | undefined }).get(t.dataId)?.values;
+    if (ArrayBuffer.isView(v) && !(v instanceof Float32Array) && !(v instanceof DataView)) return Float32Array.from(v as unknown as ArrayLike<number>);
+  }
+  return backend.f32(t, kernel);
+}
+
 function checkIds(kernel: string, what: string, ids: Int32Array, V: number): void {
   for (let i = 0; i < ids.length; i++) {
     const id = ids[i];
@@ -44,7 +56,7 @@ export const lossKernels: NativeKernel[] = [
       checkIds(k, 'target', y, V);
       const loss = backend.alloc(1, 'RtCrossEntropy loss');
       const lse = backend.alloc(N, 'RtCrossEntropy lse');
-      addonOf(backend).crossEntropy(backend.f32(logits, k), y, backend.f32(weights, k), loss, lse, N, V);
+      addonOf(backend).crossEntropy(f32(backend, logits, k), y, f32(backend, weights, k), loss, lse, N, V);
       return [backend.out([], loss), backend.out([N], lse)];
     },
   },
@@ -61,7 +73,7 @@ export const lossKernels: NativeKernel[] = [
       const y = backend.i32(targets, k);
       checkIds(k, 'target', y, V);
       const dz = backend.alloc(N * V, 'RtCrossEntropyGrad dlogits');
-      addonOf(backend).crossEntropyGrad(backend.f32(logits, k), y, backend.f32(weights, k), backend.f32(lse, k), dz, backend.f32(dy, k)[0], N, V);
+      addonOf(backend).crossEntropyGrad(f32(backend, logits, k), y, f32(backend, weights, k), f32(backend, lse, k), dz, f32(backend, dy, k)[0], N, V);
       return backend.out([N, V], dz);
     },
   },
@@ -78,7 +90,7 @@ export const lossKernels: NativeKernel[] = [
       const idv = backend.i32(ids, k);
       checkIds(k, 'id', idv, V);
       const out = backend.alloc(N * d, 'RtGather output');
-      addonOf(backend).gather(backend.f32(table, k), idv, out, N, V, d);
+      addonOf(backend).gather(f32(backend, table, k), idv, out, N, V, d);
       return backend.out([N, d], out);
     },
   },
@@ -96,7 +108,7 @@ export const lossKernels: NativeKernel[] = [
       const idv = backend.i32(ids, k);
       checkIds(k, 'id', idv, V);
       const dt = backend.alloc(V * d, 'RtGatherGrad dtable');
-      addonOf(backend).gatherGrad(backend.f32(dy, k), idv, dt, N, V, d);
+      addonOf(backend).gatherGrad(f32(backend, dy, k), idv, dt, N, V, d);
       return backend.out([V, d], dt);
     },
   },
