@@ -24,11 +24,24 @@ const run = (list, env = {}) =>
     env: { ...process.env, ...env },
   }).status ?? 1;
 
+const started = Date.now();
 let status = run(files);
-// The model numerics also run on the pure-JS cpu backend: every fallback backend must pass them.
-const numeric = files.filter((f) => /tests\/model\/(forward|gradient|leaks|generate)\.test\.ts$/.test(f));
+const timings = [`main run (RINGTUNE_BACKEND=${process.env.RINGTUNE_BACKEND ?? 'auto'}): ${((Date.now() - started) / 1000).toFixed(0)} s`];
+
+// The model and training numerics again on each fallback backend: `auto` runs them on the first
+// backend that loads (native where it was built), and every backend in the chain must pass them too.
+// tests/model/native/ is the native engine's own suite: not rerun elsewhere.
+const NUMERIC = /tests\/(model\/(forward|gradient|leaks|generate)|train\/(equivalence|train-step|learn|flat-params))\.test\.ts$/;
+const numeric = files.filter((f) => NUMERIC.test(f));
+const forced = process.env.RINGTUNE_BACKEND && process.env.RINGTUNE_BACKEND !== 'auto' ? process.env.RINGTUNE_BACKEND : undefined;
 if (filters.length === 0 && numeric.length > 0) {
-  console.log('\n# model numerics again on the pure-JS cpu backend');
-  status = run(numeric, { RINGTUNE_BACKEND: 'cpu' }) || status;
+  for (const [backend, what] of [['wasm', 'the wasm backend'], ['cpu', 'the pure-JS cpu backend']]) {
+    if (backend === forced) continue; // the main run was this backend already
+    console.log(`\n# model and training numerics again on ${what}`);
+    const t0 = Date.now();
+    status = run(numeric, { RINGTUNE_BACKEND: backend }) || status;
+    timings.push(`numerics on ${backend}: ${((Date.now() - t0) / 1000).toFixed(0)} s`);
+  }
 }
+console.error(`[run-tests] ${timings.join('; ')}`);
 process.exit(status);

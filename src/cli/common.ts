@@ -29,8 +29,8 @@ export function threadsArg(value: string): Threads {
 }
 
 /** --threads, also read from RINGTUNE_THREADS (the flag wins); precedence over the job spec: threadsFor. */
-export const threadsOption = (auto = 'all cores') =>
-  new Option('--threads <n>', `cores the native engine uses: a positive integer or auto (${auto}); overrides the job's \`threads\``)
+export const threadsOption = (auto = 'all cores', hasJob = true) =>
+  new Option('--threads <n>', `cores the native engine uses: a positive integer or auto (${auto})${hasJob ? "; overrides the job's `threads`" : ''}`)
     .env('RINGTUNE_THREADS').argParser(threadsArg);
 
 export function intArg(min: number) {

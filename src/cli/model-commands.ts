@@ -68,7 +68,7 @@ export function registerModelCommands(program: Command): void {
     .option('--top-p <p>', 'nucleus sampling mass', floatArg(0, 1), 1)
     .option('--seed <n>', 'sampling seed', intArg(0), 0)
     .option('--backend <name>', BACKEND_HELP)
-    .addOption(threadsOption())
+    .addOption(threadsOption('all cores', false))
     .action(action(async (o: { model: string; prompt: string; chat?: boolean; maxTokens: number; temperature: number; topK: number; topP: number; seed: number; backend?: string; threads?: Threads }) => {
       await startBackend(o.backend, threadsFor(o.threads, undefined, allCores()));
       const tok = await Tokenizer.fromDir(o.model);
@@ -103,7 +103,7 @@ export function registerModelCommands(program: Command): void {
     .requiredOption('--model <dir>', 'model directory')
     .requiredOption('--text <text...>', 'one or more texts')
     .option('--backend <name>', BACKEND_HELP)
-    .addOption(threadsOption())
+    .addOption(threadsOption('all cores', false))
     .action(action(async (o: { model: string; text: string[]; backend?: string; threads?: Threads }) => {
       await startBackend(o.backend, threadsFor(o.threads, undefined, allCores()));
       const tok = await Tokenizer.fromDir(o.model);
@@ -126,7 +126,7 @@ export function registerServeCommand(program: Command): void {
     .option('--port <port>', 'port (0 = any free port)', intArg(0), 8080)
     .option('--host <host>', 'interface to bind', '127.0.0.1')
     .option('--backend <name>', BACKEND_HELP)
-    .addOption(threadsOption())
+    .addOption(threadsOption('all cores', false))
     .action(action(async (o: { model: string; port: number; host: string; backend?: string; threads?: Threads }) => {
       await startBackend(o.backend, threadsFor(o.threads, undefined, allCores()));
       const { startInferenceServer } = await import('../serve/server.ts');

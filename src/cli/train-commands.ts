@@ -65,7 +65,7 @@ export function registerTrainCommands(program: Command): void {
     .option('--max-new-tokens <n>', 'tokens generated per example for --metrics', intArg(1), 48)
     .option('--max-examples <n>', 'examples generated for --metrics', intArg(1), 100)
     .option('--backend <name>', BACKEND_HELP)
-    .addOption(threadsOption())
+    .addOption(threadsOption('all cores', false))
     .action(action(async (o: { model: string; data: string; format: string; maxSeqLen: number; batch: number; onBadRecord: string; metrics?: string; maxNewTokens: number; maxExamples: number; backend?: string; threads?: Threads }) => {
       const job = compileJob({
         model: resolve(o.model), data: { train: resolve(o.data), format: o.format, max_seq_len: o.maxSeqLen, eval_fraction: 0, on_bad_record: o.onBadRecord },
