@@ -171,6 +171,8 @@ export async function runTorchAnchor(
 export function failure(m: Measured): string {
   if (m.timedOut) return `timed out after ${m.wallS.toFixed(0)} s`;
   const why = m.signal ? `killed by ${m.signal}` : m.status === 0 ? 'printed no RESULT line' : `exit status ${m.status}`;
-  const lastLine = m.stderrTail.split('\n').filter(Boolean).pop();
-  return lastLine ? `${why}: ${lastLine.slice(0, 200)}` : why;
+  // Node ends an uncaught exception with its version and a stack; the useful line is the error itself.
+  const lines = m.stderrTail.split('\n').map((l) => l.trim()).filter((l) => l && !/^Node\.js v/.test(l) && !/^at /.test(l) && l !== '^');
+  const line = lines.filter((l) => /error|abort|killed|out of memory/i.test(l)).pop() ?? lines.pop();
+  return line ? `${why}: ${line.slice(0, 200)}` : why;
 }

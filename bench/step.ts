@@ -22,7 +22,7 @@
  *   --threads N           native engine threads (RINGTUNE_THREADS) and the anchor's threads (default
  *                         RINGTUNE_THREADS or 1); wasm/cpu ignore it
  *   --steps N             timed steps (default 6 for A/B, 3 for S)
- *   --warmup N            untimed steps first (default 2 for A/B, 1 for S)
+ *   --warmup N            untimed steps first (default 2; with 1, the anchor still page-faulted ~110k pages in its timed S step)
  *   --no-torch            skip the PyTorch anchor
  *   --malloc-retain       run the ringtune child with the anchor's GLIBC_TUNABLES too
  *   --timeout-min M       kill a child after M minutes (default 30) and record the row as failed
@@ -46,7 +46,7 @@ type BenchFamily = (typeof FAMILIES)[number];
 const CONFIGS: Record<ConfigName, { vocab: number; d: number; heads: number; layers: number; batch: number; seq: number; steps: number; warmup: number }> = {
   A: { vocab: 4096, d: 128, heads: 4, layers: 4, batch: 8, seq: 128, steps: 6, warmup: 2 },
   B: { vocab: 8192, d: 256, heads: 4, layers: 6, batch: 8, seq: 128, steps: 6, warmup: 2 },
-  S: { vocab: 50257, d: 768, heads: 12, layers: 12, batch: 4, seq: 128, steps: 3, warmup: 1 },
+  S: { vocab: 50257, d: 768, heads: 12, layers: 12, batch: 4, seq: 128, steps: 3, warmup: 2 },
 };
 /** Indicative anchor figures from shared/anchors/README.md, printed only when the anchor did not run. */
 const README_FIGURES: Record<ConfigName, string> = { A: '~6000-7600', B: '~1900', S: '~105' };
