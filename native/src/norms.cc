@@ -104,6 +104,7 @@ static Napi::Value LayerNorm(const Napi::CallbackInfo& info) {
     float* __restrict yr = y + r * d;
     const float m = RowSum(xr, d) * inv_d;
     const float s = 1.0f / std::sqrt(RowSqDev(xr, m, d) * inv_d + eps);
+#pragma GCC ivdep
     for (int64_t j = 0; j < d; j++) yr[j] = (xr[j] - m) * s * gamma[j] + beta[j];
     mean[r] = m;
     rstd[r] = s;
@@ -145,14 +146,13 @@ static Napi::Value LayerNormGrad(const Napi::CallbackInfo& info) {
       const float* __restrict xr = x + r * d;
       float* __restrict dxr = dx + r * d;
       const float m = mean[r], s = rstd[r];
+      // Two single-accumulator passes (the row is in L1): gcc vectorises a two-array lane loop with permutes.
       float a1[kLanes] = {0}, a2[kLanes] = {0};
       int64_t j = 0;
       for (; j + kLanes <= d; j += kLanes)
-        for (int l = 0; l < kLanes; l++) {
-          const float xh = (xr[j + l] - m) * s, g = dyr[j + l] * gamma[j + l];
-          a1[l] += g;
-          a2[l] += g * xh;
-        }
+        for (int l = 0; l < kLanes; l++) a1[l] += dyr[j + l] * gamma[j + l];
+      for (j = 0; j + kLanes <= d; j += kLanes)
+        for (int l = 0; l < kLanes; l++) a2[l] += dyr[j + l] * gamma[j + l] * ((xr[j + l] - m) * s);
       float sg = 0.0f, sgx = 0.0f;
       for (; j < d; j++) {
         const float xh = (xr[j] - m) * s, g = dyr[j] * gamma[j];
@@ -161,6 +161,8 @@ static Napi::Value LayerNormGrad(const Napi::CallbackInfo& info) {
       }
       for (int l = 0; l < kLanes; l++) { sg += a1[l]; sgx += a2[l]; }
       const float mg = sg * inv_d, mgx = sgx * inv_d;
+      // Distinct buffers; without this gcc versions the loop on a runtime alias check that it fails (scalar).
+#pragma GCC ivdep
       for (j = 0; j < d; j++) {
         const float xh = (xr[j] - m) * s, g = dyr[j] * gamma[j];
         dxr[j] = s * (g - mg - xh * mgx);
@@ -193,6 +195,7 @@ static Napi::Value RmsNorm(const Napi::CallbackInfo& info) {
     const float* __restrict xr = x + r * d;
     float* __restrict yr = y + r * d;
     const float s = 1.0f / std::sqrt(RowSqDev(xr, 0.0f, d) * inv_d + eps);
+#pragma GCC ivdep
     for (int64_t j = 0; j < d; j++) yr[j] = xr[j] * s * w[j];
     rstd[r] = s;
   }
@@ -237,6 +240,8 @@ static Napi::Value RmsNormGrad(const Napi::CallbackInfo& info) {
       for (; j < d; j++) sgx += dyr[j] * w[j] * xr[j];
       for (int l = 0; l < kLanes; l++) sgx += a[l];
       const float c = s * s * s * sgx * inv_d;
+      // Distinct buffers; without this gcc versions the loop on a runtime alias check that it fails (scalar).
+#pragma GCC ivdep
       for (j = 0; j < d; j++) {
         dxr[j] = s * dyr[j] * w[j] - xr[j] * c;
         pw[j] += dyr[j] * xr[j] * s;
