@@ -100,7 +100,22 @@ static Napi::Value ScaleInPlace(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// addInto(dst, src): dst += src, for accumulating micro-batch gradient sums. A float add equals
+// JavaScript's double add rounded to float32 (double rounding is innocuous for p' >= 2p + 2).
+static Napi::Value AddInto(const Napi::CallbackInfo& info) {
+  size_t nd, ns;
+  float* d = Arr<float>(info, 0, "addInto", &nd);
+  const float* src = Arr<float>(info, 1, "addInto", &ns);
+  if (!d || !src) return info.Env().Undefined();
+  if (nd != ns) { Fail(info.Env(), "addInto", "lengths differ: " + std::to_string(nd) + " and " + std::to_string(ns)); return info.Env().Undefined(); }
+  const int64_t n = static_cast<int64_t>(nd);
+#pragma omp parallel for simd num_threads(Threads()) schedule(static) if (n > (1 << 18))
+  for (int64_t i = 0; i < n; i++) d[i] += src[i];
+  return info.Env().Undefined();
+}
+
 void InitOptim(Napi::Env env, Napi::Object exports) {
+  exports.Set("addInto", Napi::Function::New(env, AddInto));
   exports.Set("adamw", Napi::Function::New(env, AdamW));
   exports.Set("sumSquares", Napi::Function::New(env, SumSquares));
   exports.Set("scaleInPlace", Napi::Function::New(env, ScaleInPlace));

@@ -122,6 +122,26 @@ export async function initBackend(
   choice: BackendChoice = backendChoiceFrom(process.env.RINGTUNE_BACKEND),
   log: (line: string) => void = (line) => console.error(line),
 ): Promise<BackendInfo> {
+  // Concurrent first calls (two test helpers imported together) share one initialisation: two
+  // interleaved setBackend calls would register kernels twice and race on the engine.
+  while (initialising) await initialising.catch(() => undefined);
+  if (active) {
+    if (choice !== 'auto' && choice !== active) {
+      throw new BackendError(`backend "${active}" is already active in this process; cannot switch to "${choice}"`);
+    }
+    return { name: active, skipped: [] };
+  }
+  initialising = selectBackend(choice, log);
+  try {
+    return await initialising;
+  } finally {
+    initialising = undefined;
+  }
+}
+
+let initialising: Promise<BackendInfo> | undefined;
+
+async function selectBackend(choice: BackendChoice, log: (line: string) => void): Promise<BackendInfo> {
   if (active) {
     if (choice !== 'auto' && choice !== active) {
       throw new BackendError(`backend "${active}" is already active in this process; cannot switch to "${choice}"`);

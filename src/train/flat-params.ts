@@ -7,6 +7,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import type { Model } from '../model/model.ts';
 import { numel } from '../model/params.ts';
 import { peekNative } from '../model/native/backend.ts';
+import { optimAddon } from '../model/native/kernels/optim.ts';
 
 /** Points a native variable's storage at `view` when nothing else shares its buffer; false elsewhere. */
 function bindToView(v: tf.Variable, view: Float32Array): boolean {
@@ -74,13 +75,15 @@ export class FlatParams {
 
   /** Adds (accumulate) or copies gradients keyed by variable name, as tf.variableGrads returns them. */
   async readGrads(grads: tf.NamedTensorMap, accumulate: boolean): Promise<void> {
+    const native = optimAddon();
     for (let k = 0; k < this.names.length; k++) {
       const g = grads[this.model.params.get(this.names[k])!.name];
       // On the native backend the values are read in place: no copy, and the pooled buffer stays recyclable.
       const data = peekNative(g)?.values ?? ((await g.data()) as Float32Array);
       const dst = this.grads.subarray(this.offsets[k], this.offsets[k] + data.length);
-      if (accumulate) for (let i = 0; i < data.length; i++) dst[i] += data[i];
-      else dst.set(data);
+      if (!accumulate) dst.set(data);
+      else if (native) native.addInto(dst, data);
+      else for (let i = 0; i < data.length; i++) dst[i] += data[i];
     }
   }
 

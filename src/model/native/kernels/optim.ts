@@ -13,6 +13,8 @@ export interface OptimAddon {
     stepSize: number, sqrtBc2: number, decayFactor: number): void;
   sumSquares(grads: F32): number;
   scaleInPlace(grads: F32, scale: number): void;
+  /** dst += src (same length), bit-identical to the JavaScript loop. */
+  addInto(dst: F32, src: F32): void;
 }
 
 let cached: OptimAddon | null | undefined;
@@ -21,7 +23,7 @@ let cached: OptimAddon | null | undefined;
 export function optimAddon(): OptimAddon | null {
   if (cached === undefined) {
     const a = loadAddon().addon as unknown as Partial<OptimAddon> | undefined;
-    cached = a && typeof a.adamw === 'function' && typeof a.sumSquares === 'function' && typeof a.scaleInPlace === 'function' ? (a as OptimAddon) : null;
+    cached = a && typeof a.adamw === 'function' && typeof a.sumSquares === 'function' && typeof a.scaleInPlace === 'function' && typeof a.addInto === 'function' ? (a as OptimAddon) : null;
   }
   return cached;
 }
