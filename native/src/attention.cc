@@ -44,7 +44,9 @@ namespace rt {
 
 namespace {
 
-constexpr int64_t kBlock = 64;
+// 32 rather than 64: at T = 128 the smaller blocks skip more of the masked triangle and measured
+// 5-15% faster (sgemm is still efficient at 32 rows).
+constexpr int64_t kBlock = 32;
 
 // Cephes expf: x = n ln2 + r with |r| <= ln2/2, e^r by a degree-6 polynomial (relative error ~1e-7).
 // Written with plain arithmetic so GCC vectorises the softmax loops (libm's expf is scalar without

@@ -187,7 +187,7 @@ for (const T of [1, 7, 33]) {
     }
   }
 }
-// Across the kernel's 64-row blocks, with the causal mask and the key mask together, and a causal offset.
+// Across the kernel's 32-row blocks, with the causal mask and the key mask together, and a causal offset.
 cases.push({ B: 2, T: 130, H: 2, Hkv: 1, hd: 16, causal: true, mask: true });
 cases.push({ B: 1, T: 150, H: 3, Hkv: 3, hd: 8, causal: false, mask: false });
 cases.push({ B: 2, T: 70, H: 2, Hkv: 2, hd: 8, causal: true, mask: false, offset: 3 });
