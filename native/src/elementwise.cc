@@ -14,6 +14,7 @@
 //          -> out (batch, outer, n, slice); returns the position of the first out-of-range index or -1.
 // ewScatterNd(idx, upd, out, nUpd, rank, slice, strides, rows)  out (rows, slice) = sum of upd rows at idx;
 //          returns the first bad update position or -1.
+// ewPad(x, out, shape, before, after, value)          out = x padded with `value` (PadV2), any rank.
 // ewCast(kind, x, out)                                 int32/bool <-> float32 (see CastKind).
 // Data-movement kernels copy 32-bit words, so the TS side passes int32 data as Float32Array views.
 //
@@ -734,6 +735,52 @@ static Napi::Value EwScatterNd(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, -1);
 }
 
+// ---------------------------------------------------------------- pad (PadV2)
+
+static Napi::Value EwPad(const Napi::CallbackInfo& info) {
+  const char* k = "ewPad";
+  Napi::Env env = info.Env();
+  size_t lx, lo, r1, r2, r3;
+  const float* x = A<float>(info, 0, k, &lx);
+  float* o = A<float>(info, 1, k, &lo);
+  const int32_t* shape = A<int32_t>(info, 2, k, &r1);
+  const int32_t* before = A<int32_t>(info, 3, k, &r2);
+  const int32_t* after = A<int32_t>(info, 4, k, &r3);
+  if (env.IsExceptionPending()) return env.Undefined();
+  const float value = static_cast<float>(Num(info, 5));
+  if (r1 != r2 || r1 != r3 || r1 > 16 || r1 == 0) { Fail(env, k, "shape, before and after ranks differ, are 0 or exceed 16"); return env.Undefined(); }
+  const int rank = static_cast<int>(r1);
+  int64_t nx = 1, no = 1, os[16];
+  for (int i = 0; i < rank; i++) {
+    if (before[i] < 0 || after[i] < 0) { Fail(env, k, "negative padding"); return env.Undefined(); }
+    os[i] = static_cast<int64_t>(shape[i]) + before[i] + after[i];
+    nx *= shape[i]; no *= os[i];
+  }
+  if (static_cast<int64_t>(lx) != nx || static_cast<int64_t>(lo) != no) { Fail(env, k, "buffer sizes do not match"); return env.Undefined(); }
+  if (no == 0) return env.Undefined();
+  int64_t xs[16];
+  { int64_t st = 1; for (int i = rank - 1; i >= 0; i--) { xs[i] = st; st *= shape[i]; } }
+  const int64_t inner = os[rank - 1], w = shape[rank - 1], b0 = before[rank - 1];
+  const int64_t outer = no / inner;
+#pragma omp parallel for num_threads(Threads()) if (no > kPar) schedule(static)
+  for (int64_t r = 0; r < outer; r++) {
+    float* dst = o + r * inner;
+    int64_t rem = r, off = 0;
+    bool inside = w > 0;
+    for (int i = rank - 2; i >= 0; i--) {
+      const int64_t c = rem % os[i] - before[i];
+      rem /= os[i];
+      if (c < 0 || c >= shape[i]) inside = false;
+      off += c * xs[i];
+    }
+    if (!inside) { for (int64_t j = 0; j < inner; j++) dst[j] = value; continue; }
+    for (int64_t j = 0; j < b0; j++) dst[j] = value;
+    std::memcpy(dst + b0, x + off, sizeof(float) * w);
+    for (int64_t j = b0 + w; j < inner; j++) dst[j] = value;
+  }
+  return env.Undefined();
+}
+
 // ---------------------------------------------------------------- cast
 
 static Napi::Value EwCast(const Napi::CallbackInfo& info) {
@@ -797,6 +844,7 @@ void InitElementwise(Napi::Env env, Napi::Object exports) {
   exports.Set("ewTile", Napi::Function::New(env, EwTile));
   exports.Set("ewGather", Napi::Function::New(env, EwGather));
   exports.Set("ewScatterNd", Napi::Function::New(env, EwScatterNd));
+  exports.Set("ewPad", Napi::Function::New(env, EwPad));
   exports.Set("ewCast", Napi::Function::New(env, EwCast));
 }
 
