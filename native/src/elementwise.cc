@@ -14,6 +14,7 @@
 //          -> out (batch, outer, n, slice); returns the position of the first out-of-range index or -1.
 // ewScatterNd(idx, upd, out, nUpd, rank, slice, strides, rows)  out (rows, slice) = sum of upd rows at idx;
 //          returns the first bad update position or -1.
+// ewPad(x, out, shape, before, after, value)          out = x padded with `value` (PadV2), any rank.
 // ewCast(kind, x, out)                                 int32/bool <-> float32 (see CastKind).
 // Data-movement kernels copy 32-bit words, so the TS side passes int32 data as Float32Array views.
 //
@@ -35,6 +36,14 @@
 #ifdef _OPENMP
 #include <omp.h>
 #endif
+
+// The math below is written with selects that GCC if-converts into vector blends only when it may
+// assume float compares do not trap (they do not here: no FP exceptions are enabled in Node). GCC does
+// not inline functions compiled without this option (<cmath>'s std:: wrappers, declared above) into
+// ones compiled with it, so the math uses __builtin_* directly; the vector loops live in RT_VEC
+// (noinline) helpers rather than in the functions OpenMP outlines.
+#pragma GCC optimize("no-trapping-math")
+#define RT_VEC __attribute__((noinline))
 
 namespace rt {
 
@@ -61,7 +70,7 @@ static inline float ExpF(float x) {
   float xc = x > 89.0f ? 89.0f : x;
   xc = xc < -104.0f ? -104.0f : xc;
   xc = (xc == xc) ? xc : 0.0f;
-  const float fn = std::floor(xc * 1.44269504088896341f + 0.5f);
+  const float fn = __builtin_floorf(xc * 1.44269504088896341f + 0.5f);
   float r = xc - fn * 0.693359375f;
   r = r - fn * -2.12194440e-4f;
   const float z = r * r;
@@ -102,16 +111,16 @@ static inline float LogF(float x) {
   y = y + e * -2.12194440e-4f;
   y = y - 0.5f * z;
   float r = m + y + e * 0.693359375f;
-  const float inf = std::numeric_limits<float>::infinity();
+  const float inf = __builtin_inff();
   r = (x == inf) ? inf : r;
   r = (x == 0.0f) ? -inf : r;
-  r = (x < 0.0f || x != x) ? std::numeric_limits<float>::quiet_NaN() : r;
+  r = (x < 0.0f || x != x) ? __builtin_nanf("") : r;
   return r;
 }
 
 // Cephes tanhf: odd polynomial for |x| < 0.625, else 1 - 2 / (exp(2|x|) + 1).
 static inline float TanhF(float x) {
-  const float a = std::fabs(x);
+  const float a = __builtin_fabsf(x);
   const float z = x * x;
   float p = -5.70498872745e-3f;
   p = p * z + 2.06390887954e-2f;
@@ -120,7 +129,7 @@ static inline float TanhF(float x) {
   p = p * z - 3.33332819422e-1f;
   const float small = p * z * x + x;
   const float big = 1.0f - 2.0f / (ExpF(a + a) + 1.0f);
-  const float r = a < 0.625f ? small : std::copysign(big, x);
+  const float r = a < 0.625f ? small : __builtin_copysignf(big, x);
   return (x == x) ? r : x;
 }
 
@@ -129,13 +138,13 @@ static inline float SigmoidF(float x) { return 1.0f / (1.0f + ExpF(-x)); }
 // Math.max / Math.min semantics: NaN wins, +0 > -0.
 static inline float MaxF(float a, float b) {
   float r = a > b ? a : b;
-  r = (a == b) ? (std::signbit(a) ? b : a) : r;
-  return (a != a || b != b) ? std::numeric_limits<float>::quiet_NaN() : r;
+  r = (a == b) ? (__builtin_signbit(a) ? b : a) : r;
+  return (a != a || b != b) ? __builtin_nanf("") : r;
 }
 static inline float MinF(float a, float b) {
   float r = a < b ? a : b;
-  r = (a == b) ? (std::signbit(a) ? a : b) : r;
-  return (a != a || b != b) ? std::numeric_limits<float>::quiet_NaN() : r;
+  r = (a == b) ? (__builtin_signbit(a) ? a : b) : r;
+  return (a != a || b != b) ? __builtin_nanf("") : r;
 }
 
 // ---------------------------------------------------------------- binary with broadcasting
@@ -151,7 +160,7 @@ struct OpMin { static float f(float a, float b) { return MinF(a, b); } };
 // Math.pow differs from C pow where the exponent is NaN (always NaN) or +-inf with |base| = 1 (NaN).
 struct OpPow {
   static float f(float a, float b) {
-    if (b != b || (std::isinf(b) && std::fabs(a) == 1.0f)) return std::numeric_limits<float>::quiet_NaN();
+    if (b != b || (__builtin_isinf(b) && __builtin_fabsf(a) == 1.0f)) return __builtin_nanf("");
     return static_cast<float>(std::pow(static_cast<double>(a), static_cast<double>(b)));
   }
 };
@@ -161,7 +170,7 @@ struct OpSqDiff {
 
 // Inner row: sa, sb in {0, 1} (0 = that operand is broadcast along the row).
 template <class Op>
-static inline void BinRow(const float* __restrict a, const float* __restrict b, float* __restrict o, int64_t n, int sa, int sb) {
+RT_VEC static void BinRow(const float* __restrict a, const float* __restrict b, float* __restrict o, int64_t n, int sa, int sb) {
   if (sa && sb) for (int64_t i = 0; i < n; i++) o[i] = Op::f(a[i], b[i]);
   else if (sa) { const float bv = b[0]; for (int64_t i = 0; i < n; i++) o[i] = Op::f(a[i], bv); }
   else if (sb) { const float av = a[0]; for (int64_t i = 0; i < n; i++) o[i] = Op::f(av, b[i]); }
@@ -270,16 +279,23 @@ static inline float ErfTfjs(float xf) {
   // tfjs' erf (Abramowitz & Stegun 7.1.26, max abs error 1.5e-7), in double as tfjs-backend-cpu does.
   const double x = xf;
   const double sign = x > 0 ? 1.0 : (x < 0 ? -1.0 : x);
-  const double v = std::fabs(x);
+  const double v = __builtin_fabsf(x);
   const double t = 1.0 / (1.0 + 0.3275911 * v);
   const double poly = ((((1.061405429 * t + -1.453152027) * t + 1.421413741) * t + -0.284496736) * t + 0.254829592) * t;
   return static_cast<float>(sign * (1.0 - poly * std::exp(-v * v)));
 }
 
 template <class F>
-static void UnaryRun(const float* __restrict x, float* __restrict o, int64_t n, F f) {
-#pragma omp parallel for num_threads(Threads()) if (n > kPar) schedule(static)
+RT_VEC static void UnaryChunk(const float* __restrict x, float* __restrict o, int64_t n, F f) {
   for (int64_t i = 0; i < n; i++) o[i] = f(x[i]);
+}
+
+template <class F>
+static void UnaryRun(const float* x, float* o, int64_t n, F f) {
+  const int64_t chunk = 8192;
+  const int64_t nc = (n + chunk - 1) / chunk;
+#pragma omp parallel for num_threads(Threads()) if (n > kPar) schedule(static)
+  for (int64_t c = 0; c < nc; c++) UnaryChunk(x + c * chunk, o + c * chunk, std::min(chunk, n - c * chunk), f);
 }
 
 static Napi::Value EwUnary(const Napi::CallbackInfo& info) {
@@ -297,11 +313,11 @@ static Napi::Value EwUnary(const Napi::CallbackInfo& info) {
     case kLog: UnaryRun(x, o, n, [](float v) { return LogF(v); }); break;
     case kTanh: UnaryRun(x, o, n, [](float v) { return TanhF(v); }); break;
     case kSigmoid: UnaryRun(x, o, n, [](float v) { return SigmoidF(v); }); break;
-    case kSqrt: UnaryRun(x, o, n, [](float v) { return std::sqrt(v); }); break;
-    case kRsqrt: UnaryRun(x, o, n, [](float v) { return static_cast<float>(1.0 / std::sqrt(static_cast<double>(v))); }); break;
+    case kSqrt: UnaryRun(x, o, n, [](float v) { return __builtin_sqrtf(v); }); break;
+    case kRsqrt: UnaryRun(x, o, n, [](float v) { return static_cast<float>(1.0 / __builtin_sqrt(static_cast<double>(v))); }); break;
     case kNeg: UnaryRun(x, o, n, [](float v) { return -v; }); break;
     case kSquare: UnaryRun(x, o, n, [](float v) { return v * v; }); break;
-    case kAbs: UnaryRun(x, o, n, [](float v) { return std::fabs(v); }); break;
+    case kAbs: UnaryRun(x, o, n, [](float v) { return __builtin_fabsf(v); }); break;
     case kReciprocal: UnaryRun(x, o, n, [](float v) { return 1.0f / v; }); break;
     case kRelu: UnaryRun(x, o, n, [](float v) { return v != v ? v : (v > 0.0f ? v : 0.0f); }); break;
     case kErf: UnaryRun(x, o, n, [](float v) { return ErfTfjs(v); }); break;
@@ -316,7 +332,7 @@ enum RedOp { kSum = 0, kMean, kRMax, kRMin };
 
 // Sum of a contiguous row in double with 8 partial sums (vectorises; order differs from a plain loop
 // only in the last bits of a double, which rounding to float almost always hides).
-static inline double RowSum(const float* __restrict x, int64_t n, float scale, bool useScale) {
+RT_VEC static double RowSum(const float* __restrict x, int64_t n, float scale, bool useScale) {
   double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
   int64_t i = 0;
   if (useScale) {
@@ -334,14 +350,16 @@ static inline double RowSum(const float* __restrict x, int64_t n, float scale, b
 }
 
 // tfjs max/min: start from the first element; a NaN or a larger (smaller) value replaces it, so a
-// NaN sticks. Eight lanes so it vectorises (the lane order only matters for ties between -0 and +0).
+// NaN sticks. 32 independent lanes (four vectors) so the compare/blend chains overlap; the lane order
+// only matters for ties between -0 and +0.
 template <bool kIsMax>
-static inline float RowExtreme(const float* __restrict x, int64_t n) {
-  float m[8];
-  for (int j = 0; j < 8; j++) m[j] = x[0];
+RT_VEC static float RowExtreme(const float* __restrict x, int64_t n) {
+  constexpr int L = 32;
+  float m[L];
+  for (int j = 0; j < L; j++) m[j] = x[0];
   int64_t i = 0;
-  for (; i + 8 <= n; i += 8)
-    for (int j = 0; j < 8; j++) {
+  for (; i + L <= n; i += L)
+    for (int j = 0; j < L; j++) {
       const float v = x[i + j];
       m[j] = ((kIsMax ? v > m[j] : v < m[j]) || v != v) ? v : m[j];
     }
@@ -350,7 +368,7 @@ static inline float RowExtreme(const float* __restrict x, int64_t n) {
     m[0] = ((kIsMax ? v > m[0] : v < m[0]) || v != v) ? v : m[0];
   }
   float r = m[0];
-  for (int j = 1; j < 8; j++) r = ((kIsMax ? m[j] > r : m[j] < r) || m[j] != m[j]) ? m[j] : r;
+  for (int j = 1; j < L; j++) r = ((kIsMax ? m[j] > r : m[j] < r) || m[j] != m[j]) ? m[j] : r;
   return r;
 }
 static inline float RowMax(const float* x, int64_t n) { return RowExtreme<true>(x, n); }
@@ -373,7 +391,7 @@ static Napi::Value EwReduce(const Napi::CallbackInfo& info) {
   if (nOut == 0) return env.Undefined();
   if (R == 0) {
     // As the cpu backend: an empty sum (and mean, which it computes as a sum) is 0; max/min read past the row (NaN).
-    const float v = (op == kSum || op == kMean) ? 0.0f : std::numeric_limits<float>::quiet_NaN();
+    const float v = (op == kSum || op == kMean) ? 0.0f : __builtin_nanf("");
     for (int64_t i = 0; i < nOut; i++) o[i] = v;
     return env.Undefined();
   }
@@ -432,6 +450,13 @@ static Napi::Value EwReduce(const Napi::CallbackInfo& info) {
 // y = exp(x - max) / sum(exp(x - max)); the sum in double and rounded to float before the division,
 // as the cpu backend's composed max / sub / exp / sum / div does.
 
+RT_VEC static void SoftmaxRow(const float* __restrict xr, float* __restrict yr, int64_t cols) {
+  const float m = RowMax(xr, cols);
+  for (int64_t j = 0; j < cols; j++) yr[j] = ExpF(xr[j] - m);
+  const float s = static_cast<float>(RowSum(yr, cols, 1.0f, false));
+  for (int64_t j = 0; j < cols; j++) yr[j] = yr[j] / s;
+}
+
 static Napi::Value EwSoftmax(const Napi::CallbackInfo& info) {
   const char* k = "ewSoftmax";
   Napi::Env env = info.Env();
@@ -443,14 +468,7 @@ static Napi::Value EwSoftmax(const Napi::CallbackInfo& info) {
   if (static_cast<int64_t>(lx) != rows * cols || lo != lx) { Fail(env, k, "buffer sizes do not match (rows, cols)"); return env.Undefined(); }
   if (cols == 0) return env.Undefined();
 #pragma omp parallel for num_threads(Threads()) if (rows * cols > kPar / 4) schedule(static)
-  for (int64_t r = 0; r < rows; r++) {
-    const float* __restrict xr = x + r * cols;
-    float* __restrict yr = o + r * cols;
-    const float m = RowMax(xr, cols);
-    for (int64_t j = 0; j < cols; j++) yr[j] = ExpF(xr[j] - m);
-    const float s = static_cast<float>(RowSum(yr, cols, 1.0f, false));
-    for (int64_t j = 0; j < cols; j++) yr[j] = yr[j] / s;
-  }
+  for (int64_t r = 0; r < rows; r++) SoftmaxRow(x + r * cols, o + r * cols, cols);
   return env.Undefined();
 }
 
@@ -717,6 +735,52 @@ static Napi::Value EwScatterNd(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, -1);
 }
 
+// ---------------------------------------------------------------- pad (PadV2)
+
+static Napi::Value EwPad(const Napi::CallbackInfo& info) {
+  const char* k = "ewPad";
+  Napi::Env env = info.Env();
+  size_t lx, lo, r1, r2, r3;
+  const float* x = A<float>(info, 0, k, &lx);
+  float* o = A<float>(info, 1, k, &lo);
+  const int32_t* shape = A<int32_t>(info, 2, k, &r1);
+  const int32_t* before = A<int32_t>(info, 3, k, &r2);
+  const int32_t* after = A<int32_t>(info, 4, k, &r3);
+  if (env.IsExceptionPending()) return env.Undefined();
+  const float value = static_cast<float>(Num(info, 5));
+  if (r1 != r2 || r1 != r3 || r1 > 16 || r1 == 0) { Fail(env, k, "shape, before and after ranks differ, are 0 or exceed 16"); return env.Undefined(); }
+  const int rank = static_cast<int>(r1);
+  int64_t nx = 1, no = 1, os[16];
+  for (int i = 0; i < rank; i++) {
+    if (before[i] < 0 || after[i] < 0) { Fail(env, k, "negative padding"); return env.Undefined(); }
+    os[i] = static_cast<int64_t>(shape[i]) + before[i] + after[i];
+    nx *= shape[i]; no *= os[i];
+  }
+  if (static_cast<int64_t>(lx) != nx || static_cast<int64_t>(lo) != no) { Fail(env, k, "buffer sizes do not match"); return env.Undefined(); }
+  if (no == 0) return env.Undefined();
+  int64_t xs[16];
+  { int64_t st = 1; for (int i = rank - 1; i >= 0; i--) { xs[i] = st; st *= shape[i]; } }
+  const int64_t inner = os[rank - 1], w = shape[rank - 1], b0 = before[rank - 1];
+  const int64_t outer = no / inner;
+#pragma omp parallel for num_threads(Threads()) if (no > kPar) schedule(static)
+  for (int64_t r = 0; r < outer; r++) {
+    float* dst = o + r * inner;
+    int64_t rem = r, off = 0;
+    bool inside = w > 0;
+    for (int i = rank - 2; i >= 0; i--) {
+      const int64_t c = rem % os[i] - before[i];
+      rem /= os[i];
+      if (c < 0 || c >= shape[i]) inside = false;
+      off += c * xs[i];
+    }
+    if (!inside) { for (int64_t j = 0; j < inner; j++) dst[j] = value; continue; }
+    for (int64_t j = 0; j < b0; j++) dst[j] = value;
+    std::memcpy(dst + b0, x + off, sizeof(float) * w);
+    for (int64_t j = b0 + w; j < inner; j++) dst[j] = value;
+  }
+  return env.Undefined();
+}
+
 // ---------------------------------------------------------------- cast
 
 static Napi::Value EwCast(const Napi::CallbackInfo& info) {
@@ -780,6 +844,7 @@ void InitElementwise(Napi::Env env, Napi::Object exports) {
   exports.Set("ewTile", Napi::Function::New(env, EwTile));
   exports.Set("ewGather", Napi::Function::New(env, EwGather));
   exports.Set("ewScatterNd", Napi::Function::New(env, EwScatterNd));
+  exports.Set("ewPad", Napi::Function::New(env, EwPad));
   exports.Set("ewCast", Napi::Function::New(env, EwCast));
 }
 

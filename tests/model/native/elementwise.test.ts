@@ -273,7 +273,7 @@ test('Sum, Mean, Max, Min over every axis set (contiguous, split, negative), kee
       for (const axes of axesList) {
         for (const keepDims of [false, true]) {
           for (const op of ['Sum', 'Mean', 'Max', 'Min'] as const) {
-            const attrs = op === 'Max' ? { reductionIndices: axes, keepDims } : { axis: axes, keepDims };
+            const attrs: tf.NamedAttrMap = op === 'Max' ? { reductionIndices: axes, keepDims } : { axis: axes, keepDims };
             const r = both(op, { x }, attrs);
             const what = `${op} [${shape}] axes [${axes}] keepDims ${keepDims}`;
             assert.deepEqual(r.natShape, r.cpuShape, `${what}: shape`);
@@ -415,6 +415,19 @@ test('Tile: reps 0/1/odd over ranks 1-4, float32 and int32, bit-identical', { sk
         assertSame(both('Tile', { x }, { reps }), `Tile ${x.dtype} [${shape}] reps [${reps}]`);
         x.dispose();
       }
+    }
+  }));
+
+test('PadV2: zero and non-zero paddings over ranks 1-4, empty inputs, a constant value, bit-identical', { skip }, () =>
+  noLeaks(() => {
+    const cases: [number[], [number, number][]][] = [
+      [[5], [[2, 3]]], [[3, 4], [[0, 0], [1, 0]]], [[3, 4], [[1, 2], [0, 3]]], [[128, 128], [[0, 0], [1, 0]]],
+      [[2, 3, 4], [[1, 1], [0, 2], [3, 0]]], [[2, 1, 3, 2], [[0, 1], [2, 0], [0, 0], [1, 1]]], [[0, 3], [[1, 1], [1, 0]]], [[2, 0], [[0, 0], [2, 2]]],
+    ];
+    for (const [shape, paddings] of cases) {
+      const x = randn(shape);
+      for (const constantValue of [0, -1.5]) assertSame(both('PadV2', { x }, { paddings, constantValue }), `PadV2 [${shape}] ${JSON.stringify(paddings)} ${constantValue}`);
+      x.dispose();
     }
   }));
 

@@ -1,7 +1,7 @@
 /**
  * The standard tfjs kernels that composed model code spends its time in, natively
  * (native/src/elementwise.cc): broadcasting binary arithmetic, unary math, reductions, softmax over the
- * last axis, transpose, slice, concat, tile, gather, scatterND and casts.
+ * last axis, transpose, slice, concat, tile, pad, gather, scatterND and casts.
  *
  * Same kernel names, attrs and results as tfjs-backend-cpu: + - * / min max, transpose, slice, concat,
  * tile, gather and scatter are bit-identical; exp/log/tanh/sigmoid/softmax are within a few float32 ulp;
@@ -29,6 +29,7 @@ interface ElementwiseAddon {
   ewGather(x: F32, indices: I32, out: F32, batch: number, outer: number, dim: number, slice: number, n: number): number;
   /** Returns the first update whose index is out of range, or -1. */
   ewScatterNd(indices: I32, updates: F32, out: F32, numUpdates: number, sliceRank: number, sliceSize: number, strides: I32, rows: number): number;
+  ewPad(x: F32, out: F32, shape: I32, before: I32, after: I32, value: number): void;
   ewCast(kind: number, x: F32 | I32 | Uint8Array, out: F32 | I32 | Uint8Array): void;
 }
 
@@ -319,6 +320,25 @@ const scatterNdKernel: NativeKernel = {
   },
 };
 
+const padKernel: NativeKernel = {
+  kernelName: 'PadV2',
+  kernelFunc: (args) => {
+    const { backend } = args;
+    const { x } = args.inputs as { x: tf.TensorInfo };
+    const paddings = args.attrs.paddings as [number, number][];
+    const value = args.attrs.constantValue as number;
+    const xv = floatValues(backend, x);
+    if (!xv || x.shape.length === 0) return runCpuKernel('PadV2', args);
+    if (paddings.length !== x.shape.length || paddings.some(([b, a]) => !(b >= 0 && a >= 0))) {
+      throw new NativeKernelError(`native kernel PadV2: paddings ${JSON.stringify(paddings)} do not fit shape [${x.shape}]`);
+    }
+    const shape = x.shape.map((d, i) => paddings[i][0] + d + paddings[i][1]);
+    const out = backend.alloc(size(shape), 'PadV2 output');
+    addonOf(backend).ewPad(xv, out, i32(x.shape), i32(paddings.map((p) => p[0])), i32(paddings.map((p) => p[1])), value);
+    return backend.out(shape, out);
+  },
+};
+
 const castKernel: NativeKernel = {
   kernelName: 'Cast',
   kernelFunc: (args) => {
@@ -351,5 +371,5 @@ export const elementwiseKernels: NativeKernel[] = [
   ...(Object.keys(BINARY) as (keyof typeof BINARY)[]).map(binaryKernel),
   ...(Object.keys(UNARY) as (keyof typeof UNARY)[]).map(unaryKernel),
   ...(Object.keys(REDUCE) as (keyof typeof REDUCE)[]).map(reduceKernel),
-  softmaxKernel, transposeKernel, sliceKernel, concatKernel, tileKernel, gatherKernel, scatterNdKernel, castKernel,
+  softmaxKernel, transposeKernel, sliceKernel, concatKernel, tileKernel, gatherKernel, scatterNdKernel, padKernel, castKernel,
 ];
