@@ -4,6 +4,8 @@
 //               B (bB, K, N) or (bB, N, K) when transB, C (batch, M, N); bA, bB in {1, batch}.
 // linear        y = x @ W (+ b)                 x (N, in), W (in, out), b (out), y (N, out)
 // linearGrad    dx = dy @ W^T, dW = x^T @ dy, db = sum_rows(dy)
+// With transW the weight is stored (out, in) (a tied LM head reads the (V, d) embedding table):
+//               y = x @ W^T,  dx = dy @ W,  dW = dy^T @ x.
 // BLAS takes transposes as flags at full speed, so unlike the wasm path nothing is materialised.
 #include "common.h"
 #include <cblas.h>
@@ -49,6 +51,7 @@ static Napi::Value Linear(const Napi::CallbackInfo& info) {
   float* y = Arr<float>(info, 3, k);
   if (!x || !w || !y || (!info[2].IsNull() && !bias)) return info.Env().Undefined();
   const int64_t N = Int(info, 4), In = Int(info, 5), Out = Int(info, 6);
+  const bool tW = info.Length() > 7 && Bool(info, 7);
   float beta = 0.0f;
   if (bias) {
 #pragma omp parallel for if (N * Out > (1 << 16))
@@ -57,7 +60,7 @@ static Napi::Value Linear(const Napi::CallbackInfo& info) {
   }
   if (N == 0 || Out == 0) return info.Env().Undefined();
   if (In == 0) { if (!bias) std::memset(y, 0, sizeof(float) * N * Out); return info.Env().Undefined(); }
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, Out, In, 1.0f, x, In, w, Out, beta, y, Out);
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, tW ? CblasTrans : CblasNoTrans, N, Out, In, 1.0f, x, In, w, tW ? In : Out, beta, y, Out);
   return info.Env().Undefined();
 }
 
@@ -72,15 +75,18 @@ static Napi::Value LinearGrad(const Napi::CallbackInfo& info) {
   float* db = info[5].IsNull() ? nullptr : Arr<float>(info, 5, k);
   if (!dy || !x || !w || info.Env().IsExceptionPending()) return info.Env().Undefined();
   const int64_t N = Int(info, 6), In = Int(info, 7), Out = Int(info, 8);
+  const bool tW = info.Length() > 9 && Bool(info, 9);
   if (dx) {
     if (Out == 0) std::memset(dx, 0, sizeof(float) * N * In);
     else if (N > 0 && In > 0)
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, In, Out, 1.0f, dy, Out, w, Out, 0.0f, dx, In);
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, tW ? CblasNoTrans : CblasTrans, N, In, Out, 1.0f, dy, Out, w, tW ? In : Out, 0.0f, dx, In);
   }
   if (dw) {
     if (N == 0) std::memset(dw, 0, sizeof(float) * In * Out);
-    else if (In > 0 && Out > 0)
+    else if (In > 0 && Out > 0 && !tW)
       cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, In, Out, N, 1.0f, x, In, dy, Out, 0.0f, dw, Out);
+    else if (In > 0 && Out > 0)  // dW (out, in) = dy^T @ x
+      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Out, In, N, 1.0f, dy, Out, x, In, 0.0f, dw, In);
   }
   if (db) {
     // Column sums in row order (cache friendly); each column accumulates rows in order 0..N-1.

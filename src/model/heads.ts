@@ -7,12 +7,12 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { ModelConfig } from './config.ts';
 import { gatherRows } from './layers/embedding.ts';
-import { linear } from './layers/linear.ts';
+import { linear, linearTransposed } from './layers/linear.ts';
 import { optionalParam, param, type Params } from './params.ts';
 
 export function lmHead(p: Params, hidden: tf.Tensor2D): tf.Tensor2D {
-  const head = optionalParam<tf.Rank.R2>(p, 'lm_head') ?? tf.transpose(param<tf.Rank.R2>(p, 'embed.tokens'));
-  return linear(hidden, head);
+  const head = optionalParam<tf.Rank.R2>(p, 'lm_head');
+  return head ? linear(hidden, head) : linearTransposed(hidden, param<tf.Rank.R2>(p, 'embed.tokens'));
 }
 
 /** Picks row b*T + index[b] of hidden for each sequence b: (B, d). */

@@ -18,8 +18,8 @@ tf.registerGradient({
   inputsToSave: ['x', 'w'],
   gradFunc: (dy, saved, attrs) => {
     const [x, w] = saved;
-    const hasBias = !!(attrs as { hasBias?: boolean }).hasBias;
-    const [dx, dw, db] = runKernel<tf.Tensor[]>('RtLinearGrad', { dy: dy as tf.Tensor, x, w }, { hasBias });
+    const { hasBias = false, transW = false } = attrs as { hasBias?: boolean; transW?: boolean };
+    const [dx, dw, db] = runKernel<tf.Tensor[]>('RtLinearGrad', { dy: dy as tf.Tensor, x, w }, { hasBias, transW });
     const g: Record<string, () => tf.Tensor> = { x: () => dx, w: () => dw };
     if (hasBias) g.bias = () => db;
     return g;
@@ -55,6 +55,15 @@ const matMulBiasFastGrad = customGrad<(x: tf.Tensor2D, w: tf.Tensor2D, b: tf.Ten
     };
   },
 );
+
+/**
+ * x: (N, in), wT: (out, in) -> x @ wT^T (N, out): a tied LM head reading the (V, d) embedding table.
+ * Native reads the table in place (BLAS transpose flag); elsewhere the transpose is materialised.
+ */
+export function linearTransposed(x: tf.Tensor2D, wT: tf.Tensor2D): tf.Tensor2D {
+  if (hasKernel('RtLinear')) return runKernel<tf.Tensor2D>('RtLinear', { x, w: wT }, { hasBias: false, transW: true });
+  return linear(x, tf.transpose(wT));
+}
 
 /** x: (N, in), w: (in, out), b: (out) -> (N, out). */
 export function linear(x: tf.Tensor2D, w: tf.Tensor2D, b?: tf.Tensor1D): tf.Tensor2D {

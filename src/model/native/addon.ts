@@ -17,8 +17,10 @@ export interface NativeAddon {
   info(): { threads: number; blasThreads: number; blasConfig: string; blasCore: string; blasParallel: number };
   batchMatMul(a: F32, b: F32, c: F32, batch: number, batchA: number, batchB: number, M: number, K: number, N: number,
     transA: boolean, transB: boolean): void;
-  linear(x: F32, w: F32, bias: F32 | null, y: F32, N: number, inDim: number, outDim: number): void;
-  linearGrad(dy: F32, x: F32, w: F32, dx: F32 | null, dw: F32 | null, db: F32 | null, N: number, inDim: number, outDim: number): void;
+  /** transW: w is stored (out, in). */
+  linear(x: F32, w: F32, bias: F32 | null, y: F32, N: number, inDim: number, outDim: number, transW?: boolean): void;
+  linearGrad(dy: F32, x: F32, w: F32, dx: F32 | null, dw: F32 | null, db: F32 | null, N: number, inDim: number, outDim: number,
+    transW?: boolean): void;
   /** Kernel families filled in by their own files add their functions here (see native/src/*.cc). */
   [name: string]: unknown;
 }

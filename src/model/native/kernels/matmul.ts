@@ -34,16 +34,17 @@ export const matmulKernels: NativeKernel[] = [
     },
   },
   {
-    // x (N, in), w (in, out), [bias (out)] -> (N, out)
+    // x (N, in), w (in, out) or (out, in) with attrs.transW, [bias (out)] -> (N, out)
     kernelName: 'RtLinear',
-    kernelFunc: ({ inputs, backend }) => {
+    kernelFunc: ({ inputs, attrs, backend }) => {
       const { x, w, bias } = inputs as { x: tf.TensorInfo; w: tf.TensorInfo; bias?: tf.TensorInfo };
-      const [N, In] = x.shape, [In2, Out] = w.shape;
+      const transW = !!attrs.transW;
+      const [N, In] = x.shape, [In2, Out] = transW ? [w.shape[1], w.shape[0]] : w.shape;
       if (x.shape.length !== 2 || w.shape.length !== 2 || In !== In2 || (bias && (bias.shape.length !== 1 || bias.shape[0] !== Out))) {
         throw new NativeKernelError(`native kernel RtLinear: x [${x.shape}], w [${w.shape}]${bias ? `, bias [${bias.shape}]` : ''} do not fit (N, in) @ (in, out) + (out)`);
       }
       const y = backend.alloc(N * Out, 'RtLinear output');
-      backend.addon.linear(backend.f32(x, 'RtLinear'), backend.f32(w, 'RtLinear'), bias ? backend.f32(bias, 'RtLinear') : null, y, N, In, Out);
+      backend.addon.linear(backend.f32(x, 'RtLinear'), backend.f32(w, 'RtLinear'), bias ? backend.f32(bias, 'RtLinear') : null, y, N, In, Out, transW);
       return backend.out([N, Out], y);
     },
   },
@@ -52,15 +53,16 @@ export const matmulKernels: NativeKernel[] = [
     kernelName: 'RtLinearGrad',
     kernelFunc: ({ inputs, attrs, backend }) => {
       const { dy, x, w } = inputs as { dy: tf.TensorInfo; x: tf.TensorInfo; w: tf.TensorInfo };
-      const [N, In] = x.shape, [, Out] = w.shape;
-      if (dy.shape[0] !== N || dy.shape[1] !== Out || w.shape[0] !== In) {
+      const transW = !!attrs.transW;
+      const [N, In] = x.shape, Out = transW ? w.shape[0] : w.shape[1];
+      if (dy.shape[0] !== N || dy.shape[1] !== Out || w.shape[transW ? 1 : 0] !== In) {
         throw new NativeKernelError(`native kernel RtLinearGrad: dy [${dy.shape}], x [${x.shape}], w [${w.shape}] do not fit`);
       }
       const dx = backend.alloc(N * In, 'RtLinearGrad dx');
       const dw = backend.alloc(In * Out, 'RtLinearGrad dw');
       const db = attrs.hasBias ? backend.alloc(Out, 'RtLinearGrad db') : null;
-      backend.addon.linearGrad(backend.f32(dy, 'RtLinearGrad'), backend.f32(x, 'RtLinearGrad'), backend.f32(w, 'RtLinearGrad'), dx, dw, db, N, In, Out);
-      const outs = [backend.out([N, In], dx), backend.out([In, Out], dw)];
+      backend.addon.linearGrad(backend.f32(dy, 'RtLinearGrad'), backend.f32(x, 'RtLinearGrad'), backend.f32(w, 'RtLinearGrad'), dx, dw, db, N, In, Out, transW);
+      const outs = [backend.out([N, In], dx), backend.out(transW ? [Out, In] : [In, Out], dw)];
       if (db) outs.push(backend.out([Out], db));
       return outs;
     },
