@@ -68,7 +68,7 @@ export class FlatParams {
   async readParams(): Promise<void> {
     for (let k = 0; k < this.names.length; k++) {
       const v = this.model.params.get(this.names[k])!;
-      this.params.set((await v.data()) as Float32Array, this.offsets[k]);
+      this.params.set(peekNative(v)?.values ?? ((await v.data()) as Float32Array), this.offsets[k]);
       bindToView(v, this.params.subarray(this.offsets[k], this.offsets[k] + numel(v.shape)));
     }
   }
