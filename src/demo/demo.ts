@@ -11,6 +11,7 @@ import { join, resolve } from 'node:path';
 import { stringify } from 'yaml';
 import { loadJobFile } from '../config/compile.ts';
 import { runLocalCluster } from '../coordinator/local.ts';
+import { activeBackend } from '../model/backend.ts';
 import { InputError } from '../errors.ts';
 import { createModelDir } from '../model/create.ts';
 import { generate } from '../model/generate.ts';
@@ -84,7 +85,8 @@ export async function runDemo(o: DemoOptions): Promise<void> {
     model.dispose();
   }
   const generalReport = JSON.parse(await readFile(join(dir, 'pretrain', 'eval_report.json'), 'utf8'));
-  o.log(`\n[demo] finished in ${elapsed()}. Pre-training on general text: eval loss ${generalReport.base_eval?.loss?.toFixed(3)} -> ${generalReport.final_eval?.loss?.toFixed(3)}`);
+  o.log(`\n[demo] tfjs backend: ${activeBackend() ?? 'none'} (workers choose the same way: RINGTUNE_BACKEND or auto)`);
+  o.log(`[demo] finished in ${elapsed()}. Pre-training on general text: eval loss ${generalReport.base_eval?.loss?.toFixed(3)} -> ${generalReport.final_eval?.loss?.toFixed(3)}`);
   console.log('\nHeld-out domain data (120 marine weather bulletins), lower is better:\n');
   console.log('| model | eval loss | perplexity |');
   console.log('|---|---|---|');
