@@ -25,6 +25,7 @@ export type BackendChoice = BackendName | 'auto';
 
 const require = createRequire(import.meta.url);
 let active: BackendName | undefined;
+let selecting: Promise<BackendInfo> | undefined;
 // Read from RINGTUNE_THREADS when first needed, not at import: a bad value is then a one-line
 // BackendError where the backend starts, not a stack trace from loading this module.
 let nativeThreadsSet: number | undefined;
@@ -122,32 +123,24 @@ export async function initBackend(
   choice: BackendChoice = backendChoiceFrom(process.env.RINGTUNE_BACKEND),
   log: (line: string) => void = (line) => console.error(line),
 ): Promise<BackendInfo> {
-  // Concurrent first calls (two test helpers imported together) share one initialisation: two
-  // interleaved setBackend calls would register kernels twice and race on the engine.
-  while (initialising) await initialising.catch(() => undefined);
+  // A call while another is still selecting waits for it: two concurrent initialisations of the
+  // wasm backend make both fail (test files that import two fixture modules start two).
+  while (selecting) await selecting.catch(() => {});
   if (active) {
     if (choice !== 'auto' && choice !== active) {
       throw new BackendError(`backend "${active}" is already active in this process; cannot switch to "${choice}"`);
     }
     return { name: active, skipped: [] };
   }
-  initialising = selectBackend(choice, log);
+  selecting = select(choice, log);
   try {
-    return await initialising;
+    return await selecting;
   } finally {
-    initialising = undefined;
+    selecting = undefined;
   }
 }
 
-let initialising: Promise<BackendInfo> | undefined;
-
-async function selectBackend(choice: BackendChoice, log: (line: string) => void): Promise<BackendInfo> {
-  if (active) {
-    if (choice !== 'auto' && choice !== active) {
-      throw new BackendError(`backend "${active}" is already active in this process; cannot switch to "${choice}"`);
-    }
-    return { name: active, skipped: [] };
-  }
+async function select(choice: BackendChoice, log: (line: string) => void): Promise<BackendInfo> {
   const candidates: BackendName[] = choice === 'auto' ? [...BACKENDS] : [choice];
   const skipped: string[] = [];
   let nodeFailed = false;
