@@ -17,7 +17,7 @@
       "cflags_cc": ["-O3", "-march=x86-64-v3", "-mtune=native", "-fopenmp", "-std=c++17", "-fno-math-errno"],
       "cflags_cc!": ["-fno-exceptions"],
       "ldflags": ["-fopenmp"],
-      "libraries": ["-lopenblas"]
+      "libraries": ["<!@(node blas-link.mjs)"]
     }
   ]
 }

@@ -108,6 +108,15 @@ async function tryBackend(name: BackendName): Promise<string | undefined> {
   }
 }
 
+/** "OpenBLAS 0.3.21 Haswell, OpenMP": which BLAS build and kernels the native engine runs on. */
+async function blasSummary(): Promise<string> {
+  const { loadAddon } = await import('./native/addon.ts');
+  const info = loadAddon().addon?.info();
+  if (!info) return 'no BLAS';
+  const version = /OpenBLAS \S+/.exec(info.blasConfig)?.[0] ?? 'BLAS';
+  return `${version} ${info.blasCore}, ${['sequential', 'pthreads', 'OpenMP'][info.blasParallel] ?? 'unknown'}`;
+}
+
 /** Reads the choice from the argument, else RINGTUNE_BACKEND, else 'auto'. */
 export function backendChoiceFrom(value: string | undefined): BackendChoice {
   const v = (value ?? 'auto').trim();
@@ -154,7 +163,7 @@ async function select(choice: BackendChoice, log: (line: string) => void): Promi
     const why = await tryBackend(name);
     if (why === undefined) {
       active = name;
-      const detail = name === 'native' ? ` (${nativeThreads()} thread${nativeThreads() > 1 ? 's' : ''})` : '';
+      const detail = name === 'native' ? ` (${nativeThreads()} thread${nativeThreads() > 1 ? 's' : ''}, ${await blasSummary()})` : '';
       log(`[ringtune] tfjs backend: ${name}${detail}${skipped.length ? ` (skipped ${skipped.join('; ')})` : ''}`);
       return { name, skipped };
     }
