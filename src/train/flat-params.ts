@@ -9,11 +9,13 @@ import { numel } from '../model/params.ts';
 import { peekNative } from '../model/native/backend.ts';
 import { optimAddon } from '../model/native/kernels/optim.ts';
 
-/** Points a native variable's storage at `view` when nothing else shares its buffer; false elsewhere. */
+/**
+ * Points a native variable's storage at `view` (whose values become the variable's) when nothing else
+ * shares its buffer; false elsewhere.
+ */
 function bindToView(v: tf.Variable, view: Float32Array): boolean {
   const live = peekNative(v);
   if (!live || live.backend.refCount(v.dataId) !== 1 || live.values.length !== view.length) return false;
-  view.set(live.values);
   live.backend.rebind(v.dataId, view);
   return true;
 }
@@ -68,8 +70,9 @@ export class FlatParams {
   async readParams(): Promise<void> {
     for (let k = 0; k < this.names.length; k++) {
       const v = this.model.params.get(this.names[k])!;
-      this.params.set(peekNative(v)?.values ?? ((await v.data()) as Float32Array), this.offsets[k]);
-      bindToView(v, this.params.subarray(this.offsets[k], this.offsets[k] + numel(v.shape)));
+      const view = this.params.subarray(this.offsets[k], this.offsets[k] + numel(v.shape));
+      view.set(peekNative(v)?.values ?? ((await v.data()) as Float32Array));
+      bindToView(v, view);
     }
   }
 

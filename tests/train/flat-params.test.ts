@@ -4,6 +4,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import * as tf from '@tensorflow/tfjs-core';
 import { compileJob } from '../../src/config/compile.ts';
 import { jobTemplate } from '../../src/config/template.ts';
 import { parse } from 'yaml';
@@ -50,4 +51,26 @@ test('the template written by `ringtune init` compiles, and shows every default 
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
+});
+
+test('writeParams writes the flat values into a variable that was replaced since readParams', async () => {
+  await ready;
+  const model = Model.random(tinyConfig('gpt2'), 'causal-lm', 1);
+  const flat = new FlatParams(model);
+  await flat.readParams();
+  const name = 'layers.0.attn.wq';
+  const k = flat.names.indexOf(name);
+  const v = model.params.get(name)!;
+  // Something assigns the variable a new tensor (a checkpoint load does), then the optimizer moves the flat values.
+  const zeros = tf.zerosLike(v);
+  v.assign(zeros);
+  zeros.dispose(); // the variable is now the only holder of its new buffer
+  const n = v.shape.reduce((a, b) => a * b, 1);
+  flat.params.fill(0.25, flat.offsets[k], flat.offsets[k] + n);
+  flat.writeParams();
+  const got = await v.data();
+  assert.equal(got[0], 0.25);
+  assert.equal(got[n - 1], 0.25);
+  assert.equal(flat.params[flat.offsets[k]], 0.25, 'the flat buffer keeps the optimizer values');
+  model.dispose();
 });
