@@ -11,6 +11,7 @@
  * left-to-right sum by rounding only (~1e-16 relative), and the 4 chains also make the JS loop ~2x faster.
  */
 import { optimAddon } from '../model/native/kernels/optim.ts';
+import { scaleInPlace } from './flat-math.ts';
 
 /** Must match kChunk in native/src/optim.cc. */
 export const SUM_SQUARES_CHUNK = 4096;
@@ -43,8 +44,7 @@ export function clipGlobalNorm(grads: Float32Array, maxNorm: number, useNative =
   const norm = Math.sqrt(native ? native.sumSquares(grads) : sumSquaresJs(grads));
   if (maxNorm > 0 && norm > maxNorm) {
     const scale = maxNorm / (norm + 1e-6);
-    if (native) native.scaleInPlace(grads, scale);
-    else for (let i = 0; i < grads.length; i++) grads[i] *= scale;
+    scaleInPlace(grads, scale, useNative);
   }
   return norm;
 }

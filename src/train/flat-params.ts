@@ -7,7 +7,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import type { Model } from '../model/model.ts';
 import { numel } from '../model/params.ts';
 import { peekNative } from '../model/native/backend.ts';
-import { optimAddon } from '../model/native/kernels/optim.ts';
+import { addInto } from '../optim/flat-math.ts';
 
 /**
  * Points a native variable's storage at `view` (whose values become the variable's) when nothing else
@@ -78,15 +78,13 @@ export class FlatParams {
 
   /** Adds (accumulate) or copies gradients keyed by variable name, as tf.variableGrads returns them. */
   async readGrads(grads: tf.NamedTensorMap, accumulate: boolean): Promise<void> {
-    const native = optimAddon();
     for (let k = 0; k < this.names.length; k++) {
       const g = grads[this.model.params.get(this.names[k])!.name];
       // On the native backend the values are read in place: no copy, and the pooled buffer stays recyclable.
       const data = peekNative(g)?.values ?? ((await g.data()) as Float32Array);
       const dst = this.grads.subarray(this.offsets[k], this.offsets[k] + data.length);
-      if (!accumulate) dst.set(data);
-      else if (native) native.addInto(dst, data);
-      else for (let i = 0; i < data.length; i++) dst[i] += data[i];
+      if (accumulate) addInto(dst, data);
+      else dst.set(data);
     }
   }
 

@@ -11,7 +11,7 @@ import type { ClsBatch, LmBatch } from '../data/batch.ts';
 import type { Model } from '../model/model.ts';
 import type { AdamW } from '../optim/adamw.ts';
 import { clipGlobalNorm } from '../optim/clip.ts';
-import { optimAddon } from '../model/native/kernels/optim.ts';
+import { scaleInPlace } from '../optim/flat-math.ts';
 import { crossEntropySum } from './loss.ts';
 import type { FlatParams } from './flat-params.ts';
 
@@ -72,10 +72,7 @@ export async function trainStep(ctx: StepContext, microBatches: readonly Batch[]
   const globalCount = flat.extras[1];
   const globalLoss = flat.extras[0];
   if (globalCount > 0) {
-    const inv = 1 / globalCount;
-    const native = optimAddon(); // same double multiply, rounded to float32: bit-identical
-    if (native) native.scaleInPlace(flat.grads, inv);
-    else for (let i = 0; i < flat.size; i++) flat.grads[i] *= inv;
+    scaleInPlace(flat.grads, 1 / globalCount);
   }
   const gradNorm = clipGlobalNorm(flat.grads, ctx.gradClip);
   // A global batch without any loss position (all targets masked or truncated away) changes nothing.

@@ -81,18 +81,13 @@ export class BufferPool {
     this.freeBytes += a.byteLength;
   }
 
-  /** Drops every free buffer (the GC returns the memory). */
-  trim(): void {
-    this.free.clear();
-    this.freeBytes = 0;
-  }
 }
 
 type Data = { values?: unknown; dtype: tf.DataType; refCount: number };
 
 export class NativeBackend extends MathBackendCPU {
   readonly pool: BufferPool;
-  /** > 0 while a kernel runs: reads from inside kernels do not pin. */
+  /** > 0 while a fallback kernel runs: its reads are in place, not copies. */
   kernelDepth = 0;
 
   constructor(readonly addon: NativeAddon, maxFreeBytes = 8 * 2 ** 30) {
@@ -108,9 +103,33 @@ export class NativeBackend extends MathBackendCPU {
       : undefined;
   }
 
+  /** A tensor's stored values (any typed array), read in place. */
+  valuesOf(t: tf.TensorInfo): unknown {
+    return this.entry(t.dataId)?.values;
+  }
+
+  /**
+   * Runs a tfjs-backend-cpu kernel function on this backend: reads inside it do not copy, and an output
+   * that is a new tensor over a pooled buffer (cpu Slice returns views) is pinned, never recycled.
+   */
+  runFallback(kernelFunc: tf.KernelFunc, args: Parameters<tf.KernelFunc>[0]): tf.TensorInfo | tf.TensorInfo[] {
+    this.kernelDepth++;
+    let r: tf.TensorInfo | tf.TensorInfo[];
+    try {
+      r = kernelFunc(args) as tf.TensorInfo | tf.TensorInfo[];
+    } finally {
+      this.kernelDepth--;
+    }
+    const inputIds = new Set(Object.values(args.inputs).map((t) => t?.dataId));
+    for (const o of Array.isArray(r) ? r : [r]) {
+      if (!inputIds.has(o.dataId)) this.pool.pin(this.valuesOf(o));
+    }
+    return r;
+  }
+
   /** The float32 values of a tensor, for a kernel's input. */
   f32(t: tf.TensorInfo, kernel: string): Float32Array {
-    const v = this.entry(t.dataId)?.values;
+    const v = this.valuesOf(t);
     if (!(v instanceof Float32Array)) {
       throw new NativeKernelError(`native kernel ${kernel}: expected a float32 input, got ${t.dtype} of shape [${t.shape}]`);
     }
@@ -118,7 +137,7 @@ export class NativeBackend extends MathBackendCPU {
   }
 
   i32(t: tf.TensorInfo, kernel: string): Int32Array {
-    const v = this.entry(t.dataId)?.values;
+    const v = this.valuesOf(t);
     if (!(v instanceof Int32Array)) {
       throw new NativeKernelError(`native kernel ${kernel}: expected an int32 input, got ${t.dtype} of shape [${t.shape}]`);
     }

@@ -21,7 +21,6 @@ export const nativeKernelTable: NativeKernel[] = [
 ];
 
 type KernelOut = tf.TensorInfo | tf.TensorInfo[];
-const outputsOf = (r: KernelOut) => (Array.isArray(r) ? r : [r]);
 
 /** Registers the cpu fallbacks (wrapped to pin pooled buffers they alias) and the native rows. */
 export function registerNativeKernels(): void {
@@ -29,29 +28,7 @@ export function registerNativeKernels(): void {
   for (const k of tf.getKernelsForBackend('cpu')) {
     if (native.has(k.kernelName)) continue;
     const f = k.kernelFunc;
-    tf.registerKernel({
-      ...k,
-      backendName: NATIVE,
-      kernelFunc: (args) => {
-        const backend = args.backend as unknown as NativeBackend;
-        backend.kernelDepth++;
-        let r: KernelOut;
-        try {
-          r = f(args) as KernelOut;
-        } finally {
-          backend.kernelDepth--;
-        }
-        // A fallback output that is a new tensor over a pooled buffer (e.g. a Slice view) must not be recycled.
-        const inputIds = new Set(Object.values(args.inputs).map((t) => t?.dataId));
-        for (const o of outputsOf(r)) {
-          if (!inputIds.has(o.dataId)) {
-            const d = (backend.data as unknown as { get(id: object): { values?: unknown } | undefined }).get(o.dataId);
-            backend.pool.pin(d?.values);
-          }
-        }
-        return r;
-      },
-    });
+    tf.registerKernel({ ...k, backendName: NATIVE, kernelFunc: (args) => (args.backend as unknown as NativeBackend).runFallback(f, args) });
   }
   for (const k of nativeKernelTable) {
     tf.registerKernel({

@@ -6,6 +6,7 @@
  */
 import type * as tf from '@tensorflow/tfjs-core';
 import { NativeKernelError, type NativeBackend, type NativeKernel } from '../backend.ts';
+import { numel } from '../../params.ts';
 import type { F32 } from '../addon.ts';
 
 type UnaryName = 'geluTanh' | 'geluErf' | 'silu';
@@ -15,7 +16,6 @@ type ActivationsAddon = Record<UnaryName, (x: F32, y: F32) => void> & Record<`${
 };
 
 const addon = (b: NativeBackend) => b.addon as unknown as ActivationsAddon;
-const size = (s: number[]) => s.reduce((a, b) => a * b, 1);
 const same = (a: number[], b: number[]) => a.length === b.length && a.every((v, i) => v === b[i]);
 
 function sameShapes(kernel: string, named: Record<string, tf.TensorInfo>): number[] {
@@ -32,7 +32,7 @@ function unary(kernelName: string, fn: UnaryName): NativeKernel[] {
       kernelName,
       kernelFunc: ({ inputs, backend }) => {
         const { x } = inputs as { x: tf.TensorInfo };
-        const y = backend.alloc(size(x.shape), `${kernelName} y`);
+        const y = backend.alloc(numel(x.shape), `${kernelName} y`);
         addon(backend)[fn](backend.f32(x, kernelName), y);
         return backend.out(x.shape, y);
       },
@@ -43,7 +43,7 @@ function unary(kernelName: string, fn: UnaryName): NativeKernel[] {
         const { dy, x } = inputs as { dy: tf.TensorInfo; x: tf.TensorInfo };
         const k = `${kernelName}Grad`;
         const shape = sameShapes(k, { dy, x });
-        const dx = backend.alloc(size(shape), `${k} dx`);
+        const dx = backend.alloc(numel(shape), `${k} dx`);
         addon(backend)[`${fn}Grad`](backend.f32(dy, k), backend.f32(x, k), dx);
         return backend.out(shape, dx);
       },
@@ -61,7 +61,7 @@ export const activationsKernels: NativeKernel[] = [
       const { g, u } = inputs as { g: tf.TensorInfo; u: tf.TensorInfo };
       const k = 'RtSwiGlu';
       const shape = sameShapes(k, { g, u });
-      const y = backend.alloc(size(shape), `${k} y`);
+      const y = backend.alloc(numel(shape), `${k} y`);
       addon(backend).swiGlu(backend.f32(g, k), backend.f32(u, k), y);
       return backend.out(shape, y);
     },
@@ -72,7 +72,7 @@ export const activationsKernels: NativeKernel[] = [
       const { dy, g, u } = inputs as { dy: tf.TensorInfo; g: tf.TensorInfo; u: tf.TensorInfo };
       const k = 'RtSwiGluGrad';
       const shape = sameShapes(k, { dy, g, u });
-      const n = size(shape);
+      const n = numel(shape);
       const dg = backend.alloc(n, `${k} dg`), du = backend.alloc(n, `${k} du`);
       addon(backend).swiGluGrad(backend.f32(dy, k), backend.f32(g, k), backend.f32(u, k), dg, du);
       return [backend.out(shape, dg), backend.out(shape, du)];

@@ -11,6 +11,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { NativeKernelError, type NativeBackend, type NativeKernel, type NativeKernelFunc } from '../backend.ts';
+import { numel } from '../../params.ts';
 
 type F32 = Float32Array;
 type I32 = Int32Array;
@@ -37,23 +38,19 @@ type Args = Parameters<NativeKernelFunc>[0];
 type KernelOut = tf.TensorInfo | tf.TensorInfo[];
 
 const addonOf = (backend: NativeBackend) => backend.addon as unknown as ElementwiseAddon;
-const size = (s: readonly number[]) => s.reduce((a, b) => a * b, 1);
 const i32 = (xs: readonly number[]) => Int32Array.from(xs);
 
-function valuesOf(backend: NativeBackend, t: tf.TensorInfo): unknown {
-  return (backend.data as unknown as { get(id: object): { values?: unknown } | undefined }).get(t.dataId)?.values;
-}
 
 /** Float32 values of a float32 tensor, or undefined when it is not stored as a Float32Array. */
 function floatValues(backend: NativeBackend, t: tf.TensorInfo): F32 | undefined {
   if (t.dtype !== 'float32') return undefined;
-  const v = valuesOf(backend, t);
+  const v = backend.valuesOf(t);
   return v instanceof Float32Array ? v : undefined;
 }
 
 /** 32-bit words of a float32 or int32 tensor as a Float32Array view (for kernels that only move data). */
 function wordValues(backend: NativeBackend, t: tf.TensorInfo): F32 | undefined {
-  const v = valuesOf(backend, t);
+  const v = backend.valuesOf(t);
   if (t.dtype === 'float32' && v instanceof Float32Array) return v;
   if (t.dtype === 'int32' && v instanceof Int32Array) return new Float32Array(v.buffer, v.byteOffset, v.length);
   return undefined;
@@ -61,7 +58,7 @@ function wordValues(backend: NativeBackend, t: tf.TensorInfo): F32 | undefined {
 
 /** An output of `n` words for a float32 (pooled) or int32 tensor, and the view the native code writes. */
 function wordOutput(backend: NativeBackend, dtype: tf.DataType, shape: number[], what: string): { info: tf.TensorInfo; view: F32 } {
-  const n = size(shape);
+  const n = numel(shape);
   if (dtype === 'float32') {
     const v = backend.alloc(n, what);
     return { info: backend.out(shape, v), view: v };
@@ -77,19 +74,7 @@ function wordOutput(backend: NativeBackend, dtype: tf.DataType, shape: number[],
 export function runCpuKernel(name: string, args: Args): KernelOut {
   const k = tf.getKernel(name, 'cpu');
   if (!k) throw new NativeKernelError(`native kernel ${name}: no cpu kernel to fall back to`);
-  const { backend } = args;
-  backend.kernelDepth++;
-  let r: KernelOut;
-  try {
-    r = k.kernelFunc(args as unknown as Parameters<tf.KernelFunc>[0]) as KernelOut;
-  } finally {
-    backend.kernelDepth--;
-  }
-  const inputIds = new Set(Object.values(args.inputs).map((t) => t?.dataId));
-  for (const o of Array.isArray(r) ? r : [r]) {
-    if (!inputIds.has(o.dataId)) backend.pool.pin(valuesOf(backend, o));
-  }
-  return r;
+  return args.backend.runFallback(k.kernelFunc, args as unknown as Parameters<tf.KernelFunc>[0]);
 }
 
 const BINARY = { Add: 0, Sub: 1, Multiply: 2, RealDiv: 3, Maximum: 4, Minimum: 5, Pow: 6, SquaredDifference: 7 } as const;
@@ -113,7 +98,7 @@ function binaryKernel(name: keyof typeof BINARY): NativeKernel {
         throw new NativeKernelError(`native kernel ${name}: shapes [${a.shape}] and [${b.shape}] do not broadcast`);
       }
       const pad = (s: number[]) => i32([...new Array(shape.length - s.length).fill(1), ...s]);
-      const out = backend.alloc(size(shape), `${name} output`);
+      const out = backend.alloc(numel(shape), `${name} output`);
       addonOf(backend).ewBinary(BINARY[name], av, bv, out, i32(shape), pad(a.shape), pad(b.shape));
       return backend.out(shape, out);
     },
@@ -163,17 +148,17 @@ function reduceKernel(name: keyof typeof REDUCE): NativeKernel {
       const shape = keepDims ? tf.backend_util.expandShapeToKeepDim(outShape, axes) : outShape;
       const sorted = [...new Set(axes)].sort((p, q) => p - q);
       const contiguous = sorted.every((a, i) => i === 0 || a === sorted[i - 1] + 1);
-      const out = backend.alloc(size(outShape), `${name} output`);
+      const out = backend.alloc(numel(outShape), `${name} output`);
       const ew = addonOf(backend);
       if (sorted.length === 0) {
         out.set(xv);
       } else if (contiguous) {
         const first = sorted[0], last = sorted[sorted.length - 1];
-        ew.ewReduce(REDUCE[name], xv, out, size(x.shape.slice(0, first)), size(x.shape.slice(first, last + 1)), size(x.shape.slice(last + 1)));
+        ew.ewReduce(REDUCE[name], xv, out, numel(x.shape.slice(0, first)), numel(x.shape.slice(first, last + 1)), numel(x.shape.slice(last + 1)));
       } else {
         const perm = tf.backend_util.getAxesPermutation(axes, x.shape.length) ?? [...x.shape.keys()];
         const t = transposeTemp(backend, xv, [...x.shape], perm);
-        const R = size(sorted.map((a) => x.shape[a]));
+        const R = numel(sorted.map((a) => x.shape[a]));
         ew.ewReduce(REDUCE[name], t, out, xv.length / Math.max(R, 1), R, 1);
         backend.pool.release(t);
       }
@@ -250,8 +235,8 @@ const concatKernel: NativeKernel = {
     const outShape = [...shapes[0]];
     outShape[axis] = shapes.reduce((n, s) => n + s[axis], 0);
     const o = wordOutput(backend, dtype, outShape, 'Concat output');
-    if (size(outShape) > 0) {
-      addonOf(backend).ewConcat(vals as F32[], o.view, size(outShape.slice(0, axis)), i32(shapes.map((s) => size(s.slice(axis)))));
+    if (numel(outShape) > 0) {
+      addonOf(backend).ewConcat(vals as F32[], o.view, numel(outShape.slice(0, axis)), i32(shapes.map((s) => numel(s.slice(axis)))));
     }
     return o.info;
   },
@@ -281,14 +266,14 @@ const gatherKernel: NativeKernel = {
     const { backend } = args;
     const { x, indices } = args.inputs as { x: tf.TensorInfo; indices: tf.TensorInfo };
     const xv = wordValues(backend, x);
-    const iv = valuesOf(backend, indices);
+    const iv = backend.valuesOf(indices);
     if (!xv || indices.dtype !== 'int32' || !(iv instanceof Int32Array)) return runCpuKernel('GatherV2', args);
     const axis = tf.util.parseAxisParam(args.attrs.axis as number, x.shape)[0];
     const batchDims = (args.attrs.batchDims as number | undefined) ?? 0;
     const info = tf.backend_util.segment_util.collectGatherOpShapeInfo(x as tf.Tensor, indices as tf.Tensor, axis, batchDims);
     const o = wordOutput(backend, x.dtype, info.outputShape, 'GatherV2 output');
     const n = iv.length / Math.max(info.batchSize, 1);
-    const bad = size(info.outputShape) === 0 ? -1
+    const bad = numel(info.outputShape) === 0 ? -1
       : addonOf(backend).ewGather(xv, iv, o.view, info.batchSize, info.outerSize, info.dimSize, info.sliceSize, n);
     if (bad >= 0) {
       backend.disposeIntermediateTensorInfo(o.info);
@@ -305,7 +290,7 @@ const scatterNdKernel: NativeKernel = {
     const { indices, updates } = args.inputs as { indices: tf.TensorInfo; updates: tf.TensorInfo };
     const shape = args.attrs.shape as number[];
     const uv = floatValues(backend, updates);
-    const iv = valuesOf(backend, indices);
+    const iv = backend.valuesOf(indices);
     if (!uv || !(iv instanceof Int32Array)) return runCpuKernel('ScatterNd', args);
     const { sliceRank, numUpdates, sliceSize, strides, outputSize } = tf.backend_util.calculateShapes(updates as tf.Tensor, indices as tf.Tensor, shape);
     const out = backend.alloc(outputSize, 'ScatterNd output');
@@ -333,7 +318,7 @@ const padKernel: NativeKernel = {
       throw new NativeKernelError(`native kernel PadV2: paddings ${JSON.stringify(paddings)} do not fit shape [${x.shape}]`);
     }
     const shape = x.shape.map((d, i) => paddings[i][0] + d + paddings[i][1]);
-    const out = backend.alloc(size(shape), 'PadV2 output');
+    const out = backend.alloc(numel(shape), 'PadV2 output');
     addonOf(backend).ewPad(xv, out, i32(x.shape), i32(paddings.map((p) => p[0])), i32(paddings.map((p) => p[1])), value);
     return backend.out(shape, out);
   },
@@ -345,9 +330,9 @@ const castKernel: NativeKernel = {
     const { backend } = args;
     const { x } = args.inputs as { x: tf.TensorInfo };
     const dtype = args.attrs.dtype as tf.DataType;
-    const v = valuesOf(backend, x);
+    const v = backend.valuesOf(x);
     const ew = addonOf(backend);
-    const n = size(x.shape);
+    const n = numel(x.shape);
     if (dtype === 'float32' && x.dtype === 'int32' && v instanceof Int32Array) {
       const out = backend.alloc(n, 'Cast output');
       ew.ewCast(0, v, out);

@@ -23,7 +23,7 @@ const addonOf = (backend: NativeBackend) => backend.addon as unknown as LossAddo
  */
 function f32(backend: NativeBackend, t: tf.TensorInfo, kernel: string): Float32Array {
   if (t.dtype === 'float32') {
-    const v = (backend.data as unknown as { get(id: object): { values?: unknown } | undefined }).get(t.dataId)?.values;
+    const v = backend.valuesOf(t);
     if (ArrayBuffer.isView(v) && !(v instanceof Float32Array) && !(v instanceof DataView)) return Float32Array.from(v as unknown as ArrayLike<number>);
   }
   return backend.f32(t, kernel);

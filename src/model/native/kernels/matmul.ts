@@ -4,8 +4,8 @@
  */
 import type * as tf from '@tensorflow/tfjs-core';
 import { NativeKernelError, type NativeKernel } from '../backend.ts';
+import { numel } from '../../params.ts';
 
-const prod = (s: number[]) => s.reduce((a, b) => a * b, 1);
 
 export const matmulKernels: NativeKernel[] = [
   {
@@ -21,7 +21,7 @@ export const matmulKernels: NativeKernel[] = [
       const K2 = transposeB ? b.shape[rb - 1] : b.shape[rb - 2];
       const N = transposeB ? b.shape[rb - 2] : b.shape[rb - 1];
       const batchShapeA = a.shape.slice(0, -2), batchShapeB = b.shape.slice(0, -2);
-      const bA = prod(batchShapeA), bB = prod(batchShapeB);
+      const bA = numel(batchShapeA), bB = numel(batchShapeB);
       const sameBatch = batchShapeA.length === batchShapeB.length && batchShapeA.every((d, i) => d === batchShapeB[i]);
       if (K !== K2 || !(sameBatch || bA === 1 || bB === 1)) {
         throw new NativeKernelError(`native kernel BatchMatMul: cannot multiply [${a.shape}]${transposeA ? 'ᵀ' : ''} by [${b.shape}]${transposeB ? 'ᵀ' : ''}`);

@@ -10,6 +10,7 @@
  */
 import type * as tf from '@tensorflow/tfjs-core';
 import { NativeKernelError, type NativeBackend, type NativeKernel } from '../backend.ts';
+import { numel } from '../../params.ts';
 import type { F32 } from '../addon.ts';
 
 interface NormsAddon {
@@ -20,7 +21,6 @@ interface NormsAddon {
 }
 
 const addon = (b: NativeBackend) => b.addon as unknown as NormsAddon;
-const size = (s: number[]) => s.reduce((a, b) => a * b, 1);
 const same = (a: number[], b: number[]) => a.length === b.length && a.every((v, i) => v === b[i]);
 const fmt = (named: Record<string, tf.TensorInfo>) => Object.entries(named).map(([k, t]) => `${k} [${t.shape}]`).join(', ');
 
@@ -28,7 +28,7 @@ const fmt = (named: Record<string, tf.TensorInfo>) => Object.entries(named).map(
 function rows(kernel: string, x: tf.TensorInfo, named: Record<string, tf.TensorInfo>, perFeature: tf.TensorInfo[],
   perRow: tf.TensorInfo[] = [], likeX: tf.TensorInfo[] = []): [number, number] {
   const d = x.shape[x.shape.length - 1];
-  const N = x.shape.length === 0 ? 0 : size(x.shape.slice(0, -1));
+  const N = x.shape.length === 0 ? 0 : numel(x.shape.slice(0, -1));
   if (x.shape.length < 1 || perFeature.some((t) => !same(t.shape, [d])) || perRow.some((t) => !same(t.shape, [N])) ||
     likeX.some((t) => !same(t.shape, x.shape))) {
     throw new NativeKernelError(`native kernel ${kernel}: ${fmt(named)} do not fit x (..., d), per-feature (d), per-row (N)`);
