@@ -7,8 +7,10 @@ import { jobTemplate } from '../config/template.ts';
 import { InputError } from '../errors.ts';
 import { loadModel } from '../model/model-dir.ts';
 import { writeFileAtomic } from '../util/atomic.ts';
-import { evalResult, evalState } from '../train/evaluate.ts';
-import { prepareRun, train } from '../train/loop.ts';
+import { evalResult } from '../eval/eval-state.ts';
+import { evalState } from '../train/evaluate.ts';
+import { train } from '../train/loop.ts';
+import { prepareRun } from '../train/prepare.ts';
 import { action, allCores, BACKEND_HELP, intArg, startBackend, threadsOption } from './common.ts';
 
 const FORMATS = ['text', 'prompt-completion', 'messages', 'label'];

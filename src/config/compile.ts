@@ -11,7 +11,7 @@ import { InputError } from '../errors.ts';
 import type { BackendChoice } from '../model/backend.ts';
 import type { Task } from '../model/config.ts';
 import type { ScheduleName } from '../optim/lr-schedule.ts';
-import { checkGenerationMetrics, type GenerationMetric } from '../train/generation-eval.ts';
+import { checkMetricNames, resultKeys, type GenerationMetric } from '../eval/index.ts';
 import { JobSchema, type JobSpec } from './schema.ts';
 
 export type DataFormat = 'text' | 'prompt-completion' | 'messages' | 'label';
@@ -128,7 +128,10 @@ export function compileJob(raw: unknown, jobFile: string): CompiledJob {
   if (s.training.micro_batch > s.training.global_batch) problems.push(`  training.micro_batch: ${s.training.micro_batch} is larger than global_batch ${s.training.global_batch}`);
   let generationMetrics: GenerationMetric[] = [];
   try {
-    generationMetrics = checkGenerationMetrics(s.eval.metrics, task, s.data.format);
+    generationMetrics = checkMetricNames(s.eval.metrics, task, s.data.format);
+    const stopOn = s.eval.early_stopping?.metric;
+    const keys = resultKeys(task, generationMetrics);
+    if (stopOn !== undefined && !keys.includes(stopOn)) problems.push(`  eval.early_stopping.metric: "${stopOn}" is not computed for this job; available: ${keys.join(', ')}`);
   } catch (err) {
     problems.push(`  ${(err as Error).message}`);
   }

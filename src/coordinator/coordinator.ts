@@ -22,22 +22,30 @@
  *     to all, and the coordinator fails with an error naming the rank and the last completed step.
  *     The coordinator in turn sends Control.CoordinatorAlive; workers stop if it falls silent.
  * 10. Done from every rank: write eval_report.json and report.html, Control.Shutdown, exit 0.
+ *
+ * Parts: membership.ts (joins, ranks, heartbeats), liveness.ts (the watchdog's verdict),
+ * step-book.ts (step completion), eval-book.ts (eval merge), src/run/record.ts (history, early
+ * stopping, reports). `Coordinator` holds one handler per protocol step above and speaks through an
+ * `Outbox`, so it runs (and is tested) without NATS; `runCoordinator` wires it to the bus, in order.
  */
 import { randomBytes } from 'node:crypto';
-import { appendFile, mkdir, readFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import type { CompiledJob } from '../config/compile.ts';
 import { Bus, type BusOptions, type ControlMessages } from '../control/bus.ts';
+import type { CoordinatorPhase } from '../control/phases.ts';
 import { subjects } from '../control/subjects.ts';
 import { InputError, RingtuneError } from '../errors.ts';
-import { latestCheckpoint, type TrainerState } from '../train/checkpoint.ts';
-import { evalResult, mergeEvalStates, type EvalResult, type EvalState } from '../train/evaluate.ts';
-import { EarlyStopper } from '../train/early-stopping.ts';
-import { readHistory, writeReports, type HistoryLine } from '../train/report.ts';
-import { writeFileAtomic } from '../util/atomic.ts';
+import { parseEvalState, type EvalResult } from '../eval/eval-state.ts';
+import { finalModelDir } from '../run/outputs.ts';
+import { RunRecord } from '../run/record.ts';
+import { latestCheckpoint, readTrainerState, type TrainerState } from '../run/trainer-state.ts';
+import { EvalBook } from './eval-book.ts';
+import { Liveness } from './liveness.ts';
 import { Membership } from './membership.ts';
+import { describeHashGroups, StepBook } from './step-book.ts';
 
-export type CoordinatorPhase = 'waiting-for-workers' | 'loading' | 'training' | 'finishing' | 'done' | 'failed';
+export type { CoordinatorPhase } from '../control/phases.ts';
+
+type M = ControlMessages;
 
 export class RunFailedError extends RingtuneError {
   override readonly name: string = 'RunFailedError';
@@ -69,200 +77,243 @@ export interface RunSummary {
   finalModelDir: string;
 }
 
-export async function runCoordinator(o: CoordinatorOptions): Promise<RunSummary> {
-  const { job, log } = o;
-  const subj = subjects(job.name);
-  const runId = randomBytes(6).toString('hex');
-  const resumeFrom = o.resume ? await latestCheckpoint(job.checkpoint.dir) : undefined;
-  if (o.resume && !resumeFrom) throw new InputError(`--resume: no checkpoint in ${job.checkpoint.dir}`);
-  const bus = await Bus.connect({ ...o.bus, name: `ringtune-coordinator-${job.name}` });
-  const members = new Membership(job.cluster.workers);
-  let phase: CoordinatorPhase = 'waiting-for-workers';
-  const setPhase = (p: CoordinatorPhase) => { phase = p; o.events?.phase?.(p); log(`[coordinator] ${p}`); };
-  let lastComplete = 0;
-  let totalSteps = 0;
-  let lastLoss = NaN;
-  let lastEval: EvalResult | undefined;
-  let lastCheckpointStep = 0;
-  let baseEval: EvalResult | undefined;
-  let stoppedEarly = false;
-  let sizes = { train: 0, eval: 0 };
-  const resumedState = resumeFrom ? (JSON.parse(await readFile(join(resumeFrom, 'trainer_state.json'), 'utf8')) as TrainerState) : undefined;
-  const stopper = job.eval.earlyStopping && new EarlyStopper(job.eval.earlyStopping, resumedState?.earlyStopping);
-  const stepReports = new Map<number, Map<number, ControlMessages['StepReport']>>();
-  const evalReports = new Map<number, Map<number, EvalState>>();
-  const ready = new Set<number>();
-  const done = new Set<number>();
-  const started = performance.now();
+/** How the coordinator speaks: Control to every rank, an Assignment to one worker. */
+export interface Outbox {
+  control(c: Omit<M['Control'], 'runId'>): void;
+  assign(workerId: string, a: M['Assignment']): void;
+}
 
-  await mkdir(job.outputDir, { recursive: true });
-  const historyFile = join(job.outputDir, 'metrics.jsonl');
-  const history = await readHistory(historyFile, resumedState?.step ?? 0);
-  await writeFileAtomic(historyFile, history.map((h) => JSON.stringify(h) + '\n').join(''));
-  const record = async (h: HistoryLine) => { history.push(h); await appendFile(historyFile, JSON.stringify(h) + '\n'); };
+export interface CoordinatorInit {
+  job: CompiledJob;
+  runId: string;
+  record: RunRecord;
+  outbox: Outbox;
+  log: (line: string) => void;
+  events?: CoordinatorEvents;
+  /** The checkpoint a resumed run continues from. */
+  resumeFrom?: string;
+}
 
-  let settle!: { resolve: (s: RunSummary) => void; reject: (e: Error) => void };
-  const finished = new Promise<RunSummary>((resolve, reject) => (settle = { resolve, reject }));
-  const control = (c: Omit<ControlMessages['Control'], 'runId'>) => bus.publish(subj.control, 'Control', { runId, ...c });
-  const fail = (rank: number, reason: string) => {
-    if (phase === 'failed' || phase === 'done') return;
-    setPhase('failed');
-    control({ abort: { reason, rank, lastStep: lastComplete } });
-    const where = rank >= 0 ? `rank ${rank} (${members.byRank(rank)?.workerId ?? 'unknown worker'})` : 'the run';
-    const ckpt = lastCheckpointStep ? `latest checkpoint: step ${lastCheckpointStep} in ${job.checkpoint.dir}` : 'no checkpoint was written';
-    settle.reject(new RunFailedError(`${where} failed after step ${lastComplete} (last step completed by every rank): ${reason}; ${ckpt}`));
-  };
+export class Coordinator {
+  readonly members: Membership;
+  readonly finished: Promise<RunSummary>;
+  private readonly liveness: Liveness;
+  private readonly steps = new StepBook();
+  private readonly evals = new EvalBook();
+  private readonly ready = new Set<number>();
+  private readonly done = new Set<number>();
+  private phase: CoordinatorPhase = 'waiting-for-workers';
+  private lastComplete = 0;
+  private totalSteps = 0;
+  private lastLoss = NaN;
+  private lastCheckpointStep = 0;
+  private stoppedEarly = false;
+  private sizes = { train: 0, eval: 0 };
+  private finalModelDir: string;
+  private settle!: { resolve: (s: RunSummary) => void; reject: (e: Error) => void };
+
+  constructor(private readonly o: CoordinatorInit) {
+    this.members = new Membership(o.job.cluster.workers);
+    this.liveness = new Liveness(this.members, o.job.cluster.heartbeatTimeoutMs);
+    this.finalModelDir = finalModelDir(o.job.outputDir);
+    this.finished = new Promise<RunSummary>((resolve, reject) => (this.settle = { resolve, reject }));
+    this.finished.catch(() => {}); // the owner awaits it; a failure before that must not be "unhandled"
+  }
+
+  get currentPhase(): CoordinatorPhase {
+    return this.phase;
+  }
 
   // 2-3. joins and assignment
-  bus.subscribe(subj.join, 'Join', (j) => {
-    if (phase !== 'waiting-for-workers') return;
-    members.join(j);
-    if (members.full()) assign();
-  });
-  const assign = () => {
-    setPhase('loading');
+  onJoin(j: M['Join']): void {
+    if (this.phase !== 'waiting-for-workers') return;
+    this.members.join(j);
+    if (!this.members.full()) return;
+    this.setPhase('loading');
+    const { job, runId } = this.o;
     const token = randomBytes(16).toString('hex');
-    const peers = members.assignRanks();
+    const peers = this.members.assignRanks();
     for (const p of peers) {
-      bus.publish(subj.worker(p.workerId), 'Assignment', {
+      this.o.outbox.assign(p.workerId, {
         runId, workerId: p.workerId, rank: p.rank, worldSize: peers.length, peers, compiledJobJson: JSON.stringify(job),
-        resumeFrom: resumeFrom ?? '', ringToken: token,
+        resumeFrom: this.o.resumeFrom ?? '', ringToken: token,
       });
     }
-    log(`[coordinator] run ${runId}: ${peers.map((p) => `rank ${p.rank} = ${p.workerId} @ ${p.ringAddress}`).join(', ')}`);
-  };
-  const joinTimer = setTimeout(() => {
-    if (phase === 'waiting-for-workers') fail(-1, `only ${members.size} of ${job.cluster.workers} workers joined within ${job.cluster.joinTimeoutMs} ms`);
-  }, job.cluster.joinTimeoutMs);
+    this.o.log(`[coordinator] run ${runId}: ${peers.map((p) => `rank ${p.rank} = ${p.workerId} @ ${p.ringAddress}`).join(', ')}`);
+  }
+
+  /** The join deadline passed. */
+  joinTimedOut(): void {
+    if (this.phase !== 'waiting-for-workers') return;
+    this.fail(-1, `only ${this.members.size} of ${this.o.job.cluster.workers} workers joined within ${this.o.job.cluster.joinTimeoutMs} ms`);
+  }
 
   // 4-5. ready -> start
-  bus.subscribe(subj.ready, 'Ready', (r) => {
-    if (r.runId !== runId) return;
-    ready.add(r.rank);
-    totalSteps = r.totalSteps;
-    if (r.rank === 0) sizes = { train: r.trainExamples, eval: r.evalExamples };
-    if (ready.size === members.worldSize) {
-      lastComplete = r.startStep;
-      setPhase('training');
-      control({ start: { startStep: r.startStep } });
-    }
-  });
-
-  // 9. liveness
-  bus.subscribe(subj.heartbeat, 'Heartbeat', (h) => members.heartbeat(h));
-  const watchdog = setInterval(() => {
-    o.events?.workersAlive?.(members.alive(job.cluster.heartbeatTimeoutMs), members.worldSize);
-    if (phase === 'loading' || phase === 'training') control({ alive: { step: lastComplete } });
-    if (phase !== 'loading' && phase !== 'training' && phase !== 'finishing') return;
-    const late = members.late(job.cluster.heartbeatTimeoutMs);
-    if (late) fail(late.rank, `no heartbeat for ${Math.round(late.ageMs)} ms (timeout ${job.cluster.heartbeatTimeoutMs} ms): the process is gone or stuck`);
-  }, Math.max(100, Math.floor(job.cluster.heartbeatIntervalMs / 2)));
-  bus.subscribe(subj.failed, 'Failed', (f) => {
-    if (f.runId !== runId) return;
-    if (f.lostRank >= 0) fail(f.lostRank, `lost (reported by rank ${f.rank}): ${f.error}`);
-    else fail(f.rank, f.error);
-  });
+  onReady(r: M['Ready']): void {
+    if (r.runId !== this.o.runId || this.phase !== 'loading') return;
+    this.ready.add(r.rank);
+    this.totalSteps = r.totalSteps;
+    if (r.rank === 0) this.sizes = { train: r.trainExamples, eval: r.evalExamples };
+    if (this.ready.size < this.members.worldSize) return;
+    this.lastComplete = r.startStep;
+    this.setPhase('training');
+    this.o.outbox.control({ start: { startStep: r.startStep } });
+  }
 
   // 6. steps
-  bus.subscribe(subj.step, 'StepReport', async (r) => {
-    if (r.runId !== runId) return;
-    members.alsoAlive(r.rank); // a report is as good as a heartbeat
-    const at = stepReports.get(r.step) ?? new Map();
-    stepReports.set(r.step, at.set(r.rank, r));
-    if (at.size < members.worldSize) return;
-    stepReports.delete(r.step);
-    const all = [...at.values()];
-    const r0 = at.get(0)!;
-    lastComplete = Math.max(lastComplete, r.step);
-    lastLoss = r0.loss;
-    const tokens = all.reduce((a, x) => a + x.inputTokens, 0);
-    const seconds = Math.max(...all.map((x) => x.computeMs + x.reduceMs)) / 1000;
-    const tokensPerSecond = Math.round(tokens / seconds);
-    o.events?.step?.({ step: r.step, loss: r0.loss, lr: r0.lr, gradNorm: r0.gradNorm, tokens, samples: all.reduce((a, x) => a + x.samples, 0), tokensPerSecond });
-    if (r.step % Math.max(1, Math.round(totalSteps / 10)) === 0 || r.step === totalSteps) {
-      log(`[coordinator] step ${r.step}/${totalSteps} loss ${r0.loss.toFixed(4)} ${tokensPerSecond} tok/s`);
+  async onStepReport(r: M['StepReport']): Promise<void> {
+    if (r.runId !== this.o.runId) return;
+    this.members.alsoAlive(r.rank); // a report is as good as a heartbeat
+    const s = this.steps.add(r, this.members.worldSize);
+    if (!s) return;
+    this.lastComplete = Math.max(this.lastComplete, s.step);
+    this.lastLoss = s.loss;
+    this.o.events?.step?.({ step: s.step, loss: s.loss, lr: s.lr, gradNorm: s.gradNorm, tokens: s.tokens, samples: s.samples, tokensPerSecond: s.tokensPerSecond });
+    if (s.step % Math.max(1, Math.round(this.totalSteps / 10)) === 0 || s.step === this.totalSteps) {
+      this.o.log(`[coordinator] step ${s.step}/${this.totalSteps} loss ${s.loss.toFixed(4)} ${s.tokensPerSecond} tok/s`);
     }
-    await record({
-      type: 'train', step: r.step, loss: r0.loss, lr: r0.lr, grad_norm: r0.gradNorm, count: r0.count, tokens_per_s: tokensPerSecond,
-      workers: all.length, tokens, time_ms: Math.round(performance.now() - started),
-      // The rank that arrives last waits least: min reduce time ~ the collective itself, max ~ plus skew.
-      compute_ms: Math.round(Math.max(...all.map((x) => x.computeMs))), reduce_ms_min: Math.round(Math.min(...all.map((x) => x.reduceMs))),
-      reduce_ms: Math.round(Math.max(...all.map((x) => x.reduceMs))),
+    await this.o.record.train({
+      step: s.step, loss: s.loss, lr: s.lr, grad_norm: s.gradNorm, count: s.count, tokens_per_s: s.tokensPerSecond,
+      workers: s.workers, tokens: s.tokens, time_ms: Math.round(this.o.record.elapsedMs),
+      compute_ms: s.computeMs, reduce_ms_min: s.reduceMsMin, reduce_ms: s.reduceMs,
     });
-    if (r0.paramHash) {
-      const groups = new Map<string, number[]>();
-      for (const x of all) groups.set(x.paramHash, [...(groups.get(x.paramHash) ?? []), x.rank]);
-      o.events?.hashCheck?.(groups.size === 1);
-      if (groups.size > 1) {
-        const desc = [...groups].map(([h, ranks]) => `ranks ${ranks.join(',')}: ${h}`).join('; ');
-        fail(-1, `replica parameters diverged at step ${r.step} (${desc})`);
-      }
+    if (s.hashGroups) {
+      this.o.events?.hashCheck?.(s.hashGroups.size === 1);
+      if (s.hashGroups.size > 1) this.fail(-1, `replica parameters diverged at step ${s.step} (${describeHashGroups(s.hashGroups)})`);
     }
-  });
+  }
 
   // 7. evaluation
-  bus.subscribe(subj.eval, 'EvalReport', async (e) => {
-    if (e.runId !== runId) return;
-    const at = evalReports.get(e.step) ?? new Map<number, EvalState>();
-    evalReports.set(e.step, at.set(e.rank, JSON.parse(e.stateJson)));
-    if (at.size < members.worldSize) return;
-    evalReports.delete(e.step);
-    const merged = [...at.keys()].sort((a, b) => a - b).map((k) => at.get(k)!).reduce(mergeEvalStates);
-    const r = evalResult(merged);
-    lastEval = r;
-    if (e.step === 0) baseEval = r;
-    o.events?.eval?.(e.step, r);
-    await record({ type: 'eval', step: e.step, ...r });
-    log(`[coordinator] step ${e.step} eval: ${Object.entries(r).map(([k, v]) => `${k} ${+v.toFixed(4)}`).join(', ')}`);
+  async onEvalReport(e: M['EvalReport']): Promise<void> {
+    if (e.runId !== this.o.runId) return;
+    const r = this.evals.add(e.step, e.rank, parseEvalState(e.stateJson, `EvalReport from rank ${e.rank} for step ${e.step}`), this.members.worldSize);
+    if (!r) return;
+    this.o.events?.eval?.(e.step, r);
+    await this.o.record.eval(e.step, r);
+    this.o.log(`[coordinator] step ${e.step} eval: ${Object.entries(r).map(([k, v]) => `${k} ${+v.toFixed(4)}`).join(', ')}`);
     let stop = false;
-    if (stopper && e.step > 0 && e.step < totalSteps) {
-      try {
-        stop = stoppedEarly = stopper.update(r);
-      } catch (err) {
-        return fail(-1, (err as Error).message);
-      }
+    try {
+      stop = this.o.record.shouldStop(e.step, r, this.totalSteps);
+    } catch (err) {
+      return this.fail(-1, (err as Error).message);
     }
-    const { best, badEvals } = stopper?.state() ?? { best: NaN, badEvals: 0 };
-    control({ evalDecision: { step: e.step, stop, best, badEvals } });
-  });
+    if (stop) this.stoppedEarly = true;
+    const { best, badEvals } = this.o.record.earlyStopping() ?? { best: NaN, badEvals: 0 };
+    this.o.outbox.control({ evalDecision: { step: e.step, stop, best, badEvals } });
+  }
 
   // 8. checkpoints
-  bus.subscribe(subj.checkpoint, 'CheckpointReport', (c) => {
-    if (c.runId !== runId) return;
-    lastCheckpointStep = c.step;
-    o.events?.checkpoint?.(c.step);
-    log(`[coordinator] checkpoint step ${c.step}: ${c.path}`);
-  });
+  onCheckpoint(c: M['CheckpointReport']): void {
+    if (c.runId !== this.o.runId) return;
+    this.lastCheckpointStep = c.step;
+    this.o.events?.checkpoint?.(c.step);
+    this.o.log(`[coordinator] checkpoint step ${c.step}: ${c.path}`);
+  }
+
+  // 9. liveness
+  onHeartbeat(h: M['Heartbeat']): void {
+    this.members.heartbeat(h);
+  }
+
+  onFailed(f: M['Failed']): void {
+    if (f.runId !== this.o.runId) return;
+    if (f.lostRank >= 0) this.fail(f.lostRank, `lost (reported by rank ${f.rank}): ${f.error}`);
+    else this.fail(f.rank, f.error);
+  }
+
+  /** The watchdog, every half heartbeat interval. */
+  tick(): void {
+    const v = this.liveness.check(this.phase);
+    this.o.events?.workersAlive?.(v.alive, this.members.worldSize);
+    if (v.announce) this.o.outbox.control({ alive: { step: this.lastComplete } });
+    if (v.lost) this.fail(v.lost.rank, this.liveness.describe(v.lost));
+  }
 
   // 10. done
-  let finalModelDir = join(job.outputDir, 'final');
-  bus.subscribe(subj.done, 'Done', async (d) => {
-    if (d.runId !== runId) return;
-    done.add(d.rank);
-    if (d.rank === 0 && d.finalModelDir) finalModelDir = d.finalModelDir;
-    if (done.size < members.worldSize || phase === 'failed') return;
-    setPhase('finishing');
-    const finalEval = lastEval;
-    await writeReports(job.outputDir, {
-      job: job.name, run_id: runId, model: job.modelDir, task: job.task, workers: members.worldSize, steps: lastComplete, stopped_early: stoppedEarly,
-      data: sizes, base_eval: baseEval, final_eval: finalEval, seconds: +((performance.now() - started) / 1000).toFixed(1), final_model: finalModelDir,
-    }, history);
-    control({ shutdown: {} });
-    setPhase('done');
-    settle.resolve({ runId, steps: lastComplete, baseEval, finalEval, stoppedEarly, finalModelDir });
-  });
-
-  bus.subscribe(subj.status, 'StatusRequest', (_req, reply) => {
-    if (!reply) return;
-    bus.respond(reply, 'StatusReply', {
-      job: job.name, runId, phase, step: lastComplete, totalSteps, worldSize: members.worldSize, workersAlive: members.alive(job.cluster.heartbeatTimeoutMs),
-      lastLoss, workers: members.status(), lastEvalJson: lastEval ? JSON.stringify(lastEval) : '', lastCheckpointStep, error: '',
+  async onDone(d: M['Done']): Promise<void> {
+    if (d.runId !== this.o.runId) return;
+    this.done.add(d.rank);
+    if (d.rank === 0 && d.finalModelDir) this.finalModelDir = d.finalModelDir;
+    if (this.done.size < this.members.worldSize || this.phase === 'failed' || this.phase === 'done') return;
+    this.setPhase('finishing');
+    const finalEval = await this.o.record.finish({
+      steps: this.lastComplete, stoppedEarly: this.stoppedEarly, data: this.sizes, finalModelDir: this.finalModelDir,
+      extra: { run_id: this.o.runId, workers: this.members.worldSize },
     });
-  });
+    this.o.outbox.control({ shutdown: {} });
+    this.setPhase('done');
+    this.settle.resolve({
+      runId: this.o.runId, steps: this.lastComplete, baseEval: this.o.record.baseEval, finalEval, stoppedEarly: this.stoppedEarly, finalModelDir: this.finalModelDir,
+    });
+  }
 
-  log(`[coordinator] job ${job.name}: waiting for ${job.cluster.workers} workers${resumeFrom ? `, resuming from ${resumeFrom}` : ''}`);
+  status(): M['StatusReply'] {
+    const { job, runId } = this.o;
+    const lastEval = this.o.record.lastEval;
+    return {
+      job: job.name, runId, phase: this.phase, step: this.lastComplete, totalSteps: this.totalSteps, worldSize: this.members.worldSize,
+      workersAlive: this.members.alive(job.cluster.heartbeatTimeoutMs), lastLoss: this.lastLoss, workers: this.members.status(),
+      lastEvalJson: lastEval ? JSON.stringify(lastEval) : '', lastCheckpointStep: this.lastCheckpointStep, error: '',
+    };
+  }
+
+  /** Stops the run: Abort to every rank, and `finished` rejects naming the rank and the last complete step. */
+  fail(rank: number, reason: string): void {
+    if (this.phase === 'failed' || this.phase === 'done') return;
+    this.setPhase('failed');
+    this.o.outbox.control({ abort: { reason, rank, lastStep: this.lastComplete } });
+    const where = rank >= 0 ? `rank ${rank} (${this.members.byRank(rank)?.workerId ?? 'unknown worker'})` : 'the run';
+    const ckpt = this.lastCheckpointStep ? `latest checkpoint: step ${this.lastCheckpointStep} in ${this.o.job.checkpoint.dir}` : 'no checkpoint was written';
+    this.settle.reject(new RunFailedError(`${where} failed after step ${this.lastComplete} (last step completed by every rank): ${reason}; ${ckpt}`));
+  }
+
+  private setPhase(p: CoordinatorPhase): void {
+    this.phase = p;
+    this.o.events?.phase?.(p);
+    this.o.log(`[coordinator] ${p}`);
+  }
+}
+
+export async function runCoordinator(o: CoordinatorOptions): Promise<RunSummary> {
+  const { job } = o;
+  // 1. compile (done by the caller), resume point, record, NATS, subscriptions in protocol order
+  const subj = subjects(job.name);
+  const resumeFrom = o.resume ? await latestCheckpoint(job.checkpoint.dir) : undefined;
+  if (o.resume && !resumeFrom) throw new InputError(`--resume: no checkpoint in ${job.checkpoint.dir}`);
+  const resumed: TrainerState | undefined = resumeFrom ? await readTrainerState(resumeFrom) : undefined;
+  const record = await RunRecord.open(job, resumed);
+  const bus = await Bus.connect({ ...o.bus, name: `ringtune-coordinator-${job.name}` });
+  const runId = randomBytes(6).toString('hex');
+  const c = new Coordinator({
+    job, runId, record, log: o.log, events: o.events, resumeFrom,
+    outbox: {
+      control: (msg) => bus.publish(subj.control, 'Control', { runId, ...msg }),
+      assign: (workerId, a) => bus.publish(subj.worker(workerId), 'Assignment', a),
+    },
+  });
+  // A handler that throws (a malformed report) stops the run with the reason instead of the process.
+  const guarded = <T>(handler: (msg: T) => void | Promise<void>) => async (msg: T) => {
+    try {
+      await handler(msg);
+    } catch (err) {
+      c.fail(-1, (err as Error).message);
+    }
+  };
+  bus.subscribe(subj.join, 'Join', guarded((j) => c.onJoin(j))); // 2-3
+  bus.subscribe(subj.ready, 'Ready', guarded((r) => c.onReady(r))); // 4-5
+  bus.subscribe(subj.step, 'StepReport', guarded((r) => c.onStepReport(r))); // 6
+  bus.subscribe(subj.eval, 'EvalReport', guarded((e) => c.onEvalReport(e))); // 7
+  bus.subscribe(subj.checkpoint, 'CheckpointReport', guarded((k) => c.onCheckpoint(k))); // 8
+  bus.subscribe(subj.heartbeat, 'Heartbeat', guarded((h) => c.onHeartbeat(h))); // 9
+  bus.subscribe(subj.failed, 'Failed', guarded((f) => c.onFailed(f)));
+  bus.subscribe(subj.done, 'Done', guarded((d) => c.onDone(d))); // 10
+  bus.subscribe(subj.status, 'StatusRequest', (_req, reply) => { if (reply) bus.respond(reply, 'StatusReply', c.status()); });
+  const joinTimer = setTimeout(() => c.joinTimedOut(), job.cluster.joinTimeoutMs);
+  const watchdog = setInterval(() => c.tick(), Math.max(100, Math.floor(job.cluster.heartbeatIntervalMs / 2)));
+
+  o.log(`[coordinator] job ${job.name}: waiting for ${job.cluster.workers} workers${resumeFrom ? `, resuming from ${resumeFrom}` : ''}`);
   try {
-    return await finished;
+    return await c.finished;
   } finally {
     clearTimeout(joinTimer);
     clearInterval(watchdog);

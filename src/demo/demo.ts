@@ -18,8 +18,10 @@ import { generate } from '../model/generate.ts';
 import { loadModel } from '../model/model-dir.ts';
 import { Tokenizer } from '../model/tokenizer.ts';
 import { readDefaultCorpus } from '../model/tokenizer-build.ts';
-import { evalResult, evalState } from '../train/evaluate.ts';
-import { prepareRun } from '../train/loop.ts';
+import { evalResult } from '../eval/eval-state.ts';
+import { evalState } from '../train/evaluate.ts';
+import { finalModelDir } from '../run/outputs.ts';
+import { prepareRun } from '../train/prepare.ts';
 import { domainLines } from './domain-data.ts';
 
 export interface DemoOptions {
@@ -64,7 +66,7 @@ export async function runDemo(o: DemoOptions): Promise<void> {
     // Only the coordinator's progress and eval lines; everything else is shown if the run fails.
     const code = await runLocalCluster({ jobFile: file, log: () => {}, echo: /\[coordinator\] (step|waiting)/ });
     if (code !== 0) throw new InputError(`demo step "${name}" failed (exit ${code}); its job is ${file}`);
-    return join(spec.output, 'final');
+    return finalModelDir(spec.output);
   };
   const pretrained = await run('pretrain', job('demo-pretrain', base, join(dir, 'general.jsonl'), undefined, o.pretrainSteps, 3e-3, o.workers, join(dir, 'pretrain')));
   const finetuned = await run('finetune', job('demo-finetune', pretrained, join(dir, 'domain-train.jsonl'), join(dir, 'domain-test.jsonl'), o.finetuneSteps, 1e-3, o.workers, join(dir, 'finetune')));

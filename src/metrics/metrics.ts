@@ -15,6 +15,7 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { WORKER_PHASES, type CoordinatorPhase, type WorkerPhase } from '../control/phases.ts';
 import { InputError } from '../errors.ts';
 
 export type { Registry } from 'prom-client';
@@ -60,8 +61,6 @@ export const PROCESS_METRICS_PREFIX = 'ringtune_';
 /** Step and all-reduce time buckets in seconds: 10 ms .. 60 s, roughly 1-2.5-5 per decade. */
 export const DURATION_BUCKETS_SECONDS = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60];
 
-export type WorkerPhase = 'joining' | 'loading' | 'training' | 'done' | 'failed';
-export const WORKER_PHASES: readonly WorkerPhase[] = ['joining', 'loading', 'training', 'done', 'failed'];
 
 export interface WorkerStepRecord {
   step: number;
@@ -278,7 +277,7 @@ export class CoordinatorMetrics {
     this.checkpoints.inc();
   }
 
-  setPhase(phase: string): void {
+  setPhase(phase: CoordinatorPhase): void {
     this.phase.set(phase);
   }
 }

@@ -10,7 +10,8 @@ import type { Model } from '../model/model.ts';
 import { AdamW } from '../optim/adamw.ts';
 import type { ScheduleConfig } from '../optim/lr-schedule.ts';
 import { BatchPlan } from './batch-plan.ts';
-import { readCheckpoint, restoreOptimizer, type TrainerState } from './checkpoint.ts';
+import type { TrainerState } from '../run/trainer-state.ts';
+import { readCheckpoint, restoreOptimizer } from './checkpoint.ts';
 import { FlatParams } from './flat-params.ts';
 
 export interface TrainingSetup {

@@ -7,7 +7,6 @@
  */
 import { createHash } from 'node:crypto';
 import { appendFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import type { GrpcRing } from '../collective/grpc-ring.ts';
 import type { CompiledJob } from '../config/compile.ts';
 import type { Bus, ControlMessages } from '../control/bus.ts';
@@ -17,13 +16,14 @@ import { saveModel } from '../model/model-dir.ts';
 import type { Model } from '../model/model.ts';
 import type { AdamW } from '../optim/adamw.ts';
 import type { ScheduleConfig } from '../optim/lr-schedule.ts';
+import { finalModelDir } from '../run/outputs.ts';
+import { trainerState } from '../run/trainer-state.ts';
 import { BatchPlan } from '../train/batch-plan.ts';
-import { saveCheckpoint, type TrainerState } from '../train/checkpoint.ts';
-import { evalState } from '../train/evaluate.ts';
-import type { GenerationOptions } from '../train/generation-eval.ts';
+import { saveCheckpoint } from '../train/checkpoint.ts';
+import { evalState, type GenerationOptions } from '../train/evaluate.ts';
 import type { FlatParams } from '../train/flat-params.ts';
+import { prepareRun } from '../train/prepare.ts';
 import { setupTraining } from '../train/setup.ts';
-import { prepareRun } from '../train/loop.ts';
 import { runPlannedSteps } from '../train/step-runner.ts';
 import type { StepReport } from '../train/train-step.ts';
 
@@ -112,9 +112,7 @@ export async function runSteps(st: WorkerState, c: LoopContext): Promise<string 
     },
     evaluate,
     checkpoint: c.rank !== 0 ? undefined : async () => {
-      const state: TrainerState = {
-        step, epoch: plan.epochOf(step), stepInEpoch: step % plan.stepsPerEpoch, seed: t.seed, schedule: st.schedule, labels: st.labels, earlyStopping: early,
-      };
+      const state = trainerState(step, plan.stepsPerEpoch, { seed: t.seed, schedule: st.schedule, labels: st.labels, earlyStopping: early });
       const path = await saveCheckpoint(job.checkpoint.dir, state, flat, optimizer, model, job.checkpoint.keep, job.modelDir);
       c.bus.publish(c.subj.checkpoint, 'CheckpointReport', { runId: c.runId, step, path });
     },
@@ -122,7 +120,7 @@ export async function runSteps(st: WorkerState, c: LoopContext): Promise<string 
   const stopped = run.stoppedEarly;
   if (!stopped) await evaluate();
   if (c.rank !== 0) return undefined;
-  const dir = join(job.outputDir, 'final');
+  const dir = finalModelDir(job.outputDir);
   await saveModel(model, dir, { tokenizerFrom: job.modelDir, metadata: { ringtune: `${job.name} step ${step}, ${c.worldSize} workers` } });
   return dir;
 }

@@ -14,12 +14,11 @@ import type { CompiledJob, Threads } from '../config/compile.ts';
 import { GrpcRing } from '../collective/grpc-ring.ts';
 import type { RingTlsOptions } from '../collective/grpc-service.ts';
 import { Bus, type BusOptions, type ControlMessages } from '../control/bus.ts';
+import type { WorkerPhase } from '../control/phases.ts';
 import { subjects } from '../control/subjects.ts';
 import { InputError, RingtuneError } from '../errors.ts';
 import { setThreads, type BackendInfo } from '../model/backend.ts';
 import { prepareWorkerState, runSteps, type WorkerEvents } from './step-loop.ts';
-
-export type WorkerPhase = 'joining' | 'loading' | 'training' | 'done' | 'failed';
 
 export interface WorkerOptions {
   bus: BusOptions;

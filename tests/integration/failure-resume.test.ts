@@ -10,7 +10,8 @@ import { test } from 'node:test';
 import { execFileSync } from 'node:child_process';
 import { initBackend } from '../../src/model/backend.ts';
 import { readModelWeights } from '../../src/model/safetensors.ts';
-import { latestCheckpoint, readCheckpoint } from '../../src/train/checkpoint.ts';
+import { latestCheckpoint } from '../../src/run/trainer-state.ts';
+import { readCheckpoint } from '../../src/train/checkpoint.ts';
 import { history, makeJob, runLocal, startLocal, trainLosses } from './cluster-helpers.ts';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

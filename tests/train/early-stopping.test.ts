@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { EarlyStopper } from '../../src/train/early-stopping.ts';
+import { EarlyStopper } from '../../src/run/early-stopping.ts';
 import { train } from '../../src/train/loop.ts';
 import { baseModel, job, lmLines, quiet, ready, tempDir, writeLines } from './fixtures.ts';
 

@@ -2,15 +2,10 @@
  * Run outputs a person reads: eval_report.json and report.html with the loss and eval curves drawn
  * as inline SVG (no scripts, no network: the file opens anywhere).
  */
-import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { writeFileAtomic } from '../util/atomic.ts';
-
-export interface HistoryLine {
-  type: 'train' | 'eval';
-  step: number;
-  [key: string]: number | string;
-}
+import type { HistoryLine } from './history.ts';
+import { OUTPUT_NAMES } from './outputs.ts';
 
 const esc = (s: string) => s.replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c]!);
 
@@ -42,7 +37,7 @@ ${lines}${legend}<title>${esc(title)}</title></svg>`;
 }
 
 export async function writeReports(outputDir: string, summary: Record<string, unknown>, history: HistoryLine[]): Promise<void> {
-  await writeFileAtomic(join(outputDir, 'eval_report.json'), JSON.stringify(summary, null, 2) + '\n');
+  await writeFileAtomic(join(outputDir, OUTPUT_NAMES.evalReport), JSON.stringify(summary, null, 2) + '\n');
   const train = history.filter((h) => h.type === 'train');
   const evals = history.filter((h) => h.type === 'eval');
   const metricNames = [...new Set(evals.flatMap((e) => Object.keys(e)).filter((k) => !['type', 'step', 'loss', 'tokens', 'examples'].includes(k)))];
@@ -60,12 +55,5 @@ export async function writeReports(outputDir: string, summary: Record<string, un
   const html = `<!doctype html><html><head><meta charset="utf-8"><title>ringtune report</title>
 <style>body{font-family:sans-serif;max-width:980px;margin:2em auto}th{text-align:left;vertical-align:top;padding-right:1em}pre{margin:0}</style></head>
 <body><h1>ringtune run report</h1><table>${rows}</table>${charts.map((c) => `<div>${c}</div>`).join('\n')}</body></html>\n`;
-  await writeFileAtomic(join(outputDir, 'report.html'), html);
-}
-
-/** metrics.jsonl lines up to `step`: a resumed run rewrites what came after its checkpoint. */
-export async function readHistory(file: string, step: number): Promise<HistoryLine[]> {
-  if (step === 0) return [];
-  const text = await readFile(file, 'utf8').catch(() => '');
-  return text.split('\n').filter(Boolean).map((l) => JSON.parse(l) as HistoryLine).filter((h) => h.step <= step);
+  await writeFileAtomic(join(outputDir, OUTPUT_NAMES.htmlReport), html);
 }

@@ -10,8 +10,10 @@ import type { LmExample } from '../../src/data/examples.ts';
 import { bleuMetric, rougeMetric, squadMetric, evaluate } from '../../src/eval/index.ts';
 import { generate } from '../../src/model/generate.ts';
 import { loadModel } from '../../src/model/model-dir.ts';
-import { evalResult, evalState, mergeEvalStates } from '../../src/train/evaluate.ts';
-import { prepareRun, train } from '../../src/train/loop.ts';
+import { evalResult, mergeEvalStates, parseEvalState } from '../../src/eval/eval-state.ts';
+import { evalState } from '../../src/train/evaluate.ts';
+import { train } from '../../src/train/loop.ts';
+import { prepareRun } from '../../src/train/prepare.ts';
 import { baseModel, job, quiet, ready, tempDir, writeLines } from './fixtures.ts';
 
 const SOUNDS: Record<string, string> = { cat: 'meow', dog: 'woof', cow: 'moo', owl: 'hoot', duck: 'quack', bee: 'buzz' };
@@ -58,7 +60,7 @@ test('eval.metrics bleu/rouge/exact_match: trained model scores high, numbers ma
   const whole = evalResult(await evalState(m, exs, 4, run.padId, undefined, run.generation));
   const a = await evalState(m, exs.slice(0, 5), 4, run.padId, undefined, run.generation);
   const b = await evalState(m, exs.slice(5), 4, run.padId, undefined, run.generation);
-  const merged = evalResult(JSON.parse(JSON.stringify(mergeEvalStates(a, b))));
+  const merged = evalResult(parseEvalState(JSON.stringify(mergeEvalStates(a, b)), 'test'));
   for (const k of ['bleu', 'rouge1', 'rougeL', 'exact_match', 'token_f1', 'tokens']) assert.equal(merged[k], whole[k], k);
   assert.ok(Math.abs(merged.loss - whole.loss) < 1e-6 * whole.loss); // float32 sums over differently padded batches
   m.dispose();

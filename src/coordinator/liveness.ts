@@ -1,0 +1,32 @@
+/**
+ * Liveness: the watchdog's verdict on each tick. While a run is loading, training or finishing, a
+ * rank whose last heartbeat (or step report) is older than the timeout is declared lost; while loading
+ * or training the coordinator announces itself (Control.CoordinatorAlive) so workers notice when it
+ * falls silent. Heartbeats alone judge liveness: loading a large dataset has no deadline.
+ */
+import type { CoordinatorPhase } from '../control/phases.ts';
+import type { Membership } from './membership.ts';
+
+export interface LivenessVerdict {
+  /** Workers whose heartbeats are current. */
+  alive: number;
+  /** Send Control.alive this tick. */
+  announce: boolean;
+  /** The rank to declare lost, with the age of its last sign of life. */
+  lost?: { rank: number; ageMs: number };
+}
+
+export class Liveness {
+  constructor(private readonly members: Membership, readonly timeoutMs: number) {}
+
+  check(phase: CoordinatorPhase): LivenessVerdict {
+    const alive = this.members.alive(this.timeoutMs);
+    const announce = phase === 'loading' || phase === 'training';
+    const watched = announce || phase === 'finishing';
+    return { alive, announce, lost: watched ? this.members.late(this.timeoutMs) : undefined };
+  }
+
+  describe(lost: { ageMs: number }): string {
+    return `no heartbeat for ${Math.round(lost.ageMs)} ms (timeout ${this.timeoutMs} ms): the process is gone or stuck`;
+  }
+}

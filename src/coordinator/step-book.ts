@@ -1,0 +1,59 @@
+/**
+ * Step bookkeeping: StepReports arrive per rank; a step is complete when every rank reported it.
+ * The completed step's global numbers (rank 0's loss and lr: every rank computed the same all-reduced
+ * values), token and sample totals, throughput, timing spread and the parameter-hash verdict.
+ */
+import type { ControlMessages } from '../control/bus.ts';
+
+type StepReport = ControlMessages['StepReport'];
+
+export interface CompletedStep {
+  step: number;
+  loss: number;
+  lr: number;
+  gradNorm: number;
+  count: number;
+  tokens: number;
+  samples: number;
+  tokensPerSecond: number;
+  workers: number;
+  computeMs: number;
+  /** The rank that arrives last waits least: min reduce time ~ the collective itself, max ~ plus skew. */
+  reduceMsMin: number;
+  reduceMs: number;
+  /** Ranks by parameter hash on hash steps; more than one group means the replicas diverged. */
+  hashGroups?: Map<string, number[]>;
+}
+
+export class StepBook {
+  private pending = new Map<number, Map<number, StepReport>>();
+
+  /** Adds one rank's report; returns the step once all `worldSize` ranks reported it. */
+  add(r: StepReport, worldSize: number): CompletedStep | undefined {
+    const at = this.pending.get(r.step) ?? new Map<number, StepReport>();
+    this.pending.set(r.step, at.set(r.rank, r));
+    if (at.size < worldSize) return undefined;
+    this.pending.delete(r.step);
+    const all = [...at.values()];
+    const r0 = at.get(0) ?? all[0];
+    const tokens = all.reduce((a, x) => a + x.inputTokens, 0);
+    const seconds = Math.max(...all.map((x) => x.computeMs + x.reduceMs)) / 1000;
+    let hashGroups: Map<string, number[]> | undefined;
+    if (r0.paramHash) {
+      hashGroups = new Map();
+      for (const x of all) hashGroups.set(x.paramHash, [...(hashGroups.get(x.paramHash) ?? []), x.rank]);
+    }
+    return {
+      step: r.step, loss: r0.loss, lr: r0.lr, gradNorm: r0.gradNorm, count: r0.count, tokens, samples: all.reduce((a, x) => a + x.samples, 0),
+      tokensPerSecond: Math.round(tokens / seconds), workers: all.length,
+      computeMs: Math.round(Math.max(...all.map((x) => x.computeMs))),
+      reduceMsMin: Math.round(Math.min(...all.map((x) => x.reduceMs))), reduceMs: Math.round(Math.max(...all.map((x) => x.reduceMs))),
+      hashGroups,
+    };
+  }
+}
+
+/** "ranks 0,2: ab12...; ranks 1: cd34..." for a diverged hash check. */
+export function describeHashGroups(groups: Map<string, number[]>): string {
+  return [...groups].map(([h, ranks]) => `ranks ${ranks.join(',')}: ${h}`).join('; ');
+}

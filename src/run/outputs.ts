@@ -1,0 +1,26 @@
+/**
+ * The names of what a run leaves behind, in one place (every reader and writer uses these):
+ *   <output>/metrics.jsonl      one JSON line per completed step and per evaluation (history.ts)
+ *   <output>/final/             the fine-tuned model, Hugging Face layout
+ *   <output>/eval_report.json   summary: data sizes, base and final evaluation, time (report.ts)
+ *   <output>/report.html        the same with loss / metric curves, opens offline
+ *   <checkpoint dir>/step-NNNNNNNN/{model/, optimizer.safetensors, trainer_state.json}, <checkpoint dir>/latest
+ */
+import { join } from 'node:path';
+
+export const OUTPUT_NAMES = {
+  history: 'metrics.jsonl',
+  finalModel: 'final',
+  evalReport: 'eval_report.json',
+  htmlReport: 'report.html',
+} as const;
+
+export const CHECKPOINT_NAMES = {
+  latest: 'latest',
+  trainerState: 'trainer_state.json',
+  model: 'model',
+  optimizer: 'optimizer.safetensors',
+} as const;
+
+export const historyFile = (outputDir: string) => join(outputDir, OUTPUT_NAMES.history);
+export const finalModelDir = (outputDir: string) => join(outputDir, OUTPUT_NAMES.finalModel);

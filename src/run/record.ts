@@ -1,0 +1,81 @@
+/**
+ * A run's record, as both recipes keep it (the single-process trainer and the coordinator of a
+ * distributed run): the history file, the base and latest evaluation, the early-stopping decision
+ * (restored from the checkpoint a run resumes from) and, at the end, eval_report.json + report.html.
+ * One class so the two cannot drift; it never touches a model.
+ */
+import type { CompiledJob } from '../config/compile.ts';
+import type { EvalResult } from '../eval/eval-state.ts';
+import { EarlyStopper } from './early-stopping.ts';
+import { RunHistory } from './history.ts';
+import { writeReports } from './report.ts';
+import type { TrainerState } from './trainer-state.ts';
+
+export type TrainLine = { step: number } & Record<string, number | string>;
+
+export interface RunEnd {
+  steps: number;
+  stoppedEarly: boolean;
+  data: Record<string, number>;
+  finalModelDir: string;
+  /** Fields specific to the recipe (run id, worker count), placed after `job`. */
+  extra?: Record<string, unknown>;
+}
+
+export class RunRecord {
+  baseEval?: EvalResult;
+  lastEval?: EvalResult;
+  private readonly started = performance.now();
+
+  private constructor(
+    private readonly job: Pick<CompiledJob, 'name' | 'modelDir' | 'task' | 'outputDir'>,
+    readonly history: RunHistory,
+    readonly stopper?: EarlyStopper,
+  ) {}
+
+  /** Opens the record of `job`, continuing `resumed` (its step and early-stopping state) if given. */
+  static async open(job: Pick<CompiledJob, 'name' | 'modelDir' | 'task' | 'outputDir' | 'eval'>, resumed?: TrainerState): Promise<RunRecord> {
+    const history = await RunHistory.open(job.outputDir, resumed?.step ?? 0);
+    const stopper = job.eval.earlyStopping ? new EarlyStopper(job.eval.earlyStopping, resumed?.earlyStopping) : undefined;
+    return new RunRecord(job, history, stopper);
+  }
+
+  get elapsedMs(): number {
+    return performance.now() - this.started;
+  }
+
+  async train(line: TrainLine): Promise<void> {
+    await this.history.append({ type: 'train', ...line });
+  }
+
+  async eval(step: number, result: EvalResult): Promise<void> {
+    if (step === 0) this.baseEval = result;
+    this.lastEval = result;
+    await this.history.append({ type: 'eval', step, ...result });
+  }
+
+  /**
+   * Early stopping after the evaluation at `step`: true stops training. Only evaluations strictly
+   * inside the run count (the base evaluation and the final one decide nothing). Throws InputError
+   * when the metric it watches is not computed.
+   */
+  shouldStop(step: number, result: EvalResult, totalSteps: number): boolean {
+    if (!this.stopper || step <= 0 || step >= totalSteps) return false;
+    return this.stopper.update(result);
+  }
+
+  /** What checkpoints store so that a resumed run stops where this one would have. */
+  earlyStopping(): { best: number; badEvals: number } | undefined {
+    return this.stopper?.state();
+  }
+
+  /** eval_report.json and report.html; the final evaluation is the latest one. */
+  async finish(end: RunEnd): Promise<EvalResult | undefined> {
+    const finalEval = this.lastEval;
+    await writeReports(this.job.outputDir, {
+      job: this.job.name, ...end.extra, model: this.job.modelDir, task: this.job.task, steps: end.steps, stopped_early: end.stoppedEarly,
+      data: end.data, base_eval: this.baseEval, final_eval: finalEval, seconds: +(this.elapsedMs / 1000).toFixed(1), final_model: end.finalModelDir,
+    }, this.history.lines);
+    return finalEval;
+  }
+}
