@@ -11,8 +11,9 @@ import { Rng } from '../util/rng.ts';
 import { configFromHF, configToHF, taskFromArchitectures, type ModelConfig, type Task } from './config.ts';
 import { Model, paramSpecs } from './model.ts';
 import { initialValues } from './params.ts';
-import { readModelWeights, writeModelWeights, type HostTensor, type StoredDType } from './safetensors.ts';
+import type { HostTensor, StoredDType } from './safetensors.ts';
 import { hfToInternal, internalToHF, isIgnoredKey } from './weights.ts';
+import { readModelWeights, writeModelWeights } from './weights-dir.ts';
 
 export const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json'] as const;
 

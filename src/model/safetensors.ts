@@ -1,6 +1,7 @@
 /**
- * safetensors files and Hugging Face model directories, read into and written from float32 host
- * tensors. Format (github.com/huggingface/safetensors, README "Format"; validation follows its
+ * The safetensors file format: one file read into, or written from, float32 host tensors. Sharded
+ * model directories (model.safetensors.index.json) are in weights-dir.ts. Format
+ * (github.com/huggingface/safetensors, README "Format"; validation follows its
  * `SafeTensors::read_metadata` / `Metadata::validate`):
  *
  *   [8 bytes: u64 LE N] [N bytes: UTF-8 JSON header] [byte buffer]
@@ -12,21 +13,18 @@
  * Reading: the header is read and every entry checked against the real file size before any tensor
  * memory is allocated, so a hostile header cannot make us allocate more than the file holds. Then each
  * tensor is read once, at its offset, straight into its own Float32Array (F32: no conversion; F16/BF16:
- * through one reused 2 MiB scratch buffer). Tensors come back in data_offsets order.
+ * through one reused 2 MiB scratch buffer, half.ts). Tensors come back in data_offsets order.
  *
  * Writing: tensors go into the header and the buffer in the caller's insertion order, all with one
  * dtype. (The reference writer sorts by dtype alignment, then name; with a single dtype per file that
  * is a name sort, and keeping the caller's order instead makes read(write(x)) return x's order.) The
  * header is space-padded to a multiple of 8 so the buffer starts 8-byte aligned, as the reference does.
- * Every file is written to `<path>.tmp-<pid>-<random>`, fsynced and renamed over the target.
+ * The bytes are streamed through util/atomic.ts (temp file, fsync, rename, directory fsync).
  */
-import { randomBytes } from 'node:crypto';
-import { mkdir, open, rename, rm, stat, type FileHandle } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { open, type FileHandle } from 'node:fs/promises';
 import { CheckpointCorruptError, InputError, RingtuneError } from '../errors.ts';
+import { writeFileAtomicWith } from '../util/atomic.ts';
 import { decodeBf16Array, decodeF16Array, encodeBf16Array, encodeF16Array } from './half.ts';
-
-export { bf16ToF32, f16ToF32, f32ToBf16, f32ToF16 } from './half.ts';
 
 export type StoredDType = 'F32' | 'F16' | 'BF16';
 /** Row-major float32 tensor in host memory; `data.length` is the product of `shape` (1 for []). */
@@ -48,9 +46,6 @@ export interface SafetensorsContents {
   skipped: Map<string, string>;
 }
 
-export const SINGLE_FILE = 'model.safetensors';
-export const INDEX_FILE = 'model.safetensors.index.json';
-const DEFAULT_MAX_SHARD_BYTES = 2 * 1024 ** 3;
 /** The reference loader's limit (MAX_HEADER_SIZE in safetensors/src/tensor.rs). */
 const MAX_HEADER_BYTES = 100_000_000;
 /** Keep single read/write calls below the 2 GiB that Linux moves per syscall. */
@@ -82,7 +77,8 @@ interface Entry {
   end: number;
 }
 
-function corrupt(path: string, what: string, tensor?: string): CheckpointCorruptError {
+/** The error for a file that cannot be loaded, naming the file and the tensor (weights-dir.ts uses it too). */
+export function corrupt(path: string, what: string, tensor?: string): CheckpointCorruptError {
   const where = tensor === undefined ? path : `${path}: tensor "${tensor}"`;
   return new CheckpointCorruptError(`${where}: ${what}. The checkpoint cannot be loaded; re-download or re-save it.`);
 }
@@ -124,7 +120,8 @@ export async function readSafetensors(path: string): Promise<SafetensorsContents
   }
 }
 
-async function openForRead(path: string): Promise<FileHandle> {
+/** open(path, "r") with errors that say what to do: a missing file is an InputError. */
+export async function openForRead(path: string): Promise<FileHandle> {
   try {
     return await open(path, 'r');
   } catch (err) {
@@ -253,27 +250,43 @@ function checkContiguous(entries: Entry[], dataLen: number, path: string): void 
 
 // ---------------------------------------------------------------- writing
 
-/** A tensor checked for writing: its byte size in the target dtype is known. */
-interface Planned {
+export interface SafetensorsWriteOptions {
+  metadata?: Record<string, string>;
+  /** One dtype for every tensor in the file; F32 if omitted. */
+  dtype?: StoredDType;
+}
+
+/** What planWrite checked: the file's dtype and metadata, and each tensor's stored size in it. */
+export interface WritePlan {
+  dtype: StoredDType;
+  metadata: Record<string, string>;
+  /** In the caller's order, which is the order in the file. */
+  tensors: PlannedTensor[];
+}
+export interface PlannedTensor {
   name: string;
   shape: number[];
   data: Float32Array;
+  /** Bytes this tensor takes in the file at the plan's dtype. */
   nbytes: number;
-}
-
-interface WriteOptions {
-  metadata?: Record<string, string>;
-  dtype?: StoredDType;
 }
 
 export async function writeSafetensors(
   path: string,
-  tensors: Map<string, HostTensor> | Iterable<[string, HostTensor]>,
-  opts: WriteOptions = {},
+  tensors: Iterable<[string, HostTensor]>,
+  opts: SafetensorsWriteOptions = {},
 ): Promise<void> {
-  const dtype = checkDtype(opts.dtype, path);
-  const metadata = checkMetadata(opts.metadata, path);
-  await writePlanned(path, planTensors(tensors, dtype, path), dtype, metadata);
+  await writePlan(path, planWrite(tensors, opts, path));
+}
+
+/**
+ * Checks the options and every tensor before any file is touched; one InputError, starting with
+ * `where`, lists all problems. A plan (or a slice of its tensors, e.g. one shard) is written by writePlan.
+ */
+export function planWrite(tensors: Iterable<[string, HostTensor]>, opts: SafetensorsWriteOptions, where: string): WritePlan {
+  const dtype = checkDtype(opts.dtype, where);
+  const metadata = checkMetadata(opts.metadata, where);
+  return { dtype, metadata, tensors: planTensors(tensors, dtype, where) };
 }
 
 function checkDtype(dtype: unknown, where: string): StoredDType {
@@ -291,11 +304,10 @@ function checkMetadata(metadata: unknown, where: string): Record<string, string>
   return metadata as Record<string, string>;
 }
 
-/** Check every tensor before any file is touched; one error lists all problems. */
-function planTensors(tensors: Map<string, HostTensor> | Iterable<[string, HostTensor]>, dtype: StoredDType, where: string): Planned[] {
+function planTensors(tensors: Iterable<[string, HostTensor]>, dtype: StoredDType, where: string): PlannedTensor[] {
   const problems: string[] = [];
   const seen = new Set<string>();
-  const planned: Planned[] = [];
+  const planned: PlannedTensor[] = [];
   for (const [name, tensor] of tensors) {
     if (typeof name !== 'string') { problems.push(`tensor name ${describe(name)} is not a string`); continue; }
     if (name === '__metadata__') { problems.push('"__metadata__" is reserved and cannot name a tensor'); continue; }
@@ -318,12 +330,12 @@ function planTensors(tensors: Map<string, HostTensor> | Iterable<[string, HostTe
   return planned;
 }
 
-function encodeHeader(planned: Planned[], dtype: StoredDType, metadata: Record<string, string>): Uint8Array {
+function encodeHeader({ tensors, dtype, metadata }: WritePlan): Uint8Array {
   // Built by hand so keys keep insertion order (JSON.stringify would hoist integer-like names).
   const parts: string[] = [];
   if (Object.keys(metadata).length > 0) parts.push(`"__metadata__":${JSON.stringify(metadata)}`);
   let offset = 0;
-  for (const t of planned) {
+  for (const t of tensors) {
     parts.push(`${JSON.stringify(t.name)}:${JSON.stringify({ dtype, shape: t.shape, data_offsets: [offset, offset + t.nbytes] })}`);
     offset += t.nbytes;
   }
@@ -333,15 +345,17 @@ function encodeHeader(planned: Planned[], dtype: StoredDType, metadata: Record<s
   return padded;
 }
 
-async function writePlanned(path: string, planned: Planned[], dtype: StoredDType, metadata: Record<string, string>): Promise<void> {
-  const header = encodeHeader(planned, dtype, metadata);
+/** Writes one file holding `plan.tensors` in order; atomically, streaming (no whole-file buffer). */
+export async function writePlan(path: string, plan: WritePlan): Promise<void> {
+  const { dtype } = plan;
+  const header = encodeHeader(plan);
   const prefix = new Uint8Array(8);
   new DataView(prefix.buffer).setBigUint64(0, BigInt(header.byteLength), true);
-  await writeAtomically(path, async (fh) => {
+  await writeFileAtomicWith(path, async (fh) => {
     await writeAll(fh, prefix);
     await writeAll(fh, header);
     const scratch = dtype === 'F32' ? undefined : new Uint16Array(HALF_CHUNK);
-    for (const { data } of planned) {
+    for (const { data } of plan.tensors) {
       if (scratch === undefined) {
         await writeAll(fh, new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
         continue;
@@ -365,199 +379,7 @@ async function writeAll(fh: FileHandle, bytes: Uint8Array): Promise<void> {
   }
 }
 
-/**
- * Write `target` through a temp file in the same directory: write, fsync, rename. On any failure the
- * temp file is removed and an existing target is left as it was.
- */
-async function writeAtomically(target: string, body: (fh: FileHandle) => Promise<void>): Promise<void> {
-  const tmp = `${target}.tmp-${process.pid}-${randomBytes(6).toString('hex')}`;
-  let fh: FileHandle | undefined;
-  try {
-    fh = await open(tmp, 'wx');
-    await body(fh);
-    await fh.sync();
-    await fh.close();
-    fh = undefined;
-    await rename(tmp, target);
-  } catch (err) {
-    await fh?.close().catch(() => undefined);
-    await rm(tmp, { force: true }).catch(() => undefined);
-    if (err instanceof RingtuneError) throw err;
-    throw new RingtuneError(`${target}: write failed, existing file left unchanged: ${(err as Error).message}`, { cause: err });
-  }
-  await syncDirectory(dirname(target));
-}
-
-/** fsync the directory so the rename itself survives a crash (best effort: not every platform allows it). */
-async function syncDirectory(dir: string): Promise<void> {
-  try {
-    const fh = await open(dir, 'r');
-    try { await fh.sync(); } finally { await fh.close(); }
-  } catch {
-    // ignore: durability of the rename is a bonus, atomicity already holds
-  }
-}
-
-// ---------------------------------------------------------------- model directories
-
-/**
- * `model.safetensors` if present (the Hugging Face loader's preference too), else the shards named by
- * `model.safetensors.index.json`, read in shard-file-name order. Every tensor must be in exactly the
- * shard the index names.
- */
-export async function readModelWeights(dir: string): Promise<SafetensorsContents> {
-  const single = join(dir, SINGLE_FILE);
-  if (await exists(single)) return readSafetensors(single);
-  const indexPath = join(dir, INDEX_FILE);
-  if (!(await exists(indexPath))) {
-    throw new InputError(`${dir}: neither ${SINGLE_FILE} nor ${INDEX_FILE} found; point at a Hugging Face model directory with safetensors weights`);
-  }
-  const weightMap = await readIndex(indexPath);
-
-  const byShard = new Map<string, string[]>();
-  for (const [tensor, file] of weightMap) byShard.set(file, [...(byShard.get(file) ?? []), tensor]);
-  const shardFiles = [...byShard.keys()].sort();
-  const missing: string[] = [];
-  for (const file of shardFiles) if (!(await exists(join(dir, file)))) missing.push(`"${file}" (holds "${byShard.get(file)![0]}")`);
-  if (missing.length > 0) throw corrupt(indexPath, `shard file ${missing.join(', ')} listed in weight_map is missing`);
-
-  const out: SafetensorsContents = { tensors: new Map(), dtypes: new Map(), metadata: {}, skipped: new Map() };
-  const foundIn = new Map<string, string>();
-  for (const file of shardFiles) {
-    const shardPath = join(dir, file);
-    const shard = await readSafetensors(shardPath);
-    for (const [name, tensor] of shard.tensors) {
-      const earlier = foundIn.get(name);
-      if (earlier !== undefined) throw corrupt(shardPath, `also stored in shard "${earlier}" (duplicate across shards)`, name);
-      const mapped = weightMap.get(name);
-      if (mapped === undefined) throw corrupt(shardPath, `is in this shard but not in the weight_map of ${indexPath}`, name);
-      if (mapped !== file) throw corrupt(shardPath, `is in this shard but ${indexPath} maps it to "${mapped}"`, name);
-      foundIn.set(name, file);
-      out.tensors.set(name, tensor);
-      out.dtypes.set(name, shard.dtypes.get(name)!);
-    }
-    for (const [name, dtype] of shard.skipped) {
-      if (weightMap.get(name) !== file) throw corrupt(shardPath, `is in this shard but ${indexPath} maps it elsewhere or not at all`, name);
-      out.skipped.set(name, dtype);
-    }
-    for (const name of byShard.get(file)!) {
-      if (!shard.tensors.has(name) && !shard.skipped.has(name)) throw corrupt(shardPath, `is listed for this shard in ${indexPath} but the shard does not contain it`, name);
-    }
-    out.metadata = { ...shard.metadata, ...out.metadata }; // shards normally agree; the first one wins
-  }
-  return out;
-}
-
-/** weight_map of an index file, tensor -> shard file name; shard names must be plain file names. */
-async function readIndex(indexPath: string): Promise<Map<string, string>> {
-  const fh = await openForRead(indexPath);
-  let text: string;
-  try {
-    text = await fh.readFile('utf8');
-  } finally {
-    await fh.close();
-  }
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch (err) {
-    throw corrupt(indexPath, `index is not valid JSON (${(err as Error).message})`);
-  }
-  if (!isPlainObject(json) || !isPlainObject(json.weight_map)) {
-    throw corrupt(indexPath, 'index must be a JSON object with a "weight_map" object of tensor name -> shard file');
-  }
-  const map = new Map<string, string>();
-  for (const [tensor, file] of Object.entries(json.weight_map)) {
-    if (typeof file !== 'string' || file === '' || file === '.' || file === '..' || /[\\/]/.test(file)) {
-      throw corrupt(indexPath, `weight_map entry must be a shard file name in the same directory, got ${JSON.stringify(file)}`, tensor);
-    }
-    map.set(tensor, file);
-  }
-  return map;
-}
-
-/**
- * One `model.safetensors` if the tensors fit in `maxShardBytes` (default 2 GiB), else shards
- * `model-00001-of-0000N.safetensors` filled greedily in insertion order (a tensor larger than the
- * limit gets a shard of its own) plus the index. Each file is written atomically; shards before the
- * index. Only once the new files are in place are the other layout's files removed (the old index and
- * the shards it listed, or the old single file). Returns the paths written.
- */
-export async function writeModelWeights(
-  dir: string,
-  tensors: Map<string, HostTensor> | Iterable<[string, HostTensor]>,
-  opts: WriteOptions & { maxShardBytes?: number } = {},
-): Promise<string[]> {
-  const dtype = checkDtype(opts.dtype, dir);
-  const metadata = checkMetadata(opts.metadata, dir);
-  const maxShardBytes = opts.maxShardBytes ?? DEFAULT_MAX_SHARD_BYTES;
-  if (!(maxShardBytes > 0)) throw new InputError(`${dir}: maxShardBytes must be a positive number of bytes, got ${maxShardBytes}`);
-  const planned = planTensors(tensors, dtype, dir);
-  const totalBytes = planned.reduce((sum, t) => sum + t.nbytes, 0);
-
-  await mkdir(dir, { recursive: true });
-  const single = join(dir, SINGLE_FILE);
-  const indexPath = join(dir, INDEX_FILE);
-  const oldShards = await shardsListedIn(indexPath);
-
-  if (totalBytes <= maxShardBytes) {
-    await writePlanned(single, planned, dtype, metadata);
-    await removeStale(dir, [INDEX_FILE, ...oldShards]);
-    return [single];
-  }
-
-  const groups: Planned[][] = [];
-  let current: Planned[] = [];
-  let currentBytes = 0;
-  for (const t of planned) {
-    if (current.length > 0 && currentBytes + t.nbytes > maxShardBytes) {
-      groups.push(current);
-      current = [];
-      currentBytes = 0;
-    }
-    current.push(t);
-    currentBytes += t.nbytes;
-  }
-  groups.push(current);
-
-  const pad = (i: number) => String(i).padStart(5, '0');
-  const names = groups.map((_, i) => `model-${pad(i + 1)}-of-${pad(groups.length)}.safetensors`);
-  const weightMap: Record<string, string> = {};
-  for (const [i, group] of groups.entries()) {
-    await writePlanned(join(dir, names[i]!), group, dtype, metadata);
-    for (const t of group) weightMap[t.name] = names[i]!;
-  }
-  const index = new TextEncoder().encode(`${JSON.stringify({ metadata: { total_size: totalBytes }, weight_map: weightMap }, null, 2)}\n`);
-  await writeAtomically(indexPath, (fh) => writeAll(fh, index));
-  await removeStale(dir, [SINGLE_FILE, ...oldShards.filter((f) => !names.includes(f))]);
-  return [...names.map((n) => join(dir, n)), indexPath];
-}
-
-/** Shard files named by an existing index that look like ours; [] if there is no readable index. */
-async function shardsListedIn(indexPath: string): Promise<string[]> {
-  try {
-    const files = new Set((await readIndex(indexPath)).values());
-    return [...files].filter((f) => /^model-\d{5}-of-\d{5}\.safetensors$/.test(f));
-  } catch {
-    return [];
-  }
-}
-
-async function removeStale(dir: string, files: string[]): Promise<void> {
-  for (const file of files) await rm(join(dir, file), { force: true });
-}
-
 // ---------------------------------------------------------------- small helpers
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await stat(path);
-    return true;
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
-    throw new RingtuneError(`${path}: cannot stat: ${(err as Error).message}`, { cause: err });
-  }
-}
 
 function isPlainObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);

@@ -2,9 +2,9 @@
  * The Hugging Face tokenizer file format shared by the builders: added-token entries, dense id
  * assignment, and writing the three files atomically.
  */
-import { mkdir, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { InputError } from '../errors.ts';
+import { writeFileAtomic } from '../util/atomic.ts';
 
 export type BuiltTokenizer = { tokenizerJson: object; tokenizerConfig: object; specialTokensMap: object };
 
@@ -21,18 +21,12 @@ export interface TokenizerRoles {
 
 /** Writes tokenizer.json, tokenizer_config.json and special_tokens_map.json, each atomically. */
 export async function writeTokenizerFiles(dir: string, built: BuiltTokenizer): Promise<void> {
-  await mkdir(dir, { recursive: true });
   const files: Array<[string, object]> = [
     ['tokenizer.json', built.tokenizerJson],
     ['tokenizer_config.json', built.tokenizerConfig],
     ['special_tokens_map.json', built.specialTokensMap],
   ];
-  for (const [name, value] of files) {
-    const path = join(dir, name);
-    const tmp = `${path}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`;
-    await writeFile(tmp, toJsonText(value) + '\n', 'utf8');
-    await rename(tmp, path);
-  }
+  for (const [name, value] of files) await writeFileAtomic(join(dir, name), toJsonText(value) + '\n');
 }
 
 /**

@@ -8,7 +8,7 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { readModelWeights } from '../../src/model/safetensors.ts';
+import { readModelWeights } from '../../src/model/weights-dir.ts';
 import { history, makeJob, runLocal, trainLosses } from './cluster-helpers.ts';
 
 async function weights(dir: string): Promise<Float32Array[]> {

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { execFileSync } from 'node:child_process';
 import { initBackend } from '../../src/model/backend.ts';
-import { readModelWeights } from '../../src/model/safetensors.ts';
+import { readModelWeights } from '../../src/model/weights-dir.ts';
 import { latestCheckpoint } from '../../src/run/trainer-state.ts';
 import { readCheckpoint } from '../../src/train/checkpoint.ts';
 import { history, makeJob, runLocal, startLocal, trainLosses } from './cluster-helpers.ts';

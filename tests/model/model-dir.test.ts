@@ -12,7 +12,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { WeightMappingError, InputError } from '../../src/errors.ts';
 import { createModelDir } from '../../src/model/create.ts';
 import { loadModel, saveModel } from '../../src/model/model-dir.ts';
-import { readModelWeights, writeModelWeights } from '../../src/model/safetensors.ts';
+import { readModelWeights, writeModelWeights } from '../../src/model/weights-dir.ts';
 import { idsTensor, randomIds, ready } from './helpers.ts';
 
 async function tempDir(t: TestContext): Promise<string> {

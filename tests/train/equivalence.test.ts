@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { readModelWeights } from '../../src/model/safetensors.ts';
+import { readModelWeights } from '../../src/model/weights-dir.ts';
 import { train } from '../../src/train/loop.ts';
 import { baseModel, job, lmLines, quiet, ready, tempDir, writeLines } from './fixtures.ts';
 
