@@ -4,6 +4,7 @@
  * Names follow the YAML (snake_case); compile.ts turns the result into a CompiledJob.
  */
 import { z } from 'zod';
+import { BACKENDS } from '../model/backend-names.ts';
 
 const positiveInt = z.number().int().positive();
 const nonNegInt = z.number().int().nonnegative();
@@ -118,7 +119,7 @@ export const JobSchema = z
     name: z.string().regex(/^[A-Za-z0-9._-]+$/, 'letters, digits, ".", "_" and "-" only').default('job'),
     model: z.string().min(1),
     task: z.enum(['causal-lm', 'classification']).optional(),
-    backend: z.enum(['auto', 'tensorflow-gpu', 'tensorflow', 'native', 'wasm', 'cpu']).default('auto'),
+    backend: z.enum(['auto', ...BACKENDS]).default('auto'),
     /**
      * Cores one process (ringtune train, or each worker) gives the native engine. auto: all cores for
      * `ringtune train` and a lone worker, cores / workers for `ringtune local`. --threads and

@@ -18,10 +18,9 @@ import * as tf from '@tensorflow/tfjs-core';
 // cannot load in Node: they import directories).
 import '@tensorflow/tfjs';
 import { BackendError } from '../errors.ts';
+import { BACKENDS, type BackendChoice, type BackendName } from './backend-names.ts';
 
-export const BACKENDS = ['tensorflow-gpu', 'tensorflow', 'native', 'wasm', 'cpu'] as const;
-export type BackendName = (typeof BACKENDS)[number];
-export type BackendChoice = BackendName | 'auto';
+export { BACKENDS, type BackendChoice, type BackendName } from './backend-names.ts';
 
 const require = createRequire(import.meta.url);
 let active: BackendName | undefined;

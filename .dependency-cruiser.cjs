@@ -1,0 +1,25 @@
+// The import rules of src/ (checked by tests/architecture/dependencies.test.ts; `npx depcruise src` prints them).
+/** @type {import('dependency-cruiser').IConfiguration} */
+module.exports = {
+  forbidden: [
+    {
+      name: 'no-circular',
+      comment: 'An import cycle in src/ (type-only imports count: they tie the modules together just the same).',
+      severity: 'error',
+      from: { path: '^src/' },
+      to: { circular: true },
+    },
+    {
+      name: 'control-plane-without-tfjs',
+      comment: 'The job config, the control plane, the coordinator, run records and metric math run no model: they must not load tfjs.',
+      severity: 'error',
+      from: { path: '^src/(config|control|coordinator|run|eval)/', pathNot: '^src/coordinator/local\\.ts$' },
+      to: { path: '(^|/)node_modules/@tensorflow/', reachable: true },
+    },
+  ],
+  options: {
+    doNotFollow: { path: 'node_modules' },
+    tsPreCompilationDeps: true,
+    tsConfig: { fileName: 'tsconfig.json' },
+  },
+};
