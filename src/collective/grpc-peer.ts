@@ -15,42 +15,18 @@
  */
 import type * as grpc from '@grpc/grpc-js';
 import type { WireCodec } from './codecs.ts';
-import { PeerLostError, RingClosedError, type CollectiveWhere } from './errors.ts';
+import { PeerLostError, RingClosedError } from './errors.ts';
 import type { ChunkHeader, IncomingChunk, RingPeer } from './ring-allreduce.ts';
-import type { PullRequest } from './grpc-service.ts';
+import type { PullRequest } from './ring-protocol.ts';
 import { PeerLifecycle } from './peer-lifecycle.ts';
+import type { PeerOptions, RejectCounters } from './transport.ts';
 import { ChunkEncoder, type DecodedChunk } from './wire.ts';
 
 /** How long a send waits, once the right stream is gone, for an abort from the left naming the real loss. */
 export { RIGHT_GONE_GRACE_MS } from './peer-lifecycle.ts';
 
-export interface RejectCounters {
-  /** Messages or calls carrying another job id. */
-  foreignJob: number;
-  /** Messages of a collective that is already over. */
-  staleStep: number;
-  /** Messages or calls from a rank that is not our neighbour. */
-  wrongSender: number;
-  /** Calls without the job token (refused with UNAUTHENTICATED). */
-  badToken: number;
-}
-
 /** Decoded messages held before the left call is paused. */
 const INBOX_HIGH = 4;
-
-export interface GrpcPeerOptions {
-  jobId: string;
-  rank: number;
-  worldSize: number;
-  maxElements: number;
-  inflight: number;
-  /** Shared with the ring's server, which counts refused calls in the same object. */
-  rejected: RejectCounters;
-  /** Where the ring is now (step, round), for error messages. */
-  where: () => CollectiveWhere;
-  /** Called once, with the first error; the ring is broken from then on. */
-  onFailure: (err: Error) => void;
-}
 
 export class GrpcPeer extends PeerLifecycle implements RingPeer {
   readonly rejected: RejectCounters;
@@ -66,7 +42,7 @@ export class GrpcPeer extends PeerLifecycle implements RingPeer {
   readonly stats = { messagesSent: 0, messagesReceived: 0, alignCopies: 0 };
   /** Step of the collective in progress, or null between collectives. */
 
-  constructor(private readonly o: GrpcPeerOptions) {
+  constructor(private readonly o: PeerOptions) {
     super(o);
     this.rejected = o.rejected;
     this.leftRank = (o.rank - 1 + o.worldSize) % o.worldSize;

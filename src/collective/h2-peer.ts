@@ -22,10 +22,9 @@
 import type * as http2 from 'node:http2';
 import type { WireCodec } from './codecs.ts';
 import { PeerLostError, RingClosedError, RingProtocolError } from './errors.ts';
-import type { GrpcPeerOptions } from './grpc-peer.ts';
 import { PeerLifecycle } from './peer-lifecycle.ts';
 import type { ChunkHeader, IncomingChunk } from './ring-allreduce.ts';
-import type { TransportPeer } from './transport.ts';
+import type { PeerOptions, RejectCounters, TransportPeer } from './transport.ts';
 import { ChunkEncoder, decodeChunk, type DecodedChunk } from './wire.ts';
 
 /** Receive slots: the message being filled, up to RECV_SLOTS - 2 queued, the one being reduced. */
@@ -152,7 +151,7 @@ interface Queued {
 }
 
 export class H2Peer extends PeerLifecycle implements TransportPeer {
-  readonly rejected: GrpcPeerOptions['rejected'];
+  readonly rejected: RejectCounters;
   readonly leftRank: number;
   readonly rightRank: number;
   private right: http2.ServerHttp2Stream | null = null;
@@ -167,7 +166,7 @@ export class H2Peer extends PeerLifecycle implements TransportPeer {
   readonly stats = { messagesSent: 0, messagesReceived: 0, alignCopies: 0, dataChunks: 0, stalls: 0 };
 
   /** `maxMessageBytes`: the largest RingChunk accepted (like grpc-js's max_receive_message_length). */
-  constructor(private readonly o: GrpcPeerOptions & { maxMessageBytes: number }) {
+  constructor(private readonly o: PeerOptions & { maxMessageBytes: number }) {
     super(o);
     this.rejected = o.rejected;
     this.leftRank = (o.rank - 1 + o.worldSize) % o.worldSize;
