@@ -8,7 +8,8 @@ import { RingConnectError } from './errors.ts';
 import { GrpcPeer } from './grpc-peer.ts';
 import * as svc from './grpc-service.ts';
 import type { CompiledRingOptions } from './ring-options.ts';
-import type { PeerContext, RingHandlers, RingTransport } from './transport.ts';
+import { refusalText, TOKEN_METADATA_KEY, type PingReply, type PingRequest, type PullRequest } from './ring-protocol.ts';
+import { hostPort, type PeerContext, type RingHandlers, type RingTransport } from './transport.ts';
 
 export class GrpcJsTransport implements RingTransport {
   readonly peer: GrpcPeer | null;
@@ -28,15 +29,15 @@ export class GrpcJsTransport implements RingTransport {
 
   async listen(host: string, port: number, h: RingHandlers): Promise<number> {
     this.server.addService(svc.ringService, {
-      pull: (call: grpc.ServerWritableStream<svc.PullRequest, Uint8Array>) => {
-        const refusal = h.pull(call.request, call.metadata.get(svc.TOKEN_METADATA_KEY)[0]);
+      pull: (call: grpc.ServerWritableStream<PullRequest, Uint8Array>) => {
+        const refusal = h.pull(call.request, call.metadata.get(TOKEN_METADATA_KEY)[0]);
         if (refusal) return void call.emit('error', refusal);
         call.sendMetadata(new grpc.Metadata()); // tells the caller its stream is accepted
         this.peer!.attachRight(call);
         h.pullAttached();
       },
-      ping: (call: grpc.ServerUnaryCall<svc.PingRequest, svc.PingReply>, cb: grpc.sendUnaryData<svc.PingReply>) => {
-        const r = h.ping(call.request, call.metadata.get(svc.TOKEN_METADATA_KEY)[0]);
+      ping: (call: grpc.ServerUnaryCall<PingRequest, PingReply>, cb: grpc.sendUnaryData<PingReply>) => {
+        const r = h.ping(call.request, call.metadata.get(TOKEN_METADATA_KEY)[0]);
         if ('code' in r) cb(r);
         else cb(null, r);
       },
@@ -49,7 +50,7 @@ export class GrpcJsTransport implements RingTransport {
     });
   }
 
-  async pullFromLeft(address: string, req: svc.PullRequest, deadline: number): Promise<void> {
+  async pullFromLeft(address: string, req: PullRequest, deadline: number): Promise<void> {
     const o = this.o;
     const peer = this.peer!;
     const left = peer.leftRank;
@@ -76,10 +77,10 @@ export class GrpcJsTransport implements RingTransport {
     await accepted;
   }
 
-  ping(address: string, req: svc.PingRequest, deadlineMs: number): Promise<svc.PingReply> {
+  ping(address: string, req: PingRequest, deadlineMs: number): Promise<PingReply> {
     const o = this.o;
     const client = svc.newRingClient(address, svc.channelCredentials(o.tls), svc.clientChannelOptions(1024, 65_536, o.tls));
-    return new Promise<svc.PingReply>((resolve, reject) =>
+    return new Promise<PingReply>((resolve, reject) =>
       client.ping(req, svc.tokenMetadata(o.token), { deadline: Date.now() + deadlineMs }, (err, reply) =>
         err || !reply ? reject(err ?? new Error('empty ping reply')) : resolve(reply),
       ),
@@ -97,14 +98,4 @@ export class GrpcJsTransport implements RingTransport {
       });
     });
   }
-}
-
-/** "UNAUTHENTICATED: details (hint)" for a refused Pull. */
-export function refusalText(code: number, details: string): string {
-  const hint = code === grpc.status.UNAUTHENTICATED ? ' (token mismatch: every rank of a job needs the same token)' : '';
-  return `${grpc.status[code] ?? code}: ${details}${hint}`;
-}
-
-export function hostPort(host: string, port: number): string {
-  return host.includes(':') && !host.startsWith('[') ? `[${host}]:${port}` : `${host}:${port}`;
 }

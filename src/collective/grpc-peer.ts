@@ -9,86 +9,74 @@
  * end to end, never unbounded buffering). One aligned scratch buffer takes payloads that arrive at an
  * odd byte offset.
  *
- * Validation (every message): job id, sender rank and step. Rejected messages are dropped and
- * counted in `rejected`; an `abort` message from the left fails this peer with the rank it names and
- * is passed on to the right, so every rank learns which rank was lost, not just the neighbours.
+ * Validation (job id, sender rank and step of every message, counted in `rejected`), failure, the
+ * send pool and the waiting receive are the PeerState this peer owns (peer-state.ts, shared with
+ * H2Peer); an `abort` message from the left fails this peer with the rank it names and is passed on
+ * to the right, so every rank learns which rank was lost, not just the neighbours.
  */
 import type * as grpc from '@grpc/grpc-js';
 import type { WireCodec } from './codecs.ts';
-import { PeerLostError, RingClosedError, type CollectiveWhere } from './errors.ts';
-import type { ChunkHeader, IncomingChunk, RingPeer } from './ring-allreduce.ts';
-import type { PullRequest } from './grpc-service.ts';
-import { PeerLifecycle } from './peer-lifecycle.ts';
-import { ChunkEncoder, type DecodedChunk } from './wire.ts';
-
-/** How long a send waits, once the right stream is gone, for an abort from the left naming the real loss. */
-export { RIGHT_GONE_GRACE_MS } from './peer-lifecycle.ts';
-
-export interface RejectCounters {
-  /** Messages or calls carrying another job id. */
-  foreignJob: number;
-  /** Messages of a collective that is already over. */
-  staleStep: number;
-  /** Messages or calls from a rank that is not our neighbour. */
-  wrongSender: number;
-  /** Calls without the job token (refused with UNAUTHENTICATED). */
-  badToken: number;
-}
+import { PeerLostError, RingClosedError } from './errors.ts';
+import { PeerState } from './peer-state.ts';
+import type { ChunkHeader, IncomingChunk } from './ring-allreduce.ts';
+import type { PullRequest } from './ring-protocol.ts';
+import type { PeerOptions, RejectCounters, TransportPeer } from './transport.ts';
+import { ChunkEncoder, type ChunkFields, type DecodedChunk } from './wire.ts';
 
 /** Decoded messages held before the left call is paused. */
 const INBOX_HIGH = 4;
 
-export interface GrpcPeerOptions {
-  jobId: string;
-  rank: number;
-  worldSize: number;
-  maxElements: number;
-  inflight: number;
-  /** Shared with the ring's server, which counts refused calls in the same object. */
-  rejected: RejectCounters;
-  /** Where the ring is now (step, round), for error messages. */
-  where: () => CollectiveWhere;
-  /** Called once, with the first error; the ring is broken from then on. */
-  onFailure: (err: Error) => void;
-}
-
-export class GrpcPeer extends PeerLifecycle implements RingPeer {
+export class GrpcPeer implements TransportPeer {
   readonly rejected: RejectCounters;
   readonly leftRank: number;
   readonly rightRank: number;
+  /** Traffic counters; `alignCopies` counts payloads that arrived misaligned and had to be copied. */
+  readonly stats = { messagesSent: 0, messagesReceived: 0, alignCopies: 0 };
+  private readonly state: PeerState;
   private right: grpc.ServerWritableStream<PullRequest, Uint8Array> | null = null;
   private left: grpc.ClientReadableStream<DecodedChunk> | null = null;
   private readonly encoder: ChunkEncoder;
   private readonly abortBuffer: Uint8Array;
   private readonly inbox: DecodedChunk[] = [];
   private paused = false;
-  /** Traffic counters; `alignCopies` counts payloads that arrived misaligned and had to be copied. */
-  readonly stats = { messagesSent: 0, messagesReceived: 0, alignCopies: 0 };
-  /** Step of the collective in progress, or null between collectives. */
 
-  constructor(private readonly o: GrpcPeerOptions) {
-    super(o);
+  constructor(private readonly o: PeerOptions) {
     this.rejected = o.rejected;
-    this.leftRank = (o.rank - 1 + o.worldSize) % o.worldSize;
-    this.rightRank = (o.rank + 1) % o.worldSize;
     this.encoder = new ChunkEncoder(o.jobId);
-    for (let i = 0; i < o.inflight; i++) this.free.push(new Uint8Array(this.encoder.bufferBytes(o.maxElements)));
     this.abortBuffer = new Uint8Array(this.encoder.bufferBytes(0) + 2048);
+    const sendBuffers = Array.from({ length: o.inflight }, () => new Uint8Array(this.encoder.bufferBytes(o.maxElements)));
+    this.state = new PeerState({ ...o, sendBuffers, stats: this.stats, sendAbort: (fields) => this.sendAbort(fields) });
+    this.leftRank = this.state.leftRank;
+    this.rightRank = this.state.rightRank;
   }
 
-  get failure(): Error | null {
-    return this.error;
+  get activeStep(): number | null {
+    return this.state.activeStep;
+  }
+  set activeStep(step: number | null) {
+    this.state.activeStep = step;
+  }
+  get lastStep(): number {
+    return this.state.lastStep;
+  }
+  set lastStep(step: number) {
+    this.state.lastStep = step;
+  }
+  get broken(): boolean {
+    return this.state.broken;
+  }
+  checkUsable(): void {
+    this.state.checkUsable();
   }
 
   /**
-   * The right neighbour's Pull call, accepted by the server. Its loss is not fatal by itself: after
-   * its last collective a neighbour closes while we may still be receiving the tail of ours from the
-   * left. It fails us at our next send (or next collective); a neighbour that dies mid-collective is
-   * also reported to us around the ring by the abort its own right neighbour sends.
+   * The right neighbour's Pull call, accepted by the server. Its loss is not fatal by itself (see
+   * peer-state.ts): it fails us at our next send or next collective; a neighbour that dies
+   * mid-collective is also reported to us around the ring by the abort its own right neighbour sends.
    */
   attachRight(call: grpc.ServerWritableStream<PullRequest, Uint8Array>): void {
     this.right = call;
-    const gone = (what: string) => () => this.markRightGone(this.rightRank, what);
+    const gone = (what: string) => () => this.state.loseRight(`its Pull stream from us ${what}`);
     call.on('cancelled', gone('was cancelled (connection closed)'));
     call.on('error', gone('failed'));
   }
@@ -102,85 +90,48 @@ export class GrpcPeer extends PeerLifecycle implements RingPeer {
     this.left = call;
     call.on('data', (m: DecodedChunk) => this.onMessage(m));
     call.on('error', (e: grpc.ServiceError) =>
-      this.fail(new PeerLostError(this.leftRank, this.o.where(), `our stream from it failed (${e.details || e.message})`, { cause: e })),
+      this.state.fail(new PeerLostError(this.leftRank, this.o.where(), `our stream from it failed (${e.details || e.message})`, { cause: e })),
     );
-    call.on('end', () => {
-      this.leftEnded = true;
-      if (this.recvWaiter) this.fail(this.leftEndedError());
-    });
+    call.on('end', () => this.state.endLeft());
   }
 
   async send(header: ChunkHeader, values: Float32Array, codec: WireCodec): Promise<void> {
-    const buf = await this.takeSendBuffer();
+    const buf = await this.state.takeSendBuffer();
     const fields = { ...header, rank: this.o.rank, codec: codec.wireId, elements: values.length, abort: false, lostRank: 0, reason: '' };
     const msg = this.encoder.encode(buf, fields, values, codec);
     this.stats.messagesSent++;
     // The write callback fires once grpc-js has handed the bytes to HTTP/2; only then is buf reusable.
-    this.right!.write(msg, () => {
-      this.free.push(buf);
-      this.wakeSender();
-    });
+    this.right!.write(msg, () => this.state.returnSendBuffer(buf));
   }
 
   receive(step: number): Promise<IncomingChunk> {
     for (;;) {
       // Messages that already arrived are delivered even after a failure: they may complete the collective.
       const m = this.inbox.shift();
-      if (!m) {
-        if (!this.error && this.leftEnded) this.fail(this.leftEndedError());
-        if (this.error) return Promise.reject(this.error);
-        return new Promise((resolve, reject) => (this.recvWaiter = { step, resolve, reject }));
-      }
+      if (!m) return this.state.waitForMessage(step);
       this.maybeResume();
       if (m.step < step) {
         this.rejected.staleStep++;
         continue;
       }
-      return Promise.resolve(this.incoming(m));
+      return Promise.resolve(this.state.incoming(m));
     }
   }
 
   abort(reason: Error): void {
-    this.fail(reason);
+    this.state.fail(reason);
   }
 
   /** Stop quietly (close() of the ring): no more PeerLost errors from closing streams. */
   close(): void {
-    this.closing = true;
-    this.fail(new RingClosedError(`rank ${this.o.rank}: the ring was closed`));
+    this.state.close(new RingClosedError(`rank ${this.o.rank}: the ring was closed`));
     this.right?.end();
     this.left?.cancel();
   }
 
   private onMessage(m: DecodedChunk): void {
-    if (m.jobId !== this.o.jobId) {
-      this.rejected.foreignJob++;
-      return;
-    }
-    if (m.rank !== this.leftRank) {
-      this.rejected.wrongSender++;
-      return;
-    }
-    if (m.abort) {
-      const detail = `rank ${m.rank} gave up on the ring: ${m.reason || 'no reason given'}`;
-      this.fail(new PeerLostError(m.lostRank, this.o.where(), detail));
-      return;
-    }
-    const current = this.activeStep ?? this.lastStep + 1;
-    if (m.step < current) {
-      this.rejected.staleStep++;
-      return;
-    }
-    const w = this.recvWaiter;
-    if (w && this.inbox.length === 0 && m.step >= w.step) {
-      this.recvWaiter = null;
-      try {
-        w.resolve(this.incoming(m));
-      } catch (e) {
-        this.fail(e as Error);
-      }
-      return;
-    }
+    if (!this.state.admit(m)) return;
+    if (this.inbox.length === 0 && this.state.handOver(m.step, () => this.state.incoming(m))) return;
     this.inbox.push(m);
     if (this.inbox.length >= INBOX_HIGH && !this.paused) {
       this.paused = true;
@@ -195,11 +146,11 @@ export class GrpcPeer extends PeerLifecycle implements RingPeer {
     }
   }
 
-  /** First error wins: fail waiters, tell the ring, and tell the right neighbour who was lost. */
-  protected sendAbort(err: Error): void {
+  /** Tells the right neighbour (best effort) who was lost; PeerState calls it on the first error. */
+  private sendAbort(fields: Omit<ChunkFields, 'jobId'>): void {
     const right = this.right;
     if (!right || right.cancelled || right.destroyed) return;
-    const msg = this.encoder.encode(this.abortBuffer, this.abortFields(err), null, null);
+    const msg = this.encoder.encode(this.abortBuffer, fields, null, null);
     try {
       right.write(msg);
     } catch {

@@ -17,21 +17,19 @@
  * (states, token / job / rank checks, timeouts, liveness probes), shared by both.
  *
  * Failure detection: a dead peer's sockets close, so both its neighbours see their stream fail at
- * once and send an abort naming it down the ring (grpc-peer.ts / h2-peer.ts). A peer that hangs with its socket
+ * once and send an abort naming it down the ring (peer-state.ts). A peer that hangs with its socket
  * open is caught by the per-collective timeout: at timeoutMs - probe window every rank pings all
  * others and, at timeoutMs, fails naming the nearest upstream rank that did not answer.
  */
-import * as grpc from '@grpc/grpc-js';
 import { InputError } from '../errors.ts';
 import { codecs } from './codecs.ts';
 import { CollectiveTimeoutError, RingClosedError, RingConnectError, RingProtocolError, type CollectiveWhere } from './errors.ts';
-import type { RejectCounters } from './grpc-peer.ts';
-import { GrpcJsTransport, hostPort } from './grpc-js-transport.ts';
-import * as svc from './grpc-service.ts';
+import { GrpcJsTransport } from './grpc-js-transport.ts';
 import { H2Transport } from './h2-transport.ts';
 import { ringAllReduce, type RingPeer } from './ring-allreduce.ts';
 import { ALL_REDUCE_DEFAULTS, compileRingOptions, type AllReduceOptions, type CompiledRingOptions, type GrpcRingOptions } from './ring-options.ts';
-import type { Refusal, RingTransport, TransportPeer } from './transport.ts';
+import { GrpcStatus, tokenMatches, type PingReply, type PingRequest, type PullRequest } from './ring-protocol.ts';
+import { hostPort, type Refusal, type RejectCounters, type RingTransport, type TransportPeer } from './transport.ts';
 
 export type RingState = 'listening' | 'connecting' | 'connected' | 'broken' | 'closed';
 
@@ -204,34 +202,34 @@ export class GrpcRing {
   }
 
   /** Server side of Pull: only our right neighbour, of this job, holding the token, once. */
-  private decidePull(req: svc.PullRequest, token: unknown): Refusal | null {
-    if (!svc.tokenMatches(token, this.o.token)) {
+  private decidePull(req: PullRequest, token: unknown): Refusal | null {
+    if (!tokenMatches(token, this.o.token)) {
       this.rejected.badToken++;
-      return { code: grpc.status.UNAUTHENTICATED, details: 'missing or wrong job token' };
+      return { code: GrpcStatus.UNAUTHENTICATED, details: 'missing or wrong job token' };
     }
     if (req.jobId !== this.o.jobId) {
       this.rejected.foreignJob++;
-      return { code: grpc.status.PERMISSION_DENIED, details: `this ring serves job ${this.o.jobId}, not ${req.jobId}` };
+      return { code: GrpcStatus.PERMISSION_DENIED, details: `this ring serves job ${this.o.jobId}, not ${req.jobId}` };
     }
     const peer = this.peer;
     if (!peer || req.rank !== peer.rightRank || req.worldSize !== this.o.worldSize) {
       this.rejected.wrongSender++;
-      return { code: grpc.status.PERMISSION_DENIED, details: `rank ${this.o.rank} of ${this.o.worldSize} only serves its right neighbour` };
+      return { code: GrpcStatus.PERMISSION_DENIED, details: `rank ${this.o.rank} of ${this.o.worldSize} only serves its right neighbour` };
     }
-    if (this.rightReady.accepted) return { code: grpc.status.ALREADY_EXISTS, details: 'the right neighbour is already connected' };
-    if (this.stateNow !== 'listening' && this.stateNow !== 'connecting') return { code: grpc.status.UNAVAILABLE, details: `ring is ${this.stateNow}` };
+    if (this.rightReady.accepted) return { code: GrpcStatus.ALREADY_EXISTS, details: 'the right neighbour is already connected' };
+    if (this.stateNow !== 'listening' && this.stateNow !== 'connecting') return { code: GrpcStatus.UNAVAILABLE, details: `ring is ${this.stateNow}` };
     this.rightReady.accepted = true;
     return null;
   }
 
-  private answerPing(req: svc.PingRequest, token: unknown): Refusal | svc.PingReply {
-    if (!svc.tokenMatches(token, this.o.token)) {
+  private answerPing(req: PingRequest, token: unknown): Refusal | PingReply {
+    if (!tokenMatches(token, this.o.token)) {
       this.rejected.badToken++;
-      return { code: grpc.status.UNAUTHENTICATED, details: 'missing or wrong job token' };
+      return { code: GrpcStatus.UNAUTHENTICATED, details: 'missing or wrong job token' };
     }
     if (req.jobId !== this.o.jobId) {
       this.rejected.foreignJob++;
-      return { code: grpc.status.PERMISSION_DENIED, details: `this ring serves job ${this.o.jobId}` };
+      return { code: GrpcStatus.PERMISSION_DENIED, details: `this ring serves job ${this.o.jobId}` };
     }
     const active = this.peer?.activeStep ?? null;
     return { jobId: this.o.jobId, rank: this.o.rank, step: Math.max(0, active ?? this.lastStep), inCollective: active !== null };

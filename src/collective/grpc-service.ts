@@ -1,55 +1,16 @@
 /**
- * The gRPC side of ring.proto: the `ringtune.v1.Ring` service definition for @grpc/grpc-js, its
- * serializers, credentials (insecure, TLS, mutual TLS) and the shared-token check.
- *
- * RingChunk uses the hand framing in wire.ts (the hot path); the small control messages
- * (PullRequest, PingRequest, PingReply) are encoded by protobufjs from the .proto file itself, so
- * the .proto stays the single wire contract.
+ * ring.proto bound to @grpc/grpc-js: the `ringtune.v1.Ring` service definition with its
+ * serializers, the client stub, credentials (insecure, TLS, mutual TLS), the token metadata and
+ * channel / server options. The protocol itself (paths, messages, token header, status codes) is in
+ * ring-protocol.ts, which the h2 transport uses without loading grpc-js.
  */
-import { createHash, timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
-import protobuf from 'protobufjs';
+import { controlCodecs, PING_PATH, PULL_PATH, TOKEN_METADATA_KEY, type PingReply, type PingRequest, type PullRequest } from './ring-protocol.ts';
+import type { RingTlsOptions } from './ring-options.ts';
 import { decodeChunk, type DecodedChunk } from './wire.ts';
 
-export const RING_PROTO_PATH = fileURLToPath(new URL('../../proto/ringtune/v1/ring.proto', import.meta.url));
-export const TOKEN_METADATA_KEY = 'x-ringtune-token';
-
-const root = protobuf.loadSync(RING_PROTO_PATH);
-export const RingChunkType = root.lookupType('ringtune.v1.RingChunk');
-const PullRequestType = root.lookupType('ringtune.v1.PullRequest');
-const PingRequestType = root.lookupType('ringtune.v1.PingRequest');
-const PingReplyType = root.lookupType('ringtune.v1.PingReply');
-
-export interface PullRequest {
-  jobId: string;
-  rank: number;
-  worldSize: number;
-}
-export interface PingRequest {
-  jobId: string;
-  rank: number;
-}
-export interface PingReply {
-  jobId: string;
-  rank: number;
-  step: number;
-  inCollective: boolean;
-}
-
-function codec<T extends object>(type: protobuf.Type) {
-  return {
-    serialize: (value: T): Buffer => Buffer.from(type.encode(type.fromObject(value)).finish()),
-    deserialize: (bytes: Buffer): T =>
-      type.toObject(type.decode(bytes), { longs: Number, defaults: true }) as T,
-  };
-}
-const pullReq = codec<PullRequest>(PullRequestType);
-const pingReq = codec<PingRequest>(PingRequestType);
-const pingRep = codec<PingReply>(PingReplyType);
-/** The control messages' serializers, for transports other than grpc-js (h2-transport.ts). */
-export const controlCodecs = { pullRequest: pullReq, pingRequest: pingReq, pingReply: pingRep };
+const { pullRequest: pullReq, pingRequest: pingReq, pingReply: pingRep } = controlCodecs;
 
 /** RingChunk bytes from wire.ts go out as they are: a Buffer view, no copy. */
 function chunkSerialize(bytes: Uint8Array): Buffer {
@@ -58,7 +19,7 @@ function chunkSerialize(bytes: Uint8Array): Buffer {
 
 export const ringService = {
   pull: {
-    path: '/ringtune.v1.Ring/Pull',
+    path: PULL_PATH,
     requestStream: false,
     responseStream: true,
     requestSerialize: pullReq.serialize,
@@ -67,7 +28,7 @@ export const ringService = {
     responseDeserialize: (bytes: Buffer): DecodedChunk => decodeChunk(bytes),
   },
   ping: {
-    path: '/ringtune.v1.Ring/Ping',
+    path: PING_PATH,
     requestStream: false,
     responseStream: false,
     requestSerialize: pingReq.serialize,
@@ -89,16 +50,6 @@ export function newRingClient(address: string, creds: grpc.ChannelCredentials, o
   return new RingClientCtor(address, creds, options) as unknown as RingClient;
 }
 
-/** Certificate files (PEM). `caPath` verifies the other side; `mutual` makes the server demand a client cert. */
-export interface RingTlsOptions {
-  readonly certPath: string;
-  readonly keyPath: string;
-  readonly caPath: string;
-  readonly mutual?: boolean;
-  /** Name to verify in the server certificate when it differs from the dialled host. */
-  readonly serverNameOverride?: string;
-}
-
 export function serverCredentials(tls: RingTlsOptions | undefined): grpc.ServerCredentials {
   if (!tls) return grpc.ServerCredentials.createInsecure();
   const pair = { cert_chain: readFileSync(tls.certPath), private_key: readFileSync(tls.keyPath) };
@@ -117,19 +68,6 @@ export function tokenMetadata(token: string): grpc.Metadata {
   const md = new grpc.Metadata();
   md.set(TOKEN_METADATA_KEY, token);
   return md;
-}
-
-/** Constant-time token comparison (hashes first so lengths do not leak either). */
-export function hasToken(md: grpc.Metadata, token: string): boolean {
-  return tokenMatches(md.get(TOKEN_METADATA_KEY)[0], token);
-}
-
-/** Constant-time comparison of a received token (any header value) with the job's. */
-export function tokenMatches(got: unknown, token: string): boolean {
-  if (typeof got !== 'string') return false;
-  const a = createHash('sha256').update(got).digest();
-  const b = createHash('sha256').update(token).digest();
-  return timingSafeEqual(a, b);
 }
 
 /**

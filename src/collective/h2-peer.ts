@@ -16,17 +16,17 @@
  *    is valid until the next receive()). With no free slot the reader keeps the rest of the chunk
  *    (a view, no copy) and pauses the stream, which stops HTTP/2 window updates: the sender stalls.
  *
- * Validation is GrpcPeer's: job id, sender rank and step of every message, counted in `rejected`;
- * an abort from the left fails this peer with the rank it names and is passed on to the right.
+ * Validation (job id, sender rank and step of every message, counted in `rejected`), failure, the
+ * send pool and the waiting receive are the PeerState this peer owns (peer-state.ts, shared with
+ * GrpcPeer); an abort from the left fails this peer with the rank it names and is passed on to the right.
  */
 import type * as http2 from 'node:http2';
 import type { WireCodec } from './codecs.ts';
 import { PeerLostError, RingClosedError, RingProtocolError } from './errors.ts';
-import type { GrpcPeerOptions } from './grpc-peer.ts';
-import { PeerLifecycle } from './peer-lifecycle.ts';
+import { PeerState } from './peer-state.ts';
 import type { ChunkHeader, IncomingChunk } from './ring-allreduce.ts';
-import type { TransportPeer } from './transport.ts';
-import { ChunkEncoder, decodeChunk, type DecodedChunk } from './wire.ts';
+import type { PeerOptions, RejectCounters, TransportPeer } from './transport.ts';
+import { ChunkEncoder, decodeChunk, type ChunkFields, type DecodedChunk } from './wire.ts';
 
 /** Receive slots: the message being filled, up to RECV_SLOTS - 2 queued, the one being reduced. */
 export const RECV_SLOTS = 5;
@@ -151,10 +151,13 @@ interface Queued {
   readonly slot: Slot;
 }
 
-export class H2Peer extends PeerLifecycle implements TransportPeer {
-  readonly rejected: GrpcPeerOptions['rejected'];
+export class H2Peer implements TransportPeer {
+  readonly rejected: RejectCounters;
   readonly leftRank: number;
   readonly rightRank: number;
+  /** Traffic counters; `alignCopies` counts payloads that arrived misaligned and had to be copied. */
+  readonly stats = { messagesSent: 0, messagesReceived: 0, alignCopies: 0, dataChunks: 0, stalls: 0 };
+  private readonly state: PeerState;
   private right: http2.ServerHttp2Stream | null = null;
   private left: http2.ClientHttp2Stream | null = null;
   private readonly encoder: ChunkEncoder;
@@ -163,19 +166,17 @@ export class H2Peer extends PeerLifecycle implements TransportPeer {
   private readonly reader: GrpcMessageReader;
   private delivered: Slot | null = null;
   private readonly inbox: Queued[] = [];
-  /** Traffic counters; `alignCopies` counts payloads that arrived misaligned and had to be copied. */
-  readonly stats = { messagesSent: 0, messagesReceived: 0, alignCopies: 0, dataChunks: 0, stalls: 0 };
 
   /** `maxMessageBytes`: the largest RingChunk accepted (like grpc-js's max_receive_message_length). */
-  constructor(private readonly o: GrpcPeerOptions & { maxMessageBytes: number }) {
-    super(o);
+  constructor(private readonly o: PeerOptions & { maxMessageBytes: number }) {
     this.rejected = o.rejected;
-    this.leftRank = (o.rank - 1 + o.worldSize) % o.worldSize;
-    this.rightRank = (o.rank + 1) % o.worldSize;
     this.encoder = new ChunkEncoder(o.jobId);
     // 8 bytes in front of the message: its 5-byte prefix goes right before wherever the encoder starts.
-    for (let i = 0; i < o.inflight; i++) this.free.push(new Uint8Array(8 + this.encoder.bufferBytes(o.maxElements)));
+    const sendBuffers = Array.from({ length: o.inflight }, () => new Uint8Array(8 + this.encoder.bufferBytes(o.maxElements)));
     this.abortBuffer = new Uint8Array(8 + this.encoder.bufferBytes(0) + 2048);
+    this.state = new PeerState({ ...o, sendBuffers, stats: this.stats, sendAbort: (fields) => this.sendAbort(fields) });
+    this.leftRank = this.state.leftRank;
+    this.rightRank = this.state.rightRank;
     for (let i = 0; i < RECV_SLOTS; i++) this.freeSlots.push({ bytes: new Uint8Array(8 + o.maxMessageBytes) });
     this.reader = new GrpcMessageReader(
       o.maxMessageBytes,
@@ -188,16 +189,30 @@ export class H2Peer extends PeerLifecycle implements TransportPeer {
     );
   }
 
-  get failure(): Error | null {
-    return this.error;
+  get activeStep(): number | null {
+    return this.state.activeStep;
+  }
+  set activeStep(step: number | null) {
+    this.state.activeStep = step;
+  }
+  get lastStep(): number {
+    return this.state.lastStep;
+  }
+  set lastStep(step: number) {
+    this.state.lastStep = step;
+  }
+  get broken(): boolean {
+    return this.state.broken;
+  }
+  checkUsable(): void {
+    this.state.checkUsable();
   }
 
   /** The right neighbour's Pull stream (accepted, response headers sent). See GrpcPeer.attachRight. */
   attachRight(stream: http2.ServerHttp2Stream): void {
     this.right = stream;
-    const gone = (what: string) => () => {
-      if (!this.closing) this.markRightGone(this.rightRank, what);
-    };
+    // Ignored once closing (PeerState.loseRight): our own close() ends this stream.
+    const gone = (what: string) => () => this.state.loseRight(`its Pull stream from us ${what}`);
     stream.on('aborted', gone('was cancelled (connection closed)'));
     stream.on('error', gone('failed'));
     stream.on('close', gone('was closed'));
@@ -208,6 +223,7 @@ export class H2Peer extends PeerLifecycle implements TransportPeer {
     this.left = stream;
     let status: string | undefined;
     let details = '';
+    let endedOk = false; // grpc-status 0, then end of stream
     const statusOf = (h: http2.IncomingHttpHeaders) => {
       if (h['grpc-status'] !== undefined) {
         status = String(h['grpc-status']);
@@ -221,44 +237,40 @@ export class H2Peer extends PeerLifecycle implements TransportPeer {
       try {
         this.reader.push(chunk);
       } catch (e) {
-        this.fail(e as Error);
+        this.state.fail(e as Error);
         stream.close();
       }
     });
     const lost = (why: string, cause?: unknown) =>
-      this.fail(new PeerLostError(this.leftRank, this.o.where(), `our stream from it failed (${why})`, { cause }));
+      this.state.fail(new PeerLostError(this.leftRank, this.o.where(), `our stream from it failed (${why})`, { cause }));
     stream.on('end', () => {
       if (status === '0') {
-        this.leftEnded = true;
-        if (this.recvWaiter && this.inbox.length === 0) this.fail(this.leftEndedError());
+        endedOk = true;
+        this.state.endLeft(); // a receive waits only while the inbox is empty
       } else {
         lost(status === undefined ? 'it ended without a gRPC status' : `gRPC status ${status}: ${details}`);
       }
     });
     stream.on('error', (e: Error) => lost(e.message, e));
     stream.on('close', () => {
-      if (!this.leftEnded) lost(`stream closed, HTTP/2 code ${stream.rstCode ?? '?'}`);
+      if (!endedOk) lost(`stream closed, HTTP/2 code ${stream.rstCode ?? '?'}`);
     });
   }
 
   async send(header: ChunkHeader, values: Float32Array, codec: WireCodec): Promise<void> {
-    const buf = await this.takeSendBuffer();
+    const buf = await this.state.takeSendBuffer();
     const fields = { ...header, rank: this.o.rank, codec: codec.wireId, elements: values.length, abort: false, lostRank: 0, reason: '' };
     const frame = this.frame(buf, fields, values, codec);
     this.stats.messagesSent++;
     // The callback fires once node has written the bytes to the socket; only then is buf reusable.
     this.right!.write(frame, (err?: Error | null) => {
-      this.free.push(buf);
-      if (err && !this.closing && !this.rightGone) {
-        this.rightGone = new PeerLostError(this.rightRank, this.o.where(), `writing to its Pull stream failed (${err.message})`);
-        this.rightGoneAt = performance.now();
-      }
-      this.wakeSender();
+      if (err) this.state.loseRight(`writing to its Pull stream failed (${err.message})`);
+      this.state.returnSendBuffer(buf);
     });
   }
 
   /** prefix + RingChunk in `buf`, as one view. */
-  private frame(buf: Uint8Array, fields: Parameters<ChunkEncoder['encode']>[1], values: Float32Array | null, codec: WireCodec | null): Uint8Array {
+  private frame(buf: Uint8Array, fields: Omit<ChunkFields, 'jobId'>, values: Float32Array | null, codec: WireCodec | null): Uint8Array {
     const msg = this.encoder.encode(buf.subarray(8), fields, values, codec);
     const at = msg.byteOffset - buf.byteOffset - 5;
     writeGrpcPrefix(buf, at, msg.length);
@@ -272,11 +284,7 @@ export class H2Peer extends PeerLifecycle implements TransportPeer {
     }
     for (;;) {
       const q = this.inbox.shift();
-      if (!q) {
-        if (!this.error && this.leftEnded) this.fail(this.leftEndedError());
-        if (this.error) return Promise.reject(this.error);
-        return new Promise((resolve, reject) => (this.recvWaiter = { step, resolve, reject }));
-      }
+      if (!q) return this.state.waitForMessage(step);
       if (q.m.step < step) {
         this.rejected.staleStep++;
         this.release(q.slot);
@@ -291,12 +299,11 @@ export class H2Peer extends PeerLifecycle implements TransportPeer {
   }
 
   abort(reason: Error): void {
-    this.fail(reason);
+    this.state.fail(reason);
   }
 
   close(): void {
-    this.closing = true;
-    this.fail(new RingClosedError(`rank ${this.o.rank}: the ring was closed`));
+    this.state.close(new RingClosedError(`rank ${this.o.rank}: the ring was closed`));
     const right = this.right;
     if (right && !right.closed && !right.destroyed) right.end(); // trailers grpc-status 0 follow (h2-transport.ts)
     this.left?.close(); // RST_STREAM CANCEL, like grpc-js's call.cancel()
@@ -306,9 +313,9 @@ export class H2Peer extends PeerLifecycle implements TransportPeer {
     this.freeSlots.push(slot);
     if (!this.reader.isStalled) return;
     try {
-      if (this.reader.resume() && !this.error) this.left?.resume();
+      if (this.reader.resume() && !this.state.failed) this.left?.resume();
     } catch (e) {
-      this.fail(e as Error);
+      this.state.fail(e as Error);
     }
   }
 
@@ -320,52 +327,25 @@ export class H2Peer extends PeerLifecycle implements TransportPeer {
       this.freeSlots.push(slot);
       throw e;
     }
-    if (m.jobId !== this.o.jobId) {
-      this.rejected.foreignJob++;
+    if (!this.state.admit(m)) {
       this.freeSlots.push(slot);
       return;
     }
-    if (m.rank !== this.leftRank) {
-      this.rejected.wrongSender++;
-      this.freeSlots.push(slot);
-      return;
-    }
-    if (m.abort) {
-      this.freeSlots.push(slot);
-      const detail = `rank ${m.rank} gave up on the ring: ${m.reason || 'no reason given'}`;
-      this.fail(new PeerLostError(m.lostRank, this.o.where(), detail));
-      return;
-    }
-    const current = this.activeStep ?? this.lastStep + 1;
-    if (m.step < current) {
-      this.rejected.staleStep++;
-      this.freeSlots.push(slot);
-      return;
-    }
-    const w = this.recvWaiter;
-    if (w && this.inbox.length === 0 && m.step >= w.step) {
-      this.recvWaiter = null;
-      try {
-        w.resolve(this.deliver({ m, slot }));
-      } catch (e) {
-        this.fail(e as Error);
-      }
-      return;
-    }
+    if (this.inbox.length === 0 && this.state.handOver(m.step, () => this.deliver({ m, slot }))) return;
     this.inbox.push({ m, slot });
   }
 
   /** Hands a message to the algorithm; its slot stays taken until the next receive(). */
   private deliver(q: Queued): IncomingChunk {
-    const { m } = q;
     this.delivered = q.slot;
-    return this.incoming(m);
+    return this.state.incoming(q.m);
   }
 
-  protected sendAbort(err: Error): void {
+  /** Tells the right neighbour (best effort) who was lost; PeerState calls it on the first error. */
+  private sendAbort(fields: Omit<ChunkFields, 'jobId'>): void {
     const right = this.right;
-    if (!right || right.closed || right.destroyed || this.rightGone) return;
-    const frame = this.frame(this.abortBuffer, this.abortFields(err), null, null);
+    if (!right || right.closed || right.destroyed || this.state.rightGone) return;
+    const frame = this.frame(this.abortBuffer, fields, null, null);
     try {
       right.write(frame, () => {});
     } catch {

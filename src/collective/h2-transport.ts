@@ -17,20 +17,18 @@ import * as net from 'node:net';
 import type { Duplex } from 'node:stream';
 import * as tls from 'node:tls';
 import { RingConnectError } from './errors.ts';
-import { refusalText } from './grpc-js-transport.ts';
-import { controlCodecs, TOKEN_METADATA_KEY, type PingReply, type PingRequest, type PullRequest, type RingTlsOptions } from './grpc-service.ts';
 import { decodeGrpcMessage, H2Peer, writeGrpcPrefix } from './h2-peer.ts';
-import type { CompiledRingOptions } from './ring-options.ts';
+import type { CompiledRingOptions, RingTlsOptions } from './ring-options.ts';
+import {
+  controlCodecs, GrpcStatus as Status, PING_PATH, PULL_PATH, refusalText, TOKEN_METADATA_KEY,
+  type PingReply, type PingRequest, type PullRequest,
+} from './ring-protocol.ts';
 import type { PeerContext, Refusal, RingHandlers, RingTransport } from './transport.ts';
 
-export const PULL_PATH = '/ringtune.v1.Ring/Pull';
-export const PING_PATH = '/ringtune.v1.Ring/Ping';
 /** Largest SETTINGS_MAX_FRAME_SIZE HTTP/2 allows (2^24 - 1). */
 export const MAX_FRAME_SIZE = (1 << 24) - 1;
 /** Requests (PullRequest, PingRequest) are tiny; anything larger is refused. */
 const MAX_REQUEST_BYTES = 64 * 1024;
-/** gRPC status codes used here (grpc.status). */
-const Status = { OK: 0, INTERNAL: 13, UNIMPLEMENTED: 12, UNAVAILABLE: 14, DEADLINE_EXCEEDED: 4 } as const;
 
 interface TlsFiles {
   ca: Buffer;

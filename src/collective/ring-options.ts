@@ -4,9 +4,18 @@
  */
 import { InputError } from '../errors.ts';
 import type { CodecName } from './codecs.ts';
-import type { RingTlsOptions } from './grpc-service.ts';
 import type { ReduceOp } from './ring-allreduce.ts';
 import type { RingTransportName } from './transport.ts';
+
+/** Certificate files (PEM). `caPath` verifies the other side; `mutual` makes the server demand a client cert. */
+export interface RingTlsOptions {
+  readonly certPath: string;
+  readonly keyPath: string;
+  readonly caPath: string;
+  readonly mutual?: boolean;
+  /** Name to verify in the server certificate when it differs from the dialled host. */
+  readonly serverNameOverride?: string;
+}
 
 export interface GrpcRingOptions {
   jobId: string;

@@ -1,17 +1,33 @@
 /**
- * What GrpcRing needs from a transport. Two implementations speak the same gRPC wire protocol
- * (ring.proto over HTTP/2) and interoperate: grpc-js-transport.ts (@grpc/grpc-js) and
- * h2-transport.ts (node:http2 directly, with buffers we own). The ring logic (states, token / job /
- * rank checks, timeouts and liveness probes) stays in grpc-ring.ts and is shared.
+ * What GrpcRing needs from a transport, and what both transports share. Two implementations speak
+ * the same gRPC wire protocol (ring.proto over HTTP/2, ring-protocol.ts) and interoperate:
+ * grpc-js-transport.ts + grpc-peer.ts (@grpc/grpc-js) and h2-transport.ts + h2-peer.ts (node:http2
+ * directly, with buffers we own). The ring logic (states, token / job / rank checks, timeouts and
+ * liveness probes) stays in grpc-ring.ts and is shared.
+ *
+ * Dependency rule (tests/collective/seams.test.ts): this file and the other neutral modules import no
+ * transport; each transport imports only neutral modules, never the other transport; grpc-ring.ts
+ * alone composes them.
  */
 import type { CollectiveWhere } from './errors.ts';
-import type { RejectCounters } from './grpc-peer.ts';
-import type { PingReply, PingRequest, PullRequest } from './grpc-service.ts';
 import type { RingPeer } from './ring-allreduce.ts';
+import type { PingReply, PingRequest, PullRequest } from './ring-protocol.ts';
 
 export type RingTransportName = 'grpc-js' | 'h2';
 
-/** A refused call: a gRPC status code (grpc.status) and its details. */
+/** Refused calls and dropped messages, by reason; one object per ring, shared by its server and peer. */
+export interface RejectCounters {
+  /** Messages or calls carrying another job id. */
+  foreignJob: number;
+  /** Messages of a collective that is already over. */
+  staleStep: number;
+  /** Messages or calls from a rank that is not our neighbour. */
+  wrongSender: number;
+  /** Calls without the job token (refused with UNAUTHENTICATED). */
+  badToken: number;
+}
+
+/** A refused call: a gRPC status code (GrpcStatus) and its details. */
 export interface Refusal {
   readonly code: number;
   readonly details: string;
@@ -32,18 +48,34 @@ export interface TransportPeer extends RingPeer {
   readonly leftRank: number;
   readonly rightRank: number;
   readonly stats: { messagesSent: number; messagesReceived: number; alignCopies: number };
+  /** Step of the collective in progress, or null between collectives (set by GrpcRing). */
   activeStep: number | null;
+  /** Step of the last collective that ended, -1 before the first (set by GrpcRing). */
   lastStep: number;
   readonly broken: boolean;
   checkUsable(): void;
   close(): void;
 }
 
-/** Context a transport gives its peer. */
+/** Context the ring gives its transport's peer. */
 export interface PeerContext {
+  /** Shared with the ring's server, which counts refused calls in the same object. */
   readonly rejected: RejectCounters;
+  /** Where the ring is now (step, round), for error messages. */
   readonly where: () => CollectiveWhere;
+  /** Called once, with the first error; the ring is broken from then on. */
   readonly onFailure: (err: Error) => void;
+}
+
+/** What a peer (GrpcPeer, H2Peer) is built from: the ring's identity and limits plus its PeerContext. */
+export interface PeerOptions extends PeerContext {
+  readonly jobId: string;
+  readonly rank: number;
+  readonly worldSize: number;
+  /** Largest number of values in one message (the receive scratch and send buffers are sized for it). */
+  readonly maxElements: number;
+  /** Send buffers per link: at most this many messages are queued on the sending side. */
+  readonly inflight: number;
 }
 
 export interface RingTransport {
@@ -61,4 +93,9 @@ export interface RingTransport {
   ping(address: string, req: PingRequest, deadlineMs: number): Promise<PingReply>;
   /** Closes client and server (graceful first, so the last frames reach the neighbours). */
   close(): Promise<void>;
+}
+
+/** "host:port", with an IPv6 host in brackets. */
+export function hostPort(host: string, port: number): string {
+  return host.includes(':') && !host.startsWith('[') ? `[${host}]:${port}` : `${host}:${port}`;
 }

@@ -12,7 +12,7 @@ import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { CompiledJob, Threads } from '../config/compile.ts';
 import { GrpcRing } from '../collective/grpc-ring.ts';
-import type { RingTlsOptions } from '../collective/grpc-service.ts';
+import type { RingTlsOptions } from '../collective/ring-options.ts';
 import { Bus, type BusOptions, type ControlMessages } from '../control/bus.ts';
 import type { WorkerPhase } from '../control/phases.ts';
 import { subjects } from '../control/subjects.ts';

@@ -6,13 +6,14 @@ import * as grpc from '@grpc/grpc-js';
 import { bf16SumErrorBound } from '../../src/collective/codecs.ts';
 import { GrpcRing } from '../../src/collective/grpc-ring.ts';
 import * as svc from '../../src/collective/grpc-service.ts';
+import type { PingReply } from '../../src/collective/ring-protocol.ts';
 import { GrpcMessageReader, writeGrpcPrefix } from '../../src/collective/h2-peer.ts';
 import { H2CallError, h2Ping, h2Unary } from '../../src/collective/h2-transport.ts';
 import { assertBitIdentical, checkResult, closeAll, fillRank, formRing } from './helpers.ts';
 
-function grpcJsPing(address: string, md: grpc.Metadata): Promise<svc.PingReply> {
+function grpcJsPing(address: string, md: grpc.Metadata): Promise<PingReply> {
   const client = svc.newRingClient(address, grpc.credentials.createInsecure(), svc.clientChannelOptions(1024, 65_536));
-  return new Promise<svc.PingReply>((resolve, reject) =>
+  return new Promise<PingReply>((resolve, reject) =>
     client.ping({ jobId: 'test-job', rank: 7 }, md, { deadline: Date.now() + 5000 }, (err, reply) => {
       client.close();
       if (err) reject(err);

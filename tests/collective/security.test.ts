@@ -11,12 +11,13 @@ import { GrpcRing } from '../../src/collective/grpc-ring.ts';
 import { RingConnectError } from '../../src/collective/errors.ts';
 import { fp32 } from '../../src/collective/codecs.ts';
 import * as svc from '../../src/collective/grpc-service.ts';
+import type { PingReply, PullRequest } from '../../src/collective/ring-protocol.ts';
 import { ChunkEncoder } from '../../src/collective/wire.ts';
 import { closeAll, formRing, TRANSPORTS } from './helpers.ts';
 
 function ping(address: string, md: grpc.Metadata, jobId = 'test-job', creds = grpc.credentials.createInsecure()) {
   const client = svc.newRingClient(address, creds, svc.clientChannelOptions(1024, 65_536));
-  return new Promise<svc.PingReply>((resolve, reject) =>
+  return new Promise<PingReply>((resolve, reject) =>
     client.ping({ jobId, rank: 9 }, md, { deadline: Date.now() + 5000 }, (err, reply) => {
       client.close();
       if (err) reject(err);
@@ -68,15 +69,15 @@ for (const transport of TRANSPORTS) {
   test(`[${transport}] messages for another job, a stale step or from the wrong sender are dropped and counted`, async () => {
     // Rank 0 is a fake: a bare grpc-js server (so for 'h2' this is also interop in both directions) speaking ring.proto that streams crafted chunks to rank 1.
     const fakeServer = new grpc.Server();
-    let toRank1: grpc.ServerWritableStream<svc.PullRequest, Uint8Array> | null = null;
+    let toRank1: grpc.ServerWritableStream<PullRequest, Uint8Array> | null = null;
     const accepted = new Promise<void>((resolve) =>
       fakeServer.addService(svc.ringService, {
-        pull: (call: grpc.ServerWritableStream<svc.PullRequest, Uint8Array>) => {
+        pull: (call: grpc.ServerWritableStream<PullRequest, Uint8Array>) => {
           toRank1 = call;
           call.sendMetadata(new grpc.Metadata());
           resolve();
         },
-        ping: (_call: unknown, cb: grpc.sendUnaryData<svc.PingReply>) => cb(null, { jobId: 'test-job', rank: 0, step: 5, inCollective: true }),
+        ping: (_call: unknown, cb: grpc.sendUnaryData<PingReply>) => cb(null, { jobId: 'test-job', rank: 0, step: 5, inCollective: true }),
       }),
     );
     const port = await new Promise<number>((res, rej) =>

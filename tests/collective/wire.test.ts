@@ -2,7 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { bf16, fp32 } from '../../src/collective/codecs.ts';
-import { RingChunkType } from '../../src/collective/grpc-service.ts';
+import { RingChunkType } from '../../src/collective/ring-protocol.ts';
 import { ChunkEncoder, decodeChunk } from '../../src/collective/wire.ts';
 
 const cases = [
