@@ -94,7 +94,7 @@ test('finish: eval_report.json with base (step 0) and final (latest) evaluation,
   assert.equal(path[1].split(' ').length, 4);
 });
 
-test('finish after a resume reports the base evaluation kept in metrics.jsonl', { todo: 'record.ts:145 RunRecord.open does not restore baseEval from the kept step-0 eval line: a resumed run writes eval_report.json without base_eval' }, async (t) => {
+test('finish after a resume reports the base evaluation kept in metrics.jsonl', { todo: 'record.ts:37 RunRecord.open does not restore baseEval from the kept step-0 eval line: a resumed run writes eval_report.json without base_eval' }, async (t) => {
   const dir = await tempDir(t);
   const job = runJob(dir);
   const base = { loss: 3, perplexity: Math.exp(3), tokens: 12 };

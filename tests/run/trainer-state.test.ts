@@ -58,7 +58,7 @@ test('readTrainerState: round trip; bad JSON or no file -> CheckpointCorruptErro
     err instanceof CheckpointCorruptError && err.message.includes(join(dir, stepDirName(30), 'trainer_state.json')));
 });
 
-test('readTrainerState: valid JSON that is not a trainer state', { todo: 'trainer-state.ts:295 casts any JSON to TrainerState: `{}` or `[]` is returned as is, and a resume then starts from step undefined (RunRecord.open treats it as step 0 and empties metrics.jsonl)' }, async (t) => {
+test('readTrainerState: valid JSON that is not a trainer state', { todo: 'trainer-state.ts:47 casts any JSON to TrainerState: `{}` or `[]` is returned as is, and a resume then starts from step undefined (RunRecord.open treats it as step 0 and empties metrics.jsonl)' }, async (t) => {
   const ckpt = join(await tempDir(t), stepDirName(5));
   await mkdir(ckpt);
   for (const text of ['{}', '[]', 'null', '{"step":"five","epoch":0,"stepInEpoch":0}']) {
