@@ -3,10 +3,12 @@
  * coordinator + N workers on this machine) and `ringtune status`. Every flag also reads the
  * environment variable named in its help (flags win); the Kubernetes manifests pass exactly these.
  */
+import { randomBytes } from 'node:crypto';
 import { Option, type Command } from 'commander';
 import { loadJobFile, threadsFor, type Threads } from '../config/compile.ts';
 import type { BusOptions } from '../control/bus.ts';
 import { Bus } from '../control/bus.ts';
+import { ControlAuth, loadJobSecret } from '../control/auth.ts';
 import { freePort } from '../control/nats-server.ts';
 import { subjects } from '../control/subjects.ts';
 import { runCoordinator } from '../coordinator/coordinator.ts';
@@ -19,23 +21,37 @@ const natsOption = () => new Option('--nats <url>', 'NATS server URL').env('RING
 const metricsOption = () => new Option('--metrics-port <port>', 'port of /metrics and /healthz (0 = any free port)').env('RINGTUNE_METRICS_PORT').argParser(intArg(0)).default(9464);
 const lingerOption = () => new Option('--linger-ms <ms>', 'keep /metrics up this long after the run ends').env('RINGTUNE_LINGER_MS').argParser(intArg(0)).default(0);
 const backendOption = () => new Option('--backend <name>', BACKEND_HELP).env('RINGTUNE_BACKEND');
+const secretOption = () => new Option('--secret-file <file>', "file holding the job's shared control-plane secret (or set RINGTUNE_JOB_SECRET)").env('RINGTUNE_JOB_SECRET_FILE');
+const natsTlsOptions = () => [
+  new Option('--nats-ca <file>', 'CA bundle that signed the NATS server certificate (TLS)').env('RINGTUNE_NATS_CA'),
+  new Option('--nats-cert <file>', 'client certificate for NATS (mutual TLS)').env('RINGTUNE_NATS_CERT'),
+  new Option('--nats-key <file>', 'key of the NATS client certificate').env('RINGTUNE_NATS_KEY'),
+];
 
-/** NATS credentials: the job spec's cluster.nats, overridden by RINGTUNE_NATS_* (Kubernetes Secrets). */
-function busOptions(url: string, fromJob?: { token?: string; user?: string; password?: string; tls?: BusOptions['tls'] }): BusOptions {
+interface NatsFlags { natsCa?: string; natsCert?: string; natsKey?: string }
+
+/**
+ * NATS credentials and TLS: flags / RINGTUNE_NATS_* (Kubernetes Secrets) over the job spec's
+ * cluster.nats. The same for every role: the coordinator, each worker and `ringtune status`.
+ */
+function busOptions(url: string, flags: NatsFlags, fromJob?: { token?: string; user?: string; password?: string; tls?: BusOptions['tls'] }): BusOptions {
+  const tls = flags.natsCa || flags.natsCert || flags.natsKey ? { caFile: flags.natsCa, certFile: flags.natsCert, keyFile: flags.natsKey } : fromJob?.tls;
   return {
     url, name: 'ringtune',
     token: process.env.RINGTUNE_NATS_TOKEN ?? fromJob?.token,
     user: process.env.RINGTUNE_NATS_USER ?? fromJob?.user,
     password: process.env.RINGTUNE_NATS_PASSWORD ?? fromJob?.password,
-    tls: fromJob?.tls,
+    tls,
   };
 }
+
+const withNatsTls = (c: Command) => { for (const opt of natsTlsOptions()) c.addOption(opt); return c; };
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export function registerClusterCommands(program: Command): void {
-  program
-    .command('coordinator <job>')
+  withNatsTls(program
+    .command('coordinator <job>'))
     .description('run the coordinator of a distributed job (waits for cluster.workers workers on NATS)')
     .addOption(natsOption())
     .addOption(new Option('--workers <n>', 'number of workers (overrides cluster.workers)').env('RINGTUNE_WORKERS').argParser(intArg(1)))
@@ -44,8 +60,10 @@ export function registerClusterCommands(program: Command): void {
     // The same environment goes to every pod; the coordinator runs no model, so it only accepts this.
     .addOption(backendOption().hideHelp())
     .addOption(lingerOption())
-    .action(action(async (jobFile: string, o: { nats?: string; workers?: number; metricsPort: number; resume?: boolean; lingerMs: number }) => {
+    .addOption(secretOption())
+    .action(action(async (jobFile: string, o: { nats?: string; workers?: number; metricsPort: number; resume?: boolean; lingerMs: number; secretFile?: string } & NatsFlags) => {
       const job = await loadJobFile(jobFile);
+      const secret = loadJobSecret({ file: o.secretFile ?? job.cluster.secretFile });
       if (o.workers) job.cluster.workers = o.workers;
       const url = o.nats ?? job.cluster.nats.url ?? 'nats://127.0.0.1:4222';
       const metrics = new CoordinatorMetrics({ job: job.name });
@@ -53,7 +71,7 @@ export function registerClusterCommands(program: Command): void {
       console.error(`[coordinator] metrics on :${server.port}/metrics`);
       try {
         const r = await runCoordinator({
-          job, bus: busOptions(url, job.cluster.nats), resume: o.resume, log: (l) => console.error(l),
+          job, bus: busOptions(url, o, job.cluster.nats), secret, resume: o.resume, log: (l) => console.error(l),
           events: {
             phase: (p) => metrics.setPhase(p),
             workersAlive: (n, world) => { metrics.setWorkersAlive(n); metrics.setWorldSize(world); },
@@ -61,6 +79,7 @@ export function registerClusterCommands(program: Command): void {
             hashCheck: (ok) => metrics.replicaHashCheck(ok),
             eval: (step, r) => metrics.observeEval(step, r),
             checkpoint: (step) => metrics.checkpointWritten(step),
+            rejected: (reason) => metrics.controlRejected(reason),
           },
         });
         console.log(JSON.stringify({ run_id: r.runId, steps: r.steps, stopped_early: r.stoppedEarly, base_eval: r.baseEval, final_eval: r.finalEval, final_model: r.finalModelDir }, null, 2));
@@ -70,8 +89,8 @@ export function registerClusterCommands(program: Command): void {
       }
     }));
 
-  program
-    .command('worker')
+  withNatsTls(program
+    .command('worker'))
     .description('run one worker of a distributed job: joins via NATS, trains its shard, all-reduces over the gRPC ring')
     .addOption(natsOption().makeOptionMandatory())
     .addOption(new Option('--job <name>', 'job name (the job spec\'s `name`)').env('RINGTUNE_JOB').makeOptionMandatory())
@@ -85,7 +104,9 @@ export function registerClusterCommands(program: Command): void {
     .addOption(threadsOption('all cores'))
     .addOption(lingerOption())
     .addOption(new Option('--trace-examples <file>', 'append which examples each step trained on (JSON lines)').env('RINGTUNE_TRACE_EXAMPLES'))
-    .action(action(async (o: { nats: string; job: string; ringHost: string; ringPort: number; advertise?: string; rankHint?: number; metricsPort: number; backend?: string; threads?: Threads; lingerMs: number; traceExamples?: string }) => {
+    .addOption(secretOption())
+    .action(action(async (o: { nats: string; job: string; ringHost: string; ringPort: number; advertise?: string; rankHint?: number; metricsPort: number; backend?: string; threads?: Threads; lingerMs: number; traceExamples?: string; secretFile?: string } & NatsFlags) => {
+      const secret = loadJobSecret({ file: o.secretFile });
       // The job's `threads` arrives with the assignment; until then (and if it says auto) all cores.
       const backend = await startBackend(o.backend, threadsFor(o.threads, undefined, allCores()));
       const metrics = new WorkerMetrics({ job: o.job, rank: -1, backend: backend.name });
@@ -93,11 +114,13 @@ export function registerClusterCommands(program: Command): void {
       const ringPort = o.ringPort || (await freePort(o.ringHost === '0.0.0.0' ? '127.0.0.1' : o.ringHost));
       try {
         await runWorker({
-          bus: busOptions(o.nats), job: o.job, ringHost: o.ringHost, ringPort, advertise: o.advertise, rankHint: o.rankHint ?? -1,
+          bus: busOptions(o.nats, o), secret, job: o.job, ringHost: o.ringHost, ringPort, advertise: o.advertise, rankHint: o.rankHint ?? -1,
           ringToken: process.env.RINGTUNE_RING_TOKEN, backend, threads: o.threads, metricsPort: server.port, log: (l) => console.error(l), traceFile: o.traceExamples,
           events: {
             phase: (p) => metrics.setPhase(p),
             assigned: (rank) => metrics.setRank(rank),
+            rejected: (reason) => metrics.controlRejected(reason),
+            ring: (ring) => metrics.ringRejectsFrom(() => ({ ...ring.rejected })),
             step: (r) => metrics.observeStep({
               step: r.step, loss: r.loss, lr: r.lr, gradNorm: r.gradNorm, tokens: r.inputTokens, samples: r.samples,
               stepSeconds: (r.computeMs + r.reduceMs) / 1000, allreduceSeconds: r.reduceMs / 1000, allreduceBytes: r.reduceBytes,
@@ -125,14 +148,16 @@ export function registerClusterCommands(program: Command): void {
       process.exit(code);
     }));
 
-  program
-    .command('status')
+  withNatsTls(program
+    .command('status'))
     .description('print the live state of a job (asks its coordinator over NATS)')
     .addOption(natsOption().default('nats://127.0.0.1:4222'))
     .addOption(new Option('--job <name>', 'job name').env('RINGTUNE_JOB').makeOptionMandatory())
     .option('--timeout-ms <ms>', 'how long to wait for the coordinator', intArg(1), 3000)
-    .action(action(async (o: { nats: string; job: string; timeoutMs: number }) => {
-      const bus = await Bus.connect(busOptions(o.nats));
+    .addOption(secretOption())
+    .action(action(async (o: { nats: string; job: string; timeoutMs: number; secretFile?: string } & NatsFlags) => {
+      const auth = new ControlAuth(loadJobSecret({ file: o.secretFile }), o.job, `status-${randomBytes(4).toString('hex')}`);
+      const bus = await Bus.connect(busOptions(o.nats, o), auth);
       try {
         const s = await bus.request(subjects(o.job).status, 'StatusRequest', {}, 'StatusReply', o.timeoutMs).catch(() => undefined);
         if (!s) throw new (await import('../errors.ts')).InputError(`no coordinator of job "${o.job}" answered on ${o.nats} within ${o.timeoutMs} ms`);

@@ -2,6 +2,7 @@
 import { Command } from 'commander';
 import { registerModelCommands, registerServeCommand } from './model-commands.ts';
 import { registerDemoCommand, registerTrainCommands } from './train-commands.ts';
+import { exitWithParent } from '../util/parent-watch.ts';
 import { registerClusterCommands } from './cluster-commands.ts';
 
 const program = new Command();
@@ -17,4 +18,5 @@ registerClusterCommands(program);
 registerDemoCommand(program);
 registerServeCommand(program);
 
+exitWithParent();
 await program.parseAsync(process.argv);

@@ -74,6 +74,9 @@ export interface CompiledJob {
     hashEveryNSteps: number;
     nats: { url?: string; token?: string; user?: string; password?: string; tls?: TlsPaths };
     ringTls?: TlsPaths;
+    /** The control-plane secret's file (auth.ts loadJobSecret), resolved against the job file. */
+    secretFile?: string;
+    progressTimeoutMs: number;
   };
   outputDir: string;
 }
@@ -197,6 +200,8 @@ export function compileJob(raw: unknown, jobFile: string): CompiledJob {
       hashEveryNSteps: s.cluster.hash_every_n_steps,
       nats: { ...s.cluster.nats, tls: tls(s.cluster.nats.tls) },
       ringTls: tls(s.cluster.ring_tls),
+      secretFile: s.cluster.secret_file ? path(s.cluster.secret_file) : undefined,
+      progressTimeoutMs: s.cluster.progress_timeout_ms,
     },
     outputDir,
   };

@@ -111,6 +111,10 @@ export const ClusterSchema = z
       .strict()
       .prefault({}),
     ring_tls: TlsSchema.optional(),
+    /** File holding the job's shared control-plane secret (else RINGTUNE_JOB_SECRET); never sent over NATS. */
+    secret_file: z.string().optional(),
+    /** Fail a run whose step has not advanced for this long (0 = never). */
+    progress_timeout_ms: nonNegInt.default(900_000),
   })
   .strict();
 

@@ -1,19 +1,23 @@
 /**
- * Typed protobuf publish/subscribe over NATS. Message types come from control.proto through
- * protobufjs, so the .proto file is the contract; a payload that does not decode is dropped and
- * counted, never thrown into a handler.
+ * Typed, authenticated protobuf publish/subscribe over NATS. Message types come from control.proto
+ * through protobufjs, so the .proto file is the contract. Every message is sealed in an Envelope
+ * (auth.ts); what arrives is opened, decoded and checked (validate.ts) before a handler sees it, and
+ * a handler that throws is contained. Whatever is dropped is counted by reason (`rejected`, the
+ * ringtune_control_rejected_total metric) and logged at most once per reason every 10 s.
  */
 import { fileURLToPath } from 'node:url';
 import { connect, type ConnectionOptions, type NatsConnection, type Subscription } from 'nats';
 import protobuf from 'protobufjs';
 import { RingtuneError } from '../errors.ts';
+import { ControlAuth, type Envelope, type RejectReason } from './auth.ts';
+import { checkMessage } from './validate.ts';
 
 const root = protobuf.loadSync(fileURLToPath(new URL('../../proto/ringtune/v1/control.proto', import.meta.url)));
 
 /** Plain-object shapes of the control messages (int64 fields decode to numbers). */
 export interface ControlMessages {
   Join: { workerId: string; ringAddress: string; backend: string; rankHint: number; pid: number; host: string; metricsPort: number };
-  Assignment: { runId: string; workerId: string; rank: number; worldSize: number; peers: Array<{ rank: number; workerId: string; ringAddress: string }>; compiledJobJson: string; resumeFrom: string; ringToken: string };
+  Assignment: { runId: string; workerId: string; rank: number; worldSize: number; peers: Array<{ rank: number; workerId: string; ringAddress: string }>; compiledJobJson: string; resumeFrom: string; refused?: string };
   Ready: { runId: string; rank: number; trainExamples: number; evalExamples: number; startStep: number; totalSteps: number };
   Heartbeat: { workerId: string; rank: number; phase: string; step: number; runId: string };
   StepReport: { runId: string; rank: number; step: number; loss: number; count: number; gradNorm: number; lr: number; inputTokens: number; samples: number; computeMs: number; reduceMs: number; paramHash: string; reduceBytes: number };
@@ -30,6 +34,12 @@ export interface ControlMessages {
   };
 }
 export type MessageName = keyof ControlMessages;
+
+/** Who sent an accepted message (the envelope's sender) and where to answer a request. */
+export interface MessageMeta {
+  sender: string;
+  reply?: string;
+}
 
 const types = new Map<string, protobuf.Type>();
 function type(name: MessageName): protobuf.Type {
@@ -57,52 +67,68 @@ export interface BusOptions {
   tls?: { caFile?: string; certFile?: string; keyFile?: string };
 }
 
+const envelopeType = () => root.lookupType('ringtune.v1.Envelope');
+
+function seal(auth: ControlAuth, name: MessageName, msg: ControlMessages[MessageName]): Uint8Array {
+  const t = envelopeType();
+  return t.encode(t.fromObject(auth.seal(name, encode(name, msg)) as unknown as Record<string, unknown>)).finish();
+}
+
 export class Bus {
-  dropped = 0;
+  /** Dropped messages by reason. */
+  readonly rejected = new Map<RejectReason, number>();
+  onReject?: (reason: RejectReason, subject: string, detail: string) => void;
   private subs: Subscription[] = [];
+  private lastLog = new Map<RejectReason, number>();
 
-  private constructor(readonly nc: NatsConnection) {}
+  private constructor(readonly nc: NatsConnection, readonly auth: ControlAuth, private readonly log: (line: string) => void) {}
 
-  static async connect(o: BusOptions): Promise<Bus> {
+  static async connect(o: BusOptions, auth: ControlAuth, log: (line: string) => void = (l) => console.error(l)): Promise<Bus> {
     const opts: ConnectionOptions = { servers: o.url, name: o.name, maxReconnectAttempts: -1, reconnectTimeWait: 500 };
     if (o.token) opts.token = o.token;
     if (o.user) { opts.user = o.user; opts.pass = o.password; }
     if (o.tls) opts.tls = { caFile: o.tls.caFile, certFile: o.tls.certFile, keyFile: o.tls.keyFile };
     try {
-      return new Bus(await connect(opts));
+      return new Bus(await connect(opts), auth, log);
     } catch (err) {
       throw new RingtuneError(`cannot connect to NATS at ${o.url.replace(/\/\/[^@]*@/, '//***@')}: ${(err as Error).message}. Is nats-server running (ringtune local starts one)?`, { cause: err });
     }
   }
 
-  publish<N extends MessageName>(subject: string, name: N, msg: ControlMessages[N]): void {
-    this.nc.publish(subject, encode(name, msg));
+  get dropped(): number {
+    return [...this.rejected.values()].reduce((a, b) => a + b, 0);
   }
 
-  subscribe<N extends MessageName>(subject: string, name: N, handler: (msg: ControlMessages[N], reply?: string) => void | Promise<void>): void {
+  publish<N extends MessageName>(subject: string, name: N, msg: ControlMessages[N]): void {
+    this.nc.publish(subject, seal(this.auth, name, msg));
+  }
+
+  /** Calls `handler` with each authenticated, well-formed `name` on `subject`, one at a time. */
+  subscribe<N extends MessageName>(subject: string, name: N, handler: (msg: ControlMessages[N], meta: MessageMeta) => void | Promise<void>): void {
     const sub = this.nc.subscribe(subject);
     this.subs.push(sub);
     void (async () => {
       for await (const m of sub) {
-        let msg: ControlMessages[N];
+        const opened = this.open(m.data, name, subject);
+        if (!opened) continue;
         try {
-          msg = decode(name, m.data);
-        } catch {
-          this.dropped++;
-          continue;
+          await handler(opened.msg, { sender: opened.sender, reply: m.reply });
+        } catch (err) {
+          this.countRejected('handler-error', subject, `${name} from ${opened.sender}: ${(err as Error).message}`);
         }
-        await handler(msg, m.reply);
       }
     })();
   }
 
   respond<N extends MessageName>(reply: string, name: N, msg: ControlMessages[N]): void {
-    this.nc.publish(reply, encode(name, msg));
+    this.nc.publish(reply, seal(this.auth, name, msg));
   }
 
   async request<Req extends MessageName, Rep extends MessageName>(subject: string, reqName: Req, req: ControlMessages[Req], repName: Rep, timeoutMs: number): Promise<ControlMessages[Rep]> {
-    const m = await this.nc.request(subject, encode(reqName, req), { timeout: timeoutMs });
-    return decode(repName, m.data);
+    const m = await this.nc.request(subject, seal(this.auth, reqName, req), { timeout: timeoutMs });
+    const opened = this.open(m.data, repName, subject);
+    if (!opened) throw new RingtuneError(`the answer on ${subject} was rejected (${[...this.rejected.keys()].at(-1)}): is the job secret the same as the coordinator's?`);
+    return opened.msg;
   }
 
   async flush(): Promise<void> {
@@ -112,5 +138,44 @@ export class Bus {
   async close(): Promise<void> {
     for (const s of this.subs) s.unsubscribe();
     await this.nc.drain().catch(() => this.nc.close());
+  }
+
+  private open<N extends MessageName>(data: Uint8Array, name: N, subject: string): { msg: ControlMessages[N]; sender: string } | undefined {
+    let env: Envelope;
+    try {
+      const t = envelopeType();
+      env = t.toObject(t.decode(data), { longs: Number, bytes: Uint8Array, defaults: true }) as Envelope;
+    } catch (err) {
+      this.countRejected('malformed', subject, (err as Error).message);
+      return undefined;
+    }
+    const v = this.auth.open(env, name, subject);
+    if (!v.ok) {
+      this.countRejected(v.reason, subject, v.detail);
+      return undefined;
+    }
+    let msg: ControlMessages[N];
+    try {
+      msg = decode(name, env.body);
+    } catch (err) {
+      this.countRejected('malformed', subject, `${name} from ${env.sender}: ${(err as Error).message}`);
+      return undefined;
+    }
+    const problem = checkMessage(name, msg);
+    if (problem) {
+      this.countRejected('invalid', subject, `from ${env.sender}: ${problem}`);
+      return undefined;
+    }
+    return { msg, sender: env.sender };
+  }
+
+  /** Counts (and rate-limited logs) a dropped message; receivers call it for messages that are not theirs. */
+  countRejected(reason: RejectReason, subject: string, detail: string): void {
+    this.rejected.set(reason, (this.rejected.get(reason) ?? 0) + 1);
+    this.onReject?.(reason, subject, detail);
+    const now = performance.now();
+    if (now - (this.lastLog.get(reason) ?? -Infinity) < 10_000) return;
+    this.lastLog.set(reason, now);
+    this.log(`[control] rejected a message on ${subject} (${reason}: ${detail}); ${this.rejected.get(reason)} so far for this reason`);
   }
 }

@@ -4,7 +4,11 @@
  * running as root, else an error with the exact command to run.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer, connect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { RingtuneError } from '../errors.ts';
 
 export class NatsServerMissingError extends RingtuneError {
@@ -56,20 +60,56 @@ export interface NatsServer {
   stop(): Promise<void>;
 }
 
-export async function startNatsServer(o: { token?: string; log?: (l: string) => void } = {}): Promise<NatsServer> {
+/** A NATS user and the subjects it may publish and subscribe to (nats-server `authorization.users`). */
+export interface NatsUser {
+  user: string;
+  password: string;
+  publish: string[];
+  subscribe: string[];
+}
+
+export interface NatsServerOptions {
+  token?: string;
+  /** Users with per-user subject permissions; nothing else may connect. */
+  users?: NatsUser[];
+  /** Stop the server when this process's parent (pid) exits, even by SIGKILL (bin/keep-child.mjs). */
+  diesWithParentOf?: number;
+  log?: (l: string) => void;
+}
+
+const KEEPER = fileURLToPath(new URL('../../bin/keep-child.mjs', import.meta.url));
+
+/** nats-server's config syntax accepts JSON values; the file is private to this process (0600, own temp dir). */
+function authorizationConfig(users: NatsUser[]): string {
+  return `authorization: ${JSON.stringify({ users: users.map((u) => ({ user: u.user, password: u.password, permissions: { publish: u.publish, subscribe: u.subscribe } })) })}\n`;
+}
+
+export async function startNatsServer(o: NatsServerOptions = {}): Promise<NatsServer> {
   ensureNatsServerInstalled(o.log ?? (() => {}));
   const port = await freePort();
   const args = ['-a', '127.0.0.1', '-p', String(port), '--http_port', '0'];
   if (o.token) args.push('--auth', o.token);
-  const proc = spawn('nats-server', args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  let confDir: string | undefined;
+  if (o.users?.length) {
+    confDir = await mkdtemp(join(tmpdir(), 'ringtune-nats-'));
+    const conf = join(confDir, 'nats.conf');
+    await writeFile(conf, authorizationConfig(o.users), { mode: 0o600 });
+    args.push('-c', conf);
+  }
+  const proc = o.diesWithParentOf
+    ? spawn(process.execPath, [KEEPER, String(o.diesWithParentOf), 'nats-server', ...args], { stdio: ['ignore', 'ignore', 'pipe'] })
+    : spawn('nats-server', args, { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   proc.stderr!.on('data', (d) => { stderr = (stderr + d).slice(-4000); });
   const exited = new Promise<void>((resolve) => proc.once('exit', () => resolve()));
   try {
     await Promise.race([waitForPort(port, 10_000), exited.then(() => { throw new RingtuneError(`nats-server exited: ${stderr.trim()}`); })]);
   } catch (err) {
-    proc.kill('SIGKILL');
+    proc.kill(o.diesWithParentOf ? 'SIGTERM' : 'SIGKILL'); // the keeper passes SIGTERM on; killed, it would orphan the server
     throw err;
+  } finally {
+    // nats-server read its config at start (it listens only after): the passwords need not stay on disk.
+    if (confDir) await rm(confDir, { recursive: true, force: true });
   }
   return {
     url: `nats://127.0.0.1:${port}`,

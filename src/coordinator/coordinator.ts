@@ -30,7 +30,8 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { CompiledJob } from '../config/compile.ts';
-import { Bus, type BusOptions, type ControlMessages } from '../control/bus.ts';
+import { ControlAuth, type RejectReason } from '../control/auth.ts';
+import { Bus, type BusOptions, type ControlMessages, type MessageMeta } from '../control/bus.ts';
 import type { CoordinatorPhase } from '../control/phases.ts';
 import { subjects } from '../control/subjects.ts';
 import { InputError, RingtuneError } from '../errors.ts';
@@ -58,11 +59,15 @@ export interface CoordinatorEvents {
   hashCheck?: (ok: boolean) => void;
   eval?: (step: number, r: EvalResult) => void;
   checkpoint?: (step: number) => void;
+  /** A control message was dropped (bad MAC, replay, malformed, or not this run's). */
+  rejected?: (reason: RejectReason) => void;
 }
 
 export interface CoordinatorOptions {
   job: CompiledJob;
   bus: BusOptions;
+  /** The job's shared secret (auth.ts loadJobSecret): authenticates every control message. */
+  secret: string;
   resume?: boolean;
   log: (line: string) => void;
   events?: CoordinatorEvents;
@@ -92,6 +97,14 @@ export interface CoordinatorInit {
   events?: CoordinatorEvents;
   /** The checkpoint a resumed run continues from. */
   resumeFrom?: string;
+  /** Counts a message that authenticated but does not belong to this run (wrong rank or sender, out-of-range step). */
+  refuse?: (detail: string) => void;
+}
+
+/** The job as workers get it: NATS credentials stay with whoever holds them (each process has its own). */
+function withoutCredentials(job: CompiledJob): CompiledJob {
+  const { token: _t, user: _u, password: _p, ...nats } = job.cluster.nats as CompiledJob['cluster']['nats'] & { token?: string; user?: string; password?: string };
+  return { ...job, cluster: { ...job.cluster, nats } };
 }
 
 export class Coordinator {
@@ -125,18 +138,27 @@ export class Coordinator {
   }
 
   // 2-3. joins and assignment
-  onJoin(j: M['Join']): void {
-    if (this.phase !== 'waiting-for-workers') return;
+  onJoin(j: M['Join'], sender?: string): void {
+    if (sender !== undefined && sender !== j.workerId) return this.refuse(`Join for ${j.workerId} sent by ${sender}`);
+    if (this.phase !== 'waiting-for-workers') {
+      // A worker beyond the world size is told so (it exits non-zero) instead of waiting forever.
+      if (!this.members.has(j.workerId)) {
+        this.o.outbox.assign(j.workerId, {
+          runId: this.o.runId, workerId: j.workerId, rank: 0, worldSize: 0, peers: [], compiledJobJson: '', resumeFrom: '',
+          refused: `run ${this.o.runId} already has its ${this.members.worldSize} workers (phase ${this.phase})`,
+        });
+      }
+      return;
+    }
     this.members.join(j);
     if (!this.members.full()) return;
     this.setPhase('loading');
     const { job, runId } = this.o;
-    const token = randomBytes(16).toString('hex');
     const peers = this.members.assignRanks();
     for (const p of peers) {
       this.o.outbox.assign(p.workerId, {
-        runId, workerId: p.workerId, rank: p.rank, worldSize: peers.length, peers, compiledJobJson: JSON.stringify(job),
-        resumeFrom: this.o.resumeFrom ?? '', ringToken: token,
+        runId, workerId: p.workerId, rank: p.rank, worldSize: peers.length, peers, compiledJobJson: JSON.stringify(withoutCredentials(job)),
+        resumeFrom: this.o.resumeFrom ?? '',
       });
     }
     this.o.log(`[coordinator] run ${runId}: ${peers.map((p) => `rank ${p.rank} = ${p.workerId} @ ${p.ringAddress}`).join(', ')}`);
@@ -149,8 +171,8 @@ export class Coordinator {
   }
 
   // 4-5. ready -> start
-  onReady(r: M['Ready']): void {
-    if (r.runId !== this.o.runId || this.phase !== 'loading') return;
+  onReady(r: M['Ready'], sender?: string): void {
+    if (r.runId !== this.o.runId || !this.fromRank(r.rank, sender, 'Ready') || this.phase !== 'loading') return;
     this.ready.add(r.rank);
     this.totalSteps = r.totalSteps;
     if (r.rank === 0) this.sizes = { train: r.trainExamples, eval: r.evalExamples };
@@ -161,8 +183,9 @@ export class Coordinator {
   }
 
   // 6. steps
-  async onStepReport(r: M['StepReport']): Promise<void> {
-    if (r.runId !== this.o.runId) return;
+  async onStepReport(r: M['StepReport'], sender?: string): Promise<void> {
+    if (r.runId !== this.o.runId || !this.fromRank(r.rank, sender, 'StepReport')) return;
+    if (this.totalSteps > 0 && r.step > this.totalSteps) return this.refuse(`StepReport for step ${r.step} of ${this.totalSteps}`);
     this.members.alsoAlive(r.rank); // a report is as good as a heartbeat
     const s = this.steps.add(r, this.members.worldSize);
     if (!s) return;
@@ -184,8 +207,9 @@ export class Coordinator {
   }
 
   // 7. evaluation
-  async onEvalReport(e: M['EvalReport']): Promise<void> {
-    if (e.runId !== this.o.runId) return;
+  async onEvalReport(e: M['EvalReport'], sender?: string): Promise<void> {
+    if (e.runId !== this.o.runId || !this.fromRank(e.rank, sender, 'EvalReport')) return;
+    if (this.totalSteps > 0 && e.step > this.totalSteps) return this.refuse(`EvalReport for step ${e.step} of ${this.totalSteps}`);
     const r = this.evals.add(e.step, e.rank, parseEvalState(e.stateJson, `EvalReport from rank ${e.rank} for step ${e.step}`), this.members.worldSize);
     if (!r) return;
     this.o.events?.eval?.(e.step, r);
@@ -203,20 +227,21 @@ export class Coordinator {
   }
 
   // 8. checkpoints
-  onCheckpoint(c: M['CheckpointReport']): void {
-    if (c.runId !== this.o.runId) return;
+  onCheckpoint(c: M['CheckpointReport'], sender?: string): void {
+    if (c.runId !== this.o.runId || !this.fromRank(0, sender, 'CheckpointReport')) return;
     this.lastCheckpointStep = c.step;
     this.o.events?.checkpoint?.(c.step);
     this.o.log(`[coordinator] checkpoint step ${c.step}: ${c.path}`);
   }
 
   // 9. liveness
-  onHeartbeat(h: M['Heartbeat']): void {
+  onHeartbeat(h: M['Heartbeat'], sender?: string): void {
+    if (sender !== undefined && sender !== h.workerId) return this.refuse(`Heartbeat for ${h.workerId} sent by ${sender}`);
     this.members.heartbeat(h);
   }
 
-  onFailed(f: M['Failed']): void {
-    if (f.runId !== this.o.runId) return;
+  onFailed(f: M['Failed'], sender?: string): void {
+    if (f.runId !== this.o.runId || !this.fromRank(f.rank, sender, 'Failed')) return;
     if (f.lostRank >= 0) this.fail(f.lostRank, `lost (reported by rank ${f.rank}): ${f.error}`);
     else this.fail(f.rank, f.error);
   }
@@ -230,9 +255,10 @@ export class Coordinator {
   }
 
   // 10. done
-  async onDone(d: M['Done']): Promise<void> {
-    if (d.runId !== this.o.runId) return;
+  async onDone(d: M['Done'], sender?: string): Promise<void> {
+    if (d.runId !== this.o.runId || !this.fromRank(d.rank, sender, 'Done')) return;
     this.done.add(d.rank);
+    this.members.finished(d.rank);
     if (d.rank === 0 && d.finalModelDir) this.finalModelDir = d.finalModelDir;
     if (this.done.size < this.members.worldSize || this.phase === 'failed' || this.phase === 'done') return;
     this.setPhase('finishing');
@@ -267,6 +293,27 @@ export class Coordinator {
     this.settle.reject(new RunFailedError(`${where} failed after step ${this.lastComplete} (last step completed by every rank): ${reason}; ${ckpt}`));
   }
 
+  /**
+   * True when `rank` is a rank of this run and (when known) `sender` is the worker assigned to it;
+   * otherwise the message is refused and counted.
+   */
+  private fromRank(rank: number, sender: string | undefined, what: string): boolean {
+    const worker = this.members.byRank(rank)?.workerId;
+    if (worker === undefined) {
+      this.refuse(`${what} from rank ${rank}, outside the run's ${this.members.worldSize} ranks`);
+      return false;
+    }
+    if (sender !== undefined && sender !== worker) {
+      this.refuse(`${what} for rank ${rank} (${worker}) sent by ${sender}`);
+      return false;
+    }
+    return true;
+  }
+
+  private refuse(detail: string): void {
+    this.o.refuse?.(detail);
+  }
+
   private setPhase(p: CoordinatorPhase): void {
     this.phase = p;
     this.o.events?.phase?.(p);
@@ -282,32 +329,36 @@ export async function runCoordinator(o: CoordinatorOptions): Promise<RunSummary>
   if (o.resume && !resumeFrom) throw new InputError(`--resume: no checkpoint in ${job.checkpoint.dir}`);
   const resumed: TrainerState | undefined = resumeFrom ? await readTrainerState(resumeFrom) : undefined;
   const record = await RunRecord.open(job, resumed);
-  const bus = await Bus.connect({ ...o.bus, name: `ringtune-coordinator-${job.name}` });
+  const auth = new ControlAuth(o.secret, job.name, `coordinator-${randomBytes(4).toString('hex')}`);
+  const bus = await Bus.connect({ ...o.bus, name: `ringtune-coordinator-${job.name}` }, auth, o.log);
+  bus.onReject = (reason) => o.events?.rejected?.(reason);
   const runId = randomBytes(6).toString('hex');
   const c = new Coordinator({
     job, runId, record, log: o.log, events: o.events, resumeFrom,
+    refuse: (detail) => bus.countRejected('invalid', 'run', detail),
     outbox: {
       control: (msg) => bus.publish(subj.control, 'Control', { runId, ...msg }),
       assign: (workerId, a) => bus.publish(subj.worker(workerId), 'Assignment', a),
     },
   });
   // A handler that throws (a malformed report) stops the run with the reason instead of the process.
-  const guarded = <T>(handler: (msg: T) => void | Promise<void>) => async (msg: T) => {
+  const guarded = <T>(handler: (msg: T, sender: string) => void | Promise<void>) => async (msg: T, meta: MessageMeta) => {
     try {
-      await handler(msg);
+      await handler(msg, meta.sender);
     } catch (err) {
       c.fail(-1, (err as Error).message);
     }
   };
-  bus.subscribe(subj.join, 'Join', guarded((j) => c.onJoin(j))); // 2-3
-  bus.subscribe(subj.ready, 'Ready', guarded((r) => c.onReady(r))); // 4-5
-  bus.subscribe(subj.step, 'StepReport', guarded((r) => c.onStepReport(r))); // 6
-  bus.subscribe(subj.eval, 'EvalReport', guarded((e) => c.onEvalReport(e))); // 7
-  bus.subscribe(subj.checkpoint, 'CheckpointReport', guarded((k) => c.onCheckpoint(k))); // 8
-  bus.subscribe(subj.heartbeat, 'Heartbeat', guarded((h) => c.onHeartbeat(h))); // 9
-  bus.subscribe(subj.failed, 'Failed', guarded((f) => c.onFailed(f)));
-  bus.subscribe(subj.done, 'Done', guarded((d) => c.onDone(d))); // 10
-  bus.subscribe(subj.status, 'StatusRequest', (_req, reply) => { if (reply) bus.respond(reply, 'StatusReply', c.status()); });
+  bus.subscribe(subj.join, 'Join', guarded((j, from) => c.onJoin(j, from))); // 2-3
+  bus.subscribe(subj.ready, 'Ready', guarded((r, from) => c.onReady(r, from))); // 4-5
+  bus.subscribe(subj.step, 'StepReport', guarded((r, from) => c.onStepReport(r, from))); // 6
+  bus.subscribe(subj.eval, 'EvalReport', guarded((e, from) => c.onEvalReport(e, from))); // 7
+  bus.subscribe(subj.checkpoint, 'CheckpointReport', guarded((k, from) => c.onCheckpoint(k, from))); // 8
+  bus.subscribe(subj.heartbeat, 'Heartbeat', guarded((h, from) => c.onHeartbeat(h, from))); // 9
+  bus.subscribe(subj.failed, 'Failed', guarded((f, from) => c.onFailed(f, from)));
+  bus.subscribe(subj.done, 'Done', guarded((d, from) => c.onDone(d, from))); // 10
+  // Only an authenticated request gets here: the bus dropped the rest.
+  bus.subscribe(subj.status, 'StatusRequest', (_req, meta) => { if (meta.reply) bus.respond(meta.reply, 'StatusReply', c.status()); });
   const joinTimer = setTimeout(() => c.joinTimedOut(), job.cluster.joinTimeoutMs);
   const watchdog = setInterval(() => c.tick(), Math.max(100, Math.floor(job.cluster.heartbeatIntervalMs / 2)));
 

@@ -5,6 +5,7 @@
  * <output>/prometheus-targets.json (Prometheus file_sd) listing every process's /metrics.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
@@ -12,7 +13,10 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { RING_PROCESS_ENV } from '../collective/ring-options.ts';
 import { loadJobFile, parseThreads, threadsFor, type Threads } from '../config/compile.ts';
-import { freePort, startNatsServer, type NatsServer } from '../control/nats-server.ts';
+import { newJobSecret } from '../control/auth.ts';
+import { freePort, startNatsServer, type NatsServer, type NatsUser } from '../control/nats-server.ts';
+import { subjects } from '../control/subjects.ts';
+import { PARENT_PID_ENV } from '../util/parent-watch.ts';
 import { writeFileAtomic } from '../util/atomic.ts';
 
 const CLI = fileURLToPath(new URL('../../bin/ringtune.js', import.meta.url));
@@ -53,14 +57,36 @@ export function workerThreads(explicit: Threads | undefined, env: string | undef
   return threadsFor(explicit ?? fromEnv, fromJob, cores / workers);
 }
 
+/**
+ * The NATS users of one job and what each may do (docs/deploy.md lists the same permissions for a
+ * cluster's own server): the coordinator publishes Control and Assignments and answers status
+ * requests; workers publish their reports and read Control and their own Assignment; `status` asks.
+ */
+export function natsRoles(job: string): Record<'coordinator' | 'worker' | 'status', NatsUser> {
+  const s = subjects(job);
+  const password = () => randomBytes(18).toString('base64url');
+  const reports = [s.join, s.ready, s.heartbeat, s.step, s.eval, s.checkpoint, s.done, s.failed];
+  return {
+    coordinator: { user: 'coordinator', password: password(), publish: [s.control, s.worker('*'), '_INBOX.>'], subscribe: [...reports, s.status] },
+    worker: { user: 'worker', password: password(), publish: reports, subscribe: [s.control, s.worker('*')] },
+    status: { user: 'status', password: password(), publish: [s.status], subscribe: ['_INBOX.>'] },
+  };
+}
+
 export async function runLocalCluster(o: LocalOptions): Promise<number> {
   const log = o.log ?? ((l: string) => console.error(l));
   const job = await loadJobFile(o.jobFile);
   const workers = o.workers ?? job.cluster.workers;
   const threads = workerThreads(o.threads, process.env.RINGTUNE_THREADS, job.threads, workers);
+  // One secret per local run (unless the caller set one): it authenticates every control message.
+  const secret = process.env.RINGTUNE_JOB_SECRET || newJobSecret();
+  // A private server gets one NATS user per role, each allowed only its own subjects.
+  const roles = o.natsUrl ? undefined : natsRoles(job.name);
   let nats: NatsServer | undefined;
-  if (!o.natsUrl) nats = await startNatsServer({ log });
+  if (roles) nats = await startNatsServer({ log, users: Object.values(roles), diesWithParentOf: process.pid });
   const url = o.natsUrl ?? nats!.url;
+  const roleEnv = (role: keyof ReturnType<typeof natsRoles>): Record<string, string> =>
+    roles ? { RINGTUNE_NATS_USER: roles[role].user, RINGTUNE_NATS_PASSWORD: roles[role].password } : {};
   const ports = await Promise.all([...Array(workers + 1).keys()].map((i) => (o.metricsPortBase ? Promise.resolve(o.metricsPortBase + i) : freePort())));
   await mkdir(job.outputDir, { recursive: true });
   await writeFileAtomic(join(job.outputDir, 'prometheus-targets.json'), JSON.stringify([
@@ -69,7 +95,9 @@ export async function runLocalCluster(o: LocalOptions): Promise<number> {
   ], null, 2) + '\n');
   log(`[local] ${job.name}: NATS ${url}, ${workers} workers (${threads} native thread${threads > 1 ? 's' : ''} each), metrics on ports ${ports.join(', ')}`);
 
-  const env = { ...process.env, RINGTUNE_NATS_URL: url, ...(o.backend ? { RINGTUNE_BACKEND: o.backend } : {}) };
+  const env = {
+    ...process.env, RINGTUNE_NATS_URL: url, RINGTUNE_JOB_SECRET: secret, [PARENT_PID_ENV]: String(process.pid), ...(o.backend ? { RINGTUNE_BACKEND: o.backend } : {}),
+  };
   const children: ChildProcess[] = [];
   const kept: string[] = [];
   const start = (tag: string, args: string[], extraEnv: Record<string, string> = {}) => {
@@ -78,10 +106,10 @@ export async function runLocalCluster(o: LocalOptions): Promise<number> {
     children.push(child);
     return new Promise<number>((resolve) => child.once('exit', (code, signal) => resolve(code ?? (signal ? 128 + 15 : 1))));
   };
-  const coordinatorExit = start('[coord]', ['coordinator', o.jobFile, '--workers', String(workers), '--metrics-port', String(ports[0]), ...(o.resume ? ['--resume'] : [])]);
+  const coordinatorExit = start('[coord]', ['coordinator', o.jobFile, '--workers', String(workers), '--metrics-port', String(ports[0]), ...(o.resume ? ['--resume'] : [])], roleEnv('coordinator'));
   const workerExits = [...Array(workers).keys()].map((i) =>
     start(`[w${i}]`, ['worker', '--job', job.name, '--ring-host', '127.0.0.1', '--ring-port', '0', '--rank-hint', String(i), '--metrics-port', String(ports[i + 1]),
-      '--threads', String(threads)], { ...RING_PROCESS_ENV }));
+      '--threads', String(threads)], { ...RING_PROCESS_ENV, ...roleEnv('worker') }));
 
   let interrupted = false;
   const stopAll = (signal: NodeJS.Signals) => {

@@ -11,6 +11,7 @@ interface Member {
   lastHeartbeat: number;
   phase: string;
   step: number;
+  done?: boolean;
 }
 
 export class Membership {
@@ -30,6 +31,10 @@ export class Membership {
   join(j: ControlMessages['Join']): void {
     if (this.members.has(j.workerId) || this.members.size >= this.wanted) return;
     this.members.set(j.workerId, { join: j, order: this.members.size, rank: -1, lastHeartbeat: performance.now(), phase: 'joining', step: 0 });
+  }
+
+  has(workerId: string): boolean {
+    return this.members.has(workerId);
   }
 
   full(): boolean {
@@ -71,10 +76,16 @@ export class Membership {
     return [...this.members.values()].filter((m) => now - m.lastHeartbeat <= timeoutMs && m.phase !== 'failed').length;
   }
 
-  /** The assigned rank whose heartbeat is the oldest past the timeout, if any. */
+  /** A rank that sent Done has finished its work: it stops heartbeating and is no longer judged. */
+  finished(rank: number): void {
+    const m = this.ranks[rank];
+    if (m) m.done = true;
+  }
+
+  /** The assigned, unfinished rank whose heartbeat is the oldest past the timeout, if any. */
   late(timeoutMs: number): { rank: number; ageMs: number } | undefined {
     const now = performance.now();
-    const late = this.ranks.filter((m) => now - m.lastHeartbeat > timeoutMs).sort((a, b) => a.lastHeartbeat - b.lastHeartbeat)[0];
+    const late = this.ranks.filter((m) => !m.done && now - m.lastHeartbeat > timeoutMs).sort((a, b) => a.lastHeartbeat - b.lastHeartbeat)[0];
     return late && { rank: late.rank, ageMs: now - late.lastHeartbeat };
   }
 

@@ -28,6 +28,8 @@ export interface EvalState {
 export type EvalResult = Record<string, number>;
 
 const lossMetric = perplexityMetric();
+/** A bound on classes in a state from the wire: the confusion matrix is numClasses squared. */
+const MAX_CLASSES = 4096;
 
 export function emptyEvalState(o: { numClasses?: number; generation?: readonly GenerationMetric[] } = {}): EvalState {
   const state: EvalState = { loss: lossMetric.init(), nonFinite: 0 };
@@ -115,9 +117,11 @@ export function parseEvalState(json: string, where: string): EvalState {
     for (const k of Object.keys(s.generation)) if (!(GENERATION_METRICS as string[]).includes(k)) throw bad(`generation.${k}`);
   }
   const state = v as EvalState;
-  // Merging with an empty state of the same configuration runs every metric's own state checks.
-  const empty = emptyEvalState({ numClasses: state.classification?.numClasses, generation: Object.keys(state.generation ?? {}) as GenerationMetric[] });
+  const numClasses = state.classification?.numClasses;
+  if (numClasses !== undefined && (!Number.isInteger(numClasses) || numClasses < 1 || numClasses > MAX_CLASSES)) throw bad('classification.numClasses');
   try {
+    // Merging with an empty state of the same configuration runs every metric's own state checks.
+    const empty = emptyEvalState({ numClasses, generation: Object.keys(state.generation ?? {}) as GenerationMetric[] });
     return mergeEvalStates(empty, state);
   } catch (err) {
     throw new InputError(`${where}: ${(err as Error).message}`);

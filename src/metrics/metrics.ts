@@ -15,6 +15,7 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { REJECT_REASONS, type RejectReason } from '../control/auth.ts';
 import { WORKER_PHASES, type CoordinatorPhase, type WorkerPhase } from '../control/phases.ts';
 import { InputError } from '../errors.ts';
 
@@ -39,6 +40,7 @@ export const METRIC_NAMES = {
   checkpoints: 'ringtune_checkpoints_total',
   checkpointLastStep: 'ringtune_checkpoint_last_step',
   phase: 'ringtune_phase',
+  controlRejected: 'ringtune_control_rejected_total',
   // worker: local numbers, one series per {job, rank}
   workerLoss: 'ringtune_worker_loss',
   workerLearningRate: 'ringtune_worker_learning_rate',
@@ -53,6 +55,8 @@ export const METRIC_NAMES = {
   busBandwidth: 'ringtune_worker_bus_bandwidth_bytes_per_second',
   backendInfo: 'ringtune_backend_info',
   workerPhase: 'ringtune_worker_phase',
+  workerControlRejected: 'ringtune_worker_control_rejected_total',
+  workerRingRejected: 'ringtune_worker_ring_rejected_total',
 } as const;
 
 /** Prefix of the Node.js process metrics (prom-client's collectDefaultMetrics) in both processes. */
@@ -119,6 +123,8 @@ export class WorkerMetrics {
   private readonly sentBytes: Counter;
   private readonly busBandwidth: Gauge;
   private readonly phase: StateGauge;
+  private readonly controlRejectedCounter: Counter<'reason'>;
+  private ringRejects?: () => Record<string, number>;
 
   constructor(labels: { job: string; rank: number; backend: string }) {
     this.job = labels.job;
@@ -160,6 +166,19 @@ export class WorkerMetrics {
       'phase',
       WORKER_PHASES,
     );
+    this.controlRejectedCounter = rejectCounter(N.workerControlRejected, 'Control messages this worker dropped, by reason (auth.ts REJECT_REASONS)', registers);
+    const ringRejected = new Counter({
+      name: N.workerRingRejected,
+      help: 'Ring calls this worker refused, by reason (bad token, foreign job, wrong sender, stale step)',
+      labelNames: ['reason'],
+      registers,
+      collect: () => {
+        const counts = this.ringRejects?.();
+        if (!counts) return;
+        ringRejected.reset();
+        for (const [reason, n] of Object.entries(counts)) ringRejected.inc({ reason }, n);
+      },
+    });
     collectDefaultMetrics({ register: this.registry, prefix: PROCESS_METRICS_PREFIX });
   }
 
@@ -186,6 +205,22 @@ export class WorkerMetrics {
   setPhase(phase: WorkerPhase): void {
     this.phase.set(phase);
   }
+
+  controlRejected(reason: RejectReason): void {
+    this.controlRejectedCounter.inc({ reason });
+  }
+
+  /** Where the ring's refusal counters are read at each scrape (the ring exists only after assignment). */
+  ringRejectsFrom(read: () => Record<string, number>): void {
+    this.ringRejects = read;
+  }
+}
+
+/** A {reason} counter with every reason present from the start (0), so rate() works from the first scrape. */
+function rejectCounter(name: string, help: string, registers: Registry[]): Counter<'reason'> {
+  const c = new Counter({ name, help, labelNames: ['reason'], registers });
+  for (const reason of REJECT_REASONS) c.inc({ reason }, 0);
+  return c;
 }
 
 export class CoordinatorMetrics {
@@ -207,6 +242,7 @@ export class CoordinatorMetrics {
   private readonly checkpoints: Counter;
   private readonly checkpointLastStep: Gauge;
   private readonly phase: StateGauge;
+  private readonly controlRejectedCounter: Counter<'reason'>;
 
   constructor(labels: { job: string }) {
     this.job = labels.job;
@@ -240,6 +276,7 @@ export class CoordinatorMetrics {
       new Gauge({ name: N.phase, help: 'Coordinator phase: 1 for the current phase, 0 for earlier ones', labelNames: ['phase'], registers }),
       'phase',
     );
+    this.controlRejectedCounter = rejectCounter(N.controlRejected, 'Control messages the coordinator dropped, by reason (auth.ts REJECT_REASONS)', registers);
     collectDefaultMetrics({ register: this.registry, prefix: PROCESS_METRICS_PREFIX });
   }
 
@@ -275,6 +312,10 @@ export class CoordinatorMetrics {
   checkpointWritten(step: number): void {
     this.checkpointLastStep.set(step);
     this.checkpoints.inc();
+  }
+
+  controlRejected(reason: RejectReason): void {
+    this.controlRejectedCounter.inc({ reason });
   }
 
   setPhase(phase: CoordinatorPhase): void {

@@ -13,6 +13,7 @@ import { hostname } from 'node:os';
 import type { CompiledJob, Threads } from '../config/compile.ts';
 import { GrpcRing } from '../collective/grpc-ring.ts';
 import type { RingTlsOptions } from '../collective/ring-options.ts';
+import { ControlAuth, type RejectReason } from '../control/auth.ts';
 import { Bus, type BusOptions, type ControlMessages } from '../control/bus.ts';
 import type { WorkerPhase } from '../control/phases.ts';
 import { subjects } from '../control/subjects.ts';
@@ -28,7 +29,9 @@ export interface WorkerOptions {
   /** host:port other ranks dial; default ringHost (127.0.0.1 for 0.0.0.0) and the ring port. */
   advertise?: string;
   rankHint: number;
-  /** Overrides the token the coordinator sends (k8s: from a Secret). */
+  /** The job's shared secret (auth.ts loadJobSecret): authenticates every control message, derives the ring token. */
+  secret: string;
+  /** Overrides the ring token derived from the secret. */
   ringToken?: string;
   backend: BackendInfo;
   /** --threads / RINGTUNE_THREADS; undefined: the job's `threads` applies once the assignment brings the job. */
@@ -37,11 +40,32 @@ export interface WorkerOptions {
   log: (line: string) => void;
   traceFile?: string;
   /** Observers for metrics. */
-  events?: WorkerEvents & { phase?: (p: WorkerPhase) => void; assigned?: (rank: number) => void };
+  events?: WorkerEvents & { phase?: (p: WorkerPhase) => void; assigned?: (rank: number) => void; rejected?: (reason: RejectReason) => void; ring?: (ring: GrpcRing) => void };
 }
 
 export class WorkerAbortedError extends RingtuneError {
   override readonly name: string = 'WorkerAbortedError';
+}
+
+/** The run had no place for this worker (it already had its workers). */
+export class WorkerRefusedError extends RingtuneError {
+  override readonly name: string = 'WorkerRefusedError';
+}
+
+/** What is wrong with an assignment, or undefined: peers must be the ranks 0..N-1 in order and the job must parse. */
+function assignmentProblem(a: ControlMessages['Assignment']): string | undefined {
+  if (!a.runId) return 'Assignment without a run id';
+  if (a.rank >= a.worldSize || a.peers.length !== a.worldSize || a.peers.some((p, i) => p.rank !== i)) {
+    return `Assignment of rank ${a.rank} in a world of ${a.worldSize} with ${a.peers.length} peers`;
+  }
+  if (a.peers[a.rank].workerId !== a.workerId) return `Assignment whose peer ${a.rank} is not this worker`;
+  try {
+    const job = JSON.parse(a.compiledJobJson) as Partial<CompiledJob>;
+    if (typeof job?.name !== 'string' || typeof job.cluster !== 'object' || typeof job.training !== 'object') return 'Assignment with a job that is not a compiled job';
+  } catch (err) {
+    return `Assignment with unreadable job JSON (${(err as Error).message})`;
+  }
+  return undefined;
 }
 
 /** cluster.ring_tls -> the ring's TLS options (mutual TLS: every rank presents its certificate). */
@@ -52,10 +76,22 @@ function ringTls(job: CompiledJob): RingTlsOptions | undefined {
   return { caPath: t.caFile, certPath: t.certFile, keyPath: t.keyFile, mutual: true };
 }
 
+/** The ring's refusals since the last call, one log line at most every 10 s (they are in /metrics too). */
+const ringRefusalsLogged = new WeakMap<GrpcRing, number>();
+function logRingRefusals(ring: GrpcRing, log: (line: string) => void): void {
+  const counts = Object.entries(ring.rejected).filter(([, n]) => n > 0);
+  const total = counts.reduce((a, [, n]) => a + n, 0);
+  if (total === (ringRefusalsLogged.get(ring) ?? 0)) return;
+  ringRefusalsLogged.set(ring, total);
+  log(`[ring] refused ${total} call${total === 1 ? '' : 's'} so far (${counts.map(([k, n]) => `${k} ${n}`).join(', ')})`);
+}
+
 export async function runWorker(o: WorkerOptions): Promise<void> {
   const workerId = `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
   const subj = subjects(o.job);
-  const bus = await Bus.connect({ ...o.bus, name: `ringtune-worker-${workerId}` });
+  const auth = new ControlAuth(o.secret, o.job, workerId);
+  const bus = await Bus.connect({ ...o.bus, name: `ringtune-worker-${workerId}` }, auth, o.log);
+  bus.onReject = (reason) => o.events?.rejected?.(reason);
   let phase: WorkerPhase = 'joining';
   let rank = -1;
   let runId = '';
@@ -70,8 +106,16 @@ export async function runWorker(o: WorkerOptions): Promise<void> {
   const controls: Array<(c: ControlMessages['Control']) => void> = [];
 
   try {
-    const assignment = await new Promise<ControlMessages['Assignment']>((resolve) => {
-      bus.subscribe(subj.worker(workerId), 'Assignment', (a) => resolve(a));
+    let coordinator = '';
+    const assignment = await new Promise<ControlMessages['Assignment']>((resolve, reject) => {
+      bus.subscribe(subj.worker(workerId), 'Assignment', (a, meta) => {
+        if (phase !== 'joining' || a.workerId !== workerId) return;
+        if (a.refused) return reject(new WorkerRefusedError(`the coordinator of job ${o.job} refused this worker: ${a.refused}`));
+        const problem = assignmentProblem(a);
+        if (problem) return bus.countRejected('invalid', subj.worker(workerId), problem);
+        coordinator = meta.sender;
+        resolve(a);
+      });
       const join = () => bus.publish(subj.join, 'Join', {
         workerId, ringAddress: advertise, backend: o.backend.name, rankHint: o.rankHint, pid: process.pid, host: hostname(), metricsPort: o.metricsPort,
       });
@@ -98,8 +142,9 @@ export async function runWorker(o: WorkerOptions): Promise<void> {
       for (const f of controls.splice(0)) f({ runId, abort: { reason: abortReason, rank: -1, lastStep: step } });
     };
     timers.push(setInterval(coordinatorGone, job.cluster.heartbeatIntervalMs));
-    bus.subscribe(subj.control, 'Control', (c) => {
+    bus.subscribe(subj.control, 'Control', (c, meta) => {
       if (c.runId !== runId) return;
+      if (meta.sender !== coordinator) return bus.countRejected('invalid', subj.control, `Control of run ${runId} from ${meta.sender}, not its coordinator ${coordinator}`);
       coordinatorSeen = performance.now();
       if (c.abort) {
         abortReason = `aborted by the coordinator: ${c.abort.reason}`;
@@ -124,10 +169,12 @@ export async function runWorker(o: WorkerOptions): Promise<void> {
     const state = await prepareWorkerState(job, assignment.resumeFrom || undefined);
     const [host, port] = [advertise.slice(0, advertise.lastIndexOf(':')), Number(advertise.slice(advertise.lastIndexOf(':') + 1))];
     ring = await GrpcRing.create({
-      jobId: `${job.name}/${runId}`, rank, worldSize: assignment.worldSize, token: o.ringToken || assignment.ringToken,
+      jobId: `${job.name}/${runId}`, rank, worldSize: assignment.worldSize, token: o.ringToken || auth.ringToken(runId),
       listenHost: o.ringHost, listenPort: o.ringPort || port, advertiseHost: host, tls: ringTls(job),
       connectTimeoutMs: job.cluster.joinTimeoutMs,
     });
+    o.events?.ring?.(ring);
+    timers.push(setInterval(() => logRingRefusals(ring!, o.log), 10_000));
     await ring.connect(assignment.peers.map((p) => p.ringAddress));
     bus.publish(subj.ready, 'Ready', { runId, rank, trainExamples: state.data.train.length, evalExamples: state.data.eval.length, startStep: state.startStep, totalSteps: state.plan.totalSteps });
     const start = await nextControl((c) => !!c.start);
