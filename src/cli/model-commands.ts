@@ -125,12 +125,13 @@ export function registerServeCommand(program: Command): void {
     .requiredOption('--model <dir>', 'model directory')
     .option('--port <port>', 'port (0 = any free port)', intArg(0), 8080)
     .option('--host <host>', 'interface to bind', '127.0.0.1')
+    .option('--max-queue <n>', 'requests that may wait behind the running one; more get 503 + Retry-After (default 64)', intArg(0))
     .option('--backend <name>', BACKEND_HELP)
     .addOption(threadsOption('all cores', false))
-    .action(action(async (o: { model: string; port: number; host: string; backend?: string; threads?: Threads }) => {
+    .action(action(async (o: { model: string; port: number; host: string; maxQueue?: number; backend?: string; threads?: Threads }) => {
       await startBackend(o.backend, threadsFor(o.threads, undefined, allCores()));
       const { startInferenceServer } = await import('../serve/server.ts');
-      const s = await startInferenceServer({ modelDir: o.model, port: o.port, host: o.host, log: (l) => console.error(l) });
+      const s = await startInferenceServer({ modelDir: o.model, port: o.port, host: o.host, maxQueue: o.maxQueue, log: (l) => console.error(l) });
       const stop = () => void s.close().then(() => process.exit(0));
       process.once('SIGINT', stop);
       process.once('SIGTERM', stop);

@@ -3,6 +3,9 @@
  * each new token costs one position of attention over the cached keys/values.
  * Decoding: greedy when temperature is 0, else softmax(logits / T) restricted by top-k, then top-p
  * (nucleus, Holtzman et al. 2019), sampled from a seeded generator so runs are reproducible.
+ * Each token ends with one macrotask yield: tfjs resolves data() as a microtask, so without it a long
+ * generation would hold the event loop until its last token (a server's /healthz, a client's
+ * disconnect and `signal` would all wait; docs/architecture.md "Liveness inside a step").
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { InputError } from '../errors.ts';
@@ -22,9 +25,11 @@ export interface GenerateOptions {
   /** Token ids that end generation (default: the model's eos). Not included in the output. */
   stopIds?: readonly number[];
   onToken?: (id: number) => void;
+  /** Checked before every token: once aborted, generation returns what it has, stoppedBy 'cancelled'. */
+  signal?: AbortSignal;
 }
 
-export type StopReason = 'eos' | 'max_tokens' | 'max_positions';
+export type StopReason = 'eos' | 'max_tokens' | 'max_positions' | 'cancelled';
 
 export interface Generation {
   ids: number[];
@@ -69,6 +74,7 @@ export async function generate(model: Model, prompt: readonly number[], o: Gener
   let offset = 0;
   try {
     while (out.length < o.maxNewTokens) {
+      if (o.signal?.aborted) return { ids: out, stoppedBy: 'cancelled' };
       if (offset + input.length > model.config.maxPositions) return { ids: out, stoppedBy: 'max_positions' };
       const step = tf.tidy(() => {
         const r = model.forwardCached(tf.tensor2d([input], [1, input.length], 'int32'), offset, cache);
@@ -85,6 +91,7 @@ export async function generate(model: Model, prompt: readonly number[], o: Gener
       out.push(next);
       o.onToken?.(next);
       input = [next];
+      await new Promise<void>((resolve) => setImmediate(resolve));
     }
     return { ids: out, stoppedBy: 'max_tokens' };
   } finally {
