@@ -1,7 +1,7 @@
 /**
  * The first building block of every recipe (single process, ring worker, eval, demo): the model's
  * config.json, the tokenizer and the whole dataset, validated before any output is touched, plus
- * what evaluation needs from them (pad id, generation options). Writes nothing.
+ * what evaluation needs from them (pad id, generation options, which examples to score). Writes nothing.
  * Checks, cheapest first, so a bad job fails in milliseconds rather than after tokenising the data:
  *   config.json sizes (model/config.ts) -> data.max_seq_len within the model's positions -> the model
  *   fits in memory for a forward pass (config/memory.ts) -> tokenizer -> data (data/dataset.ts).
@@ -11,7 +11,7 @@
 import { join } from 'node:path';
 import type { CompiledJob } from '../config/compile.ts';
 import { availableMemory, checkMemory, estimateMemory } from '../config/memory.ts';
-import { prepareData, type PreparedData } from '../data/dataset.ts';
+import { prepareData, type Example, type PreparedData } from '../data/dataset.ts';
 import { InputError } from '../errors.ts';
 import { configFromHF, hfKey, type ModelConfig } from '../model/config.ts';
 import { readConfigJson } from '../model/model-dir.ts';
@@ -63,3 +63,13 @@ function checkSeqLen(job: CompiledJob, cfg: ModelConfig, configFile: string): vo
   );
 }
 
+/**
+ * The eval examples an evaluation scores: all of them, or with eval.max_batches the first
+ * max_batches x micro_batch, the ones a single process scores in its first max_batches batches. A
+ * distributed run cuts here, before sharding, so the union of the ranks' shards is exactly that set
+ * (cutting each shard to max_batches / world batches instead scores other examples).
+ */
+export function evaluatedExamples<E extends Example>(job: CompiledJob, evalSet: readonly E[]): readonly E[] {
+  const n = job.eval.maxBatches;
+  return n === undefined ? evalSet : evalSet.slice(0, n * job.training.microBatch);
+}
