@@ -1,8 +1,10 @@
 /**
  * Job YAML -> validated spec -> CompiledJob: defaults filled in, paths resolved against the job
  * file's folder, units in names. Nothing downstream reads raw YAML or environment variables.
- * Every problem is reported at once, each with its path (`training.lr: ...`).
+ * Every problem is reported at once, each with its path (`training.lr: ...`). The one look at the
+ * filesystem: output paths that a file is in the way of.
  */
+import { statSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { parseDocument } from 'yaml';
@@ -129,6 +131,13 @@ export function compileJob(raw: unknown, jobFile: string): CompiledJob {
   if (task === 'classification' && s.data.format !== 'label') problems.push(`  data.format: task classification needs format "label", got "${s.data.format}"`);
   if (task === 'causal-lm' && s.data.format === 'label') problems.push('  data.format: format "label" needs task classification');
   if (s.training.micro_batch > s.training.global_batch) problems.push(`  training.micro_batch: ${s.training.micro_batch} is larger than global_batch ${s.training.global_batch}`);
+  const outputDir = path(s.output);
+  const checkpointDir = s.checkpoint.dir ? path(s.checkpoint.dir) : resolve(outputDir, 'checkpoints');
+  const badOutput = notADirectory(outputDir);
+  if (badOutput) problems.push(`  output: ${badOutput}`);
+  // The default checkpoint.dir is under output: reported once, as output's problem, when that is bad.
+  const badCheckpoints = (s.checkpoint.dir || !badOutput) && notADirectory(checkpointDir);
+  if (badCheckpoints) problems.push(`  checkpoint.dir: ${badCheckpoints}${s.checkpoint.dir ? '' : ' (the default, under output)'}`);
   let generationMetrics: GenerationMetric[] = [];
   try {
     generationMetrics = checkMetricNames(s.eval.metrics, task, s.data.format);
@@ -139,7 +148,6 @@ export function compileJob(raw: unknown, jobFile: string): CompiledJob {
     problems.push(`  ${(err as Error).message}`);
   }
   if (problems.length) throw new JobSpecError(`${jobFile}: ${problems.length} problem${problems.length === 1 ? '' : 's'} in the job spec:\n${problems.join('\n')}`);
-  const outputDir = path(s.output);
   const tls = (t?: { ca?: string; cert?: string; key?: string }): TlsPaths | undefined =>
     t && { caFile: t.ca && path(t.ca), certFile: t.cert && path(t.cert), keyFile: t.key && path(t.key) };
   return {
@@ -177,7 +185,7 @@ export function compileJob(raw: unknown, jobFile: string): CompiledJob {
       gradClip: s.training.grad_clip,
       seed: s.training.seed,
     },
-    checkpoint: { dir: s.checkpoint.dir ? path(s.checkpoint.dir) : resolve(outputDir, 'checkpoints'), everyNSteps: s.checkpoint.every_n_steps, keep: s.checkpoint.keep },
+    checkpoint: { dir: checkpointDir, everyNSteps: s.checkpoint.every_n_steps, keep: s.checkpoint.keep },
     eval: {
       everyNSteps: s.eval.every_n_steps,
       metrics: s.eval.metrics,
@@ -205,6 +213,25 @@ export function compileJob(raw: unknown, jobFile: string): CompiledJob {
     },
     outputDir,
   };
+}
+
+/**
+ * Why `dir` cannot be created as a directory, or undefined when it can (as far as we can tell now):
+ * it is an existing file, or lies under one. Otherwise the run would fail with EEXIST or ENOTDIR
+ * when it first writes, after the data and model were loaded. Permissions are left to that write.
+ */
+function notADirectory(dir: string): string | undefined {
+  for (let p = dir; ; p = dirname(p)) {
+    let isDir: boolean | undefined;
+    try {
+      isDir = statSync(p, { throwIfNoEntry: false })?.isDirectory();
+    } catch (err) {
+      // ENOTDIR: a parent is a file, found as the walk goes up.
+      if ((err as NodeJS.ErrnoException).code !== 'ENOTDIR') return undefined;
+    }
+    if (isDir === false) return p === dir ? `${dir} is a file, not a directory` : `${dir} is under ${p}, which is a file`;
+    if (isDir || dirname(p) === p) return undefined;
+  }
 }
 
 /** Reads and compiles a job YAML file; YAML syntax errors name the line. */

@@ -84,3 +84,18 @@ export async function prepareData(job: CompiledJob, tok: Tokenizer, modelLabels?
   }
   return { train, eval: evalSet, labels, skipped };
 }
+
+/**
+ * Every step takes `training.global_batch` examples of one epoch: a training set smaller than that
+ * would silently make each step the whole set, and the batch size in the job a fiction.
+ */
+export function checkBatchFits(job: CompiledJob, data: PreparedData): void {
+  const n = data.train.length;
+  if (job.training.globalBatch <= n) return;
+  const packed = job.data.packing && job.task === 'causal-lm' ? ' (rows after packing)' : '';
+  const held = data.eval.length && !job.data.evalPath ? `, after holding out ${data.eval.length} for eval (data.eval_fraction ${job.data.evalFraction})` : '';
+  throw new InputError(
+    `${job.jobFile}: training.global_batch ${job.training.globalBatch} is larger than the ${n} training examples${packed} in ${job.data.trainPath}${held}; ` +
+    `set training.global_batch to at most ${n}, or add data`,
+  );
+}

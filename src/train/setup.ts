@@ -2,9 +2,12 @@
  * What every trainer (single process or ring worker) builds before its first step: the model (from
  * the base directory or a checkpoint), its flat parameter view, AdamW with the decay groups, the batch
  * plan and the schedule. One place, so both paths train the same way.
+ * First, before any weights load, what training needs beyond prepare.ts's checks: a global batch the
+ * training set can fill, and memory for gradients, AdamW state and the activations kept for backward.
  */
 import type { CompiledJob } from '../config/compile.ts';
-import type { PreparedData } from '../data/dataset.ts';
+import { availableMemory, checkMemory, estimateMemory } from '../config/memory.ts';
+import { checkBatchFits, type PreparedData } from '../data/dataset.ts';
 import { loadModel } from '../model/model-dir.ts';
 import type { Model } from '../model/model.ts';
 import { AdamW } from '../optim/adamw.ts';
@@ -13,6 +16,7 @@ import { BatchPlan } from './batch-plan.ts';
 import type { TrainerState } from '../run/trainer-state.ts';
 import { readCheckpoint, restoreOptimizer } from './checkpoint.ts';
 import { FlatParams } from './flat-params.ts';
+import { readModelConfig } from './prepare.ts';
 
 export interface TrainingSetup {
   model: Model;
@@ -26,6 +30,9 @@ export interface TrainingSetup {
 
 export async function setupTraining(job: CompiledJob, data: PreparedData, resumeFrom?: string): Promise<TrainingSetup> {
   const t = job.training;
+  checkBatchFits(job, data);
+  const { config, file } = await readModelConfig(job);
+  checkMemory(estimateMemory(config, job.task, { purpose: 'train', microBatch: t.microBatch, seqLen: job.data.maxSeqLen }), availableMemory(), job.jobFile, file);
   const restored = resumeFrom ? await readCheckpoint(resumeFrom, job.task) : undefined;
   const model = restored?.model ?? (await loadModel(job.modelDir, { task: job.task, labels: data.labels, seed: t.seed })).model;
   const plan = new BatchPlan(data.train.length, t.globalBatch, t.seed, { epochs: t.epochs, maxSteps: t.maxSteps });

@@ -3,7 +3,8 @@
  * (batch-plan.ts) and takes its contiguous share of each step's examples; gradient sums, loss sum and
  * count are all-reduced, so every rank applies the identical global-mean update. Rank 0 writes
  * checkpoints and the final model; every rank evaluates its share of the eval set and sends the
- * mergeable state to the coordinator, which decides whether training goes on.
+ * mergeable state to the coordinator, which decides whether training goes on (rankEvalState: the
+ * merged shares score exactly the examples a single process scores).
  */
 import { createHash } from 'node:crypto';
 import { appendFile } from 'node:fs/promises';
@@ -11,7 +12,8 @@ import type { GrpcRing } from '../collective/grpc-ring.ts';
 import type { CompiledJob } from '../config/compile.ts';
 import type { Bus, ControlMessages } from '../control/bus.ts';
 import type { Subjects } from '../control/subjects.ts';
-import type { PreparedData } from '../data/dataset.ts';
+import type { Example, PreparedData } from '../data/dataset.ts';
+import { mergeEvalStates, type EvalState } from '../eval/eval-state.ts';
 import { saveModel } from '../model/model-dir.ts';
 import type { Model } from '../model/model.ts';
 import type { AdamW } from '../optim/adamw.ts';
@@ -22,7 +24,7 @@ import { BatchPlan } from '../train/batch-plan.ts';
 import { saveCheckpoint } from '../train/checkpoint.ts';
 import { evalState, type GenerationOptions } from '../train/evaluate.ts';
 import type { FlatParams } from '../train/flat-params.ts';
-import { prepareRun } from '../train/prepare.ts';
+import { evaluatedExamples, prepareRun } from '../train/prepare.ts';
 import { setupTraining } from '../train/setup.ts';
 import { runPlannedSteps } from '../train/step-runner.ts';
 import type { StepReport } from '../train/train-step.ts';
@@ -73,11 +75,29 @@ export interface LoopContext {
   traceFile?: string;
 }
 
+/**
+ * Rank `rank`'s part of an evaluation, to be merged with the other ranks' (mergeEvalStates). Loss and
+ * classification: its shard of evaluatedExamples, cut to eval.max_batches before sharding, so the
+ * ranks together score exactly the single-process examples. Generation: ceil(maxExamples / world)
+ * prompts from its shard of the whole eval set, as before.
+ */
+export async function rankEvalState(
+  model: Model, job: CompiledJob, evalSet: readonly Example[], padId: number, rank: number, worldSize: number, generation?: GenerationOptions,
+): Promise<EvalState> {
+  const mb = job.training.microBatch;
+  const scored = BatchPlan.shard(evaluatedExamples(job, evalSet), rank, worldSize);
+  const gen = generation && { ...generation, maxExamples: Math.ceil(generation.maxExamples / worldSize) };
+  if (!gen || job.eval.maxBatches === undefined) return evalState(model, scored, mb, padId, undefined, gen);
+  // The two example sets differ: score one without generating, generate from the other without scoring.
+  const scoredState = await evalState(model, scored, mb, padId, undefined, { ...gen, maxExamples: 0 });
+  const generated = await evalState(model, BatchPlan.shard(evalSet, rank, worldSize), mb, padId, 0, gen);
+  return mergeEvalStates(scoredState, generated);
+}
+
 /** Runs the steps; returns the final model directory on rank 0. */
 export async function runSteps(st: WorkerState, c: LoopContext): Promise<string | undefined> {
   const { job, model, flat, optimizer, plan } = st;
   const t = job.training;
-  const evalShard = BatchPlan.shard(st.data.eval, c.rank, c.worldSize);
   const bytesPerElement = job.cluster.codec === 'bf16' ? 2 : 4;
   const reduceBytes = Math.round((2 * (c.worldSize - 1) / c.worldSize) * flat.reduceBuffer.length * bytesPerElement);
   let early = st.early;
@@ -85,8 +105,7 @@ export async function runSteps(st: WorkerState, c: LoopContext): Promise<string 
 
   const evaluate = async (): Promise<boolean> => {
     if (st.data.eval.length === 0) return false;
-    const generation = st.generation && { ...st.generation, maxExamples: Math.ceil(st.generation.maxExamples / c.worldSize) };
-    const state = await evalState(model, evalShard, t.microBatch, st.padId, job.eval.maxBatches && Math.ceil(job.eval.maxBatches / c.worldSize), generation);
+    const state = await rankEvalState(model, job, st.data.eval, st.padId, c.rank, c.worldSize, st.generation);
     c.bus.publish(c.subj.eval, 'EvalReport', { runId: c.runId, rank: c.rank, step, stateJson: JSON.stringify(state) });
     const d = await c.waitForDecision(step);
     early = { best: d.best, badEvals: d.badEvals };
