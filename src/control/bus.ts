@@ -25,7 +25,7 @@ export interface ControlMessages {
   CheckpointReport: { runId: string; step: number; path: string };
   Done: { runId: string; rank: number; step: number; finalModelDir: string };
   Failed: { runId: string; rank: number; workerId: string; error: string; step: number; lostRank: number };
-  Control: { runId: string; start?: { startStep: number }; evalDecision?: { step: number; stop: boolean; best: number; badEvals: number }; abort?: { reason: string; rank: number; lastStep: number }; shutdown?: Record<string, never>; alive?: { step: number } };
+  Control: { runId: string; start?: { startStep: number }; evalDecision?: { step: number; stop: boolean; best: number; badEvals: number }; abort?: { reason: string; rank: number; lastStep: number }; shutdown?: Record<string, never>; alive?: { step: number; checkpointStep?: number } };
   StatusRequest: Record<string, never>;
   StatusReply: {
     job: string; runId: string; phase: string; step: number; totalSteps: number; worldSize: number; workersAlive: number; lastLoss: number;
@@ -78,10 +78,32 @@ export class Bus {
   /** Dropped messages by reason. */
   readonly rejected = new Map<RejectReason, number>();
   onReject?: (reason: RejectReason, subject: string, detail: string) => void;
+  /** Called when the NATS connection drops (false) and comes back (true). */
+  onConnection?: (up: boolean) => void;
   private subs: Subscription[] = [];
   private lastLog = new Map<RejectReason, number>();
+  private downSince?: number;
 
-  private constructor(readonly nc: NatsConnection, readonly auth: ControlAuth, private readonly log: (line: string) => void) {}
+  private constructor(readonly nc: NatsConnection, readonly auth: ControlAuth, private readonly log: (line: string) => void) {
+    void (async () => {
+      for await (const s of nc.status()) {
+        if (s.type === 'disconnect' && this.downSince === undefined) {
+          this.downSince = performance.now();
+          this.log(`[control] lost the NATS connection (${String(s.data)}); reconnecting`);
+          this.onConnection?.(false);
+        } else if (s.type === 'reconnect' && this.downSince !== undefined) {
+          this.log(`[control] NATS connection back after ${Math.round(performance.now() - this.downSince)} ms`);
+          this.downSince = undefined;
+          this.onConnection?.(true);
+        }
+      }
+    })().catch(() => {});
+  }
+
+  /** How long the NATS connection has been down, 0 while connected. */
+  get disconnectedMs(): number {
+    return this.downSince === undefined ? 0 : performance.now() - this.downSince;
+  }
 
   static async connect(o: BusOptions, auth: ControlAuth, log: (line: string) => void = (l) => console.error(l)): Promise<Bus> {
     const opts: ConnectionOptions = { servers: o.url, name: o.name, maxReconnectAttempts: -1, reconnectTimeWait: 500 };

@@ -99,6 +99,8 @@ export interface CoordinatorInit {
   resumeFrom?: string;
   /** Counts a message that authenticated but does not belong to this run (wrong rank or sender, out-of-range step). */
   refuse?: (detail: string) => void;
+  /** How long the NATS connection has been down (0: up); liveness is not judged during an outage. */
+  natsDownMs?: () => number;
 }
 
 /** The job as workers get it: NATS credentials stay with whoever holds them (each process has its own). */
@@ -123,6 +125,9 @@ export class Coordinator {
   private stoppedEarly = false;
   private sizes = { train: 0, eval: 0 };
   private finalModelDir: string;
+  private lastProgress = performance.now();
+  private readonly decisions = new Map<number, NonNullable<M['Control']['evalDecision']>>();
+  private readonly assignments = new Map<string, M['Assignment']>();
   private settle!: { resolve: (s: RunSummary) => void; reject: (e: Error) => void };
 
   constructor(private readonly o: CoordinatorInit) {
@@ -141,8 +146,12 @@ export class Coordinator {
   onJoin(j: M['Join'], sender?: string): void {
     if (sender !== undefined && sender !== j.workerId) return this.refuse(`Join for ${j.workerId} sent by ${sender}`);
     if (this.phase !== 'waiting-for-workers') {
-      // A worker beyond the world size is told so (it exits non-zero) instead of waiting forever.
-      if (!this.members.has(j.workerId)) {
+      // A member still joining lost its Assignment: send it again. A worker beyond the world size is
+      // told so (it exits non-zero) instead of waiting forever.
+      const mine = this.assignments.get(j.workerId);
+      if (mine) {
+        if (this.phase === 'loading') this.o.outbox.assign(j.workerId, mine);
+      } else {
         this.o.outbox.assign(j.workerId, {
           runId: this.o.runId, workerId: j.workerId, rank: 0, worldSize: 0, peers: [], compiledJobJson: '', resumeFrom: '',
           refused: `run ${this.o.runId} already has its ${this.members.worldSize} workers (phase ${this.phase})`,
@@ -156,10 +165,12 @@ export class Coordinator {
     const { job, runId } = this.o;
     const peers = this.members.assignRanks();
     for (const p of peers) {
-      this.o.outbox.assign(p.workerId, {
+      const a: M['Assignment'] = {
         runId, workerId: p.workerId, rank: p.rank, worldSize: peers.length, peers, compiledJobJson: JSON.stringify(withoutCredentials(job)),
         resumeFrom: this.o.resumeFrom ?? '',
-      });
+      };
+      this.assignments.set(p.workerId, a);
+      this.o.outbox.assign(p.workerId, a);
     }
     this.o.log(`[coordinator] run ${runId}: ${peers.map((p) => `rank ${p.rank} = ${p.workerId} @ ${p.ringAddress}`).join(', ')}`);
   }
@@ -172,12 +183,17 @@ export class Coordinator {
 
   // 4-5. ready -> start
   onReady(r: M['Ready'], sender?: string): void {
-    if (r.runId !== this.o.runId || !this.fromRank(r.rank, sender, 'Ready') || this.phase !== 'loading') return;
+    if (r.runId !== this.o.runId || !this.fromRank(r.rank, sender, 'Ready')) return;
+    // A rank re-sends Ready until it hears Start: it missed it.
+    if (this.phase === 'training' && this.ready.has(r.rank)) return this.o.outbox.control({ start: { startStep: this.steps.contiguous } });
+    if (this.phase !== 'loading') return;
     this.ready.add(r.rank);
     this.totalSteps = r.totalSteps;
     if (r.rank === 0) this.sizes = { train: r.trainExamples, eval: r.evalExamples };
     if (this.ready.size < this.members.worldSize) return;
     this.lastComplete = r.startStep;
+    this.steps.startAt(r.startStep);
+    this.progressed();
     this.setPhase('training');
     this.o.outbox.control({ start: { startStep: r.startStep } });
   }
@@ -189,7 +205,8 @@ export class Coordinator {
     this.members.alsoAlive(r.rank); // a report is as good as a heartbeat
     const s = this.steps.add(r, this.members.worldSize);
     if (!s) return;
-    this.lastComplete = Math.max(this.lastComplete, s.step);
+    this.lastComplete = this.steps.contiguous;
+    this.progressed();
     this.lastLoss = s.loss;
     this.o.events?.step?.({ step: s.step, loss: s.loss, lr: s.lr, gradNorm: s.gradNorm, tokens: s.tokens, samples: s.samples, tokensPerSecond: s.tokensPerSecond });
     if (s.step % Math.max(1, Math.round(this.totalSteps / 10)) === 0 || s.step === this.totalSteps) {
@@ -210,6 +227,9 @@ export class Coordinator {
   async onEvalReport(e: M['EvalReport'], sender?: string): Promise<void> {
     if (e.runId !== this.o.runId || !this.fromRank(e.rank, sender, 'EvalReport')) return;
     if (this.totalSteps > 0 && e.step > this.totalSteps) return this.refuse(`EvalReport for step ${e.step} of ${this.totalSteps}`);
+    // A rank re-sends its report until it hears the decision: it missed it.
+    const decided = this.decisions.get(e.step);
+    if (decided) return this.o.outbox.control({ evalDecision: decided });
     const r = this.evals.add(e.step, e.rank, parseEvalState(e.stateJson, `EvalReport from rank ${e.rank} for step ${e.step}`), this.members.worldSize);
     if (!r) return;
     this.o.events?.eval?.(e.step, r);
@@ -223,13 +243,18 @@ export class Coordinator {
     }
     if (stop) this.stoppedEarly = true;
     const { best, badEvals } = this.o.record.earlyStopping() ?? { best: NaN, badEvals: 0 };
-    this.o.outbox.control({ evalDecision: { step: e.step, stop, best, badEvals } });
+    const decision = { step: e.step, stop, best, badEvals };
+    this.decisions.set(e.step, decision);
+    this.progressed();
+    this.o.outbox.control({ evalDecision: decision });
   }
 
   // 8. checkpoints
   onCheckpoint(c: M['CheckpointReport'], sender?: string): void {
     if (c.runId !== this.o.runId || !this.fromRank(0, sender, 'CheckpointReport')) return;
+    if (c.step <= this.lastCheckpointStep) return; // a re-send
     this.lastCheckpointStep = c.step;
+    this.progressed();
     this.o.events?.checkpoint?.(c.step);
     this.o.log(`[coordinator] checkpoint step ${c.step}: ${c.path}`);
   }
@@ -250,17 +275,37 @@ export class Coordinator {
   tick(): void {
     const v = this.liveness.check(this.phase);
     this.o.events?.workersAlive?.(v.alive, this.members.worldSize);
-    if (v.announce) this.o.outbox.control({ alive: { step: this.lastComplete } });
-    if (v.lost) this.fail(v.lost.rank, this.liveness.describe(v.lost));
+    // While NATS is down nobody can be heard: judge the outage, not the ranks.
+    const down = this.o.natsDownMs?.() ?? 0;
+    if (down > 0) {
+      if (down > this.liveness.timeoutMs && v.lost !== undefined) {
+        this.fail(-1, `the coordinator lost its NATS connection ${Math.round(down)} ms ago (longer than cluster.heartbeat_timeout_ms ${this.liveness.timeoutMs}): NATS is down or unreachable`);
+      }
+      return;
+    }
+    if (v.announce) this.o.outbox.control({ alive: { step: this.lastComplete, checkpointStep: this.lastCheckpointStep } });
+    if (v.lost) return this.fail(v.lost.rank, this.liveness.describe(v.lost));
+    const limit = this.o.job.cluster.progressTimeoutMs;
+    const still = performance.now() - this.lastProgress;
+    if (this.phase === 'training' && limit > 0 && still > limit) {
+      this.fail(-1, `no progress for ${Math.round(still / 1000)} s (cluster.progress_timeout_ms ${limit}): no step, evaluation or checkpoint completed after step ${this.lastComplete} though every rank is alive`);
+    }
+  }
+
+  /** NATS is back: nobody could be heard during the outage, so every rank's clock restarts now. */
+  reconnected(): void {
+    this.members.graceAll();
   }
 
   // 10. done
   async onDone(d: M['Done'], sender?: string): Promise<void> {
     if (d.runId !== this.o.runId || !this.fromRank(d.rank, sender, 'Done')) return;
+    // A rank re-sends Done until it hears Shutdown: it missed it.
+    if (this.phase === 'done') return this.o.outbox.control({ shutdown: {} });
     this.done.add(d.rank);
     this.members.finished(d.rank);
     if (d.rank === 0 && d.finalModelDir) this.finalModelDir = d.finalModelDir;
-    if (this.done.size < this.members.worldSize || this.phase === 'failed' || this.phase === 'done') return;
+    if (this.done.size < this.members.worldSize || this.phase === 'failed' || this.phase === 'finishing') return;
     this.setPhase('finishing');
     const finalEval = await this.o.record.finish({
       steps: this.lastComplete, stoppedEarly: this.stoppedEarly, data: this.sizes, finalModelDir: this.finalModelDir,
@@ -314,6 +359,10 @@ export class Coordinator {
     this.o.refuse?.(detail);
   }
 
+  private progressed(): void {
+    this.lastProgress = performance.now();
+  }
+
   private setPhase(p: CoordinatorPhase): void {
     this.phase = p;
     this.o.events?.phase?.(p);
@@ -336,11 +385,13 @@ export async function runCoordinator(o: CoordinatorOptions): Promise<RunSummary>
   const c = new Coordinator({
     job, runId, record, log: o.log, events: o.events, resumeFrom,
     refuse: (detail) => bus.countRejected('invalid', 'run', detail),
+    natsDownMs: () => bus.disconnectedMs,
     outbox: {
       control: (msg) => bus.publish(subj.control, 'Control', { runId, ...msg }),
       assign: (workerId, a) => bus.publish(subj.worker(workerId), 'Assignment', a),
     },
   });
+  bus.onConnection = (up) => { if (up) c.reconnected(); };
   // A handler that throws (a malformed report) stops the run with the reason instead of the process.
   const guarded = <T>(handler: (msg: T, sender: string) => void | Promise<void>) => async (msg: T, meta: MessageMeta) => {
     try {

@@ -71,6 +71,12 @@ export class Membership {
     if (m) m.lastHeartbeat = performance.now();
   }
 
+  /** Every member counts as heard from now (after an outage in which nobody could be). */
+  graceAll(): void {
+    const now = performance.now();
+    for (const m of this.members.values()) m.lastHeartbeat = now;
+  }
+
   alive(timeoutMs: number): number {
     const now = performance.now();
     return [...this.members.values()].filter((m) => now - m.lastHeartbeat <= timeoutMs && m.phase !== 'failed').length;

@@ -27,13 +27,34 @@ export interface CompletedStep {
 
 export class StepBook {
   private pending = new Map<number, Map<number, StepReport>>();
+  /** Every step up to this one is complete (what Control.alive acknowledges). */
+  private through = 0;
+  /** Complete steps above `through` (a report of an earlier step is still missing: lost, to be re-sent). */
+  private ahead = new Set<number>();
 
-  /** Adds one rank's report; returns the step once all `worldSize` ranks reported it. */
+  /** The run (re)starts after `step` completed steps. */
+  startAt(step: number): void {
+    this.through = step;
+    this.ahead.clear();
+  }
+
+  /** The highest step such that it and every step before it are complete. */
+  get contiguous(): number {
+    return this.through;
+  }
+
+  /**
+   * Adds one rank's report; returns the step once all `worldSize` ranks reported it. A report of a
+   * step already complete (a re-send whose acknowledgement was late) returns undefined.
+   */
   add(r: StepReport, worldSize: number): CompletedStep | undefined {
+    if (r.step <= this.through || this.ahead.has(r.step)) return undefined;
     const at = this.pending.get(r.step) ?? new Map<number, StepReport>();
     this.pending.set(r.step, at.set(r.rank, r));
     if (at.size < worldSize) return undefined;
     this.pending.delete(r.step);
+    this.ahead.add(r.step);
+    while (this.ahead.delete(this.through + 1)) this.through += 1;
     const all = [...at.values()];
     const r0 = at.get(0) ?? all[0];
     const tokens = all.reduce((a, x) => a + x.inputTokens, 0);
