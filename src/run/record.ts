@@ -7,11 +7,12 @@
 import type { CompiledJob } from '../config/compile.ts';
 import type { EvalResult } from '../eval/eval-state.ts';
 import { EarlyStopper } from './early-stopping.ts';
-import { RunHistory } from './history.ts';
+import { RunHistory, type HistoryLine } from './history.ts';
 import { writeReports } from './report.ts';
 import type { TrainerState } from './trainer-state.ts';
 
-export type TrainLine = { step: number } & Record<string, number | string>;
+/** A completed step's line: the global numbers every recipe has, plus its own (throughput, timing). */
+export type TrainLine = { step: number; loss: number; grad_norm: number; count: number } & Record<string, number | string>;
 
 export interface RunEnd {
   steps: number;
@@ -33,9 +34,14 @@ export class RunRecord {
     readonly stopper?: EarlyStopper,
   ) {}
 
-  /** Opens the record of `job`, continuing `resumed` (its step and early-stopping state) if given. */
-  static async open(job: Pick<CompiledJob, 'name' | 'modelDir' | 'task' | 'outputDir' | 'eval'>, resumed?: TrainerState): Promise<RunRecord> {
-    const history = await RunHistory.open(job.outputDir, resumed?.step ?? 0);
+  /**
+   * Opens the record of `job`, continuing `resumed` (its step and early-stopping state) if given;
+   * `carried` are the train lines its checkpoint carries (CheckpointClaim.resumed.history).
+   */
+  static async open(
+    job: Pick<CompiledJob, 'name' | 'modelDir' | 'task' | 'outputDir' | 'eval'>, resumed?: TrainerState, carried: readonly HistoryLine[] = [],
+  ): Promise<RunRecord> {
+    const history = await RunHistory.open(job.outputDir, resumed?.step ?? 0, carried);
     const stopper = job.eval.earlyStopping ? new EarlyStopper(job.eval.earlyStopping, resumed?.earlyStopping) : undefined;
     return new RunRecord(job, history, stopper);
   }
