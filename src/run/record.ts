@@ -50,8 +50,19 @@ export class RunRecord {
     return performance.now() - this.started;
   }
 
+  /**
+   * Records a completed step. A step with loss positions whose loss or gradient norm is not finite
+   * made no update (train-step.ts: training.on_nonfinite skip_step; with `fail` the run stops before
+   * such a step is recorded): its line says so as `skipped_nonfinite: 1`, and the report counts them.
+   */
   async train(line: TrainLine): Promise<void> {
-    await this.history.append({ type: 'train', ...line });
+    const skipped = line.count > 0 && !(Number.isFinite(line.loss) && Number.isFinite(line.grad_norm));
+    await this.history.append({ type: 'train', ...line, ...(skipped ? { skipped_nonfinite: 1 } : {}) });
+  }
+
+  /** Steps of this run (resumed ones included) that skipped their update on a non-finite loss or gradient. */
+  get skippedNonFinite(): number {
+    return this.history.lines.filter((h) => h.type === 'train' && h.skipped_nonfinite === 1).length;
   }
 
   async eval(step: number, result: EvalResult): Promise<void> {
@@ -80,7 +91,7 @@ export class RunRecord {
     const finalEval = this.lastEval;
     await writeReports(this.job.outputDir, {
       job: this.job.name, ...end.extra, model: this.job.modelDir, task: this.job.task, steps: end.steps, stopped_early: end.stoppedEarly,
-      data: end.data, base_eval: this.baseEval, final_eval: finalEval, seconds: +(this.elapsedMs / 1000).toFixed(1), final_model: end.finalModelDir,
+      skipped_nonfinite_steps: this.skippedNonFinite, data: end.data, base_eval: this.baseEval, final_eval: finalEval, seconds: +(this.elapsedMs / 1000).toFixed(1), final_model: end.finalModelDir,
     }, this.history.lines);
     return finalEval;
   }

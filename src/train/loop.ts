@@ -76,6 +76,7 @@ export async function train(job: CompiledJob, o: TrainOptions = {}): Promise<Tra
       step = s;
       const tps = r.inputTokens / ((r.computeMs + r.reduceMs) / 1000);
       await record.train({ step, epoch: plan.epochOf(step - 1), loss: r.loss, lr, grad_norm: r.gradNorm, count: r.count, tokens_per_s: Math.round(tps) });
+      if (r.skippedNonFinite) log(`[ringtune] step ${step}: loss ${r.loss}, gradient norm ${r.gradNorm}: update skipped (training.on_nonfinite: skip_step)`);
       bar?.update(step, { loss: r.loss.toFixed(4), tps: Math.round(tps) });
       if (!bar && (step % 10 === 0 || step === plan.totalSteps)) log(`[ringtune] step ${step}/${plan.totalSteps} loss ${r.loss.toFixed(4)} lr ${lr.toExponential(2)} ${Math.round(tps)} tok/s`);
     },
@@ -99,6 +100,7 @@ export async function train(job: CompiledJob, o: TrainOptions = {}): Promise<Tra
     steps: step, stoppedEarly, finalModelDir, data: { train: data.train.length, eval: data.eval.length, skipped_bad_records: data.skipped.length },
   });
   if (finalEval) log(`[ringtune] step ${step} eval: ${fmt(finalEval)}${stoppedEarly ? ' (stopped early)' : ''}`);
+  if (record.skippedNonFinite) log(`[ringtune] ${record.skippedNonFinite} step(s) skipped on a non-finite loss or gradient (metrics.jsonl: skipped_nonfinite)`);
   model.dispose();
   const sizes = { train: data.train.length, eval: data.eval.length, skipped: data.skipped.length };
   return { steps: step, baseEval, finalEval, stoppedEarly, history: record.history.lines, data: sizes, finalModelDir };

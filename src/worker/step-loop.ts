@@ -105,6 +105,7 @@ export async function runSteps(st: WorkerState, c: LoopContext): Promise<string 
 
   if (step === 0) await evaluate();
   const run = await runPlannedSteps(job, st, st.data.train, st.padId, step, {
+    rank: c.rank,
     shard: (indices) => BatchPlan.shard(indices, c.rank, c.worldSize),
     allReduce: (buf, collective) => c.ring.allReduce(buf, { step: collective, op: 'sum', codec: job.cluster.codec, timeoutMs: job.cluster.collectiveTimeoutMs }),
     beforeStep: async (s, mine) => {
