@@ -28,3 +28,15 @@ export class WeightMappingError extends RingtuneError {
 export class BackendError extends RingtuneError {
   override readonly name: string = 'BackendError';
 }
+
+/**
+ * A training step whose loss or gradient norm is not finite (training.on_nonfinite: fail). Thrown
+ * after the all-reduce, so every rank of a ring throws it at the same step. Names the step, and the
+ * rank when the run is distributed.
+ */
+export class NonFiniteError extends RingtuneError {
+  override readonly name: string = 'NonFiniteError';
+  constructor(message: string, readonly step: number, readonly rank?: number) {
+    super(message);
+  }
+}

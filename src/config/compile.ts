@@ -53,6 +53,8 @@ export interface CompiledJob {
     beta2: number;
     eps: number;
     gradClip: number;
+    /** training.on_nonfinite (train-step.ts). */
+    onNonFinite: 'fail' | 'skip_step';
     seed: number;
   };
   checkpoint: { dir: string; everyNSteps: number; keep: number };
@@ -183,6 +185,7 @@ export function compileJob(raw: unknown, jobFile: string): CompiledJob {
       beta2: s.training.betas[1],
       eps: s.training.eps,
       gradClip: s.training.grad_clip,
+      onNonFinite: s.training.on_nonfinite,
       seed: s.training.seed,
     },
     checkpoint: { dir: checkpointDir, everyNSteps: s.checkpoint.every_n_steps, keep: s.checkpoint.keep },

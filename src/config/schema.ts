@@ -54,6 +54,8 @@ export const TrainingSchema = z
     betas: z.tuple([z.number().min(0).lt(1), z.number().min(0).lt(1)]).default([0.9, 0.999]),
     eps: z.number().positive().default(1e-8),
     grad_clip: z.number().min(0).default(1.0),
+    /** A step whose loss or gradient norm is NaN/Inf: fail the run (naming step and rank), or skip its update (counted). */
+    on_nonfinite: z.enum(['fail', 'skip_step']).default('fail'),
     seed: nonNegInt.default(0),
   })
   .strict()

@@ -205,7 +205,7 @@ export class Coordinator {
     this.members.alsoAlive(r.rank); // a report is as good as a heartbeat
     const s = this.steps.add(r, this.members.worldSize);
     if (!s) return;
-    this.lastComplete = this.steps.contiguous;
+    this.lastComplete = Math.max(this.lastComplete, s.step);
     this.progressed();
     this.lastLoss = s.loss;
     this.o.events?.step?.({ step: s.step, loss: s.loss, lr: s.lr, gradNorm: s.gradNorm, tokens: s.tokens, samples: s.samples, tokensPerSecond: s.tokensPerSecond });
@@ -283,7 +283,8 @@ export class Coordinator {
       }
       return;
     }
-    if (v.announce) this.o.outbox.control({ alive: { step: this.lastComplete, checkpointStep: this.lastCheckpointStep } });
+    // Acknowledges reports: every step up to `steps.contiguous` is in; workers re-send the rest.
+    if (v.announce) this.o.outbox.control({ alive: { step: this.steps.contiguous, checkpointStep: this.lastCheckpointStep } });
     if (v.lost) return this.fail(v.lost.rank, this.liveness.describe(v.lost));
     const limit = this.o.job.cluster.progressTimeoutMs;
     const still = performance.now() - this.lastProgress;

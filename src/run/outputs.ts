@@ -4,7 +4,10 @@
  *   <output>/final/             the fine-tuned model, Hugging Face layout
  *   <output>/eval_report.json   summary: data sizes, base and final evaluation, time (report.ts)
  *   <output>/report.html        the same with loss / metric curves, opens offline
- *   <checkpoint dir>/step-NNNNNNNN/{model/, optimizer.safetensors, trainer_state.json}, <checkpoint dir>/latest
+ *   <checkpoint dir>/step-NNNNNNNN/{model/, optimizer.safetensors, trainer_state.json, history.jsonl}
+ *   <checkpoint dir>/latest     the name of the newest complete checkpoint of the run (trainer-state.ts)
+ *   <checkpoint dir>/.step-NNNNNNNN.tmp-*   staging of a checkpoint being written (util/atomic.ts);
+ *                               a leftover is a crash's, removed when the next run claims the dir
  */
 import { join } from 'node:path';
 
@@ -20,6 +23,8 @@ export const CHECKPOINT_NAMES = {
   trainerState: 'trainer_state.json',
   model: 'model',
   optimizer: 'optimizer.safetensors',
+  /** The run's train lines up to the checkpoint, as its writer saw them (history.ts says why). */
+  history: 'history.jsonl',
 } as const;
 
 export const historyFile = (outputDir: string) => join(outputDir, OUTPUT_NAMES.history);

@@ -7,11 +7,12 @@
 import type { CompiledJob } from '../config/compile.ts';
 import type { EvalResult } from '../eval/eval-state.ts';
 import { EarlyStopper } from './early-stopping.ts';
-import { RunHistory } from './history.ts';
+import { RunHistory, type HistoryLine } from './history.ts';
 import { writeReports } from './report.ts';
 import type { TrainerState } from './trainer-state.ts';
 
-export type TrainLine = { step: number } & Record<string, number | string>;
+/** A completed step's line: the global numbers every recipe has, plus its own (throughput, timing). */
+export type TrainLine = { step: number; loss: number; grad_norm: number; count: number } & Record<string, number | string>;
 
 export interface RunEnd {
   steps: number;
@@ -33,19 +34,42 @@ export class RunRecord {
     readonly stopper?: EarlyStopper,
   ) {}
 
-  /** Opens the record of `job`, continuing `resumed` (its step and early-stopping state) if given. */
-  static async open(job: Pick<CompiledJob, 'name' | 'modelDir' | 'task' | 'outputDir' | 'eval'>, resumed?: TrainerState): Promise<RunRecord> {
-    const history = await RunHistory.open(job.outputDir, resumed?.step ?? 0);
+  /**
+   * Opens the record of `job`, continuing `resumed` (its step and early-stopping state) if given;
+   * `carried` are the train lines its checkpoint carries (CheckpointClaim.resumed.history).
+   */
+  static async open(
+    job: Pick<CompiledJob, 'name' | 'modelDir' | 'task' | 'outputDir' | 'eval'>, resumed?: TrainerState, carried: readonly HistoryLine[] = [],
+  ): Promise<RunRecord> {
+    const history = await RunHistory.open(job.outputDir, resumed?.step ?? 0, carried);
     const stopper = job.eval.earlyStopping ? new EarlyStopper(job.eval.earlyStopping, resumed?.earlyStopping) : undefined;
-    return new RunRecord(job, history, stopper);
+    const record = new RunRecord(job, history, stopper);
+    // A resumed run's report still shows where the run started: the step-0 evaluation it kept.
+    const base = history.lines.find((l) => l.type === 'eval' && l.step === 0);
+    if (base) {
+      const { type: _t, step: _s, ...result } = base;
+      record.baseEval = Object.fromEntries(Object.entries(result).map(([k, v]) => [k, Number(v)]));
+    }
+    return record;
   }
 
   get elapsedMs(): number {
     return performance.now() - this.started;
   }
 
+  /**
+   * Records a completed step. A step with loss positions whose loss or gradient norm is not finite
+   * made no update (train-step.ts: training.on_nonfinite skip_step; with `fail` the run stops before
+   * such a step is recorded): its line says so as `skipped_nonfinite: 1`, and the report counts them.
+   */
   async train(line: TrainLine): Promise<void> {
-    await this.history.append({ type: 'train', ...line });
+    const skipped = line.count > 0 && !(Number.isFinite(line.loss) && Number.isFinite(line.grad_norm));
+    await this.history.append({ type: 'train', ...line, ...(skipped ? { skipped_nonfinite: 1 } : {}) });
+  }
+
+  /** Steps of this run (resumed ones included) that skipped their update on a non-finite loss or gradient. */
+  get skippedNonFinite(): number {
+    return this.history.lines.filter((h) => h.type === 'train' && h.skipped_nonfinite === 1).length;
   }
 
   async eval(step: number, result: EvalResult): Promise<void> {
@@ -74,7 +98,7 @@ export class RunRecord {
     const finalEval = this.lastEval;
     await writeReports(this.job.outputDir, {
       job: this.job.name, ...end.extra, model: this.job.modelDir, task: this.job.task, steps: end.steps, stopped_early: end.stoppedEarly,
-      data: end.data, base_eval: this.baseEval, final_eval: finalEval, seconds: +(this.elapsedMs / 1000).toFixed(1), final_model: end.finalModelDir,
+      skipped_nonfinite_steps: this.skippedNonFinite, data: end.data, base_eval: this.baseEval, final_eval: finalEval, seconds: +(this.elapsedMs / 1000).toFixed(1), final_model: end.finalModelDir,
     }, this.history.lines);
     return finalEval;
   }

@@ -1,11 +1,13 @@
 /**
  * Run outputs a person reads: eval_report.json and report.html with the loss and eval curves drawn
- * as inline SVG (no scripts, no network: the file opens anywhere).
+ * as inline SVG (no scripts, no network: the file opens anywhere). A non-finite number (a diverged
+ * loss) is written as "NaN" / "Infinity" (record-json.ts), never as null; the charts leave it out.
  */
 import { join } from 'node:path';
 import { writeFileAtomic } from '../util/atomic.ts';
 import type { HistoryLine } from './history.ts';
 import { OUTPUT_NAMES } from './outputs.ts';
+import { stringifyRecord } from './record-json.ts';
 
 const esc = (s: string) => s.replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c]!);
 
@@ -24,8 +26,9 @@ export function svgChart(title: string, series: Array<{ name: string; color: str
   const ticks = [0, 0.25, 0.5, 0.75, 1].map((f) => y0 + f * (y1 - y0));
   const grid = ticks.map((y) => `<line x1="${L}" x2="${W - R}" y1="${sy(y)}" y2="${sy(y)}" stroke="#ddd"/><text x="${L - 6}" y="${sy(y) + 4}" text-anchor="end" font-size="11">${y.toPrecision(3)}</text>`).join('');
   const lines = series.map((s) => {
-    const d = s.points.filter(([, y]) => Number.isFinite(y)).map(([x, y], i) => `${i ? 'L' : 'M'}${sx(x).toFixed(1)},${sy(y).toFixed(1)}`).join(' ');
-    const dots = s.points.length <= 60 ? s.points.map(([x, y]) => `<circle cx="${sx(x)}" cy="${sy(y)}" r="2.5" fill="${s.color}"/>`).join('') : '';
+    const finite = s.points.filter(([, y]) => Number.isFinite(y));
+    const d = finite.map(([x, y], i) => `${i ? 'L' : 'M'}${sx(x).toFixed(1)},${sy(y).toFixed(1)}`).join(' ');
+    const dots = finite.length <= 60 ? finite.map(([x, y]) => `<circle cx="${sx(x)}" cy="${sy(y)}" r="2.5" fill="${s.color}"/>`).join('') : '';
     return `<path d="${d}" fill="none" stroke="${s.color}" stroke-width="1.8"/>${dots}`;
   }).join('');
   const legend = series.map((s, i) => `<rect x="${L + i * 150}" y="8" width="12" height="12" fill="${s.color}"/><text x="${L + 16 + i * 150}" y="18" font-size="12">${esc(s.name)}</text>`).join('');
@@ -37,7 +40,7 @@ ${lines}${legend}<title>${esc(title)}</title></svg>`;
 }
 
 export async function writeReports(outputDir: string, summary: Record<string, unknown>, history: HistoryLine[]): Promise<void> {
-  await writeFileAtomic(join(outputDir, OUTPUT_NAMES.evalReport), JSON.stringify(summary, null, 2) + '\n');
+  await writeFileAtomic(join(outputDir, OUTPUT_NAMES.evalReport), stringifyRecord(summary, 2) + '\n');
   const train = history.filter((h) => h.type === 'train');
   const evals = history.filter((h) => h.type === 'eval');
   const metricNames = [...new Set(evals.flatMap((e) => Object.keys(e)).filter((k) => !['type', 'step', 'loss', 'tokens', 'examples'].includes(k)))];
@@ -50,7 +53,7 @@ export async function writeReports(outputDir: string, summary: Record<string, un
     svgChart('learning rate', [{ name: 'lr', color: '#9467bd', points: train.map((h) => [h.step, Number(h.lr)]) }]),
   ];
   const rows = Object.entries(summary)
-    .map(([k, v]) => `<tr><th>${esc(k)}</th><td><pre>${esc(typeof v === 'object' ? JSON.stringify(v, null, 1) : String(v))}</pre></td></tr>`)
+    .map(([k, v]) => `<tr><th>${esc(k)}</th><td><pre>${esc(typeof v === 'object' ? stringifyRecord(v, 1) : String(v))}</pre></td></tr>`)
     .join('');
   const html = `<!doctype html><html><head><meta charset="utf-8"><title>ringtune report</title>
 <style>body{font-family:sans-serif;max-width:980px;margin:2em auto}th{text-align:left;vertical-align:top;padding-right:1em}pre{margin:0}</style></head>

@@ -1,10 +1,12 @@
 /**
  * Checkpoints: <dir>/step-00000100/ holding the model (Hugging Face format), the optimizer moments
- * (optimizer.safetensors) and trainer_state.json (step, schedule, data cursor, RNG, early-stopping
- * state). Each checkpoint directory is built beside the target and renamed into place; then the
- * `latest` pointer file is replaced atomically; only then are checkpoints beyond `keep` removed.
- * A crash at any point leaves `latest` naming a complete checkpoint. Names, trainer_state.json and
- * the `latest` lookup are src/run/ (no model needed); this file writes and loads the tensors.
+ * (optimizer.safetensors), trainer_state.json (run id, step, schedule, data cursor, RNG,
+ * early-stopping state) and history.jsonl (the run's train lines, src/run/history.ts says why).
+ * Each checkpoint directory is built beside the target and renamed into place; then the `latest`
+ * pointer file is replaced atomically; only then are this run's checkpoints beyond `keep` removed
+ * (never another run's, never the one just written). A crash at any point leaves `latest` naming a
+ * complete checkpoint. Names, trainer_state.json, the `latest` lookup and claiming a directory are
+ * src/run/ (no model needed); this file writes and loads the tensors.
  */
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -14,12 +16,27 @@ import { loadModel, readConfigJson, saveHostModel } from '../model/model-dir.ts'
 import type { Model } from '../model/model.ts';
 import { readSafetensors, writeSafetensors, type HostTensor } from '../model/safetensors.ts';
 import type { AdamW } from '../optim/adamw.ts';
+import { encodeHistory, type HistoryLine } from '../run/history.ts';
 import { CHECKPOINT_NAMES } from '../run/outputs.ts';
-import { checkpointsBeyond, readTrainerState, stepDirName, type TrainerState } from '../run/trainer-state.ts';
+import { checkpointsBeyond, encodeTrainerState, readTrainerState, stepDirName, type TrainerState } from '../run/trainer-state.ts';
 import { replaceDirAtomic, writeFileAtomic } from '../util/atomic.ts';
 import type { FlatParams } from './flat-params.ts';
 
-export async function saveCheckpoint(dir: string, state: TrainerState, flat: FlatParams, optimizer: AdamW, model: Model, keep: number, tokenizerFrom: string): Promise<string> {
+export interface CheckpointContents {
+  /** trainer_state.json; its runId decides which checkpoints pruning may remove. */
+  state: TrainerState;
+  /** The run's train lines up to state.step: at least every step since this process started or resumed the run. */
+  history: readonly HistoryLine[];
+  /** Checkpoints of this run to keep (checkpoint.keep). */
+  keep: number;
+  /** The model directory whose tokenizer files the checkpoint's model gets. */
+  tokenizerFrom: string;
+}
+
+export async function saveCheckpoint(
+  dir: string, c: CheckpointContents, { model, flat, optimizer }: { model: Model; flat: FlatParams; optimizer: AdamW },
+): Promise<string> {
+  const { state, keep, tokenizerFrom } = c;
   const name = stepDirName(state.step);
   const target = join(dir, name);
   const internal = new Map<string, HostTensor>();
@@ -34,10 +51,11 @@ export async function saveCheckpoint(dir: string, state: TrainerState, flat: Fla
   await replaceDirAtomic(target, async (staging) => {
     await saveHostModel(join(staging, CHECKPOINT_NAMES.model), model.config, model.task, internal, { tokenizerFrom });
     await writeSafetensors(join(staging, CHECKPOINT_NAMES.optimizer), moments, { metadata: { step: String(optimizer.step) } });
-    await writeFileAtomic(join(staging, CHECKPOINT_NAMES.trainerState), JSON.stringify(state, null, 2) + '\n');
+    await writeFileAtomic(join(staging, CHECKPOINT_NAMES.trainerState), encodeTrainerState(state));
+    await writeFileAtomic(join(staging, CHECKPOINT_NAMES.history), encodeHistory(c.history.filter((h) => h.type === 'train' && h.step <= state.step)));
   });
   await writeFileAtomic(join(dir, CHECKPOINT_NAMES.latest), name + '\n');
-  for (const old of await checkpointsBeyond(dir, keep)) await rm(old, { recursive: true, force: true });
+  for (const old of await checkpointsBeyond(dir, keep, state.runId)) if (old !== target) await rm(old, { recursive: true, force: true });
   return target;
 }
 

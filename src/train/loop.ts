@@ -1,7 +1,8 @@
 /**
  * The single-process fine-tuning recipe, top to bottom:
  *   load tokenizer, data (all validation before any output is touched) and model
- *   -> resume from the latest checkpoint if asked -> evaluate the starting point
+ *   -> claim the checkpoint directory (refuse another run's checkpoints, resume the latest if asked)
+ *   -> evaluate the starting point
  *   -> steps (batch plan -> train step -> history) with eval, early stopping and checkpoints
  *   -> final model (Hugging Face format), metrics.jsonl, eval_report.json, report.html
  * Building blocks: prepare.ts, setup.ts, step-runner.ts, evaluate.ts, checkpoint.ts (this folder);
@@ -10,22 +11,23 @@
  */
 import cliProgress from 'cli-progress';
 import type { CompiledJob } from '../config/compile.ts';
-import { InputError } from '../errors.ts';
 import { evalResult, type EvalResult } from '../eval/eval-state.ts';
 import { saveModel } from '../model/model-dir.ts';
+import { claimCheckpointDir } from '../run/checkpoint-dir.ts';
 import type { HistoryLine } from '../run/history.ts';
 import { finalModelDir as finalDirOf } from '../run/outputs.ts';
 import { RunRecord } from '../run/record.ts';
-import { latestCheckpoint, trainerState } from '../run/trainer-state.ts';
+import { trainerState } from '../run/trainer-state.ts';
 import { saveCheckpoint } from './checkpoint.ts';
 import { evalState } from './evaluate.ts';
 import { prepareRun } from './prepare.ts';
-import { setupTraining } from './setup.ts';
+import { checkTraining, setupTraining } from './setup.ts';
 import { runPlannedSteps } from './step-runner.ts';
 
 export interface TrainOptions {
+  /** Continue the run whose checkpoint `latest` names (its run id, history and step). */
   resume?: boolean;
-  /** Start over even if checkpoints exist (they are replaced as new ones are written). */
+  /** Start over even if checkpoints exist: they are removed once the job's inputs have been validated. */
   overwrite?: boolean;
   progress?: boolean;
   log?: (line: string) => void;
@@ -46,16 +48,13 @@ export interface TrainResult {
 export async function train(job: CompiledJob, o: TrainOptions = {}): Promise<TrainResult> {
   const log = o.log ?? ((line: string) => console.error(line));
   const { data, labels, padId, generation } = await prepareRun(job);
-  const ckpt = o.resume ? await latestCheckpoint(job.checkpoint.dir) : undefined;
-  if (o.resume && !ckpt) throw new InputError(`--resume: no checkpoint in ${job.checkpoint.dir} (its "latest" file is missing)`);
-  if (!o.resume && !o.overwrite && (await latestCheckpoint(job.checkpoint.dir))) {
-    throw new InputError(`${job.checkpoint.dir} already holds checkpoints: pass --resume to continue that run or --overwrite to start over`);
-  }
+  await checkTraining(job, data); // every check before --overwrite may clear old checkpoints
+  const { runId, resumed } = await claimCheckpointDir(job.checkpoint.dir, o);
   const t = job.training;
-  const setup = await setupTraining(job, data, ckpt);
+  const setup = await setupTraining(job, data, resumed?.checkpoint);
   const { model, flat, optimizer, plan, schedule, startStep, restored } = setup;
   let step = startStep;
-  const record = await RunRecord.open(job, restored);
+  const record = await RunRecord.open(job, restored, resumed?.history);
 
   const runEval = async (): Promise<EvalResult | undefined> => {
     if (data.eval.length === 0) return undefined;
@@ -78,6 +77,7 @@ export async function train(job: CompiledJob, o: TrainOptions = {}): Promise<Tra
       step = s;
       const tps = r.inputTokens / ((r.computeMs + r.reduceMs) / 1000);
       await record.train({ step, epoch: plan.epochOf(step - 1), loss: r.loss, lr, grad_norm: r.gradNorm, count: r.count, tokens_per_s: Math.round(tps) });
+      if (r.skippedNonFinite) log(`[ringtune] step ${step}: loss ${r.loss}, gradient norm ${r.gradNorm}: update skipped (training.on_nonfinite: skip_step)`);
       bar?.update(step, { loss: r.loss.toFixed(4), tps: Math.round(tps) });
       if (!bar && (step % 10 === 0 || step === plan.totalSteps)) log(`[ringtune] step ${step}/${plan.totalSteps} loss ${r.loss.toFixed(4)} lr ${lr.toExponential(2)} ${Math.round(tps)} tok/s`);
     },
@@ -86,8 +86,8 @@ export async function train(job: CompiledJob, o: TrainOptions = {}): Promise<Tra
       return !!r && record.shouldStop(s, r, plan.totalSteps);
     },
     checkpoint: async () => {
-      const state = trainerState(step, plan.stepsPerEpoch, { seed: t.seed, schedule, labels, earlyStopping: record.earlyStopping() });
-      await saveCheckpoint(job.checkpoint.dir, state, flat, optimizer, model, job.checkpoint.keep, job.modelDir);
+      const state = trainerState(step, plan.stepsPerEpoch, { runId, seed: t.seed, schedule, labels, earlyStopping: record.earlyStopping() });
+      await saveCheckpoint(job.checkpoint.dir, { state, history: record.history.lines, keep: job.checkpoint.keep, tokenizerFrom: job.modelDir }, setup);
     },
     afterStep: o.onStep,
   });
@@ -101,6 +101,7 @@ export async function train(job: CompiledJob, o: TrainOptions = {}): Promise<Tra
     steps: step, stoppedEarly, finalModelDir, data: { train: data.train.length, eval: data.eval.length, skipped_bad_records: data.skipped.length },
   });
   if (finalEval) log(`[ringtune] step ${step} eval: ${fmt(finalEval)}${stoppedEarly ? ' (stopped early)' : ''}`);
+  if (record.skippedNonFinite) log(`[ringtune] ${record.skippedNonFinite} step(s) skipped on a non-finite loss or gradient (metrics.jsonl: skipped_nonfinite)`);
   model.dispose();
   const sizes = { train: data.train.length, eval: data.eval.length, skipped: data.skipped.length };
   return { steps: step, baseEval, finalEval, stoppedEarly, history: record.history.lines, data: sizes, finalModelDir };

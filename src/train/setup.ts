@@ -28,11 +28,17 @@ export interface TrainingSetup {
   restored?: TrainerState;
 }
 
-export async function setupTraining(job: CompiledJob, data: PreparedData, resumeFrom?: string): Promise<TrainingSetup> {
+/** The checks training adds to prepare.ts's: run them before claiming or touching any output. */
+export async function checkTraining(job: CompiledJob, data: PreparedData): Promise<void> {
   const t = job.training;
   checkBatchFits(job, data);
   const { config, file } = await readModelConfig(job);
   checkMemory(estimateMemory(config, job.task, { purpose: 'train', microBatch: t.microBatch, seqLen: job.data.maxSeqLen }), availableMemory(), job.jobFile, file);
+}
+
+export async function setupTraining(job: CompiledJob, data: PreparedData, resumeFrom?: string): Promise<TrainingSetup> {
+  const t = job.training;
+  await checkTraining(job, data);
   const restored = resumeFrom ? await readCheckpoint(resumeFrom, job.task) : undefined;
   const model = restored?.model ?? (await loadModel(job.modelDir, { task: job.task, labels: data.labels, seed: t.seed })).model;
   const plan = new BatchPlan(data.train.length, t.globalBatch, t.seed, { epochs: t.epochs, maxSteps: t.maxSteps });

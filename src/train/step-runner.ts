@@ -17,6 +17,8 @@ export function makeBatch(model: Model, examples: readonly (LmExample | ClsExamp
 }
 
 export interface StepHooks {
+  /** This worker's rank in a ring (named by a NonFiniteError); absent on one process. */
+  rank?: number;
   /** This rank's share of a step's example indices (all of them on one process). */
   shard: (indices: number[]) => number[];
   /** Sums the buffer across ranks; `collective` is the ring's sequence number. */
@@ -46,7 +48,10 @@ export async function runPlannedSteps(
     const collective = step + 1;
     const reduce = h.allReduce;
     const r = await trainStep(
-      { model: s.model, flat: s.flat, optimizer: s.optimizer, gradClip: t.gradClip, allReduce: reduce && ((buf) => reduce(buf, collective)) },
+      {
+        model: s.model, flat: s.flat, optimizer: s.optimizer, gradClip: t.gradClip, allReduce: reduce && ((buf) => reduce(buf, collective)),
+        onNonFinite: t.onNonFinite, step: step + 1, rank: h.rank,
+      },
       micro, lr,
     );
     step += 1;

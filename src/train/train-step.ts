@@ -4,10 +4,13 @@
  *      number of loss tokens (causal LM) or examples (classification)
  *   2. all-reduce [grad sums..., loss sum, count] across workers (identity on one process)
  *   3. divide by the global count -> exactly the mean over the global batch, however it was split
- *   4. clip by global norm, AdamW, advance the schedule (every replica does the same arithmetic)
+ *   4. a non-finite loss or gradient norm fails the step (NonFiniteError) or skips its update, as
+ *      training.on_nonfinite says; judged on the all-reduced numbers, so every rank reaches the same verdict
+ *   5. clip by global norm, AdamW, advance the schedule (every replica does the same arithmetic)
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { ClsBatch, LmBatch } from '../data/batch.ts';
+import { NonFiniteError } from '../errors.ts';
 import type { Model } from '../model/model.ts';
 import type { AdamW } from '../optim/adamw.ts';
 import { clipGlobalNorm } from '../optim/clip.ts';
@@ -24,7 +27,15 @@ export interface StepContext {
   gradClip: number;
   /** Sums the buffer in place across workers. */
   allReduce?: (buffer: Float32Array) => Promise<void>;
+  /** training.on_nonfinite; default 'fail'. */
+  onNonFinite?: NonFinitePolicy;
+  /** The step being taken (1-based) and this worker's rank, for the NonFiniteError message. */
+  step?: number;
+  rank?: number;
 }
+
+/** fail: stop the run with NonFiniteError. skip_step: leave parameters and optimizer state as they were. */
+export type NonFinitePolicy = 'fail' | 'skip_step';
 
 export interface StepReport {
   loss: number; // global mean loss of this step
@@ -32,6 +43,8 @@ export interface StepReport {
   gradNorm: number;
   lr: number;
   inputTokens: number; // local tokens fed through the model
+  /** The loss or gradient norm was not finite and on_nonfinite is skip_step: nothing was updated. */
+  skippedNonFinite: boolean;
   computeMs: number;
   reduceMs: number;
 }
@@ -75,13 +88,28 @@ export async function trainStep(ctx: StepContext, microBatches: readonly Batch[]
     scaleInPlace(flat.grads, 1 / globalCount);
   }
   const gradNorm = clipGlobalNorm(flat.grads, ctx.gradClip);
-  // A global batch without any loss position (all targets masked or truncated away) changes nothing.
-  if (globalCount > 0) {
+  const loss = globalCount > 0 ? globalLoss / globalCount : NaN;
+  // A NaN or Inf anywhere in any rank's gradient or loss reaches the global norm and loss sum.
+  const nonFinite = globalCount > 0 && !(Number.isFinite(loss) && Number.isFinite(gradNorm));
+  if (nonFinite && (ctx.onNonFinite ?? 'fail') === 'fail') throw nonFiniteError(ctx, loss, gradNorm, lossSum);
+  // A global batch without any loss position (all targets masked or truncated away) changes nothing;
+  // a skipped step neither (AdamW's step count and moments stay too, as if the batch never came).
+  if (globalCount > 0 && !nonFinite) {
     ctx.optimizer.update(flat.params, flat.grads, lr);
     flat.writeParams();
   }
   return {
-    loss: globalCount > 0 ? globalLoss / globalCount : NaN, count: globalCount, gradNorm, lr, inputTokens,
+    loss, count: globalCount, gradNorm, lr, inputTokens, skippedNonFinite: nonFinite,
     computeMs: t1 - t0, reduceMs: t2 - t1,
   };
+}
+
+function nonFiniteError(ctx: StepContext, loss: number, gradNorm: number, localLossSum: number): NonFiniteError {
+  const step = ctx.step ?? 0;
+  // Only the rank's own loss sum survives the all-reduce: it tells whether this rank's batch diverged.
+  const where = ctx.rank === undefined ? '' : ` on rank ${ctx.rank} (its own batch's loss was ${Number.isFinite(localLossSum) ? 'finite: another rank\'s loss or some gradient was not' : String(localLossSum)})`;
+  return new NonFiniteError(
+    `non-finite training step ${step}${where}: loss ${loss}, gradient norm ${gradNorm}. The model diverged or its weights hold NaN/Inf: ` +
+    'lower training.lr or raise warmup_steps, check the base model, or set training.on_nonfinite: skip_step to skip such steps (they are counted)',
+    step, ctx.rank);
 }

@@ -5,6 +5,11 @@
  * checkpoints and the final model; every rank evaluates its share of the eval set and sends the
  * mergeable state to the coordinator, which decides whether training goes on (rankEvalState: the
  * merged shares score exactly the examples a single process scores).
+ *
+ * Run ids: `LoopContext.runId` names this coordinator session in every message; the checkpoints
+ * belong to the run, whose id is the resumed checkpoint's, or for a fresh run this first session's.
+ * Rank 0's checkpoints carry the global numbers of every step it trained (src/run/history.ts: the
+ * coordinator may have died and missed them).
  */
 import { createHash } from 'node:crypto';
 import { appendFile } from 'node:fs/promises';
@@ -18,6 +23,7 @@ import { saveModel } from '../model/model-dir.ts';
 import type { Model } from '../model/model.ts';
 import type { AdamW } from '../optim/adamw.ts';
 import type { ScheduleConfig } from '../optim/lr-schedule.ts';
+import type { HistoryLine } from '../run/history.ts';
 import { finalModelDir } from '../run/outputs.ts';
 import { trainerState } from '../run/trainer-state.ts';
 import { BatchPlan } from '../train/batch-plan.ts';
@@ -42,6 +48,8 @@ export interface WorkerState {
   generation?: GenerationOptions;
   startStep: number;
   early?: { best: number; badEvals: number };
+  /** The run id of the checkpoint resumed from ('' for a fresh run or a checkpoint without one). */
+  resumedRunId: string;
 }
 
 export interface WorkerEvents {
@@ -51,7 +59,7 @@ export interface WorkerEvents {
 export async function prepareWorkerState(job: CompiledJob, resumeFrom?: string): Promise<WorkerState> {
   const { data, labels, padId, generation } = await prepareRun(job);
   const setup = await setupTraining(job, data, resumeFrom);
-  return { job, data, labels, padId, generation, ...setup, early: setup.restored?.earlyStopping };
+  return { job, data, labels, padId, generation, ...setup, early: setup.restored?.earlyStopping, resumedRunId: setup.restored?.runId ?? '' };
 }
 
 /** First 16 hex digits of sha256 over the parameter bytes: equal on every rank or the replicas diverged. */
@@ -102,6 +110,8 @@ export async function runSteps(st: WorkerState, c: LoopContext): Promise<string 
   const reduceBytes = Math.round((2 * (c.worldSize - 1) / c.worldSize) * flat.reduceBuffer.length * bytesPerElement);
   let early = st.early;
   let step = st.startStep;
+  const runId = st.resumedRunId || c.runId;
+  const trained: HistoryLine[] = [];
 
   const evaluate = async (): Promise<boolean> => {
     if (st.data.eval.length === 0) return false;
@@ -114,6 +124,7 @@ export async function runSteps(st: WorkerState, c: LoopContext): Promise<string 
 
   if (step === 0) await evaluate();
   const run = await runPlannedSteps(job, st, st.data.train, st.padId, step, {
+    rank: c.rank,
     shard: (indices) => BatchPlan.shard(indices, c.rank, c.worldSize),
     allReduce: (buf, collective) => c.ring.allReduce(buf, { step: collective, op: 'sum', codec: job.cluster.codec, timeoutMs: job.cluster.collectiveTimeoutMs }),
     beforeStep: async (s, mine) => {
@@ -128,11 +139,12 @@ export async function runSteps(st: WorkerState, c: LoopContext): Promise<string 
         samples, computeMs: r.computeMs, reduceMs: r.reduceMs, paramHash: hash, reduceBytes,
       });
       c.events?.step?.({ ...r, step, samples, reduceBytes });
+      if (c.rank === 0) trained.push({ type: 'train', step, loss: r.loss, lr, grad_norm: r.gradNorm, count: r.count });
     },
     evaluate,
     checkpoint: c.rank !== 0 ? undefined : async () => {
-      const state = trainerState(step, plan.stepsPerEpoch, { seed: t.seed, schedule: st.schedule, labels: st.labels, earlyStopping: early });
-      const path = await saveCheckpoint(job.checkpoint.dir, state, flat, optimizer, model, job.checkpoint.keep, job.modelDir);
+      const state = trainerState(step, plan.stepsPerEpoch, { runId, seed: t.seed, schedule: st.schedule, labels: st.labels, earlyStopping: early });
+      const path = await saveCheckpoint(job.checkpoint.dir, { state, history: trained, keep: job.checkpoint.keep, tokenizerFrom: job.modelDir }, st);
       c.bus.publish(c.subj.checkpoint, 'CheckpointReport', { runId: c.runId, step, path });
     },
   });

@@ -36,7 +36,7 @@ test('2-3 joins: rank by hint then join order; duplicates and extra joins ignore
   assert.equal(c.members.size, 3);
   c.onJoin(joinMsg('d'));
   c.onJoin(joinMsg('e')); // one too many
-  c.onJoin(joinMsg('a'));
+  c.onJoin(joinMsg('a')); // a member still joining (its Assignment was lost): gets it again
   assert.equal(c.currentPhase, 'loading');
   assert.deepEqual(seen.phases, ['loading']);
 
@@ -45,8 +45,10 @@ test('2-3 joins: rank by hint then join order; duplicates and extra joins ignore
   const refused = outbox.assignments.filter((x) => x.a.refused);
   assert.deepEqual(refused.map((x) => x.to), ['e']);
   assert.match(refused[0].a.refused!, /already has its 4 workers/);
-  const placed = outbox.assignments.filter((x) => !x.a.refused);
-  assert.deepEqual(placed.map((x) => [x.to, x.a.rank]), [['c', 0], ['b', 1], ['a', 2], ['d', 3]]);
+  const sent = outbox.assignments.filter((x) => !x.a.refused);
+  assert.deepEqual(sent.map((x) => [x.to, x.a.rank]), [['c', 0], ['b', 1], ['a', 2], ['d', 3], ['a', 2]]);
+  assert.deepEqual(sent[4].a, sent[2].a);
+  const placed = sent.slice(0, 4);
   // No credential travels: the ring token is derived from the job secret on each worker.
   for (const { a } of placed) assert.ok(!('ringToken' in a) && !JSON.stringify(a).includes('token'), JSON.stringify(a).slice(0, 200));
   for (const { to, a } of placed) {
@@ -70,8 +72,9 @@ test('4-5 Ready from every rank -> exactly one Control.start with the start step
   c.onReady(ready(0, { startStep: 6 })); // twice from the same rank is still one rank
   assert.deepEqual(outbox.controls, []);
   c.onReady(ready(1, { startStep: 6, totalSteps: 30 }));
-  c.onReady(ready(1, { startStep: 6 }));
   assert.deepEqual(outbox.controls, [{ start: { startStep: 6 } }]);
+  c.onReady(ready(1, { startStep: 6 })); // a rank that missed Start re-sends Ready: Start again, same step
+  assert.deepEqual(outbox.controls, [{ start: { startStep: 6 } }, { start: { startStep: 6 } }]);
   assert.equal(c.currentPhase, 'training');
   assert.deepEqual(seen.phases, ['loading', 'training']);
   const status = c.status();
@@ -279,9 +282,12 @@ test('10 Done from every rank: reports written, Control.shutdown, finished resol
   assert.deepEqual([report.run_id, report.workers, report.steps, report.final_model], [RUN, 2, 3, '/models/final']);
   assert.deepEqual([report.base_eval, report.final_eval, report.data], [base, final, { train: 40, eval: 8 }]);
   assert.match(await readFile(join(job.outputDir, 'report.html'), 'utf8'), /<svg/);
-  // Done again (a retry) changes nothing: one shutdown
+  // Done again (a rank that missed Shutdown re-sends it): Shutdown again, the reports are not rewritten.
+  const written = (await stat(join(job.outputDir, 'eval_report.json'))).mtimeMs;
   await c.onDone({ runId: RUN, rank: 0, step: 3, finalModelDir: '' });
-  assert.equal(outbox.of('shutdown').length, 1);
+  assert.equal(outbox.of('shutdown').length, 2);
+  assert.equal((await stat(join(job.outputDir, 'eval_report.json'))).mtimeMs, written);
+  assert.equal(c.currentPhase, 'done');
 });
 
 test('10 Done after a failure does nothing: no reports, no shutdown, still failed', async (t) => {

@@ -11,7 +11,7 @@ import { CheckpointCorruptError } from '../../src/errors.ts';
 import { checkpointsBeyond, latestCheckpoint, readTrainerState, stepDirName, trainerState } from '../../src/run/trainer-state.ts';
 import { tempDir } from './helpers.ts';
 
-const REST = { seed: 7, schedule: { name: 'cosine', peakLr: 3e-4, warmupSteps: 2, totalSteps: 40, minLrRatio: 0.1 } };
+const REST = { runId: 'run-a', seed: 7, schedule: { name: 'cosine', peakLr: 3e-4, warmupSteps: 2, totalSteps: 40, minLrRatio: 0.1 } };
 
 test('trainerState: epoch and position within it from the step count', () => {
   // 25 steps of 10 per epoch: epochs 0 and 1 done, 5 steps into epoch 2.
@@ -58,7 +58,7 @@ test('readTrainerState: round trip; bad JSON or no file -> CheckpointCorruptErro
     err instanceof CheckpointCorruptError && err.message.includes(join(dir, stepDirName(30), 'trainer_state.json')));
 });
 
-test('readTrainerState: valid JSON that is not a trainer state', { todo: 'trainer-state.ts:47 casts any JSON to TrainerState: `{}` or `[]` is returned as is, and a resume then starts from step undefined (RunRecord.open treats it as step 0 and empties metrics.jsonl)' }, async (t) => {
+test('readTrainerState: valid JSON that is not a trainer state', async (t) => {
   const ckpt = join(await tempDir(t), stepDirName(5));
   await mkdir(ckpt);
   for (const text of ['{}', '[]', 'null', '{"step":"five","epoch":0,"stepInEpoch":0}']) {
@@ -69,13 +69,19 @@ test('readTrainerState: valid JSON that is not a trainer state', { todo: 'traine
 
 test('checkpointsBeyond: step dirs past the newest `keep`, oldest first, in step order; other names untouched', async (t) => {
   const dir = await tempDir(t);
-  for (const step of [100, 9, 10, 2]) await mkdir(join(dir, stepDirName(step)));
+  for (const step of [100, 9, 10, 2]) {
+    await mkdir(join(dir, stepDirName(step)));
+    await writeFile(join(dir, stepDirName(step), 'trainer_state.json'), JSON.stringify(trainerState(step, 10, REST)));
+  }
+  // Another run's checkpoint is never this run's to prune.
+  await mkdir(join(dir, stepDirName(1)));
+  await writeFile(join(dir, stepDirName(1), 'trainer_state.json'), JSON.stringify(trainerState(1, 10, { ...REST, runId: 'run-b' })));
   await mkdir(join(dir, 'step-7')); // not a checkpoint name
   await mkdir(join(dir, '.step-00000011.staging'));
   await writeFile(join(dir, 'latest'), stepDirName(100));
   const at = (...steps: number[]) => steps.map((s) => join(dir, stepDirName(s)));
-  assert.deepEqual(await checkpointsBeyond(dir, 2), at(2, 9)); // keeps 10 and 100 (9 < 10 < 100, not "10" < "100" < "9")
-  assert.deepEqual(await checkpointsBeyond(dir, 1), at(2, 9, 10));
-  assert.deepEqual(await checkpointsBeyond(dir, 4), []);
-  assert.deepEqual(await checkpointsBeyond(dir, 10), []);
+  assert.deepEqual(await checkpointsBeyond(dir, 2, 'run-a'), at(2, 9)); // keeps 10 and 100 (9 < 10 < 100, not "10" < "100" < "9")
+  assert.deepEqual(await checkpointsBeyond(dir, 1, 'run-a'), at(2, 9, 10));
+  assert.deepEqual(await checkpointsBeyond(dir, 4, 'run-a'), []);
+  assert.deepEqual(await checkpointsBeyond(dir, 10, 'run-a'), []);
 });

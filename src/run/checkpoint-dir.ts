@@ -1,0 +1,83 @@
+/**
+ * Claiming a checkpoint directory: what every entry point (ringtune train, the coordinator of
+ * ringtune local / a cluster) does before a run writes checkpoints, so they all refuse and clean up
+ * the same way.
+ *   1. --resume and --overwrite together are an error.
+ *   2. Fresh run (neither flag): a directory holding any checkpoint (a step dir, `latest`, or a step
+ *      dir's saved old version) is refused, naming the directory and both flags. Nothing is touched.
+ *   3. Staging leftovers of a crashed write are cleared (util/atomic.ts names them):
+ *      `.step-N.tmp-*` (an unfinished checkpoint) and `.latest.tmp-*` are removed; `.step-N.tmp-*.old`
+ *      (the complete previous step-N, left when a crash fell between replaceDirAtomic's two renames)
+ *      is put back as step-N if step-N is missing, removed otherwise.
+ *   4. --overwrite: `latest` is removed first (a crash midway never leaves it naming a removed
+ *      checkpoint), then every step dir. The new run gets a new run id.
+ *   5. --resume: `latest` must name a checkpoint the directory holds, with a readable
+ *      trainer_state.json. The run continues that checkpoint's run id and the history lines it carries.
+ * One run writes a checkpoint directory at a time: every leftover is judged to be a crash's.
+ */
+import { randomBytes } from 'node:crypto';
+import { readdir, rename, rm, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { CheckpointCorruptError, InputError } from '../errors.ts';
+import { readHistoryFile, type HistoryLine } from './history.ts';
+import { CHECKPOINT_NAMES } from './outputs.ts';
+import { latestCheckpoint, readTrainerState, STEP_DIR, type TrainerState } from './trainer-state.ts';
+
+/** The checkpoint a run resumes from. */
+export interface ResumePoint {
+  checkpoint: string;
+  state: TrainerState;
+  /** The train lines the checkpoint carries (RunHistory.open fills steps metrics.jsonl lacks). */
+  history: HistoryLine[];
+}
+
+export interface CheckpointClaim {
+  /** The run the checkpoints written from now on belong to: new, or the resumed checkpoint's. */
+  runId: string;
+  resumed?: ResumePoint;
+}
+
+/** 12 hex digits: the id of a run (checkpoints) or of a coordinator's session (messages). */
+export const newRunId = (): string => randomBytes(6).toString('hex');
+
+// `.step-00000010.tmp-<pid>-<hex>` and `...old`, `.latest.tmp-<pid>-<hex>` (util/atomic.ts tempPathFor).
+const STAGING = /^\.(step-\d{8}|latest)\.tmp-.+?(\.old)?$/;
+
+export async function claimCheckpointDir(dir: string, o: { resume?: boolean; overwrite?: boolean }): Promise<CheckpointClaim> {
+  // 1.
+  if (o.resume && o.overwrite) throw new InputError('--resume continues the run in the checkpoint directory and --overwrite starts over: pass one of them');
+  const entries = await readdir(dir).catch((err: NodeJS.ErrnoException) => {
+    if (err.code === 'ENOENT') return [] as string[];
+    throw err;
+  });
+  const held = entries.filter((f) => STEP_DIR.test(f) || f === CHECKPOINT_NAMES.latest || (STAGING.test(f) && f.endsWith('.old'))).sort();
+  // 2.
+  if (!o.resume && !o.overwrite && held.length > 0) {
+    const shown = held.length > 4 ? [...held.slice(0, 2), '...', ...held.slice(-2)] : held;
+    throw new InputError(`${dir} already holds checkpoints: pass --resume to continue that run or --overwrite to start over (its checkpoints are removed); found ${shown.join(', ')}`);
+  }
+  // 3.
+  for (const f of entries.filter((name) => STAGING.test(name))) {
+    const [, target, old] = STAGING.exec(f)!;
+    if (old && target !== CHECKPOINT_NAMES.latest && !entries.includes(target)) await rename(join(dir, f), join(dir, target));
+    else await rm(join(dir, f), { recursive: true, force: true });
+  }
+  // 4.
+  if (o.overwrite) {
+    await rm(join(dir, CHECKPOINT_NAMES.latest), { force: true });
+    for (const f of await readdir(dir).catch(() => [] as string[])) if (STEP_DIR.test(f)) await rm(join(dir, f), { recursive: true, force: true });
+  }
+  if (!o.resume) return { runId: newRunId() };
+  // 5.
+  const checkpoint = await latestCheckpoint(dir);
+  if (!checkpoint) throw new InputError(`--resume: no checkpoint in ${dir} (its "${CHECKPOINT_NAMES.latest}" file is missing)`);
+  if (!(await stat(checkpoint).then((s) => s.isDirectory(), () => false))) {
+    const steps = (await readdir(dir)).filter((f) => STEP_DIR.test(f));
+    throw new CheckpointCorruptError(`--resume: ${join(dir, CHECKPOINT_NAMES.latest)} names ${checkpoint}, which does not exist; ` +
+      (steps.length ? `write the name of one of ${steps.join(', ')} into it, ` : '') + 'or start over with --overwrite');
+  }
+  const state = await readTrainerState(checkpoint);
+  const history = await readHistoryFile(join(checkpoint, CHECKPOINT_NAMES.history));
+  // A checkpoint from before run ids: the resumed run starts one (its older checkpoints are never pruned).
+  return { runId: state.runId || newRunId(), resumed: { checkpoint, state, history } };
+}
