@@ -57,11 +57,12 @@ export function registerClusterCommands(program: Command): void {
     .addOption(new Option('--workers <n>', 'number of workers (overrides cluster.workers)').env('RINGTUNE_WORKERS').argParser(intArg(1)))
     .addOption(metricsOption())
     .option('--resume', 'continue from the latest checkpoint')
+    .option('--overwrite', "start over even if the checkpoint directory holds another run's checkpoints (they are removed)")
     // The same environment goes to every pod; the coordinator runs no model, so it only accepts this.
     .addOption(backendOption().hideHelp())
     .addOption(lingerOption())
     .addOption(secretOption())
-    .action(action(async (jobFile: string, o: { nats?: string; workers?: number; metricsPort: number; resume?: boolean; lingerMs: number; secretFile?: string } & NatsFlags) => {
+    .action(action(async (jobFile: string, o: { nats?: string; workers?: number; metricsPort: number; resume?: boolean; overwrite?: boolean; lingerMs: number; secretFile?: string } & NatsFlags) => {
       const job = await loadJobFile(jobFile);
       const secret = loadJobSecret({ file: o.secretFile ?? job.cluster.secretFile });
       if (o.workers) job.cluster.workers = o.workers;
@@ -71,7 +72,7 @@ export function registerClusterCommands(program: Command): void {
       console.error(`[coordinator] metrics on :${server.port}/metrics`);
       try {
         const r = await runCoordinator({
-          job, bus: busOptions(url, o, job.cluster.nats), secret, resume: o.resume, log: (l) => console.error(l),
+          job, bus: busOptions(url, o, job.cluster.nats), secret, resume: o.resume, overwrite: o.overwrite, log: (l) => console.error(l),
           events: {
             phase: (p) => metrics.setPhase(p),
             workersAlive: (n, world) => { metrics.setWorkersAlive(n); metrics.setWorldSize(world); },
@@ -141,10 +142,13 @@ export function registerClusterCommands(program: Command): void {
     .addOption(natsOption())
     .option('--metrics-port-base <port>', 'coordinator gets this port, worker i gets port + 1 + i (default: free ports)', intArg(1))
     .option('--resume', 'continue from the latest checkpoint')
+    .option('--overwrite', "start over even if the checkpoint directory holds another run's checkpoints (they are removed)")
     .addOption(backendOption())
     .addOption(threadsOption('cores / workers, at least 1'))
-    .action(action(async (jobFile: string, o: { workers?: number; nats?: string; metricsPortBase?: number; resume?: boolean; backend?: string; threads?: Threads }) => {
-      const code = await runLocalCluster({ jobFile, workers: o.workers, natsUrl: o.nats, metricsPortBase: o.metricsPortBase, resume: o.resume, backend: o.backend, threads: o.threads });
+    .action(action(async (jobFile: string, o: { workers?: number; nats?: string; metricsPortBase?: number; resume?: boolean; overwrite?: boolean; backend?: string; threads?: Threads }) => {
+      const code = await runLocalCluster({
+        jobFile, workers: o.workers, natsUrl: o.nats, metricsPortBase: o.metricsPortBase, resume: o.resume, overwrite: o.overwrite, backend: o.backend, threads: o.threads,
+      });
       process.exit(code);
     }));
 

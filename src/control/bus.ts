@@ -5,57 +5,18 @@
  * a handler that throws is contained. Whatever is dropped is counted by reason (`rejected`, the
  * ringtune_control_rejected_total metric) and logged at most once per reason every 10 s.
  */
-import { fileURLToPath } from 'node:url';
 import { connect, type ConnectionOptions, type NatsConnection, type Subscription } from 'nats';
-import protobuf from 'protobufjs';
 import { RingtuneError } from '../errors.ts';
 import { ControlAuth, type Envelope, type RejectReason } from './auth.ts';
 import { checkMessage } from './validate.ts';
+import { decode, encode, root, type ControlMessages, type MessageName } from './messages.ts';
 
-const root = protobuf.loadSync(fileURLToPath(new URL('../../proto/ringtune/v1/control.proto', import.meta.url)));
-
-/** Plain-object shapes of the control messages (int64 fields decode to numbers). */
-export interface ControlMessages {
-  Join: { workerId: string; ringAddress: string; backend: string; rankHint: number; pid: number; host: string; metricsPort: number };
-  Assignment: { runId: string; workerId: string; rank: number; worldSize: number; peers: Array<{ rank: number; workerId: string; ringAddress: string }>; compiledJobJson: string; resumeFrom: string; refused?: string };
-  Ready: { runId: string; rank: number; trainExamples: number; evalExamples: number; startStep: number; totalSteps: number };
-  Heartbeat: { workerId: string; rank: number; phase: string; step: number; runId: string };
-  StepReport: { runId: string; rank: number; step: number; loss: number; count: number; gradNorm: number; lr: number; inputTokens: number; samples: number; computeMs: number; reduceMs: number; paramHash: string; reduceBytes: number };
-  EvalReport: { runId: string; rank: number; step: number; stateJson: string };
-  CheckpointReport: { runId: string; step: number; path: string };
-  Done: { runId: string; rank: number; step: number; finalModelDir: string };
-  Failed: { runId: string; rank: number; workerId: string; error: string; step: number; lostRank: number };
-  Control: { runId: string; start?: { startStep: number }; evalDecision?: { step: number; stop: boolean; best: number; badEvals: number }; abort?: { reason: string; rank: number; lastStep: number }; shutdown?: Record<string, never>; alive?: { step: number; checkpointStep?: number } };
-  StatusRequest: Record<string, never>;
-  StatusReply: {
-    job: string; runId: string; phase: string; step: number; totalSteps: number; worldSize: number; workersAlive: number; lastLoss: number;
-    workers: Array<{ rank: number; workerId: string; phase: string; step: number; heartbeatAgeMs: number; ringAddress: string }>;
-    lastEvalJson: string; lastCheckpointStep: number; error: string;
-  };
-}
-export type MessageName = keyof ControlMessages;
+export { decode, encode, type ControlMessages, type MessageName } from './messages.ts';
 
 /** Who sent an accepted message (the envelope's sender) and where to answer a request. */
 export interface MessageMeta {
   sender: string;
   reply?: string;
-}
-
-const types = new Map<string, protobuf.Type>();
-function type(name: MessageName): protobuf.Type {
-  let t = types.get(name);
-  if (!t) types.set(name, (t = root.lookupType(`ringtune.v1.${name}`)));
-  return t;
-}
-
-export function encode<N extends MessageName>(name: N, msg: ControlMessages[N]): Uint8Array {
-  const t = type(name);
-  return t.encode(t.fromObject(msg as Record<string, unknown>)).finish();
-}
-
-export function decode<N extends MessageName>(name: N, bytes: Uint8Array): ControlMessages[N] {
-  const t = type(name);
-  return t.toObject(t.decode(bytes), { longs: Number, defaults: true, oneofs: false }) as ControlMessages[N];
 }
 
 export interface BusOptions {

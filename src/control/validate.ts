@@ -7,7 +7,7 @@
  * hidden), so those fields accept any number.
  */
 import { z } from 'zod';
-import type { ControlMessages, MessageName } from './bus.ts';
+import type { ControlMessages, MessageName } from './messages.ts';
 import { COORDINATOR_PHASES, WORKER_PHASES } from './phases.ts';
 
 const MAX_RANKS = 4096;

@@ -38,7 +38,7 @@ import { InputError, RingtuneError } from '../errors.ts';
 import { parseEvalState, type EvalResult } from '../eval/eval-state.ts';
 import { finalModelDir } from '../run/outputs.ts';
 import { RunRecord } from '../run/record.ts';
-import { latestCheckpoint, readTrainerState, type TrainerState } from '../run/trainer-state.ts';
+import { claimCheckpointDir, newRunId } from '../run/checkpoint-dir.ts';
 import { EvalBook } from './eval-book.ts';
 import { Liveness } from './liveness.ts';
 import { Membership } from './membership.ts';
@@ -69,6 +69,8 @@ export interface CoordinatorOptions {
   /** The job's shared secret (auth.ts loadJobSecret): authenticates every control message. */
   secret: string;
   resume?: boolean;
+  /** Start over even if the checkpoint directory holds another run's checkpoints (they are removed). */
+  overwrite?: boolean;
   log: (line: string) => void;
   events?: CoordinatorEvents;
 }
@@ -375,14 +377,18 @@ export async function runCoordinator(o: CoordinatorOptions): Promise<RunSummary>
   const { job } = o;
   // 1. compile (done by the caller), resume point, record, NATS, subscriptions in protocol order
   const subj = subjects(job.name);
-  const resumeFrom = o.resume ? await latestCheckpoint(job.checkpoint.dir) : undefined;
-  if (o.resume && !resumeFrom) throw new InputError(`--resume: no checkpoint in ${job.checkpoint.dir}`);
-  const resumed: TrainerState | undefined = resumeFrom ? await readTrainerState(resumeFrom) : undefined;
-  const record = await RunRecord.open(job, resumed);
+  // The checkpoint directory belongs to this run from here: refused if another run's is there
+  // (unless --resume or --overwrite), staging leftovers removed. Before RunRecord.open touches history.
+  const claim = await claimCheckpointDir(job.checkpoint.dir, { resume: o.resume, overwrite: o.overwrite });
+  const resumeFrom = claim.resumed?.checkpoint;
+  const record = await RunRecord.open(job, claim.resumed?.state, claim.resumed?.history);
   const auth = new ControlAuth(o.secret, job.name, `coordinator-${randomBytes(4).toString('hex')}`);
   const bus = await Bus.connect({ ...o.bus, name: `ringtune-coordinator-${job.name}` }, auth, o.log);
   bus.onReject = (reason) => o.events?.rejected?.(reason);
-  const runId = randomBytes(6).toString('hex');
+  // Messages name this session; a fresh run's checkpoints take the same id (rank 0 reads it from the
+  // Assignment), a resumed run keeps its checkpoint's and gets a new session id, so workers left
+  // over from the killed session cannot match it.
+  const runId = claim.resumed ? newRunId() : claim.runId;
   const c = new Coordinator({
     job, runId, record, log: o.log, events: o.events, resumeFrom,
     refuse: (detail) => bus.countRejected('invalid', 'run', detail),

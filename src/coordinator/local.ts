@@ -16,6 +16,7 @@ import { loadJobFile, parseThreads, threadsFor, type Threads } from '../config/c
 import { newJobSecret } from '../control/auth.ts';
 import { freePort, startNatsServer, type NatsServer, type NatsUser } from '../control/nats-server.ts';
 import { subjects } from '../control/subjects.ts';
+import { claimCheckpointDir } from '../run/checkpoint-dir.ts';
 import { PARENT_PID_ENV } from '../util/parent-watch.ts';
 import { writeFileAtomic } from '../util/atomic.ts';
 
@@ -27,6 +28,7 @@ export interface LocalOptions {
   natsUrl?: string;
   metricsPortBase?: number;
   resume?: boolean;
+  overwrite?: boolean;
   backend?: string;
   /** Native engine threads per worker (--threads / RINGTUNE_THREADS); default: the job's `threads`, auto = cores / workers. */
   threads?: Threads;
@@ -78,6 +80,8 @@ export async function runLocalCluster(o: LocalOptions): Promise<number> {
   const job = await loadJobFile(o.jobFile);
   const workers = o.workers ?? job.cluster.workers;
   const threads = workerThreads(o.threads, process.env.RINGTUNE_THREADS, job.threads, workers);
+  // Refuse another run's checkpoints before any process starts (the coordinator claims them again).
+  if (!o.overwrite) await claimCheckpointDir(job.checkpoint.dir, { resume: o.resume });
   // One secret per local run (unless the caller set one): it authenticates every control message.
   const secret = process.env.RINGTUNE_JOB_SECRET || newJobSecret();
   // A private server gets one NATS user per role, each allowed only its own subjects.
@@ -106,7 +110,7 @@ export async function runLocalCluster(o: LocalOptions): Promise<number> {
     children.push(child);
     return new Promise<number>((resolve) => child.once('exit', (code, signal) => resolve(code ?? (signal ? 128 + 15 : 1))));
   };
-  const coordinatorExit = start('[coord]', ['coordinator', o.jobFile, '--workers', String(workers), '--metrics-port', String(ports[0]), ...(o.resume ? ['--resume'] : [])], roleEnv('coordinator'));
+  const coordinatorExit = start('[coord]', ['coordinator', o.jobFile, '--workers', String(workers), '--metrics-port', String(ports[0]), ...(o.resume ? ['--resume'] : []), ...(o.overwrite ? ['--overwrite'] : [])], roleEnv('coordinator'));
   const workerExits = [...Array(workers).keys()].map((i) =>
     start(`[w${i}]`, ['worker', '--job', job.name, '--ring-host', '127.0.0.1', '--ring-port', '0', '--rank-hint', String(i), '--metrics-port', String(ports[i + 1]),
       '--threads', String(threads)], { ...RING_PROCESS_ENV, ...roleEnv('worker') }));
