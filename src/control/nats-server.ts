@@ -72,6 +72,8 @@ export interface NatsServerOptions {
   token?: string;
   /** Users with per-user subject permissions; nothing else may connect. */
   users?: NatsUser[];
+  /** A fixed port (tests restart a server at the same address); default a free one. */
+  port?: number;
   /** Stop the server when this process's parent (pid) exits, even by SIGKILL (bin/keep-child.mjs). */
   diesWithParentOf?: number;
   log?: (l: string) => void;
@@ -86,7 +88,7 @@ function authorizationConfig(users: NatsUser[]): string {
 
 export async function startNatsServer(o: NatsServerOptions = {}): Promise<NatsServer> {
   ensureNatsServerInstalled(o.log ?? (() => {}));
-  const port = await freePort();
+  const port = o.port ?? (await freePort());
   const args = ['-a', '127.0.0.1', '-p', String(port), '--http_port', '0'];
   if (o.token) args.push('--auth', o.token);
   let confDir: string | undefined;

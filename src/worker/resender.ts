@@ -1,6 +1,7 @@
 /**
  * At-least-once delivery of a worker's reports over core NATS (which drops what arrives while a
- * subscriber is disconnected): each report is sent at once and again every `intervalMs` until the
+ * subscriber is disconnected): each report is sent at once and again after `intervalMs`, doubling
+ * up to `maxIntervalMs` (an eval report may legitimately wait long for the slowest rank), until the
  * coordinator's answer acknowledges it. The coordinator treats every report as idempotent (by run,
  * rank and step), so a re-send never counts twice.
  *   step:<n>   acknowledged by Control.alive.step >= n (contiguous)
@@ -10,14 +11,14 @@
  *   done       acknowledged by Control.shutdown
  */
 export class Resender {
-  private pending = new Map<string, { send: () => void; lastSent: number; step?: number }>();
+  private pending = new Map<string, { send: () => void; lastSent: number; wait: number; step?: number }>();
   resent = 0;
 
-  constructor(readonly intervalMs: number) {}
+  constructor(readonly intervalMs: number, readonly maxIntervalMs = 30_000) {}
 
   send(key: string, send: () => void, step?: number): void {
     send();
-    this.pending.set(key, { send, lastSent: performance.now(), step });
+    this.pending.set(key, { send, lastSent: performance.now(), wait: this.intervalMs, step });
   }
 
   ack(key: string): void {
@@ -36,8 +37,9 @@ export class Resender {
   /** Sends again whatever waited longer than the interval; call it from a timer. */
   tick(now = performance.now()): void {
     for (const p of this.pending.values()) {
-      if (now - p.lastSent < this.intervalMs) continue;
+      if (now - p.lastSent < p.wait) continue;
       p.lastSent = now;
+      p.wait = Math.min(p.wait * 2, this.maxIntervalMs);
       this.resent += 1;
       p.send();
     }

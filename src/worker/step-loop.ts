@@ -25,6 +25,7 @@ import type { AdamW } from '../optim/adamw.ts';
 import type { ScheduleConfig } from '../optim/lr-schedule.ts';
 import type { HistoryLine } from '../run/history.ts';
 import { finalModelDir } from '../run/outputs.ts';
+import type { Resender } from './resender.ts';
 import { trainerState } from '../run/trainer-state.ts';
 import { BatchPlan } from '../train/batch-plan.ts';
 import { saveCheckpoint } from '../train/checkpoint.ts';
@@ -75,6 +76,8 @@ export interface LoopContext {
   ring: GrpcRing;
   bus: Bus;
   subj: Subjects;
+  /** Reports go through it: re-sent until the coordinator's answer acknowledges them (resender.ts). */
+  reports: Resender;
   waitForDecision: (step: number) => Promise<NonNullable<ControlMessages['Control']['evalDecision']>>;
   onStep: (step: number) => void;
   events?: WorkerEvents;
@@ -116,8 +119,10 @@ export async function runSteps(st: WorkerState, c: LoopContext): Promise<string 
   const evaluate = async (): Promise<boolean> => {
     if (st.data.eval.length === 0) return false;
     const state = await rankEvalState(model, job, st.data.eval, st.padId, c.rank, c.worldSize, st.generation);
-    c.bus.publish(c.subj.eval, 'EvalReport', { runId: c.runId, rank: c.rank, step, stateJson: JSON.stringify(state) });
-    const d = await c.waitForDecision(step);
+    const at = step;
+    const report = { runId: c.runId, rank: c.rank, step: at, stateJson: JSON.stringify(state) };
+    c.reports.send(`eval:${at}`, () => c.bus.publish(c.subj.eval, 'EvalReport', report));
+    const d = await c.waitForDecision(at);
     early = { best: d.best, badEvals: d.badEvals };
     return d.stop;
   };
@@ -134,10 +139,11 @@ export async function runSteps(st: WorkerState, c: LoopContext): Promise<string 
       step = s;
       c.onStep(step);
       const hash = job.cluster.hashEveryNSteps > 0 && step % job.cluster.hashEveryNSteps === 0 ? paramHash(flat.params) : '';
-      c.bus.publish(c.subj.step, 'StepReport', {
+      const report = {
         runId: c.runId, rank: c.rank, step, loss: r.loss, count: r.count, gradNorm: r.gradNorm, lr, inputTokens: r.inputTokens,
         samples, computeMs: r.computeMs, reduceMs: r.reduceMs, paramHash: hash, reduceBytes,
-      });
+      };
+      c.reports.send(`step:${step}`, () => c.bus.publish(c.subj.step, 'StepReport', report), step);
       c.events?.step?.({ ...r, step, samples, reduceBytes });
       if (c.rank === 0) trained.push({ type: 'train', step, loss: r.loss, lr, grad_norm: r.gradNorm, count: r.count });
     },
@@ -145,7 +151,8 @@ export async function runSteps(st: WorkerState, c: LoopContext): Promise<string 
     checkpoint: c.rank !== 0 ? undefined : async () => {
       const state = trainerState(step, plan.stepsPerEpoch, { runId, seed: t.seed, schedule: st.schedule, labels: st.labels, earlyStopping: early });
       const path = await saveCheckpoint(job.checkpoint.dir, { state, history: trained, keep: job.checkpoint.keep, tokenizerFrom: job.modelDir }, st);
-      c.bus.publish(c.subj.checkpoint, 'CheckpointReport', { runId: c.runId, step, path });
+      const report = { runId: c.runId, step, path };
+      c.reports.send(`ckpt:${step}`, () => c.bus.publish(c.subj.checkpoint, 'CheckpointReport', report), step);
     },
   });
   const stopped = run.stoppedEarly;

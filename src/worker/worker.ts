@@ -19,6 +19,7 @@ import type { WorkerPhase } from '../control/phases.ts';
 import { subjects } from '../control/subjects.ts';
 import { InputError, RingtuneError } from '../errors.ts';
 import { setThreads, type BackendInfo } from '../model/backend.ts';
+import { Resender } from './resender.ts';
 import { prepareWorkerState, runSteps, type WorkerEvents } from './step-loop.ts';
 
 export interface WorkerOptions {
@@ -131,13 +132,21 @@ export async function runWorker(o: WorkerOptions): Promise<void> {
       if (o.backend.name === 'native') o.log(`[worker ${workerId}] native engine: ${job.threads} thread${job.threads > 1 ? 's' : ''} (the job's threads)`);
     }
     timers.push(setInterval(heartbeat, job.cluster.heartbeatIntervalMs));
+    // Reports are re-sent until acknowledged: a NATS hiccup costs a re-send, not the job.
+    const reports = new Resender(job.cluster.heartbeatIntervalMs * 2);
+    timers.push(setInterval(() => reports.tick(), job.cluster.heartbeatIntervalMs));
     // The coordinator's liveness, from its Control messages: without it a worker would wait forever.
     let coordinatorSeen = performance.now();
+    bus.onConnection = (up) => { if (up) coordinatorSeen = performance.now(); }; // nobody could be heard during the outage
     const coordinatorGone = () => {
       const silentMs = performance.now() - coordinatorSeen;
       if (phase !== 'loading' && phase !== 'training') return;
-      if (silentMs <= job.cluster.heartbeatTimeoutMs * 2 || abortReason) return;
-      abortReason = `the coordinator has been silent for ${Math.round(silentMs)} ms (it exited or lost NATS)`;
+      const limit = job.cluster.heartbeatTimeoutMs * 2;
+      const down = bus.disconnectedMs;
+      if (abortReason || (down > 0 ? down <= limit : silentMs <= limit)) return;
+      abortReason = down > 0
+        ? `lost the NATS connection ${Math.round(down)} ms ago (longer than twice cluster.heartbeat_timeout_ms): NATS is down or unreachable`
+        : `the coordinator has been silent for ${Math.round(silentMs)} ms (it exited or lost NATS)`;
       void ring?.close();
       for (const f of controls.splice(0)) f({ runId, abort: { reason: abortReason, rank: -1, lastStep: step } });
     };
@@ -146,6 +155,13 @@ export async function runWorker(o: WorkerOptions): Promise<void> {
       if (c.runId !== runId) return;
       if (meta.sender !== coordinator) return bus.countRejected('invalid', subj.control, `Control of run ${runId} from ${meta.sender}, not its coordinator ${coordinator}`);
       coordinatorSeen = performance.now();
+      if (c.alive) {
+        reports.ackThrough('step', c.alive.step);
+        reports.ackThrough('ckpt', c.alive.checkpointStep ?? 0);
+      }
+      if (c.start) reports.ack('ready');
+      if (c.evalDecision) reports.ack(`eval:${c.evalDecision.step}`);
+      if (c.shutdown) reports.ack('done');
       if (c.abort) {
         abortReason = `aborted by the coordinator: ${c.abort.reason}`;
         void ring?.close();
@@ -176,22 +192,28 @@ export async function runWorker(o: WorkerOptions): Promise<void> {
     o.events?.ring?.(ring);
     timers.push(setInterval(() => logRingRefusals(ring!, o.log), 10_000));
     await ring.connect(assignment.peers.map((p) => p.ringAddress));
-    bus.publish(subj.ready, 'Ready', { runId, rank, trainExamples: state.data.train.length, evalExamples: state.data.eval.length, startStep: state.startStep, totalSteps: state.plan.totalSteps });
+    const readyMsg = { runId, rank, trainExamples: state.data.train.length, evalExamples: state.data.eval.length, startStep: state.startStep, totalSteps: state.plan.totalSteps };
+    reports.send('ready', () => bus.publish(subj.ready, 'Ready', readyMsg));
     const start = await nextControl((c) => !!c.start);
     setPhase('training');
     step = start.start!.startStep;
     const final = await runSteps(state, {
-      job, rank, worldSize: assignment.worldSize, runId, ring, bus, subj,
+      job, rank, worldSize: assignment.worldSize, runId, ring, bus, subj, reports,
       waitForDecision: (s) => nextControl((c) => c.evalDecision?.step === s).then((c) => c.evalDecision!),
       onStep: (s) => { step = s; },
       events: o.events,
       isAborted: () => abortReason,
       traceFile: o.traceFile,
     });
-    bus.publish(subj.done, 'Done', { runId, rank, step, finalModelDir: final ?? '' });
+    const doneMsg = { runId, rank, step, finalModelDir: final ?? '' };
+    reports.send('done', () => bus.publish(subj.done, 'Done', doneMsg));
     setPhase('done');
     heartbeat();
     o.log(`[worker ${workerId}] rank ${rank}: done at step ${step}`);
+    // Wait (bounded) for Shutdown so a lost Done is re-sent; the work is saved whatever happens.
+    const waitMs = job.cluster.heartbeatTimeoutMs * 2;
+    const shutdown = await Promise.race([nextControl((c) => !!c.shutdown).then(() => true, () => true), new Promise<false>((r) => setTimeout(() => r(false), waitMs))]);
+    if (!shutdown) o.log(`[worker ${workerId}] rank ${rank}: no Shutdown from the coordinator within ${waitMs} ms; exiting (the run's outputs are written)`);
   } catch (err) {
     setPhase('failed');
     const e = abortReason ? new WorkerAbortedError(abortReason, { cause: err }) : err;
