@@ -56,6 +56,13 @@ const podSpec = (o: Obj): Obj => o.spec.template.spec;
 // --- the CLI contract -------------------------------------------------------------------------------
 interface Flag { flag: string; env?: string; value: boolean }
 const NATS_CREDENTIALS = ['RINGTUNE_NATS_TOKEN', 'RINGTUNE_NATS_USER', 'RINGTUNE_NATS_PASSWORD'];
+/** Flags both roles share: the job secret's file and NATS TLS. */
+const CONTROL_FLAGS: Flag[] = [
+  { flag: '--secret-file', env: 'RINGTUNE_JOB_SECRET_FILE', value: true },
+  { flag: '--nats-ca', env: 'RINGTUNE_NATS_CA', value: true },
+  { flag: '--nats-cert', env: 'RINGTUNE_NATS_CERT', value: true },
+  { flag: '--nats-key', env: 'RINGTUNE_NATS_KEY', value: true },
+];
 const CONTRACT: Record<'coordinator' | 'worker', { positional: number; flags: Flag[]; envOnly: string[]; required: string[] }> = {
   coordinator: {
     positional: 1, // <job.yaml>
@@ -66,8 +73,10 @@ const CONTRACT: Record<'coordinator' | 'worker', { positional: number; flags: Fl
       { flag: '--resume', value: false },
       { flag: '--backend', env: 'RINGTUNE_BACKEND', value: true },
       { flag: '--linger-ms', env: 'RINGTUNE_LINGER_MS', value: true },
+      { flag: '--overwrite', value: false },
+      ...CONTROL_FLAGS,
     ],
-    envOnly: NATS_CREDENTIALS,
+    envOnly: [...NATS_CREDENTIALS, 'RINGTUNE_JOB_SECRET'],
     required: ['--nats'],
   },
   worker: {
@@ -83,8 +92,9 @@ const CONTRACT: Record<'coordinator' | 'worker', { positional: number; flags: Fl
       { flag: '--backend', env: 'RINGTUNE_BACKEND', value: true },
       { flag: '--threads', env: 'RINGTUNE_THREADS', value: true },
       { flag: '--linger-ms', env: 'RINGTUNE_LINGER_MS', value: true },
+      ...CONTROL_FLAGS,
     ],
-    envOnly: [...NATS_CREDENTIALS, 'RINGTUNE_RING_TOKEN'],
+    envOnly: [...NATS_CREDENTIALS, 'RINGTUNE_JOB_SECRET', 'RINGTUNE_RING_TOKEN'],
     required: ['--nats', '--job'],
   },
 };
