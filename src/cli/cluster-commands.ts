@@ -16,6 +16,7 @@ import { runLocalCluster } from '../coordinator/local.ts';
 import { CoordinatorMetrics, startMetricsServer, WorkerMetrics } from '../metrics/metrics.ts';
 import { runWorker } from '../worker/worker.ts';
 import { action, allCores, BACKEND_HELP, intArg, startBackend, threadsOption } from './common.ts';
+import { parseRecord, stringifyRecord } from '../run/record-json.ts';
 
 const natsOption = () => new Option('--nats <url>', 'NATS server URL').env('RINGTUNE_NATS_URL');
 const metricsOption = () => new Option('--metrics-port <port>', 'port of /metrics and /healthz (0 = any free port)').env('RINGTUNE_METRICS_PORT').argParser(intArg(0)).default(9464);
@@ -83,7 +84,7 @@ export function registerClusterCommands(program: Command): void {
             rejected: (reason) => metrics.controlRejected(reason),
           },
         });
-        console.log(JSON.stringify({ run_id: r.runId, steps: r.steps, stopped_early: r.stoppedEarly, base_eval: r.baseEval, final_eval: r.finalEval, final_model: r.finalModelDir }, null, 2));
+        console.log(stringifyRecord({ run_id: r.runId, steps: r.steps, stopped_early: r.stoppedEarly, base_eval: r.baseEval, final_eval: r.finalEval, final_model: r.finalModelDir }, 2));
       } finally {
         if (o.lingerMs > 0) await sleep(o.lingerMs);
         await server.close();
@@ -165,7 +166,7 @@ export function registerClusterCommands(program: Command): void {
       try {
         const s = await bus.request(subjects(o.job).status, 'StatusRequest', {}, 'StatusReply', o.timeoutMs).catch(() => undefined);
         if (!s) throw new (await import('../errors.ts')).InputError(`no coordinator of job "${o.job}" answered on ${o.nats} within ${o.timeoutMs} ms`);
-        console.log(JSON.stringify({ ...s, lastEval: s.lastEvalJson ? JSON.parse(s.lastEvalJson) : undefined, lastEvalJson: undefined }, null, 2));
+        console.log(stringifyRecord({ ...s, lastEval: s.lastEvalJson ? parseRecord(s.lastEvalJson) : undefined, lastEvalJson: undefined }, 2));
       } finally {
         await bus.close();
       }

@@ -12,6 +12,7 @@ import { evalState } from '../train/evaluate.ts';
 import { train } from '../train/loop.ts';
 import { prepareRun } from '../train/prepare.ts';
 import { action, allCores, BACKEND_HELP, intArg, startBackend, threadsOption } from './common.ts';
+import { stringifyRecord } from '../run/record-json.ts';
 
 const FORMATS = ['text', 'prompt-completion', 'messages', 'label'];
 
@@ -51,7 +52,7 @@ export function registerTrainCommands(program: Command): void {
         return;
       }
       const r = await train(job, { resume: o.resume, overwrite: o.overwrite });
-      console.log(JSON.stringify({ steps: r.steps, stopped_early: r.stoppedEarly, base_eval: r.baseEval, final_eval: r.finalEval, final_model: r.finalModelDir, report: join(job.outputDir, 'report.html') }, null, 2));
+      console.log(stringifyRecord({ steps: r.steps, stopped_early: r.stoppedEarly, base_eval: r.baseEval, final_eval: r.finalEval, final_model: r.finalModelDir, report: join(job.outputDir, 'report.html') }, 2));
     }));
 
   program
@@ -78,7 +79,7 @@ export function registerTrainCommands(program: Command): void {
       const { data, padId, labels, generation } = await prepareRun(job);
       const { model } = await loadModel(job.modelDir, { task: job.task, labels });
       const r = evalResult(await evalState(model, data.train, o.batch, padId, undefined, generation));
-      console.log(JSON.stringify({ model: job.modelDir, data: job.data.trainPath, examples: data.train.length, skipped: data.skipped.length, ...r }, null, 2));
+      console.log(stringifyRecord({ model: job.modelDir, data: job.data.trainPath, examples: data.train.length, skipped: data.skipped.length, ...r }, 2));
       model.dispose();
     }));
 }

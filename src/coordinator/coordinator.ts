@@ -43,6 +43,7 @@ import { EvalBook } from './eval-book.ts';
 import { Liveness } from './liveness.ts';
 import { Membership } from './membership.ts';
 import { describeHashGroups, StepBook } from './step-book.ts';
+import { stringifyRecord } from '../run/record-json.ts';
 
 export type { CoordinatorPhase } from '../control/phases.ts';
 
@@ -327,7 +328,7 @@ export class Coordinator {
     return {
       job: job.name, runId, phase: this.phase, step: this.lastComplete, totalSteps: this.totalSteps, worldSize: this.members.worldSize,
       workersAlive: this.members.alive(job.cluster.heartbeatTimeoutMs), lastLoss: this.lastLoss, workers: this.members.status(),
-      lastEvalJson: lastEval ? JSON.stringify(lastEval) : '', lastCheckpointStep: this.lastCheckpointStep, error: '',
+      lastEvalJson: lastEval ? stringifyRecord(lastEval) : '', lastCheckpointStep: this.lastCheckpointStep, error: '',
     };
   }
 

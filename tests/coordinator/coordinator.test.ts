@@ -336,3 +336,60 @@ test('9-10 a rank that sent Done is not declared lost while rank 0 still writes 
   await c.onDone({ runId: RUN, rank: 0, step: 1, finalModelDir: '' });
   assert.equal((await c.finished).steps, 1);
 });
+
+test('9 acknowledgements: Control.alive carries the contiguous complete step and the latest checkpoint', async (t) => {
+  const clock = fakeClock(t);
+  const { c, outbox } = await coordinator(t, { workers: 2 });
+  startRun(c, 2);
+  await completeStep(c, 2, 1);
+  await completeStep(c, 2, 3); // step 2 lost on its way (to be re-sent): not acknowledged yet
+  c.onCheckpoint({ runId: RUN, step: 3, path: '/ckpt/3' });
+  clock.advance(100);
+  c.tick();
+  assert.deepEqual(outbox.of('alive').at(-1), { step: 1, checkpointStep: 3 });
+  await completeStep(c, 2, 2); // the re-send arrives
+  await c.onStepReport(stepReport(0, 2)); // and a late duplicate changes nothing
+  c.tick();
+  assert.deepEqual(outbox.of('alive').at(-1), { step: 3, checkpointStep: 3 });
+  assert.equal(c.status().step, 3);
+});
+
+test('9 progress watchdog: every rank alive but no step for cluster.progress_timeout_ms stops the run', async (t) => {
+  const clock = fakeClock(t);
+  const { c, outbox } = await coordinator(t, { workers: 2, cluster: { heartbeat_timeout_ms: 1000, progress_timeout_ms: 3000 } });
+  startRun(c, 2);
+  await completeStep(c, 2, 1);
+  for (let i = 0; i < 7; i++) {
+    clock.advance(500);
+    for (const [w, rank] of [['w0', 0], ['w1', 1]] as const) c.onHeartbeat({ workerId: w, rank, phase: 'training', step: 1, runId: RUN });
+    c.tick();
+  }
+  const [abort] = outbox.of('abort');
+  assert.equal(abort.rank, -1);
+  assert.match(abort.reason, /no progress for [34] s \(cluster\.progress_timeout_ms 3000\).*after step 1 though every rank is alive/);
+  await rejection(c.finished);
+});
+
+test('9 NATS outage: nobody is blamed while the connection is down; past the timeout the run fails naming NATS', async (t) => {
+  const clock = fakeClock(t);
+  const nats = { downMs: 0 };
+  const short = await coordinator(t, { workers: 2, cluster: { heartbeat_timeout_ms: 1000 }, nats });
+  startRun(short.c, 2);
+  nats.downMs = 800; // a short restart: no heartbeat arrives for 3 s, but the outage is shorter than the timeout
+  clock.advance(3000);
+  short.c.tick();
+  assert.deepEqual(short.outbox.of('abort'), []);
+  nats.downMs = 0;
+  short.c.reconnected(); // everyone's clock restarts: they could not be heard
+  short.c.tick();
+  assert.deepEqual(short.outbox.of('abort'), []);
+
+  nats.downMs = 1500;
+  clock.advance(1500);
+  short.c.tick();
+  const [abort] = short.outbox.of('abort');
+  assert.equal(abort.rank, -1);
+  assert.match(abort.reason, /lost its NATS connection 1500 ms ago .*NATS is down or unreachable/);
+  const err = await rejection(short.c.finished);
+  assert.match(err.message, /^the run failed/);
+});

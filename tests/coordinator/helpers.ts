@@ -45,6 +45,8 @@ export interface Setup {
   workers?: number;
   cluster?: Record<string, unknown>;
   eval?: Record<string, unknown>;
+  /** How long NATS has been down, read at every tick (mutable: tests simulate an outage). */
+  nats?: { downMs: number };
 }
 
 export async function coordinator(t: TestContext, o: Setup = {}) {
@@ -57,7 +59,7 @@ export async function coordinator(t: TestContext, o: Setup = {}) {
   };
   const logs: string[] = [];
   const c = new Coordinator({
-    job, runId: RUN, record, outbox, log: (l) => logs.push(l),
+    job, runId: RUN, record, outbox, log: (l) => logs.push(l), natsDownMs: o.nats && (() => o.nats!.downMs),
     events: {
       phase: (p) => seen.phases.push(p), step: (s) => seen.steps.push(s.step), hashCheck: (ok) => seen.hashChecks.push(ok),
       eval: (step, r) => seen.evals.push([step, r]), checkpoint: (step) => seen.checkpoints.push(step),
