@@ -40,6 +40,7 @@ training:
   eps: 1.0e-8
   grad_clip: 1.0                  # global L2 norm; 0 disables
   seed: 0
+  on_nonfinite: fail              # fail | skip_step: a NaN/Inf loss or gradient stops the run, or skips that update
 
 checkpoint:
   every_n_steps: 0                # 0 = only the final model
@@ -59,6 +60,8 @@ cluster:                          # distributed runs (ringtune local / coordinat
   collective_timeout_ms: 60000
   join_timeout_ms: 300000
   hash_every_n_steps: 10          # compare a hash of every replica's parameters
+  progress_timeout_ms: 900000     # fail a run whose step has not advanced for this long (0 = never)
+  # secret_file: job.secret       # the control plane's shared secret (else RINGTUNE_JOB_SECRET; local makes one)
   # nats: {url: nats://127.0.0.1:4222, token: ..., user: ..., password: ..., tls: {ca: ..., cert: ..., key: ...}}
   # ring_tls: {ca: ca.pem, cert: worker.pem, key: worker.key}     # mutual TLS between ring peers
 
