@@ -118,9 +118,15 @@ export class Bus {
     await this.nc.flush();
   }
 
+  /** Drains (bounded: NATS may be down, and a process must still be able to exit), then closes. */
   async close(): Promise<void> {
     for (const s of this.subs) s.unsubscribe();
-    await this.nc.drain().catch(() => this.nc.close());
+    if (this.downSince === undefined) {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([this.nc.drain(), new Promise((r) => (timer = setTimeout(r, 2000)))]).catch(() => {});
+      clearTimeout(timer);
+    }
+    if (!this.nc.isClosed()) await this.nc.close().catch(() => {});
   }
 
   private open<N extends MessageName>(data: Uint8Array, name: N, subject: string): { msg: ControlMessages[N]; sender: string } | undefined {
