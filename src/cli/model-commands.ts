@@ -3,13 +3,16 @@ import type { Command } from 'commander';
 import { threadsFor, type Threads } from '../config/compile.ts';
 import { InputError } from '../errors.ts';
 import type { Family, Task } from '../model/config.ts';
-import { classifyText } from '../model/classify.ts';
 import { createModelDir } from '../model/create.ts';
 import { generate } from '../model/generate.ts';
 import { loadModel, readConfigJson } from '../model/model-dir.ts';
 import { presetChoices } from '../model/presets.ts';
 import { Tokenizer } from '../model/tokenizer.ts';
+import { collateCls } from '../data/batch.ts';
+import { checkPredictionsTarget, writePredictions } from '../eval/predictions.ts';
+import { classifierOutputs } from '../train/evaluate.ts';
 import { action, allCores, BACKEND_HELP, floatArg, intArg, startBackend, threadsOption } from './common.ts';
+import { readTextInput, type TextItem } from './text-input.ts';
 
 export function registerModelCommands(program: Command): void {
   const model = program.command('model').description('create and inspect model directories');
@@ -99,23 +102,55 @@ export function registerModelCommands(program: Command): void {
 
   program
     .command('classify')
-    .description('classify text with a sequence-classification model directory')
+    .description('classify texts with a sequence-classification model directory; prints one JSON line per text')
     .requiredOption('--model <dir>', 'model directory')
-    .requiredOption('--text <text...>', 'one or more texts')
+    .option('--text <text...>', 'one or more texts')
+    .option('--input <file>', 'texts to classify, - for stdin: JSONL with a "text" field (name ends in .jsonl, or first character "{"), else one text per line')
+    .option('--output <file>', 'write the JSON lines here (atomically) instead of stdout; - for stdout')
+    .option('--overwrite', 'replace an existing --output file')
+    .option('--batch <n>', 'texts per forward pass', intArg(1), 16)
     .option('--backend <name>', BACKEND_HELP)
     .addOption(threadsOption('all cores', false))
-    .action(action(async (o: { model: string; text: string[]; backend?: string; threads?: Threads }) => {
+    .action(action(async (o: { model: string; text?: string[]; input?: string; output?: string; overwrite?: boolean; batch: number; backend?: string; threads?: Threads }) => {
+      if (!o.text === !o.input) throw new InputError('give the texts with either --text or --input FILE (- for stdin)');
+      if (o.output) await checkPredictionsTarget(o.output, !!o.overwrite, '--output');
+      const items: TextItem[] = o.input ? await readTextInput(o.input) : o.text!.map((text) => ({ text }));
       await startBackend(o.backend, threadsFor(o.threads, undefined, allCores()));
       const tok = await Tokenizer.fromDir(o.model);
-      const { model: m } = await loadModel(o.model, { task: 'classification' });
-      for (const text of o.text) {
-        if (tok.encode(text).length === 0) throw new InputError(`--text "${text}" encodes to no tokens`);
-        const r = await classifyText(m, tok, text);
-        const ranked = Object.entries(r.scores).map(([label, p]) => ({ label, p })).sort((a, b) => b.p - a.p);
-        console.log(JSON.stringify({ text, label: ranked[0].label, scores: Object.fromEntries(ranked.map((r) => [r.label, +r.p.toFixed(4)])) }));
+      const { model: m } = await loadModel(o.model);
+      if (m.task !== 'classification') {
+        m.dispose();
+        throw new InputError(`${o.model} is a causal language model (config.json architectures), not a classifier: use ringtune generate`);
+      }
+      const lines: object[] = [];
+      for (let start = 0; start < items.length; start += o.batch) {
+        const chunk = items.slice(start, start + o.batch);
+        const tokens = chunk.map((it, i) => {
+          const ids = classifierTokens(tok, m.config.maxPositions, it.text);
+          if (ids.length === 0) throw new InputError(`${o.input ? `--input text ${start + i + 1}` : '--text'} ${JSON.stringify(it.id ?? it.text.slice(0, 60))} encodes to no tokens`);
+          return ids;
+        });
+        const padId = tok.padTokenId ?? tok.eosTokenId ?? 0;
+        const out = await classifierOutputs(m, collateCls(tokens.map((t) => ({ tokens: t, label: 0, source: '' })), padId), true);
+        chunk.forEach((it, i) => {
+          const ranked = out.probs[i].map((p, c) => ({ label: m.config.id2label[c], p })).sort((a, b) => b.p - a.p);
+          lines.push({
+            ...(it.id === undefined ? { text: it.text } : { id: it.id }), label: m.config.id2label[out.predicted[i]],
+            scores: Object.fromEntries(ranked.map((r) => [r.label, +r.p.toFixed(4)])),
+          });
+        });
       }
       m.dispose();
+      await writePredictions(o.output ?? '-', lines);
     }));
+}
+
+/**
+ * The tokens classifyText (src/model/classify.ts) gives the model for `text`; batched here with the
+ * forward eval uses (train/evaluate.ts classifierOutputs). Must stay the same rule as classifyText's.
+ */
+function classifierTokens(tok: Tokenizer, maxPositions: number, text: string): number[] {
+  return tok.encode(text).slice(0, maxPositions);
 }
 
 export function registerServeCommand(program: Command): void {

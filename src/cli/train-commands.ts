@@ -7,7 +7,9 @@ import { jobTemplate } from '../config/template.ts';
 import { InputError } from '../errors.ts';
 import { loadModel } from '../model/model-dir.ts';
 import { writeFileAtomic } from '../util/atomic.ts';
+import { classificationReport } from '../eval/classification-report.ts';
 import { evalResult } from '../eval/eval-state.ts';
+import { checkPredictionsTarget, writePredictions, type Prediction } from '../eval/predictions.ts';
 import { evalState } from '../train/evaluate.ts';
 import { train } from '../train/loop.ts';
 import { prepareRun } from '../train/prepare.ts';
@@ -67,19 +69,27 @@ export function registerTrainCommands(program: Command): void {
     .option('--metrics <names>', 'also generate completions and score them: bleu,rouge,exact_match (prompt-completion or messages data)')
     .option('--max-new-tokens <n>', 'tokens generated per example for --metrics', intArg(1), 48)
     .option('--max-examples <n>', 'examples generated for --metrics', intArg(1), 100)
+    .option('--predictions <file>', 'also write one JSON line per example: id (file:line), label, predicted, scores (classifier) or loss, tokens (+ generated, reference with --metrics) (causal LM); - for stdout')
+    .option('--overwrite', 'replace an existing --predictions file')
     .option('--backend <name>', BACKEND_HELP)
     .addOption(threadsOption('all cores', false))
-    .action(action(async (o: { model: string; data: string; format: string; maxSeqLen: number; batch: number; onBadRecord: string; metrics?: string; maxNewTokens: number; maxExamples: number; backend?: string; threads?: Threads }) => {
+    .action(action(async (o: { model: string; data: string; format: string; maxSeqLen: number; batch: number; onBadRecord: string; metrics?: string; maxNewTokens: number; maxExamples: number; predictions?: string; overwrite?: boolean; backend?: string; threads?: Threads }) => {
       const job = compileJob({
         model: resolve(o.model), data: { train: resolve(o.data), format: o.format, max_seq_len: o.maxSeqLen, eval_fraction: 0, on_bad_record: o.onBadRecord },
         training: { max_steps: 1, global_batch: o.batch, micro_batch: o.batch },
         eval: { metrics: o.metrics?.split(',').map((m) => m.trim()).filter(Boolean), generate_max_tokens: o.maxNewTokens, generate_max_examples: o.maxExamples },
       }, 'ringtune eval');
+      if (o.predictions) await checkPredictionsTarget(o.predictions, !!o.overwrite);
       await startBackend(o.backend, threadsFor(o.threads, undefined, allCores()));
       const { data, padId, labels, generation } = await prepareRun(job);
       const { model } = await loadModel(job.modelDir, { task: job.task, labels });
-      const r = evalResult(await evalState(model, data.train, o.batch, padId, undefined, generation));
-      console.log(stringifyRecord({ model: job.modelDir, data: job.data.trainPath, examples: data.train.length, skipped: data.skipped.length, ...r }, 2));
+      const predictions: Prediction[] = [];
+      const state = await evalState(model, data.train, o.batch, padId, undefined, generation, o.predictions ? (p) => predictions.push(p) : undefined);
+      const classification = classificationReport(state, model.config.id2label);
+      if (o.predictions) await writePredictions(o.predictions, predictions);
+      const summary = { model: job.modelDir, data: job.data.trainPath, examples: data.train.length, skipped: data.skipped.length, ...evalResult(state), classification, predictions: o.predictions };
+      // With predictions on stdout the summary goes to stderr, so stdout stays JSONL.
+      (o.predictions === '-' ? console.error : console.log)(stringifyRecord(summary, 2));
       model.dispose();
     }));
 }
