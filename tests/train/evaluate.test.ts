@@ -6,15 +6,16 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import type { LmExample } from '../../src/data/examples.ts';
-import { bleuMetric, rougeMetric, squadMetric, evaluate } from '../../src/eval/index.ts';
+import type { ClsExample, LmExample } from '../../src/data/examples.ts';
+import { bleuMetric, exactSumValue, rougeMetric, squadMetric, evaluate } from '../../src/eval/index.ts';
+import type { ClassificationPrediction, LmPrediction, Prediction } from '../../src/eval/predictions.ts';
 import { generate } from '../../src/model/generate.ts';
 import { loadModel } from '../../src/model/model-dir.ts';
 import { evalResult, mergeEvalStates, parseEvalState } from '../../src/eval/eval-state.ts';
 import { evalState } from '../../src/train/evaluate.ts';
 import { train } from '../../src/train/loop.ts';
 import { prepareRun } from '../../src/train/prepare.ts';
-import { baseModel, job, quiet, ready, tempDir, writeLines } from './fixtures.ts';
+import { baseModel, clsLines, job, quiet, ready, tempDir, writeLines } from './fixtures.ts';
 
 const SOUNDS: Record<string, string> = { cat: 'meow', dog: 'woof', cow: 'moo', owl: 'hoot', duck: 'quack', bee: 'buzz' };
 
@@ -57,7 +58,10 @@ test('eval.metrics bleu/rouge/exact_match: trained model scores high, numbers ma
 
   // Two shards merged == one pass.
   const exs = run.data.eval;
-  const whole = evalResult(await evalState(m, exs, 4, run.padId, undefined, run.generation));
+  const lmLines: LmPrediction[] = [];
+  const whole = evalResult(await evalState(m, exs, 4, run.padId, undefined, run.generation, (p) => lmLines.push(p as LmPrediction)));
+  // The predictions carry the very completions and references that were scored.
+  assert.deepEqual(lmLines.map((p) => [p.generated, p.reference]), pairs.map((p) => [p.hyp, p.ref]));
   const a = await evalState(m, exs.slice(0, 5), 4, run.padId, undefined, run.generation);
   const b = await evalState(m, exs.slice(5), 4, run.padId, undefined, run.generation);
   const merged = evalResult(parseEvalState(JSON.stringify(mergeEvalStates(a, b)), 'test'));
@@ -71,4 +75,37 @@ test('eval.metrics are validated against task and format', () => {
     /eval\.metrics: bleu need task causal-lm with format prompt-completion or messages/);
   assert.throws(() => job('/tmp', { model: 'm', data: { train: 't', format: 'text' }, training: { epochs: 1 }, eval: { metrics: ['blue'] } }),
     /eval\.metrics: unknown blue; valid: .*bleu/);
+});
+
+test('a prediction sink leaves the EvalState bit for bit as without one; its lines add up to the state', async (t) => {
+  await ready;
+  const dir = await tempDir(t);
+  await writeLines(join(dir, 'lm.jsonl'), lines(11));
+  await writeLines(join(dir, 'cls.jsonl'), clsLines(13, 4));
+  for (const [family, task, file, format] of [['gpt2', 'causal-lm', 'lm.jsonl', 'prompt-completion'], ['bert', 'classification', 'cls.jsonl', 'label']] as const) {
+    const model = await baseModel(dir, family, task);
+    const spec = job(dir, { model, data: { train: file, format, eval_fraction: 0 }, training: { max_steps: 1, global_batch: 4, micro_batch: 4 } });
+    const run = await prepareRun(spec);
+    const { model: m } = await loadModel(model, { task, labels: run.labels });
+    const exs = run.data.train;
+    const got: Prediction[] = [];
+    const plain = await evalState(m, exs, 4, run.padId);
+    const withSink = await evalState(m, exs, 4, run.padId, undefined, undefined, (p) => got.push(p));
+    assert.deepEqual(withSink, plain, family);
+    assert.deepEqual(got.map((p) => p.id), exs.map((e) => e.source), family);
+    const sum = exactSumValue(plain.loss.nllSum);
+    if (task === 'causal-lm') {
+      const ls = got as LmPrediction[];
+      assert.equal(ls.reduce((a, p) => a + p.tokens, 0), plain.loss.tokens);
+      ls.forEach((p) => assert.equal(p.loss, p.nll_sum / p.tokens));
+      const nll = ls.reduce((a, p) => a + p.nll_sum, 0);
+      assert.ok(Math.abs(nll - sum) < 1e-5 * sum, `${nll} vs ${sum}`);
+    } else {
+      const cs = got as ClassificationPrediction[];
+      const loss = cs.reduce((a, p) => a + p.loss, 0);
+      assert.ok(Math.abs(loss - sum) < 1e-5 * sum, `${loss} vs ${sum}`);
+      assert.deepEqual(cs.map((p) => p.label), (exs as ClsExample[]).map((e) => run.labels![e.label]));
+    }
+    m.dispose();
+  }
 });
