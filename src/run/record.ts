@@ -5,6 +5,7 @@
  * One class so the two cannot drift; it never touches a model.
  */
 import type { CompiledJob } from '../config/compile.ts';
+import type { ClassificationReport } from '../eval/classification-report.ts';
 import type { EvalResult } from '../eval/eval-state.ts';
 import { EarlyStopper } from './early-stopping.ts';
 import { RunHistory, type HistoryLine } from './history.ts';
@@ -26,6 +27,8 @@ export interface RunEnd {
 export class RunRecord {
   baseEval?: EvalResult;
   lastEval?: EvalResult;
+  /** The latest evaluation's confusion matrix and per-class scores (classifiers; not in metrics.jsonl). */
+  lastClassification?: ClassificationReport;
   private readonly started = performance.now();
 
   private constructor(
@@ -72,9 +75,10 @@ export class RunRecord {
     return this.history.lines.filter((h) => h.type === 'train' && h.skipped_nonfinite === 1).length;
   }
 
-  async eval(step: number, result: EvalResult): Promise<void> {
+  async eval(step: number, result: EvalResult, classification?: ClassificationReport): Promise<void> {
     if (step === 0) this.baseEval = result;
     this.lastEval = result;
+    this.lastClassification = classification;
     await this.history.append({ type: 'eval', step, ...result });
   }
 
@@ -98,7 +102,7 @@ export class RunRecord {
     const finalEval = this.lastEval;
     await writeReports(this.job.outputDir, {
       job: this.job.name, ...end.extra, model: this.job.modelDir, task: this.job.task, steps: end.steps, stopped_early: end.stoppedEarly,
-      skipped_nonfinite_steps: this.skippedNonFinite, data: end.data, base_eval: this.baseEval, final_eval: finalEval, seconds: +(this.elapsedMs / 1000).toFixed(1), final_model: end.finalModelDir,
+      skipped_nonfinite_steps: this.skippedNonFinite, data: end.data, base_eval: this.baseEval, final_eval: finalEval, classification: this.lastClassification, seconds: +(this.elapsedMs / 1000).toFixed(1), final_model: end.finalModelDir,
     }, this.history.lines);
     return finalEval;
   }

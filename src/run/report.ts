@@ -2,8 +2,11 @@
  * Run outputs a person reads: eval_report.json and report.html with the loss and eval curves drawn
  * as inline SVG (no scripts, no network: the file opens anywhere). A non-finite number (a diverged
  * loss) is written as "NaN" / "Infinity" (record-json.ts), never as null; the charts leave it out.
+ * A classifier's `classification` block (eval/classification-report.ts) is drawn as tables: the
+ * confusion matrix with counts and labels on both axes, and P/R/F1 per class and averaged.
  */
 import { join } from 'node:path';
+import type { ClassificationReport } from '../eval/classification-report.ts';
 import { writeFileAtomic } from '../util/atomic.ts';
 import type { HistoryLine } from './history.ts';
 import { OUTPUT_NAMES } from './outputs.ts';
@@ -53,10 +56,33 @@ export async function writeReports(outputDir: string, summary: Record<string, un
     svgChart('learning rate', [{ name: 'lr', color: '#9467bd', points: train.map((h) => [h.step, Number(h.lr)]) }]),
   ];
   const rows = Object.entries(summary)
+    .filter(([k]) => k !== 'classification')
     .map(([k, v]) => `<tr><th>${esc(k)}</th><td><pre>${esc(typeof v === 'object' ? stringifyRecord(v, 1) : String(v))}</pre></td></tr>`)
     .join('');
   const html = `<!doctype html><html><head><meta charset="utf-8"><title>ringtune report</title>
-<style>body{font-family:sans-serif;max-width:980px;margin:2em auto}th{text-align:left;vertical-align:top;padding-right:1em}pre{margin:0}</style></head>
-<body><h1>ringtune run report</h1><table>${rows}</table>${charts.map((c) => `<div>${c}</div>`).join('\n')}</body></html>\n`;
+<style>body{font-family:sans-serif;max-width:980px;margin:2em auto}th{text-align:left;vertical-align:top;padding-right:1em}pre{margin:0}
+table.cm{border-collapse:collapse;margin:1em 0}table.cm td,table.cm th{border:1px solid #ccc;padding:2px 8px;text-align:right}table.cm td.diag{background:#dfd}</style></head>
+<body><h1>ringtune run report</h1><table>${rows}</table>${classificationHtml(summary.classification as ClassificationReport | undefined)}${charts.map((c) => `<div>${c}</div>`).join('\n')}</body></html>\n`;
   await writeFileAtomic(join(outputDir, OUTPUT_NAMES.htmlReport), html);
+}
+
+const num = (x: number) => (Number.isFinite(x) ? x.toFixed(4) : String(x));
+
+/**
+ * The final evaluation's confusion matrix (rows = true label, columns = predicted label, as in
+ * eval_report.json) and P/R/F1 per class and averaged, as HTML tables; '' when not a classifier.
+ */
+export function classificationHtml(c: ClassificationReport | undefined): string {
+  if (!c) return '';
+  const head = c.labels.map((l) => `<th>${esc(l)}</th>`).join('');
+  const matrix = c.confusion_matrix.map((row, i) =>
+    `<tr><th>${esc(c.labels[i])}</th>${row.map((n, j) => `<td${i === j ? ' class="diag"' : ''}>${n}</td>`).join('')}<td>${c.per_class[i].support}</td></tr>`).join('');
+  const predicted = c.per_class.map((p) => `<td>${p.predicted}</td>`).join('');
+  const prf = (name: string, x: { precision: number; recall: number; f1: number }, support: number | string) =>
+    `<tr><th>${esc(name)}</th><td>${num(x.precision)}</td><td>${num(x.recall)}</td><td>${num(x.f1)}</td><td>${support}</td></tr>`;
+  return `<h2>classification (final evaluation, ${c.count} examples, accuracy ${num(c.accuracy)})</h2>
+<table class="cm"><caption>confusion matrix: rows = true label, columns = predicted label</caption>
+<tr><th>true &darr; predicted &rarr;</th>${head}<th>support</th></tr>${matrix}<tr><th>predicted</th>${predicted}<td>${c.count}</td></tr></table>
+<table class="cm"><tr><th></th><th>precision</th><th>recall</th><th>F1</th><th>support</th></tr>
+${c.per_class.map((p) => prf(p.label, p, p.support)).join('')}${prf('macro', c.macro, '')}${prf('micro', c.micro, '')}${prf('weighted', c.weighted, c.count)}</table>`;
 }

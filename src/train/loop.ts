@@ -11,6 +11,7 @@
  */
 import cliProgress from 'cli-progress';
 import type { CompiledJob } from '../config/compile.ts';
+import { classificationReport } from '../eval/classification-report.ts';
 import { evalResult, type EvalResult } from '../eval/eval-state.ts';
 import { saveModel } from '../model/model-dir.ts';
 import { claimCheckpointDir } from '../run/checkpoint-dir.ts';
@@ -58,8 +59,9 @@ export async function train(job: CompiledJob, o: TrainOptions = {}): Promise<Tra
 
   const runEval = async (): Promise<EvalResult | undefined> => {
     if (data.eval.length === 0) return undefined;
-    const r = evalResult(await evalState(model, data.eval, t.microBatch, padId, job.eval.maxBatches, generation));
-    await record.eval(step, r);
+    const state = await evalState(model, data.eval, t.microBatch, padId, job.eval.maxBatches, generation);
+    const r = evalResult(state);
+    await record.eval(step, r, classificationReport(state, model.config.id2label));
     return r;
   };
   log(`[ringtune] ${job.name}: ${data.train.length} train / ${data.eval.length} eval examples` +
