@@ -5,6 +5,7 @@ import { InputError } from '../errors.ts';
 import type { Family, Task } from '../model/config.ts';
 import { createModelDir } from '../model/create.ts';
 import { generate } from '../model/generate.ts';
+import type { Model } from '../model/model.ts';
 import { loadModel, readConfigJson } from '../model/model-dir.ts';
 import { presetChoices } from '../model/presets.ts';
 import { Tokenizer } from '../model/tokenizer.ts';
@@ -114,7 +115,7 @@ export function registerModelCommands(program: Command): void {
     .action(action(async (o: { model: string; text?: string[]; input?: string; output?: string; overwrite?: boolean; batch: number; backend?: string; threads?: Threads }) => {
       if (!o.text === !o.input) throw new InputError('give the texts with either --text or --input FILE (- for stdin)');
       if (o.output) await checkPredictionsTarget(o.output, !!o.overwrite, '--output');
-      const items: TextItem[] = o.input ? await readTextInput(o.input) : o.text!.map((text) => ({ text }));
+      const items: TextItem[] = o.input ? await readTextInput(o.input) : o.text!.map((text, i) => ({ text, where: `--text ${i + 1}` }));
       await startBackend(o.backend, threadsFor(o.threads, undefined, allCores()));
       const tok = await Tokenizer.fromDir(o.model);
       const { model: m } = await loadModel(o.model);
@@ -122,27 +123,36 @@ export function registerModelCommands(program: Command): void {
         m.dispose();
         throw new InputError(`${o.model} is a causal language model (config.json architectures), not a classifier: use ringtune generate`);
       }
-      const lines: object[] = [];
-      for (let start = 0; start < items.length; start += o.batch) {
-        const chunk = items.slice(start, start + o.batch);
-        const tokens = chunk.map((it, i) => {
-          const ids = classifierTokens(tok, m.config.maxPositions, it.text);
-          if (ids.length === 0) throw new InputError(`${o.input ? `--input text ${start + i + 1}` : '--text'} ${JSON.stringify(it.id ?? it.text.slice(0, 60))} encodes to no tokens`);
-          return ids;
-        });
-        const padId = tok.padTokenId ?? tok.eosTokenId ?? 0;
-        const out = await classifierOutputs(m, collateCls(tokens.map((t) => ({ tokens: t, label: 0, source: '' })), padId), true);
-        chunk.forEach((it, i) => {
-          const ranked = out.probs[i].map((p, c) => ({ label: m.config.id2label[c], p })).sort((a, b) => b.p - a.p);
-          lines.push({
-            ...(it.id === undefined ? { text: it.text } : { id: it.id }), label: m.config.id2label[out.predicted[i]],
-            scores: Object.fromEntries(ranked.map((r) => [r.label, +r.p.toFixed(4)])),
-          });
-        });
-      }
-      m.dispose();
+      const lines = await classifyItems(m, tok, items, o.batch, !!o.input).finally(() => m.dispose());
       await writePredictions(o.output ?? '-', lines);
     }));
+}
+
+/**
+ * `batch` texts per forward (eval's classifier forward, so the labels are eval's for the same
+ * tokens); one output line per text: its id (JSONL input) or text, the label, scores high to low.
+ */
+async function classifyItems(m: Model, tok: Tokenizer, items: readonly TextItem[], batch: number, fromInput: boolean): Promise<object[]> {
+  const padId = tok.padTokenId ?? tok.eosTokenId ?? 0;
+  const names = m.config.id2label;
+  const lines: object[] = [];
+  for (let start = 0; start < items.length; start += batch) {
+    const chunk = items.slice(start, start + batch);
+    const examples = chunk.map((it) => {
+      const tokens = classifierTokens(tok, m.config.maxPositions, it.text);
+      if (tokens.length === 0) throw new InputError(`${fromInput ? '--input ' : ''}${it.where}: ${JSON.stringify(it.text.slice(0, 60))} encodes to no tokens`);
+      return { tokens, label: 0, source: it.where }; // label: a placeholder, read only for a loss nobody uses
+    });
+    const out = await classifierOutputs(m, collateCls(examples, padId), true);
+    chunk.forEach((it, i) => {
+      const ranked = out.probs[i].map((p, c) => ({ label: names[c], p })).sort((a, b) => b.p - a.p);
+      lines.push({
+        ...(it.id === undefined ? { text: it.text } : { id: it.id }), label: names[out.predicted[i]],
+        scores: Object.fromEntries(ranked.map((r) => [r.label, +r.p.toFixed(4)])),
+      });
+    });
+  }
+  return lines;
 }
 
 /**

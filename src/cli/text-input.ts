@@ -16,6 +16,8 @@ export interface TextItem {
   text: string;
   /** Set for JSONL input: the record's id, else FILE:LINE. Plain-text lines are named by their text. */
   id?: string | number;
+  /** FILE:LINE, for messages. */
+  where: string;
 }
 
 export async function readTextInput(file: string): Promise<TextItem[]> {
@@ -29,11 +31,11 @@ export async function readTextInput(file: string): Promise<TextItem[]> {
   const items: TextItem[] = [];
   for (const [i, line] of lines.entries()) {
     if (line.trim() === '') continue;
+    const where = `${name}:${i + 1}`;
     if (!jsonl) {
-      items.push({ text: line });
+      items.push({ text: line, where });
       continue;
     }
-    const where = `${name}:${i + 1}`;
     let v: unknown;
     try {
       v = JSON.parse(line);
@@ -45,7 +47,7 @@ export async function readTextInput(file: string): Promise<TextItem[]> {
       throw new InputError(`--input ${where}: needs a string "text" field`);
     }
     const id = typeof rec.id === 'string' || typeof rec.id === 'number' ? rec.id : where;
-    items.push({ text: rec.text, id });
+    items.push({ text: rec.text, id, where });
   }
   if (items.length === 0) throw new InputError(`--input ${name} has no texts`);
   return items;
