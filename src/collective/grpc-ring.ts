@@ -26,6 +26,7 @@ import { codecs } from './codecs.ts';
 import { CollectiveTimeoutError, RingClosedError, RingConnectError, RingProtocolError, type CollectiveWhere } from './errors.ts';
 import { GrpcJsTransport } from './grpc-js-transport.ts';
 import { H2Transport } from './h2-transport.ts';
+import { RawH2Transport } from './raw-h2-transport.ts';
 import { ringAllReduce, type RingPeer } from './ring-allreduce.ts';
 import { ALL_REDUCE_DEFAULTS, compileRingOptions, type AllReduceOptions, type CompiledRingOptions, type GrpcRingOptions } from './ring-options.ts';
 import { GrpcStatus, tokenMatches, type PingReply, type PingRequest, type PullRequest } from './ring-protocol.ts';
@@ -56,7 +57,8 @@ export class GrpcRing {
 
   private constructor(private readonly o: CompiledRingOptions) {
     const ctx = { rejected: this.rejected, where: () => this.where(), onFailure: (err: Error) => this.markBroken(err) };
-    this.transport = o.transport === 'h2' ? new H2Transport(o, ctx) : new GrpcJsTransport(o, ctx);
+    this.transport =
+      o.transport === 'h2' ? new H2Transport(o, ctx) : o.transport === 'raw-h2' ? new RawH2Transport(o, ctx) : new GrpcJsTransport(o, ctx);
     this.peer = this.transport.peer;
   }
 

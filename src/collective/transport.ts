@@ -13,7 +13,9 @@ import type { CollectiveWhere } from './errors.ts';
 import type { RingPeer } from './ring-allreduce.ts';
 import type { PingReply, PingRequest, PullRequest } from './ring-protocol.ts';
 
-export type RingTransportName = 'grpc-js' | 'h2';
+/** The implementations of the ring's gRPC protocol (ring-options.ts documents each). */
+export const RING_TRANSPORTS = ['grpc-js', 'h2', 'raw-h2'] as const;
+export type RingTransportName = (typeof RING_TRANSPORTS)[number];
 
 /** Refused calls and dropped messages, by reason; one object per ring, shared by its server and peer. */
 export interface RejectCounters {
