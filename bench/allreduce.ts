@@ -51,7 +51,7 @@ async function worker(): Promise<void> {
   const ring = await GrpcRing.create({
     jobId: 'bench', rank, worldSize, token: 'bench-token',
     messageBytes: Number(flag('message-kib', '1024')) * 1024, inflightMessages: Number(flag('inflight', '4')),
-    transport: flag('transport', 'h2') as RingTransportName,
+    transport: flag('transport', 'raw-h2') as RingTransportName,
   });
   console.log(`ADDR ${ring.address}`);
   const lines = createInterface({ input: process.stdin });

@@ -11,9 +11,10 @@
  * A broken ring stays broken: every later allReduce throws the first error (PeerLostError,
  * CollectiveTimeoutError, ...), and the coordinator re-forms a new ring from the survivors.
  *
- * Transport (`transport` option, transport.ts): 'h2' (default; h2-transport.ts + h2-peer.ts, gRPC
- * written on node:http2 with buffers allocated once) or 'grpc-js' (grpc-js-transport.ts + grpc-peer.ts).
- * Both speak the same gRPC protocol and can be mixed in one ring; this class holds everything else
+ * Transport (`transport` option, transport.ts): 'raw-h2' (default; raw-h2-*.ts, gRPC on our own HTTP/2
+ * over net/tls sockets), 'h2' (h2-transport.ts + h2-peer.ts, gRPC written on node:http2 with buffers
+ * allocated once) or 'grpc-js' (grpc-js-transport.ts + grpc-peer.ts). All speak the same gRPC protocol
+ * and can be mixed in one ring; this class holds everything else
  * (states, token / job / rank checks, timeouts, liveness probes), shared by both.
  *
  * Failure detection: a dead peer's sockets close, so both its neighbours see their stream fail at
@@ -78,7 +79,7 @@ export class GrpcRing {
     return ring;
   }
 
-  /** Which implementation of the gRPC protocol this ring uses ('h2' or 'grpc-js'). */
+  /** Which implementation of the gRPC protocol this ring uses ('raw-h2', 'h2' or 'grpc-js'). */
   get transportName(): string {
     return this.o.transport;
   }

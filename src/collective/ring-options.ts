@@ -37,9 +37,9 @@ export interface GrpcRingOptions {
   /** How long connect() waits for both neighbours. */
   connectTimeoutMs?: number;
   /**
-   * Implementation of the gRPC protocol: 'h2' (node:http2 with reused buffers, h2-transport.ts),
-   * 'raw-h2' (our own HTTP/2 on net/tls sockets: large DATA frames, reads into reused buffers,
-   * raw-h2-transport.ts) or 'grpc-js' (@grpc/grpc-js). All speak the same wire protocol and
+   * Implementation of the gRPC protocol: 'raw-h2' (default; our own HTTP/2 on net/tls sockets: large DATA frames, reads into reused buffers,
+   * raw-h2-transport.ts), 'h2' (node:http2 with reused buffers, h2-transport.ts) or 'grpc-js'
+   * (@grpc/grpc-js). All speak the same wire protocol and
    * interoperate in one ring.
    */
   transport?: RingTransportName;
@@ -69,7 +69,7 @@ export const RING_DEFAULTS = {
   messageBytes: 1 << 20,
   inflightMessages: 4,
   connectTimeoutMs: 30_000,
-  transport: 'h2' as RingTransportName,
+  transport: 'raw-h2' as RingTransportName,
 } as const;
 
 export function compileRingOptions(raw: GrpcRingOptions): CompiledRingOptions {
