@@ -214,3 +214,19 @@ test('raw-h2 peers move a 3 MiB gRPC message in one DATA frame, straight from th
     server.close();
   }
 });
+
+test('raw-h2 backpressure: a receiver that starts late fills its slots, stops reading the socket, then catches up exactly', async () => {
+  const rings = await formRing(2, { transport: 'raw-h2', messageBytes: 4096, inflightMessages: 2 });
+  try {
+    const bufs = rings.map((_, r) => fillRank(new Float32Array(200_003), r));
+    const early = rings[0]!.allReduce(bufs[0]!, { step: 1, timeoutMs: 30_000 });
+    await new Promise((r) => setTimeout(r, 300)); // rank 0 sends its whole first chunk meanwhile
+    await Promise.all([early, rings[1]!.allReduce(bufs[1]!, { step: 1, timeoutMs: 30_000 })]);
+    checkResult(bufs[0]!, 2, 'sum', 0);
+    assertBitIdentical(bufs);
+    const stalls = (rings[1] as unknown as { peer: { stats: { stalls: number } } }).peer.stats.stalls;
+    assert.ok(stalls > 0, `the late receiver stalled (${stalls} times)`);
+  } finally {
+    await closeAll(rings);
+  }
+});
