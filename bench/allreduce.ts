@@ -200,10 +200,24 @@ async function glooAnchor(worlds: number[], sizesMiB: number[], reps: number): P
   }
   const out = join(tmpdir(), `ringtune-gloo-${process.pid}.json`);
   const args = [script, '--worlds', worlds.join(','), '--sizes-mib', sizesMiB.join(','), '--iters', String(reps), '--warmup', '2', '--repeats', '1', '--out', out];
-  const run = spawnSync('/usr/bin/python3', args, { stdio: ['ignore', 'inherit', 'inherit'], timeout: Number(flag('gloo-timeout-s', '2400')) * 1000 });
-  if (run.status !== 0 || !existsSync(out)) return { rows: [], note: `failed (status ${run.status}${run.error ? `, ${run.error.message}` : ''})` };
-  const meta = JSON.parse(readFileSync(out, 'utf8')) as { torch_version: string; results: GlooRow[] };
-  return { rows: meta.results, note: `torch ${meta.torch_version} gloo, same run (${args.slice(1).join(' ')})` };
+  const run = spawnSync('/usr/bin/python3', args, { stdio: ['ignore', 'pipe', 'inherit'], encoding: 'utf8', timeout: Number(flag('gloo-timeout-s', '2400')) * 1000 });
+  process.stdout.write(run.stdout ?? '');
+  const contaminated = (run.stdout ?? '').split('\n').filter((l) => l.startsWith('[world')).join('; ');
+  if (run.status === 0 && existsSync(out)) {
+    const meta = JSON.parse(readFileSync(out, 'utf8')) as { torch_version: string; results: GlooRow[] };
+    return { rows: meta.results, note: `torch ${meta.torch_version} gloo, same run (${args.slice(1).join(' ')}); ${contaminated}` };
+  }
+  // The script prints its table before writing JSON; when the JSON dump fails (it does when every attempt
+  // of a world was discarded as contaminated) the printed rows are still the measurement.
+  const rows: GlooRow[] = [];
+  for (const line of (run.stdout ?? '').split('\n')) {
+    const m = /^\s*(\d+)\s+(\d+)MiB\s+([\d.]+)\s+[\d.]+\s+[\d.]+\s+([\d.]+)/.exec(line);
+    if (m) rows.push({ world_size: Number(m[1]), size_mib: Number(m[2]), median_s: Number(m[3]) / 1000, busbw_MBps: Number(m[4]) });
+  }
+  const why = `status ${run.status}${run.error ? `, ${run.error.message}` : ''}`;
+  return rows.length > 0
+    ? { rows, note: `gloo rows read from its printed table (its JSON was not written: ${why}); ${contaminated}` }
+    : { rows: [], note: `failed (${why})` };
 }
 
 async function main(): Promise<void> {

@@ -20,162 +20,15 @@
  * frames and a 64 KiB window and gets exactly that).
  */
 import type { Socket } from 'node:net';
+import {
+  ACK, CLIENT_PREFACE, ConnectionError, CONNECTION_LOST, DEFAULT_WINDOW, END_HEADERS, END_STREAM, H2Error, MAX_FRAME_SIZE,
+  goawayPayload, MAX_HEADER_BLOCK, MAX_WINDOW, PADDED, PRIORITY_FLAG, readU32, settingsPayload, T, u32Payload, WINDOW_REFILL, writeFrame,
+} from './raw-h2-frames.ts';
 import { HpackDecoder, hpackEncode, type HeaderList } from './raw-h2-hpack.ts';
+import { RawH2Stream, type RawStreamHandlers, type StreamHost } from './raw-h2-stream.ts';
 
-export const CLIENT_PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
-/** Largest SETTINGS_MAX_FRAME_SIZE HTTP/2 allows (2^24 - 1); what we accept and announce. */
-export const MAX_FRAME_SIZE = (1 << 24) - 1;
-const MAX_WINDOW = 2 ** 31 - 1;
-/** Replenish a receive window once this much of it has been used. */
-const WINDOW_REFILL = 2 ** 30;
-const DEFAULT_WINDOW = 65_535;
-/** Header blocks (with CONTINUATION) larger than this are refused: a gRPC call has a handful of headers. */
-const MAX_HEADER_BLOCK = 256 * 1024;
-
-/** Frame types (RFC 9113 6). */
-const T = { DATA: 0, HEADERS: 1, PRIORITY: 2, RST_STREAM: 3, SETTINGS: 4, PUSH_PROMISE: 5, PING: 6, GOAWAY: 7, WINDOW_UPDATE: 8, CONTINUATION: 9 } as const;
-const END_STREAM = 0x1;
-const ACK = 0x1;
-const END_HEADERS = 0x4;
-const PADDED = 0x8;
-const PRIORITY_FLAG = 0x20;
-
-/** HTTP/2 error codes (RFC 9113 7) we send or name. */
-export const H2Error = { NO_ERROR: 0, PROTOCOL_ERROR: 1, INTERNAL_ERROR: 2, FLOW_CONTROL_ERROR: 3, FRAME_SIZE_ERROR: 6, REFUSED_STREAM: 7, CANCEL: 8, COMPRESSION_ERROR: 9 } as const;
-/** The code streams are reset with when the connection itself is lost (not an HTTP/2 code). */
-export const CONNECTION_LOST = -1;
-
-/** What a stream's owner hears. Chunks passed to onData are views of a buffer reused after the call. */
-export interface RawStreamHandlers {
-  /** A header block: the first is the request / response headers, a later one the trailers. */
-  onHeaders(headers: HeaderList, endStream: boolean): void;
-  onData(chunk: Uint8Array): void;
-  /** The peer ended its side (END_STREAM on DATA; on HEADERS it comes with onHeaders(…, true) first). */
-  onEnd(): void;
-  /** Reset by the peer (its RST_STREAM code), or CONNECTION_LOST; the stream is over. */
-  onReset(code: number, why: string): void;
-}
-
-const IGNORE: RawStreamHandlers = { onHeaders: () => {}, onData: () => {}, onEnd: () => {}, onReset: () => {} };
-
-interface Outgoing {
-  /** DATA bytes, or null for the trailers / end marker. */
-  readonly data: Uint8Array | null;
-  off: number;
-  readonly cb: ((err?: Error | null) => void) | undefined;
-  /** With data === null: trailers to send with END_STREAM (null = an empty DATA frame with END_STREAM). */
-  readonly trailers?: HeaderList | null;
-}
-
-export class RawH2Stream {
-  handlers: RawStreamHandlers = IGNORE;
-  sendWindow: number;
-  private recvUnacked = 0;
-  private readonly queue: Outgoing[] = [];
-  localEnded = false;
-  remoteEnded = false;
-  closed = false;
-
-  constructor(
-    readonly id: number,
-    private readonly conn: RawH2Connection,
-    sendWindow: number,
-  ) {
-    this.sendWindow = sendWindow;
-  }
-
-  /** Sends a header block (END_STREAM with `endStream`). */
-  respond(headers: HeaderList, endStream = false): void {
-    if (this.closed || this.localEnded) return;
-    this.conn.writeHeaders(this.id, headers, endStream);
-    if (endStream) this.endLocal();
-  }
-
-  /** Queues DATA (not copied: `data` must stay untouched until `cb`, called once it is on the socket). */
-  write(data: Uint8Array, cb?: (err?: Error | null) => void): void {
-    if (this.closed || this.localEnded) {
-      cb?.(new Error(`HTTP/2 stream ${this.id} is ${this.closed ? 'closed' : 'ended'}`));
-      return;
-    }
-    this.queue.push({ data, off: 0, cb });
-    this.conn.pump(this);
-  }
-
-  /** Ends our side after the queued DATA: with trailers (gRPC status) or an empty END_STREAM DATA frame. */
-  end(trailers: HeaderList | null = null): void {
-    if (this.closed || this.localEnded || this.queue.some((q) => q.data === null)) return;
-    this.queue.push({ data: null, off: 0, cb: undefined, trailers });
-    this.conn.pump(this);
-  }
-
-  /** RST_STREAM with `code` (CANCEL like grpc-js's call.cancel()); the stream is over. */
-  reset(code: number = H2Error.CANCEL): void {
-    if (this.closed) return;
-    this.conn.writeRst(this.id, code);
-    this.finish(new Error(`stream ${this.id} reset by us`));
-  }
-
-  /** Stops / restarts reading the connection (one busy stream per connection: pausing it pauses the socket). */
-  pause(): void {
-    this.conn.pauseReading();
-  }
-  resume(): void {
-    this.conn.resumeReading();
-  }
-
-  /** @internal Writes as much of the queue as the windows allow. */
-  drain(maxFrame: number, connWindow: () => number, spend: (n: number) => void, writeData: (id: number, flags: number, b: Uint8Array, cb?: (e?: Error | null) => void) => void): boolean {
-    while (this.queue.length > 0) {
-      const q = this.queue[0]!;
-      if (q.data === null) {
-        this.queue.shift();
-        if (q.trailers) this.conn.writeHeaders(this.id, q.trailers, true);
-        else writeData(this.id, END_STREAM, new Uint8Array(0));
-        this.endLocal();
-        return true;
-      }
-      const left = q.data.length - q.off;
-      const n = Math.min(left, maxFrame, this.sendWindow, connWindow());
-      if (n <= 0 && left > 0) return false; // blocked on a window
-      const last = n === left;
-      writeData(this.id, 0, q.data.subarray(q.off, q.off + n), last ? q.cb : undefined);
-      this.sendWindow -= n;
-      spend(n);
-      q.off += n;
-      if (last) this.queue.shift();
-    }
-    return true;
-  }
-
-  /** @internal DATA bytes received (for WINDOW_UPDATE); returns the increment to send, or 0. */
-  received(n: number): number {
-    this.recvUnacked += n;
-    if (this.recvUnacked < WINDOW_REFILL) return 0;
-    const inc = this.recvUnacked;
-    this.recvUnacked = 0;
-    return inc;
-  }
-
-  /** @internal Our END_STREAM went out. */
-  endLocal(): void {
-    this.localEnded = true;
-    if (this.remoteEnded) this.finish(null);
-  }
-
-  /** @internal The peer's END_STREAM arrived. */
-  endRemote(): void {
-    this.remoteEnded = true;
-    if (this.localEnded) this.finish(null);
-  }
-
-  /** @internal Over: fail queued writes (err) and forget the stream. */
-  finish(err: Error | null): void {
-    if (this.closed) return;
-    this.closed = true;
-    for (const q of this.queue.splice(0)) q.cb?.(err ?? new Error(`HTTP/2 stream ${this.id} closed`));
-    this.conn.forget(this);
-  }
-}
+export { CLIENT_PREFACE, CONNECTION_LOST, H2Error, MAX_FRAME_SIZE } from './raw-h2-frames.ts';
+export { RawH2Stream, type RawStreamHandlers } from './raw-h2-stream.ts';
 
 export interface RawH2ConnectionOptions {
   readonly role: 'client' | 'server';
@@ -185,7 +38,7 @@ export interface RawH2ConnectionOptions {
   readonly onClose?: (err: Error | null) => void;
 }
 
-export class RawH2Connection {
+export class RawH2Connection implements StreamHost {
   private readonly streams = new Map<number, RawH2Stream>();
   private readonly decoder = new HpackDecoder();
   private nextStreamId = 1;
@@ -337,9 +190,7 @@ export class RawH2Connection {
 
   /** @internal */
   writeRst(id: number, code: number): void {
-    const p = Buffer.alloc(4);
-    p.writeUInt32BE(code);
-    this.writeFrame(T.RST_STREAM, 0, id, p);
+    this.writeFrame(T.RST_STREAM, 0, id, u32Payload(code));
   }
 
   private writeData(id: number, flags: number, payload: Uint8Array, cb?: (e?: Error | null) => void): void {
@@ -347,38 +198,16 @@ export class RawH2Connection {
   }
 
   private writeWindowUpdate(id: number, inc: number): void {
-    const p = Buffer.alloc(4);
-    p.writeUInt32BE(inc);
-    this.writeFrame(T.WINDOW_UPDATE, 0, id, p);
+    this.writeFrame(T.WINDOW_UPDATE, 0, id, u32Payload(inc));
   }
 
   private writeGoaway(code: number, debug: string): void {
     if (this.socket.destroyed || !this.socket.writable) return;
-    const d = Buffer.from(debug);
-    const p = Buffer.alloc(8 + d.length);
-    p.writeUInt32BE(this.lastPeerStreamId, 0);
-    p.writeUInt32BE(code, 4);
-    d.copy(p, 8);
-    this.writeFrame(T.GOAWAY, 0, 0, p);
+    this.writeFrame(T.GOAWAY, 0, 0, goawayPayload(this.lastPeerStreamId, code, debug));
   }
 
-  /** A 9-byte header and the payload as two writes (the payload is not copied). */
   private writeFrame(type: number, flags: number, id: number, payload: Uint8Array, cb?: (e?: Error | null) => void): void {
-    if (this.socket.destroyed || !this.socket.writable) {
-      cb?.(new Error('socket closed'));
-      return;
-    }
-    const h = Buffer.allocUnsafe(9);
-    const n = payload.length;
-    h[0] = n >>> 16;
-    h[1] = (n >>> 8) & 255;
-    h[2] = n & 255;
-    h[3] = type;
-    h[4] = flags;
-    h.writeUInt32BE(id & 0x7fffffff, 5);
-    if (n === 0) return void this.socket.write(h, cb);
-    this.socket.write(h);
-    this.socket.write(payload, cb);
+    writeFrame(this.socket, type, flags, id, payload, cb);
   }
 
   // ---- receiving ----
@@ -603,26 +432,4 @@ export class RawH2Connection {
     this.writeGoaway(code, why);
     this.destroy(new Error(`HTTP/2 protocol error: ${why}`));
   }
-}
-
-class ConnectionError extends Error {
-  constructor(
-    readonly code: number,
-    message: string,
-  ) {
-    super(message);
-  }
-}
-
-function readU32(p: Uint8Array, at: number): number {
-  return ((p[at]! << 24) >>> 0) + (p[at + 1]! << 16) + (p[at + 2]! << 8) + p[at + 3]!;
-}
-
-function settingsPayload(settings: number[][]): Buffer {
-  const p = Buffer.alloc(6 * settings.length);
-  settings.forEach(([id, v], i) => {
-    p.writeUInt16BE(id!, 6 * i);
-    p.writeUInt32BE(v!, 6 * i + 2);
-  });
-  return p;
 }

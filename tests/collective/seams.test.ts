@@ -82,7 +82,7 @@ test('src/collective keeps the transports apart: neutral <- h2, neutral <- grpc-
   }
   for (const f of ['grpc-framing.ts']) assert.equal(sides[f], 'neutral', f);
   for (const f of ['h2-transport.ts', 'h2-peer.ts']) assert.equal(sides[f], 'h2', f);
-  for (const f of ['raw-h2-transport.ts', 'raw-h2-peer.ts', 'raw-h2-connection.ts', 'raw-h2-hpack.ts']) assert.equal(sides[f], 'raw-h2', f);
+  for (const f of ['raw-h2-transport.ts', 'raw-h2-peer.ts', 'raw-h2-connection.ts', 'raw-h2-stream.ts', 'raw-h2-frames.ts', 'raw-h2-hpack.ts']) assert.equal(sides[f], 'raw-h2', f);
   for (const f of ['grpc-js-transport.ts', 'grpc-peer.ts', 'grpc-service.ts']) assert.equal(sides[f], 'grpc-js', f);
   assert.ok(graph.get('grpc-js-transport.ts')!.includes(GRPC_JS), 'the scanner sees package imports');
   assert.deepEqual(violations(graph), []);
