@@ -55,6 +55,7 @@ export class GrpcRing {
   private lastStep = -1;
   private readonly progress = { round: null as number | null };
   private address_ = '';
+  private readonly cost = { collectives: 0, wallSeconds: 0, cpuSeconds: 0, payloadBytesSent: 0 };
 
   private constructor(private readonly o: CompiledRingOptions) {
     const ctx = { rejected: this.rejected, where: () => this.where(), onFailure: (err: Error) => this.markBroken(err) };
@@ -91,6 +92,16 @@ export class GrpcRing {
 
   get state(): RingState {
     return this.stateNow === 'connected' && this.peer?.broken ? 'broken' : this.stateNow;
+  }
+
+  /**
+   * What the collectives cost this process so far: count, wall and CPU seconds (process CPU, all
+   * threads, during allReduce: the worker computes nothing meanwhile) and payload bytes this rank sent
+   * (2(N-1)/N of each buffer, in wire bytes). cpuSeconds / (payloadBytesSent / 1e9) is the cost per byte
+   * that bench:allreduce reports as `cpu s/GB`; a regression in it shows whatever the wall time.
+   */
+  get costs(): { collectives: number; wallSeconds: number; cpuSeconds: number; payloadBytesSent: number } {
+    return { ...this.cost };
   }
 
   /** Messages sent and received over this ring's lifetime, and payloads that needed an alignment copy. */
@@ -151,6 +162,7 @@ export class GrpcRing {
     if (peer) peer.activeStep = step;
     this.progress.round = null;
     const disarm = peer ? this.armTimeout(peer, step, timeoutMs) : () => {};
+    const [cpu0, t0] = [process.cpuUsage(), performance.now()];
     try {
       await ringAllReduce(peer ?? NO_PEER, buf, {
         rank: this.o.rank, worldSize: this.o.worldSize, step, op, codec: codecs[codecName],
@@ -166,6 +178,12 @@ export class GrpcRing {
       }
       this.lastStep = step;
       this.busy = false;
+      const cpu = process.cpuUsage(cpu0);
+      const n = this.o.worldSize;
+      this.cost.collectives++;
+      this.cost.wallSeconds += (performance.now() - t0) / 1000;
+      this.cost.cpuSeconds += (cpu.user + cpu.system) / 1e6;
+      this.cost.payloadBytesSent += Math.round(((2 * (n - 1)) / n) * buf.length * codecs[codecName].bytesPerElement);
     }
   }
 
