@@ -193,7 +193,7 @@ export class RawH2Connection implements StreamHost {
     this.writeFrame(T.RST_STREAM, 0, id, u32Payload(code));
   }
 
-  private writeData(id: number, flags: number, payload: Uint8Array, cb?: (e?: Error | null) => void): void {
+  private writeData(id: number, flags: number, payload: Uint8Array[], cb?: (e?: Error | null) => void): void {
     this.writeFrame(T.DATA, flags, id, payload, cb);
   }
 
@@ -206,7 +206,7 @@ export class RawH2Connection implements StreamHost {
     this.writeFrame(T.GOAWAY, 0, 0, goawayPayload(this.lastPeerStreamId, code, debug));
   }
 
-  private writeFrame(type: number, flags: number, id: number, payload: Uint8Array, cb?: (e?: Error | null) => void): void {
+  private writeFrame(type: number, flags: number, id: number, payload: Uint8Array | Uint8Array[], cb?: (e?: Error | null) => void): void {
     writeFrame(this.socket, type, flags, id, payload, cb);
   }
 

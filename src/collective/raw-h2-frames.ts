@@ -67,16 +67,18 @@ export function goawayPayload(lastStreamId: number, code: number, debug: string)
 }
 
 /**
- * One frame as two socket writes, the 9-byte header and the payload (not copied: it must stay
- * untouched until `cb`, which fires once it is on the socket).
+ * One frame as socket writes of the 9-byte header and the payload pieces (not copied: they must stay
+ * untouched until `cb`, which fires once the last is on the socket).
  */
-export function writeFrame(socket: Socket, type: number, flags: number, id: number, payload: Uint8Array, cb?: (e?: Error | null) => void): void {
+export function writeFrame(socket: Socket, type: number, flags: number, id: number, payload: Uint8Array | readonly Uint8Array[], cb?: (e?: Error | null) => void): void {
   if (socket.destroyed || !socket.writable) {
     cb?.(new Error('socket closed'));
     return;
   }
+  const parts = payload instanceof Uint8Array ? [payload] : payload;
   const h = Buffer.allocUnsafe(9);
-  const n = payload.length;
+  let n = 0;
+  for (const p of parts) n += p.length;
   h[0] = n >>> 16;
   h[1] = (n >>> 8) & 255;
   h[2] = n & 255;
@@ -85,5 +87,6 @@ export function writeFrame(socket: Socket, type: number, flags: number, id: numb
   h.writeUInt32BE(id & 0x7fffffff, 5);
   if (n === 0) return void socket.write(h, cb);
   socket.write(h);
-  socket.write(payload, cb);
+  const last = parts.length - 1;
+  parts.forEach((p, i) => (p.length > 0 || i === last) && socket.write(p, i === last ? cb : undefined));
 }

@@ -146,6 +146,7 @@ export class RawH2Peer implements TransportPeer {
   }
 
   async send(header: ChunkHeader, values: Float32Array, codec: WireCodec): Promise<void> {
+    if (codec.name === 'fp32' && values.length > 0) return this.sendInPlace(header, values, codec);
     const buf = await this.state.takeSendBuffer();
     const fields = { ...header, rank: this.o.rank, codec: codec.wireId, elements: values.length, abort: false, lostRank: 0, reason: '' };
     const frame = this.frame(buf, fields, values, codec);
@@ -155,6 +156,30 @@ export class RawH2Peer implements TransportPeer {
       if (err) this.state.loseRight(`writing to its Pull stream failed (${err.message})`);
       this.state.returnSendBuffer(buf);
     });
+  }
+
+  /**
+   * fp32 straight from the caller's array: prefix + RingChunk header from `head`, then the values'
+   * own bytes, as one DATA frame (no encode copy). Resolves only once the bytes are on the socket, so
+   * the algorithm, which awaits each send, never changes values still queued for writing and cannot
+   * return from a collective with bytes of it still unsent. The send pool stays the limit for the
+   * messages queued (one buffer taken per message, holding nothing but the slot).
+   */
+  private async sendInPlace(header: ChunkHeader, values: Float32Array, codec: WireCodec): Promise<void> {
+    const buf = await this.state.takeSendBuffer();
+    const payload = new Uint8Array(values.buffer, values.byteOffset, values.byteLength);
+    const fields = { ...header, rank: this.o.rank, codec: codec.wireId, elements: values.length, abort: false, lostRank: 0, reason: '' };
+    const h = this.encoder.encodeHeader(fields, payload.length);
+    writeGrpcPrefix(buf, 0, h.length + payload.length);
+    buf.set(h, 5);
+    this.stats.messagesSent++;
+    await new Promise<void>((resolve) =>
+      this.right!.write([buf.subarray(0, 5 + h.length), payload], (err?: Error | null) => {
+        if (err) this.state.loseRight(`writing to its Pull stream failed (${err.message})`);
+        this.state.returnSendBuffer(buf);
+        resolve();
+      }),
+    );
   }
 
   /** prefix + RingChunk in `buf`, as one view. */

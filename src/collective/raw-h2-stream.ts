@@ -33,9 +33,12 @@ export interface RawStreamHandlers {
 const IGNORE: RawStreamHandlers = { onHeaders: () => {}, onData: () => {}, onEnd: () => {}, onReset: () => {} };
 
 interface Outgoing {
-  /** DATA bytes, or null for the trailers / end marker. */
-  readonly data: Uint8Array | null;
+  /** DATA bytes (pieces sent back to back), or null for the trailers / end marker. */
+  readonly data: readonly Uint8Array[] | null;
+  /** Where the next frame starts: piece index, offset in it, bytes left in all pieces. */
+  piece: number;
   off: number;
+  left: number;
   readonly cb: ((err?: Error | null) => void) | undefined;
   /** With data === null: trailers to send with END_STREAM (null = an empty DATA frame with END_STREAM). */
   readonly trailers?: HeaderList | null;
@@ -66,19 +69,20 @@ export class RawH2Stream {
   }
 
   /** Queues DATA (not copied: `data` must stay untouched until `cb`, called once it is on the socket). */
-  write(data: Uint8Array, cb?: (err?: Error | null) => void): void {
+  write(data: Uint8Array | readonly Uint8Array[], cb?: (err?: Error | null) => void): void {
     if (this.closed || this.localEnded) {
       cb?.(new Error(`HTTP/2 stream ${this.id} is ${this.closed ? 'closed' : 'ended'}`));
       return;
     }
-    this.queue.push({ data, off: 0, cb });
+    const pieces = data instanceof Uint8Array ? [data] : data;
+    this.queue.push({ data: pieces, piece: 0, off: 0, left: pieces.reduce((a, p) => a + p.length, 0), cb });
     this.conn.pump(this);
   }
 
   /** Ends our side after the queued DATA: with trailers (gRPC status) or an empty END_STREAM DATA frame. */
   end(trailers: HeaderList | null = null): void {
     if (this.closed || this.localEnded || this.queue.some((q) => q.data === null)) return;
-    this.queue.push({ data: null, off: 0, cb: undefined, trailers });
+    this.queue.push({ data: null, piece: 0, off: 0, left: 0, cb: undefined, trailers });
     this.conn.pump(this);
   }
 
@@ -98,24 +102,36 @@ export class RawH2Stream {
   }
 
   /** @internal Writes as much of the queue as the windows allow. */
-  drain(maxFrame: number, connWindow: () => number, spend: (n: number) => void, writeData: (id: number, flags: number, b: Uint8Array, cb?: (e?: Error | null) => void) => void): boolean {
+  drain(maxFrame: number, connWindow: () => number, spend: (n: number) => void, writeData: (id: number, flags: number, b: Uint8Array[], cb?: (e?: Error | null) => void) => void): boolean {
     while (this.queue.length > 0) {
       const q = this.queue[0]!;
       if (q.data === null) {
         this.queue.shift();
         if (q.trailers) this.conn.writeHeaders(this.id, q.trailers, true);
-        else writeData(this.id, END_STREAM, new Uint8Array(0));
+        else writeData(this.id, END_STREAM, []);
         this.endLocal();
         return true;
       }
-      const left = q.data.length - q.off;
-      const n = Math.min(left, maxFrame, this.sendWindow, connWindow());
-      if (n <= 0 && left > 0) return false; // blocked on a window
-      const last = n === left;
-      writeData(this.id, 0, q.data.subarray(q.off, q.off + n), last ? q.cb : undefined);
+      const n = Math.min(q.left, maxFrame, this.sendWindow, connWindow());
+      if (n <= 0 && q.left > 0) return false; // blocked on a window
+      // The frame's payload: views of the pieces covering the next n bytes.
+      const parts: Uint8Array[] = [];
+      for (let need = n; need > 0; ) {
+        const p = q.data[q.piece]!;
+        const take = Math.min(need, p.length - q.off);
+        parts.push(p.subarray(q.off, q.off + take));
+        need -= take;
+        q.off += take;
+        if (q.off === p.length) {
+          q.piece++;
+          q.off = 0;
+        }
+      }
+      q.left -= n;
+      const last = q.left === 0;
+      writeData(this.id, 0, parts, last ? q.cb : undefined);
       this.sendWindow -= n;
       spend(n);
-      q.off += n;
       if (last) this.queue.shift();
     }
     return true;
