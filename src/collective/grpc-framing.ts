@@ -111,16 +111,35 @@ export class GrpcMessageReader {
         this.bodyGot += n;
         pos += n;
       }
-      if (this.bodyGot === this.bodyLength) {
-        const slot = this.slot;
-        const body = slot.bytes.subarray(1, 1 + this.bodyLength);
-        this.slot = null;
-        this.bodyLength = -1;
-        this.prefixGot = 0;
-        this.onMessage(slot, body);
-      }
+      if (this.bodyGot === this.bodyLength) this.complete();
     }
     return null;
+  }
+
+  /**
+   * Where the rest of the current message body can be written directly (a view of its slot), so a
+   * socket can read into the slot itself; null when no body is in progress, the reader is stalled or
+   * no slot is free. Report what was written with directFilled().
+   */
+  directTarget(): Uint8Array | null {
+    if (this.stalled || this.bodyLength < 0 || this.bodyGot >= this.bodyLength) return null;
+    if (!this.slot) this.slot = this.acquire();
+    return this.slot ? this.slot.bytes.subarray(1 + this.bodyGot, 1 + this.bodyLength) : null;
+  }
+
+  /** `n` bytes were written at the start of the last directTarget(). */
+  directFilled(n: number): void {
+    this.bodyGot += n;
+    if (this.bodyGot === this.bodyLength) this.complete();
+  }
+
+  private complete(): void {
+    const slot = this.slot!;
+    const body = slot.bytes.subarray(1, 1 + this.bodyLength);
+    this.slot = null;
+    this.bodyLength = -1;
+    this.prefixGot = 0;
+    this.onMessage(slot, body);
   }
 }
 

@@ -118,6 +118,30 @@ export class RawH2Connection implements StreamHost {
     }
   }
 
+  /**
+   * Where the next socket read may go directly: the stream's target (a receive slot) when at least
+   * `minBytes` of the current DATA frame's payload are still to come, cut to the frame's end; else null.
+   */
+  readTarget(minBytes: number): Uint8Array | null {
+    const s = this.streaming;
+    if (!s || this.payloadLeft < minBytes || !s.handlers.target || this.closedWith !== undefined) return null;
+    const t = s.handlers.target();
+    if (!t || t.length < minBytes) return null;
+    return t.length > this.payloadLeft ? t.subarray(0, this.payloadLeft) : t;
+  }
+
+  /** `n` bytes were read into the last readTarget(): DATA payload the stream already holds. */
+  fedDirect(n: number): void {
+    if (this.closedWith !== undefined) return;
+    try {
+      this.streaming!.handlers.filled!(n);
+      this.payloadLeft -= n;
+      if (this.payloadLeft === 0) this.endFrame();
+    } catch (e) {
+      this.fail(e instanceof ConnectionError ? e.code : H2Error.PROTOCOL_ERROR, (e as Error).message);
+    }
+  }
+
   pauseReading(): void {
     if (this.paused) return;
     this.paused = true;

@@ -46,7 +46,7 @@ export class RawH2Peer implements TransportPeer {
   readonly leftRank: number;
   readonly rightRank: number;
   /** Traffic counters; `alignCopies` counts payloads that arrived misaligned and had to be copied. */
-  readonly stats = { messagesSent: 0, messagesReceived: 0, alignCopies: 0, dataChunks: 0, stalls: 0 };
+  readonly stats = { messagesSent: 0, messagesReceived: 0, alignCopies: 0, dataChunks: 0, stalls: 0, directReads: 0 };
   private readonly state: PeerState;
   private right: RawH2Stream | null = null;
   private left: RawH2Stream | null = null;
@@ -138,6 +138,13 @@ export class RawH2Peer implements TransportPeer {
         else lost(status === undefined ? 'it ended without a gRPC status' : `gRPC status ${status}: ${details}`);
       },
       onReset: (code, why) => lost(code === CONNECTION_LOST ? why : `stream reset, HTTP/2 code ${code}`),
+      // The socket reads straight into the receive slot while a message body is in progress.
+      target: () => (this.state.failed ? null : this.reader.directTarget()),
+      filled: (n) => {
+        this.stats.dataChunks++;
+        this.stats.directReads++;
+        this.reader.directFilled(n);
+      },
     };
   }
 

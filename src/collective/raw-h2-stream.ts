@@ -28,6 +28,10 @@ export interface RawStreamHandlers {
   onEnd(): void;
   /** Reset by the peer (its RST_STREAM code), or CONNECTION_LOST; the stream is over. */
   onReset(code: number, why: string): void;
+  /** Optional: memory the next DATA bytes may be read into directly (instead of onData), or null. */
+  target?(): Uint8Array | null;
+  /** With target: `n` bytes were read into the start of the last target. */
+  filled?(n: number): void;
 }
 
 const IGNORE: RawStreamHandlers = { onHeaders: () => {}, onData: () => {}, onEnd: () => {}, onReset: () => {} };

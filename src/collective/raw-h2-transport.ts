@@ -33,8 +33,14 @@ import type { PeerContext, Refusal, RingHandlers, RingTransport } from './transp
 
 /** Requests (PullRequest, PingRequest) are tiny; anything larger is refused. */
 const MAX_REQUEST_BYTES = 64 * 1024;
-/** The receiving socket's read buffer (allocated once per client connection). */
-export const READ_BUFFER_BYTES = 1 << 20;
+/**
+ * The receiving socket's read buffer (allocated once per client connection). Small on purpose: it
+ * takes frame headers and the start of each message; the rest of a large message is read straight
+ * into its receive slot (DIRECT_READ_MIN_BYTES or more to come), so most payload bytes are never copied.
+ */
+export const READ_BUFFER_BYTES = 64 * 1024;
+/** Reads go straight into a receive slot when at least this much of a message is still to come. */
+const DIRECT_READ_MIN_BYTES = 16 * 1024;
 
 interface TlsFiles {
   ca: Buffer;
@@ -74,7 +80,8 @@ function splitAddress(address: string): { host: string; port: number } {
  */
 function connectOnce(address: string, files: TlsFiles | undefined, timeoutMs: number): Promise<RawH2Connection> {
   const { host, port } = splitAddress(address);
-  let conn: RawH2Connection;
+  // Created right after the socket; the socket's callbacks run only once it exists.
+  const at: { conn?: RawH2Connection } = {};
   let socket: net.Socket;
   if (files) {
     const override = files.serverNameOverride;
@@ -85,13 +92,22 @@ function connectOnce(address: string, files: TlsFiles | undefined, timeoutMs: nu
       ...(override ? { servername: override } : net.isIP(host) ? {} : { servername: host }),
       checkServerIdentity: (_h: string, cert: tls.PeerCertificate) => tls.checkServerIdentity(override ?? host, cert),
     });
-    socket.on('data', (c: Buffer) => conn.feed(c));
+    socket.on('data', (c: Buffer) => at.conn!.feed(c));
   } else {
-    const buffer = Buffer.allocUnsafe(READ_BUFFER_BYTES);
-    socket = net.connect({ host, port, noDelay: true, onread: { buffer, callback: (n: number, b: Uint8Array) => (conn.feed(b.subarray(0, n)), true) } });
+    // Each read goes into the receive slot itself while a large DATA payload is being received
+    // (readTarget), else into one buffer allocated once; node asks `buffer()` after every read.
+    const readBuffer = Buffer.allocUnsafe(READ_BUFFER_BYTES);
+    let direct: Uint8Array | null = null;
+    const buffer = (): Uint8Array => (direct = at.conn?.readTarget(DIRECT_READ_MIN_BYTES) ?? null) ?? readBuffer;
+    const callback = (n: number, b: Uint8Array): boolean => {
+      if (b === direct) at.conn!.fedDirect(n);
+      else at.conn!.feed(b.subarray(0, n));
+      return true;
+    };
+    socket = net.connect({ host, port, noDelay: true, onread: { buffer, callback } });
   }
   socket.setNoDelay(true);
-  conn = new RawH2Connection(socket, { role: 'client' });
+  const conn = (at.conn = new RawH2Connection(socket, { role: 'client' }));
   return new Promise<RawH2Connection>((resolve, reject) => {
     const timer = setTimeout(() => {
       conn.destroy(new Error(`no connection within ${Math.round(timeoutMs)} ms`));
@@ -313,6 +329,8 @@ export class RawH2Transport implements RingTransport {
       },
       onData: data.onData,
       onEnd: data.onEnd,
+      target: data.target,
+      filled: data.filled,
       onReset: (code, why) => {
         decide(new RingConnectError(left, address, `our Pull stream closed before it was accepted (${code === CONNECTION_LOST ? why : `HTTP/2 code ${code}`})`));
         data.onReset(code, why);

@@ -230,3 +230,21 @@ test('raw-h2 backpressure: a receiver that starts late fills its slots, stops re
     await closeAll(rings);
   }
 });
+
+test('raw-h2 reads the body of large messages from the socket straight into the receive slots', async () => {
+  const rings = await formRing(2, { transport: 'raw-h2' }); // 1 MiB messages
+  try {
+    const bufs = rings.map((_, r) => fillRank(new Float32Array(2_500_001), r));
+    await Promise.all(rings.map((ring, r) => ring.allReduce(bufs[r]!, { step: 1, timeoutMs: 30_000 })));
+    checkResult(bufs[0]!, 2, 'sum', 0);
+    assertBitIdentical(bufs);
+    for (const ring of rings) {
+      const stats = (ring as unknown as { peer: { stats: { directReads: number; messagesReceived: number } } }).peer.stats;
+      // A 1 MiB message arrives as a 64 KiB read (frame header, message header, first bytes) and the rest straight into its slot.
+      assert.ok(stats.directReads >= stats.messagesReceived / 2, JSON.stringify(stats));
+      assert.equal(ring.stats.alignCopies, 0);
+    }
+  } finally {
+    await closeAll(rings);
+  }
+});
