@@ -4,13 +4,14 @@
  * stream we opened on our left neighbour (we read from it). Same buffers and rules as H2Peer
  * (h2-peer.ts), with the HTTP/2 layer ours:
  *
- *  - send: `inflight` buffers allocated once; send() encodes prefix + RingChunk into a free one and
- *    queues that view on the stream. The connection writes it as one DATA frame to a ringtune peer
- *    (its SETTINGS_MAX_FRAME_SIZE is 16 MiB - 1), as 16 KiB frames to a stock grpc-js peer, without
- *    copying; the buffer returns to the pool in the socket's write callback.
- *  - receive: the socket is read into one buffer allocated once per connection (raw-h2-transport.ts);
- *    the DATA payload bytes go from there straight into one of RECV_SLOTS receive slots by the shared
- *    GrpcMessageReader (grpc-framing.ts), i.e. one memcpy per byte and no allocation. With no free
+ *  - send: `inflight` buffers allocated once; bf16 is encoded (prefix + RingChunk) into a free one,
+ *    fp32 only its prefix + header, the values going from the caller's array (sendInPlace). The
+ *    connection writes each message as one DATA frame to a ringtune peer (its SETTINGS_MAX_FRAME_SIZE
+ *    is 16 MiB - 1), as 16 KiB frames to a stock grpc-js peer, without copying; the buffer returns to
+ *    the pool in the socket's write callback.
+ *  - receive: the shared GrpcMessageReader (grpc-framing.ts) fills one of RECV_SLOTS receive slots per
+ *    message: the socket reads the rest of a large message straight into the slot (directTarget), the
+ *    rest of the bytes come from a 64 KiB read buffer and are copied (raw-h2-transport.ts). With no free
  *    slot the reader keeps a copy of the rest of the read buffer and the socket stops being read
  *    (TCP backpressure: the sender's socket fills and its write callbacks stop).
  *

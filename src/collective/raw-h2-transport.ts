@@ -9,11 +9,12 @@
  *
  * What it does that node:http2 cannot (docs/collective.md, "What limits throughput"):
  *  - the receiver (the client: it dials its left neighbour) reads its socket with
- *    `onread: { buffer, callback }` into one buffer allocated once per connection, so receiving
- *    allocates nothing; under TLS the decrypted chunks come from node as 'data' events instead;
+ *    `onread: { buffer, callback }`: the rest of a large message straight into its receive slot, the
+ *    rest (frame headers, message starts) into one 64 KiB buffer allocated once per connection, so
+ *    receiving allocates nothing; under TLS the decrypted chunks come from node as 'data' events instead;
  *  - a ringtune sender writes each gRPC message as one DATA frame (both ends announce
- *    SETTINGS_MAX_FRAME_SIZE 2^24 - 1) straight from its send buffer, and the receiver parses one
- *    9-byte header per message and copies the payload once, into a reused receive slot;
+ *    SETTINGS_MAX_FRAME_SIZE 2^24 - 1), fp32 straight from the gradient array, and the receiver parses
+ *    one 9-byte header per message;
  *  - flow-control windows are opened to 2^31 - 1; backpressure is TCP's (raw-h2-peer.ts).
  */
 import { readFileSync } from 'node:fs';
