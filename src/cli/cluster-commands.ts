@@ -122,7 +122,7 @@ export function registerClusterCommands(program: Command): void {
             phase: (p) => metrics.setPhase(p),
             assigned: (rank) => metrics.setRank(rank),
             rejected: (reason) => metrics.controlRejected(reason),
-            ring: (ring) => metrics.ringRejectsFrom(() => ({ ...ring.rejected })),
+            ring: (ring) => metrics.ringFrom(ring),
             step: (r) => metrics.observeStep({
               step: r.step, loss: r.loss, lr: r.lr, gradNorm: r.gradNorm, tokens: r.inputTokens, samples: r.samples,
               stepSeconds: (r.computeMs + r.reduceMs) / 1000, allreduceSeconds: r.reduceMs / 1000, allreduceBytes: r.reduceBytes,
