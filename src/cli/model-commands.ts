@@ -6,6 +6,7 @@ import type { Family, Task } from '../model/config.ts';
 import { classifyText } from '../model/classify.ts';
 import { createModelDir } from '../model/create.ts';
 import { generate } from '../model/generate.ts';
+import { loadModelWithHead } from '../model/head-check.ts';
 import { loadModel, readConfigJson } from '../model/model-dir.ts';
 import { presetChoices } from '../model/presets.ts';
 import { Tokenizer } from '../model/tokenizer.ts';
@@ -72,7 +73,7 @@ export function registerModelCommands(program: Command): void {
     .action(action(async (o: { model: string; prompt: string; chat?: boolean; maxTokens: number; temperature: number; topK: number; topP: number; seed: number; backend?: string; threads?: Threads }) => {
       await startBackend(o.backend, threadsFor(o.threads, undefined, allCores()));
       const tok = await Tokenizer.fromDir(o.model);
-      const { model: m } = await loadModel(o.model, { task: 'causal-lm' });
+      const { model: m } = await loadModelWithHead(o.model, 'causal-lm', { command: 'ringtune generate', otherCommand: 'ringtune classify' });
       const text = o.chat ? tok.applyChatTemplate([{ role: 'user', content: o.prompt }], { addGenerationPrompt: true }) : o.prompt;
       let ids = tok.encode(text, { addSpecialTokens: false });
       if (ids.length === 0 && tok.bosTokenId !== undefined) ids = [tok.bosTokenId];
@@ -107,7 +108,7 @@ export function registerModelCommands(program: Command): void {
     .action(action(async (o: { model: string; text: string[]; backend?: string; threads?: Threads }) => {
       await startBackend(o.backend, threadsFor(o.threads, undefined, allCores()));
       const tok = await Tokenizer.fromDir(o.model);
-      const { model: m } = await loadModel(o.model, { task: 'classification' });
+      const { model: m } = await loadModelWithHead(o.model, 'classification', { command: 'ringtune classify', otherCommand: 'ringtune generate' });
       for (const text of o.text) {
         if (tok.encode(text).length === 0) throw new InputError(`--text "${text}" encodes to no tokens`);
         const r = await classifyText(m, tok, text);
