@@ -2,23 +2,31 @@
  * All-reduce benchmark: N separate OS processes on this machine, real gRPC on 127.0.0.1, plus a raw
  * TCP transfer (node `net`, one stream, 64 MiB) measured in the same run as the ceiling.
  *
- *   npm run bench:allreduce                       # N = 2, 4; 1, 4, 16, 64 MiB; fp32 + bf16; both transports
+ *   npm run bench:allreduce                       # N = 2, 4; 1, 4, 16, 64 MiB; fp32 + bf16; all transports + Gloo
  *   npm run bench:allreduce -- --worlds 2 --sizes 64 --codecs fp32 --reps 9 --message-kib 1024 --malloc default
- *   npm run bench:allreduce -- --transport h2     # grpc-js | h2 | both (default): rings of each, side by side
+ *   npm run bench:allreduce -- --transport raw-h2 # grpc-js | h2 | raw-h2 | a,b | all (default): rings of each, in turn
+ *   npm run bench:allreduce -- --gloo off         # skip the Gloo anchor (it runs when /usr/bin/python3 has torch)
+ *
+ * Gloo anchor (../shared/anchors/allreduce_gloo.py, torch.distributed all_reduce SUM fp32 over 127.0.0.1)
+ * runs in the same invocation, after the rings, for the same world sizes and fp32 sizes; each fp32 row
+ * then shows busbw / Gloo's busbw. cpu s/GB = CPU seconds per rank per GB of payload each rank sends
+ * (2(N-1)/N * S), so a regression in cost per byte shows whatever the wall time.
  *
  * Time per collective = the slowest rank's time for that iteration; we quote the median over `reps`
  * iterations after `warmup`. algbw = S / t, busbw = 2(N-1)/N * S / t (NCCL's definition), with
  * MB = 10^6 bytes and S the fp32 buffer size whatever the wire codec. Writes bench/results/allreduce.json.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { loadavg, tmpdir } from 'node:os';
+import { join } from 'node:path';
 import * as net from 'node:net';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { GrpcRing } from '../src/collective/grpc-ring.ts';
 import type { CodecName } from '../src/collective/codecs.ts';
 import { RING_PROCESS_ENV } from '../src/collective/ring-options.ts';
-import type { RingTransportName } from '../src/collective/transport.ts';
+import { RING_TRANSPORTS, type RingTransportName } from '../src/collective/transport.ts';
 
 const MiB = 1 << 20;
 const self = fileURLToPath(import.meta.url);
@@ -43,7 +51,7 @@ async function worker(): Promise<void> {
   const ring = await GrpcRing.create({
     jobId: 'bench', rank, worldSize, token: 'bench-token',
     messageBytes: Number(flag('message-kib', '1024')) * 1024, inflightMessages: Number(flag('inflight', '4')),
-    transport: flag('transport', 'h2') as RingTransportName,
+    transport: flag('transport', 'raw-h2') as RingTransportName,
   });
   console.log(`ADDR ${ring.address}`);
   const lines = createInterface({ input: process.stdin });
@@ -165,8 +173,51 @@ async function runWorld(n: number, transport: RingTransportName, plan: Omit<Plan
     const bytes = row.sizeMiB * MiB;
     const cpuMs = perRank.reduce((a, r) => a + r[i]!.cpuMs, 0) / n;
     const faults = perRank.reduce((a, r) => a + r[i]!.faults, 0) / n;
-    return { transport, worldSize: n, sizeMiB: row.sizeMiB, codec: row.codec, medianMs: t * 1000, algbwMBps: bytes / t / 1e6, busbwMBps: ((2 * (n - 1)) / n) * (bytes / t) / 1e6, cpuMsPerRank: cpuMs, pageFaultsPerRank: faults, timesMs: times };
+    const sentGB = (((2 * (n - 1)) / n) * bytes) / 1e9;
+    return {
+      transport, worldSize: n, sizeMiB: row.sizeMiB, codec: row.codec, medianMs: t * 1000, algbwMBps: bytes / t / 1e6,
+      busbwMBps: ((2 * (n - 1)) / n) * (bytes / t) / 1e6, cpuMsPerRank: cpuMs, cpuSPerGB: cpuMs / 1000 / sentGB, pageFaultsPerRank: faults, timesMs: times,
+    };
   });
+}
+
+interface GlooRow {
+  world_size: number;
+  size_mib: number;
+  median_s: number;
+  busbw_MBps: number;
+}
+
+/**
+ * The Gloo anchor for the same worlds and sizes (../shared/anchors/allreduce_gloo.py); it waits for the
+ * machine to be quiet (up to 15 min per world) as its README says. Its rows, or none with the reason.
+ */
+async function glooAnchor(worlds: number[], sizesMiB: number[], reps: number): Promise<{ rows: GlooRow[]; note: string }> {
+  const script = fileURLToPath(new URL('../../shared/anchors/allreduce_gloo.py', import.meta.url));
+  if (!existsSync(script)) return { rows: [], note: `not run: ${script} missing` };
+  if (spawnSync('/usr/bin/python3', ['-c', 'import torch'], { stdio: 'ignore' }).status !== 0) {
+    return { rows: [], note: 'not run: /usr/bin/python3 cannot import torch (apt-get install python3-torch)' };
+  }
+  const out = join(tmpdir(), `ringtune-gloo-${process.pid}.json`);
+  const args = [script, '--worlds', worlds.join(','), '--sizes-mib', sizesMiB.join(','), '--iters', String(reps), '--warmup', '2', '--repeats', '1', '--out', out];
+  const run = spawnSync('/usr/bin/python3', args, { stdio: ['ignore', 'pipe', 'inherit'], encoding: 'utf8', timeout: Number(flag('gloo-timeout-s', '2400')) * 1000 });
+  process.stdout.write(run.stdout ?? '');
+  const contaminated = (run.stdout ?? '').split('\n').filter((l) => l.startsWith('[world')).join('; ');
+  if (run.status === 0 && existsSync(out)) {
+    const meta = JSON.parse(readFileSync(out, 'utf8')) as { torch_version: string; results: GlooRow[] };
+    return { rows: meta.results, note: `torch ${meta.torch_version} gloo, same run (${args.slice(1).join(' ')}); ${contaminated}` };
+  }
+  // The script prints its table before writing JSON; when the JSON dump fails (it does when every attempt
+  // of a world was discarded as contaminated) the printed rows are still the measurement.
+  const rows: GlooRow[] = [];
+  for (const line of (run.stdout ?? '').split('\n')) {
+    const m = /^\s*(\d+)\s+(\d+)MiB\s+([\d.]+)\s+[\d.]+\s+[\d.]+\s+([\d.]+)/.exec(line);
+    if (m) rows.push({ world_size: Number(m[1]), size_mib: Number(m[2]), median_s: Number(m[3]) / 1000, busbw_MBps: Number(m[4]) });
+  }
+  const why = `status ${run.status}${run.error ? `, ${run.error.message}` : ''}`;
+  return rows.length > 0
+    ? { rows, note: `gloo rows read from its printed table (its JSON was not written: ${why}); ${contaminated}` }
+    : { rows: [], note: `failed (${why})` };
 }
 
 async function main(): Promise<void> {
@@ -178,9 +229,12 @@ async function main(): Promise<void> {
   // Ring workers run with RING_PROCESS_ENV (glibc keeps freed memory for reuse) unless --malloc default.
   const malloc = flag('malloc', 'tuned');
   const env = malloc === 'tuned' ? { ...process.env, ...RING_PROCESS_ENV } : process.env;
-  const transportFlag = flag('transport', 'both');
-  const transports: RingTransportName[] = transportFlag === 'both' ? ['grpc-js', 'h2'] : [transportFlag as RingTransportName];
-  if (!transports.every((t) => t === 'grpc-js' || t === 'h2')) throw new Error(`--transport: grpc-js, h2 or both, got ${transportFlag}`);
+  const transportFlag = flag('transport', 'all');
+  const transports = (transportFlag === 'all' || transportFlag === 'both' ? [...RING_TRANSPORTS] : transportFlag.split(',')) as RingTransportName[];
+  if (!transports.every((t) => (RING_TRANSPORTS as readonly string[]).includes(t))) {
+    throw new Error(`--transport: ${RING_TRANSPORTS.join(' | ')}, a comma list or all, got ${transportFlag}`);
+  }
+  const load0 = loadavg().map((x) => x.toFixed(2)).join(' ');
   const tcpReps = Math.min(reps, 7);
   const tcpTimes = await tcpCeiling(tcpReps);
   const tcpMBps = (64 * MiB) / (median(tcpTimes) / 1000) / 1e6;
@@ -188,28 +242,34 @@ async function main(): Promise<void> {
   // Per world size, each transport's ring in turn (not at the same time: 2 cores).
   for (const n of worlds) for (const t of transports) rows.push(...(await runWorld(n, t, { sizesMiB, codecs: codecList, warmup: 2, reps }, passthrough, env)));
   const tcpAfter = (64 * MiB) / (median(await tcpCeiling(tcpReps)) / 1000) / 1e6;
+  const fp32Sizes = codecList.includes('fp32') ? sizesMiB : [];
+  const gloo = flag('gloo', 'on') === 'on' && fp32Sizes.length > 0 ? await glooAnchor(worlds, fp32Sizes, reps) : { rows: [], note: 'off' };
+  const glooBusbw = (n: number, mib: number) => gloo.rows.find((g) => g.world_size === n && g.size_mib === mib)?.busbw_MBps;
 
   const pad = (s: string | number, w: number) => String(s).padStart(w);
   console.log(`ring workers: ${malloc} malloc, ${passthrough[1]} KiB messages, ${passthrough[3]} in flight per link`);
   console.log(`raw TCP, 1 stream, 64 MiB: ${tcpMBps.toFixed(0)} MB/s before, ${tcpAfter.toFixed(0)} MB/s after (median of ${tcpReps})`);
-  console.log(`${pad('transport', 9)} ${pad('N', 2)} ${pad('size', 7)} ${pad('codec', 5)} ${pad('median ms', 10)} ${pad('algbw MB/s', 11)} ${pad('busbw MB/s', 11)} ${pad('busbw/TCP', 9)} ${pad('cpu ms/rank', 11)} ${pad('faults/rank', 11)}`);
+  console.log(`load average at start: ${load0}; at end: ${loadavg().map((x) => x.toFixed(2)).join(' ')} (2 cores)`);
+  console.log(`Gloo anchor: ${gloo.note}`);
+  console.log(
+    `${pad('transport', 9)} ${pad('N', 2)} ${pad('size', 7)} ${pad('codec', 5)} ${pad('median ms', 10)} ${pad('algbw MB/s', 11)} ${pad('busbw MB/s', 11)} ` +
+      `${pad('busbw/TCP', 9)} ${pad('Gloo MB/s', 9)} ${pad('x Gloo', 6)} ${pad('cpu ms/rank', 11)} ${pad('cpu s/GB', 8)} ${pad('faults/rank', 11)}`,
+  );
   const ceiling = Math.max(tcpMBps, tcpAfter);
   for (const r of rows) {
+    const g = r.codec === 'fp32' ? glooBusbw(r.worldSize, r.sizeMiB) : undefined;
     console.log(
       `${pad(r.transport, 9)} ${pad(r.worldSize, 2)} ${pad(`${r.sizeMiB} MiB`, 7)} ${pad(r.codec, 5)} ${pad(r.medianMs.toFixed(1), 10)} ` +
-        `${pad(r.algbwMBps.toFixed(0), 11)} ${pad(r.busbwMBps.toFixed(0), 11)} ${pad((r.busbwMBps / ceiling).toFixed(2), 9)} ${pad(r.cpuMsPerRank.toFixed(0), 11)} ${pad(r.pageFaultsPerRank.toFixed(0), 11)}`,
+        `${pad(r.algbwMBps.toFixed(0), 11)} ${pad(r.busbwMBps.toFixed(0), 11)} ${pad((r.busbwMBps / ceiling).toFixed(2), 9)} ` +
+        `${pad(g ? g.toFixed(0) : '-', 9)} ${pad(g ? (r.busbwMBps / g).toFixed(2) : '-', 6)} ${pad(r.cpuMsPerRank.toFixed(0), 11)} ${pad(r.cpuSPerGB.toFixed(2), 8)} ${pad(r.pageFaultsPerRank.toFixed(0), 11)}`,
     );
-  }
-  if (transports.length > 1) {
-    console.log('h2 / grpc-js busbw (same run):');
-    for (const r of rows.filter((x) => x.transport === 'h2')) {
-      const g = rows.find((x) => x.transport === 'grpc-js' && x.worldSize === r.worldSize && x.sizeMiB === r.sizeMiB && x.codec === r.codec);
-      if (g) console.log(`  N=${r.worldSize} ${r.sizeMiB} MiB ${r.codec}: ${(r.busbwMBps / g.busbwMBps).toFixed(2)}x`);
-    }
   }
   const dir = fileURLToPath(new URL('./results/', import.meta.url));
   mkdirSync(dir, { recursive: true });
-  const out = { when: new Date().toISOString(), command: process.argv.slice(2).join(' '), transports, reps, warmup: 2, malloc, messageKiB: Number(passthrough[1]), inflight: Number(passthrough[3]), tcpMBps: { before: tcpMBps, after: tcpAfter }, rows };
+  const out = {
+    when: new Date().toISOString(), command: process.argv.slice(2).join(' '), loadavg: loadavg(), transports, reps, warmup: 2, malloc,
+    messageKiB: Number(passthrough[1]), inflight: Number(passthrough[3]), tcpMBps: { before: tcpMBps, after: tcpAfter }, rows, gloo,
+  };
   writeFileSync(`${dir}allreduce.json`, `${JSON.stringify(out, null, 2)}\n`);
   console.log(`wrote ${dir}allreduce.json`);
 }

@@ -15,7 +15,7 @@ import { runCoordinator } from '../coordinator/coordinator.ts';
 import { runLocalCluster } from '../coordinator/local.ts';
 import { CoordinatorMetrics, startMetricsServer, WorkerMetrics } from '../metrics/metrics.ts';
 import { runWorker } from '../worker/worker.ts';
-import { action, allCores, BACKEND_HELP, intArg, startBackend, threadsOption } from './common.ts';
+import { action, allCores, BACKEND_HELP, intArg, overridesOf, startBackend, threadsOption, withOverrides } from './common.ts';
 import { parseRecord, stringifyRecord } from '../run/record-json.ts';
 
 const natsOption = () => new Option('--nats <url>', 'NATS server URL').env('RINGTUNE_NATS_URL');
@@ -51,8 +51,8 @@ const withNatsTls = (c: Command) => { for (const opt of natsTlsOptions()) c.addO
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export function registerClusterCommands(program: Command): void {
-  withNatsTls(program
-    .command('coordinator <job>'))
+  withOverrides(withNatsTls(program
+    .command('coordinator <job>')))
     .description('run the coordinator of a distributed job (waits for cluster.workers workers on NATS)')
     .addOption(natsOption())
     .addOption(new Option('--workers <n>', 'number of workers (overrides cluster.workers)').env('RINGTUNE_WORKERS').argParser(intArg(1)))
@@ -63,8 +63,8 @@ export function registerClusterCommands(program: Command): void {
     .addOption(backendOption().hideHelp())
     .addOption(lingerOption())
     .addOption(secretOption())
-    .action(action(async (jobFile: string, o: { nats?: string; workers?: number; metricsPort: number; resume?: boolean; overwrite?: boolean; lingerMs: number; secretFile?: string } & NatsFlags) => {
-      const job = await loadJobFile(jobFile);
+    .action(action(async (jobFile: string, o: { nats?: string; workers?: number; metricsPort: number; resume?: boolean; overwrite?: boolean; lingerMs: number; secretFile?: string; output?: string; set?: string[] } & NatsFlags) => {
+      const job = await loadJobFile(jobFile, overridesOf(o));
       const secret = loadJobSecret({ file: o.secretFile ?? job.cluster.secretFile });
       if (o.workers) job.cluster.workers = o.workers;
       const url = o.nats ?? job.cluster.nats.url ?? 'nats://127.0.0.1:4222';
@@ -122,7 +122,7 @@ export function registerClusterCommands(program: Command): void {
             phase: (p) => metrics.setPhase(p),
             assigned: (rank) => metrics.setRank(rank),
             rejected: (reason) => metrics.controlRejected(reason),
-            ring: (ring) => metrics.ringRejectsFrom(() => ({ ...ring.rejected })),
+            ring: (ring) => metrics.ringFrom(ring),
             step: (r) => metrics.observeStep({
               step: r.step, loss: r.loss, lr: r.lr, gradNorm: r.gradNorm, tokens: r.inputTokens, samples: r.samples,
               stepSeconds: (r.computeMs + r.reduceMs) / 1000, allreduceSeconds: r.reduceMs / 1000, allreduceBytes: r.reduceBytes,
@@ -136,8 +136,8 @@ export function registerClusterCommands(program: Command): void {
       }
     }));
 
-  program
-    .command('local <job>')
+  withOverrides(program
+    .command('local <job>'))
     .description('run a job on this machine: nats-server (unless --nats), a coordinator and N worker processes')
     .option('--workers <n>', 'worker processes (default: cluster.workers)', intArg(1))
     .addOption(natsOption())
@@ -146,9 +146,10 @@ export function registerClusterCommands(program: Command): void {
     .option('--overwrite', "start over even if the checkpoint directory holds another run's checkpoints (they are removed)")
     .addOption(backendOption())
     .addOption(threadsOption('cores / workers, at least 1'))
-    .action(action(async (jobFile: string, o: { workers?: number; nats?: string; metricsPortBase?: number; resume?: boolean; overwrite?: boolean; backend?: string; threads?: Threads }) => {
+    .action(action(async (jobFile: string, o: { workers?: number; nats?: string; metricsPortBase?: number; resume?: boolean; overwrite?: boolean; backend?: string; threads?: Threads; output?: string; set?: string[] }) => {
       const code = await runLocalCluster({
         jobFile, workers: o.workers, natsUrl: o.nats, metricsPortBase: o.metricsPortBase, resume: o.resume, overwrite: o.overwrite, backend: o.backend, threads: o.threads,
+        overrides: overridesOf(o),
       });
       process.exit(code);
     }));

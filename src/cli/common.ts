@@ -1,6 +1,7 @@
-/** Shared CLI plumbing: backend start-up, typed-error reporting, number parsing. */
+/** Shared CLI plumbing: backend start-up, typed-error reporting, number parsing, job overrides, signals. */
 import { availableParallelism } from 'node:os';
-import { InvalidArgumentError, Option } from 'commander';
+import { InvalidArgumentError, Option, type Command } from 'commander';
+import type { JobOverrides } from '../config/overrides.ts';
 import { parseThreads, type Threads } from '../config/compile.ts';
 import { RingtuneError } from '../errors.ts';
 import { BACKENDS, backendChoiceFrom, initBackend, setThreads, type BackendInfo } from '../model/backend.ts';
@@ -65,5 +66,43 @@ export function action<A extends unknown[]>(fn: (...args: A) => Promise<void>): 
       }
       process.exit(1);
     }
+  };
+}
+
+/**
+ * --output and repeatable --set on every command that runs a job file (train, local, coordinator);
+ * compile.ts loadJobFile applies them before validation.
+ */
+export function withOverrides(c: Command): Command {
+  return c
+    .option('--output <dir>', "write the run's outputs here instead of the job's `output` (relative to the working directory)")
+    .option('--set <key=value>', 'override a job field, e.g. --set training.lr=3e-4 --set training.max_steps=200 (repeatable; YAML values, paths relative to the job file)',
+      (v: string, prev: string[] = []) => [...prev, v]);
+}
+
+export const overridesOf = (o: { output?: string; set?: string[] }): JobOverrides => ({ output: o.output, set: o.set });
+
+const SIGNAL_NUMBERS: Partial<Record<NodeJS.Signals, number>> = { SIGINT: 2, SIGTERM: 15 };
+
+/**
+ * SIGTERM / SIGINT ask a run to stop gracefully: the returned signal aborts with the signal's name
+ * (the run finishes its step, checkpoints and returns); a second signal exits at once with 128 + its
+ * number. `exitCode()` is what the process should exit with once the run has returned.
+ */
+export function stopOnSignals(): { stop: AbortSignal; exitCode: () => number | undefined; dispose: () => void } {
+  const controller = new AbortController();
+  let received: NodeJS.Signals | undefined;
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (received) process.exit(128 + (SIGNAL_NUMBERS[signal] ?? 15));
+    received = signal;
+    console.error(`[ringtune] ${signal}: stopping after the current step (again to exit at once)`);
+    controller.abort(signal);
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  return {
+    stop: controller.signal,
+    exitCode: () => (received ? 128 + (SIGNAL_NUMBERS[received] ?? 15) : undefined),
+    dispose: () => { process.off('SIGINT', onSignal); process.off('SIGTERM', onSignal); },
   };
 }

@@ -5,9 +5,11 @@ import { InputError } from '../errors.ts';
 import type { Family, Task } from '../model/config.ts';
 import { createModelDir } from '../model/create.ts';
 import { generate } from '../model/generate.ts';
+import { loadModelWithHead } from '../model/head-check.ts';
 import type { Model } from '../model/model.ts';
 import { loadModel, readConfigJson } from '../model/model-dir.ts';
 import { presetChoices } from '../model/presets.ts';
+import { encodeTruncated, inferenceMaxLength } from '../model/truncation.ts';
 import { Tokenizer } from '../model/tokenizer.ts';
 import { collateCls } from '../data/batch.ts';
 import { checkPredictionsTarget, writePredictions } from '../eval/predictions.ts';
@@ -76,7 +78,7 @@ export function registerModelCommands(program: Command): void {
     .action(action(async (o: { model: string; prompt: string; chat?: boolean; maxTokens: number; temperature: number; topK: number; topP: number; seed: number; backend?: string; threads?: Threads }) => {
       await startBackend(o.backend, threadsFor(o.threads, undefined, allCores()));
       const tok = await Tokenizer.fromDir(o.model);
-      const { model: m } = await loadModel(o.model, { task: 'causal-lm' });
+      const { model: m } = await loadModelWithHead(o.model, 'causal-lm', { command: 'ringtune generate', otherCommand: 'ringtune classify' });
       const text = o.chat ? tok.applyChatTemplate([{ role: 'user', content: o.prompt }], { addGenerationPrompt: true }) : o.prompt;
       let ids = tok.encode(text, { addSpecialTokens: false });
       if (ids.length === 0 && tok.bosTokenId !== undefined) ids = [tok.bosTokenId];
@@ -118,11 +120,7 @@ export function registerModelCommands(program: Command): void {
       const items: TextItem[] = o.input ? await readTextInput(o.input) : o.text!.map((text, i) => ({ text, where: `--text ${i + 1}` }));
       await startBackend(o.backend, threadsFor(o.threads, undefined, allCores()));
       const tok = await Tokenizer.fromDir(o.model);
-      const { model: m } = await loadModel(o.model);
-      if (m.task !== 'classification') {
-        m.dispose();
-        throw new InputError(`${o.model} is a causal language model (config.json architectures), not a classifier: use ringtune generate`);
-      }
+      const { model: m } = await loadModelWithHead(o.model, 'classification', { command: 'ringtune classify', otherCommand: 'ringtune generate' });
       const lines = await classifyItems(m, tok, items, o.batch, !!o.input).finally(() => m.dispose());
       await writePredictions(o.output ?? '-', lines);
     }));
@@ -134,12 +132,14 @@ export function registerModelCommands(program: Command): void {
  */
 async function classifyItems(m: Model, tok: Tokenizer, items: readonly TextItem[], batch: number, fromInput: boolean): Promise<object[]> {
   const padId = tok.padTokenId ?? tok.eosTokenId ?? 0;
+  // The truncation rule of classifyText and serve (model/truncation.ts): one text, one label everywhere.
+  const maxLength = inferenceMaxLength(m.config.maxPositions, tok);
   const names = m.config.id2label;
   const lines: object[] = [];
   for (let start = 0; start < items.length; start += batch) {
     const chunk = items.slice(start, start + batch);
     const examples = chunk.map((it) => {
-      const tokens = classifierTokens(tok, m.config.maxPositions, it.text);
+      const tokens = encodeTruncated(tok, it.text, maxLength);
       if (tokens.length === 0) throw new InputError(`${fromInput ? '--input ' : ''}${it.where}: ${JSON.stringify(it.text.slice(0, 60))} encodes to no tokens`);
       return { tokens, label: 0, source: it.where }; // label: a placeholder, read only for a loss nobody uses
     });
@@ -155,13 +155,6 @@ async function classifyItems(m: Model, tok: Tokenizer, items: readonly TextItem[
   return lines;
 }
 
-/**
- * The tokens classifyText (src/model/classify.ts) gives the model for `text`; batched here with the
- * forward eval uses (train/evaluate.ts classifierOutputs). Must stay the same rule as classifyText's.
- */
-function classifierTokens(tok: Tokenizer, maxPositions: number, text: string): number[] {
-  return tok.encode(text).slice(0, maxPositions);
-}
 
 export function registerServeCommand(program: Command): void {
   program

@@ -13,10 +13,15 @@ import { checkPredictionsTarget, writePredictions, type Prediction } from '../ev
 import { evalState } from '../train/evaluate.ts';
 import { train } from '../train/loop.ts';
 import { prepareRun } from '../train/prepare.ts';
-import { action, allCores, BACKEND_HELP, intArg, startBackend, threadsOption } from './common.ts';
+import { action, allCores, BACKEND_HELP, intArg, overridesOf, startBackend, stopOnSignals, threadsOption, withOverrides } from './common.ts';
 import { stringifyRecord } from '../run/record-json.ts';
 
 const FORMATS = ['text', 'prompt-completion', 'messages', 'label'];
+/** The job fields `ringtune eval` fills from its flags: problems and hints name the flag the user typed. */
+const EVAL_FLAGS = {
+  'data.format': '--format', 'data.max_seq_len': '--max-seq-len', 'data.on_bad_record': '--on-bad-record', 'training.global_batch': '--batch',
+  'training.micro_batch': '--batch', 'eval.metrics': '--metrics', 'eval.generate_max_tokens': '--max-new-tokens', 'eval.generate_max_examples': '--max-examples',
+};
 
 export function registerTrainCommands(program: Command): void {
   program
@@ -37,23 +42,29 @@ export function registerTrainCommands(program: Command): void {
       console.log(`wrote ${file}; edit it, then: ringtune train ${file}`);
     }));
 
-  program
-    .command('train <job>')
+  withOverrides(program
+    .command('train <job>'))
     .description('fine-tune on this process as the job spec says (ringtune local runs it on a cluster)')
     .option('--resume', 'continue from the latest checkpoint')
     .option('--overwrite', 'start over even if checkpoints exist')
     .option('--dry-run', 'validate the job, model and data, print the plan, train nothing')
     .option('--backend <name>', `${BACKEND_HELP} (overrides the job spec)`)
     .addOption(threadsOption())
-    .action(action(async (jobFile: string, o: { resume?: boolean; overwrite?: boolean; dryRun?: boolean; backend?: string; threads?: Threads }) => {
-      const job = await loadJobFile(jobFile);
+    .action(action(async (jobFile: string, o: { resume?: boolean; overwrite?: boolean; dryRun?: boolean; backend?: string; threads?: Threads; output?: string; set?: string[] }) => {
+      const job = await loadJobFile(jobFile, overridesOf(o));
       await startBackend(o.backend ?? (job.backend === 'auto' ? undefined : job.backend), threadsFor(o.threads, job.threads, allCores()));
       if (o.dryRun) {
         const { data } = await prepareRun(job);
         console.log(JSON.stringify({ job: job.name, task: job.task, model: job.modelDir, train: data.train.length, eval: data.eval.length, skipped: data.skipped.length, labels: data.labels, output: job.outputDir }, null, 2));
         return;
       }
-      const r = await train(job, { resume: o.resume, overwrite: o.overwrite });
+      const signals = stopOnSignals();
+      const r = await train(job, { resume: o.resume, overwrite: o.overwrite, stop: signals.stop }).finally(signals.dispose);
+      if (r.stoppedBy) {
+        // The loop logged where it stopped and how to resume; nothing final was written.
+        console.log(stringifyRecord({ steps: r.steps, stopped_by: r.stoppedBy.reason, checkpoint: r.stoppedBy.checkpoint ?? null, base_eval: r.baseEval }, 2));
+        process.exit(signals.exitCode() ?? 1);
+      }
       console.log(stringifyRecord({ steps: r.steps, stopped_early: r.stoppedEarly, base_eval: r.baseEval, final_eval: r.finalEval, final_model: r.finalModelDir, report: join(job.outputDir, 'report.html') }, 2));
     }));
 
@@ -78,7 +89,7 @@ export function registerTrainCommands(program: Command): void {
         model: resolve(o.model), data: { train: resolve(o.data), format: o.format, max_seq_len: o.maxSeqLen, eval_fraction: 0, on_bad_record: o.onBadRecord },
         training: { max_steps: 1, global_batch: o.batch, micro_batch: o.batch },
         eval: { metrics: o.metrics?.split(',').map((m) => m.trim()).filter(Boolean), generate_max_tokens: o.maxNewTokens, generate_max_examples: o.maxExamples },
-      }, 'ringtune eval');
+      }, 'ringtune eval', { flags: EVAL_FLAGS });
       if (o.predictions) await checkPredictionsTarget(o.predictions, !!o.overwrite);
       await startBackend(o.backend, threadsFor(o.threads, undefined, allCores()));
       const { data, padId, labels, generation } = await prepareRun(job);

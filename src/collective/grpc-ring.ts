@@ -11,9 +11,10 @@
  * A broken ring stays broken: every later allReduce throws the first error (PeerLostError,
  * CollectiveTimeoutError, ...), and the coordinator re-forms a new ring from the survivors.
  *
- * Transport (`transport` option, transport.ts): 'h2' (default; h2-transport.ts + h2-peer.ts, gRPC
- * written on node:http2 with buffers allocated once) or 'grpc-js' (grpc-js-transport.ts + grpc-peer.ts).
- * Both speak the same gRPC protocol and can be mixed in one ring; this class holds everything else
+ * Transport (`transport` option, transport.ts): 'raw-h2' (default; raw-h2-*.ts, gRPC on our own HTTP/2
+ * over net/tls sockets), 'h2' (h2-transport.ts + h2-peer.ts, gRPC written on node:http2 with buffers
+ * allocated once) or 'grpc-js' (grpc-js-transport.ts + grpc-peer.ts). All speak the same gRPC protocol
+ * and can be mixed in one ring; this class holds everything else
  * (states, token / job / rank checks, timeouts, liveness probes), shared by both.
  *
  * Failure detection: a dead peer's sockets close, so both its neighbours see their stream fail at
@@ -26,6 +27,7 @@ import { codecs } from './codecs.ts';
 import { CollectiveTimeoutError, RingClosedError, RingConnectError, RingProtocolError, type CollectiveWhere } from './errors.ts';
 import { GrpcJsTransport } from './grpc-js-transport.ts';
 import { H2Transport } from './h2-transport.ts';
+import { RawH2Transport } from './raw-h2-transport.ts';
 import { ringAllReduce, type RingPeer } from './ring-allreduce.ts';
 import { ALL_REDUCE_DEFAULTS, compileRingOptions, type AllReduceOptions, type CompiledRingOptions, type GrpcRingOptions } from './ring-options.ts';
 import { GrpcStatus, tokenMatches, type PingReply, type PingRequest, type PullRequest } from './ring-protocol.ts';
@@ -53,10 +55,12 @@ export class GrpcRing {
   private lastStep = -1;
   private readonly progress = { round: null as number | null };
   private address_ = '';
+  private readonly cost = { collectives: 0, wallSeconds: 0, cpuSeconds: 0, payloadBytesSent: 0 };
 
   private constructor(private readonly o: CompiledRingOptions) {
     const ctx = { rejected: this.rejected, where: () => this.where(), onFailure: (err: Error) => this.markBroken(err) };
-    this.transport = o.transport === 'h2' ? new H2Transport(o, ctx) : new GrpcJsTransport(o, ctx);
+    this.transport =
+      o.transport === 'h2' ? new H2Transport(o, ctx) : o.transport === 'raw-h2' ? new RawH2Transport(o, ctx) : new GrpcJsTransport(o, ctx);
     this.peer = this.transport.peer;
   }
 
@@ -76,7 +80,7 @@ export class GrpcRing {
     return ring;
   }
 
-  /** Which implementation of the gRPC protocol this ring uses ('h2' or 'grpc-js'). */
+  /** Which implementation of the gRPC protocol this ring uses ('raw-h2', 'h2' or 'grpc-js'). */
   get transportName(): string {
     return this.o.transport;
   }
@@ -88,6 +92,16 @@ export class GrpcRing {
 
   get state(): RingState {
     return this.stateNow === 'connected' && this.peer?.broken ? 'broken' : this.stateNow;
+  }
+
+  /**
+   * What the collectives cost this process so far: count, wall and CPU seconds (process CPU, all
+   * threads, during allReduce: the worker computes nothing meanwhile) and payload bytes this rank sent
+   * (2(N-1)/N of each buffer, in wire bytes). cpuSeconds / (payloadBytesSent / 1e9) is the cost per byte
+   * that bench:allreduce reports as `cpu s/GB`; a regression in it shows whatever the wall time.
+   */
+  get costs(): { collectives: number; wallSeconds: number; cpuSeconds: number; payloadBytesSent: number } {
+    return { ...this.cost };
   }
 
   /** Messages sent and received over this ring's lifetime, and payloads that needed an alignment copy. */
@@ -148,6 +162,7 @@ export class GrpcRing {
     if (peer) peer.activeStep = step;
     this.progress.round = null;
     const disarm = peer ? this.armTimeout(peer, step, timeoutMs) : () => {};
+    const [cpu0, t0] = [process.cpuUsage(), performance.now()];
     try {
       await ringAllReduce(peer ?? NO_PEER, buf, {
         rank: this.o.rank, worldSize: this.o.worldSize, step, op, codec: codecs[codecName],
@@ -163,6 +178,12 @@ export class GrpcRing {
       }
       this.lastStep = step;
       this.busy = false;
+      const cpu = process.cpuUsage(cpu0);
+      const n = this.o.worldSize;
+      this.cost.collectives++;
+      this.cost.wallSeconds += (performance.now() - t0) / 1000;
+      this.cost.cpuSeconds += (cpu.user + cpu.system) / 1e6;
+      this.cost.payloadBytesSent += Math.round(((2 * (n - 1)) / n) * buf.length * codecs[codecName].bytesPerElement);
     }
   }
 

@@ -22,129 +22,15 @@
  */
 import type * as http2 from 'node:http2';
 import type { WireCodec } from './codecs.ts';
-import { PeerLostError, RingClosedError, RingProtocolError } from './errors.ts';
+import { PeerLostError, RingClosedError } from './errors.ts';
 import { PeerState } from './peer-state.ts';
 import type { ChunkHeader, IncomingChunk } from './ring-allreduce.ts';
 import type { PeerOptions, RejectCounters, TransportPeer } from './transport.ts';
+import { decodeGrpcMessage, GrpcMessageReader, writeGrpcPrefix, type Slot } from './grpc-framing.ts';
 import { ChunkEncoder, decodeChunk, type ChunkFields, type DecodedChunk } from './wire.ts';
 
 /** Receive slots: the message being filled, up to RECV_SLOTS - 2 queued, the one being reduced. */
 export const RECV_SLOTS = 5;
-
-/** Writes the gRPC length prefix (uncompressed flag + big-endian length) into buf[at, at + 5). */
-export function writeGrpcPrefix(buf: Uint8Array, at: number, length: number): void {
-  buf[at] = 0;
-  buf[at + 1] = length >>> 24;
-  buf[at + 2] = (length >>> 16) & 255;
-  buf[at + 3] = (length >>> 8) & 255;
-  buf[at + 4] = length & 255;
-}
-
-interface Slot {
-  readonly bytes: Uint8Array;
-}
-
-/**
- * Incremental parser of gRPC length-prefixed messages from a byte stream delivered in arbitrary
- * chunks. Message bytes are copied into slots taken from `acquire` (null = none free: the reader
- * stops, keeps the rest of the chunk, and `onStall` is called; call `resume()` once a slot is free).
- * Each message body starts at offset 1 of its slot.
- */
-export class GrpcMessageReader {
-  private readonly prefix = new Uint8Array(5);
-  private prefixGot = 0;
-  private bodyLength = -1;
-  private bodyGot = 0;
-  private slot: Slot | null = null;
-  private readonly pending: Uint8Array[] = [];
-  private stalled = false;
-
-  constructor(
-    private readonly maxBody: number,
-    private readonly acquire: () => Slot | null,
-    private readonly onMessage: (slot: Slot, body: Uint8Array) => void,
-    private readonly onStall: () => void,
-  ) {}
-
-  get isStalled(): boolean {
-    return this.stalled;
-  }
-
-  /** Bytes received but not yet parsed (kept while stalled). */
-  get pendingChunks(): number {
-    return this.pending.length;
-  }
-
-  push(chunk: Uint8Array): void {
-    if (this.stalled) {
-      this.pending.push(chunk);
-      return;
-    }
-    const rest = this.consume(chunk);
-    if (rest) {
-      this.pending.push(rest);
-      this.stalled = true;
-      this.onStall();
-    }
-  }
-
-  /** Continue after a slot was freed; returns true if no longer stalled. */
-  resume(): boolean {
-    if (!this.stalled) return true;
-    while (this.pending.length > 0) {
-      const rest = this.consume(this.pending[0]!);
-      if (rest) {
-        this.pending[0] = rest;
-        return false;
-      }
-      this.pending.shift();
-    }
-    this.stalled = false;
-    return true;
-  }
-
-  /** Parses as much of `chunk` as slots allow; returns the unparsed rest, or null. */
-  private consume(chunk: Uint8Array): Uint8Array | null {
-    let pos = 0;
-    const end = chunk.length;
-    while (pos < end || this.bodyLength === 0) {
-      if (this.bodyLength < 0) {
-        const n = Math.min(5 - this.prefixGot, end - pos);
-        for (let i = 0; i < n; i++) this.prefix[this.prefixGot + i] = chunk[pos + i]!;
-        this.prefixGot += n;
-        pos += n;
-        if (this.prefixGot < 5) return null;
-        if (this.prefix[0] !== 0) throw new RingProtocolError('compressed gRPC messages are not supported on the ring');
-        const p = this.prefix;
-        const length = ((p[1]! << 24) >>> 0) + (p[2]! << 16) + (p[3]! << 8) + p[4]!;
-        if (length > this.maxBody) {
-          throw new RingProtocolError(`gRPC message of ${length} bytes exceeds the ring's limit of ${this.maxBody}`);
-        }
-        this.bodyLength = length;
-        this.bodyGot = 0;
-      }
-      if (!this.slot) {
-        this.slot = this.acquire();
-        if (!this.slot) return chunk.subarray(pos);
-      }
-      const n = Math.min(this.bodyLength - this.bodyGot, end - pos);
-      if (n > 0) {
-        this.slot.bytes.set(n === end - pos && pos === 0 ? chunk : chunk.subarray(pos, pos + n), 1 + this.bodyGot);
-        this.bodyGot += n;
-        pos += n;
-      }
-      if (this.bodyGot === this.bodyLength) {
-        const slot = this.slot;
-        const body = slot.bytes.subarray(1, 1 + this.bodyLength);
-        this.slot = null;
-        this.bodyLength = -1;
-        this.prefixGot = 0;
-        this.onMessage(slot, body);
-      }
-    }
-    return null;
-  }
-}
 
 interface Queued {
   readonly m: DecodedChunk;
@@ -351,16 +237,5 @@ export class H2Peer implements TransportPeer {
     } catch {
       // The stream is going away anyway; the right neighbour will see that instead.
     }
-  }
-}
-
-/** grpc-message is percent-encoded (gRPC over HTTP/2 spec). */
-export function decodeGrpcMessage(v: string | string[] | undefined): string {
-  const s = Array.isArray(v) ? v[0] : v;
-  if (!s) return '';
-  try {
-    return decodeURIComponent(s);
-  } catch {
-    return s;
   }
 }

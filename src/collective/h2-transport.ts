@@ -17,7 +17,8 @@ import * as net from 'node:net';
 import type { Duplex } from 'node:stream';
 import * as tls from 'node:tls';
 import { RingConnectError } from './errors.ts';
-import { decodeGrpcMessage, H2Peer, writeGrpcPrefix } from './h2-peer.ts';
+import { decodeGrpcMessage, framed, unframe } from './grpc-framing.ts';
+import { H2Peer } from './h2-peer.ts';
 import type { CompiledRingOptions, RingTlsOptions } from './ring-options.ts';
 import {
   controlCodecs, GrpcStatus as Status, PING_PATH, PULL_PATH, refusalText, TOKEN_METADATA_KEY,
@@ -130,21 +131,6 @@ function requestHeaders(path: string, address: string, token: string, files: Tls
     ...(deadlineMs !== undefined ? { 'grpc-timeout': `${Math.max(1, Math.ceil(deadlineMs))}m` } : {}),
     [TOKEN_METADATA_KEY]: token,
   };
-}
-
-function framed(body: Uint8Array): Buffer {
-  const out = Buffer.allocUnsafe(5 + body.length);
-  writeGrpcPrefix(out, 0, body.length);
-  out.set(body, 5);
-  return out;
-}
-
-/** The one message of a unary request or response body (small: concatenation is fine here). */
-function unframe(chunks: Buffer[]): Buffer | null {
-  const all = Buffer.concat(chunks);
-  if (all.length < 5 || all[0] !== 0) return null;
-  const len = all.readUInt32BE(1);
-  return all.length === 5 + len ? all.subarray(5) : null;
 }
 
 /**

@@ -5,7 +5,7 @@
 import { InputError } from '../errors.ts';
 import type { CodecName } from './codecs.ts';
 import type { ReduceOp } from './ring-allreduce.ts';
-import type { RingTransportName } from './transport.ts';
+import { RING_TRANSPORTS, type RingTransportName } from './transport.ts';
 
 /** Certificate files (PEM). `caPath` verifies the other side; `mutual` makes the server demand a client cert. */
 export interface RingTlsOptions {
@@ -37,8 +37,10 @@ export interface GrpcRingOptions {
   /** How long connect() waits for both neighbours. */
   connectTimeoutMs?: number;
   /**
-   * Implementation of the gRPC protocol: 'h2' (node:http2 with reused buffers, h2-transport.ts) or
-   * 'grpc-js' (@grpc/grpc-js). Both speak the same wire protocol and interoperate in one ring.
+   * Implementation of the gRPC protocol: 'raw-h2' (default; our own HTTP/2 on net/tls sockets: large DATA frames, reads into reused buffers,
+   * raw-h2-transport.ts), 'h2' (node:http2 with reused buffers, h2-transport.ts) or 'grpc-js'
+   * (@grpc/grpc-js). All speak the same wire protocol and
+   * interoperate in one ring.
    */
   transport?: RingTransportName;
 }
@@ -67,7 +69,7 @@ export const RING_DEFAULTS = {
   messageBytes: 1 << 20,
   inflightMessages: 4,
   connectTimeoutMs: 30_000,
-  transport: 'h2' as RingTransportName,
+  transport: 'raw-h2' as RingTransportName,
 } as const;
 
 export function compileRingOptions(raw: GrpcRingOptions): CompiledRingOptions {
@@ -93,7 +95,9 @@ export function compileRingOptions(raw: GrpcRingOptions): CompiledRingOptions {
   const connectTimeoutMs = raw.connectTimeoutMs ?? RING_DEFAULTS.connectTimeoutMs;
   int('connectTimeoutMs', connectTimeoutMs, 1);
   const transport = raw.transport ?? RING_DEFAULTS.transport;
-  if (transport !== 'h2' && transport !== 'grpc-js') problems.push(`transport: expected 'h2' or 'grpc-js', got ${JSON.stringify(transport)}`);
+  if (!(RING_TRANSPORTS as readonly string[]).includes(transport)) {
+    problems.push(`transport: expected one of ${RING_TRANSPORTS.join(', ')}, got ${JSON.stringify(transport)}`);
+  }
   if (raw.tls && !(raw.tls.certPath && raw.tls.keyPath && raw.tls.caPath)) {
     problems.push('tls: certPath, keyPath and caPath are all required');
   }

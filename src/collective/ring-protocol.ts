@@ -1,5 +1,5 @@
 /**
- * ringtune.v1.Ring (proto/ringtune/v1/ring.proto) as both transports speak it, with no transport in
+ * ringtune.v1.Ring (proto/ringtune/v1/ring.proto) as every transport speaks it, with no transport in
  * it: method paths, the token header, the control messages and their protobufjs serializers, and the
  * gRPC status codes. grpc-service.ts binds these to @grpc/grpc-js; h2-transport.ts writes them on
  * node:http2 itself. Nothing here loads @grpc/grpc-js.

@@ -1,19 +1,21 @@
 /**
- * What GrpcRing needs from a transport, and what both transports share. Two implementations speak
+ * What GrpcRing needs from a transport, and what the transports share. Three implementations speak
  * the same gRPC wire protocol (ring.proto over HTTP/2, ring-protocol.ts) and interoperate:
- * grpc-js-transport.ts + grpc-peer.ts (@grpc/grpc-js) and h2-transport.ts + h2-peer.ts (node:http2
- * directly, with buffers we own). The ring logic (states, token / job / rank checks, timeouts and
+ * grpc-js-transport.ts + grpc-peer.ts (@grpc/grpc-js), h2-transport.ts + h2-peer.ts (node:http2
+ * directly, with buffers we own) and raw-h2-*.ts (our own HTTP/2 on net/tls sockets). The ring logic (states, token / job / rank checks, timeouts and
  * liveness probes) stays in grpc-ring.ts and is shared.
  *
  * Dependency rule (tests/collective/seams.test.ts): this file and the other neutral modules import no
- * transport; each transport imports only neutral modules, never the other transport; grpc-ring.ts
+ * transport; each transport imports only neutral modules, never another transport; grpc-ring.ts
  * alone composes them.
  */
 import type { CollectiveWhere } from './errors.ts';
 import type { RingPeer } from './ring-allreduce.ts';
 import type { PingReply, PingRequest, PullRequest } from './ring-protocol.ts';
 
-export type RingTransportName = 'grpc-js' | 'h2';
+/** The implementations of the ring's gRPC protocol (ring-options.ts documents each). */
+export const RING_TRANSPORTS = ['grpc-js', 'h2', 'raw-h2'] as const;
+export type RingTransportName = (typeof RING_TRANSPORTS)[number];
 
 /** Refused calls and dropped messages, by reason; one object per ring, shared by its server and peer. */
 export interface RejectCounters {

@@ -102,6 +102,25 @@ export class ChunkEncoder {
    * view of `out` holding the message.
    */
   encode(out: Uint8Array, f: Omit<ChunkFields, 'jobId'>, values: Float32Array | null, codec: WireCodec | null): Uint8Array {
+    const payloadBytes = values && codec ? values.length * codec.bytesPerElement : 0;
+    const h = this.encodeHeader(f, payloadBytes);
+    const pos = h.length;
+    // Start so that the payload (after `pos` header bytes) lands on a 4-byte boundary of `out`.
+    const start = (4 - ((out.byteOffset + pos) % 4)) % 4;
+    if (start + pos + payloadBytes > out.length) {
+      throw new RingProtocolError(`message of ${payloadBytes} payload bytes does not fit a ${out.length}-byte buffer`);
+    }
+    out.set(h, start);
+    if (payloadBytes > 0) codec!.encode(values!, out.subarray(start + pos));
+    return out.subarray(start, start + pos + payloadBytes);
+  }
+
+  /**
+   * Everything of the message before its payload of `payloadBytes` bytes (the payload's tag and length
+   * included), as a view of a scratch buffer reused by the next call. Lets a transport send an fp32
+   * payload straight from the caller's array: header, then payload, nothing copied.
+   */
+  encodeHeader(f: Omit<ChunkFields, 'jobId'>, payloadBytes: number): Uint8Array {
     const h = this.header;
     let pos = putBytes(h, 0, 0x0a, this.jobId);
     pos = putField(h, pos, 0x10, f.step);
@@ -114,7 +133,6 @@ export class ChunkEncoder {
     pos = putField(h, pos, 0x48, f.abort ? 1 : 0);
     pos = putField(h, pos, 0x50, f.lostRank);
     if (f.reason) pos = putBytes(h, pos, 0x5a, utf8.encode(f.reason).subarray(0, 1024));
-    const payloadBytes = values && codec ? values.length * codec.bytesPerElement : 0;
     if (payloadBytes > 0) {
       // pad: 2 + padLen bytes, chosen so the whole header (pos + pad + payload tag/length) is 3 mod 4.
       const tail = 1 + varintSize(payloadBytes);
@@ -126,14 +144,7 @@ export class ChunkEncoder {
       h[pos++] = 0x7a;
       pos = putVarint(h, pos, payloadBytes);
     }
-    // Start so that the payload (after `pos` header bytes) lands on a 4-byte boundary of `out`.
-    const start = (4 - ((out.byteOffset + pos) % 4)) % 4;
-    if (start + pos + payloadBytes > out.length) {
-      throw new RingProtocolError(`message of ${payloadBytes} payload bytes does not fit a ${out.length}-byte buffer`);
-    }
-    out.set(h.subarray(0, pos), start);
-    if (payloadBytes > 0) codec!.encode(values!, out.subarray(start + pos));
-    return out.subarray(start, start + pos + payloadBytes);
+    return h.subarray(0, pos);
   }
 }
 

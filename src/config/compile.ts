@@ -14,6 +14,7 @@ import type { BackendChoice } from '../model/backend-names.ts';
 import type { Task } from '../model/config.ts';
 import type { ScheduleName } from '../optim/lr-schedule.ts';
 import { checkMetricNames, resultKeys, type GenerationMetric } from '../eval/index.ts';
+import { applyOverrides, originOf, type JobOverrides, type Origins } from './overrides.ts';
 import { JobSchema, type JobSpec } from './schema.ts';
 
 export type DataFormat = 'text' | 'prompt-completion' | 'messages' | 'label';
@@ -36,6 +37,8 @@ export interface CompiledJob {
     packing: boolean;
     evalFraction: number;
     onBadRecord: 'fail' | 'skip';
+    /** What the user would type to skip bad records, in the words they used (flag, --set or YAML key). */
+    skipBadRecordsHint: string;
     maxRecordBytes: number;
   };
   training: {
@@ -112,40 +115,64 @@ export class JobSpecError extends InputError {
   override readonly name: string = 'JobSpecError';
 }
 
-function formatIssues(source: string, issues: z.core.$ZodIssue[]): string {
+/** Where the values of a job came from, besides its file: command-line overrides and flags. */
+export interface CompileOptions {
+  /** Fields set by --set / --output, as typed (overrides.ts). */
+  origins?: Origins;
+  /** Fields a command's own flags fill (`ringtune eval`: data.on_bad_record -> --on-bad-record). */
+  flags?: Readonly<Record<string, string>>;
+}
+
+/** One problem line, led by what the user typed when a flag set the field: `  --set training.lr=abc: training.lr: ...`. */
+function problemLine(path: string, message: string, o: CompileOptions, keys: string[] = [path]): string {
+  const typed = keys.map((k) => originOf(o.origins, k) ?? o.flags?.[k]).find((t) => t !== undefined);
+  return `  ${typed ? `${typed}: ` : ''}${path}: ${message}`;
+}
+
+function formatIssues(source: string, issues: z.core.$ZodIssue[], o: CompileOptions): string {
   const lines = issues.map((i) => {
     const path = i.path.length ? i.path.join('.') : '(top level)';
-    const extra = i.code === 'unrecognized_keys' ? ` (${(i as { keys: string[] }).keys.join(', ')})` : '';
-    return `  ${path}: ${i.message}${extra}`;
+    const unknown = i.code === 'unrecognized_keys' ? (i as { keys: string[] }).keys : undefined;
+    const extra = unknown ? ` (${unknown.join(', ')})` : '';
+    return problemLine(path, `${i.message}${extra}`, o, unknown ? unknown.map((k) => [...i.path, k].join('.')) : [path]);
   });
   return `${source}: ${issues.length} problem${issues.length === 1 ? '' : 's'} in the job spec:\n${lines.join('\n')}`;
 }
 
-/** Validates a parsed spec object; `baseDir` resolves relative paths. */
-export function compileJob(raw: unknown, jobFile: string): CompiledJob {
+/** How to skip bad records, said the way this job's on_bad_record was (or would be) given. */
+function skipHint(o: CompileOptions): string {
+  const flag = o.flags?.['data.on_bad_record'];
+  if (flag) return `pass ${flag} skip`;
+  if (originOf(o.origins, 'data.on_bad_record')) return 'pass --set data.on_bad_record=skip';
+  return 'set data.on_bad_record: skip in the job spec, or pass --set data.on_bad_record=skip';
+}
+
+/** Validates a parsed spec object; relative paths resolve against `jobFile`'s folder. */
+export function compileJob(raw: unknown, jobFile: string, o: CompileOptions = {}): CompiledJob {
   const parsed = JobSchema.safeParse(raw ?? {});
-  if (!parsed.success) throw new JobSpecError(formatIssues(jobFile, parsed.error.issues));
+  if (!parsed.success) throw new JobSpecError(formatIssues(jobFile, parsed.error.issues, o));
   const s: JobSpec = parsed.data;
   const base = dirname(resolve(jobFile));
   const path = (p: string) => (isAbsolute(p) ? p : resolve(base, p));
   const task: Task = s.task ?? (s.data.format === 'label' ? 'classification' : 'causal-lm');
   const problems: string[] = [];
-  if (task === 'classification' && s.data.format !== 'label') problems.push(`  data.format: task classification needs format "label", got "${s.data.format}"`);
-  if (task === 'causal-lm' && s.data.format === 'label') problems.push('  data.format: format "label" needs task classification');
-  if (s.training.micro_batch > s.training.global_batch) problems.push(`  training.micro_batch: ${s.training.micro_batch} is larger than global_batch ${s.training.global_batch}`);
+  const problem = (path: string, message: string) => problems.push(problemLine(path, message, o));
+  if (task === 'classification' && s.data.format !== 'label') problem('data.format', `task classification needs format "label", got "${s.data.format}"`);
+  if (task === 'causal-lm' && s.data.format === 'label') problem('data.format', 'format "label" needs task classification');
+  if (s.training.micro_batch > s.training.global_batch) problem('training.micro_batch', `${s.training.micro_batch} is larger than global_batch ${s.training.global_batch}`);
   const outputDir = path(s.output);
   const checkpointDir = s.checkpoint.dir ? path(s.checkpoint.dir) : resolve(outputDir, 'checkpoints');
   const badOutput = notADirectory(outputDir);
-  if (badOutput) problems.push(`  output: ${badOutput}`);
+  if (badOutput) problem('output', badOutput);
   // The default checkpoint.dir is under output: reported once, as output's problem, when that is bad.
   const badCheckpoints = (s.checkpoint.dir || !badOutput) && notADirectory(checkpointDir);
-  if (badCheckpoints) problems.push(`  checkpoint.dir: ${badCheckpoints}${s.checkpoint.dir ? '' : ' (the default, under output)'}`);
+  if (badCheckpoints) problem('checkpoint.dir', `${badCheckpoints}${s.checkpoint.dir ? '' : ' (the default, under output)'}`);
   let generationMetrics: GenerationMetric[] = [];
   try {
     generationMetrics = checkMetricNames(s.eval.metrics, task, s.data.format);
     const stopOn = s.eval.early_stopping?.metric;
     const keys = resultKeys(task, generationMetrics);
-    if (stopOn !== undefined && !keys.includes(stopOn)) problems.push(`  eval.early_stopping.metric: "${stopOn}" is not computed for this job; available: ${keys.join(', ')}`);
+    if (stopOn !== undefined && !keys.includes(stopOn)) problem('eval.early_stopping.metric', `"${stopOn}" is not computed for this job; available: ${keys.join(', ')}`);
   } catch (err) {
     problems.push(`  ${(err as Error).message}`);
   }
@@ -168,6 +195,7 @@ export function compileJob(raw: unknown, jobFile: string): CompiledJob {
       packing: s.data.packing,
       evalFraction: s.data.eval_fraction,
       onBadRecord: s.data.on_bad_record,
+      skipBadRecordsHint: skipHint(o),
       maxRecordBytes: s.data.max_record_bytes,
     },
     training: {
@@ -237,8 +265,11 @@ function notADirectory(dir: string): string | undefined {
   }
 }
 
-/** Reads and compiles a job YAML file; YAML syntax errors name the line. */
-export async function loadJobFile(jobFile: string): Promise<CompiledJob> {
+/**
+ * Reads and compiles a job YAML file, with command-line overrides (overrides.ts) applied before
+ * validation; YAML syntax errors name the line.
+ */
+export async function loadJobFile(jobFile: string, overrides: JobOverrides = {}): Promise<CompiledJob> {
   let text: string;
   try {
     text = await readFile(jobFile, 'utf8');
@@ -251,5 +282,6 @@ export async function loadJobFile(jobFile: string): Promise<CompiledJob> {
     const line = e.linePos?.[0]?.line;
     throw new JobSpecError(`${jobFile}${line ? `:${line}` : ''}: invalid YAML: ${e.message.split('\n')[0]}`);
   }
-  return compileJob(doc.toJS(), jobFile);
+  const { spec, origins } = applyOverrides(doc.toJS(), overrides);
+  return compileJob(spec, jobFile, { origins });
 }

@@ -380,7 +380,7 @@ export async function runCoordinator(o: CoordinatorOptions): Promise<RunSummary>
   const subj = subjects(job.name);
   // The checkpoint directory belongs to this run from here: refused if another run's is there
   // (unless --resume or --overwrite), staging leftovers removed. Before RunRecord.open touches history.
-  const claim = await claimCheckpointDir(job.checkpoint.dir, { resume: o.resume, overwrite: o.overwrite });
+  const claim = await claimCheckpointDir(job.checkpoint.dir, { resume: o.resume, overwrite: o.overwrite, outputDir: job.outputDir });
   const resumeFrom = claim.resumed?.checkpoint;
   const record = await RunRecord.open(job, claim.resumed?.state, claim.resumed?.history);
   const auth = new ControlAuth(o.secret, job.name, `coordinator-${randomBytes(4).toString('hex')}`);
@@ -421,7 +421,7 @@ export async function runCoordinator(o: CoordinatorOptions): Promise<RunSummary>
   const joinTimer = setTimeout(() => c.joinTimedOut(), job.cluster.joinTimeoutMs);
   const watchdog = setInterval(() => c.tick(), Math.max(100, Math.floor(job.cluster.heartbeatIntervalMs / 2)));
 
-  o.log(`[coordinator] job ${job.name}: waiting for ${job.cluster.workers} workers${resumeFrom ? `, resuming from ${resumeFrom}` : ''}`);
+  o.log(`[coordinator] job ${job.name}: waiting for ${job.cluster.workers} workers${resumeFrom ? `, resuming from step ${claim.resumed!.state.step} (checkpoint ${resumeFrom})` : ''}`);
   try {
     return await c.finished;
   } finally {

@@ -13,6 +13,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { RING_PROCESS_ENV } from '../collective/ring-options.ts';
 import { loadJobFile, parseThreads, threadsFor, type Threads } from '../config/compile.ts';
+import type { JobOverrides } from '../config/overrides.ts';
 import { newJobSecret } from '../control/auth.ts';
 import { freePort, startNatsServer, type NatsServer, type NatsUser } from '../control/nats-server.ts';
 import { subjects } from '../control/subjects.ts';
@@ -30,6 +31,8 @@ export interface LocalOptions {
   resume?: boolean;
   overwrite?: boolean;
   backend?: string;
+  /** --output / --set, applied here and passed on to the coordinator (workers get the compiled job from it). */
+  overrides?: JobOverrides;
   /** Native engine threads per worker (--threads / RINGTUNE_THREADS); default: the job's `threads`, auto = cores / workers. */
   threads?: Threads;
   log?: (line: string) => void;
@@ -77,11 +80,13 @@ export function natsRoles(job: string): Record<'coordinator' | 'worker' | 'statu
 
 export async function runLocalCluster(o: LocalOptions): Promise<number> {
   const log = o.log ?? ((l: string) => console.error(l));
-  const job = await loadJobFile(o.jobFile);
+  const job = await loadJobFile(o.jobFile, o.overrides);
+  // The coordinator compiles the job again: the same overrides, --output made absolute (its cwd is ours anyway).
+  const overrideArgs = [...(o.overrides?.output !== undefined ? ['--output', job.outputDir] : []), ...(o.overrides?.set ?? []).flatMap((a) => ['--set', a])];
   const workers = o.workers ?? job.cluster.workers;
   const threads = workerThreads(o.threads, process.env.RINGTUNE_THREADS, job.threads, workers);
-  // Refuse another run's checkpoints before any process starts (the coordinator claims them again).
-  if (!o.overwrite) await claimCheckpointDir(job.checkpoint.dir, { resume: o.resume });
+  // Refuse another run's checkpoints and outputs before any process starts (the coordinator claims them again).
+  if (!o.overwrite) await claimCheckpointDir(job.checkpoint.dir, { resume: o.resume, outputDir: job.outputDir });
   // One secret per local run (unless the caller set one): it authenticates every control message.
   const secret = process.env.RINGTUNE_JOB_SECRET || newJobSecret();
   // A private server gets one NATS user per role, each allowed only its own subjects.
@@ -110,7 +115,7 @@ export async function runLocalCluster(o: LocalOptions): Promise<number> {
     children.push(child);
     return new Promise<number>((resolve) => child.once('exit', (code, signal) => resolve(code ?? (signal ? 128 + 15 : 1))));
   };
-  const coordinatorExit = start('[coord]', ['coordinator', o.jobFile, '--workers', String(workers), '--metrics-port', String(ports[0]), ...(o.resume ? ['--resume'] : []), ...(o.overwrite ? ['--overwrite'] : [])], roleEnv('coordinator'));
+  const coordinatorExit = start('[coord]', ['coordinator', o.jobFile, '--workers', String(workers), '--metrics-port', String(ports[0]), ...(o.resume ? ['--resume'] : []), ...(o.overwrite ? ['--overwrite'] : []), ...overrideArgs], roleEnv('coordinator'));
   const workerExits = [...Array(workers).keys()].map((i) =>
     start(`[w${i}]`, ['worker', '--job', job.name, '--ring-host', '127.0.0.1', '--ring-port', '0', '--rank-hint', String(i), '--metrics-port', String(ports[i + 1]),
       '--threads', String(threads)], { ...RING_PROCESS_ENV, ...roleEnv('worker') }));

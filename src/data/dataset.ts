@@ -36,13 +36,12 @@ export async function prepareData(job: CompiledJob, tok: Tokenizer, modelLabels?
   const builder = new ExampleBuilder(tok, d.format, d.fields, d.maxSeqLen);
   const skipped: BadRecord[] = [];
   const fail = (b: BadRecord) => {
-    if (d.onBadRecord === 'fail') throw new DataError(b, ' (set data.on_bad_record: skip to skip bad records)');
+    if (d.onBadRecord === 'fail') throw new DataError(b, ` (to skip bad records, ${d.skipBadRecordsHint})`);
     skipped.push(b);
   };
 
   const trainFile = await readRecords(d.trainPath, d.maxRecordBytes);
   const evalFile = d.evalPath ? await readRecords(d.evalPath, d.maxRecordBytes) : undefined;
-  for (const b of [...trainFile.bad, ...(evalFile?.bad ?? [])]) fail(b);
 
   const labels = job.task === 'classification' ? labelSet(trainFile.records, d.fields.label, modelLabels) : undefined;
   const label2id = new Map((labels ?? []).map((l, i) => [l, i]));
@@ -52,21 +51,26 @@ export async function prepareData(job: CompiledJob, tok: Tokenizer, modelLabels?
   }
 
   // Tokenising a large file takes a while; yielding now and then keeps heartbeats flowing meanwhile.
-  const build = async (file: string, records: RawRecord[]): Promise<Example[]> => {
+  // Lines the reader already judged bad (malformed JSON, ...) are failed in line order with the
+  // records' own problems, so the error names the file's first bad line whatever its kind.
+  const build = async (file: string, { records, bad }: { records: RawRecord[]; bad: BadRecord[] }): Promise<Example[]> => {
     const out: Example[] = [];
+    let b = 0;
     for (const [i, r] of records.entries()) {
       if (i % 256 === 255) await new Promise<void>((res) => setImmediate(res));
+      for (; b < bad.length && bad[b].line < r.line; b++) fail(bad[b]);
       const source = `${file}:${r.line}`;
       const res = job.task === 'classification' ? builder.cls(r, source, label2id) : builder.lm(r, source);
       if ('bad' in res) fail({ file, line: r.line, ...res.bad });
       else if ('label' in res.ok || res.ok.tokens.length >= 2) out.push(res.ok);
       else fail({ file, line: r.line, reason: 'encodes to fewer than 2 tokens: nothing to predict' });
     }
+    for (; b < bad.length; b++) fail(bad[b]);
     return out;
   };
 
-  let train = await build(d.trainPath, trainFile.records);
-  let evalSet = evalFile ? await build(d.evalPath!, evalFile.records) : [];
+  let train = await build(d.trainPath, trainFile);
+  let evalSet = evalFile ? await build(d.evalPath!, evalFile) : [];
   if (!evalFile && d.evalFraction > 0 && train.length >= 2) {
     const order = new Rng(job.training.seed ^ 0x5eed).shuffle([...train.keys()]);
     const nEval = Math.max(1, Math.round(train.length * d.evalFraction));

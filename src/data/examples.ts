@@ -6,9 +6,12 @@
  *   label              one label id per example (classification)
  * A causal-LM example of n tokens trains n-1 predictions: input tokens[0..n-2], targets tokens[1..n-1],
  * target t counted when lossMask[t] = 1.
+ * Over-long examples are cut by the one truncation rule (src/model/truncation.ts), which classify and
+ * serve also use, so eval scores the same inputs the served model sees.
  */
 import type { DataFormat } from '../config/compile.ts';
 import type { Tokenizer } from '../model/tokenizer.ts';
+import { encodeTruncated, truncateIds } from '../model/truncation.ts';
 import type { BadRecord, RawRecord } from './records.ts';
 
 export interface LmExample {
@@ -48,9 +51,11 @@ export class ExampleBuilder {
     return this.tok.eosTokenId === undefined ? [] : [this.tok.eosTokenId];
   }
 
+  /** Tokens and mask cut alike; no specials to keep (the EOS is ours, not the post-processor's). */
   private truncate(ex: LmExample): LmExample {
     if (ex.tokens.length <= this.maxSeqLen) return ex;
-    return { ...ex, tokens: ex.tokens.slice(0, this.maxSeqLen), lossMask: ex.lossMask.slice(0, this.maxSeqLen) };
+    const side = this.tok.truncationSide;
+    return { ...ex, tokens: truncateIds(ex.tokens, this.maxSeqLen, side), lossMask: truncateIds(ex.lossMask, this.maxSeqLen, side) };
   }
 
   lm(rec: RawRecord, source: string): Result<LmExample> {
@@ -120,10 +125,7 @@ export class ExampleBuilder {
     if (typeof raw !== 'string' && typeof raw !== 'number') return { bad: { field: this.fields.label, reason: 'must be a string or number' } };
     const label = label2id.get(String(raw));
     if (label === undefined) return { bad: { field: this.fields.label, reason: `unknown label "${raw}" (known: ${[...label2id.keys()].join(', ')})` } };
-    let tokens = this.tok.encode(text.ok);
-    // Keep the final special token (BERT's [SEP]) when truncating.
-    if (tokens.length > this.maxSeqLen) tokens = [...tokens.slice(0, this.maxSeqLen - 1), tokens[tokens.length - 1]];
-    return { ok: { tokens, label, source } };
+    return { ok: { tokens: encodeTruncated(this.tok, text.ok, this.maxSeqLen), label, source } };
   }
 }
 

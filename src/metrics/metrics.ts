@@ -57,6 +57,7 @@ export const METRIC_NAMES = {
   workerPhase: 'ringtune_worker_phase',
   workerControlRejected: 'ringtune_worker_control_rejected_total',
   workerRingRejected: 'ringtune_worker_ring_rejected_total',
+  allreduceCpuSeconds: 'ringtune_worker_allreduce_cpu_seconds_total',
 } as const;
 
 /** Prefix of the Node.js process metrics (prom-client's collectDefaultMetrics) in both processes. */
@@ -125,6 +126,7 @@ export class WorkerMetrics {
   private readonly phase: StateGauge;
   private readonly controlRejectedCounter: Counter<'reason'>;
   private ringRejects?: () => Record<string, number>;
+  private ringCpuSeconds?: () => number;
 
   constructor(labels: { job: string; rank: number; backend: string }) {
     this.job = labels.job;
@@ -166,6 +168,17 @@ export class WorkerMetrics {
       'phase',
       WORKER_PHASES,
     );
+    const cpu = new Counter({
+      name: N.allreduceCpuSeconds,
+      help: 'Process CPU seconds spent inside all-reduces (divide its rate by the sent-bytes rate: CPU cost per byte, the transport regression signal)',
+      registers,
+      collect: () => {
+        const seconds = this.ringCpuSeconds?.();
+        if (seconds === undefined) return;
+        cpu.reset();
+        cpu.inc(seconds);
+      },
+    });
     this.controlRejectedCounter = rejectCounter(N.workerControlRejected, 'Control messages this worker dropped, by reason (auth.ts REJECT_REASONS)', registers);
     const ringRejected = new Counter({
       name: N.workerRingRejected,
@@ -210,9 +223,10 @@ export class WorkerMetrics {
     this.controlRejectedCounter.inc({ reason });
   }
 
-  /** Where the ring's refusal counters are read at each scrape (the ring exists only after assignment). */
-  ringRejectsFrom(read: () => Record<string, number>): void {
-    this.ringRejects = read;
+  /** Where the ring's refusal counters and costs are read at each scrape (the ring exists only after assignment). */
+  ringFrom(ring: { readonly rejected: object; readonly costs: { cpuSeconds: number } }): void {
+    this.ringRejects = () => ({ ...(ring.rejected as Record<string, number>) });
+    this.ringCpuSeconds = () => ring.costs.cpuSeconds;
   }
 }
 

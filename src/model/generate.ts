@@ -36,6 +36,17 @@ export interface Generation {
   stoppedBy: StopReason;
 }
 
+/**
+ * Why a prompt of `promptTokens` cannot be generated from, or undefined when it can. Generation does
+ * not truncate (src/model/truncation.ts): cutting a prompt changes what is asked, so a prompt that
+ * fills the model's positions is refused, by serve and the CLI alike.
+ */
+export function promptTooLong(promptTokens: number, maxPositions: number): string | undefined {
+  if (promptTokens < maxPositions) return undefined;
+  return `prompt has ${promptTokens} tokens; the model allows ${maxPositions} positions for prompt and generated tokens together, ` +
+    'and prompts are not truncated: shorten the prompt';
+}
+
 /** Picks the next token from one row of logits. Exported for tests. */
 export function pickToken(logits: Float32Array, o: Pick<GenerateOptions, 'temperature' | 'topK' | 'topP'>, rng: Rng): number {
   const temperature = o.temperature ?? 0;
@@ -66,6 +77,8 @@ export function pickToken(logits: Float32Array, o: Pick<GenerateOptions, 'temper
 
 export async function generate(model: Model, prompt: readonly number[], o: GenerateOptions): Promise<Generation> {
   if (prompt.length === 0) throw new InputError('generation needs a non-empty prompt (at least a BOS token)');
+  const tooLong = promptTooLong(prompt.length, model.config.maxPositions);
+  if (tooLong) throw new InputError(tooLong);
   const rng = new Rng(o.seed ?? 0);
   const stop = new Set(o.stopIds ?? (model.config.eosTokenId !== undefined ? [model.config.eosTokenId] : []));
   const out: number[] = [];

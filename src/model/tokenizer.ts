@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { Tokenizer as HfTokenizer } from '@huggingface/tokenizers';
 import { Template } from '@huggingface/jinja';
 import { InputError } from '../errors.ts';
+import { DEFAULT_TRUNCATION_SIDE, TRUNCATION_SIDES, type TruncationSide } from './truncation.ts';
 
 export interface ChatMessage {
   role: string;
@@ -54,6 +55,10 @@ export class Tokenizer {
   readonly clsTokenId?: number;
   readonly sepTokenId?: number;
   readonly chatTemplate?: string;
+  /** Which end of a text truncation cuts (src/model/truncation.ts): tokenizer_config.json `truncation_side`, else the default. */
+  readonly truncationSide: TruncationSide;
+  /** tokenizer_config.json `model_max_length` when it is a real limit (HF writes ~1e30 for "none"). */
+  readonly modelMaxLength?: number;
 
   private readonly hf: HfTokenizerApi;
   private readonly config: Record<string, unknown>;
@@ -118,6 +123,13 @@ export class Tokenizer {
     this.clsTokenId = roleId('cls');
     this.sepTokenId = roleId('sep');
     this.chatTemplate = pickChatTemplate(config.chat_template);
+    const side = config.truncation_side;
+    if (side !== undefined && !TRUNCATION_SIDES.includes(side as TruncationSide)) {
+      throw new InputError(`tokenizer_config.json: truncation_side must be "right" or "left", got ${JSON.stringify(side)}`);
+    }
+    this.truncationSide = (side as TruncationSide | undefined) ?? DEFAULT_TRUNCATION_SIDE;
+    const maxLen = config.model_max_length;
+    if (typeof maxLen === 'number' && Number.isInteger(maxLen) && maxLen > 0 && maxLen < 2 ** 31) this.modelMaxLength = maxLen;
   }
 
   /** Token ids of `text`; with addSpecialTokens (default) the post-processor adds e.g. [CLS]/[SEP]. */

@@ -4,23 +4,29 @@
  * the same way.
  *   1. --resume and --overwrite together are an error.
  *   2. Fresh run (neither flag): a directory holding any checkpoint (a step dir, `latest`, or a step
- *      dir's saved old version) is refused, naming the directory and both flags. Nothing is touched.
+ *      dir's saved old version) is refused, naming the directory and both flags. So is an output
+ *      directory (`outputDir`, when given) holding a previous run's outputs (final/, metrics.jsonl,
+ *      eval_report.json, report.html): a run without checkpoints must not replace them silently
+ *      either. Nothing is touched.
  *   3. Staging leftovers of a crashed write are cleared (util/atomic.ts names them):
  *      `.step-N.tmp-*` (an unfinished checkpoint) and `.latest.tmp-*` are removed; `.step-N.tmp-*.old`
  *      (the complete previous step-N, left when a crash fell between replaceDirAtomic's two renames)
  *      is put back as step-N if step-N is missing, removed otherwise.
  *   4. --overwrite: `latest` is removed first (a crash midway never leaves it naming a removed
- *      checkpoint), then every step dir. The new run gets a new run id.
+ *      checkpoint), then every step dir, then the previous outputs in `outputDir` (a report of the old
+ *      run must not sit beside the new run's). The new run gets a new run id.
  *   5. --resume: `latest` must name a checkpoint the directory holds, with a readable
  *      trainer_state.json. The run continues that checkpoint's run id and the history lines it carries.
  * One run writes a checkpoint directory at a time: every leftover is judged to be a crash's.
+ * Every entry point claims before it writes anything; --resume continues the same run, whose outputs
+ * it keeps.
  */
 import { randomBytes } from 'node:crypto';
 import { readdir, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CheckpointCorruptError, InputError } from '../errors.ts';
 import { readHistoryFile, type HistoryLine } from './history.ts';
-import { CHECKPOINT_NAMES } from './outputs.ts';
+import { CHECKPOINT_NAMES, OUTPUT_NAMES } from './outputs.ts';
 import { latestCheckpoint, readTrainerState, STEP_DIR, type TrainerState } from './trainer-state.ts';
 
 /** The checkpoint a run resumes from. */
@@ -43,18 +49,35 @@ export const newRunId = (): string => randomBytes(6).toString('hex');
 // `.step-00000010.tmp-<pid>-<hex>` and `...old`, `.latest.tmp-<pid>-<hex>` (util/atomic.ts tempPathFor).
 const STAGING = /^\.(step-\d{8}|latest)\.tmp-.+?(\.old)?$/;
 
-export async function claimCheckpointDir(dir: string, o: { resume?: boolean; overwrite?: boolean }): Promise<CheckpointClaim> {
+/** What a run leaves in its output directory that a new run would replace (outputs.ts). */
+const RUN_OUTPUTS: readonly string[] = [OUTPUT_NAMES.finalModel, OUTPUT_NAMES.history, OUTPUT_NAMES.evalReport, OUTPUT_NAMES.htmlReport];
+
+const listDir = (dir: string) => readdir(dir).catch((err: NodeJS.ErrnoException) => {
+  if (err.code === 'ENOENT') return [] as string[];
+  throw err;
+});
+
+export interface ClaimOptions {
+  resume?: boolean;
+  overwrite?: boolean;
+  /** The run's output directory (CompiledJob.outputDir): its previous outputs are claimed too. */
+  outputDir?: string;
+}
+
+export async function claimCheckpointDir(dir: string, o: ClaimOptions): Promise<CheckpointClaim> {
   // 1.
   if (o.resume && o.overwrite) throw new InputError('--resume continues the run in the checkpoint directory and --overwrite starts over: pass one of them');
-  const entries = await readdir(dir).catch((err: NodeJS.ErrnoException) => {
-    if (err.code === 'ENOENT') return [] as string[];
-    throw err;
-  });
+  const entries = await listDir(dir);
+  const outputs = o.outputDir ? (await listDir(o.outputDir)).filter((f) => RUN_OUTPUTS.includes(f)).sort() : [];
   const held = entries.filter((f) => STEP_DIR.test(f) || f === CHECKPOINT_NAMES.latest || (STAGING.test(f) && f.endsWith('.old'))).sort();
   // 2.
   if (!o.resume && !o.overwrite && held.length > 0) {
     const shown = held.length > 4 ? [...held.slice(0, 2), '...', ...held.slice(-2)] : held;
     throw new InputError(`${dir} already holds checkpoints: pass --resume to continue that run or --overwrite to start over (its checkpoints are removed); found ${shown.join(', ')}`);
+  }
+  if (!o.resume && !o.overwrite && outputs.length > 0) {
+    throw new InputError(`${o.outputDir} already holds a previous run's outputs (${outputs.join(', ')}): pass --overwrite to replace them, ` +
+      '--output DIR to write elsewhere, or --resume to continue that run from its checkpoints');
   }
   // 3.
   for (const f of entries.filter((name) => STAGING.test(name))) {
@@ -66,6 +89,7 @@ export async function claimCheckpointDir(dir: string, o: { resume?: boolean; ove
   if (o.overwrite) {
     await rm(join(dir, CHECKPOINT_NAMES.latest), { force: true });
     for (const f of await readdir(dir).catch(() => [] as string[])) if (STEP_DIR.test(f)) await rm(join(dir, f), { recursive: true, force: true });
+    for (const f of outputs) await rm(join(o.outputDir!, f), { recursive: true, force: true });
   }
   if (!o.resume) return { runId: newRunId() };
   // 5.

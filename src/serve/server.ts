@@ -16,7 +16,8 @@ import { randomBytes } from 'node:crypto';
 import { basename } from 'node:path';
 import { InputError } from '../errors.ts';
 import { classifyText } from '../model/classify.ts';
-import { generate } from '../model/generate.ts';
+import { generate, promptTooLong } from '../model/generate.ts';
+import { requireHead, WrongHeadError, type HeadUse } from '../model/head-check.ts';
 import { loadModel } from '../model/model-dir.ts';
 import { Tokenizer, type ChatMessage } from '../model/tokenizer.ts';
 import { QueueFullError, RequestQueue } from './request-queue.ts';
@@ -82,19 +83,30 @@ export async function startInferenceServer(o: ServeOptions): Promise<InferenceSe
   const maxQueue = o.maxQueue ?? DEFAULT_MAX_QUEUE;
   if (!Number.isInteger(maxQueue) || maxQueue < 0) throw new InputError(`--max-queue must be an integer >= 0, got ${maxQueue}`);
   const tok = await Tokenizer.fromDir(o.modelDir);
-  const { model } = await loadModel(o.modelDir);
+  const { model, missingHeads } = await loadModel(o.modelDir);
   const name = basename(o.modelDir.replace(/\/+$/, ''));
   const queue = new RequestQueue(maxQueue);
   const metrics = new ServeMetrics(() => queue.waiting);
 
+  /** The head check the CLI commands use (src/model/head-check.ts), answered as 404: the route does not exist for this model. */
+  const needHead = (task: 'causal-lm' | 'classification', use: HeadUse) => {
+    try {
+      requireHead(model, `model ${name}`, task, use, missingHeads);
+    } catch (err) {
+      if (err instanceof WrongHeadError) throw new BadRequest(err.message, undefined, 404);
+      throw err;
+    }
+  };
+
   const completion = (promptIds: number[], body: SamplingBody & Record<string, unknown>) => {
-    if (model.task !== 'causal-lm') throw new BadRequest(`model ${name} is a classifier: use /v1/classify`, undefined, 404);
+    needHead('causal-lm', { command: '/v1/completions and /v1/chat/completions', otherCommand: '/v1/classify' });
     const maxTokens = num(body, 'max_tokens', 64, 1, model.config.maxPositions, true);
     const temperature = num(body, 'temperature', 0, 0, 100);
     const topP = num(body, 'top_p', 1, 0, 1);
     const topK = num(body, 'top_k', 0, 0, 1e6, true);
     const seed = num(body, 'seed', 0, 0, 2 ** 31, true);
-    if (promptIds.length >= model.config.maxPositions) throw new BadRequest(`prompt has ${promptIds.length} tokens; the model allows ${model.config.maxPositions}`, 'prompt');
+    const tooLong = promptTooLong(promptIds.length, model.config.maxPositions);
+    if (tooLong) throw new BadRequest(tooLong, 'prompt');
     const stopIds = [model.config.eosTokenId, tok.eosTokenId].filter((x): x is number => x !== undefined);
     return async (signal: AbortSignal) => {
       const t0 = performance.now();
@@ -138,7 +150,7 @@ export async function startInferenceServer(o: ServeOptions): Promise<InferenceSe
       };
     },
     '/v1/classify': (body) => {
-      if (model.task !== 'classification') throw new BadRequest(`model ${name} is a causal LM: use /v1/completions`, undefined, 404);
+      needHead('classification', { command: '/v1/classify', otherCommand: '/v1/completions' });
       const inputs = typeof body.input === 'string' ? [body.input] : body.input;
       if (!Array.isArray(inputs) || inputs.length === 0 || inputs.some((x) => typeof x !== 'string' || x.trim() === '')) {
         throw new BadRequest('"input" must be a non-empty string or array of non-empty strings', 'input');

@@ -34,6 +34,11 @@ export interface TrainOptions {
   log?: (line: string) => void;
   /** Called after each completed step (and its checkpoint); tests use it to interrupt a run. */
   onStep?: (step: number) => void | Promise<void>;
+  /**
+   * Aborted (reason: the signal's name, e.g. 'SIGTERM') = stop after the step in flight, write a
+   * checkpoint when checkpointing is on, and return with `stoppedBy` set; no final model or report.
+   */
+  stop?: AbortSignal;
 }
 
 export interface TrainResult {
@@ -44,13 +49,16 @@ export interface TrainResult {
   history: HistoryLine[];
   data: { train: number; eval: number; skipped: number };
   finalModelDir: string;
+  /** Set when `stop` ended the run early: the reason (signal name) and the checkpoint to resume from, if any. */
+  stoppedBy?: { reason: string; checkpoint?: string };
 }
 
 export async function train(job: CompiledJob, o: TrainOptions = {}): Promise<TrainResult> {
   const log = o.log ?? ((line: string) => console.error(line));
   const { data, labels, padId, generation } = await prepareRun(job);
   await checkTraining(job, data); // every check before --overwrite may clear old checkpoints
-  const { runId, resumed } = await claimCheckpointDir(job.checkpoint.dir, o);
+  const { runId, resumed } = await claimCheckpointDir(job.checkpoint.dir, { resume: o.resume, overwrite: o.overwrite, outputDir: job.outputDir });
+  if (resumed) log(`[ringtune] resuming from step ${resumed.state.step} (checkpoint ${resumed.checkpoint})`);
   const t = job.training;
   const setup = await setupTraining(job, data, resumed?.checkpoint);
   const { model, flat, optimizer, plan, schedule, startStep, restored } = setup;
@@ -66,13 +74,26 @@ export async function train(job: CompiledJob, o: TrainOptions = {}): Promise<Tra
   };
   log(`[ringtune] ${job.name}: ${data.train.length} train / ${data.eval.length} eval examples` +
     `${data.skipped.length ? ` (${data.skipped.length} bad records skipped)` : ''}, ${plan.totalSteps} steps of ${t.globalBatch}, ${(model.numParams / 1e6).toFixed(2)}M parameters`);
-  const baseEval = step === 0 ? await runEval() : undefined;
-  if (baseEval) log(`[ringtune] step 0 eval: ${fmt(baseEval)}`);
+  // A resumed run keeps the step-0 evaluation its history holds (RunRecord.open restores it).
+  const baseEval = step === 0 ? await runEval() : record.baseEval;
+  if (baseEval && step === 0) log(`[ringtune] step 0 eval: ${fmt(baseEval)}`);
 
   const bar = o.progress ?? process.stderr.isTTY ? new cliProgress.SingleBar({
     format: 'train |{bar}| {value}/{total} steps | loss {loss} | {tps} tok/s | ETA {eta_formatted}', hideCursor: true,
   }, cliProgress.Presets.shades_classic) : undefined;
   bar?.start(plan.totalSteps, step, { loss: '-', tps: '-' });
+  let checkpointed: { step: number; path: string } | undefined = resumed && { step, path: resumed.checkpoint };
+  async function checkpoint(): Promise<void> {
+    const state = trainerState(step, plan.stepsPerEpoch, { runId, seed: t.seed, schedule, labels, earlyStopping: record.earlyStopping() });
+    const path = await saveCheckpoint(job.checkpoint.dir, { state, history: record.history.lines, keep: job.checkpoint.keep, tokenizerFrom: job.modelDir }, setup);
+    checkpointed = { step, path };
+  }
+  // Stopped by a signal: the newest checkpoint of this run, written now unless the step just took one.
+  async function checkpointOnStop(): Promise<string | undefined> {
+    if (job.checkpoint.everyNSteps === 0) return undefined;
+    if (checkpointed?.step !== step && step > 0) await checkpoint();
+    return checkpointed?.path;
+  }
   const run = await runPlannedSteps(job, setup, data.train, padId, step, {
     shard: (indices) => indices,
     onStep: async (s, r, lr) => {
@@ -87,14 +108,22 @@ export async function train(job: CompiledJob, o: TrainOptions = {}): Promise<Tra
       const r = await runEval();
       return !!r && record.shouldStop(s, r, plan.totalSteps);
     },
-    checkpoint: async () => {
-      const state = trainerState(step, plan.stepsPerEpoch, { runId, seed: t.seed, schedule, labels, earlyStopping: record.earlyStopping() });
-      await saveCheckpoint(job.checkpoint.dir, { state, history: record.history.lines, keep: job.checkpoint.keep, tokenizerFrom: job.modelDir }, setup);
-    },
+    checkpoint,
     afterStep: o.onStep,
+    stopRequested: () => o.stop?.aborted ?? false,
   });
   const stoppedEarly = run.stoppedEarly;
   bar?.stop();
+  if (run.interrupted) {
+    const stoppedBy = { reason: String(o.stop?.reason ?? 'stop'), checkpoint: await checkpointOnStop() };
+    const resume = stoppedBy.checkpoint ? `checkpoint ${stoppedBy.checkpoint}; resume with --resume`
+      : job.checkpoint.everyNSteps > 0 ? 'no checkpoint written yet (no step completed); start again to train'
+      : 'no checkpoint (checkpoint.every_n_steps is 0): this run cannot be resumed';
+    log(`[ringtune] stopped by ${stoppedBy.reason} at step ${step}; ${resume}`);
+    model.dispose();
+    const sizes = { train: data.train.length, eval: data.eval.length, skipped: data.skipped.length };
+    return { steps: step, baseEval, stoppedEarly: false, history: record.history.lines, data: sizes, finalModelDir: finalDirOf(job.outputDir), stoppedBy };
+  }
   // After an early stop the last eval is already the final one.
   if (!stoppedEarly) await runEval();
   const finalModelDir = finalDirOf(job.outputDir);

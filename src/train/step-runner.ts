@@ -32,15 +32,18 @@ export interface StepHooks {
   checkpoint?: (step: number) => Promise<void>;
   /** Last thing in each iteration (tests interrupt runs here). */
   afterStep?: (step: number) => Promise<void> | void;
+  /** Asked before each step: true ends training there (a signal asked to stop; the step in flight finished). */
+  stopRequested?: () => boolean;
 }
 
 export async function runPlannedSteps(
   job: CompiledJob, s: TrainingSetup, train: ReadonlyArray<LmExample | ClsExample>, padId: number, startStep: number, h: StepHooks,
-): Promise<{ step: number; stoppedEarly: boolean }> {
+): Promise<{ step: number; stoppedEarly: boolean; interrupted: boolean }> {
   const t = job.training;
   let step = startStep;
   let stoppedEarly = false;
-  while (step < s.plan.totalSteps && !stoppedEarly) {
+  let interrupted = false;
+  while (step < s.plan.totalSteps && !stoppedEarly && !(interrupted = h.stopRequested?.() ?? false)) {
     const mine = h.shard(s.plan.stepExamples(step)).map((i) => train[i]);
     await h.beforeStep?.(step, mine);
     const micro = BatchPlan.chunks(mine, t.microBatch).map((ex) => makeBatch(s.model, ex, padId));
@@ -60,5 +63,5 @@ export async function runPlannedSteps(
     if (h.checkpoint && job.checkpoint.everyNSteps > 0 && step % job.checkpoint.everyNSteps === 0) await h.checkpoint(step);
     await h.afterStep?.(step);
   }
-  return { step, stoppedEarly };
+  return { step, stoppedEarly, interrupted };
 }

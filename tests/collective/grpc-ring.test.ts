@@ -114,3 +114,24 @@ for (const transport of TRANSPORTS) {
     }
   });
 }
+
+test('ring.costs counts collectives, wall and CPU seconds, and payload bytes sent = 2(N-1)/N x buffer x bytes per value', async () => {
+  const rings = await formRing(3, { transport: 'raw-h2' });
+  try {
+    let step = 0;
+    for (const codec of ['fp32', 'fp32', 'bf16'] as const) {
+      const bufs = rings.map((_, r) => fillRank(new Float32Array(3000), r));
+      step++;
+      await Promise.all(rings.map((ring, r) => ring.allReduce(bufs[r]!, { step, codec, timeoutMs: 20_000 })));
+    }
+    // 2 fp32 collectives: 2 x 4/3 x 3000 x 4 = 32000 bytes; 1 bf16: 4/3 x 3000 x 2 = 8000 bytes.
+    for (const ring of rings) {
+      const c = ring.costs;
+      assert.equal(c.collectives, 3);
+      assert.equal(c.payloadBytesSent, 40_000);
+      assert.ok(c.wallSeconds > 0 && c.cpuSeconds > 0, JSON.stringify(c));
+    }
+  } finally {
+    await closeAll(rings);
+  }
+});

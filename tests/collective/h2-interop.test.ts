@@ -7,7 +7,7 @@ import { bf16SumErrorBound } from '../../src/collective/codecs.ts';
 import { GrpcRing } from '../../src/collective/grpc-ring.ts';
 import * as svc from '../../src/collective/grpc-service.ts';
 import type { PingReply } from '../../src/collective/ring-protocol.ts';
-import { GrpcMessageReader, writeGrpcPrefix } from '../../src/collective/h2-peer.ts';
+import { GrpcMessageReader, writeGrpcPrefix } from '../../src/collective/grpc-framing.ts';
 import { H2CallError, h2Ping, h2Unary } from '../../src/collective/h2-transport.ts';
 import { assertBitIdentical, checkResult, closeAll, fillRank, formRing } from './helpers.ts';
 

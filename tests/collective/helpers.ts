@@ -56,8 +56,8 @@ export function assertBitIdentical(bufs: Float32Array[]): void {
   }
 }
 
-/** Both implementations of the gRPC ring transport; the socket-level tests run against each. */
-export const TRANSPORTS = ['grpc-js', 'h2'] as const;
+/** The implementations of the gRPC ring transport; the socket-level tests run against each. */
+export const TRANSPORTS = ['grpc-js', 'h2', 'raw-h2'] as const;
 
 /** n rings of job 'test-job' (token 'secret') on ephemeral 127.0.0.1 ports, connected. */
 export async function formRing(n: number, extra: Partial<GrpcRingOptions> = {}): Promise<GrpcRing[]> {

@@ -61,9 +61,10 @@ test('each bad record names file, line and field; existing outputs and checkpoin
   await assert.rejects(train(spec('good.jsonl', { eval: 'eval-bad.jsonl' }), { ...quiet, overwrite: true }),
     /eval-bad\.jsonl:2: field "label": unknown label "meh" \(known: neg, pos\)/);
   // A dataset of nothing but bad records, skipped, is an empty dataset: still an error before training.
+  // "first" is the first bad line, though the reader finds line 2's malformed JSON before line 1 is checked.
   await writeLines(join(dir, 'all-bad.jsonl'), ['{"text": ""}', 'nope']);
   await assert.rejects(train(spec('all-bad.jsonl', { on_bad_record: 'skip' }), { ...quiet, overwrite: true }),
-    /all-bad\.jsonl: the training set is empty \(2 bad records skipped; first: .*all-bad\.jsonl:2: malformed JSON/);
+    /all-bad\.jsonl: the training set is empty \(2 bad records skipped; first: .*all-bad\.jsonl:1: field "text": is empty\)/);
   // Starting a fresh run over existing checkpoints needs --resume or --overwrite.
   await assert.rejects(train(spec('good.jsonl'), quiet), /already holds checkpoints: pass --resume .* or --overwrite/);
 

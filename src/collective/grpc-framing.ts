@@ -1,0 +1,171 @@
+/**
+ * gRPC's message framing over any HTTP/2 implementation (the h2 and raw-h2 transports share it):
+ * the 5-byte length prefix, an incremental reader that copies message bytes straight into reused
+ * receive slots, and grpc-message's percent-encoding. No transport in here.
+ */
+import { RingProtocolError } from './errors.ts';
+
+/** Writes the gRPC length prefix (uncompressed flag + big-endian length) into buf[at, at + 5). */
+export function writeGrpcPrefix(buf: Uint8Array, at: number, length: number): void {
+  buf[at] = 0;
+  buf[at + 1] = length >>> 24;
+  buf[at + 2] = (length >>> 16) & 255;
+  buf[at + 3] = (length >>> 8) & 255;
+  buf[at + 4] = length & 255;
+}
+
+export interface Slot {
+  readonly bytes: Uint8Array;
+}
+
+/**
+ * Incremental parser of gRPC length-prefixed messages from a byte stream delivered in arbitrary
+ * chunks. Message bytes are copied into slots taken from `acquire` (null = none free: the reader
+ * stops, keeps the rest of the chunk, and `onStall` is called; call `resume()` once a slot is free).
+ * Each message body starts at offset 1 of its slot.
+ */
+export class GrpcMessageReader {
+  private readonly prefix = new Uint8Array(5);
+  private prefixGot = 0;
+  private bodyLength = -1;
+  private bodyGot = 0;
+  private slot: Slot | null = null;
+  private readonly pending: Uint8Array[] = [];
+  private stalled = false;
+
+  constructor(
+    private readonly maxBody: number,
+    private readonly acquire: () => Slot | null,
+    private readonly onMessage: (slot: Slot, body: Uint8Array) => void,
+    private readonly onStall: () => void,
+  ) {}
+
+  get isStalled(): boolean {
+    return this.stalled;
+  }
+
+  /** Bytes received but not yet parsed (kept while stalled). */
+  get pendingChunks(): number {
+    return this.pending.length;
+  }
+
+  /**
+   * `transient`: `chunk` is a view of a buffer the caller reuses after this call (a socket read
+   * buffer), so whatever the reader must keep (only while stalled) is copied.
+   */
+  push(chunk: Uint8Array, transient = false): void {
+    if (this.stalled) {
+      this.pending.push(transient ? chunk.slice() : chunk);
+      return;
+    }
+    const rest = this.consume(chunk);
+    if (rest) {
+      this.pending.push(transient ? rest.slice() : rest);
+      this.stalled = true;
+      this.onStall();
+    }
+  }
+
+  /** Continue after a slot was freed; returns true if no longer stalled. */
+  resume(): boolean {
+    if (!this.stalled) return true;
+    while (this.pending.length > 0) {
+      const rest = this.consume(this.pending[0]!);
+      if (rest) {
+        this.pending[0] = rest;
+        return false;
+      }
+      this.pending.shift();
+    }
+    this.stalled = false;
+    return true;
+  }
+
+  /** Parses as much of `chunk` as slots allow; returns the unparsed rest, or null. */
+  private consume(chunk: Uint8Array): Uint8Array | null {
+    let pos = 0;
+    const end = chunk.length;
+    while (pos < end || this.bodyLength === 0) {
+      if (this.bodyLength < 0) {
+        const n = Math.min(5 - this.prefixGot, end - pos);
+        for (let i = 0; i < n; i++) this.prefix[this.prefixGot + i] = chunk[pos + i]!;
+        this.prefixGot += n;
+        pos += n;
+        if (this.prefixGot < 5) return null;
+        if (this.prefix[0] !== 0) throw new RingProtocolError('compressed gRPC messages are not supported on the ring');
+        const p = this.prefix;
+        const length = ((p[1]! << 24) >>> 0) + (p[2]! << 16) + (p[3]! << 8) + p[4]!;
+        if (length > this.maxBody) {
+          throw new RingProtocolError(`gRPC message of ${length} bytes exceeds the ring's limit of ${this.maxBody}`);
+        }
+        this.bodyLength = length;
+        this.bodyGot = 0;
+      }
+      if (!this.slot) {
+        this.slot = this.acquire();
+        if (!this.slot) return chunk.subarray(pos);
+      }
+      const n = Math.min(this.bodyLength - this.bodyGot, end - pos);
+      if (n > 0) {
+        this.slot.bytes.set(n === end - pos && pos === 0 ? chunk : chunk.subarray(pos, pos + n), 1 + this.bodyGot);
+        this.bodyGot += n;
+        pos += n;
+      }
+      if (this.bodyGot === this.bodyLength) this.complete();
+    }
+    return null;
+  }
+
+  /**
+   * Where the rest of the current message body can be written directly (a view of its slot), so a
+   * socket can read into the slot itself; null when no body is in progress, the reader is stalled or
+   * no slot is free. Report what was written with directFilled().
+   */
+  directTarget(): Uint8Array | null {
+    if (this.stalled || this.bodyLength < 0 || this.bodyGot >= this.bodyLength) return null;
+    if (!this.slot) this.slot = this.acquire();
+    return this.slot ? this.slot.bytes.subarray(1 + this.bodyGot, 1 + this.bodyLength) : null;
+  }
+
+  /** `n` bytes were written at the start of the last directTarget(). */
+  directFilled(n: number): void {
+    this.bodyGot += n;
+    if (this.bodyGot === this.bodyLength) this.complete();
+  }
+
+  private complete(): void {
+    const slot = this.slot!;
+    const body = slot.bytes.subarray(1, 1 + this.bodyLength);
+    this.slot = null;
+    this.bodyLength = -1;
+    this.prefixGot = 0;
+    this.onMessage(slot, body);
+  }
+}
+
+/** grpc-message is percent-encoded (gRPC over HTTP/2 spec). */
+export function decodeGrpcMessage(v: string | string[] | undefined): string {
+  const s = Array.isArray(v) ? v[0] : v;
+  if (!s) return '';
+  try {
+    return decodeURIComponent(s);
+  } catch {
+    return s;
+  }
+}
+
+/** One gRPC message: prefix + body (for the small control messages). */
+export function framed(body: Uint8Array): Buffer {
+  const out = Buffer.allocUnsafe(5 + body.length);
+  writeGrpcPrefix(out, 0, body.length);
+  out.set(body, 5);
+  return out;
+}
+
+/** The one message of a unary request or response body (small: concatenation is fine here). */
+export function unframe(chunks: Buffer[]): Buffer | null {
+  const all = Buffer.concat(chunks);
+  if (all.length < 5 || all[0] !== 0) return null;
+  const len = all.readUInt32BE(1);
+  return all.length === 5 + len ? all.subarray(5) : null;
+}
