@@ -5,7 +5,8 @@ import { Option, type Command } from 'commander';
 import { compileJob, loadJobFile, threadsFor, type DataFormat, type Threads } from '../config/compile.ts';
 import { jobTemplate } from '../config/template.ts';
 import { InputError } from '../errors.ts';
-import { loadModel } from '../model/model-dir.ts';
+import { taskFromArchitectures, type Task } from '../model/config.ts';
+import { loadModel, readConfigJson } from '../model/model-dir.ts';
 import { writeFileAtomic } from '../util/atomic.ts';
 import { classificationReport } from '../eval/classification-report.ts';
 import { evalResult } from '../eval/eval-state.ts';
@@ -93,7 +94,8 @@ export function registerTrainCommands(program: Command): void {
       if (o.predictions) await checkPredictionsTarget(o.predictions, !!o.overwrite);
       await startBackend(o.backend, threadsFor(o.threads, undefined, allCores()));
       const { data, padId, labels, generation } = await prepareRun(job);
-      const { model } = await loadModel(job.modelDir, { task: job.task, labels });
+      const { model, missingHeads } = await loadModel(job.modelDir, { task: job.task, labels });
+      checkEvalHead(job.modelDir, await readConfigJson(job.modelDir), job.task, o.format, missingHeads, () => model.dispose());
       const predictions: Prediction[] = [];
       const state = await evalState(model, data.train, o.batch, padId, undefined, generation, o.predictions ? (p) => predictions.push(p) : undefined);
       const classification = classificationReport(state, model.config.id2label);
@@ -103,6 +105,27 @@ export function registerTrainCommands(program: Command): void {
       (o.predictions === '-' ? console.error : console.log)(stringifyRecord(summary, 2));
       model.dispose();
     }));
+}
+
+/**
+ * eval loads the model with the task its --format needs; a directory of the other task, or one whose
+ * checkpoint lacks that head, would be scored through a head made up at load (random numbers), as
+ * classify and generate refuse to (model/head-check.ts).
+ */
+function checkEvalHead(dir: string, json: Record<string, unknown>, needs: Task, format: string, missingHeads: readonly string[], release: () => void): void {
+  const own = taskFromArchitectures(json);
+  const what = (t: Task) => (t === 'classification' ? 'a sequence classifier' : 'a causal language model');
+  let problem: string | undefined;
+  if (own && own !== needs) {
+    const arch = (json.architectures as unknown[])[0];
+    problem = `${dir} is ${what(own)} (${String(arch)}): --format ${format} evaluates ${what(needs)}; ` +
+      `use --format ${own === 'classification' ? 'label' : 'text, prompt-completion or messages'}`;
+  } else if (missingHeads.length) {
+    problem = `${dir} has no trained head weights (${missingHeads.join(', ')} missing from its checkpoint): eval would score a random head. Fine-tune it first (ringtune train)`;
+  }
+  if (!problem) return;
+  release();
+  throw new InputError(problem);
 }
 
 export function registerDemoCommand(program: Command): void {

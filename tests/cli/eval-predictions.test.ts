@@ -148,3 +148,16 @@ test('eval --predictions: every reported classification number is recomputed exa
   assert.equal(refuse.status, 1);
   assert.match(refuse.stderr, /--output .*classified\.jsonl exists; pass --overwrite/);
 });
+
+test('eval --format label on a causal LM (and text on a classifier) is refused, not scored through a random head', async () => {
+  const { dir, model } = await setup;
+  const lm = join(dir, 'lm');
+  await createModelDir({ family: 'gpt2', preset: 'tiny', out: lm, seed: 1 });
+  const asCls = cli(['eval', '--model', lm, '--data', join(dir, 'data.jsonl'), '--format', 'label']);
+  assert.equal(asCls.status, 1);
+  assert.match(asCls.stderr, /lm is a causal language model \(GPT2LMHeadModel\): --format label evaluates a sequence classifier; use --format text/);
+  const asLm = cli(['eval', '--model', model, '--data', join(dir, 'data.jsonl'), '--format', 'text']);
+  assert.equal(asLm.status, 1);
+  assert.match(asLm.stderr, /model is a sequence classifier \(GPT2ForSequenceClassification\): --format text evaluates a causal language model; use --format label/);
+  assert.equal(asCls.stdout + asLm.stdout, '');
+});
