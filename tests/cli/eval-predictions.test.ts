@@ -3,7 +3,8 @@
  * command line. Every classification number eval reports (accuracy, per class, macro / micro /
  * weighted P/R/F1, the confusion matrix) is recomputed here from the predictions file alone by an
  * independent implementation (plain loops over label-name pairs, sklearn's conventions written out
- * below) and must match exactly; classify's labels must be eval's predicted labels for the same texts.
+ * below) and must match exactly; classify's labels must be eval's predicted labels for the same texts,
+ * texts longer than the model's positions included.
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -13,6 +14,7 @@ import { join, resolve } from 'node:path';
 import { after, test } from 'node:test';
 import { initBackend } from '../../src/model/backend.ts';
 import { createModelDir } from '../../src/model/create.ts';
+import { Tokenizer } from '../../src/model/tokenizer.ts';
 import { Rng } from '../../src/util/rng.ts';
 
 const ROOT = resolve(import.meta.dirname, '../..');
@@ -32,9 +34,14 @@ const setup = (async () => {
   const model = join(dir, 'model');
   await createModelDir({ family: 'gpt2', preset: 'tiny', out: model, task: 'classification', labels: LABELS, seed: 7 });
   const rng = new Rng(3);
-  const texts = [...Array(57)].map((_, i) => (i === 5 ? '--> Undervalued Company' : [...Array(2 + rng.int(12))].map(() => WORDS[rng.int(WORDS.length)]).join(' ')));
+  // Every 9th text is longer than the model's 128 positions: eval (--max-seq-len 128) and classify
+  // must cut it by the same rule to agree.
+  const words = (n: number) => [...Array(n)].map(() => WORDS[rng.int(WORDS.length)]).join(' ');
+  const texts = [...Array(57)].map((_, i) => (i === 5 ? '--> Undervalued Company' : i % 9 === 0 ? words(150 + rng.int(40)) : words(2 + rng.int(12))));
   const records = texts.map((text, i) => ({ id: `r${i}`, text, label: LABELS[i % 3] }));
   writeFileSync(join(dir, 'data.jsonl'), records.map((r) => JSON.stringify(r)).join('\n') + '\n');
+  const tok = await Tokenizer.fromDir(model);
+  assert.ok(texts.filter((x) => tok.encode(x).length > 128).length >= 6, 'long texts are over max length');
   return { dir, model, texts };
 })();
 after(async () => rmSync((await setup).dir, { recursive: true, force: true }));
