@@ -5,8 +5,10 @@ import { Option, type Command } from 'commander';
 import { compileJob, loadJobFile, threadsFor, type DataFormat, type Threads } from '../config/compile.ts';
 import { jobTemplate } from '../config/template.ts';
 import { InputError } from '../errors.ts';
-import { taskFromArchitectures, type Task } from '../model/config.ts';
+import { configFromHF, taskFromArchitectures, type Task } from '../model/config.ts';
 import { loadModel, readConfigJson } from '../model/model-dir.ts';
+import { Tokenizer } from '../model/tokenizer.ts';
+import { inferenceMaxLength } from '../model/truncation.ts';
 import { writeFileAtomic } from '../util/atomic.ts';
 import { classificationReport } from '../eval/classification-report.ts';
 import { evalResult } from '../eval/eval-state.ts';
@@ -75,7 +77,7 @@ export function registerTrainCommands(program: Command): void {
     .requiredOption('--model <dir>', 'model directory')
     .requiredOption('--data <file>', 'JSONL or CSV dataset')
     .option('--format <format>', FORMATS.join(' | '), 'text')
-    .option('--max-seq-len <n>', 'tokens per example', intArg(2), 128)
+    .option('--max-seq-len <n>', "tokens per example (default: the model's own limit, as classify and serve cut)", intArg(2))
     .option('--batch <n>', 'examples per forward pass', intArg(1), 16)
     .option('--on-bad-record <mode>', 'fail | skip', 'fail')
     .option('--metrics <names>', 'also generate completions and score them: bleu,rouge,exact_match (prompt-completion or messages data)')
@@ -85,9 +87,13 @@ export function registerTrainCommands(program: Command): void {
     .option('--overwrite', 'replace an existing --predictions file')
     .option('--backend <name>', BACKEND_HELP)
     .addOption(threadsOption('all cores', false))
-    .action(action(async (o: { model: string; data: string; format: string; maxSeqLen: number; batch: number; onBadRecord: string; metrics?: string; maxNewTokens: number; maxExamples: number; predictions?: string; overwrite?: boolean; backend?: string; threads?: Threads }) => {
+    .action(action(async (o: { model: string; data: string; format: string; maxSeqLen?: number; batch: number; onBadRecord: string; metrics?: string; maxNewTokens: number; maxExamples: number; predictions?: string; overwrite?: boolean; backend?: string; threads?: Threads }) => {
+      // By default eval cuts where classify and serve do (the model's positions, or the tokenizer's
+      // model_max_length if smaller), so the reported numbers describe the model as deployed.
+      const maxSeqLen = o.maxSeqLen ?? inferenceMaxLength(configFromHF(await readConfigJson(resolve(o.model)), join(resolve(o.model), 'config.json')).maxPositions,
+        await Tokenizer.fromDir(resolve(o.model)));
       const job = compileJob({
-        model: resolve(o.model), data: { train: resolve(o.data), format: o.format, max_seq_len: o.maxSeqLen, eval_fraction: 0, on_bad_record: o.onBadRecord },
+        model: resolve(o.model), data: { train: resolve(o.data), format: o.format, max_seq_len: maxSeqLen, eval_fraction: 0, on_bad_record: o.onBadRecord },
         training: { max_steps: 1, global_batch: o.batch, micro_batch: o.batch },
         eval: { metrics: o.metrics?.split(',').map((m) => m.trim()).filter(Boolean), generate_max_tokens: o.maxNewTokens, generate_max_examples: o.maxExamples },
       }, 'ringtune eval', { flags: EVAL_FLAGS });
