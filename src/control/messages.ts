@@ -11,7 +11,7 @@ export const root = protobuf.loadSync(fileURLToPath(new URL('../../proto/ringtun
 export interface ControlMessages {
   Join: { workerId: string; ringAddress: string; backend: string; rankHint: number; pid: number; host: string; metricsPort: number };
   Assignment: { runId: string; workerId: string; rank: number; worldSize: number; peers: Array<{ rank: number; workerId: string; ringAddress: string }>; compiledJobJson: string; resumeFrom: string; refused?: string };
-  Ready: { runId: string; rank: number; trainExamples: number; evalExamples: number; startStep: number; totalSteps: number };
+  Ready: { runId: string; rank: number; trainExamples: number; evalExamples: number; startStep: number; totalSteps: number; labels?: string[] };
   Heartbeat: { workerId: string; rank: number; phase: string; step: number; runId: string };
   StepReport: { runId: string; rank: number; step: number; loss: number; count: number; gradNorm: number; lr: number; inputTokens: number; samples: number; computeMs: number; reduceMs: number; paramHash: string; reduceBytes: number };
   EvalReport: { runId: string; rank: number; step: number; stateJson: string };

@@ -35,6 +35,7 @@ import { Bus, type BusOptions, type ControlMessages, type MessageMeta } from '..
 import type { CoordinatorPhase } from '../control/phases.ts';
 import { subjects } from '../control/subjects.ts';
 import { InputError, RingtuneError } from '../errors.ts';
+import { classificationReport } from '../eval/classification-report.ts';
 import { parseEvalState, type EvalResult } from '../eval/eval-state.ts';
 import { finalModelDir } from '../run/outputs.ts';
 import { RunRecord } from '../run/record.ts';
@@ -127,6 +128,7 @@ export class Coordinator {
   private lastCheckpointStep = 0;
   private stoppedEarly = false;
   private sizes = { train: 0, eval: 0 };
+  private labels: readonly string[] = [];
   private finalModelDir: string;
   private lastProgress = performance.now();
   private readonly decisions = new Map<number, NonNullable<M['Control']['evalDecision']>>();
@@ -192,7 +194,10 @@ export class Coordinator {
     if (this.phase !== 'loading') return;
     this.ready.add(r.rank);
     this.totalSteps = r.totalSteps;
-    if (r.rank === 0) this.sizes = { train: r.trainExamples, eval: r.evalExamples };
+    if (r.rank === 0) {
+      this.sizes = { train: r.trainExamples, eval: r.evalExamples };
+      this.labels = r.labels ?? [];
+    }
     if (this.ready.size < this.members.worldSize) return;
     this.lastComplete = r.startStep;
     this.steps.startAt(r.startStep);
@@ -233,10 +238,11 @@ export class Coordinator {
     // A rank re-sends its report until it hears the decision: it missed it.
     const decided = this.decisions.get(e.step);
     if (decided) return this.o.outbox.control({ evalDecision: decided });
-    const r = this.evals.add(e.step, e.rank, parseEvalState(e.stateJson, `EvalReport from rank ${e.rank} for step ${e.step}`), this.members.worldSize);
-    if (!r) return;
+    const merged = this.evals.add(e.step, e.rank, parseEvalState(e.stateJson, `EvalReport from rank ${e.rank} for step ${e.step}`), this.members.worldSize);
+    if (!merged) return;
+    const r = merged.result;
     this.o.events?.eval?.(e.step, r);
-    await this.o.record.eval(e.step, r);
+    await this.o.record.eval(e.step, r, classificationReport(merged.state, this.labels));
     this.o.log(`[coordinator] step ${e.step} eval: ${Object.entries(r).map(([k, v]) => `${k} ${+v.toFixed(4)}`).join(', ')}`);
     let stop = false;
     try {

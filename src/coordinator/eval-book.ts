@@ -8,13 +8,13 @@ import { evalResult, mergeEvalStates, type EvalResult, type EvalState } from '..
 export class EvalBook {
   private pending = new Map<number, Map<number, EvalState>>();
 
-  /** Adds one rank's state for `step`; returns the merged result once all `worldSize` ranks sent theirs. */
-  add(step: number, rank: number, state: EvalState, worldSize: number): EvalResult | undefined {
+  /** Adds one rank's state for `step`; returns the merged state and its result once all `worldSize` ranks sent theirs. */
+  add(step: number, rank: number, state: EvalState, worldSize: number): { result: EvalResult; state: EvalState } | undefined {
     const at = this.pending.get(step) ?? new Map<number, EvalState>();
     this.pending.set(step, at.set(rank, state));
     if (at.size < worldSize) return undefined;
     this.pending.delete(step);
     const merged = [...at.keys()].sort((a, b) => a - b).map((k) => at.get(k)!).reduce(mergeEvalStates);
-    return evalResult(merged);
+    return { result: evalResult(merged), state: merged };
   }
 }

@@ -192,7 +192,7 @@ export async function runWorker(o: WorkerOptions): Promise<void> {
     o.events?.ring?.(ring);
     timers.push(setInterval(() => logRingRefusals(ring!, o.log), 10_000));
     await ring.connect(assignment.peers.map((p) => p.ringAddress));
-    const readyMsg = { runId, rank, trainExamples: state.data.train.length, evalExamples: state.data.eval.length, startStep: state.startStep, totalSteps: state.plan.totalSteps };
+    const readyMsg = { runId, rank, trainExamples: state.data.train.length, evalExamples: state.data.eval.length, startStep: state.startStep, totalSteps: state.plan.totalSteps, labels: state.labels ?? [] };
     reports.send('ready', () => bus.publish(subj.ready, 'Ready', readyMsg));
     const start = await nextControl((c) => !!c.start);
     setPhase('training');

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { RunFailedError } from '../../src/coordinator/coordinator.ts';
 import { InputError } from '../../src/errors.ts';
-import { addLoss, emptyEvalState, type EvalState } from '../../src/eval/eval-state.ts';
+import { addClassification, addLoss, emptyEvalState, type EvalState } from '../../src/eval/eval-state.ts';
 import { readHistory } from '../run/helpers.ts';
 import { completeStep, coordinator, evalReport, fakeClock, joinMsg, OTHER_RUN, ready, RUN, settled, startRun, stepReport } from './helpers.ts';
 
@@ -392,4 +392,24 @@ test('9 NATS outage: nobody is blamed while the connection is down; past the tim
   assert.match(abort.reason, /lost its NATS connection 1500 ms ago .*NATS is down or unreachable/);
   const err = await rejection(short.c.finished);
   assert.match(err.message, /^the run failed/);
+});
+
+test('7/10 classification: the merged confusion matrix reaches eval_report.json with the label names rank 0 sent in Ready', async (t) => {
+  const { c, job } = await coordinator(t, { workers: 2 });
+  startRun(c, 2, { totalSteps: 1, labels: ['neg', 'pos'] });
+  const shard = (pairs: Array<[number, number]>) => {
+    const s = emptyEvalState({ numClasses: 2 });
+    for (const [predicted, label] of pairs) { addClassification(s, predicted, label); addLoss(s, 0.5, 1); }
+    return s;
+  };
+  await completeStep(c, 2, 1);
+  await c.onEvalReport(evalReport(1, 1, shard([[1, 1], [0, 1]])));
+  await c.onEvalReport(evalReport(0, 1, shard([[0, 0], [1, 0], [0, 0]])));
+  for (const rank of [1, 0]) await c.onDone({ runId: RUN, rank, step: 1, finalModelDir: '' });
+  await c.finished;
+  const report = JSON.parse(await readFile(join(job.outputDir, 'eval_report.json'), 'utf8'));
+  assert.deepEqual(report.classification.labels, ['neg', 'pos']);
+  assert.deepEqual(report.classification.confusion_matrix, [[2, 1], [1, 1]]); // rows: true neg (0,1,0 predicted), true pos (1,0)
+  assert.equal(report.classification.accuracy, 3 / 5);
+  assert.deepEqual(report.classification.per_class.map((p: { label: string; support: number }) => [p.label, p.support]), [['neg', 3], ['pos', 2]]);
 });

@@ -33,7 +33,8 @@ test('merged once all ranks reported, bit-identical for every arrival order, equ
     const book = new EvalBook();
     const results = order.map((rank) => book.add(5, rank, JSON.parse(JSON.stringify(shard(rank))), 3));
     assert.deepEqual(results.slice(0, 2), [undefined, undefined], `${order}`);
-    assert.deepStrictEqual(results[2], expected, `${order}`);
+    assert.deepStrictEqual(results[2]?.result, expected, `${order}`);
+    assert.deepStrictEqual(results[2]?.state.classification, whole.classification, `${order}`);
   }
   // The plain float sum of the same losses does depend on the order (so the check above means something).
   assert.notEqual(1e16 + 1 + 1 + 0.1, 1 + 1 + 0.1 + 1e16);
@@ -48,7 +49,7 @@ test('steps are kept apart and a finished step starts over', () => {
   };
   assert.equal(book.add(5, 0, one(2), 2), undefined);
   assert.equal(book.add(10, 1, one(6), 2), undefined);
-  assert.equal(book.add(10, 0, one(2), 2)?.loss, 2); // (6 + 2) / 4
-  assert.equal(book.add(5, 1, one(4), 2)?.loss, 1.5); // (2 + 4) / 4
+  assert.equal(book.add(10, 0, one(2), 2)?.result.loss, 2); // (6 + 2) / 4
+  assert.equal(book.add(5, 1, one(4), 2)?.result.loss, 1.5); // (2 + 4) / 4
   assert.equal(book.add(5, 0, one(4), 2), undefined);
 });
