@@ -15,7 +15,7 @@ import { runCoordinator } from '../coordinator/coordinator.ts';
 import { runLocalCluster } from '../coordinator/local.ts';
 import { CoordinatorMetrics, startMetricsServer, WorkerMetrics } from '../metrics/metrics.ts';
 import { runWorker } from '../worker/worker.ts';
-import { action, allCores, BACKEND_HELP, intArg, overridesOf, startBackend, threadsOption, withOverrides } from './common.ts';
+import { action, allCores, BACKEND_HELP, stopOnSignals, intArg, overridesOf, startBackend, threadsOption, withOverrides } from './common.ts';
 import { parseRecord, stringifyRecord } from '../run/record-json.ts';
 
 const natsOption = () => new Option('--nats <url>', 'NATS server URL').env('RINGTUNE_NATS_URL');
@@ -71,9 +71,10 @@ export function registerClusterCommands(program: Command): void {
       const metrics = new CoordinatorMetrics({ job: job.name });
       const server = await startMetricsServer(metrics.registry, { port: o.metricsPort });
       console.error(`[coordinator] metrics on :${server.port}/metrics`);
+      const signals = stopOnSignals();
       try {
         const r = await runCoordinator({
-          job, bus: busOptions(url, o, job.cluster.nats), secret, resume: o.resume, overwrite: o.overwrite, log: (l) => console.error(l),
+          job, bus: busOptions(url, o, job.cluster.nats), secret, resume: o.resume, overwrite: o.overwrite, log: (l) => console.error(l), stop: signals.stop,
           events: {
             phase: (p) => metrics.setPhase(p),
             workersAlive: (n, world) => { metrics.setWorkersAlive(n); metrics.setWorldSize(world); },
@@ -84,8 +85,10 @@ export function registerClusterCommands(program: Command): void {
             rejected: (reason) => metrics.controlRejected(reason),
           },
         });
-        console.log(stringifyRecord({ run_id: r.runId, steps: r.steps, stopped_early: r.stoppedEarly, base_eval: r.baseEval, final_eval: r.finalEval, final_model: r.finalModelDir }, 2));
+        console.log(stringifyRecord({ run_id: r.runId, steps: r.steps, stopped_early: r.stoppedEarly, stopped_by: r.stoppedBy, base_eval: r.baseEval, final_eval: r.finalEval, final_model: r.finalModelDir }, 2));
+        if (r.stoppedBy) process.exitCode = signals.exitCode() ?? 143;
       } finally {
+        signals.dispose();
         if (o.lingerMs > 0) await sleep(o.lingerMs);
         await server.close();
       }
@@ -114,8 +117,10 @@ export function registerClusterCommands(program: Command): void {
       const metrics = new WorkerMetrics({ job: o.job, rank: -1, backend: backend.name });
       const server = await startMetricsServer(metrics.registry, { port: o.metricsPort });
       const ringPort = o.ringPort || (await freePort(o.ringHost === '0.0.0.0' ? '127.0.0.1' : o.ringHost));
+      const signals = stopOnSignals();
       try {
         await runWorker({
+          stop: signals.stop,
           bus: busOptions(o.nats, o), secret, job: o.job, ringHost: o.ringHost, ringPort, advertise: o.advertise, rankHint: o.rankHint ?? -1,
           ringToken: process.env.RINGTUNE_RING_TOKEN, backend, threads: o.threads, metricsPort: server.port, log: (l) => console.error(l), traceFile: o.traceExamples,
           events: {
@@ -130,7 +135,9 @@ export function registerClusterCommands(program: Command): void {
             }),
           },
         });
+        if (signals.exitCode() !== undefined) process.exitCode = signals.exitCode();
       } finally {
+        signals.dispose();
         if (o.lingerMs > 0) await sleep(o.lingerMs);
         await server.close();
       }

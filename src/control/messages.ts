@@ -16,9 +16,9 @@ export interface ControlMessages {
   StepReport: { runId: string; rank: number; step: number; loss: number; count: number; gradNorm: number; lr: number; inputTokens: number; samples: number; computeMs: number; reduceMs: number; paramHash: string; reduceBytes: number };
   EvalReport: { runId: string; rank: number; step: number; stateJson: string };
   CheckpointReport: { runId: string; step: number; path: string };
-  Done: { runId: string; rank: number; step: number; finalModelDir: string };
+  Done: { runId: string; rank: number; step: number; finalModelDir: string; stopped?: boolean; checkpoint?: string };
   Failed: { runId: string; rank: number; workerId: string; error: string; step: number; lostRank: number };
-  Control: { runId: string; start?: { startStep: number }; evalDecision?: { step: number; stop: boolean; best: number; badEvals: number }; abort?: { reason: string; rank: number; lastStep: number }; shutdown?: Record<string, never>; alive?: { step: number; checkpointStep?: number } };
+  Control: { runId: string; start?: { startStep: number }; evalDecision?: { step: number; stop: boolean; best: number; badEvals: number }; abort?: { reason: string; rank: number; lastStep: number }; shutdown?: Record<string, never>; stop?: Record<string, never>; alive?: { step: number; checkpointStep?: number } };
   StatusRequest: Record<string, never>;
   StatusReply: {
     job: string; runId: string; phase: string; step: number; totalSteps: number; worldSize: number; workersAlive: number; lastLoss: number;

@@ -35,7 +35,7 @@ const SCHEMAS: { [N in MessageName]: z.ZodType } = {
   }),
   EvalReport: z.object({ runId: id.min(1), rank, step: count, stateJson: json(8 << 20) }),
   CheckpointReport: z.object({ runId: id.min(1), step: count, path: text }),
-  Done: z.object({ runId: id.min(1), rank, step: count, finalModelDir: text }),
+  Done: z.object({ runId: id.min(1), rank, step: count, finalModelDir: text, stopped: z.boolean().optional(), checkpoint: text.optional() }),
   Failed: z.object({ runId: id, rank: rankOrNone, workerId: id, error: text, step: count, lostRank: rankOrNone }),
   Control: z.object({ runId: id.min(1) }).passthrough(),
   StatusRequest: z.object({}).passthrough(),

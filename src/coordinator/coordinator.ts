@@ -73,6 +73,8 @@ export interface CoordinatorOptions {
   resume?: boolean;
   /** Start over even if the checkpoint directory holds another run's checkpoints (they are removed). */
   overwrite?: boolean;
+  /** Aborted (SIGTERM): every rank stops after the same step, rank 0 checkpoints, the run ends resumable. */
+  stop?: AbortSignal;
   log: (line: string) => void;
   events?: CoordinatorEvents;
 }
@@ -84,6 +86,8 @@ export interface RunSummary {
   finalEval?: EvalResult;
   stoppedEarly: boolean;
   finalModelDir: string;
+  /** Stopped on request (SIGTERM) after this step, before the end; rank 0's checkpoint if one was written. */
+  stoppedBy?: { step: number; checkpoint?: string };
 }
 
 /** How the coordinator speaks: Control to every rank, an Assignment to one worker. */
@@ -128,6 +132,7 @@ export class Coordinator {
   private lastCheckpointStep = 0;
   private stoppedEarly = false;
   private sizes = { train: 0, eval: 0 };
+  private stoppedAt?: { step: number; checkpoint?: string };
   private labels: readonly string[] = [];
   private finalModelDir: string;
   private lastProgress = performance.now();
@@ -302,6 +307,13 @@ export class Coordinator {
     }
   }
 
+  /** Asks every rank to stop after the step they are in (they vote in its all-reduce). */
+  requestStop(reason: string): void {
+    if (this.phase !== 'loading' && this.phase !== 'training') return;
+    this.o.log(`[coordinator] ${reason}: asking every rank to stop after the current step`);
+    this.o.outbox.control({ stop: {} });
+  }
+
   /** NATS is back: nobody could be heard during the outage, so every rank's clock restarts now. */
   reconnected(): void {
     this.members.graceAll();
@@ -314,6 +326,18 @@ export class Coordinator {
     if (this.phase === 'done') return this.o.outbox.control({ shutdown: {} });
     this.done.add(d.rank);
     this.members.finished(d.rank);
+    if (d.stopped) this.stoppedAt = { step: d.step, checkpoint: d.rank === 0 && d.checkpoint ? d.checkpoint : this.stoppedAt?.checkpoint };
+    if (this.stoppedAt && this.done.size === this.members.worldSize && this.phase !== 'failed' && this.phase !== 'finishing') {
+      // Stopped on request: no final model and no report (as a stopped single-process run); resumable.
+      const { step, checkpoint } = this.stoppedAt;
+      this.o.log(`[coordinator] stopped on request after step ${step}; ${checkpoint ? `checkpoint ${checkpoint}; resume with --resume` : 'no checkpoint (checkpoint.every_n_steps is 0): this run cannot be resumed'}`);
+      this.o.outbox.control({ shutdown: {} });
+      this.setPhase('done');
+      this.settle.resolve({
+        runId: this.o.runId, steps: step, baseEval: this.o.record.baseEval, finalEval: undefined, stoppedEarly: false, finalModelDir: '', stoppedBy: this.stoppedAt,
+      });
+      return;
+    }
     if (d.rank === 0 && d.finalModelDir) this.finalModelDir = d.finalModelDir;
     if (this.done.size < this.members.worldSize || this.phase === 'failed' || this.phase === 'finishing') return;
     this.setPhase('finishing');
@@ -425,6 +449,11 @@ export async function runCoordinator(o: CoordinatorOptions): Promise<RunSummary>
   // Only an authenticated request gets here: the bus dropped the rest.
   bus.subscribe(subj.status, 'StatusRequest', (_req, meta) => { if (meta.reply) bus.respond(meta.reply, 'StatusReply', c.status()); });
   const joinTimer = setTimeout(() => c.joinTimedOut(), job.cluster.joinTimeoutMs);
+  o.stop?.addEventListener('abort', () => {
+    c.requestStop(String(o.stop!.reason ?? 'stop'));
+    // Before the run started there is nothing to checkpoint: stop at once.
+    if (c.currentPhase === 'waiting-for-workers') c.fail(-1, `stopped by ${String(o.stop!.reason ?? 'a signal')} before the run started`);
+  }, { once: true });
   const watchdog = setInterval(() => c.tick(), Math.max(100, Math.floor(job.cluster.heartbeatIntervalMs / 2)));
 
   o.log(`[coordinator] job ${job.name}: waiting for ${job.cluster.workers} workers${resumeFrom ? `, resuming from step ${claim.resumed!.state.step} (checkpoint ${resumeFrom})` : ''}`);

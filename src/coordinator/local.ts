@@ -124,14 +124,21 @@ export async function runLocalCluster(o: LocalOptions): Promise<number> {
   const stopAll = (signal: NodeJS.Signals) => {
     for (const c of children) if (c.exitCode === null) c.kill(signal);
   };
-  const onSignal = () => {
+  // First signal: every process stops after the current step (the ranks agree on it in the step's
+  // all-reduce), rank 0 checkpoints, the run ends resumable; a second signal kills at once.
+  const STOP_GRACE_MS = 120_000;
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (interrupted) {
+      log(`[local] ${signal} again: killing every process`);
+      return stopAll('SIGKILL');
+    }
     interrupted = true;
-    log('[local] stopping: SIGTERM to every process');
+    log(`[local] ${signal}: every process stops after the current step (again to kill at once)`);
     stopAll('SIGTERM');
-    setTimeout(() => stopAll('SIGKILL'), 5000).unref();
+    setTimeout(() => stopAll('SIGKILL'), STOP_GRACE_MS).unref();
   };
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
   try {
     const code = await coordinatorExit;
     // Workers leave on Shutdown/Abort; give them time to finish writing, then make sure.
@@ -139,7 +146,7 @@ export async function runLocalCluster(o: LocalOptions): Promise<number> {
     await Promise.all(workerExits);
     clearTimeout(grace);
     if (code !== 0 && o.echo !== true && o.echo !== undefined) process.stderr.write(kept.slice(-40).join('\n') + '\n');
-    return interrupted ? 130 : code;
+    return interrupted ? (code !== 0 ? code : 130) : code;
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);

@@ -43,7 +43,8 @@ export class FlatParams {
     }
     this.size = total;
     this.params = new Float32Array(total);
-    this.reduceBuffer = new Float32Array(total + 2);
+    // [gradient sums..., loss sum, count, stop votes]: one collective carries all of a step's sums.
+    this.reduceBuffer = new Float32Array(total + 3);
     this.grads = this.reduceBuffer.subarray(0, total);
     this.extras = this.reduceBuffer.subarray(total);
   }

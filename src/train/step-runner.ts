@@ -34,6 +34,11 @@ export interface StepHooks {
   afterStep?: (step: number) => Promise<void> | void;
   /** Asked before each step: true ends training there (a signal asked to stop; the step in flight finished). */
   stopRequested?: () => boolean;
+  /**
+   * Distributed runs: this rank's vote, carried in the step's all-reduce; training ends after the
+   * first step in which any rank voted (the same step everywhere), with a checkpoint when due.
+   */
+  stopVote?: () => boolean;
 }
 
 export async function runPlannedSteps(
@@ -53,7 +58,7 @@ export async function runPlannedSteps(
     const r = await trainStep(
       {
         model: s.model, flat: s.flat, optimizer: s.optimizer, gradClip: t.gradClip, allReduce: reduce && ((buf) => reduce(buf, collective)),
-        onNonFinite: t.onNonFinite, step: step + 1, rank: h.rank,
+        onNonFinite: t.onNonFinite, step: step + 1, rank: h.rank, stopVote: h.stopVote,
       },
       micro, lr,
     );
@@ -62,6 +67,10 @@ export async function runPlannedSteps(
     if (job.eval.everyNSteps > 0 && step % job.eval.everyNSteps === 0 && step < s.plan.totalSteps) stoppedEarly = await h.evaluate(step);
     if (h.checkpoint && job.checkpoint.everyNSteps > 0 && step % job.checkpoint.everyNSteps === 0) await h.checkpoint(step);
     await h.afterStep?.(step);
+    if (r.stopAgreed && h.stopVote) {
+      interrupted = true;
+      break;
+    }
   }
   return { step, stoppedEarly, interrupted };
 }

@@ -32,6 +32,8 @@ export interface StepContext {
   /** The step being taken (1-based) and this worker's rank, for the NonFiniteError message. */
   step?: number;
   rank?: number;
+  /** This rank's vote to stop after this step (a signal or the coordinator asked). */
+  stopVote?: () => boolean;
 }
 
 /** fail: stop the run with NonFiniteError. skip_step: leave parameters and optimizer state as they were. */
@@ -45,6 +47,8 @@ export interface StepReport {
   inputTokens: number; // local tokens fed through the model
   /** The loss or gradient norm was not finite and on_nonfinite is skip_step: nothing was updated. */
   skippedNonFinite: boolean;
+  /** Some rank voted to stop in this step's all-reduce: every rank stops after it. */
+  stopAgreed: boolean;
   computeMs: number;
   reduceMs: number;
 }
@@ -80,7 +84,11 @@ export async function trainStep(ctx: StepContext, microBatches: readonly Batch[]
   const t1 = performance.now();
   flat.extras[0] = lossSum;
   flat.extras[1] = count;
+  // A rank asked to stop votes in the step's own all-reduce, so every rank learns it after the same
+  // step (a control message could arrive a step late on one rank and hang the others in the ring).
+  flat.extras[2] = ctx.stopVote?.() ? 1 : 0;
   if (ctx.allReduce) await ctx.allReduce(flat.reduceBuffer);
+  const stopAgreed = flat.extras[2] > 0;
   const t2 = performance.now();
   const globalCount = flat.extras[1];
   const globalLoss = flat.extras[0];
@@ -99,7 +107,7 @@ export async function trainStep(ctx: StepContext, microBatches: readonly Batch[]
     flat.writeParams();
   }
   return {
-    loss, count: globalCount, gradNorm, lr, inputTokens, skippedNonFinite: nonFinite,
+    loss, count: globalCount, gradNorm, lr, inputTokens, skippedNonFinite: nonFinite, stopAgreed,
     computeMs: t1 - t0, reduceMs: t2 - t1,
   };
 }

@@ -16,9 +16,9 @@ export class Resender {
 
   constructor(readonly intervalMs: number, readonly maxIntervalMs = 30_000) {}
 
-  send(key: string, send: () => void, step?: number): void {
+  send(key: string, send: () => void, step?: number, now = performance.now()): void {
     send();
-    this.pending.set(key, { send, lastSent: performance.now(), wait: this.intervalMs, step });
+    this.pending.set(key, { send, lastSent: now, wait: this.intervalMs, step });
   }
 
   ack(key: string): void {

@@ -82,6 +82,8 @@ export interface LoopContext {
   onStep: (step: number) => void;
   events?: WorkerEvents;
   isAborted: () => string | undefined;
+  /** This rank's vote to stop after the current step (a signal, or Control.stop from the coordinator). */
+  stopVote?: () => boolean;
   /** Appends {rank, step, examples} per step: which examples this rank trained on (debugging, tests). */
   traceFile?: string;
 }
@@ -106,7 +108,15 @@ export async function rankEvalState(
 }
 
 /** Runs the steps; returns the final model directory on rank 0. */
-export async function runSteps(st: WorkerState, c: LoopContext): Promise<string | undefined> {
+export interface StepsOutcome {
+  /** Rank 0: the final model's directory (absent when the run was stopped). */
+  finalModelDir?: string;
+  /** Stopped by a signal / the coordinator after this step (every rank the same), with rank 0's checkpoint. */
+  stopped?: { step: number; checkpoint?: string };
+}
+
+/** Runs the steps; rank 0 writes the final model (or, when stopped, a checkpoint if checkpointing is on). */
+export async function runSteps(st: WorkerState, c: LoopContext): Promise<StepsOutcome> {
   const { job, model, flat, optimizer, plan } = st;
   const t = job.training;
   const bytesPerElement = job.cluster.codec === 'bf16' ? 2 : 4;
@@ -115,6 +125,16 @@ export async function runSteps(st: WorkerState, c: LoopContext): Promise<string 
   let step = st.startStep;
   const runId = st.resumedRunId || c.runId;
   const trained: HistoryLine[] = [];
+
+  let lastCheckpoint: { step: number; path: string } | undefined;
+  const checkpoint = async (): Promise<string> => {
+    const state = trainerState(step, plan.stepsPerEpoch, { runId, seed: t.seed, schedule: st.schedule, labels: st.labels, earlyStopping: early });
+    const path = await saveCheckpoint(job.checkpoint.dir, { state, history: trained, keep: job.checkpoint.keep, tokenizerFrom: job.modelDir }, st);
+    lastCheckpoint = { step, path };
+    const report = { runId: c.runId, step, path };
+    c.reports.send(`ckpt:${step}`, () => c.bus.publish(c.subj.checkpoint, 'CheckpointReport', report), step);
+    return path;
+  };
 
   const evaluate = async (): Promise<boolean> => {
     if (st.data.eval.length === 0) return false;
@@ -148,17 +168,19 @@ export async function runSteps(st: WorkerState, c: LoopContext): Promise<string 
       if (c.rank === 0) trained.push({ type: 'train', step, loss: r.loss, lr, grad_norm: r.gradNorm, count: r.count });
     },
     evaluate,
-    checkpoint: c.rank !== 0 ? undefined : async () => {
-      const state = trainerState(step, plan.stepsPerEpoch, { runId, seed: t.seed, schedule: st.schedule, labels: st.labels, earlyStopping: early });
-      const path = await saveCheckpoint(job.checkpoint.dir, { state, history: trained, keep: job.checkpoint.keep, tokenizerFrom: job.modelDir }, st);
-      const report = { runId: c.runId, step, path };
-      c.reports.send(`ckpt:${step}`, () => c.bus.publish(c.subj.checkpoint, 'CheckpointReport', report), step);
-    },
+    checkpoint: c.rank !== 0 ? undefined : async () => { await checkpoint(); },
+    stopVote: c.stopVote,
   });
+  if (run.interrupted) {
+    // Every rank stopped after the same step (the vote travelled in its all-reduce).
+    let path = lastCheckpoint?.step === step ? lastCheckpoint.path : undefined;
+    if (c.rank === 0 && !path && job.checkpoint.everyNSteps > 0) path = await checkpoint();
+    return { stopped: { step, checkpoint: path } };
+  }
   const stopped = run.stoppedEarly;
   if (!stopped) await evaluate();
-  if (c.rank !== 0) return undefined;
+  if (c.rank !== 0) return {};
   const dir = finalModelDir(job.outputDir);
   await saveModel(model, dir, { tokenizerFrom: job.modelDir, metadata: { ringtune: `${job.name} step ${step}, ${c.worldSize} workers` } });
-  return dir;
+  return { finalModelDir: dir };
 }

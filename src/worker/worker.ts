@@ -40,6 +40,8 @@ export interface WorkerOptions {
   metricsPort: number;
   log: (line: string) => void;
   traceFile?: string;
+  /** Aborted by SIGTERM/SIGINT: this rank votes to stop, and every rank stops after the same step. */
+  stop?: AbortSignal;
   /** Observers for metrics. */
   events?: WorkerEvents & { phase?: (p: WorkerPhase) => void; assigned?: (rank: number) => void; rejected?: (reason: RejectReason) => void; ring?: (ring: GrpcRing) => void };
 }
@@ -137,6 +139,7 @@ export async function runWorker(o: WorkerOptions): Promise<void> {
     timers.push(setInterval(() => reports.tick(), job.cluster.heartbeatIntervalMs));
     // The coordinator's liveness, from its Control messages: without it a worker would wait forever.
     let coordinatorSeen = performance.now();
+    let stopAsked = false;
     bus.onConnection = (up) => { if (up) coordinatorSeen = performance.now(); }; // nobody could be heard during the outage
     const coordinatorGone = () => {
       const silentMs = performance.now() - coordinatorSeen;
@@ -160,6 +163,10 @@ export async function runWorker(o: WorkerOptions): Promise<void> {
         reports.ackThrough('ckpt', c.alive.checkpointStep ?? 0);
       }
       if (c.start) reports.ack('ready');
+      if (c.stop && !stopAsked) {
+        stopAsked = true;
+        o.log(`[worker ${workerId}] the coordinator asks to stop: stopping after the current step`);
+      }
       if (c.evalDecision) reports.ack(`eval:${c.evalDecision.step}`);
       if (c.shutdown) reports.ack('done');
       if (c.abort) {
@@ -197,19 +204,22 @@ export async function runWorker(o: WorkerOptions): Promise<void> {
     const start = await nextControl((c) => !!c.start);
     setPhase('training');
     step = start.start!.startStep;
-    const final = await runSteps(state, {
+    const outcome = await runSteps(state, {
       job, rank, worldSize: assignment.worldSize, runId, ring, bus, subj, reports,
+      stopVote: () => !!(o.stop?.aborted || stopAsked),
       waitForDecision: (s) => nextControl((c) => c.evalDecision?.step === s).then((c) => c.evalDecision!),
       onStep: (s) => { step = s; },
       events: o.events,
       isAborted: () => abortReason,
       traceFile: o.traceFile,
     });
-    const doneMsg = { runId, rank, step, finalModelDir: final ?? '' };
+    const doneMsg = { runId, rank, step, finalModelDir: outcome.finalModelDir ?? '', stopped: !!outcome.stopped, checkpoint: outcome.stopped?.checkpoint ?? '' };
     reports.send('done', () => bus.publish(subj.done, 'Done', doneMsg));
     setPhase('done');
     heartbeat();
-    o.log(`[worker ${workerId}] rank ${rank}: done at step ${step}`);
+    o.log(outcome.stopped
+      ? `[worker ${workerId}] rank ${rank}: stopped on request after step ${step}${outcome.stopped.checkpoint ? `; checkpoint ${outcome.stopped.checkpoint}` : ''}`
+      : `[worker ${workerId}] rank ${rank}: done at step ${step}`);
     // Wait (bounded) for Shutdown so a lost Done is re-sent; the work is saved whatever happens.
     const waitMs = job.cluster.heartbeatTimeoutMs * 2;
     const shutdown = await Promise.race([nextControl((c) => !!c.shutdown).then(() => true, () => true), new Promise<false>((r) => setTimeout(() => r(false), waitMs))]);

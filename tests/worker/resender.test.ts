@@ -7,8 +7,8 @@ test('reports are re-sent with a doubling interval until acknowledged; step acks
   const r = new Resender(100, 400);
   const sent: string[] = [];
   const t0 = performance.now();
-  for (const s of [1, 2, 3]) r.send(`step:${s}`, () => sent.push(`step:${s}`), s);
-  r.send('eval:3', () => sent.push('eval:3'));
+  for (const s of [1, 2, 3]) r.send(`step:${s}`, () => sent.push(`step:${s}`), s, t0);
+  r.send('eval:3', () => sent.push('eval:3'), undefined, t0);
   assert.deepEqual(sent.splice(0), ['step:1', 'step:2', 'step:3', 'eval:3']);
   r.tick(t0 + 50);
   assert.deepEqual(sent.splice(0), [], 'not before the interval');
