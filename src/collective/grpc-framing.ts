@@ -3,7 +3,9 @@
  * the 5-byte length prefix, an incremental reader that copies message bytes straight into reused
  * receive slots, and grpc-message's percent-encoding. No transport in here.
  */
+import type { WireCodec } from './codecs.ts';
 import { RingProtocolError } from './errors.ts';
+import type { ChunkEncoder, ChunkFields } from './wire.ts';
 
 /** Writes the gRPC length prefix (uncompressed flag + big-endian length) into buf[at, at + 5). */
 export function writeGrpcPrefix(buf: Uint8Array, at: number, length: number): void {
@@ -12,6 +14,17 @@ export function writeGrpcPrefix(buf: Uint8Array, at: number, length: number): vo
   buf[at + 2] = (length >>> 16) & 255;
   buf[at + 3] = (length >>> 8) & 255;
   buf[at + 4] = length & 255;
+}
+
+/**
+ * A RingChunk encoded into `buf` after 8 bytes of headroom, with its gRPC prefix written right in
+ * front of wherever the encoder started: one contiguous framed message, no copy.
+ */
+export function frameChunk(encoder: ChunkEncoder, buf: Uint8Array, fields: Omit<ChunkFields, 'jobId'>, values: Float32Array | null, codec: WireCodec | null): Uint8Array {
+  const msg = encoder.encode(buf.subarray(8), fields, values, codec);
+  const at = msg.byteOffset - buf.byteOffset - 5;
+  writeGrpcPrefix(buf, at, msg.length);
+  return buf.subarray(at, at + 5 + msg.length);
 }
 
 export interface Slot {

@@ -7,7 +7,7 @@ import * as grpc from '@grpc/grpc-js';
 import { RingConnectError } from './errors.ts';
 import { GrpcPeer } from './grpc-peer.ts';
 import * as svc from './grpc-service.ts';
-import type { CompiledRingOptions } from './ring-options.ts';
+import { peerOptions, type CompiledRingOptions } from './ring-options.ts';
 import { refusalText, TOKEN_METADATA_KEY, type PingReply, type PingRequest, type PullRequest } from './ring-protocol.ts';
 import { hostPort, type PeerContext, type RingHandlers, type RingTransport } from './transport.ts';
 
@@ -19,10 +19,7 @@ export class GrpcJsTransport implements RingTransport {
   constructor(private readonly o: CompiledRingOptions, ctx: PeerContext) {
     this.peer =
       o.worldSize > 1
-        ? new GrpcPeer({
-            jobId: o.jobId, rank: o.rank, worldSize: o.worldSize, maxElements: o.maxElementsPerMessage,
-            inflight: o.inflightMessages, rejected: ctx.rejected, where: ctx.where, onFailure: ctx.onFailure,
-          })
+        ? new GrpcPeer(peerOptions(o, ctx))
         : null;
     this.server = new grpc.Server(svc.serverOptions(o.messageBytes));
   }

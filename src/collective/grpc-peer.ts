@@ -32,7 +32,7 @@ export class GrpcPeer implements TransportPeer {
   readonly rightRank: number;
   /** Traffic counters; `alignCopies` counts payloads that arrived misaligned and had to be copied. */
   readonly stats = { messagesSent: 0, messagesReceived: 0, alignCopies: 0 };
-  private readonly state: PeerState;
+  readonly state: PeerState;
   private right: grpc.ServerWritableStream<PullRequest, Uint8Array> | null = null;
   private left: grpc.ClientReadableStream<DecodedChunk> | null = null;
   private readonly encoder: ChunkEncoder;
@@ -48,25 +48,6 @@ export class GrpcPeer implements TransportPeer {
     this.state = new PeerState({ ...o, sendBuffers, stats: this.stats, sendAbort: (fields) => this.sendAbort(fields) });
     this.leftRank = this.state.leftRank;
     this.rightRank = this.state.rightRank;
-  }
-
-  get activeStep(): number | null {
-    return this.state.activeStep;
-  }
-  set activeStep(step: number | null) {
-    this.state.activeStep = step;
-  }
-  get lastStep(): number {
-    return this.state.lastStep;
-  }
-  set lastStep(step: number) {
-    this.state.lastStep = step;
-  }
-  get broken(): boolean {
-    return this.state.broken;
-  }
-  checkUsable(): void {
-    this.state.checkUsable();
   }
 
   /**

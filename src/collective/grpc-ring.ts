@@ -91,7 +91,7 @@ export class GrpcRing {
   }
 
   get state(): RingState {
-    return this.stateNow === 'connected' && this.peer?.broken ? 'broken' : this.stateNow;
+    return this.stateNow === 'connected' && this.peer?.state.broken ? 'broken' : this.stateNow;
   }
 
   /**
@@ -150,7 +150,7 @@ export class GrpcRing {
     if (this.stateNow === 'closed') throw new RingClosedError(`rank ${this.o.rank}: allReduce() after close()`);
     if (this.stateNow !== 'connected') throw new RingProtocolError(`allReduce() before connect() (state ${this.stateNow})`);
     if (this.busy) throw new RingProtocolError('allReduce() while another collective is running on this ring');
-    this.peer?.checkUsable();
+    this.peer?.state.checkUsable();
     if (!Number.isSafeInteger(step) || step <= this.lastStep) {
       throw new RingProtocolError(`step ${step} must be an integer above the previous step ${this.lastStep}`);
     }
@@ -159,7 +159,7 @@ export class GrpcRing {
     }
     this.busy = true;
     const peer = this.peer;
-    if (peer) peer.activeStep = step;
+    if (peer) peer.state.activeStep = step;
     this.progress.round = null;
     const disarm = peer ? this.armTimeout(peer, step, timeoutMs) : () => {};
     const [cpu0, t0] = [process.cpuUsage(), performance.now()];
@@ -173,8 +173,8 @@ export class GrpcRing {
     } finally {
       disarm();
       if (peer) {
-        peer.activeStep = null;
-        peer.lastStep = step;
+        peer.state.activeStep = null;
+        peer.state.lastStep = step;
       }
       this.lastStep = step;
       this.busy = false;
@@ -196,7 +196,7 @@ export class GrpcRing {
   }
 
   private where(): CollectiveWhere {
-    return { observer: this.o.rank, step: this.peer?.activeStep ?? null, round: this.progress.round };
+    return { observer: this.o.rank, step: this.peer?.state.activeStep ?? null, round: this.progress.round };
   }
 
   private markBroken(err: Error): void {
@@ -252,7 +252,7 @@ export class GrpcRing {
       this.rejected.foreignJob++;
       return { code: GrpcStatus.PERMISSION_DENIED, details: `this ring serves job ${this.o.jobId}` };
     }
-    const active = this.peer?.activeStep ?? null;
+    const active = this.peer?.state.activeStep ?? null;
     return { jobId: this.o.jobId, rank: this.o.rank, step: Math.max(0, active ?? this.lastStep), inCollective: active !== null };
   }
 

@@ -8,7 +8,7 @@
  *    into a free one (wire.ts puts the payload on a 4-byte boundary) and writes prefix + message as
  *    one view; the buffer returns to the pool only when node's write callback fired (the bytes are
  *    on the socket). So at most `inflight` messages are queued per link (backpressure).
- *  - receive: RECV_SLOTS slots of one message each. GrpcMessageReader parses the 5-byte prefixes out
+ *  - receive (slot-inbox.ts, shared with raw-h2): RECV_SLOTS slots of one message each. GrpcMessageReader parses the 5-byte prefixes out
  *    of the DATA chunks incrementally and copies message bytes straight into a free slot (never a
  *    Buffer.concat); a complete message is decoded in place (payload = view of the slot, aligned for
  *    our own senders and grpc-js's, since the slot puts the message at offset 1 mod 4). A slot is
@@ -24,18 +24,11 @@ import type * as http2 from 'node:http2';
 import type { WireCodec } from './codecs.ts';
 import { PeerLostError, RingClosedError } from './errors.ts';
 import { PeerState } from './peer-state.ts';
+import { SlotInbox } from './slot-inbox.ts';
 import type { ChunkHeader, IncomingChunk } from './ring-allreduce.ts';
 import type { PeerOptions, RejectCounters, TransportPeer } from './transport.ts';
-import { decodeGrpcMessage, GrpcMessageReader, writeGrpcPrefix, type Slot } from './grpc-framing.ts';
-import { ChunkEncoder, decodeChunk, type ChunkFields, type DecodedChunk } from './wire.ts';
-
-/** Receive slots: the message being filled, up to RECV_SLOTS - 2 queued, the one being reduced. */
-export const RECV_SLOTS = 5;
-
-interface Queued {
-  readonly m: DecodedChunk;
-  readonly slot: Slot;
-}
+import { decodeGrpcMessage, frameChunk } from './grpc-framing.ts';
+import { ChunkEncoder, type ChunkFields } from './wire.ts';
 
 export class H2Peer implements TransportPeer {
   readonly rejected: RejectCounters;
@@ -43,15 +36,12 @@ export class H2Peer implements TransportPeer {
   readonly rightRank: number;
   /** Traffic counters; `alignCopies` counts payloads that arrived misaligned and had to be copied. */
   readonly stats = { messagesSent: 0, messagesReceived: 0, alignCopies: 0, dataChunks: 0, stalls: 0 };
-  private readonly state: PeerState;
+  readonly state: PeerState;
   private right: http2.ServerHttp2Stream | null = null;
   private left: http2.ClientHttp2Stream | null = null;
   private readonly encoder: ChunkEncoder;
   private readonly abortBuffer: Uint8Array;
-  private readonly freeSlots: Slot[] = [];
-  private readonly reader: GrpcMessageReader;
-  private delivered: Slot | null = null;
-  private readonly inbox: Queued[] = [];
+  private readonly received: SlotInbox;
 
   /** `maxMessageBytes`: the largest RingChunk accepted (like grpc-js's max_receive_message_length). */
   constructor(private readonly o: PeerOptions & { maxMessageBytes: number }) {
@@ -63,35 +53,14 @@ export class H2Peer implements TransportPeer {
     this.state = new PeerState({ ...o, sendBuffers, stats: this.stats, sendAbort: (fields) => this.sendAbort(fields) });
     this.leftRank = this.state.leftRank;
     this.rightRank = this.state.rightRank;
-    for (let i = 0; i < RECV_SLOTS; i++) this.freeSlots.push({ bytes: new Uint8Array(8 + o.maxMessageBytes) });
-    this.reader = new GrpcMessageReader(
-      o.maxMessageBytes,
-      () => this.freeSlots.pop() ?? null,
-      (slot, body) => this.onMessage(slot, body),
-      () => {
+    this.received = new SlotInbox({
+      state: this.state, rejected: o.rejected, maxMessageBytes: o.maxMessageBytes,
+      pauseLeft: () => {
         this.stats.stalls++;
         this.left?.pause();
       },
-    );
-  }
-
-  get activeStep(): number | null {
-    return this.state.activeStep;
-  }
-  set activeStep(step: number | null) {
-    this.state.activeStep = step;
-  }
-  get lastStep(): number {
-    return this.state.lastStep;
-  }
-  set lastStep(step: number) {
-    this.state.lastStep = step;
-  }
-  get broken(): boolean {
-    return this.state.broken;
-  }
-  checkUsable(): void {
-    this.state.checkUsable();
+      resumeLeft: () => this.left?.resume(),
+    });
   }
 
   /** The right neighbour's Pull stream (accepted, response headers sent). See GrpcPeer.attachRight. */
@@ -121,7 +90,7 @@ export class H2Peer implements TransportPeer {
     stream.on('data', (chunk: Buffer) => {
       this.stats.dataChunks++;
       try {
-        this.reader.push(chunk);
+        this.received.reader.push(chunk);
       } catch (e) {
         this.state.fail(e as Error);
         stream.close();
@@ -157,31 +126,11 @@ export class H2Peer implements TransportPeer {
 
   /** prefix + RingChunk in `buf`, as one view. */
   private frame(buf: Uint8Array, fields: Omit<ChunkFields, 'jobId'>, values: Float32Array | null, codec: WireCodec | null): Uint8Array {
-    const msg = this.encoder.encode(buf.subarray(8), fields, values, codec);
-    const at = msg.byteOffset - buf.byteOffset - 5;
-    writeGrpcPrefix(buf, at, msg.length);
-    return buf.subarray(at, at + 5 + msg.length);
+    return frameChunk(this.encoder, buf, fields, values, codec);
   }
 
   receive(step: number): Promise<IncomingChunk> {
-    if (this.delivered) {
-      this.release(this.delivered); // the previous message has been reduced by now
-      this.delivered = null;
-    }
-    for (;;) {
-      const q = this.inbox.shift();
-      if (!q) return this.state.waitForMessage(step);
-      if (q.m.step < step) {
-        this.rejected.staleStep++;
-        this.release(q.slot);
-        continue;
-      }
-      try {
-        return Promise.resolve(this.deliver(q));
-      } catch (e) {
-        return Promise.reject(e);
-      }
-    }
+    return this.received.receive(step);
   }
 
   abort(reason: Error): void {
@@ -193,38 +142,6 @@ export class H2Peer implements TransportPeer {
     const right = this.right;
     if (right && !right.closed && !right.destroyed) right.end(); // trailers grpc-status 0 follow (h2-transport.ts)
     this.left?.close(); // RST_STREAM CANCEL, like grpc-js's call.cancel()
-  }
-
-  private release(slot: Slot): void {
-    this.freeSlots.push(slot);
-    if (!this.reader.isStalled) return;
-    try {
-      if (this.reader.resume() && !this.state.failed) this.left?.resume();
-    } catch (e) {
-      this.state.fail(e as Error);
-    }
-  }
-
-  private onMessage(slot: Slot, body: Uint8Array): void {
-    let m: DecodedChunk;
-    try {
-      m = decodeChunk(body);
-    } catch (e) {
-      this.freeSlots.push(slot);
-      throw e;
-    }
-    if (!this.state.admit(m)) {
-      this.freeSlots.push(slot);
-      return;
-    }
-    if (this.inbox.length === 0 && this.state.handOver(m.step, () => this.deliver({ m, slot }))) return;
-    this.inbox.push({ m, slot });
-  }
-
-  /** Hands a message to the algorithm; its slot stays taken until the next receive(). */
-  private deliver(q: Queued): IncomingChunk {
-    this.delivered = q.slot;
-    return this.state.incoming(q.m);
   }
 
   /** Tells the right neighbour (best effort) who was lost; PeerState calls it on the first error. */

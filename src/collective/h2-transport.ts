@@ -19,7 +19,7 @@ import * as tls from 'node:tls';
 import { RingConnectError } from './errors.ts';
 import { decodeGrpcMessage, framed, unframe } from './grpc-framing.ts';
 import { H2Peer } from './h2-peer.ts';
-import type { CompiledRingOptions, RingTlsOptions } from './ring-options.ts';
+import { peerOptions, type CompiledRingOptions, type RingTlsOptions } from './ring-options.ts';
 import {
   controlCodecs, GrpcStatus as Status, PING_PATH, PULL_PATH, refusalText, TOKEN_METADATA_KEY,
   type PingReply, type PingRequest, type PullRequest,
@@ -206,11 +206,7 @@ export class H2Transport implements RingTransport {
     this.files = loadTls(o.tls);
     this.peer =
       o.worldSize > 1
-        ? new H2Peer({
-            jobId: o.jobId, rank: o.rank, worldSize: o.worldSize, maxElements: o.maxElementsPerMessage,
-            inflight: o.inflightMessages, rejected: ctx.rejected, where: ctx.where, onFailure: ctx.onFailure,
-            maxMessageBytes: o.messageBytes + 64 * 1024,
-          })
+        ? new H2Peer(peerOptions(o, ctx))
         : null;
   }
 

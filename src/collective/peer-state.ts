@@ -20,7 +20,7 @@
 import { codecByWireId } from './codecs.ts';
 import { PeerLostError, RingProtocolError } from './errors.ts';
 import type { IncomingChunk } from './ring-allreduce.ts';
-import type { PeerOptions } from './transport.ts';
+import type { PeerOptions, PeerSteps } from './transport.ts';
 import type { ChunkFields, DecodedChunk } from './wire.ts';
 
 /** How long a rank waits for an abort from the left before blaming a vanished right neighbour. */
@@ -41,7 +41,7 @@ interface Waiter {
   readonly reject: (e: Error) => void;
 }
 
-export class PeerState {
+export class PeerState implements PeerSteps {
   readonly leftRank: number;
   readonly rightRank: number;
   /** Step of the collective in progress, or null between collectives (set by GrpcRing). */

@@ -9,7 +9,7 @@
  *    connection writes each message as one DATA frame to a ringtune peer (its SETTINGS_MAX_FRAME_SIZE
  *    is 16 MiB - 1), as 16 KiB frames to a stock grpc-js peer, without copying; the buffer returns to
  *    the pool in the socket's write callback.
- *  - receive: the shared GrpcMessageReader (grpc-framing.ts) fills one of RECV_SLOTS receive slots per
+ *  - receive: the shared SlotInbox (slot-inbox.ts) fills one of RECV_SLOTS receive slots per
  *    message: the socket reads the rest of a large message straight into the slot (directTarget), the
  *    rest of the bytes come from a 64 KiB read buffer and are copied (raw-h2-transport.ts). With no free
  *    slot the reader keeps a copy of the rest of the read buffer and the socket stops being read
@@ -20,26 +20,19 @@
  */
 import type { WireCodec } from './codecs.ts';
 import { PeerLostError, RingClosedError } from './errors.ts';
-import { decodeGrpcMessage, GrpcMessageReader, writeGrpcPrefix, type Slot } from './grpc-framing.ts';
+import { decodeGrpcMessage, frameChunk, writeGrpcPrefix } from './grpc-framing.ts';
 import { PeerState } from './peer-state.ts';
+import { SlotInbox } from './slot-inbox.ts';
 import { CONNECTION_LOST, type RawH2Stream } from './raw-h2-connection.ts';
 import type { HeaderList } from './raw-h2-hpack.ts';
 import type { ChunkHeader, IncomingChunk } from './ring-allreduce.ts';
 import type { PeerOptions, RejectCounters, TransportPeer } from './transport.ts';
-import { ChunkEncoder, decodeChunk, type ChunkFields, type DecodedChunk } from './wire.ts';
-
-/** Receive slots: the message being filled, up to RECV_SLOTS - 2 queued, the one being reduced. */
-export const RECV_SLOTS = 5;
+import { ChunkEncoder, type ChunkFields } from './wire.ts';
 
 /** The first value of `name` in a header list. */
 export function header(h: HeaderList, name: string): string | undefined {
   for (const [n, v] of h) if (n === name) return v;
   return undefined;
-}
-
-interface Queued {
-  readonly m: DecodedChunk;
-  readonly slot: Slot;
 }
 
 export class RawH2Peer implements TransportPeer {
@@ -48,15 +41,12 @@ export class RawH2Peer implements TransportPeer {
   readonly rightRank: number;
   /** Traffic counters; `alignCopies` counts payloads that arrived misaligned and had to be copied. */
   readonly stats = { messagesSent: 0, messagesReceived: 0, alignCopies: 0, dataChunks: 0, stalls: 0, directReads: 0 };
-  private readonly state: PeerState;
+  readonly state: PeerState;
   private right: RawH2Stream | null = null;
   private left: RawH2Stream | null = null;
   private readonly encoder: ChunkEncoder;
   private readonly abortBuffer: Uint8Array;
-  private readonly freeSlots: Slot[] = [];
-  private readonly reader: GrpcMessageReader;
-  private delivered: Slot | null = null;
-  private readonly inbox: Queued[] = [];
+  private readonly received: SlotInbox;
 
   /** `maxMessageBytes`: the largest RingChunk accepted (like grpc-js's max_receive_message_length). */
   constructor(private readonly o: PeerOptions & { maxMessageBytes: number }) {
@@ -68,35 +58,14 @@ export class RawH2Peer implements TransportPeer {
     this.state = new PeerState({ ...o, sendBuffers, stats: this.stats, sendAbort: (fields) => this.sendAbort(fields) });
     this.leftRank = this.state.leftRank;
     this.rightRank = this.state.rightRank;
-    for (let i = 0; i < RECV_SLOTS; i++) this.freeSlots.push({ bytes: new Uint8Array(8 + o.maxMessageBytes) });
-    this.reader = new GrpcMessageReader(
-      o.maxMessageBytes,
-      () => this.freeSlots.pop() ?? null,
-      (slot, body) => this.onMessage(slot, body),
-      () => {
+    this.received = new SlotInbox({
+      state: this.state, rejected: o.rejected, maxMessageBytes: o.maxMessageBytes,
+      pauseLeft: () => {
         this.stats.stalls++;
         this.left?.pause();
       },
-    );
-  }
-
-  get activeStep(): number | null {
-    return this.state.activeStep;
-  }
-  set activeStep(step: number | null) {
-    this.state.activeStep = step;
-  }
-  get lastStep(): number {
-    return this.state.lastStep;
-  }
-  set lastStep(step: number) {
-    this.state.lastStep = step;
-  }
-  get broken(): boolean {
-    return this.state.broken;
-  }
-  checkUsable(): void {
-    this.state.checkUsable();
+      resumeLeft: () => this.left?.resume(),
+    });
   }
 
   /** The right neighbour's Pull stream (accepted, response headers sent). */
@@ -128,7 +97,7 @@ export class RawH2Peer implements TransportPeer {
       onData: (chunk) => {
         this.stats.dataChunks++;
         try {
-          this.reader.push(chunk, true);
+          this.received.reader.push(chunk, true);
         } catch (e) {
           this.state.fail(e as Error);
           this.left?.reset();
@@ -140,11 +109,11 @@ export class RawH2Peer implements TransportPeer {
       },
       onReset: (code, why) => lost(code === CONNECTION_LOST ? why : `stream reset, HTTP/2 code ${code}`),
       // The socket reads straight into the receive slot while a message body is in progress.
-      target: () => (this.state.failed ? null : this.reader.directTarget()),
+      target: () => (this.state.failed ? null : this.received.reader.directTarget()),
       filled: (n) => {
         this.stats.dataChunks++;
         this.stats.directReads++;
-        this.reader.directFilled(n);
+        this.received.reader.directFilled(n);
       },
     };
   }
@@ -192,31 +161,11 @@ export class RawH2Peer implements TransportPeer {
 
   /** prefix + RingChunk in `buf`, as one view. */
   private frame(buf: Uint8Array, fields: Omit<ChunkFields, 'jobId'>, values: Float32Array | null, codec: WireCodec | null): Uint8Array {
-    const msg = this.encoder.encode(buf.subarray(8), fields, values, codec);
-    const at = msg.byteOffset - buf.byteOffset - 5;
-    writeGrpcPrefix(buf, at, msg.length);
-    return buf.subarray(at, at + 5 + msg.length);
+    return frameChunk(this.encoder, buf, fields, values, codec);
   }
 
   receive(step: number): Promise<IncomingChunk> {
-    if (this.delivered) {
-      this.release(this.delivered); // the previous message has been reduced by now
-      this.delivered = null;
-    }
-    for (;;) {
-      const q = this.inbox.shift();
-      if (!q) return this.state.waitForMessage(step);
-      if (q.m.step < step) {
-        this.rejected.staleStep++;
-        this.release(q.slot);
-        continue;
-      }
-      try {
-        return Promise.resolve(this.deliver(q));
-      } catch (e) {
-        return Promise.reject(e);
-      }
-    }
+    return this.received.receive(step);
   }
 
   abort(reason: Error): void {
@@ -227,38 +176,6 @@ export class RawH2Peer implements TransportPeer {
     this.state.close(new RingClosedError(`rank ${this.o.rank}: the ring was closed`));
     this.right?.end([['grpc-status', '0']]);
     this.left?.reset(); // RST_STREAM CANCEL, like grpc-js's call.cancel()
-  }
-
-  private release(slot: Slot): void {
-    this.freeSlots.push(slot);
-    if (!this.reader.isStalled) return;
-    try {
-      if (this.reader.resume() && !this.state.failed) this.left?.resume();
-    } catch (e) {
-      this.state.fail(e as Error);
-    }
-  }
-
-  private onMessage(slot: Slot, body: Uint8Array): void {
-    let m: DecodedChunk;
-    try {
-      m = decodeChunk(body);
-    } catch (e) {
-      this.freeSlots.push(slot);
-      throw e;
-    }
-    if (!this.state.admit(m)) {
-      this.freeSlots.push(slot);
-      return;
-    }
-    if (this.inbox.length === 0 && this.state.handOver(m.step, () => this.deliver({ m, slot }))) return;
-    this.inbox.push({ m, slot });
-  }
-
-  /** Hands a message to the algorithm; its slot stays taken until the next receive(). */
-  private deliver(q: Queued): IncomingChunk {
-    this.delivered = q.slot;
-    return this.state.incoming(q.m);
   }
 
   /** Tells the right neighbour (best effort) who was lost; PeerState calls it on the first error. */

@@ -25,7 +25,7 @@ import { decodeGrpcMessage, framed, unframe } from './grpc-framing.ts';
 import { CONNECTION_LOST, RawH2Connection, type RawH2Stream } from './raw-h2-connection.ts';
 import type { HeaderList } from './raw-h2-hpack.ts';
 import { header, RawH2Peer } from './raw-h2-peer.ts';
-import type { CompiledRingOptions, RingTlsOptions } from './ring-options.ts';
+import { peerOptions, type CompiledRingOptions, type RingTlsOptions } from './ring-options.ts';
 import {
   controlCodecs, GrpcStatus as Status, PING_PATH, PULL_PATH, refusalText, TOKEN_METADATA_KEY,
   type PingReply, type PingRequest, type PullRequest,
@@ -200,11 +200,7 @@ export class RawH2Transport implements RingTransport {
     this.files = loadTls(o.tls);
     this.peer =
       o.worldSize > 1
-        ? new RawH2Peer({
-            jobId: o.jobId, rank: o.rank, worldSize: o.worldSize, maxElements: o.maxElementsPerMessage,
-            inflight: o.inflightMessages, rejected: ctx.rejected, where: ctx.where, onFailure: ctx.onFailure,
-            maxMessageBytes: o.messageBytes + 64 * 1024,
-          })
+        ? new RawH2Peer(peerOptions(o, ctx))
         : null;
   }
 

@@ -5,7 +5,7 @@
 import { InputError } from '../errors.ts';
 import type { CodecName } from './codecs.ts';
 import type { ReduceOp } from './ring-allreduce.ts';
-import { RING_TRANSPORTS, type RingTransportName } from './transport.ts';
+import { RING_TRANSPORTS, type PeerContext, type PeerOptions, type RingTransportName } from './transport.ts';
 
 /** Certificate files (PEM). `caPath` verifies the other side; `mutual` makes the server demand a client cert. */
 export interface RingTlsOptions {
@@ -147,3 +147,15 @@ export interface AllReduceOptions {
 }
 
 export const ALL_REDUCE_DEFAULTS = { op: 'sum', codec: 'fp32', timeoutMs: 60_000 } as const;
+
+/**
+ * What every transport's peer is built from: the ring's identity and limits plus its context.
+ * `maxMessageBytes` is the largest RingChunk a peer accepts: a full message's payload plus room for its header.
+ */
+export function peerOptions(o: CompiledRingOptions, ctx: PeerContext): PeerOptions & { maxMessageBytes: number } {
+  return {
+    jobId: o.jobId, rank: o.rank, worldSize: o.worldSize, maxElements: o.maxElementsPerMessage,
+    inflight: o.inflightMessages, rejected: ctx.rejected, where: ctx.where, onFailure: ctx.onFailure,
+    maxMessageBytes: o.messageBytes + 64 * 1024,
+  };
+}

@@ -50,13 +50,19 @@ export interface TransportPeer extends RingPeer {
   readonly leftRank: number;
   readonly rightRank: number;
   readonly stats: { messagesSent: number; messagesReceived: number; alignCopies: number };
+  /** The peer's lifecycle (peer-state.ts PeerState): every transport's peer owns one. */
+  readonly state: PeerSteps;
+  close(): void;
+}
+
+/** What the ring reads and sets of a peer's lifecycle (implemented by peer-state.ts PeerState). */
+export interface PeerSteps {
   /** Step of the collective in progress, or null between collectives (set by GrpcRing). */
   activeStep: number | null;
   /** Step of the last collective that ended, -1 before the first (set by GrpcRing). */
   lastStep: number;
   readonly broken: boolean;
   checkUsable(): void;
-  close(): void;
 }
 
 /** Context the ring gives its transport's peer. */
