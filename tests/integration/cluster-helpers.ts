@@ -76,3 +76,14 @@ export async function history(outDir: string): Promise<Array<Record<string, numb
 }
 
 export const trainLosses = (h: Array<Record<string, number | string>>) => h.filter((x) => x.type === 'train').map((x) => Number(x.loss));
+
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Polls `ok` every `pollMs` until it holds; past `timeoutMs` an error names `what`. */
+export async function until(what: string, ok: () => boolean, timeoutMs = 120_000, pollMs = 50): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!ok()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await sleep(pollMs);
+  }
+}

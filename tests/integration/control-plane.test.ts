@@ -17,22 +17,13 @@ import { ControlAuth, newJobSecret } from '../../src/control/auth.ts';
 import { decode, encode } from '../../src/control/bus.ts';
 import { startNatsServer } from '../../src/control/nats-server.ts';
 import { subjects } from '../../src/control/subjects.ts';
-import { CLI, history, makeJob, startLocal } from './cluster-helpers.ts';
+import { CLI, history, makeJob, sleep, startLocal, until } from './cluster-helpers.ts';
 
 const root = protobuf.loadSync(new URL('../../proto/ringtune/v1/control.proto', import.meta.url).pathname);
 const Envelope = root.lookupType('ringtune.v1.Envelope');
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 type Env = { type: string; job: string; sender: string; seq: number; sentMs: number; body: Uint8Array; mac: Uint8Array };
 const openEnv = (data: Uint8Array) => Envelope.toObject(Envelope.decode(data), { longs: Number, bytes: Uint8Array, defaults: true }) as Env;
 const sealEnv = (e: Env) => Envelope.encode(Envelope.fromObject(e)).finish();
-
-async function until(what: string, ok: () => boolean, timeoutMs = 120_000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!ok()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await sleep(50);
-  }
-}
 
 test('forged, tampered and replayed control messages are dropped; the run ends as it would have; nothing secret on the wire', async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'ringtune-forge-'));

@@ -9,17 +9,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { startNatsServer, type NatsServer } from '../../src/control/nats-server.ts';
-import { history, makeJob, startLocal } from './cluster-helpers.ts';
+import { history, makeJob, sleep, startLocal, until } from './cluster-helpers.ts';
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function until(what: string, ok: () => boolean, timeoutMs = 180_000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!ok()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await sleep(25);
-  }
-}
 
 test('a 1.5 s NATS restart at the end of a run: every step recorded once, final eval, exit 0', async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'ringtune-bounce-'));
@@ -29,7 +20,7 @@ test('a 1.5 s NATS restart at the end of a run: every step recorded once, final 
   const job = await makeJob(dir, 'bouncejob', { workers: 2, maxSteps: total, evalEvery: 10, heartbeatTimeoutMs: 5000 });
   const run = startLocal(job, ['--nats', nats.url]);
   t.after(() => run.child.kill('SIGKILL'));
-  await until('the last steps', () => new RegExp(`\\[coordinator\\] step (3[6-9]|40)/${total}`).test(run.output()));
+  await until('the last steps', () => new RegExp(`\\[coordinator\\] step (3[6-9]|40)/${total}`).test(run.output()), 180_000, 25);
   await nats.stop();
   await sleep(1500);
   nats = await startNatsServer({ port: nats.port });
@@ -49,7 +40,7 @@ test('NATS down for longer than the timeout: the job fails naming NATS, not a ra
   const job = await makeJob(dir, 'outagejob', { workers: 2, maxSteps: 400, heartbeatTimeoutMs: 1500 });
   const run = startLocal(job, ['--nats', nats.url]);
   t.after(() => run.child.kill('SIGKILL'));
-  await until('training', () => /\[coordinator\] step \d+\/400/.test(run.output()));
+  await until('training', () => /\[coordinator\] step \d+\/400/.test(run.output()), 180_000, 25);
   await nats.stop();
   const code = await Promise.race([run.exit, sleep(60_000).then(() => -1)]);
   assert.notEqual(code, 0);
