@@ -34,7 +34,7 @@ import { ControlAuth, type RejectReason } from '../control/auth.ts';
 import { Bus, type BusOptions, type ControlMessages, type MessageMeta } from '../control/bus.ts';
 import type { CoordinatorPhase } from '../control/phases.ts';
 import { subjects } from '../control/subjects.ts';
-import { InputError, RingtuneError } from '../errors.ts';
+import { RingtuneError } from '../errors.ts';
 import { classificationReport } from '../eval/classification-report.ts';
 import { parseEvalState, type EvalResult } from '../eval/eval-state.ts';
 import { finalModelDir } from '../run/outputs.ts';

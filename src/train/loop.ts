@@ -61,7 +61,7 @@ export async function train(job: CompiledJob, o: TrainOptions = {}): Promise<Tra
   if (resumed) log(`[ringtune] resuming from step ${resumed.state.step} (checkpoint ${resumed.checkpoint})`);
   const t = job.training;
   const setup = await setupTraining(job, data, resumed?.checkpoint);
-  const { model, flat, optimizer, plan, schedule, startStep, restored } = setup;
+  const { model, plan, schedule, startStep, restored } = setup;
   let step = startStep;
   const record = await RunRecord.open(job, restored, resumed?.history);
 

@@ -117,7 +117,7 @@ export interface StepsOutcome {
 
 /** Runs the steps; rank 0 writes the final model (or, when stopped, a checkpoint if checkpointing is on). */
 export async function runSteps(st: WorkerState, c: LoopContext): Promise<StepsOutcome> {
-  const { job, model, flat, optimizer, plan } = st;
+  const { job, model, flat, plan } = st;
   const t = job.training;
   const bytesPerElement = job.cluster.codec === 'bf16' ? 2 : 4;
   const reduceBytes = Math.round((2 * (c.worldSize - 1) / c.worldSize) * flat.reduceBuffer.length * bytesPerElement);

@@ -17,7 +17,7 @@ import { ControlAuth, newJobSecret } from '../../src/control/auth.ts';
 import { decode, encode } from '../../src/control/bus.ts';
 import { startNatsServer } from '../../src/control/nats-server.ts';
 import { subjects } from '../../src/control/subjects.ts';
-import { CLI, history, makeJob, sleep, startLocal, until } from './cluster-helpers.ts';
+import { CLI, history, makeJob, startLocal, until } from './cluster-helpers.ts';
 
 const root = protobuf.loadSync(new URL('../../proto/ringtune/v1/control.proto', import.meta.url).pathname);
 const Envelope = root.lookupType('ringtune.v1.Envelope');
