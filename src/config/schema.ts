@@ -5,6 +5,7 @@
  */
 import { z } from 'zod';
 import { BACKENDS } from '../model/backend-names.ts';
+import { OPTIMIZER_KINDS } from '../optim/optimizer.ts';
 
 const positiveInt = z.number().int().positive();
 const nonNegInt = z.number().int().nonnegative();
@@ -53,6 +54,12 @@ export const TrainingSchema = z
     no_decay: z.array(z.enum(['biases', 'norms', 'embeddings'])).default(['biases', 'norms']),
     betas: z.tuple([z.number().min(0).lt(1), z.number().min(0).lt(1)]).default([0.9, 0.999]),
     eps: z.number().positive().default(1e-8),
+    /** sgd, adam (L2 decay added to the gradient) or adamw (decoupled decay), as torch.optim's. */
+    optimizer: z.enum(OPTIMIZER_KINDS).default('adamw'),
+    /** sgd only: momentum (0 = plain SGD, no state), dampening, Nesterov (needs momentum > 0 and dampening 0). */
+    momentum: z.number().min(0).lt(1).default(0),
+    dampening: z.number().min(0).max(1).default(0),
+    nesterov: z.boolean().default(false),
     grad_clip: z.number().min(0).default(1.0),
     /** A step whose loss or gradient norm is NaN/Inf: fail the run (naming step and rank), or skip its update (counted). */
     on_nonfinite: z.enum(['fail', 'skip_step']).default('fail'),
