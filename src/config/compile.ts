@@ -13,7 +13,7 @@ import { InputError } from '../errors.ts';
 import type { BackendChoice } from '../model/backend-names.ts';
 import type { Task } from '../model/config.ts';
 import type { ScheduleName } from '../optim/lr-schedule.ts';
-import type { OptimizerKind } from '../optim/optimizer.ts';
+import { defaultBetas, type OptimizerKind } from '../optim/optimizer.ts';
 import { checkMetricNames, resultKeys, type GenerationMetric } from '../eval/index.ts';
 import { applyOverrides, originOf, type JobOverrides, type Origins } from './overrides.ts';
 import { JobSchema, type JobSpec } from './schema.ts';
@@ -56,7 +56,7 @@ export interface CompiledJob {
     beta1: number;
     beta2: number;
     eps: number;
-    /** training.optimizer; momentum, dampening and nesterov are sgd's (optim/sgd.ts). */
+    /** training.optimizer; momentum, dampening and nesterov are sgd's (optim/sgd.ts). beta1/2: adam, adamw, lion. */
     optimizer: OptimizerKind;
     momentum: number;
     dampening: number;
@@ -184,6 +184,7 @@ export function compileJob(raw: unknown, jobFile: string, o: CompileOptions = {}
     problems.push(`  ${(err as Error).message}`);
   }
   if (problems.length) throw new JobSpecError(`${jobFile}: ${problems.length} problem${problems.length === 1 ? '' : 's'} in the job spec:\n${problems.join('\n')}`);
+  const betas = s.training.betas ?? defaultBetas(s.training.optimizer);
   const tls = (t?: { ca?: string; cert?: string; key?: string }): TlsPaths | undefined =>
     t && { caFile: t.ca && path(t.ca), certFile: t.cert && path(t.cert), keyFile: t.key && path(t.key) };
   return {
@@ -216,8 +217,8 @@ export function compileJob(raw: unknown, jobFile: string, o: CompileOptions = {}
       minLrRatio: s.training.min_lr_ratio,
       weightDecay: s.training.weight_decay,
       noDecay: s.training.no_decay,
-      beta1: s.training.betas[0],
-      beta2: s.training.betas[1],
+      beta1: betas[0],
+      beta2: betas[1],
       eps: s.training.eps,
       optimizer: s.training.optimizer,
       momentum: s.training.momentum,

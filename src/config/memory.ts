@@ -9,7 +9,8 @@
  *   weights                     4 P                    every purpose
  *   gradients                   4 P                    training (FlatParams.grads)
  *   optimizer state             4 P per state buffer   training: adam(w) m and v 8 P, sgd with momentum
- *                                                      4 P, plain sgd 0 (optim/optimizer.ts stateBufferNames)
+ *                                                      4 P, lion 4 P, plain sgd 0 (optim/optimizer.ts
+ *                                                      stateBufferNames)
  *   rotary tables (Llama)       8 T_max hd             cos and sin over max_position_embeddings
  *   activations                 4 B T (12 d + 4 f + 2 H T) per layer
  *                               training keeps every layer's for the backward pass; eval one at a time
@@ -90,7 +91,7 @@ export interface MemoryEstimate {
 function trainingState(o: Pick<OptimizerSettings, 'optimizer' | 'momentum'>): { perParam: number; state: string } {
   const buffers = stateBufferNames(o).length;
   const perParam = 4 * (2 + buffers);
-  const what = { sgd: 'SGD momentum buffer', adam: 'Adam m and v', adamw: 'AdamW m and v' }[o.optimizer];
+  const what = { sgd: 'SGD momentum buffer', adam: 'Adam m and v', adamw: 'AdamW m and v', lion: 'Lion m' }[o.optimizer];
   return { perParam, state: `weights, gradients${buffers ? `, ${what}` : ''}: ${perParam} bytes each` };
 }
 

@@ -34,10 +34,10 @@ training:
   schedule: cosine                # constant | linear | cosine, each with warmup
   warmup_steps: 0
   min_lr_ratio: 0.1
-  optimizer: adamw                # sgd | adam | adamw, as torch.optim's
-  weight_decay: 0.01              # adamw: decoupled; sgd and adam: L2 added to the gradient
+  optimizer: adamw                # sgd | adam | adamw, as torch.optim's | lion
+  weight_decay: 0.01              # adamw, lion: decoupled; sgd, adam: L2 added to the gradient
   no_decay: [biases, norms]       # groups without weight decay: biases | norms | embeddings
-  betas: [0.9, 0.999]             # adam and adamw
+  betas: [0.9, 0.999]             # adam, adamw (lion: default [0.9, 0.99])
   eps: 1.0e-8                     # adam and adamw
   momentum: 0                     # sgd only: 0 keeps no momentum buffer
   dampening: 0                    # sgd only

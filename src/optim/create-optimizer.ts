@@ -1,6 +1,7 @@
 /** training.optimizer -> the optimizer over the flat buffer, with the job's hyperparameters and decay groups. */
 import { Adam } from './adam.ts';
 import { AdamW } from './adamw.ts';
+import { Lion } from './lion.ts';
 import type { Optimizer, OptimizerSettings } from './optimizer.ts';
 import { SGD } from './sgd.ts';
 
@@ -13,5 +14,7 @@ export function createOptimizer(t: OptimizerSettings, size: number, decay: Uint8
       return new Adam(size, adam, decay);
     case 'adamw':
       return new AdamW(size, adam, decay);
+    case 'lion':
+      return new Lion(size, { beta1: t.beta1, beta2: t.beta2, weightDecay: t.weightDecay }, decay);
   }
 }

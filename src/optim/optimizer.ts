@@ -2,13 +2,13 @@
  * What the training step, setup and checkpoints know of an optimizer: an in-place update over the flat
  * float32 parameter buffer, a step count, and named state buffers (each as long as the parameters) that
  * a checkpoint saves and a resume restores bit for bit. The algorithms are one per file (sgd.ts,
- * adam.ts, adamw.ts); create-optimizer.ts picks one from training.optimizer.
+ * adam.ts, adamw.ts, lion.ts); create-optimizer.ts picks one from training.optimizer.
  * Imports nothing: config/ (schema.ts, memory.ts) takes the names and the state sizes from here
  * without loading tfjs.
  */
 
 /** training.optimizer. */
-export const OPTIMIZER_KINDS = ['sgd', 'adam', 'adamw'] as const;
+export const OPTIMIZER_KINDS = ['sgd', 'adam', 'adamw', 'lion'] as const;
 export type OptimizerKind = (typeof OPTIMIZER_KINDS)[number];
 
 /** The training.* fields the optimizers read (CompiledJob['training'] has them all). */
@@ -48,9 +48,15 @@ export interface Optimizer {
   restore(state: OptimizerState): void;
 }
 
-/** The state buffers an optimizer with these settings keeps (sgd.ts, adam.ts and adamw.ts agree: tests/optim/optimizer.test.ts). */
+/** training.betas when the job gives none: torch.optim.Adam(W)'s, and the Lion paper's (and lion-pytorch's) for lion. */
+export function defaultBetas(kind: OptimizerKind): [number, number] {
+  return kind === 'lion' ? [0.9, 0.99] : [0.9, 0.999];
+}
+
+/** The state buffers an optimizer with these settings keeps (the optimizers agree: tests/optim/optimizer.test.ts). */
 export function stateBufferNames(s: Pick<OptimizerSettings, 'optimizer' | 'momentum'>): string[] {
   if (s.optimizer === 'sgd') return s.momentum !== 0 ? ['momentum_buffer'] : [];
+  if (s.optimizer === 'lion') return ['m'];
   return ['m', 'v'];
 }
 

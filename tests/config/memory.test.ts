@@ -69,9 +69,9 @@ test('estimate by hand: toy GPT-2, micro_batch 2 x max_seq_len 8', () => {
   assert.equal(rope?.bytes, 2 * 100 * 4 * 4);
 });
 
-test('optimizer state by training.optimizer: plain sgd none, sgd with momentum 1 buffer, adam and adamw 2 (4 bytes each per parameter)', () => {
+test('optimizer state by training.optimizer: plain sgd none, sgd with momentum and lion 1 buffer, adam and adamw 2 (4 bytes each per parameter)', () => {
   // toy: 568 parameters; weights + gradients 8 bytes each, plus 4 per state buffer.
-  const paramBytes = (optimizer: 'sgd' | 'adam' | 'adamw', momentum: number) => {
+  const paramBytes = (optimizer: 'sgd' | 'adam' | 'adamw' | 'lion', momentum: number) => {
     const est = estimateMemory(toy, 'causal-lm', { purpose: 'train', microBatch: 2, seqLen: 8, optimizer: { optimizer, momentum } });
     const layers = est.parts.find((x) => x.name === 'transformer layers')!;
     return { perParam: (est.totalBytes - 18_432 - 1_920) / 568, layers: layers.bytes, because: layers.because };
@@ -82,6 +82,8 @@ test('optimizer state by training.optimizer: plain sgd none, sgd with momentum 1
   assert.equal(paramBytes('adam', 0).perParam, 16);
   assert.match(paramBytes('adam', 0).because, /Adam m and v: 16 bytes each/);
   assert.equal(paramBytes('adamw', 0).perParam, 16);
+  assert.equal(paramBytes('lion', 0).perParam, 12);
+  assert.match(paramBytes('lion', 0).because, /Lion m: 12 bytes each/);
   // Without an optimizer given, AdamW (the default) as before.
   assert.equal(estimateMemory(toy, 'causal-lm', { purpose: 'train', microBatch: 2, seqLen: 8 }).totalBytes, 29_440);
 });

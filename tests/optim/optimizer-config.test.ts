@@ -34,6 +34,17 @@ test('sgd with momentum, dampening and Nesterov compile; adam compiles', () => {
   assert.equal(compileJob(spec({ optimizer: 'adam' }), '/j/job.yaml').training.optimizer, 'adam');
 });
 
+test('betas default to torch.optim.Adam(W)\'s [0.9, 0.999], and to the Lion paper\'s [0.9, 0.99] for lion; given betas win', () => {
+  const betas = (training: Record<string, unknown>) => {
+    const t = compileJob(spec(training), '/j/job.yaml').training;
+    return [t.beta1, t.beta2];
+  };
+  assert.deepEqual(betas({}), [0.9, 0.999]);
+  assert.deepEqual(betas({ optimizer: 'adam' }), [0.9, 0.999]);
+  assert.deepEqual(betas({ optimizer: 'lion' }), [0.9, 0.99]);
+  assert.deepEqual(betas({ optimizer: 'lion', betas: [0.95, 0.98] }), [0.95, 0.98]);
+});
+
 test('Nesterov without momentum or with dampening is an error naming training.nesterov (torch.optim.SGD rule)', () => {
   assert.deepEqual(problems({ optimizer: 'sgd', nesterov: true }),
     ['  training.nesterov: Nesterov momentum needs training.momentum > 0 and training.dampening 0 (as torch.optim.SGD), got momentum 0, dampening 0']);
@@ -52,7 +63,7 @@ test('sgd fields with another optimizer are errors naming each field, not silent
 });
 
 test('out-of-range values and unknown optimizers are schema errors naming the field', () => {
-  assert.match(problems({ optimizer: 'lbfgs' })[0], /^ {2}training\.optimizer: Invalid option: expected one of "sgd"\|"adam"\|"adamw"$/);
+  assert.match(problems({ optimizer: 'lbfgs' })[0], /^ {2}training\.optimizer: Invalid option: expected one of "sgd"\|"adam"\|"adamw"\|"lion"$/);
   assert.match(problems({ optimizer: 'sgd', momentum: -0.1 })[0], /^ {2}training\.momentum: /);
   assert.match(problems({ optimizer: 'sgd', momentum: 1 })[0], /^ {2}training\.momentum: /);
   assert.match(problems({ optimizer: 'sgd', dampening: 2 })[0], /^ {2}training\.dampening: /);

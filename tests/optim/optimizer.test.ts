@@ -17,6 +17,7 @@ const settings: OptimizerSettings[] = [
   { ...base, optimizer: 'sgd', momentum: 0.9, nesterov: true },
   { ...base, optimizer: 'adam' },
   { ...base, optimizer: 'adamw' },
+  { ...base, optimizer: 'lion' },
 ];
 const label = (s: OptimizerSettings) => `${s.optimizer}${s.momentum ? ` momentum ${s.momentum}` : ''}${s.dampening ? ` dampening ${s.dampening}` : ''}${s.nesterov ? ' nesterov' : ''}`;
 
