@@ -1,6 +1,6 @@
 /**
  * Checkpoints: <dir>/step-00000100/ holding the model (Hugging Face format), the optimizer state
- * (optimizer.safetensors: `<buffer>.<parameter>` tensors, e.g. `m.wte`, and metadata step and optimizer), trainer_state.json (run id, step, schedule, data cursor, RNG,
+ * (optimizer.safetensors), trainer_state.json (run id, step, schedule, data cursor, RNG,
  * early-stopping state) and history.jsonl (the run's train lines, src/run/history.ts says why).
  * Each checkpoint directory is built beside the target and renamed into place; then the `latest`
  * pointer file is replaced atomically; only then are this run's checkpoints beyond `keep` removed
@@ -73,9 +73,11 @@ export async function readCheckpoint(path: string, task: Task): Promise<Restored
 }
 
 /**
- * Restores the optimizer state saved beside a checkpoint's model, bit for bit. The job's
- * training.optimizer must be the checkpoint's (its metadata `optimizer`; none = adamw, the only one
- * before there was a choice), and keep the same buffers (sgd keeps one only with momentum).
+ * Restores the optimizer state saved beside a checkpoint's model, bit for bit: saveCheckpoint writes
+ * each state buffer as `<buffer>.<parameter>` tensors (`m.wte`, `momentum_buffer.wte`) with metadata
+ * `step` and `optimizer` (the kind). The job's training.optimizer must be the checkpoint's (none in
+ * the metadata = adamw, the only one before there was a choice), with the same buffers (sgd keeps one
+ * only with momentum).
  */
 export async function restoreOptimizer(path: string, flat: FlatParams, optimizer: Optimizer): Promise<void> {
   const file = join(path, CHECKPOINT_NAMES.optimizer);
