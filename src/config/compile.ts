@@ -13,6 +13,7 @@ import { InputError } from '../errors.ts';
 import type { BackendChoice } from '../model/backend-names.ts';
 import type { Task } from '../model/config.ts';
 import type { ScheduleName } from '../optim/lr-schedule.ts';
+import { defaultBetas, type OptimizerKind } from '../optim/optimizer.ts';
 import { checkMetricNames, resultKeys, type GenerationMetric } from '../eval/index.ts';
 import { applyOverrides, originOf, type JobOverrides, type Origins } from './overrides.ts';
 import { JobSchema, type JobSpec } from './schema.ts';
@@ -55,6 +56,11 @@ export interface CompiledJob {
     beta1: number;
     beta2: number;
     eps: number;
+    /** training.optimizer; momentum, dampening and nesterov are sgd's (optim/sgd.ts). beta1/2: adam, adamw, lion. */
+    optimizer: OptimizerKind;
+    momentum: number;
+    dampening: number;
+    nesterov: boolean;
     gradClip: number;
     /** training.on_nonfinite (train-step.ts). */
     onNonFinite: 'fail' | 'skip_step';
@@ -160,6 +166,7 @@ export function compileJob(raw: unknown, jobFile: string, o: CompileOptions = {}
   if (task === 'classification' && s.data.format !== 'label') problem('data.format', `task classification needs format "label", got "${s.data.format}"`);
   if (task === 'causal-lm' && s.data.format === 'label') problem('data.format', 'format "label" needs task classification');
   if (s.training.micro_batch > s.training.global_batch) problem('training.micro_batch', `${s.training.micro_batch} is larger than global_batch ${s.training.global_batch}`);
+  checkOptimizer(s.training, problem);
   const outputDir = path(s.output);
   const checkpointDir = s.checkpoint.dir ? path(s.checkpoint.dir) : resolve(outputDir, 'checkpoints');
   const badOutput = notADirectory(outputDir);
@@ -177,6 +184,7 @@ export function compileJob(raw: unknown, jobFile: string, o: CompileOptions = {}
     problems.push(`  ${(err as Error).message}`);
   }
   if (problems.length) throw new JobSpecError(`${jobFile}: ${problems.length} problem${problems.length === 1 ? '' : 's'} in the job spec:\n${problems.join('\n')}`);
+  const betas = s.training.betas ?? defaultBetas(s.training.optimizer);
   const tls = (t?: { ca?: string; cert?: string; key?: string }): TlsPaths | undefined =>
     t && { caFile: t.ca && path(t.ca), certFile: t.cert && path(t.cert), keyFile: t.key && path(t.key) };
   return {
@@ -209,9 +217,13 @@ export function compileJob(raw: unknown, jobFile: string, o: CompileOptions = {}
       minLrRatio: s.training.min_lr_ratio,
       weightDecay: s.training.weight_decay,
       noDecay: s.training.no_decay,
-      beta1: s.training.betas[0],
-      beta2: s.training.betas[1],
+      beta1: betas[0],
+      beta2: betas[1],
       eps: s.training.eps,
+      optimizer: s.training.optimizer,
+      momentum: s.training.momentum,
+      dampening: s.training.dampening,
+      nesterov: s.training.nesterov,
       gradClip: s.training.grad_clip,
       onNonFinite: s.training.on_nonfinite,
       seed: s.training.seed,
@@ -244,6 +256,21 @@ export function compileJob(raw: unknown, jobFile: string, o: CompileOptions = {}
     },
     outputDir,
   };
+}
+
+/**
+ * torch.optim.SGD's rule for Nesterov (momentum > 0, dampening 0), and sgd's fields set for another
+ * optimizer, which would otherwise be silently ignored (momentum: 0.9 without optimizer: sgd).
+ */
+function checkOptimizer(t: JobSpec['training'], problem: (path: string, message: string) => void): void {
+  if (t.optimizer !== 'sgd') {
+    const set = (['momentum', 'dampening', 'nesterov'] as const).filter((k) => t[k] !== (k === 'nesterov' ? false : 0));
+    for (const k of set) problem(`training.${k}`, `only training.optimizer sgd uses ${k}; this job's optimizer is ${t.optimizer}`);
+    return;
+  }
+  if (t.nesterov && (t.momentum <= 0 || t.dampening !== 0)) {
+    problem('training.nesterov', `Nesterov momentum needs training.momentum > 0 and training.dampening 0 (as torch.optim.SGD), got momentum ${t.momentum}, dampening ${t.dampening}`);
+  }
 }
 
 /**

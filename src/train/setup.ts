@@ -1,16 +1,17 @@
 /**
  * What every trainer (single process or ring worker) builds before its first step: the model (from
- * the base directory or a checkpoint), its flat parameter view, AdamW with the decay groups, the batch
+ * the base directory or a checkpoint), its flat parameter view, the optimizer with the decay groups, the batch
  * plan and the schedule. One place, so both paths train the same way.
  * First, before any weights load, what training needs beyond prepare.ts's checks: a global batch the
- * training set can fill, and memory for gradients, AdamW state and the activations kept for backward.
+ * training set can fill, and memory for gradients, optimizer state and the activations kept for backward.
  */
 import type { CompiledJob } from '../config/compile.ts';
 import { availableMemory, checkMemory, estimateMemory } from '../config/memory.ts';
 import { checkBatchFits, type PreparedData } from '../data/dataset.ts';
 import { loadModel } from '../model/model-dir.ts';
 import type { Model } from '../model/model.ts';
-import { AdamW } from '../optim/adamw.ts';
+import { createOptimizer } from '../optim/create-optimizer.ts';
+import type { Optimizer } from '../optim/optimizer.ts';
 import type { ScheduleConfig } from '../optim/lr-schedule.ts';
 import { BatchPlan } from './batch-plan.ts';
 import type { TrainerState } from '../run/trainer-state.ts';
@@ -21,7 +22,7 @@ import { readModelConfig } from './prepare.ts';
 export interface TrainingSetup {
   model: Model;
   flat: FlatParams;
-  optimizer: AdamW;
+  optimizer: Optimizer;
   plan: BatchPlan;
   schedule: ScheduleConfig;
   startStep: number;
@@ -33,7 +34,7 @@ export async function checkTraining(job: CompiledJob, data: PreparedData): Promi
   const t = job.training;
   checkBatchFits(job, data);
   const { config, file } = await readModelConfig(job);
-  checkMemory(estimateMemory(config, job.task, { purpose: 'train', microBatch: t.microBatch, seqLen: job.data.maxSeqLen }), availableMemory(), job.jobFile, file);
+  checkMemory(estimateMemory(config, job.task, { purpose: 'train', microBatch: t.microBatch, seqLen: job.data.maxSeqLen, optimizer: t }), availableMemory(), job.jobFile, file);
 }
 
 export async function setupTraining(job: CompiledJob, data: PreparedData, resumeFrom?: string): Promise<TrainingSetup> {
@@ -45,7 +46,7 @@ export async function setupTraining(job: CompiledJob, data: PreparedData, resume
   const schedule: ScheduleConfig = { name: t.schedule, peakLr: t.peakLr, warmupSteps: t.warmupSteps, totalSteps: plan.totalSteps, minLrRatio: t.minLrRatio };
   const flat = new FlatParams(model);
   await flat.readParams();
-  const optimizer = new AdamW(flat.size, { beta1: t.beta1, beta2: t.beta2, eps: t.eps, weightDecay: t.weightDecay }, flat.decayMask(t.noDecay));
+  const optimizer = createOptimizer(t, flat.size, flat.decayMask(t.noDecay));
   if (resumeFrom) await restoreOptimizer(resumeFrom, flat, optimizer);
   return { model, flat, optimizer, plan, schedule, startStep: restored?.state.step ?? 0, restored: restored?.state };
 }

@@ -6,13 +6,13 @@
  *   3. divide by the global count -> exactly the mean over the global batch, however it was split
  *   4. a non-finite loss or gradient norm fails the step (NonFiniteError) or skips its update, as
  *      training.on_nonfinite says; judged on the all-reduced numbers, so every rank reaches the same verdict
- *   5. clip by global norm, AdamW, advance the schedule (every replica does the same arithmetic)
+ *   5. clip by global norm, the optimizer (training.optimizer), advance the schedule (every replica does the same arithmetic)
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { ClsBatch, LmBatch } from '../data/batch.ts';
 import { NonFiniteError } from '../errors.ts';
 import type { Model } from '../model/model.ts';
-import type { AdamW } from '../optim/adamw.ts';
+import type { Optimizer } from '../optim/optimizer.ts';
 import { clipGlobalNorm } from '../optim/clip.ts';
 import { scaleInPlace } from '../optim/flat-math.ts';
 import type { ActivitySink } from './activity.ts';
@@ -24,7 +24,7 @@ export type Batch = LmBatch | ClsBatch;
 export interface StepContext {
   model: Model;
   flat: FlatParams;
-  optimizer: AdamW;
+  optimizer: Optimizer;
   gradClip: number;
   /** Sums the buffer in place across workers. */
   allReduce?: (buffer: Float32Array) => Promise<void>;
@@ -109,7 +109,7 @@ export async function trainStep(ctx: StepContext, microBatches: readonly Batch[]
   const nonFinite = globalCount > 0 && !(Number.isFinite(loss) && Number.isFinite(gradNorm));
   if (nonFinite && (ctx.onNonFinite ?? 'fail') === 'fail') throw nonFiniteError(ctx, loss, gradNorm, lossSum);
   // A global batch without any loss position (all targets masked or truncated away) changes nothing;
-  // a skipped step neither (AdamW's step count and moments stay too, as if the batch never came).
+  // a skipped step neither (the optimizer's step count and state stay too, as if the batch never came).
   if (globalCount > 0 && !nonFinite) {
     ctx.activity?.('update', done);
     ctx.optimizer.update(flat.params, flat.grads, lr);

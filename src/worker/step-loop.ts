@@ -21,7 +21,7 @@ import type { Example, PreparedData } from '../data/dataset.ts';
 import { mergeEvalStates, type EvalState } from '../eval/eval-state.ts';
 import { saveModel } from '../model/model-dir.ts';
 import type { Model } from '../model/model.ts';
-import type { AdamW } from '../optim/adamw.ts';
+import type { Optimizer } from '../optim/optimizer.ts';
 import type { ScheduleConfig } from '../optim/lr-schedule.ts';
 import type { HistoryLine } from '../run/history.ts';
 import { finalModelDir } from '../run/outputs.ts';
@@ -41,7 +41,7 @@ export interface WorkerState {
   job: CompiledJob;
   model: Model;
   flat: FlatParams;
-  optimizer: AdamW;
+  optimizer: Optimizer;
   plan: BatchPlan;
   schedule: ScheduleConfig;
   data: PreparedData;
