@@ -13,6 +13,7 @@ import { InputError } from '../errors.ts';
 import type { BackendChoice } from '../model/backend-names.ts';
 import type { Task } from '../model/config.ts';
 import type { ScheduleName } from '../optim/lr-schedule.ts';
+import { hubRefOf, type HubRef } from '../hub/hub-id.ts';
 import { checkMetricNames, resultKeys, type GenerationMetric } from '../eval/index.ts';
 import { applyOverrides, originOf, type JobOverrides, type Origins } from './overrides.ts';
 import { JobSchema, type JobSpec } from './schema.ts';
@@ -22,7 +23,15 @@ export type DataFormat = 'text' | 'prompt-completion' | 'messages' | 'label';
 export interface CompiledJob {
   name: string;
   jobFile: string;
+  /** `model:` as the job file wrote it (reports show this). */
+  model: string;
+  /**
+   * `model:` resolved against the job folder. For a hub model (`hub` set) a directory only once
+   * hub/resolve.ts resolveJobModel has run (or a launcher passed the snapshot it resolved).
+   */
   modelDir: string;
+  /** The hub model `model:` names, when no local directory of that name exists where the job was compiled. */
+  hub?: HubRef;
   /** undefined = from the model's config.json (`architectures`), or by data format. */
   task: Task;
   backend: BackendChoice;
@@ -182,7 +191,9 @@ export function compileJob(raw: unknown, jobFile: string, o: CompileOptions = {}
   return {
     name: s.name,
     jobFile: resolve(jobFile),
+    model: s.model,
     modelDir: path(s.model),
+    hub: hubRefOf(s.model, path(s.model)),
     task,
     backend: s.backend,
     threads: s.threads,
