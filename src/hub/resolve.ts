@@ -34,14 +34,14 @@ export const OPTIONAL = ['tokenizer.json', 'tokenizer_config.json', 'special_tok
 const OTHER_WEIGHTS = /\.(bin|pt|pth|ckpt|h5|msgpack)$/;
 
 /**
- * `value` as typed (flag) -> the directory to read. `base` is what a relative path is relative to.
- * Local directories are returned untouched, whether they exist or not (a missing one fails where it
- * is read, with the usual message).
+ * `value` as typed (a flag) -> the directory to read. `base` is what a relative path is relative to.
+ * A local path comes back as given, whether it exists or not: a missing one fails where it is read,
+ * with the usual message naming the path as the user typed it.
  */
 export async function resolveModelArg(value: string, opts: HubOptions, base = process.cwd()): Promise<string> {
   const local = isAbsolute(value) ? value : resolvePath(base, value);
   const ref = hubRefOf(value, local);
-  return ref ? resolveHubModel(ref, opts, local) : local;
+  return ref ? resolveHubModel(ref, opts, local) : value;
 }
 
 /**

@@ -107,9 +107,11 @@ test('download: huggingface_hub cache layout, only the needed files, logits equa
 test('an existing local directory wins over a hub id of the same name', async (t) => {
   const { dir, hub, opts } = await setup(t);
   await mkdir(join(dir, 'org', 'tiny'), { recursive: true });
-  assert.equal(await resolveModelArg('org/tiny', opts, dir), join(dir, 'org', 'tiny'));
+  assert.equal(await resolveModelArg('org/tiny', opts, dir), 'org/tiny');
   assert.equal(hub.log.length, 0);
-  assert.equal(await resolveModelArg('./missing', opts, dir), join(dir, 'missing'));
+  assert.equal(await resolveModelArg('./missing', opts, dir), './missing');
+  assert.equal(await resolveModelArg('a/b/c', opts, dir), 'a/b/c');
+  assert.equal(hub.log.length, 0);
   assert.match(await resolveModelArg('org/tiny', opts, join(dir, 'elsewhere')), /models--org--tiny\/snapshots\/[0-9a-f]{40}$/);
 });
 
