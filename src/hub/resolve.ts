@@ -187,7 +187,8 @@ function explainError(err: unknown, last: { status?: number; code?: string }, w:
   if (err instanceof Unreachable) {
     return new HubNetworkError(`${label}: ${err.message}. ${w.cached
       ? `It is cached (${w.cached}): set HF_HUB_OFFLINE=1 to use the cached copy.`
-      : 'Check the network, or HF_ENDPOINT for a mirror; once a model is cached, HF_HUB_OFFLINE=1 runs without the network.'}`, { cause: err });
+      : 'Check the network, or HF_ENDPOINT for a mirror; once a model is cached, HF_HUB_OFFLINE=1 runs without the network.'}` +
+      (w.localCandidate ? ` (It was taken for a hub id because there is no local directory ${w.localCandidate}.)` : ''), { cause: err });
   }
   if (!(err instanceof HubApiError)) return err as Error;
   const status = err.statusCode;
