@@ -18,7 +18,9 @@ import { createModelDir } from '../../src/model/create.ts';
 import { loadModel, saveModel } from '../../src/model/model-dir.ts';
 import { HubAuthError, HubNetworkError, HubNotFoundError, HubOfflineMissError, HubUnsupportedRepoError } from '../../src/hub/hub-errors.ts';
 import type { HubOptions } from '../../src/hub/hub-options.ts';
-import { resolveHubModel, resolveModelArg } from '../../src/hub/resolve.ts';
+import { resolveHubModel, resolveJobModel, resolveModelArg } from '../../src/hub/resolve.ts';
+import { FileProgress } from '../../src/hub/progress.ts';
+import { compileJob } from '../../src/config/compile.ts';
 import { idsTensor, randomIds, ready } from '../model/helpers.ts';
 import { FakeHub, gitOid, readDirFiles } from './fake-hub.ts';
 
@@ -202,4 +204,31 @@ test('an unreachable endpoint is a network error that suggests HF_HUB_OFFLINE=1 
   await resolveHubModel({ repo: 'org/tiny', revision: 'main' }, opts);
   await assert.rejects(resolveHubModel({ repo: 'org/tiny', revision: 'main' }, down), (e: Error) =>
     e instanceof HubNetworkError && e.message.includes('HF_HUB_OFFLINE=1'));
+});
+
+test('resolveJobModel: a hub job gets the snapshot (model kept as written); a directory already there is used as is', async (t) => {
+  const { dir, hub, opts, commit } = await setup(t);
+  const job = compileJob({ model: 'org/tiny', data: { train: 'train.jsonl', format: 'text' }, training: { max_steps: 1 } }, join(dir, 'job.yaml'));
+  assert.deepEqual(job.hub, { repo: 'org/tiny', revision: 'main' });
+  const resolved = await resolveJobModel(job, opts);
+  assert.equal(resolved.modelDir, join(opts.cacheDir, 'models--org--tiny', 'snapshots', commit));
+  assert.equal(resolved.model, 'org/tiny');
+  // What a worker sees when the launcher handed it the snapshot: no request.
+  hub.log.length = 0;
+  assert.equal(await resolveJobModel({ ...job, modelDir: resolved.modelDir }, opts).then((j) => j.modelDir), resolved.modelDir);
+  assert.equal(hub.log.length, 0);
+});
+
+test('progress: a redrawn bar on a TTY, quarter lines otherwise', () => {
+  const bar: string[] = [];
+  const p = new FileProgress('bar', (l) => bar.push(l), 'org/x f', 1000, 0);
+  p.advance(500);
+  p.finish();
+  assert.ok(bar.every((l) => l.startsWith('\r') || l === '\n'));
+  assert.match(bar.at(-2)!, /\[#{24}\] 100% 0\.0 MB\/0\.0 MB/);
+  const lines: string[] = [];
+  const q = new FileProgress('lines', (l) => lines.push(l), 'org/x f', 4_000_000, 1_000_000);
+  for (let i = 0; i < 30; i++) q.advance(100_000);
+  q.finish();
+  assert.deepEqual(lines, ['org/x f: resuming at 1.0 MB of 4.0 MB\n', 'org/x f: 50% (2.0 MB of 4.0 MB)\n', 'org/x f: 75% (3.0 MB of 4.0 MB)\n', 'org/x f: done (4.0 MB)\n']);
 });
