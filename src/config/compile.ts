@@ -1,8 +1,9 @@
 /**
  * Job YAML -> validated spec -> CompiledJob: defaults filled in, paths resolved against the job
  * file's folder, units in names. Nothing downstream reads raw YAML or environment variables.
- * Every problem is reported at once, each with its path (`training.lr: ...`). The one look at the
- * filesystem: output paths that a file is in the way of.
+ * Every problem is reported at once, each with its path (`training.lr: ...`). The looks at the
+ * filesystem: output paths that a file is in the way of, and whether `model:` names an existing
+ * directory (if not, and it reads as `org/name[@revision]`, it is a hub model: hub/hub-id.ts).
  */
 import { statSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
