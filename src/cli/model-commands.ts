@@ -14,7 +14,7 @@ import { Tokenizer } from '../model/tokenizer.ts';
 import { collateCls } from '../data/batch.ts';
 import { checkPredictionsTarget, writePredictions } from '../eval/predictions.ts';
 import { classifierOutputs } from '../train/evaluate.ts';
-import { action, allCores, BACKEND_HELP, floatArg, intArg, startBackend, threadsOption } from './common.ts';
+import { action, allCores, BACKEND_HELP, floatArg, intArg, MODEL_HELP, modelDirArg, startBackend, threadsOption } from './common.ts';
 import { readTextInput, type TextItem } from './text-input.ts';
 
 export function registerModelCommands(program: Command): void {
@@ -45,8 +45,9 @@ export function registerModelCommands(program: Command): void {
 
   model
     .command('info <dir>')
-    .description('print a model directory\'s architecture, size and tokenizer')
-    .action(action(async (dir: string) => {
+    .description('print the architecture, size and tokenizer of a model directory or hub model org/name[@revision]')
+    .action(action(async (arg: string) => {
+      const dir = await modelDirArg(arg);
       await startBackend(undefined);
       const json = await readConfigJson(dir);
       const { model: m, missingHeads, ignored } = await loadModel(dir);
@@ -65,7 +66,7 @@ export function registerModelCommands(program: Command): void {
   program
     .command('generate')
     .description('generate text from a causal-LM model directory')
-    .requiredOption('--model <dir>', 'model directory')
+    .requiredOption('--model <dir>', MODEL_HELP)
     .requiredOption('--prompt <text>', 'prompt text')
     .option('--chat', 'wrap the prompt as a user message with the tokenizer\'s chat template')
     .option('--max-tokens <n>', 'new tokens at most', intArg(1), 64)
@@ -77,8 +78,9 @@ export function registerModelCommands(program: Command): void {
     .addOption(threadsOption('all cores', false))
     .action(action(async (o: { model: string; prompt: string; chat?: boolean; maxTokens: number; temperature: number; topK: number; topP: number; seed: number; backend?: string; threads?: Threads }) => {
       await startBackend(o.backend, threadsFor(o.threads, undefined, allCores()));
-      const tok = await Tokenizer.fromDir(o.model);
-      const { model: m } = await loadModelWithHead(o.model, 'causal-lm', { command: 'ringtune generate', otherCommand: 'ringtune classify' });
+      const dir = await modelDirArg(o.model);
+      const tok = await Tokenizer.fromDir(dir);
+      const { model: m } = await loadModelWithHead(dir, 'causal-lm', { command: 'ringtune generate', otherCommand: 'ringtune classify' });
       const text = o.chat ? tok.applyChatTemplate([{ role: 'user', content: o.prompt }], { addGenerationPrompt: true }) : o.prompt;
       let ids = tok.encode(text, { addSpecialTokens: false });
       if (ids.length === 0 && tok.bosTokenId !== undefined) ids = [tok.bosTokenId];
@@ -106,7 +108,7 @@ export function registerModelCommands(program: Command): void {
   program
     .command('classify')
     .description('classify texts with a sequence-classification model directory; prints one JSON line per text')
-    .requiredOption('--model <dir>', 'model directory')
+    .requiredOption('--model <dir>', MODEL_HELP)
     .option('--text <text...>', 'one or more texts')
     .option('--input <file>', 'texts to classify, - for stdin: JSONL with a "text" field (name ends in .jsonl, or first character "{"), else one text per line')
     .option('--output <file>', 'write the JSON lines here (atomically) instead of stdout; - for stdout')
@@ -119,8 +121,9 @@ export function registerModelCommands(program: Command): void {
       if (o.output) await checkPredictionsTarget(o.output, !!o.overwrite, '--output');
       const items: TextItem[] = o.input ? await readTextInput(o.input) : o.text!.map((text, i) => ({ text, where: `--text ${i + 1}` }));
       await startBackend(o.backend, threadsFor(o.threads, undefined, allCores()));
-      const tok = await Tokenizer.fromDir(o.model);
-      const { model: m } = await loadModelWithHead(o.model, 'classification', { command: 'ringtune classify', otherCommand: 'ringtune generate' });
+      const dir = await modelDirArg(o.model);
+      const tok = await Tokenizer.fromDir(dir);
+      const { model: m } = await loadModelWithHead(dir, 'classification', { command: 'ringtune classify', otherCommand: 'ringtune generate' });
       const lines = await classifyItems(m, tok, items, o.batch, !!o.input).finally(() => m.dispose());
       await writePredictions(o.output ?? '-', lines);
     }));
@@ -160,7 +163,7 @@ export function registerServeCommand(program: Command): void {
   program
     .command('serve')
     .description('HTTP inference: /v1/completions, /v1/chat/completions (causal LM), /v1/classify (classifier)')
-    .requiredOption('--model <dir>', 'model directory')
+    .requiredOption('--model <dir>', MODEL_HELP)
     .option('--port <port>', 'port (0 = any free port)', intArg(0), 8080)
     .option('--host <host>', 'interface to bind', '127.0.0.1')
     .option('--max-queue <n>', 'requests that may wait behind the running one; more get 503 + Retry-After (default 64)', intArg(0))
@@ -169,7 +172,7 @@ export function registerServeCommand(program: Command): void {
     .action(action(async (o: { model: string; port: number; host: string; maxQueue?: number; backend?: string; threads?: Threads }) => {
       await startBackend(o.backend, threadsFor(o.threads, undefined, allCores()));
       const { startInferenceServer } = await import('../serve/server.ts');
-      const s = await startInferenceServer({ modelDir: o.model, port: o.port, host: o.host, maxQueue: o.maxQueue, log: (l) => console.error(l) });
+      const s = await startInferenceServer({ modelDir: await modelDirArg(o.model), port: o.port, host: o.host, maxQueue: o.maxQueue, log: (l) => console.error(l) });
       const stop = () => void s.close().then(() => process.exit(0));
       process.once('SIGINT', stop);
       process.once('SIGTERM', stop);

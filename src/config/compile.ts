@@ -1,8 +1,9 @@
 /**
  * Job YAML -> validated spec -> CompiledJob: defaults filled in, paths resolved against the job
  * file's folder, units in names. Nothing downstream reads raw YAML or environment variables.
- * Every problem is reported at once, each with its path (`training.lr: ...`). The one look at the
- * filesystem: output paths that a file is in the way of.
+ * Every problem is reported at once, each with its path (`training.lr: ...`). The looks at the
+ * filesystem: output paths that a file is in the way of, and whether `model:` names an existing
+ * directory (if not, and it reads as `org/name[@revision]`, it is a hub model: hub/hub-id.ts).
  */
 import { statSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
@@ -14,6 +15,7 @@ import type { BackendChoice } from '../model/backend-names.ts';
 import type { Task } from '../model/config.ts';
 import type { ScheduleName } from '../optim/lr-schedule.ts';
 import { defaultBetas, type OptimizerKind } from '../optim/optimizer.ts';
+import { hubRefOf, type HubRef } from '../hub/hub-id.ts';
 import { checkMetricNames, resultKeys, type GenerationMetric } from '../eval/index.ts';
 import { applyOverrides, originOf, type JobOverrides, type Origins } from './overrides.ts';
 import { JobSchema, type JobSpec } from './schema.ts';
@@ -23,7 +25,15 @@ export type DataFormat = 'text' | 'prompt-completion' | 'messages' | 'label';
 export interface CompiledJob {
   name: string;
   jobFile: string;
+  /** `model:` as the job file wrote it (reports show this). */
+  model: string;
+  /**
+   * `model:` resolved against the job folder. For a hub model (`hub` set) a directory only once
+   * hub/resolve.ts resolveJobModel has run (or a launcher passed the snapshot it resolved).
+   */
   modelDir: string;
+  /** The hub model `model:` names, when no local directory of that name exists where the job was compiled. */
+  hub?: HubRef;
   /** undefined = from the model's config.json (`architectures`), or by data format. */
   task: Task;
   backend: BackendChoice;
@@ -190,7 +200,9 @@ export function compileJob(raw: unknown, jobFile: string, o: CompileOptions = {}
   return {
     name: s.name,
     jobFile: resolve(jobFile),
+    model: s.model,
     modelDir: path(s.model),
+    hub: hubRefOf(s.model, path(s.model)),
     task,
     backend: s.backend,
     threads: s.threads,

@@ -18,6 +18,8 @@ import { Bus, type BusOptions, type ControlMessages } from '../control/bus.ts';
 import type { WorkerPhase } from '../control/phases.ts';
 import { subjects } from '../control/subjects.ts';
 import { InputError, RingtuneError } from '../errors.ts';
+import { hubOptionsFromEnv, type HubOptions } from '../hub/hub-options.ts';
+import { resolveJobModel } from '../hub/resolve.ts';
 import { setThreads, type BackendInfo } from '../model/backend.ts';
 import { wallMs } from './activity.ts';
 import { HeartbeatLink } from './heartbeat-link.ts';
@@ -37,6 +39,8 @@ export interface WorkerOptions {
   /** Overrides the ring token derived from the secret. */
   ringToken?: string;
   backend: BackendInfo;
+  /** Where a hub model comes from when the job names one and this machine has no directory for it (default: the HF_* environment). */
+  hub?: HubOptions;
   /** --threads / RINGTUNE_THREADS; undefined: the job's `threads` applies once the assignment brings the job. */
   threads?: Threads;
   metricsPort: number;
@@ -135,7 +139,7 @@ export async function runWorker(o: WorkerOptions): Promise<void> {
     runId = assignment.runId;
     rank = assignment.rank;
     o.events?.assigned?.(rank);
-    const job = JSON.parse(assignment.compiledJobJson) as CompiledJob;
+    let job = JSON.parse(assignment.compiledJobJson) as CompiledJob;
     if (o.threads === undefined && typeof job.threads === 'number') {
       await setThreads(job.threads);
       if (o.backend.name === 'native') o.log(`[worker ${workerId}] native engine: ${job.threads} thread${job.threads > 1 ? 's' : ''} (the job's threads)`);
@@ -199,6 +203,8 @@ export async function runWorker(o: WorkerOptions): Promise<void> {
     setPhase('loading');
     activity.begin('loading');
     o.log(`[worker ${workerId}] rank ${rank}/${assignment.worldSize}, run ${runId}: loading`);
+    // A hub model the coordinator could not hand over as a path (a remote worker): fetched into this machine's cache.
+    job = await resolveJobModel(job, o.hub ?? hubOptionsFromEnv());
     const state = await prepareWorkerState(job, assignment.resumeFrom || undefined);
     const [host, port] = [advertise.slice(0, advertise.lastIndexOf(':')), Number(advertise.slice(advertise.lastIndexOf(':') + 1))];
     ring = await GrpcRing.create({
