@@ -6,13 +6,24 @@
  * Files from the hub and files written by tokenizer-build.ts load the same way. tokenizer_config
  * values that are objects ({"content": "<|im_end|>", "lstrip": false, ...}), as many hub files
  * have, are read through their `content`.
+ *
+ * Special tokens around a text come from tokenizer.json's `post_processor`, as Hugging Face's
+ * `tokenizer(text)` adds them (add_special_tokens=True, its default):
+ *   TemplateProcessing  its `single` template: Llama 1/2 `<s> $A`, Llama 3 `<|begin_of_text|> $A`
+ *   BertProcessing      [CLS] $A [SEP]
+ *   RobertaProcessing   <s> $A </s>
+ *   ByteLevel / none    nothing (GPT-2, SmolLM2, the byte-level tokenizers tokenizer-build.ts writes)
+ *   Sequence            the above in turn (Llama 3 is [ByteLevel, TemplateProcessing])
+ * For one text these add the same tokens whatever the text, so they are found once at load
+ * (`postProcessorSpecials`) and `encodeParts` returns them apart from the text's own tokens: data
+ * preparation masks them out of the loss and truncation keeps them (src/model/truncation.ts).
  */
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Tokenizer as HfTokenizer } from '@huggingface/tokenizers';
 import { Template } from '@huggingface/jinja';
 import { InputError } from '../errors.ts';
-import { DEFAULT_TRUNCATION_SIDE, TRUNCATION_SIDES, type TruncationSide } from './truncation.ts';
+import { DEFAULT_TRUNCATION_SIDE, specialsAround, TRUNCATION_SIDES, type TruncationSide } from './truncation.ts';
 
 export interface ChatMessage {
   role: string;
@@ -28,6 +39,24 @@ interface HfTokenizerApi {
   decode(ids: number[], options?: { skip_special_tokens?: boolean; clean_up_tokenization_spaces?: boolean }): string;
   token_to_id(token: string): number | undefined;
   get_vocab(withAddedTokens?: boolean): Map<string, number>;
+}
+
+/**
+ * One text's ids split where the post-processor's special tokens meet the text's own tokens:
+ * `[...head, ...body, ...tail]` is what the model is fed.
+ */
+export interface EncodedParts {
+  /** Specials before the text: [BOS] for Llama, [CLS] for BERT, [] for GPT-2 or without specials. */
+  head: number[];
+  /** The text's own tokens (add_special_tokens=False). */
+  body: number[];
+  /** Specials after the text: [SEP] for BERT, </s> for RoBERTa, usually [] for causal LMs. */
+  tail: number[];
+}
+
+/** The ids of `parts` in order. */
+export function joinParts(parts: EncodedParts): number[] {
+  return [...parts.head, ...parts.body, ...parts.tail];
 }
 
 type SpecialRole = 'bos' | 'eos' | 'pad' | 'unk' | 'cls' | 'sep';
@@ -59,6 +88,8 @@ export class Tokenizer {
   readonly truncationSide: TruncationSide;
   /** tokenizer_config.json `model_max_length` when it is a real limit (HF writes ~1e30 for "none"). */
   readonly modelMaxLength?: number;
+  /** What the post-processor adds around one text (see the header); both empty for byte-level tokenizers. */
+  readonly postProcessorSpecials: { readonly head: readonly number[]; readonly tail: readonly number[] };
 
   private readonly hf: HfTokenizerApi;
   private readonly config: Record<string, unknown>;
@@ -130,11 +161,30 @@ export class Tokenizer {
     this.truncationSide = (side as TruncationSide | undefined) ?? DEFAULT_TRUNCATION_SIDE;
     const maxLen = config.model_max_length;
     if (typeof maxLen === 'number' && Number.isInteger(maxLen) && maxLen > 0 && maxLen < 2 ** 31) this.modelMaxLength = maxLen;
+    this.postProcessorSpecials = findPostProcessorSpecials(hf);
   }
 
-  /** Token ids of `text`; with addSpecialTokens (default) the post-processor adds e.g. [CLS]/[SEP]. */
+  /**
+   * Token ids of `text` exactly as HF's tokenizer(text, add_special_tokens=...)["input_ids"]: with
+   * addSpecialTokens (default) the post-processor adds e.g. <s> or [CLS]/[SEP].
+   */
   encode(text: string, opts: { addSpecialTokens?: boolean } = {}): number[] {
     return this.hf.encode(text, { add_special_tokens: opts.addSpecialTokens ?? true }).ids;
+  }
+
+  /**
+   * `text` as the model is fed it, in parts (see EncodedParts). With addSpecialTokens (default) the
+   * post-processor's specials are added, except where the text already writes them itself: a prompt
+   * that begins with "<s>" (a chat template's output pasted into a completion, a record saved with its
+   * BOS) gets one BOS, not the two HF's tokenizer(text) would give. Without, head and tail are empty.
+   */
+  encodeParts(text: string, opts: { addSpecialTokens?: boolean } = {}): EncodedParts {
+    const body = this.encode(text, { addSpecialTokens: false });
+    if (!(opts.addSpecialTokens ?? true)) return { head: [], body, tail: [] };
+    const { head, tail } = this.postProcessorSpecials;
+    const startsWithHead = head.length > 0 && body.length >= head.length && head.every((id, i) => body[i] === id);
+    const endsWithTail = tail.length > 0 && body.length >= tail.length && tail.every((id, i) => body[body.length - tail.length + i] === id);
+    return { head: startsWithHead ? [] : [...head], body, tail: endsWithTail ? [] : [...tail] };
   }
 
   decode(ids: readonly number[], opts: { skipSpecialTokens?: boolean } = {}): string {
@@ -178,6 +228,26 @@ export class Tokenizer {
       throw new InputError(`chat_template failed to render: ${(cause as Error).message}`, { cause });
     }
   }
+}
+
+/**
+ * The post-processor's specials for one text, found by encoding short probe texts with and without
+ * them: what comes before the plain ids is the head, what comes after the tail. The probes are
+ * plain words any vocabulary encodes (to themselves or to its unknown token).
+ */
+function findPostProcessorSpecials(hf: HfTokenizerApi): { head: number[]; tail: number[] } {
+  for (const probe of ['a', 'the', 'x', '0', '.']) {
+    const plain = hf.encode(probe, { add_special_tokens: false }).ids;
+    if (plain.length === 0 || plain.some((id) => !Number.isInteger(id))) continue;
+    const full = hf.encode(probe, { add_special_tokens: true }).ids;
+    const around = specialsAround(full, plain);
+    if (around.head + around.tail !== full.length - plain.length) {
+      throw new InputError('tokenizer.json: its post_processor changes the text\'s own tokens, not only adds special tokens around them; ringtune supports TemplateProcessing, BertProcessing, RobertaProcessing and ByteLevel post-processors');
+    }
+    return { head: full.slice(0, around.head), tail: full.slice(full.length - around.tail) };
+  }
+  // No probe encodes to anything (a vocabulary without these characters and no unknown token).
+  return { head: [], tail: [] };
 }
 
 /** Parses a JSON object file; a missing optional file gives undefined. Errors name the file. */
