@@ -13,6 +13,7 @@
  * its examples (tokenizer(prompt + completion + eos_token), completion_mask 0 over tokenizer(prompt)):
  *   text               [head] text EOS [tail]                loss 0 on the head, 1 on the rest
  *   prompt-completion  [head] prompt completion EOS [tail]   loss 0 on head and prompt, 1 on the rest
+ *                      (prompt + completion encoded together, as TRL: see completionParts)
  *   messages           the chat template writes its own BOS; nothing is added (apply_chat_template
  *                      with tokenize=True adds no specials either)
  *   label              [CLS] text [SEP] always (encodeTruncated): the classifier pools on them
@@ -93,15 +94,28 @@ export class ExampleBuilder {
       if ('bad' in prompt) return prompt;
       const completion = str(v, this.fields.completion);
       if ('bad' in completion) return completion;
-      // The head as the prompt starts (none if it writes its own BOS), the tail as the completion ends.
       const { head, body: p } = this.parts(prompt.ok);
-      const { body: c, tail } = this.parts(completion.ok);
+      const { body: c, tail } = this.completionParts(prompt.ok, p, completion.ok);
       const context = [...head, ...p];
       const targets = [...c, ...this.eos(tail), ...tail];
       const ex = { tokens: [...context, ...targets], lossMask: [...context.map(() => 0), ...targets.map(() => 1)], source };
       return { ok: this.truncate(ex, { head: head.length, tail: tail.length }) };
     }
     return this.chat(v, source);
+  }
+
+  /**
+   * The completion's tokens as TRL cuts them from tokenizer(prompt + completion): what follows the
+   * prompt's own tokens. Where the two texts merge across the boundary (the joint ids do not start
+   * with the prompt's; TRL then warns and masks by count), the completion is encoded alone so the loss
+   * is on exactly its tokens. SentencePiece tokenizers need the joint encoding: alone, " cat" would
+   * get a second "▁" prepended.
+   */
+  private completionParts(prompt: string, promptIds: readonly number[], completion: string): { body: number[]; tail: number[] } {
+    const joint = this.parts(prompt + completion);
+    if (promptIds.every((id, i) => joint.body[i] === id)) return { body: joint.body.slice(promptIds.length), tail: joint.tail };
+    const alone = this.parts(completion);
+    return { body: alone.body, tail: alone.tail };
   }
 
   /**

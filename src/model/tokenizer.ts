@@ -236,16 +236,21 @@ export class Tokenizer {
  * plain words any vocabulary encodes (to themselves or to its unknown token).
  */
 function findPostProcessorSpecials(hf: HfTokenizerApi): { head: number[]; tail: number[] } {
+  const unsupported = () =>
+    new InputError('tokenizer.json: its post_processor changes the text\'s own tokens, not only adds special tokens around them; ringtune supports TemplateProcessing, BertProcessing, RobertaProcessing and ByteLevel post-processors');
+  let encodesText = false;
   for (const probe of ['a', 'the', 'x', '0', '.']) {
     const plain = hf.encode(probe, { add_special_tokens: false }).ids;
-    if (plain.length === 0 || plain.some((id) => !Number.isInteger(id))) continue;
     const full = hf.encode(probe, { add_special_tokens: true }).ids;
+    encodesText ||= full.length > 0;
+    if (plain.length === 0 || plain.some((id) => !Number.isInteger(id))) continue;
     const around = specialsAround(full, plain);
-    if (around.head + around.tail !== full.length - plain.length) {
-      throw new InputError('tokenizer.json: its post_processor changes the text\'s own tokens, not only adds special tokens around them; ringtune supports TemplateProcessing, BertProcessing, RobertaProcessing and ByteLevel post-processors');
-    }
+    const rebuilt = [...full.slice(0, around.head), ...plain, ...full.slice(full.length - around.tail)];
+    if (rebuilt.length !== full.length || rebuilt.some((id, i) => id !== full[i])) throw unsupported();
     return { head: full.slice(0, around.head), tail: full.slice(full.length - around.tail) };
   }
+  // Text that encodes to specials only: a template without the text's sequence ($A).
+  if (encodesText) throw unsupported();
   // No probe encodes to anything (a vocabulary without these characters and no unknown token).
   return { head: [], tail: [] };
 }
