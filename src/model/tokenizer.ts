@@ -14,6 +14,8 @@
  *   RobertaProcessing   <s> $A </s>
  *   ByteLevel / none    nothing (GPT-2, SmolLM2, the byte-level tokenizers tokenizer-build.ts writes)
  *   Sequence            the above in turn (Llama 3 is [ByteLevel, TemplateProcessing])
+ * except that transformers' Llama / CodeLlama / Gemma tokenizer classes rebuild it from
+ * tokenizer_config.json's add_bos_token / add_eos_token (llamaPostProcessor below).
  * For one text these add the same tokens whatever the text, so they are found once at load
  * (`postProcessorSpecials`) and `encodeParts` returns them apart from the text's own tokens: data
  * preparation masks them out of the loss and truncation keeps them (src/model/truncation.ts).
@@ -120,7 +122,9 @@ export class Tokenizer {
     }
     const config = normalizeConfig(tokenizerConfig as Record<string, unknown>);
     // tokenizers.js requires these keys to be present (null is fine); older files omit some.
-    const complete = { added_tokens: [], normalizer: null, pre_tokenizer: null, post_processor: null, decoder: null, ...json };
+    const complete: Record<string, unknown> = { added_tokens: [], normalizer: null, pre_tokenizer: null, post_processor: null, decoder: null, ...json };
+    const rebuilt = llamaPostProcessor(config, source);
+    if (rebuilt) complete.post_processor = rebuilt;
     let hf: HfTokenizerApi;
     try {
       hf = new HfTokenizer(complete, config) as HfTokenizerApi;
@@ -228,6 +232,39 @@ export class Tokenizer {
       throw new InputError(`chat_template failed to render: ${(cause as Error).message}`, { cause });
     }
   }
+}
+
+/** tokenizer_class values whose transformers class rebuilds the post-processor from add_bos_token / add_eos_token. */
+const REBUILDS_POST_PROCESSOR = new Set(['LlamaTokenizer', 'LlamaTokenizerFast', 'CodeLlamaTokenizer', 'CodeLlamaTokenizerFast', 'GemmaTokenizer', 'GemmaTokenizerFast']);
+
+/**
+ * transformers' LlamaTokenizerFast.update_post_processor (also CodeLlama's and Gemma's): the
+ * tokenizer.json post-processor is replaced by TemplateProcessing "[bos] $A [eos]" with the BOS when
+ * add_bos_token (default true) and the EOS when add_eos_token (default false), so a checkpoint whose
+ * config sets add_eos_token: true gets its EOS as in Python. Undefined for every other class.
+ */
+function llamaPostProcessor(config: Record<string, unknown>, source: string): object | undefined {
+  if (!REBUILDS_POST_PROCESSOR.has(String(config.tokenizer_class))) return undefined;
+  const item = (role: 'bos' | 'eos', flag: string, fallback: boolean): string | undefined => {
+    const on = config[flag] ?? fallback;
+    if (on !== true) return undefined;
+    const token = config[`${role}_token`];
+    if (typeof token !== 'string') throw new InputError(`${source}: tokenizer_config.json sets ${flag} but no ${role}_token`);
+    return token;
+  };
+  const bos = item('bos', 'add_bos_token', true);
+  const eos = item('eos', 'add_eos_token', false);
+  const special = (id: string, typeId: number) => ({ SpecialToken: { id, type_id: typeId } });
+  const seq = (id: 'A' | 'B', typeId: number) => ({ Sequence: { id, type_id: typeId } });
+  const around = (id: 'A' | 'B', typeId: number) => [...(bos ? [special(bos, typeId)] : []), seq(id, typeId), ...(eos ? [special(eos, typeId)] : [])];
+  const tokens = [bos, eos].filter((t): t is string => t !== undefined);
+  return {
+    type: 'TemplateProcessing',
+    single: around('A', 0),
+    pair: [...around('A', 0), ...around('B', 1)],
+    // tokenizers.js maps a template's tokens to ids by name (its added tokens), so `ids` is not read.
+    special_tokens: Object.fromEntries(tokens.map((t) => [t, { id: t, ids: [], tokens: [t] }])),
+  };
 }
 
 /**

@@ -128,6 +128,23 @@ test('llama-style tokenizer: prompt-completion is [<s>] prompt completion </s>, 
   assert.deepEqual(empty.ok.lossMask, [0, 1, 1, 1]);
 });
 
+test('a tokenizer that adds </s> itself (add_eos_token): the EOS comes once, as a target', () => {
+  const t = llama2Tokenizer();
+  const eosTok = Tokenizer.fromJson(t.tokenizerJson, { ...t.tokenizerConfig, add_eos_token: true });
+  const r = new ExampleBuilder(eosTok, 'text', fields, 64).lm(rec({ text: 'the cat' }), 'x');
+  assert.ok('ok' in r);
+  assert.deepEqual(r.ok.tokens, [1, 261, 264, 2]);
+  assert.deepEqual(r.ok.lossMask, [0, 1, 1, 1]);
+  const pc = new ExampleBuilder(eosTok, 'prompt-completion', fields, 64).lm(rec({ prompt: 'the', completion: ' cat' }), 'x');
+  assert.ok('ok' in pc);
+  assert.deepEqual(pc.ok.tokens, [1, 261, 264, 2]);
+  assert.deepEqual(pc.ok.lossMask, [0, 0, 1, 1]);
+  // Truncated on the right, the tokenizer's </s> is kept (HF truncates before adding specials).
+  const cut = new ExampleBuilder(eosTok, 'text', fields, 3).lm(rec({ text: 'the cat' }), 'x');
+  assert.ok('ok' in cut);
+  assert.deepEqual(cut.ok.tokens, [1, 261, 2]);
+});
+
 test('data.add_special_tokens false: nothing added; byte-level (GPT-2-style) tokenizers unchanged either way', () => {
   const off = new ExampleBuilder(llama2, 'text', fields, 64, false).lm(rec({ text: 'the cat' }), 'x');
   assert.ok('ok' in off);

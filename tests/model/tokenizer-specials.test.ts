@@ -32,6 +32,18 @@ test('llama 2 (TemplateProcessing "<s> $A", SentencePiece BPE): <s> in front, as
   assert.equal(tok.bosTokenId, 1);
 });
 
+test('llama tokenizer classes: add_bos_token / add_eos_token in tokenizer_config.json rebuild the template, as LlamaTokenizerFast', () => {
+  const { tokenizerJson, tokenizerConfig } = llama2Tokenizer();
+  const withConfig = (extra: object) => Tokenizer.fromJson(tokenizerJson, { ...tokenizerConfig, ...extra });
+  assert.deepEqual(withConfig({ add_eos_token: true }).encode('the cat'), [1, 261, 264, 2]);
+  assert.deepEqual(withConfig({ add_eos_token: true }).postProcessorSpecials, { head: [1], tail: [2] });
+  assert.deepEqual(withConfig({ add_bos_token: false }).encode('the cat'), [261, 264]);
+  assert.deepEqual(withConfig({ add_bos_token: undefined }).encode('the cat'), [1, 261, 264]); // default true
+  // Another class keeps tokenizer.json's post-processor whatever the flags say.
+  assert.deepEqual(withConfig({ add_bos_token: false, tokenizer_class: 'PreTrainedTokenizerFast' }).encode('the cat'), [1, 261, 264]);
+  assert.throws(() => withConfig({ add_eos_token: true, eos_token: null }), (e: unknown) => e instanceof InputError && /add_eos_token but no eos_token/.test(e.message));
+});
+
 test('llama 3 (Sequence [ByteLevel, TemplateProcessing "<|begin_of_text|> $A"]): <|begin_of_text|> in front', () => {
   const tok = load(llama3Tokenizer());
   // "hi there" -> "hi", "Ġthere"; hi: h i -> hi(6); Ġthere: Ġ t h e r e -> Ġt, he, Ġthe, re, Ġthere(11)
@@ -86,5 +98,7 @@ test('a post-processor that rewrites the text\'s tokens is refused at load, nami
   // A template whose single sequence is empty drops the text: not "specials around it".
   const { tokenizerJson, tokenizerConfig } = llama2Tokenizer();
   const broken = { ...tokenizerJson, post_processor: { ...(tokenizerJson as { post_processor: object }).post_processor, single: [{ SpecialToken: { id: '<s>', type_id: 0 } }] } };
-  assert.throws(() => Tokenizer.fromJson(broken, tokenizerConfig), (e: unknown) => e instanceof InputError && /tokenizer\.json: its post_processor/.test(e.message));
+  // (A class other than LlamaTokenizer, which would rebuild the template from add_bos_token.)
+  const config = { ...tokenizerConfig, tokenizer_class: 'PreTrainedTokenizerFast' };
+  assert.throws(() => Tokenizer.fromJson(broken, config), (e: unknown) => e instanceof InputError && /tokenizer\.json: its post_processor/.test(e.message));
 });
