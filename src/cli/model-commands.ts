@@ -9,6 +9,7 @@ import { loadModelWithHead } from '../model/head-check.ts';
 import type { Model } from '../model/model.ts';
 import { loadModel, readConfigJson } from '../model/model-dir.ts';
 import { presetChoices } from '../model/presets.ts';
+import { promptIds } from '../model/prompt.ts';
 import { encodeTruncated, inferenceMaxLength } from '../model/truncation.ts';
 import { Tokenizer } from '../model/tokenizer.ts';
 import { collateCls } from '../data/batch.ts';
@@ -69,6 +70,7 @@ export function registerModelCommands(program: Command): void {
     .requiredOption('--model <dir>', MODEL_HELP)
     .requiredOption('--prompt <text>', 'prompt text')
     .option('--chat', 'wrap the prompt as a user message with the tokenizer\'s chat template')
+    .option('--no-add-special-tokens', 'do not add the tokenizer\'s special tokens (a Llama <s>) to a plain prompt, as HF tokenizer(prompt, add_special_tokens=False); --chat adds none anyway')
     .option('--max-tokens <n>', 'new tokens at most', intArg(1), 64)
     .option('--temperature <t>', '0 = greedy', floatArg(0, 100), 0)
     .option('--top-k <k>', 'sample from the k most likely tokens (0 = all)', intArg(0), 0)
@@ -76,13 +78,14 @@ export function registerModelCommands(program: Command): void {
     .option('--seed <n>', 'sampling seed', intArg(0), 0)
     .option('--backend <name>', BACKEND_HELP)
     .addOption(threadsOption('all cores', false))
-    .action(action(async (o: { model: string; prompt: string; chat?: boolean; maxTokens: number; temperature: number; topK: number; topP: number; seed: number; backend?: string; threads?: Threads }) => {
+    .action(action(async (o: { model: string; prompt: string; chat?: boolean; addSpecialTokens: boolean; maxTokens: number; temperature: number; topK: number; topP: number; seed: number; backend?: string; threads?: Threads }) => {
       await startBackend(o.backend, threadsFor(o.threads, undefined, allCores()));
       const dir = await modelDirArg(o.model);
       const tok = await Tokenizer.fromDir(dir);
       const { model: m } = await loadModelWithHead(dir, 'causal-lm', { command: 'ringtune generate', otherCommand: 'ringtune classify' });
-      const text = o.chat ? tok.applyChatTemplate([{ role: 'user', content: o.prompt }], { addGenerationPrompt: true }) : o.prompt;
-      let ids = tok.encode(text, { addSpecialTokens: false });
+      const prompt = o.chat ? { messages: [{ role: 'user', content: o.prompt }] } : { text: o.prompt };
+      // --chat: the template writes its own BOS; --no-add-special-tokens only turns off a plain prompt's.
+      let ids = promptIds(tok, prompt, { addSpecialTokens: o.chat ? false : o.addSpecialTokens });
       if (ids.length === 0 && tok.bosTokenId !== undefined) ids = [tok.bosTokenId];
       const out: number[] = [];
       let printed = '';
@@ -167,12 +170,13 @@ export function registerServeCommand(program: Command): void {
     .option('--port <port>', 'port (0 = any free port)', intArg(0), 8080)
     .option('--host <host>', 'interface to bind', '127.0.0.1')
     .option('--max-queue <n>', 'requests that may wait behind the running one; more get 503 + Retry-After (default 64)', intArg(0))
+    .option('--no-add-special-tokens', '/v1/completions: do not add the tokenizer\'s special tokens (a Llama <s>) to prompts unless a request sets "add_special_tokens": true')
     .option('--backend <name>', BACKEND_HELP)
     .addOption(threadsOption('all cores', false))
-    .action(action(async (o: { model: string; port: number; host: string; maxQueue?: number; backend?: string; threads?: Threads }) => {
+    .action(action(async (o: { model: string; port: number; host: string; maxQueue?: number; addSpecialTokens: boolean; backend?: string; threads?: Threads }) => {
       await startBackend(o.backend, threadsFor(o.threads, undefined, allCores()));
       const { startInferenceServer } = await import('../serve/server.ts');
-      const s = await startInferenceServer({ modelDir: await modelDirArg(o.model), port: o.port, host: o.host, maxQueue: o.maxQueue, log: (l) => console.error(l) });
+      const s = await startInferenceServer({ modelDir: await modelDirArg(o.model), port: o.port, host: o.host, maxQueue: o.maxQueue, addSpecialTokens: o.addSpecialTokens, log: (l) => console.error(l) });
       const stop = () => void s.close().then(() => process.exit(0));
       process.once('SIGINT', stop);
       process.once('SIGTERM', stop);

@@ -46,6 +46,8 @@ export interface CompiledJob {
     fields: { text: string; prompt: string; completion: string; messages: string; label: string };
     maxSeqLen: number;
     packing: boolean;
+    /** data.add_special_tokens (src/data/examples.ts); always true for format label. */
+    addSpecialTokens: boolean;
     evalFraction: number;
     onBadRecord: 'fail' | 'skip';
     /** What the user would type to skip bad records, in the words they used (flag, --set or YAML key). */
@@ -175,6 +177,9 @@ export function compileJob(raw: unknown, jobFile: string, o: CompileOptions = {}
   const problem = (path: string, message: string) => problems.push(problemLine(path, message, o));
   if (task === 'classification' && s.data.format !== 'label') problem('data.format', `task classification needs format "label", got "${s.data.format}"`);
   if (task === 'causal-lm' && s.data.format === 'label') problem('data.format', 'format "label" needs task classification');
+  if (s.data.format === 'label' && !s.data.add_special_tokens) {
+    problem('data.add_special_tokens', 'format "label" always encodes with the tokenizer\'s special tokens (the classifier reads [CLS] / the last token); remove add_special_tokens: false');
+  }
   if (s.training.micro_batch > s.training.global_batch) problem('training.micro_batch', `${s.training.micro_batch} is larger than global_batch ${s.training.global_batch}`);
   checkOptimizer(s.training, problem);
   const outputDir = path(s.output);
@@ -213,6 +218,7 @@ export function compileJob(raw: unknown, jobFile: string, o: CompileOptions = {}
       fields: s.data.fields,
       maxSeqLen: s.data.max_seq_len,
       packing: s.data.packing,
+      addSpecialTokens: s.data.add_special_tokens,
       evalFraction: s.data.eval_fraction,
       onBadRecord: s.data.on_bad_record,
       skipBadRecordsHint: skipHint(o),

@@ -32,6 +32,8 @@ export const DataSchema = z
       .prefault({}),
     max_seq_len: positiveInt.default(128),
     packing: z.boolean().default(false),
+    /** The tokenizer's post-processor specials (a Llama <s>) around text / prompt-completion records, as HF's tokenizer(text). */
+    add_special_tokens: z.boolean().default(true),
     /** Share of the training file held out for evaluation when no eval file is given. */
     eval_fraction: z.number().min(0).max(0.5).default(0.1),
     on_bad_record: z.enum(['fail', 'skip']).default('fail'),
