@@ -176,7 +176,9 @@ export function registerServeCommand(program: Command): void {
     .action(action(async (o: { model: string; port: number; host: string; maxQueue?: number; addSpecialTokens: boolean; backend?: string; threads?: Threads }) => {
       await startBackend(o.backend, threadsFor(o.threads, undefined, allCores()));
       const { startInferenceServer } = await import('../serve/server.ts');
-      const s = await startInferenceServer({ modelDir: await modelDirArg(o.model), port: o.port, host: o.host, maxQueue: o.maxQueue, addSpecialTokens: o.addSpecialTokens, log: (l) => console.error(l) });
+      const modelDir = await modelDirArg(o.model);
+      // A hub model is served under its id (its snapshot directory is named by a commit hash).
+      const s = await startInferenceServer({ modelDir, name: modelDir === o.model ? undefined : o.model, port: o.port, host: o.host, maxQueue: o.maxQueue, addSpecialTokens: o.addSpecialTokens, log: (l) => console.error(l) });
       const stop = () => void s.close().then(() => process.exit(0));
       process.once('SIGINT', stop);
       process.once('SIGTERM', stop);

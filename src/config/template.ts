@@ -22,6 +22,7 @@ ${o.eval ? `  eval: ${o.eval}` : '  # eval: eval.jsonl              # default: h
   # fields: {text: text, prompt: prompt, completion: completion, messages: messages, label: label}
   max_seq_len: 128                # tokens per example (longer ones are truncated)
   packing: false                  # causal LM: concatenate short examples into full rows
+  add_special_tokens: true        # the tokenizer's BOS / [CLS] [SEP] as Hugging Face's tokenizer(text) adds them
   eval_fraction: 0.1
   on_bad_record: fail             # fail | skip (skipped records are counted in the report)
   max_record_bytes: 1000000

@@ -82,6 +82,8 @@ export interface InferenceServer {
 
 export interface ServeOptions {
   modelDir: string;
+  /** The model's name in /v1/models and responses; default the directory's name (a hub model passes its id). */
+  name?: string;
   port: number;
   host?: string;
   /** Requests that may wait behind the running one; one more gets 503 (default DEFAULT_MAX_QUEUE). */
@@ -99,7 +101,7 @@ export async function startInferenceServer(o: ServeOptions): Promise<InferenceSe
   if (!Number.isInteger(maxQueue) || maxQueue < 0) throw new InputError(`--max-queue must be an integer >= 0, got ${maxQueue}`);
   const tok = await Tokenizer.fromDir(o.modelDir);
   const { model, missingHeads } = await loadModel(o.modelDir);
-  const name = basename(o.modelDir.replace(/\/+$/, ''));
+  const name = o.name ?? basename(o.modelDir.replace(/\/+$/, ''));
   const queue = new RequestQueue(maxQueue);
   const metrics = new ServeMetrics(() => queue.waiting);
 
