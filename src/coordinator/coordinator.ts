@@ -228,7 +228,7 @@ export class Coordinator {
     await this.o.record.train({
       step: s.step, loss: s.loss, lr: s.lr, grad_norm: s.gradNorm, count: s.count, tokens_per_s: s.tokensPerSecond,
       workers: s.workers, tokens: s.tokens, time_ms: Math.round(this.o.record.elapsedMs),
-      compute_ms: s.computeMs, reduce_ms_min: s.reduceMsMin, reduce_ms: s.reduceMs,
+      compute_ms: s.computeMs, reduce_ms_min: s.reduceMsMin, reduce_ms: s.reduceMs, reduce_bytes: s.reduceBytes,
     });
     if (s.hashGroups) {
       this.o.events?.hashCheck?.(s.hashGroups.size === 1);
