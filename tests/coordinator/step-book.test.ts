@@ -18,9 +18,9 @@ const report = (rank: number, step: number, o: Partial<StepReport> = {}): StepRe
 test('nothing until every rank reported; then totals, rank 0 values, min/max timings by hand', () => {
   const book = new StepBook();
   const reports = [
-    report(2, 7, { inputTokens: 130, samples: 5, computeMs: 40.4, reduceMs: 2.6 }),
-    report(0, 7, { inputTokens: 100, samples: 4, computeMs: 30, reduceMs: 20.5, loss: 1.75, lr: 2e-4, gradNorm: 0.9, count: 48 }),
-    report(1, 7, { inputTokens: 70, samples: 3, computeMs: 35, reduceMs: 9.4 }),
+    report(2, 7, { inputTokens: 130, samples: 5, computeMs: 40.4, reduceMs: 2.6, reduceBytes: 800 }),
+    report(0, 7, { inputTokens: 100, samples: 4, computeMs: 30, reduceMs: 20.5, reduceBytes: 800, loss: 1.75, lr: 2e-4, gradNorm: 0.9, count: 48 }),
+    report(1, 7, { inputTokens: 70, samples: 3, computeMs: 35, reduceMs: 9.4, reduceBytes: 800 }),
   ];
   assert.equal(book.add(reports[0], 3), undefined);
   assert.equal(book.add(reports[1], 3), undefined);
@@ -29,7 +29,7 @@ test('nothing until every rank reported; then totals, rank 0 values, min/max tim
   // slowest rank: 30 + 20.5 = 50.5 ms (rank 0); 300 tokens / 0.0505 s = 5940.59 -> 5941
   assert.deepEqual({ ...s, hashGroups: undefined }, {
     step: 7, loss: 1.75, lr: 2e-4, gradNorm: 0.9, count: 48, tokens: 300, samples: 12, tokensPerSecond: 5941, workers: 3,
-    computeMs: 40, reduceMsMin: 3, reduceMs: 21, hashGroups: undefined,
+    computeMs: 40, reduceMsMin: 3, reduceMs: 21, reduceBytes: 800, hashGroups: undefined,
   });
   assert.equal(s.hashGroups, undefined); // not a hash step: no paramHash
   assert.equal(book.add(report(0, 7), 3), undefined); // a completed step starts over, it does not complete twice
