@@ -6,6 +6,9 @@ import { parseThreads, type Threads } from '../config/compile.ts';
 import { RingtuneError } from '../errors.ts';
 import { BACKENDS, backendChoiceFrom, initBackend, setThreads, type BackendInfo } from '../model/backend.ts';
 
+/** --adapter of generate, classify, serve and eval. */
+export const ADAPTER_HELP = "a LoRA adapter directory (PEFT layout, e.g. a LoRA run's <output>/final) applied to --model; --model may itself name an adapter directory whose base_model_name_or_path is a local model";
+
 export const BACKEND_HELP = `tfjs backend: auto | ${BACKENDS.join(' | ')}`;
 
 /**

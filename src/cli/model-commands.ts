@@ -5,19 +5,42 @@ import { InputError } from '../errors.ts';
 import type { Family, Task } from '../model/config.ts';
 import { createModelDir } from '../model/create.ts';
 import { generate } from '../model/generate.ts';
-import { loadModelWithHead } from '../model/head-check.ts';
+import { loadModelWithHead, type HeadUse } from '../model/head-check.ts';
 import type { Model } from '../model/model.ts';
 import { loadModel, readConfigJson } from '../model/model-dir.ts';
+import { loadWithAdapter, mergeToDir, resolveModelArgs, tokenizerDir } from '../model/peft.ts';
 import { presetChoices } from '../model/presets.ts';
 import { encodeTruncated, inferenceMaxLength } from '../model/truncation.ts';
 import { Tokenizer } from '../model/tokenizer.ts';
 import { collateCls } from '../data/batch.ts';
 import { checkPredictionsTarget, writePredictions } from '../eval/predictions.ts';
 import { classifierOutputs } from '../train/evaluate.ts';
-import { action, allCores, BACKEND_HELP, floatArg, intArg, startBackend, threadsOption } from './common.ts';
+import { action, ADAPTER_HELP, allCores, BACKEND_HELP, floatArg, intArg, startBackend, threadsOption } from './common.ts';
 import { readTextInput, type TextItem } from './text-input.ts';
 
+/** --model [--adapter]: the base, or base + adapter merged in memory, with the head `needs` checked; the tokenizer next to the adapter, else the base's. */
+async function loadForCommand(o: { model: string; adapter?: string }, needs: Task, use: HeadUse): Promise<{ model: Model; tok: Tokenizer }> {
+  const { base, adapter } = await resolveModelArgs(o.model, o.adapter);
+  const tok = await Tokenizer.fromDir(await tokenizerDir(base, adapter));
+  const { model } = adapter ? await loadWithAdapter(base, adapter, { task: needs, use }) : await loadModelWithHead(base, needs, use);
+  return { model, tok };
+}
+
 export function registerModelCommands(program: Command): void {
+  program
+    .command('merge')
+    .description('merge a LoRA adapter into its base: writes a full Hugging Face model directory (W += scale * B A; modules_to_save replace the base\'s tensors)')
+    .requiredOption('--base <dir>', 'the base model directory the adapter was trained on')
+    .requiredOption('--adapter <dir>', 'the adapter directory (adapter_config.json + adapter_model.safetensors)')
+    .requiredOption('--output <dir>', 'the merged model directory (written atomically)')
+    .option('--overwrite', 'replace an existing --output directory')
+    .option('--backend <name>', BACKEND_HELP)
+    .action(action(async (o: { base: string; adapter: string; output: string; overwrite?: boolean; backend?: string }) => {
+      await startBackend(o.backend);
+      const r = await mergeToDir(o.base, o.adapter, o.output, !!o.overwrite);
+      console.log(`wrote ${o.output}: ${o.base} + LoRA ${o.adapter} (${r.targets} adapted modules, ${r.task})`);
+    }));
+
   const model = program.command('model').description('create and inspect model directories');
 
   model
@@ -66,6 +89,7 @@ export function registerModelCommands(program: Command): void {
     .command('generate')
     .description('generate text from a causal-LM model directory')
     .requiredOption('--model <dir>', 'model directory')
+    .option('--adapter <dir>', ADAPTER_HELP)
     .requiredOption('--prompt <text>', 'prompt text')
     .option('--chat', 'wrap the prompt as a user message with the tokenizer\'s chat template')
     .option('--max-tokens <n>', 'new tokens at most', intArg(1), 64)
@@ -75,10 +99,9 @@ export function registerModelCommands(program: Command): void {
     .option('--seed <n>', 'sampling seed', intArg(0), 0)
     .option('--backend <name>', BACKEND_HELP)
     .addOption(threadsOption('all cores', false))
-    .action(action(async (o: { model: string; prompt: string; chat?: boolean; maxTokens: number; temperature: number; topK: number; topP: number; seed: number; backend?: string; threads?: Threads }) => {
+    .action(action(async (o: { model: string; adapter?: string; prompt: string; chat?: boolean; maxTokens: number; temperature: number; topK: number; topP: number; seed: number; backend?: string; threads?: Threads }) => {
       await startBackend(o.backend, threadsFor(o.threads, undefined, allCores()));
-      const tok = await Tokenizer.fromDir(o.model);
-      const { model: m } = await loadModelWithHead(o.model, 'causal-lm', { command: 'ringtune generate', otherCommand: 'ringtune classify' });
+      const { model: m, tok } = await loadForCommand(o, 'causal-lm', { command: 'ringtune generate', otherCommand: 'ringtune classify' });
       const text = o.chat ? tok.applyChatTemplate([{ role: 'user', content: o.prompt }], { addGenerationPrompt: true }) : o.prompt;
       let ids = tok.encode(text, { addSpecialTokens: false });
       if (ids.length === 0 && tok.bosTokenId !== undefined) ids = [tok.bosTokenId];
@@ -107,6 +130,7 @@ export function registerModelCommands(program: Command): void {
     .command('classify')
     .description('classify texts with a sequence-classification model directory; prints one JSON line per text')
     .requiredOption('--model <dir>', 'model directory')
+    .option('--adapter <dir>', ADAPTER_HELP)
     .option('--text <text...>', 'one or more texts')
     .option('--input <file>', 'texts to classify, - for stdin: JSONL with a "text" field (name ends in .jsonl, or first character "{"), else one text per line')
     .option('--output <file>', 'write the JSON lines here (atomically) instead of stdout; - for stdout')
@@ -114,13 +138,12 @@ export function registerModelCommands(program: Command): void {
     .option('--batch <n>', 'texts per forward pass', intArg(1), 16)
     .option('--backend <name>', BACKEND_HELP)
     .addOption(threadsOption('all cores', false))
-    .action(action(async (o: { model: string; text?: string[]; input?: string; output?: string; overwrite?: boolean; batch: number; backend?: string; threads?: Threads }) => {
+    .action(action(async (o: { model: string; adapter?: string; text?: string[]; input?: string; output?: string; overwrite?: boolean; batch: number; backend?: string; threads?: Threads }) => {
       if (!o.text === !o.input) throw new InputError('give the texts with either --text or --input FILE (- for stdin)');
       if (o.output) await checkPredictionsTarget(o.output, !!o.overwrite, '--output');
       const items: TextItem[] = o.input ? await readTextInput(o.input) : o.text!.map((text, i) => ({ text, where: `--text ${i + 1}` }));
       await startBackend(o.backend, threadsFor(o.threads, undefined, allCores()));
-      const tok = await Tokenizer.fromDir(o.model);
-      const { model: m } = await loadModelWithHead(o.model, 'classification', { command: 'ringtune classify', otherCommand: 'ringtune generate' });
+      const { model: m, tok } = await loadForCommand(o, 'classification', { command: 'ringtune classify', otherCommand: 'ringtune generate' });
       const lines = await classifyItems(m, tok, items, o.batch, !!o.input).finally(() => m.dispose());
       await writePredictions(o.output ?? '-', lines);
     }));
@@ -161,15 +184,17 @@ export function registerServeCommand(program: Command): void {
     .command('serve')
     .description('HTTP inference: /v1/completions, /v1/chat/completions (causal LM), /v1/classify (classifier)')
     .requiredOption('--model <dir>', 'model directory')
+    .option('--adapter <dir>', ADAPTER_HELP)
     .option('--port <port>', 'port (0 = any free port)', intArg(0), 8080)
     .option('--host <host>', 'interface to bind', '127.0.0.1')
     .option('--max-queue <n>', 'requests that may wait behind the running one; more get 503 + Retry-After (default 64)', intArg(0))
     .option('--backend <name>', BACKEND_HELP)
     .addOption(threadsOption('all cores', false))
-    .action(action(async (o: { model: string; port: number; host: string; maxQueue?: number; backend?: string; threads?: Threads }) => {
+    .action(action(async (o: { model: string; adapter?: string; port: number; host: string; maxQueue?: number; backend?: string; threads?: Threads }) => {
       await startBackend(o.backend, threadsFor(o.threads, undefined, allCores()));
       const { startInferenceServer } = await import('../serve/server.ts');
-      const s = await startInferenceServer({ modelDir: o.model, port: o.port, host: o.host, maxQueue: o.maxQueue, log: (l) => console.error(l) });
+      const { base, adapter } = await resolveModelArgs(o.model, o.adapter);
+      const s = await startInferenceServer({ modelDir: base, adapterDir: adapter, port: o.port, host: o.host, maxQueue: o.maxQueue, log: (l) => console.error(l) });
       const stop = () => void s.close().then(() => process.exit(0));
       process.once('SIGINT', stop);
       process.once('SIGTERM', stop);

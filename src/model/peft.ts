@@ -307,11 +307,17 @@ export async function resolveModelArgs(model: string, adapter?: string): Promise
  * arithmetic, so the outputs are those of the unmerged adapter, bit for bit, at the base's speed).
  * The task is the adapter's task_type; with `needs` the head is checked as loadModelWithHead does.
  */
-export async function loadWithAdapter(base: string, adapterDir: string, needs?: { task: Task; use: HeadUse }): Promise<LoadedModel> {
+export async function loadWithAdapter(base: string, adapterDir: string, needs?: { task: Task; use: HeadUse }, o: { labels?: string[] } = {}): Promise<LoadedModel> {
   const family = familyOf(await readConfigJson(base), join(base, 'config.json'));
   const cfg = await readAdapterConfig(adapterDir, family);
-  const labels = cfg.task === 'classification' ? await adapterLabels(adapterDir) : undefined;
-  const loaded = await loadModel(base, { task: cfg.task, labels });
+  if (needs && cfg.task !== needs.task) {
+    throw new InputError(`${adapterDir} is a ${TASK_TYPE[cfg.task]} adapter: ${needs.use.command} needs a ${TASK_TYPE[needs.task]} one. Use ${needs.use.otherCommand} for it`);
+  }
+  const own = cfg.task === 'classification' ? await adapterLabels(adapterDir) : undefined;
+  if (own && o.labels && own.join('\n') !== o.labels.join('\n')) {
+    throw new InputError(`${adapterDir}: the adapter's labels [${own.join(', ')}] differ from the data's [${o.labels.join(', ')}]`);
+  }
+  const loaded = await loadModel(base, { task: cfg.task, labels: own ?? o.labels });
   try {
     const adapter = await loadAdapter(loaded.model, adapterDir, cfg);
     // A head the base lacked is fine when the adapter brings it (modules_to_save).
@@ -323,6 +329,11 @@ export async function loadWithAdapter(base: string, adapterDir: string, needs?: 
     loaded.model.dispose();
     throw err;
   }
+}
+
+/** Where an adapter run's tokenizer is: copied next to the adapter, else the base's. */
+export async function tokenizerDir(base: string, adapter?: string): Promise<string> {
+  return adapter && (await exists(join(adapter, 'tokenizer.json'))) ? adapter : base;
 }
 
 /**
@@ -341,7 +352,7 @@ export async function mergeToDir(base: string, adapterDir: string, output: strin
     const adapter = await loadAdapter(model, adapterDir, cfg);
     const targets = adapter.targets.length;
     model.mergeAdapter();
-    const tokenizerFrom = (await exists(join(adapterDir, 'tokenizer.json'))) ? adapterDir : base;
+    const tokenizerFrom = await tokenizerDir(base, adapterDir);
     await saveModel(model, output, { tokenizerFrom, metadata: { ringtune: `merged ${base} + LoRA ${adapterDir}` } });
     return { task: cfg.task, targets };
   } finally {
