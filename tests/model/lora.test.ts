@@ -10,13 +10,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import * as tf from '@tensorflow/tfjs-core';
-import type { Family, Task } from '../../src/model/config.ts';
+import { configFromHF, configToHF, type Family, type Task } from '../../src/model/config.ts';
 import { loadModel, saveModel } from '../../src/model/model-dir.ts';
 import type { Model } from '../../src/model/model.ts';
 import { paramSpecs } from '../../src/model/model.ts';
 import { ADAPTER_FILES, loadAdapter, loadWithAdapter, mergeToDir, resolveModelArgs, saveAdapter } from '../../src/model/peft.ts';
 import { readSafetensors, writeSafetensors, type HostTensor } from '../../src/model/safetensors.ts';
-import { idsTensor, makeModel, randomIds, ready, relErr } from './helpers.ts';
+import { idsTensor, makeModel, randomHost, randomIds, ready, relErr } from './helpers.ts';
 import { loraModel } from './lora-helpers.ts';
 
 async function tempDir(t: TestContext): Promise<string> {
@@ -245,6 +245,15 @@ test('bad adapter directories: errors name adapter_config.json and the field, or
   await assert.rejects(loadAdapter(m, join(dir, 'gpt2')), /another model family or size[\s\S]*keys not in this llama model .*transformer\.h\.0\.attn\.c_attn\.lora_A\.weight/);
   m.dispose();
   gpt2.model.dispose();
+  // Another size: a 3-layer llama lacks nothing the adapter has but needs layer 2's pairs; a wider one mismatches shapes.
+  const deeper = configFromHF({ ...configToHF(model.config, 'causal-lm'), num_hidden_layers: 3 });
+  const m3 = makeModel(deeper, 'causal-lm', randomHost(deeper, 'causal-lm', 1));
+  await assert.rejects(loadAdapter(m3, good), /missing keys: base_model\.model\.model\.layers\.2\.self_attn\.q_proj\.lora_A\.weight/);
+  m3.dispose();
+  const wider = configFromHF({ ...configToHF(model.config, 'causal-lm'), hidden_size: 32 });
+  const m32 = makeModel(wider, 'causal-lm', randomHost(wider, 'causal-lm', 1));
+  await assert.rejects(loadAdapter(m32, good), /q_proj\.lora_A\.weight has shape \[4,16\] in .*adapter_model\.safetensors but the base model needs \[4,32\]/);
+  m32.dispose();
   model.dispose();
 });
 
