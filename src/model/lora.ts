@@ -37,6 +37,8 @@ export interface HFTensorRule {
   /** The name without the body prefix (base *Model checkpoints and PEFT adapters trained on them). */
   body: string;
   module: string;
+  /** `module` without the body prefix. */
+  bodyModule: string;
   internal: string[];
   layout: Layout;
   /** Layer index, for ordering (Infinity outside the layers). */
@@ -55,7 +57,7 @@ export function hfTensorRules(cfg: ModelConfig, specs: ReadonlyMap<string, Param
       if (!internal.every((n) => specs.has(n))) continue;
       const body = sub(rule.hf);
       const hf = rule.top ? body : table.prefix + body;
-      out.push({ hf, body, module: hf.slice(0, hf.lastIndexOf('.')), internal, layout: rule.layout, layer: i < 0 ? Infinity : i });
+      out.push({ hf, body, module: hf.slice(0, hf.lastIndexOf('.')), bodyModule: body.slice(0, body.lastIndexOf('.')), internal, layout: rule.layout, layer: i < 0 ? Infinity : i });
     }
   });
   // Stable sort: within a layer the table's order, which is the HF module order.
@@ -65,6 +67,8 @@ export function hfTensorRules(cfg: ModelConfig, specs: ReadonlyMap<string, Param
 export interface LoraTarget {
   /** Canonical HF module path, e.g. model.layers.0.self_attn.q_proj. */
   module: string;
+  /** Without the body prefix (layers.0.self_attn.q_proj): adapters trained on a base *Model. */
+  bodyModule: string;
   /** Internal weights W (in, out); three for GPT-2's c_attn, whose B columns split among them. */
   weights: string[];
   inFeatures: number;
@@ -85,7 +89,7 @@ export function loraPlan(cfg: ModelConfig, task: Task, specList: readonly ParamS
     const shapes = r.internal.map((n) => specs.get(n)!.shape);
     if (shapes.some((s) => s.length !== 2)) continue;
     targets.push({
-      module: r.module, weights: r.internal, inFeatures: shapes[0][0], outFeatures: shapes.reduce((n, s) => n + s[1], 0),
+      module: r.module, bodyModule: r.bodyModule, weights: r.internal, inFeatures: shapes[0][0], outFeatures: shapes.reduce((n, s) => n + s[1], 0),
       a: `${r.module}.lora_A`, b: `${r.module}.lora_B`,
     });
   }

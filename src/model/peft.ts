@@ -224,16 +224,14 @@ export async function readAdapterTensors(model: Model, dir: string, cfg: Adapter
     slots.set(slot.key, slot);
     slots.set(`${PREFIX}${bodyModule}.${leaf}`, slot);
   };
-  const prefix = model.config.family === 'gpt2' ? 'transformer.' : model.config.family === 'llama' ? 'model.' : 'bert.';
-  const body = (m: string) => (m.startsWith(prefix) ? m.slice(prefix.length) : m);
   for (const t of plan.targets) {
-    add(t.module, body(t.module), 'lora_A.weight', [r, t.inFeatures], (x) => values.set(t.a, transposeHost(x)));
-    add(t.module, body(t.module), 'lora_B.weight', [t.outFeatures, r], (x) => values.set(t.b, transposeHost(x)));
+    add(t.module, t.bodyModule, 'lora_A.weight', [r, t.inFeatures], (x) => values.set(t.a, transposeHost(x)));
+    add(t.module, t.bodyModule, 'lora_B.weight', [t.outFeatures, r], (x) => values.set(t.b, transposeHost(x)));
   }
   for (const rule of plan.saved) {
     const shapes = rule.internal.map((n) => specs.get(n)!.shape);
     const leaf = rule.hf.slice(rule.module.length + 1);
-    add(rule.module, body(rule.module), leaf, hfShapeOf(rule, shapes), (x) => fromHF(rule, x, shapes).forEach((p, k) => saved.set(rule.internal[k], p)));
+    add(rule.module, rule.bodyModule, leaf, hfShapeOf(rule, shapes), (x) => fromHF(rule, x, shapes).forEach((p, k) => saved.set(rule.internal[k], p)));
   }
   const unknown: string[] = [];
   const badShape: string[] = [];

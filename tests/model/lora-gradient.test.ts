@@ -38,7 +38,7 @@ for (const parts of [1, 3]) {
     const G = normal(rng, N * outF);
     const cols = outF / parts;
     const names = [...Array(parts).keys()].map((k) => `w${k}`);
-    const target: LoraTarget = { module: 'm', weights: names, inFeatures: inF, outFeatures: outF, a: 'm.lora_A', b: 'm.lora_B' };
+    const target: LoraTarget = { module: 'm', bodyModule: 'm', weights: names, inFeatures: inF, outFeatures: outF, a: 'm.lora_A', b: 'm.lora_B' };
     const lora = { ...resolveLora('llama', 'causal-lm', { r, alpha: s * r, dropout: 0, useRslora: false }, 'test') };
     const adapter = new LoraAdapter(lora, [target], [], new Map<string, HostTensor>([[target.a, { shape: [inF, r], data: A }], [target.b, { shape: [r, outF], data: B }]]), { specs: [], params: new Map() });
     // W's column block k is weight w_k (in, cols).
