@@ -15,6 +15,7 @@ import { runCoordinator } from '../coordinator/coordinator.ts';
 import { runLocalCluster } from '../coordinator/local.ts';
 import { CoordinatorMetrics, startMetricsServer, WorkerMetrics } from '../metrics/metrics.ts';
 import { runWorker } from '../worker/worker.ts';
+import { hubOptionsFromEnv } from '../hub/hub-options.ts';
 import { action, allCores, BACKEND_HELP, stopOnSignals, intArg, overridesOf, startBackend, threadsOption, withOverrides } from './common.ts';
 import { parseRecord, stringifyRecord } from '../run/record-json.ts';
 
@@ -63,8 +64,11 @@ export function registerClusterCommands(program: Command): void {
     .addOption(backendOption().hideHelp())
     .addOption(lingerOption())
     .addOption(secretOption())
-    .action(action(async (jobFile: string, o: { nats?: string; workers?: number; metricsPort: number; resume?: boolean; overwrite?: boolean; lingerMs: number; secretFile?: string; output?: string; set?: string[] } & NatsFlags) => {
+    // `ringtune local` resolved the job's hub model already: its workers share this machine and get the path.
+    .addOption(new Option('--model-dir <dir>', 'directory holding the job\'s hub model on every worker (ringtune local passes its cache snapshot); without it each worker fetches the hub model itself').hideHelp())
+    .action(action(async (jobFile: string, o: { nats?: string; workers?: number; metricsPort: number; resume?: boolean; overwrite?: boolean; lingerMs: number; secretFile?: string; output?: string; set?: string[]; modelDir?: string } & NatsFlags) => {
       const job = await loadJobFile(jobFile, overridesOf(o));
+      if (o.modelDir && job.hub) job.modelDir = o.modelDir;
       const secret = loadJobSecret({ file: o.secretFile ?? job.cluster.secretFile });
       if (o.workers) job.cluster.workers = o.workers;
       const url = o.nats ?? job.cluster.nats.url ?? 'nats://127.0.0.1:4222';
@@ -122,7 +126,7 @@ export function registerClusterCommands(program: Command): void {
         await runWorker({
           stop: signals.stop,
           bus: busOptions(o.nats, o), secret, job: o.job, ringHost: o.ringHost, ringPort, advertise: o.advertise, rankHint: o.rankHint ?? -1,
-          ringToken: process.env.RINGTUNE_RING_TOKEN, backend, threads: o.threads, metricsPort: server.port, log: (l) => console.error(l), traceFile: o.traceExamples,
+          ringToken: process.env.RINGTUNE_RING_TOKEN, hub: hubOptionsFromEnv(), backend, threads: o.threads, metricsPort: server.port, log: (l) => console.error(l), traceFile: o.traceExamples,
           events: {
             phase: (p) => metrics.setPhase(p),
             assigned: (rank) => metrics.setRank(rank),

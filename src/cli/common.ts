@@ -4,7 +4,15 @@ import { InvalidArgumentError, Option, type Command } from 'commander';
 import type { JobOverrides } from '../config/overrides.ts';
 import { parseThreads, type Threads } from '../config/compile.ts';
 import { RingtuneError } from '../errors.ts';
+import { hubOptionsFromEnv } from '../hub/hub-options.ts';
+import { resolveModelArg } from '../hub/resolve.ts';
 import { BACKENDS, backendChoiceFrom, initBackend, setThreads, type BackendInfo } from '../model/backend.ts';
+
+/** Help of every --model flag. */
+export const MODEL_HELP = 'model directory, or a Hugging Face hub model org/name[@revision] (downloaded into the HF cache; HF_TOKEN, HF_ENDPOINT, HF_HUB_OFFLINE honoured)';
+
+/** --model -> a directory: a local one as typed, a hub id resolved (downloaded if need be) into the HF cache. */
+export const modelDirArg = (value: string): Promise<string> => resolveModelArg(value, hubOptionsFromEnv());
 
 /** --adapter of generate, classify, serve and eval. */
 export const ADAPTER_HELP = "a LoRA adapter directory (PEFT layout, e.g. a LoRA run's <output>/final) applied to --model; --model may itself name an adapter directory whose base_model_name_or_path is a local model";

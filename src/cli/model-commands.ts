@@ -10,17 +10,18 @@ import type { Model } from '../model/model.ts';
 import { loadModel, readConfigJson } from '../model/model-dir.ts';
 import { loadWithAdapter, mergeToDir, resolveModelArgs, tokenizerDir } from '../model/peft.ts';
 import { presetChoices } from '../model/presets.ts';
+import { promptIds } from '../model/prompt.ts';
 import { encodeTruncated, inferenceMaxLength } from '../model/truncation.ts';
 import { Tokenizer } from '../model/tokenizer.ts';
 import { collateCls } from '../data/batch.ts';
 import { checkPredictionsTarget, writePredictions } from '../eval/predictions.ts';
 import { classifierOutputs } from '../train/evaluate.ts';
-import { action, ADAPTER_HELP, allCores, BACKEND_HELP, floatArg, intArg, startBackend, threadsOption } from './common.ts';
+import { action, ADAPTER_HELP, allCores, BACKEND_HELP, floatArg, intArg, MODEL_HELP, modelDirArg, startBackend, threadsOption } from './common.ts';
 import { readTextInput, type TextItem } from './text-input.ts';
 
 /** --model [--adapter]: the base, or base + adapter merged in memory, with the head `needs` checked; the tokenizer next to the adapter, else the base's. */
 async function loadForCommand(o: { model: string; adapter?: string }, needs: Task, use: HeadUse): Promise<{ model: Model; tok: Tokenizer }> {
-  const { base, adapter } = await resolveModelArgs(o.model, o.adapter);
+  const { base, adapter } = await resolveModelArgs(await modelDirArg(o.model), o.adapter, modelDirArg);
   const tok = await Tokenizer.fromDir(await tokenizerDir(base, adapter));
   const { model } = adapter ? await loadWithAdapter(base, adapter, { task: needs, use }) : await loadModelWithHead(base, needs, use);
   return { model, tok };
@@ -68,8 +69,9 @@ export function registerModelCommands(program: Command): void {
 
   model
     .command('info <dir>')
-    .description('print a model directory\'s architecture, size and tokenizer')
-    .action(action(async (dir: string) => {
+    .description('print the architecture, size and tokenizer of a model directory or hub model org/name[@revision]')
+    .action(action(async (arg: string) => {
+      const dir = await modelDirArg(arg);
       await startBackend(undefined);
       const json = await readConfigJson(dir);
       const { model: m, missingHeads, ignored } = await loadModel(dir);
@@ -88,10 +90,11 @@ export function registerModelCommands(program: Command): void {
   program
     .command('generate')
     .description('generate text from a causal-LM model directory')
-    .requiredOption('--model <dir>', 'model directory')
+    .requiredOption('--model <dir>', MODEL_HELP)
     .option('--adapter <dir>', ADAPTER_HELP)
     .requiredOption('--prompt <text>', 'prompt text')
     .option('--chat', 'wrap the prompt as a user message with the tokenizer\'s chat template')
+    .option('--no-add-special-tokens', 'do not add the tokenizer\'s special tokens (a Llama <s>) to a plain prompt, as HF tokenizer(prompt, add_special_tokens=False); --chat adds none anyway')
     .option('--max-tokens <n>', 'new tokens at most', intArg(1), 64)
     .option('--temperature <t>', '0 = greedy', floatArg(0, 100), 0)
     .option('--top-k <k>', 'sample from the k most likely tokens (0 = all)', intArg(0), 0)
@@ -99,11 +102,12 @@ export function registerModelCommands(program: Command): void {
     .option('--seed <n>', 'sampling seed', intArg(0), 0)
     .option('--backend <name>', BACKEND_HELP)
     .addOption(threadsOption('all cores', false))
-    .action(action(async (o: { model: string; adapter?: string; prompt: string; chat?: boolean; maxTokens: number; temperature: number; topK: number; topP: number; seed: number; backend?: string; threads?: Threads }) => {
+    .action(action(async (o: { model: string; adapter?: string; prompt: string; chat?: boolean; addSpecialTokens: boolean; maxTokens: number; temperature: number; topK: number; topP: number; seed: number; backend?: string; threads?: Threads }) => {
       await startBackend(o.backend, threadsFor(o.threads, undefined, allCores()));
       const { model: m, tok } = await loadForCommand(o, 'causal-lm', { command: 'ringtune generate', otherCommand: 'ringtune classify' });
-      const text = o.chat ? tok.applyChatTemplate([{ role: 'user', content: o.prompt }], { addGenerationPrompt: true }) : o.prompt;
-      let ids = tok.encode(text, { addSpecialTokens: false });
+      const prompt = o.chat ? { messages: [{ role: 'user', content: o.prompt }] } : { text: o.prompt };
+      // --chat: the template writes its own BOS; --no-add-special-tokens only turns off a plain prompt's.
+      let ids = promptIds(tok, prompt, { addSpecialTokens: o.chat ? false : o.addSpecialTokens });
       if (ids.length === 0 && tok.bosTokenId !== undefined) ids = [tok.bosTokenId];
       const out: number[] = [];
       let printed = '';
@@ -129,7 +133,7 @@ export function registerModelCommands(program: Command): void {
   program
     .command('classify')
     .description('classify texts with a sequence-classification model directory; prints one JSON line per text')
-    .requiredOption('--model <dir>', 'model directory')
+    .requiredOption('--model <dir>', MODEL_HELP)
     .option('--adapter <dir>', ADAPTER_HELP)
     .option('--text <text...>', 'one or more texts')
     .option('--input <file>', 'texts to classify, - for stdin: JSONL with a "text" field (name ends in .jsonl, or first character "{"), else one text per line')
@@ -183,18 +187,22 @@ export function registerServeCommand(program: Command): void {
   program
     .command('serve')
     .description('HTTP inference: /v1/completions, /v1/chat/completions (causal LM), /v1/classify (classifier)')
-    .requiredOption('--model <dir>', 'model directory')
+    .requiredOption('--model <dir>', MODEL_HELP)
     .option('--adapter <dir>', ADAPTER_HELP)
     .option('--port <port>', 'port (0 = any free port)', intArg(0), 8080)
     .option('--host <host>', 'interface to bind', '127.0.0.1')
     .option('--max-queue <n>', 'requests that may wait behind the running one; more get 503 + Retry-After (default 64)', intArg(0))
+    .option('--no-add-special-tokens', '/v1/completions: do not add the tokenizer\'s special tokens (a Llama <s>) to prompts unless a request sets "add_special_tokens": true')
     .option('--backend <name>', BACKEND_HELP)
     .addOption(threadsOption('all cores', false))
-    .action(action(async (o: { model: string; adapter?: string; port: number; host: string; maxQueue?: number; backend?: string; threads?: Threads }) => {
+    .action(action(async (o: { model: string; adapter?: string; port: number; host: string; maxQueue?: number; addSpecialTokens: boolean; backend?: string; threads?: Threads }) => {
       await startBackend(o.backend, threadsFor(o.threads, undefined, allCores()));
       const { startInferenceServer } = await import('../serve/server.ts');
-      const { base, adapter } = await resolveModelArgs(o.model, o.adapter);
-      const s = await startInferenceServer({ modelDir: base, adapterDir: adapter, port: o.port, host: o.host, maxQueue: o.maxQueue, log: (l) => console.error(l) });
+      const modelDir = await modelDirArg(o.model);
+      const { base, adapter } = await resolveModelArgs(modelDir, o.adapter, modelDirArg);
+      // A hub model is served under its id (its snapshot directory is named by a commit hash).
+      const name = adapter ? undefined : modelDir === o.model ? undefined : o.model;
+      const s = await startInferenceServer({ modelDir: base, adapterDir: adapter, name, port: o.port, host: o.host, maxQueue: o.maxQueue, addSpecialTokens: o.addSpecialTokens, log: (l) => console.error(l) });
       const stop = () => void s.close().then(() => process.exit(0));
       process.once('SIGINT', stop);
       process.once('SIGTERM', stop);

@@ -5,6 +5,9 @@ import { Option, type Command } from 'commander';
 import { compileJob, loadJobFile, threadsFor, type DataFormat, type Threads } from '../config/compile.ts';
 import { jobTemplate } from '../config/template.ts';
 import { InputError } from '../errors.ts';
+import { hubRefOf } from '../hub/hub-id.ts';
+import { hubOptionsFromEnv } from '../hub/hub-options.ts';
+import { resolveJobModel } from '../hub/resolve.ts';
 import { configFromHF, taskFromArchitectures, type Task } from '../model/config.ts';
 import { loadModel, readConfigJson } from '../model/model-dir.ts';
 import { loadWithAdapter, resolveModelArgs } from '../model/peft.ts';
@@ -17,7 +20,7 @@ import { checkPredictionsTarget, writePredictions, type Prediction } from '../ev
 import { evalState } from '../train/evaluate.ts';
 import { train } from '../train/loop.ts';
 import { prepareRun } from '../train/prepare.ts';
-import { action, ADAPTER_HELP, allCores, BACKEND_HELP, intArg, overridesOf, startBackend, stopOnSignals, threadsOption, withOverrides } from './common.ts';
+import { action, ADAPTER_HELP, allCores, BACKEND_HELP, intArg, MODEL_HELP, modelDirArg, overridesOf, startBackend, stopOnSignals, threadsOption, withOverrides } from './common.ts';
 import { stringifyRecord } from '../run/record-json.ts';
 
 const FORMATS = ['text', 'prompt-completion', 'messages', 'label'];
@@ -31,7 +34,7 @@ export function registerTrainCommands(program: Command): void {
   program
     .command('init <dir>')
     .description('write DIR/job.yaml with every option and its default, commented')
-    .option('--model <dir>', 'base model directory', 'model')
+    .option('--model <dir>', 'base model directory, or a hub model org/name[@revision]', 'model')
     .option('--train <file>', 'training data (JSONL or CSV)', 'train.jsonl')
     .option('--eval <file>', 'evaluation data')
     .option('--format <format>', FORMATS.join(' | '), 'text')
@@ -42,7 +45,7 @@ export function registerTrainCommands(program: Command): void {
       if (!o.force && (await access(file).then(() => true, () => false))) throw new InputError(`${file} exists; pass --force to replace it`);
       await mkdir(dir, { recursive: true });
       const rel = (p: string) => relative(resolve(dir), resolve(p)) || '.';
-      await writeFileAtomic(file, jobTemplate({ model: rel(o.model), train: rel(o.train), eval: o.eval && rel(o.eval), format: o.format as DataFormat }));
+      await writeFileAtomic(file, jobTemplate({ model: hubRefOf(o.model, resolve(o.model)) ? o.model : rel(o.model), train: rel(o.train), eval: o.eval && rel(o.eval), format: o.format as DataFormat }));
       console.log(`wrote ${file}; edit it, then: ringtune train ${file}`);
     }));
 
@@ -55,7 +58,8 @@ export function registerTrainCommands(program: Command): void {
     .option('--backend <name>', `${BACKEND_HELP} (overrides the job spec)`)
     .addOption(threadsOption())
     .action(action(async (jobFile: string, o: { resume?: boolean; overwrite?: boolean; dryRun?: boolean; backend?: string; threads?: Threads; output?: string; set?: string[] }) => {
-      const job = await loadJobFile(jobFile, overridesOf(o));
+      // The hub model (if `model:` names one) is fetched before anything reads the model directory.
+      const job = await resolveJobModel(await loadJobFile(jobFile, overridesOf(o)), hubOptionsFromEnv());
       await startBackend(o.backend ?? (job.backend === 'auto' ? undefined : job.backend), threadsFor(o.threads, job.threads, allCores()));
       if (o.dryRun) {
         const { data } = await prepareRun(job);
@@ -75,7 +79,7 @@ export function registerTrainCommands(program: Command): void {
   program
     .command('eval')
     .description('evaluate a model directory on a dataset (loss/perplexity, or accuracy/F1 for labels)')
-    .requiredOption('--model <dir>', 'model directory')
+    .requiredOption('--model <dir>', MODEL_HELP)
     .option('--adapter <dir>', ADAPTER_HELP)
     .requiredOption('--data <file>', 'JSONL or CSV dataset')
     .option('--format <format>', FORMATS.join(' | '), 'text')
@@ -90,7 +94,7 @@ export function registerTrainCommands(program: Command): void {
     .option('--backend <name>', BACKEND_HELP)
     .addOption(threadsOption('all cores', false))
     .action(action(async (o: { model: string; adapter?: string; data: string; format: string; maxSeqLen?: number; batch: number; onBadRecord: string; metrics?: string; maxNewTokens: number; maxExamples: number; predictions?: string; overwrite?: boolean; backend?: string; threads?: Threads }) => {
-      const { base, adapter } = await resolveModelArgs(resolve(o.model), o.adapter && resolve(o.adapter));
+      const { base, adapter } = await resolveModelArgs(resolve(await modelDirArg(o.model)), o.adapter && resolve(o.adapter), modelDirArg);
       // By default eval cuts where classify and serve do (the model's positions, or the tokenizer's
       // model_max_length if smaller), so the reported numbers describe the model as deployed.
       const maxSeqLen = o.maxSeqLen ?? inferenceMaxLength(configFromHF(await readConfigJson(base), join(base, 'config.json')).maxPositions,

@@ -1,8 +1,9 @@
 /**
  * Job YAML -> validated spec -> CompiledJob: defaults filled in, paths resolved against the job
  * file's folder, units in names. Nothing downstream reads raw YAML or environment variables.
- * Every problem is reported at once, each with its path (`training.lr: ...`). The one look at the
- * filesystem: output paths that a file is in the way of.
+ * Every problem is reported at once, each with its path (`training.lr: ...`). The looks at the
+ * filesystem: output paths that a file is in the way of, and whether `model:` names an existing
+ * directory (if not, and it reads as `org/name[@revision]`, it is a hub model: hub/hub-id.ts).
  */
 import { statSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
@@ -14,6 +15,8 @@ import type { BackendChoice } from '../model/backend-names.ts';
 import type { Task } from '../model/config.ts';
 import { LORA_DEFAULTS, type LoraOptions } from '../model/lora-config.ts';
 import type { ScheduleName } from '../optim/lr-schedule.ts';
+import { defaultBetas, type OptimizerKind } from '../optim/optimizer.ts';
+import { hubRefOf, type HubRef } from '../hub/hub-id.ts';
 import { checkMetricNames, resultKeys, type GenerationMetric } from '../eval/index.ts';
 import { applyOverrides, originOf, type JobOverrides, type Origins } from './overrides.ts';
 import { JobSchema, type JobSpec } from './schema.ts';
@@ -23,7 +26,15 @@ export type DataFormat = 'text' | 'prompt-completion' | 'messages' | 'label';
 export interface CompiledJob {
   name: string;
   jobFile: string;
+  /** `model:` as the job file wrote it (reports show this). */
+  model: string;
+  /**
+   * `model:` resolved against the job folder. For a hub model (`hub` set) a directory only once
+   * hub/resolve.ts resolveJobModel has run (or a launcher passed the snapshot it resolved).
+   */
   modelDir: string;
+  /** The hub model `model:` names, when no local directory of that name exists where the job was compiled. */
+  hub?: HubRef;
   /** undefined = from the model's config.json (`architectures`), or by data format. */
   task: Task;
   backend: BackendChoice;
@@ -36,6 +47,8 @@ export interface CompiledJob {
     fields: { text: string; prompt: string; completion: string; messages: string; label: string };
     maxSeqLen: number;
     packing: boolean;
+    /** data.add_special_tokens (src/data/examples.ts); always true for format label. */
+    addSpecialTokens: boolean;
     evalFraction: number;
     onBadRecord: 'fail' | 'skip';
     /** What the user would type to skip bad records, in the words they used (flag, --set or YAML key). */
@@ -56,6 +69,11 @@ export interface CompiledJob {
     beta1: number;
     beta2: number;
     eps: number;
+    /** training.optimizer; momentum, dampening and nesterov are sgd's (optim/sgd.ts). beta1/2: adam, adamw, lion. */
+    optimizer: OptimizerKind;
+    momentum: number;
+    dampening: number;
+    nesterov: boolean;
     gradClip: number;
     /** training.on_nonfinite (train-step.ts). */
     onNonFinite: 'fail' | 'skip_step';
@@ -164,7 +182,11 @@ export function compileJob(raw: unknown, jobFile: string, o: CompileOptions = {}
   const problem = (path: string, message: string) => problems.push(problemLine(path, message, o));
   if (task === 'classification' && s.data.format !== 'label') problem('data.format', `task classification needs format "label", got "${s.data.format}"`);
   if (task === 'causal-lm' && s.data.format === 'label') problem('data.format', 'format "label" needs task classification');
+  if (s.data.format === 'label' && !s.data.add_special_tokens) {
+    problem('data.add_special_tokens', 'format "label" always encodes with the tokenizer\'s special tokens (the classifier reads [CLS] / the last token); remove add_special_tokens: false');
+  }
   if (s.training.micro_batch > s.training.global_batch) problem('training.micro_batch', `${s.training.micro_batch} is larger than global_batch ${s.training.global_batch}`);
+  checkOptimizer(s.training, problem);
   const method = typeof s.method === 'string' ? s.method : s.method.type;
   if (s.lora && method !== 'lora') problem('lora', `a lora section needs method: lora (method is "${method}")`);
   if (s.lora && s.lora.dropout !== 0) problem('lora.dropout', `${s.lora.dropout} is not supported; only 0 (PEFT's default) is, since ringtune merges the adapter into the weight it multiplies`);
@@ -185,12 +207,15 @@ export function compileJob(raw: unknown, jobFile: string, o: CompileOptions = {}
     problems.push(`  ${(err as Error).message}`);
   }
   if (problems.length) throw new JobSpecError(`${jobFile}: ${problems.length} problem${problems.length === 1 ? '' : 's'} in the job spec:\n${problems.join('\n')}`);
+  const betas = s.training.betas ?? defaultBetas(s.training.optimizer);
   const tls = (t?: { ca?: string; cert?: string; key?: string }): TlsPaths | undefined =>
     t && { caFile: t.ca && path(t.ca), certFile: t.cert && path(t.cert), keyFile: t.key && path(t.key) };
   return {
     name: s.name,
     jobFile: resolve(jobFile),
+    model: s.model,
     modelDir: path(s.model),
+    hub: hubRefOf(s.model, path(s.model)),
     task,
     backend: s.backend,
     threads: s.threads,
@@ -201,6 +226,7 @@ export function compileJob(raw: unknown, jobFile: string, o: CompileOptions = {}
       fields: s.data.fields,
       maxSeqLen: s.data.max_seq_len,
       packing: s.data.packing,
+      addSpecialTokens: s.data.add_special_tokens,
       evalFraction: s.data.eval_fraction,
       onBadRecord: s.data.on_bad_record,
       skipBadRecordsHint: skipHint(o),
@@ -217,9 +243,13 @@ export function compileJob(raw: unknown, jobFile: string, o: CompileOptions = {}
       minLrRatio: s.training.min_lr_ratio,
       weightDecay: s.training.weight_decay,
       noDecay: s.training.no_decay,
-      beta1: s.training.betas[0],
-      beta2: s.training.betas[1],
+      beta1: betas[0],
+      beta2: betas[1],
       eps: s.training.eps,
+      optimizer: s.training.optimizer,
+      momentum: s.training.momentum,
+      dampening: s.training.dampening,
+      nesterov: s.training.nesterov,
       gradClip: s.training.grad_clip,
       onNonFinite: s.training.on_nonfinite,
       seed: s.training.seed,
@@ -257,6 +287,21 @@ export function compileJob(raw: unknown, jobFile: string, o: CompileOptions = {}
     },
     outputDir,
   };
+}
+
+/**
+ * torch.optim.SGD's rule for Nesterov (momentum > 0, dampening 0), and sgd's fields set for another
+ * optimizer, which would otherwise be silently ignored (momentum: 0.9 without optimizer: sgd).
+ */
+function checkOptimizer(t: JobSpec['training'], problem: (path: string, message: string) => void): void {
+  if (t.optimizer !== 'sgd') {
+    const set = (['momentum', 'dampening', 'nesterov'] as const).filter((k) => t[k] !== (k === 'nesterov' ? false : 0));
+    for (const k of set) problem(`training.${k}`, `only training.optimizer sgd uses ${k}; this job's optimizer is ${t.optimizer}`);
+    return;
+  }
+  if (t.nesterov && (t.momentum <= 0 || t.dampening !== 0)) {
+    problem('training.nesterov', `Nesterov momentum needs training.momentum > 0 and training.dampening 0 (as torch.optim.SGD), got momentum ${t.momentum}, dampening ${t.dampening}`);
+  }
 }
 
 /**

@@ -7,7 +7,10 @@
  * of model/*.ts), B = training.micro_batch, T = data.max_seq_len, L = layers, d = hidden size,
  * f = MLP width, H = attention heads, V = vocabulary:
  *   weights                     4 P                    every purpose
- *   gradients, AdamW m and v    12 P                   training (FlatParams.grads, AdamW.m, AdamW.v)
+ *   gradients                   4 P                    training (FlatParams.grads)
+ *   optimizer state             4 P per state buffer   training: adam(w) m and v 8 P, sgd with momentum
+ *                                                      4 P, lion 4 P, plain sgd 0 (optim/optimizer.ts
+ *                                                      stateBufferNames)
  *   rotary tables (Llama)       8 T_max hd             cos and sin over max_position_embeddings
  *   activations                 4 B T (12 d + 4 f + 2 H T) per layer
  *                               training keeps every layer's for the backward pass; eval one at a time
@@ -24,6 +27,7 @@
 import { totalmem } from 'node:os';
 import { InputError } from '../errors.ts';
 import { hfKey, type ModelConfig, type SizeField, type Task } from '../model/config.ts';
+import { stateBufferNames, type OptimizerSettings } from '../optim/optimizer.ts';
 
 export interface ParameterCounts {
   /** Token embeddings, BERT's token types and embedding norm, and an untied LM head (V x d). */
@@ -83,12 +87,22 @@ export interface MemoryEstimate {
   totalBytes: number;
 }
 
-/** The estimate in the header's formula, by part. */
-export function estimateMemory(c: ModelConfig, task: Task, o: { purpose: MemoryPurpose; microBatch: number; seqLen: number }): MemoryEstimate {
+/** What each parameter costs besides its weight when training: its gradient and the optimizer's state. */
+function trainingState(o: Pick<OptimizerSettings, 'optimizer' | 'momentum'>): { perParam: number; state: string } {
+  const buffers = stateBufferNames(o).length;
+  const perParam = 4 * (2 + buffers);
+  const what = { sgd: 'SGD momentum buffer', adam: 'Adam m and v', adamw: 'AdamW m and v', lion: 'Lion m' }[o.optimizer];
+  return { perParam, state: `weights, gradients${buffers ? `, ${what}` : ''}: ${perParam} bytes each` };
+}
+
+/** The estimate in the header's formula, by part. `optimizer` (training's) defaults to AdamW. */
+export function estimateMemory(
+  c: ModelConfig, task: Task,
+  o: { purpose: MemoryPurpose; microBatch: number; seqLen: number; optimizer?: Pick<OptimizerSettings, 'optimizer' | 'momentum'> },
+): MemoryEstimate {
   const key = (f: SizeField) => `${hfKey(c.family, f)} ${c[f]}`;
   const train = o.purpose === 'train';
-  const perParam = train ? 16 : 4;
-  const state = train ? 'weights, gradients, AdamW m and v: 16 bytes each' : 'weights: 4 bytes each';
+  const { perParam, state } = train ? trainingState(o.optimizer ?? { optimizer: 'adamw', momentum: 0 }) : { perParam: 4, state: 'weights: 4 bytes each' };
   const p = parameterCounts(c, task);
   const tokens = `training.micro_batch ${o.microBatch} x data.max_seq_len ${o.seqLen}`;
   const perToken = 12 * c.dModel + 4 * c.dFF + 2 * c.nHeads * o.seqLen;

@@ -5,6 +5,7 @@
  */
 import { z } from 'zod';
 import { BACKENDS } from '../model/backend-names.ts';
+import { OPTIMIZER_KINDS } from '../optim/optimizer.ts';
 
 const positiveInt = z.number().int().positive();
 const nonNegInt = z.number().int().nonnegative();
@@ -31,6 +32,8 @@ export const DataSchema = z
       .prefault({}),
     max_seq_len: positiveInt.default(128),
     packing: z.boolean().default(false),
+    /** The tokenizer's post-processor specials (a Llama <s>) around text / prompt-completion records, as HF's tokenizer(text). */
+    add_special_tokens: z.boolean().default(true),
     /** Share of the training file held out for evaluation when no eval file is given. */
     eval_fraction: z.number().min(0).max(0.5).default(0.1),
     on_bad_record: z.enum(['fail', 'skip']).default('fail'),
@@ -51,8 +54,15 @@ export const TrainingSchema = z
     weight_decay: z.number().min(0).default(0.01),
     /** Parameter groups excluded from weight decay. */
     no_decay: z.array(z.enum(['biases', 'norms', 'embeddings'])).default(['biases', 'norms']),
-    betas: z.tuple([z.number().min(0).lt(1), z.number().min(0).lt(1)]).default([0.9, 0.999]),
+    /** Default [0.9, 0.999]; [0.9, 0.99] for lion (optim/optimizer.ts defaultBetas). */
+    betas: z.tuple([z.number().min(0).lt(1), z.number().min(0).lt(1)]).optional(),
     eps: z.number().positive().default(1e-8),
+    /** sgd, adam (L2 decay added to the gradient), adamw (decoupled decay), as torch.optim's; lion (Chen et al. 2023). */
+    optimizer: z.enum(OPTIMIZER_KINDS).default('adamw'),
+    /** sgd only: momentum (0 = plain SGD, no state), dampening, Nesterov (needs momentum > 0 and dampening 0). */
+    momentum: z.number().min(0).lt(1).default(0),
+    dampening: z.number().min(0).max(1).default(0),
+    nesterov: z.boolean().default(false),
     grad_clip: z.number().min(0).default(1.0),
     /** A step whose loss or gradient norm is NaN/Inf: fail the run (naming step and rank), or skip its update (counted). */
     on_nonfinite: z.enum(['fail', 'skip_step']).default('fail'),

@@ -22,6 +22,7 @@ ${o.eval ? `  eval: ${o.eval}` : '  # eval: eval.jsonl              # default: h
   # fields: {text: text, prompt: prompt, completion: completion, messages: messages, label: label}
   max_seq_len: 128                # tokens per example (longer ones are truncated)
   packing: false                  # causal LM: concatenate short examples into full rows
+  add_special_tokens: true        # the tokenizer's BOS / [CLS] [SEP] as Hugging Face's tokenizer(text) adds them
   eval_fraction: 0.1
   on_bad_record: fail             # fail | skip (skipped records are counted in the report)
   max_record_bytes: 1000000
@@ -34,10 +35,14 @@ training:
   schedule: cosine                # constant | linear | cosine, each with warmup
   warmup_steps: 0
   min_lr_ratio: 0.1
-  weight_decay: 0.01              # decoupled (AdamW)
+  optimizer: adamw                # sgd | adam | adamw, as torch.optim's | lion
+  weight_decay: 0.01              # adamw, lion: decoupled; sgd, adam: L2 added to the gradient
   no_decay: [biases, norms]       # groups without weight decay: biases | norms | embeddings
-  betas: [0.9, 0.999]
-  eps: 1.0e-8
+  betas: [0.9, 0.999]             # adam, adamw (lion: default [0.9, 0.99])
+  eps: 1.0e-8                     # adam and adamw
+  momentum: 0                     # sgd only: 0 keeps no momentum buffer
+  dampening: 0                    # sgd only
+  nesterov: false                 # sgd only; needs momentum > 0 and dampening 0
   grad_clip: 1.0                  # global L2 norm; 0 disables
   seed: 0
   on_nonfinite: fail              # fail | skip_step: a NaN/Inf loss or gradient stops the run, or skips that update

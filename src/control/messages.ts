@@ -12,7 +12,7 @@ export interface ControlMessages {
   Join: { workerId: string; ringAddress: string; backend: string; rankHint: number; pid: number; host: string; metricsPort: number };
   Assignment: { runId: string; workerId: string; rank: number; worldSize: number; peers: Array<{ rank: number; workerId: string; ringAddress: string }>; compiledJobJson: string; resumeFrom: string; refused?: string };
   Ready: { runId: string; rank: number; trainExamples: number; evalExamples: number; startStep: number; totalSteps: number; labels?: string[] };
-  Heartbeat: { workerId: string; rank: number; phase: string; step: number; runId: string };
+  Heartbeat: { workerId: string; rank: number; phase: string; step: number; runId: string; activity?: string; activityMs?: number };
   StepReport: { runId: string; rank: number; step: number; loss: number; count: number; gradNorm: number; lr: number; inputTokens: number; samples: number; computeMs: number; reduceMs: number; paramHash: string; reduceBytes: number };
   EvalReport: { runId: string; rank: number; step: number; stateJson: string };
   CheckpointReport: { runId: string; step: number; path: string };
@@ -22,7 +22,7 @@ export interface ControlMessages {
   StatusRequest: Record<string, never>;
   StatusReply: {
     job: string; runId: string; phase: string; step: number; totalSteps: number; worldSize: number; workersAlive: number; lastLoss: number;
-    workers: Array<{ rank: number; workerId: string; phase: string; step: number; heartbeatAgeMs: number; ringAddress: string }>;
+    workers: Array<{ rank: number; workerId: string; phase: string; step: number; heartbeatAgeMs: number; ringAddress: string; activity?: string; activityMs?: number }>;
     lastEvalJson: string; lastCheckpointStep: number; error: string;
   };
 }

@@ -228,7 +228,7 @@ export class Coordinator {
     await this.o.record.train({
       step: s.step, loss: s.loss, lr: s.lr, grad_norm: s.gradNorm, count: s.count, tokens_per_s: s.tokensPerSecond,
       workers: s.workers, tokens: s.tokens, time_ms: Math.round(this.o.record.elapsedMs),
-      compute_ms: s.computeMs, reduce_ms_min: s.reduceMsMin, reduce_ms: s.reduceMs,
+      compute_ms: s.computeMs, reduce_ms_min: s.reduceMsMin, reduce_ms: s.reduceMs, reduce_bytes: s.reduceBytes,
     });
     if (s.hashGroups) {
       this.o.events?.hashCheck?.(s.hashGroups.size === 1);
@@ -303,7 +303,7 @@ export class Coordinator {
     const limit = this.o.job.cluster.progressTimeoutMs;
     const still = performance.now() - this.lastProgress;
     if (this.phase === 'training' && limit > 0 && still > limit) {
-      this.fail(-1, `no progress for ${Math.round(still / 1000)} s (cluster.progress_timeout_ms ${limit}): no step, evaluation or checkpoint completed after step ${this.lastComplete} though every rank is alive`);
+      this.fail(-1, `no progress for ${Math.round(still / 1000)} s (cluster.progress_timeout_ms ${limit}): no step, evaluation or checkpoint completed after step ${this.lastComplete} though every rank is alive${busy(this.members.activities())}`);
     }
   }
 
@@ -465,4 +465,9 @@ export async function runCoordinator(o: CoordinatorOptions): Promise<RunSummary>
     await bus.flush().catch(() => {});
     await bus.close();
   }
+}
+
+/** "; busy: rank 1: ... for 812 s; rank 0: ..." or nothing when no rank reported an activity. */
+function busy(activities: string[]): string {
+  return activities.length ? `; busy: ${activities.join('; ')}` : '';
 }

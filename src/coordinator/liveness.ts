@@ -2,7 +2,9 @@
  * Liveness: the watchdog's verdict on each tick. While a run is loading, training or finishing, a
  * rank whose last heartbeat (or step report) is older than the timeout is declared lost; while loading
  * or training the coordinator announces itself (Control.CoordinatorAlive) so workers notice when it
- * falls silent. Heartbeats alone judge liveness: loading a large dataset has no deadline.
+ * falls silent. Heartbeats alone judge liveness: loading a large dataset has no deadline, and a rank
+ * busy in one long kernel is alive (its heartbeat thread says so, with what it is doing); a rank that
+ * is alive but makes no progress is the progress watchdog's (cluster.progress_timeout_ms) to judge.
  */
 import type { CoordinatorPhase } from '../control/phases.ts';
 import type { Membership } from './membership.ts';
@@ -27,6 +29,7 @@ export class Liveness {
   }
 
   describe(lost: { ageMs: number }): string {
-    return `no heartbeat for ${Math.round(lost.ageMs)} ms (timeout ${this.timeoutMs} ms): the process is gone or stuck`;
+    // Heartbeats come from a thread of their own (worker/heartbeat-thread.ts): compute cannot delay them.
+    return `no heartbeat for ${Math.round(lost.ageMs)} ms (timeout ${this.timeoutMs} ms): the process is gone or cannot reach NATS`;
   }
 }

@@ -20,6 +20,8 @@ import { subjects } from '../control/subjects.ts';
 import { claimCheckpointDir } from '../run/checkpoint-dir.ts';
 import { PARENT_PID_ENV } from '../util/parent-watch.ts';
 import { writeFileAtomic } from '../util/atomic.ts';
+import { hubOptionsFromEnv, type HubOptions } from '../hub/hub-options.ts';
+import { resolveJobModel } from '../hub/resolve.ts';
 
 const CLI = fileURLToPath(new URL('../../bin/ringtune.js', import.meta.url));
 
@@ -36,6 +38,8 @@ export interface LocalOptions {
   /** Native engine threads per worker (--threads / RINGTUNE_THREADS); default: the job's `threads`, auto = cores / workers. */
   threads?: Threads;
   log?: (line: string) => void;
+  /** Where the job's hub model comes from (default: the HF_* environment). */
+  hub?: HubOptions;
   /** false: keep the processes' output to itself, printing the last lines only if the run fails. */
   echo?: boolean | RegExp;
 }
@@ -80,7 +84,9 @@ export function natsRoles(job: string): Record<'coordinator' | 'worker' | 'statu
 
 export async function runLocalCluster(o: LocalOptions): Promise<number> {
   const log = o.log ?? ((l: string) => console.error(l));
-  const job = await loadJobFile(o.jobFile, o.overrides);
+  // A hub model is fetched once, here; the workers share this machine and get the snapshot's path.
+  const job = await resolveJobModel(await loadJobFile(o.jobFile, o.overrides), o.hub ?? hubOptionsFromEnv());
+  const modelDirArgs = job.hub ? ['--model-dir', job.modelDir] : [];
   // The coordinator compiles the job again: the same overrides, --output made absolute (its cwd is ours anyway).
   const overrideArgs = [...(o.overrides?.output !== undefined ? ['--output', job.outputDir] : []), ...(o.overrides?.set ?? []).flatMap((a) => ['--set', a])];
   const workers = o.workers ?? job.cluster.workers;
@@ -115,7 +121,7 @@ export async function runLocalCluster(o: LocalOptions): Promise<number> {
     children.push(child);
     return new Promise<number>((resolve) => child.once('exit', (code, signal) => resolve(code ?? (signal ? 128 + 15 : 1))));
   };
-  const coordinatorExit = start('[coord]', ['coordinator', o.jobFile, '--workers', String(workers), '--metrics-port', String(ports[0]), ...(o.resume ? ['--resume'] : []), ...(o.overwrite ? ['--overwrite'] : []), ...overrideArgs], roleEnv('coordinator'));
+  const coordinatorExit = start('[coord]', ['coordinator', o.jobFile, '--workers', String(workers), '--metrics-port', String(ports[0]), ...(o.resume ? ['--resume'] : []), ...(o.overwrite ? ['--overwrite'] : []), ...overrideArgs, ...modelDirArgs], roleEnv('coordinator'));
   const workerExits = [...Array(workers).keys()].map((i) =>
     start(`[w${i}]`, ['worker', '--job', job.name, '--ring-host', '127.0.0.1', '--ring-port', '0', '--rank-hint', String(i), '--metrics-port', String(ports[i + 1]),
       '--threads', String(threads)], { ...RING_PROCESS_ENV, ...roleEnv('worker') }));

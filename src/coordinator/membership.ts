@@ -11,6 +11,9 @@ interface Member {
   lastHeartbeat: number;
   phase: string;
   step: number;
+  /** What the rank said it was doing in its last heartbeat, and for how long it had been. */
+  activity?: string;
+  activityMs?: number;
   done?: boolean;
 }
 
@@ -64,6 +67,18 @@ export class Membership {
     m.lastHeartbeat = performance.now();
     m.phase = h.phase;
     m.step = h.step;
+    m.activity = h.activity || undefined;
+    m.activityMs = h.activity ? h.activityMs : undefined;
+  }
+
+  /**
+   * The live ranks' activities, longest first ("rank 1: step 7: micro-batch 2/4 forward+backward for
+   * 812 s"): what a stalled run is waiting on.
+   */
+  activities(): string[] {
+    return this.ranks.filter((m) => !m.done && m.activity !== undefined)
+      .sort((a, b) => (b.activityMs ?? 0) - (a.activityMs ?? 0))
+      .map((m) => `rank ${m.rank}: ${m.activity} for ${Math.round((m.activityMs ?? 0) / 1000)} s`);
   }
 
   alsoAlive(rank: number): void {
@@ -99,6 +114,7 @@ export class Membership {
     const now = performance.now();
     return [...this.members.values()].map((m) => ({
       rank: m.rank, workerId: m.join.workerId, phase: m.phase, step: m.step, heartbeatAgeMs: Math.round(now - m.lastHeartbeat), ringAddress: m.join.ringAddress,
+      activity: m.activity ?? '', activityMs: m.activityMs ?? 0,
     }));
   }
 }

@@ -21,6 +21,8 @@ export interface CompletedStep {
   /** The rank that arrives last waits least: min reduce time ~ the collective itself, max ~ plus skew. */
   reduceMsMin: number;
   reduceMs: number;
+  /** Bytes each rank sent in the step's all-reduce (gradient-sized in full fine-tuning, adapter-sized with LoRA). */
+  reduceBytes: number;
   /** Ranks by parameter hash on hash steps; more than one group means the replicas diverged. */
   hashGroups?: Map<string, number[]>;
 }
@@ -69,6 +71,7 @@ export class StepBook {
       tokensPerSecond: Math.round(tokens / seconds), workers: all.length,
       computeMs: Math.round(Math.max(...all.map((x) => x.computeMs))),
       reduceMsMin: Math.round(Math.min(...all.map((x) => x.reduceMs))), reduceMs: Math.round(Math.max(...all.map((x) => x.reduceMs))),
+      reduceBytes: Math.max(...all.map((x) => x.reduceBytes)),
       hashGroups,
     };
   }

@@ -33,7 +33,7 @@ function labelSet(records: RawRecord[], field: string, modelLabels?: string[]): 
 
 export async function prepareData(job: CompiledJob, tok: Tokenizer, modelLabels?: string[]): Promise<PreparedData> {
   const d = job.data;
-  const builder = new ExampleBuilder(tok, d.format, d.fields, d.maxSeqLen);
+  const builder = new ExampleBuilder(tok, d.format, d.fields, d.maxSeqLen, d.addSpecialTokens);
   const skipped: BadRecord[] = [];
   const fail = (b: BadRecord) => {
     if (d.onBadRecord === 'fail') throw new DataError(b, ` (to skip bad records, ${d.skipBadRecordsHint})`);

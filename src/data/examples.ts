@@ -6,12 +6,26 @@
  *   label              one label id per example (classification)
  * A causal-LM example of n tokens trains n-1 predictions: input tokens[0..n-2], targets tokens[1..n-1],
  * target t counted when lossMask[t] = 1.
+ *
+ * Special tokens (data.add_special_tokens, default true) are the tokenizer's post-processor's, as
+ * Hugging Face's tokenizer(text) adds them (src/model/tokenizer.ts): a Llama tokenizer's <s>, none
+ * for GPT-2 or the byte-level tokenizers this project builds. Per format, as TRL's SFTTrainer builds
+ * its examples (tokenizer(prompt + completion + eos_token), completion_mask 0 over tokenizer(prompt)):
+ *   text               [head] text EOS [tail]                loss 0 on the head, 1 on the rest
+ *   prompt-completion  [head] prompt completion EOS [tail]   loss 0 on head and prompt, 1 on the rest
+ *                      (prompt + completion encoded together, as TRL: see completionParts)
+ *   messages           the chat template writes its own BOS; nothing is added (apply_chat_template
+ *                      with tokenize=True adds no specials either)
+ *   label              [CLS] text [SEP] always (encodeTruncated): the classifier pools on them
+ * The head (BOS) is context, never a target: in a packed row it follows the previous document's EOS,
+ * and predicting it would teach nothing. The EOS is appended once: not when the post-processor's tail
+ * already ends a text with it.
  * Over-long examples are cut by the one truncation rule (src/model/truncation.ts), which classify and
  * serve also use, so eval scores the same inputs the served model sees.
  */
 import type { DataFormat } from '../config/compile.ts';
-import type { Tokenizer } from '../model/tokenizer.ts';
-import { encodeTruncated, truncateIds } from '../model/truncation.ts';
+import type { EncodedParts, Tokenizer } from '../model/tokenizer.ts';
+import { encodeTruncated, truncateIds, type SpecialsAround } from '../model/truncation.ts';
 import type { BadRecord, RawRecord } from './records.ts';
 
 export interface LmExample {
@@ -45,17 +59,24 @@ export class ExampleBuilder {
     private readonly format: DataFormat,
     private readonly fields: FieldNames,
     private readonly maxSeqLen: number,
+    /** data.add_special_tokens: the post-processor's specials around text and prompt-completion records. */
+    private readonly addSpecialTokens = true,
   ) {}
 
-  private eos(): number[] {
-    return this.tok.eosTokenId === undefined ? [] : [this.tok.eosTokenId];
+  private parts(text: string): EncodedParts {
+    return this.tok.encodeParts(text, { addSpecialTokens: this.addSpecialTokens });
   }
 
-  /** Tokens and mask cut alike; no specials to keep (the EOS is ours, not the post-processor's). */
-  private truncate(ex: LmExample): LmExample {
+  /** [EOS], unless there is none or the post-processor's tail already ends the text with it. */
+  private eos(tail: readonly number[]): number[] {
+    return this.tok.eosTokenId === undefined || tail.includes(this.tok.eosTokenId) ? [] : [this.tok.eosTokenId];
+  }
+
+  /** Tokens and mask cut alike, keeping the post-processor's specials (the EOS is ours: cut like the text). */
+  private truncate(ex: LmExample, around: SpecialsAround): LmExample {
     if (ex.tokens.length <= this.maxSeqLen) return ex;
     const side = this.tok.truncationSide;
-    return { ...ex, tokens: truncateIds(ex.tokens, this.maxSeqLen, side), lossMask: truncateIds(ex.lossMask, this.maxSeqLen, side) };
+    return { ...ex, tokens: truncateIds(ex.tokens, this.maxSeqLen, side, around), lossMask: truncateIds(ex.lossMask, this.maxSeqLen, side, around) };
   }
 
   lm(rec: RawRecord, source: string): Result<LmExample> {
@@ -63,19 +84,38 @@ export class ExampleBuilder {
     if (this.format === 'text') {
       const text = str(v, this.fields.text);
       if ('bad' in text) return text;
-      const tokens = [...this.tok.encode(text.ok, { addSpecialTokens: false }), ...this.eos()];
-      return { ok: this.truncate({ tokens, lossMask: tokens.map(() => 1), source }) };
+      const { head, body, tail } = this.parts(text.ok);
+      const targets = [...body, ...this.eos(tail), ...tail];
+      const ex = { tokens: [...head, ...targets], lossMask: [...head.map(() => 0), ...targets.map(() => 1)], source };
+      return { ok: this.truncate(ex, { head: head.length, tail: tail.length }) };
     }
     if (this.format === 'prompt-completion') {
       const prompt = str(v, this.fields.prompt, true);
       if ('bad' in prompt) return prompt;
       const completion = str(v, this.fields.completion);
       if ('bad' in completion) return completion;
-      const p = this.tok.encode(prompt.ok, { addSpecialTokens: false });
-      const c = [...this.tok.encode(completion.ok, { addSpecialTokens: false }), ...this.eos()];
-      return { ok: this.truncate({ tokens: [...p, ...c], lossMask: [...p.map(() => 0), ...c.map(() => 1)], source }) };
+      const { head, body: p } = this.parts(prompt.ok);
+      const { body: c, tail } = this.completionParts(prompt.ok, p, completion.ok);
+      const context = [...head, ...p];
+      const targets = [...c, ...this.eos(tail), ...tail];
+      const ex = { tokens: [...context, ...targets], lossMask: [...context.map(() => 0), ...targets.map(() => 1)], source };
+      return { ok: this.truncate(ex, { head: head.length, tail: tail.length }) };
     }
     return this.chat(v, source);
+  }
+
+  /**
+   * The completion's tokens as TRL cuts them from tokenizer(prompt + completion): what follows the
+   * prompt's own tokens. Where the two texts merge across the boundary (the joint ids do not start
+   * with the prompt's; TRL then warns and masks by count), the completion is encoded alone so the loss
+   * is on exactly its tokens. SentencePiece tokenizers need the joint encoding: alone, " cat" would
+   * get a second "▁" prepended.
+   */
+  private completionParts(prompt: string, promptIds: readonly number[], completion: string): { body: number[]; tail: number[] } {
+    const joint = this.parts(prompt + completion);
+    if (promptIds.every((id, i) => joint.body[i] === id)) return { body: joint.body.slice(promptIds.length), tail: joint.tail };
+    const alone = this.parts(completion);
+    return { body: alone.body, tail: alone.tail };
   }
 
   /**
@@ -114,7 +154,7 @@ export class ExampleBuilder {
       }
       prev = full;
     }
-    return { ok: this.truncate({ tokens, lossMask, source }) };
+    return { ok: this.truncate({ tokens, lossMask, source }, { head: 0, tail: 0 }) };
   }
 
   cls(rec: RawRecord, source: string, label2id: ReadonlyMap<string, number>): Result<ClsExample> {
@@ -132,7 +172,9 @@ export class ExampleBuilder {
 /**
  * Concatenates causal-LM examples (each already ends with EOS) into rows of exactly maxSeqLen tokens,
  * as transformers' group_texts: attention crosses example boundaries, the EOS between them tells the
- * model where one ends. The last partial row is kept.
+ * model where one ends. The last partial row is kept. Each example keeps its own BOS when the
+ * tokenizer adds one, so every document starts with exactly one BOS wherever it falls in a row, as in
+ * run_clm (which tokenises each text with its specials before grouping); rows are not given extra ones.
  */
 export function pack(examples: LmExample[], maxSeqLen: number): LmExample[] {
   const out: LmExample[] = [];

@@ -16,6 +16,7 @@ import { InputError } from '../errors.ts';
 import { createModelDir } from '../model/create.ts';
 import { generate } from '../model/generate.ts';
 import { loadModel } from '../model/model-dir.ts';
+import { promptIds } from '../model/prompt.ts';
 import { Tokenizer } from '../model/tokenizer.ts';
 import { readDefaultCorpus } from '../model/tokenizer-build.ts';
 import { evalResult } from '../eval/eval-state.ts';
@@ -77,7 +78,7 @@ export async function runDemo(o: DemoOptions): Promise<void> {
   evalJob.data.packing = false;
   const { data, padId } = await prepareRun(evalJob);
   const tok = await Tokenizer.fromDir(base);
-  const prompt = tok.encode('Dogger, Fisher. Wind', { addSpecialTokens: false });
+  const prompt = promptIds(tok, { text: 'Dogger, Fisher. Wind' });
   const rows: Array<{ model: string; loss: number; perplexity: number; sample: string }> = [];
   for (const [label, modelDir] of [['base (pre-trained, not fine-tuned)', pretrained], ['fine-tuned', finetuned], ['from scratch, same budget', scratch]] as const) {
     const { model } = await loadModel(modelDir, { task: 'causal-lm' });

@@ -281,10 +281,10 @@ async function adapterLabels(dir: string): Promise<string[] | undefined> {
 /**
  * `--model DIR [--adapter DIR]` of generate / serve / eval / classify: the base directory and the
  * adapter directory. A --model that is itself an adapter directory names its base in
- * base_model_name_or_path (as AutoPeftModel reads it): a local directory, as given or relative to
- * the adapter.
+ * base_model_name_or_path (as AutoPeftModel reads it): a local directory (as given, or relative to
+ * the adapter), else what `resolveBase` makes of it (the CLI resolves hub ids).
  */
-export async function resolveModelArgs(model: string, adapter?: string): Promise<{ base: string; adapter?: string }> {
+export async function resolveModelArgs(model: string, adapter?: string, resolveBase?: (name: string) => Promise<string>): Promise<{ base: string; adapter?: string }> {
   if (adapter !== undefined) {
     if (!(await isAdapterDir(adapter))) throw new InputError(`--adapter ${adapter}: no ${ADAPTER_FILES.config} there; an adapter directory is what a LoRA run writes to <output>/final`);
     if (await isAdapterDir(model)) throw new InputError(`--model ${model} is an adapter directory; give the base model with --model and the adapter with --adapter`);
@@ -297,7 +297,11 @@ export async function resolveModelArgs(model: string, adapter?: string): Promise
   for (const candidate of named ? [named, isAbsolute(named) ? named : resolve(model, named)] : []) {
     if (await exists(join(candidate, 'config.json'))) return { base: candidate, adapter: model };
   }
-  throw new InputError(`--model ${model} is an adapter directory whose base (${file} base_model_name_or_path ${JSON.stringify(named)}) is not a local model directory; pass the base with --model and this directory with --adapter`);
+  if (named && resolveBase) {
+    const base = await resolveBase(named);
+    if (await exists(join(base, 'config.json'))) return { base, adapter: model };
+  }
+  throw new InputError(`--model ${model} is an adapter directory whose base (${file} base_model_name_or_path ${JSON.stringify(named)}) is not a model directory; pass the base with --model and this directory with --adapter`);
 }
 
 /**

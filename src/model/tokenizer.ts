@@ -6,13 +6,26 @@
  * Files from the hub and files written by tokenizer-build.ts load the same way. tokenizer_config
  * values that are objects ({"content": "<|im_end|>", "lstrip": false, ...}), as many hub files
  * have, are read through their `content`.
+ *
+ * Special tokens around a text come from tokenizer.json's `post_processor`, as Hugging Face's
+ * `tokenizer(text)` adds them (add_special_tokens=True, its default):
+ *   TemplateProcessing  its `single` template: Llama 1/2 `<s> $A`, Llama 3 `<|begin_of_text|> $A`
+ *   BertProcessing      [CLS] $A [SEP]
+ *   RobertaProcessing   <s> $A </s>
+ *   ByteLevel / none    nothing (GPT-2, SmolLM2, the byte-level tokenizers tokenizer-build.ts writes)
+ *   Sequence            the above in turn (Llama 3 is [ByteLevel, TemplateProcessing])
+ * except that transformers' Llama / CodeLlama / Gemma tokenizer classes rebuild it from
+ * tokenizer_config.json's add_bos_token / add_eos_token (llamaPostProcessor below).
+ * For one text these add the same tokens whatever the text, so they are found once at load
+ * (`postProcessorSpecials`) and `encodeParts` returns them apart from the text's own tokens: data
+ * preparation masks them out of the loss and truncation keeps them (src/model/truncation.ts).
  */
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Tokenizer as HfTokenizer } from '@huggingface/tokenizers';
 import { Template } from '@huggingface/jinja';
 import { InputError } from '../errors.ts';
-import { DEFAULT_TRUNCATION_SIDE, TRUNCATION_SIDES, type TruncationSide } from './truncation.ts';
+import { DEFAULT_TRUNCATION_SIDE, specialsAround, TRUNCATION_SIDES, type TruncationSide } from './truncation.ts';
 
 export interface ChatMessage {
   role: string;
@@ -28,6 +41,24 @@ interface HfTokenizerApi {
   decode(ids: number[], options?: { skip_special_tokens?: boolean; clean_up_tokenization_spaces?: boolean }): string;
   token_to_id(token: string): number | undefined;
   get_vocab(withAddedTokens?: boolean): Map<string, number>;
+}
+
+/**
+ * One text's ids split where the post-processor's special tokens meet the text's own tokens:
+ * `[...head, ...body, ...tail]` is what the model is fed.
+ */
+export interface EncodedParts {
+  /** Specials before the text: [BOS] for Llama, [CLS] for BERT, [] for GPT-2 or without specials. */
+  head: number[];
+  /** The text's own tokens (add_special_tokens=False). */
+  body: number[];
+  /** Specials after the text: [SEP] for BERT, </s> for RoBERTa, usually [] for causal LMs. */
+  tail: number[];
+}
+
+/** The ids of `parts` in order. */
+export function joinParts(parts: EncodedParts): number[] {
+  return [...parts.head, ...parts.body, ...parts.tail];
 }
 
 type SpecialRole = 'bos' | 'eos' | 'pad' | 'unk' | 'cls' | 'sep';
@@ -59,6 +90,8 @@ export class Tokenizer {
   readonly truncationSide: TruncationSide;
   /** tokenizer_config.json `model_max_length` when it is a real limit (HF writes ~1e30 for "none"). */
   readonly modelMaxLength?: number;
+  /** What the post-processor adds around one text (see the header); both empty for byte-level tokenizers. */
+  readonly postProcessorSpecials: { readonly head: readonly number[]; readonly tail: readonly number[] };
 
   private readonly hf: HfTokenizerApi;
   private readonly config: Record<string, unknown>;
@@ -89,7 +122,9 @@ export class Tokenizer {
     }
     const config = normalizeConfig(tokenizerConfig as Record<string, unknown>);
     // tokenizers.js requires these keys to be present (null is fine); older files omit some.
-    const complete = { added_tokens: [], normalizer: null, pre_tokenizer: null, post_processor: null, decoder: null, ...json };
+    const complete: Record<string, unknown> = { added_tokens: [], normalizer: null, pre_tokenizer: null, post_processor: null, decoder: null, ...json };
+    const rebuilt = llamaPostProcessor(config, source);
+    if (rebuilt) complete.post_processor = rebuilt;
     let hf: HfTokenizerApi;
     try {
       hf = new HfTokenizer(complete, config) as HfTokenizerApi;
@@ -130,11 +165,30 @@ export class Tokenizer {
     this.truncationSide = (side as TruncationSide | undefined) ?? DEFAULT_TRUNCATION_SIDE;
     const maxLen = config.model_max_length;
     if (typeof maxLen === 'number' && Number.isInteger(maxLen) && maxLen > 0 && maxLen < 2 ** 31) this.modelMaxLength = maxLen;
+    this.postProcessorSpecials = findPostProcessorSpecials(hf);
   }
 
-  /** Token ids of `text`; with addSpecialTokens (default) the post-processor adds e.g. [CLS]/[SEP]. */
+  /**
+   * Token ids of `text` exactly as HF's tokenizer(text, add_special_tokens=...)["input_ids"]: with
+   * addSpecialTokens (default) the post-processor adds e.g. <s> or [CLS]/[SEP].
+   */
   encode(text: string, opts: { addSpecialTokens?: boolean } = {}): number[] {
     return this.hf.encode(text, { add_special_tokens: opts.addSpecialTokens ?? true }).ids;
+  }
+
+  /**
+   * `text` as the model is fed it, in parts (see EncodedParts). With addSpecialTokens (default) the
+   * post-processor's specials are added, except where the text already writes them itself: a prompt
+   * that begins with "<s>" (a chat template's output pasted into a completion, a record saved with its
+   * BOS) gets one BOS, not the two HF's tokenizer(text) would give. Without, head and tail are empty.
+   */
+  encodeParts(text: string, opts: { addSpecialTokens?: boolean } = {}): EncodedParts {
+    const body = this.encode(text, { addSpecialTokens: false });
+    if (!(opts.addSpecialTokens ?? true)) return { head: [], body, tail: [] };
+    const { head, tail } = this.postProcessorSpecials;
+    const startsWithHead = head.length > 0 && body.length >= head.length && head.every((id, i) => body[i] === id);
+    const endsWithTail = tail.length > 0 && body.length >= tail.length && tail.every((id, i) => body[body.length - tail.length + i] === id);
+    return { head: startsWithHead ? [] : [...head], body, tail: endsWithTail ? [] : [...tail] };
   }
 
   decode(ids: readonly number[], opts: { skipSpecialTokens?: boolean } = {}): string {
@@ -178,6 +232,64 @@ export class Tokenizer {
       throw new InputError(`chat_template failed to render: ${(cause as Error).message}`, { cause });
     }
   }
+}
+
+/** tokenizer_class values whose transformers class rebuilds the post-processor from add_bos_token / add_eos_token. */
+const REBUILDS_POST_PROCESSOR = new Set(['LlamaTokenizer', 'LlamaTokenizerFast', 'CodeLlamaTokenizer', 'CodeLlamaTokenizerFast', 'GemmaTokenizer', 'GemmaTokenizerFast']);
+
+/**
+ * transformers' LlamaTokenizerFast.update_post_processor (also CodeLlama's and Gemma's): the
+ * tokenizer.json post-processor is replaced by TemplateProcessing "[bos] $A [eos]" with the BOS when
+ * add_bos_token (default true) and the EOS when add_eos_token (default false), so a checkpoint whose
+ * config sets add_eos_token: true gets its EOS as in Python. Undefined for every other class.
+ */
+function llamaPostProcessor(config: Record<string, unknown>, source: string): object | undefined {
+  if (!REBUILDS_POST_PROCESSOR.has(String(config.tokenizer_class))) return undefined;
+  const item = (role: 'bos' | 'eos', flag: string, fallback: boolean): string | undefined => {
+    const on = config[flag] ?? fallback;
+    if (on !== true) return undefined;
+    const token = config[`${role}_token`];
+    if (typeof token !== 'string') throw new InputError(`${source}: tokenizer_config.json sets ${flag} but no ${role}_token`);
+    return token;
+  };
+  const bos = item('bos', 'add_bos_token', true);
+  const eos = item('eos', 'add_eos_token', false);
+  const special = (id: string, typeId: number) => ({ SpecialToken: { id, type_id: typeId } });
+  const seq = (id: 'A' | 'B', typeId: number) => ({ Sequence: { id, type_id: typeId } });
+  const around = (id: 'A' | 'B', typeId: number) => [...(bos ? [special(bos, typeId)] : []), seq(id, typeId), ...(eos ? [special(eos, typeId)] : [])];
+  const tokens = [bos, eos].filter((t): t is string => t !== undefined);
+  return {
+    type: 'TemplateProcessing',
+    single: around('A', 0),
+    pair: [...around('A', 0), ...around('B', 1)],
+    // tokenizers.js maps a template's tokens to ids by name (its added tokens), so `ids` is not read.
+    special_tokens: Object.fromEntries(tokens.map((t) => [t, { id: t, ids: [], tokens: [t] }])),
+  };
+}
+
+/**
+ * The post-processor's specials for one text, found by encoding short probe texts with and without
+ * them: what comes before the plain ids is the head, what comes after the tail. The probes are
+ * plain words any vocabulary encodes (to themselves or to its unknown token).
+ */
+function findPostProcessorSpecials(hf: HfTokenizerApi): { head: number[]; tail: number[] } {
+  const unsupported = () =>
+    new InputError('tokenizer.json: its post_processor changes the text\'s own tokens, not only adds special tokens around them; ringtune supports TemplateProcessing, BertProcessing, RobertaProcessing and ByteLevel post-processors');
+  let encodesText = false;
+  for (const probe of ['a', 'the', 'x', '0', '.']) {
+    const plain = hf.encode(probe, { add_special_tokens: false }).ids;
+    const full = hf.encode(probe, { add_special_tokens: true }).ids;
+    encodesText ||= full.length > 0;
+    if (plain.length === 0 || plain.some((id) => !Number.isInteger(id))) continue;
+    const around = specialsAround(full, plain);
+    const rebuilt = [...full.slice(0, around.head), ...plain, ...full.slice(full.length - around.tail)];
+    if (rebuilt.length !== full.length || rebuilt.some((id, i) => id !== full[i])) throw unsupported();
+    return { head: full.slice(0, around.head), tail: full.slice(full.length - around.tail) };
+  }
+  // Text that encodes to specials only: a template without the text's sequence ($A).
+  if (encodesText) throw unsupported();
+  // No probe encodes to anything (a vocabulary without these characters and no unknown token).
+  return { head: [], tail: [] };
 }
 
 /** Parses a JSON object file; a missing optional file gives undefined. Errors name the file. */

@@ -14,9 +14,10 @@
  * What differs per family is the post-processor, so the rule keeps:
  *   bert   [CLS] ... [SEP]   both kept: the model was trained with a closing [SEP]
  *   gpt2   nothing added     a plain cut; the last position is the last kept text token
- *   llama  nothing added here (hub tokenizers add <s> in front, which is then kept)
- * Causal-LM examples (no specials: the EOS is appended by data preparation, not the post-processor)
- * are cut with head = tail = 0.
+ *   llama  <s> ...           hub Llama tokenizers (TemplateProcessing) add <s> in front: kept; the
+ *                            byte-level ones tokenizer-build.ts writes add nothing, as SmolLM2
+ * Causal-LM examples keep the post-processor's head (BOS) and tail; the EOS that data preparation
+ * appends is its own, part of the text's tokens, and is cut like them (src/data/examples.ts).
  * Generation does not truncate: cutting either end of a prompt changes what is asked, so a prompt
  * that leaves no room for a new token is an error (src/model/generate.ts promptTooLong).
  */
@@ -68,7 +69,7 @@ export function encodeTruncated(tok: TruncatingTokenizer, text: string, maxLengt
 }
 
 /** Finds the plain encoding inside the one with specials: what is before it is the head, after it the tail. */
-function specialsAround(full: readonly number[], plain: readonly number[]): SpecialsAround {
+export function specialsAround(full: readonly number[], plain: readonly number[]): SpecialsAround {
   const extra = full.length - plain.length;
   for (let head = 0; head <= extra; head++) {
     if (plain.every((id, i) => full[head + i] === id)) return { head, tail: extra - head };

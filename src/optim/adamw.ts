@@ -10,6 +10,7 @@
  * so replicas with and without the addon still agree.
  */
 import { optimAddon } from '../model/native/kernels/optim.ts';
+import { checkDecayMask, checkLengths, restoreBuffers, type Optimizer, type OptimizerState } from './optimizer.ts';
 
 export interface AdamWConfig {
   beta1: number;
@@ -20,20 +21,15 @@ export interface AdamWConfig {
 
 export const ADAMW_DEFAULTS: AdamWConfig = { beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01 };
 
-export interface AdamWState {
-  step: number;
-  m: Float32Array;
-  v: Float32Array;
-}
-
-export class AdamW {
+export class AdamW implements Optimizer {
+  readonly kind = 'adamw';
   readonly m: Float32Array;
   readonly v: Float32Array;
   step = 0;
 
   /** decay[i] = 1 where weight decay applies (matrices, embeddings), 0 for biases and norm gains. */
   constructor(readonly size: number, readonly config: AdamWConfig, readonly decay: Uint8Array) {
-    if (decay.length !== size) throw new RangeError(`decay mask has ${decay.length} entries for ${size} parameters`);
+    checkDecayMask(decay, size);
     this.m = new Float32Array(size);
     this.v = new Float32Array(size);
   }
@@ -74,21 +70,15 @@ export class AdamW {
   }
 
   private checkLengths(params: Float32Array, grads: Float32Array): void {
-    if (params.length !== this.size || grads.length !== this.size) {
-      throw new RangeError(`AdamW over ${this.size} parameters got ${params.length} parameters and ${grads.length} gradients`);
-    }
+    checkLengths(this.kind, this.size, params, grads);
   }
 
-  state(): AdamWState {
-    return { step: this.step, m: this.m, v: this.v };
+  get buffers(): Readonly<Record<string, Float32Array>> {
+    return { m: this.m, v: this.v };
   }
 
-  restore(s: AdamWState): void {
-    if (s.m.length !== this.size || s.v.length !== this.size) {
-      throw new RangeError(`optimizer state has ${s.m.length} moments for ${this.size} parameters`);
-    }
-    this.m.set(s.m);
-    this.v.set(s.v);
+  restore(s: OptimizerState): void {
+    restoreBuffers(this.kind, this.size, this.buffers, s);
     this.step = s.step;
   }
 }

@@ -32,7 +32,7 @@ export class RunRecord {
   private readonly started = performance.now();
 
   private constructor(
-    private readonly job: Pick<CompiledJob, 'name' | 'modelDir' | 'task' | 'outputDir'>,
+    private readonly job: Pick<CompiledJob, 'name' | 'modelDir' | 'task' | 'outputDir'> & Partial<Pick<CompiledJob, 'model' | 'hub'>>,
     readonly history: RunHistory,
     readonly stopper?: EarlyStopper,
   ) {}
@@ -42,7 +42,7 @@ export class RunRecord {
    * `carried` are the train lines its checkpoint carries (CheckpointClaim.resumed.history).
    */
   static async open(
-    job: Pick<CompiledJob, 'name' | 'modelDir' | 'task' | 'outputDir' | 'eval'>, resumed?: TrainerState, carried: readonly HistoryLine[] = [],
+    job: Pick<CompiledJob, 'name' | 'modelDir' | 'task' | 'outputDir' | 'eval'> & Partial<Pick<CompiledJob, 'model' | 'hub'>>, resumed?: TrainerState, carried: readonly HistoryLine[] = [],
   ): Promise<RunRecord> {
     const history = await RunHistory.open(job.outputDir, resumed?.step ?? 0, carried);
     const stopper = job.eval.earlyStopping ? new EarlyStopper(job.eval.earlyStopping, resumed?.earlyStopping) : undefined;
@@ -101,7 +101,7 @@ export class RunRecord {
   async finish(end: RunEnd): Promise<EvalResult | undefined> {
     const finalEval = this.lastEval;
     await writeReports(this.job.outputDir, {
-      job: this.job.name, ...end.extra, model: this.job.modelDir, task: this.job.task, steps: end.steps, stopped_early: end.stoppedEarly,
+      job: this.job.name, ...end.extra, model: this.job.hub ? this.job.model : this.job.modelDir, task: this.job.task, steps: end.steps, stopped_early: end.stoppedEarly,
       skipped_nonfinite_steps: this.skippedNonFinite, data: end.data, base_eval: this.baseEval, final_eval: finalEval, classification: this.lastClassification, seconds: +(this.elapsedMs / 1000).toFixed(1), final_model: end.finalModelDir,
     }, this.history.lines);
     return finalEval;

@@ -1,8 +1,12 @@
 /**
  * `ringtune serve`: HTTP inference for a model directory, OpenAI-style where a shape exists.
  *   GET  /healthz, GET /metrics (Prometheus, src/serve/serve-metrics.ts), GET /v1/models
- *   POST /v1/completions       {prompt, max_tokens, temperature, top_p, top_k, seed}   (causal LM)
+ *   POST /v1/completions       {prompt, max_tokens, temperature, top_p, top_k, seed, add_special_tokens}   (causal LM)
  *   POST /v1/chat/completions  {messages, ...same}  rendered with the tokenizer's chat template
+ * Prompts are encoded as HF does (src/model/prompt.ts): a completion's prompt gets the tokenizer's
+ * special tokens (a Llama <s>) unless `add_special_tokens: false` (or serve --no-add-special-tokens);
+ * a chat prompt gets only what its template writes, unless `add_special_tokens: true` (as vLLM), and
+ * never a second BOS.
  *   POST /v1/classify          {input: string | string[]}                              (classification)
  * A POST goes: body read and validated (bad requests get 400 with {error: {message, type, param}}
  * naming the field) -> RequestQueue (one model, tfjs single-threaded: one at a time in arrival order,
@@ -20,6 +24,7 @@ import { generate, promptTooLong } from '../model/generate.ts';
 import { requireHead, WrongHeadError, type HeadUse } from '../model/head-check.ts';
 import { loadModel } from '../model/model-dir.ts';
 import { loadWithAdapter, tokenizerDir } from '../model/peft.ts';
+import { promptIds } from '../model/prompt.ts';
 import { Tokenizer, type ChatMessage } from '../model/tokenizer.ts';
 import { QueueFullError, RequestQueue } from './request-queue.ts';
 import { ServeMetrics, type RequestOutcome } from './serve-metrics.ts';
@@ -34,6 +39,14 @@ class BadRequest extends Error {
 }
 
 interface SamplingBody { max_tokens?: unknown; temperature?: unknown; top_p?: unknown; top_k?: unknown; seed?: unknown }
+
+/** A request's `add_special_tokens`, else `fallback`. */
+function specialsFlag(body: Record<string, unknown>, fallback: boolean): boolean {
+  const v = body.add_special_tokens;
+  if (v === undefined || v === null) return fallback;
+  if (typeof v !== 'boolean') throw new BadRequest('"add_special_tokens" must be true or false', 'add_special_tokens');
+  return v;
+}
 
 function num(body: Record<string, unknown>, key: string, fallback: number, min: number, max: number, integer = false): number {
   const v = body[key];
@@ -72,10 +85,14 @@ export interface ServeOptions {
   modelDir: string;
   /** A LoRA adapter (PEFT layout) applied to modelDir, merged at load. */
   adapterDir?: string;
+  /** The model's name in /v1/models and responses; default the directory's name (a hub model passes its id). */
+  name?: string;
   port: number;
   host?: string;
   /** Requests that may wait behind the running one; one more gets 503 (default DEFAULT_MAX_QUEUE). */
   maxQueue?: number;
+  /** /v1/completions' default for `add_special_tokens` (default true, as HF tokenizer(prompt)). */
+  addSpecialTokens?: boolean;
   log?: (l: string) => void;
 }
 
@@ -87,7 +104,7 @@ export async function startInferenceServer(o: ServeOptions): Promise<InferenceSe
   if (!Number.isInteger(maxQueue) || maxQueue < 0) throw new InputError(`--max-queue must be an integer >= 0, got ${maxQueue}`);
   const tok = await Tokenizer.fromDir(await tokenizerDir(o.modelDir, o.adapterDir));
   const { model, missingHeads } = o.adapterDir ? await loadWithAdapter(o.modelDir, o.adapterDir) : await loadModel(o.modelDir);
-  const name = basename((o.adapterDir ?? o.modelDir).replace(/\/+$/, ''));
+  const name = o.name ?? basename((o.adapterDir ?? o.modelDir).replace(/\/+$/, ''));
   const queue = new RequestQueue(maxQueue);
   const metrics = new ServeMetrics(() => queue.waiting);
 
@@ -127,7 +144,8 @@ export async function startInferenceServer(o: ServeOptions): Promise<InferenceSe
   const routes: Record<string, (body: Record<string, unknown>) => Job> = {
     '/v1/completions': (body) => {
       if (typeof body.prompt !== 'string') throw new BadRequest('"prompt" must be a string', 'prompt');
-      const run = completion(tok.encode(body.prompt, { addSpecialTokens: false }), body);
+      const ids = promptIds(tok, { text: body.prompt }, { addSpecialTokens: specialsFlag(body, o.addSpecialTokens ?? true) });
+      const run = completion(ids, body);
       return async (signal) => {
         const r = await run(signal);
         return {
@@ -142,8 +160,8 @@ export async function startInferenceServer(o: ServeOptions): Promise<InferenceSe
         throw new BadRequest('"messages" must be a non-empty array of {role, content} strings', 'messages');
       }
       if (!tok.chatTemplate) throw new BadRequest(`model ${name} has no chat template: use /v1/completions`, 'messages');
-      const text = tok.applyChatTemplate(msgs as ChatMessage[], { addGenerationPrompt: true });
-      const run = completion(tok.encode(text, { addSpecialTokens: false }), body);
+      const ids = promptIds(tok, { messages: msgs as ChatMessage[] }, { addSpecialTokens: specialsFlag(body, false) });
+      const run = completion(ids, body);
       return async (signal) => {
         const r = await run(signal);
         return {

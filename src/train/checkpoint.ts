@@ -1,6 +1,6 @@
 /**
  * Checkpoints: <dir>/step-00000100/ holding the model (Hugging Face format; with LoRA the adapter in
- * PEFT's layout under adapter/, the base being the job's model), the optimizer moments
+ * PEFT's layout under adapter/, the base being the job's model), the optimizer state
  * (optimizer.safetensors), trainer_state.json (run id, step, schedule, data cursor, RNG,
  * early-stopping state) and history.jsonl (the run's train lines, src/run/history.ts says why).
  * Each checkpoint directory is built beside the target and renamed into place; then the `latest`
@@ -19,7 +19,7 @@ import type { Model } from '../model/model.ts';
 import { numel } from '../model/params.ts';
 import { loadAdapter, saveAdapter } from '../model/peft.ts';
 import { readSafetensors, writeSafetensors, type HostTensor } from '../model/safetensors.ts';
-import type { AdamW } from '../optim/adamw.ts';
+import type { Optimizer } from '../optim/optimizer.ts';
 import { encodeHistory, type HistoryLine } from '../run/history.ts';
 import { CHECKPOINT_NAMES } from '../run/outputs.ts';
 import { checkpointsBeyond, encodeTrainerState, readTrainerState, stepDirName, type TrainerState } from '../run/trainer-state.ts';
@@ -38,24 +38,24 @@ export interface CheckpointContents {
 }
 
 export async function saveCheckpoint(
-  dir: string, c: CheckpointContents, { model, flat, optimizer }: { model: Model; flat: FlatParams; optimizer: AdamW },
+  dir: string, c: CheckpointContents, { model, flat, optimizer }: { model: Model; flat: FlatParams; optimizer: Optimizer },
 ): Promise<string> {
   const { state, keep, tokenizerFrom } = c;
   const name = stepDirName(state.step);
   const target = join(dir, name);
   const internal = new Map<string, HostTensor>();
-  const moments = new Map<string, HostTensor>();
+  const optimizerState = new Map<string, HostTensor>();
+  const buffers = Object.entries(optimizer.buffers);
   flat.names.forEach((n, k) => {
     const shape = flat.specs[k].shape;
     const [a, b] = [flat.offsets[k], flat.offsets[k] + numel(shape)];
     internal.set(n, { shape, data: flat.params.subarray(a, b) });
-    moments.set(`m.${n}`, { shape, data: optimizer.m.subarray(a, b) });
-    moments.set(`v.${n}`, { shape, data: optimizer.v.subarray(a, b) });
+    for (const [buffer, data] of buffers) optimizerState.set(`${buffer}.${n}`, { shape, data: data.subarray(a, b) });
   });
   await replaceDirAtomic(target, async (staging) => {
     if (model.adapter) await saveAdapter(model, join(staging, CHECKPOINT_NAMES.adapter), { baseModel: tokenizerFrom, tokenizerFrom, values: internal });
     else await saveHostModel(join(staging, CHECKPOINT_NAMES.model), model.config, model.task, internal, { tokenizerFrom });
-    await writeSafetensors(join(staging, CHECKPOINT_NAMES.optimizer), moments, { metadata: { step: String(optimizer.step) } });
+    await writeSafetensors(join(staging, CHECKPOINT_NAMES.optimizer), optimizerState, { metadata: { step: String(optimizer.step), optimizer: optimizer.kind } });
     await writeFileAtomic(join(staging, CHECKPOINT_NAMES.trainerState), encodeTrainerState(state));
     await writeFileAtomic(join(staging, CHECKPOINT_NAMES.history), encodeHistory(c.history.filter((h) => h.type === 'train' && h.step <= state.step)));
   });
@@ -78,8 +78,9 @@ export interface LoraBase {
 }
 
 /**
- * Loads a checkpoint's model: its model/ directory, or with LoRA the job's base plus the checkpoint's
- * adapter/ (bit-identical to the model that was saved: same base bits, same adapter bits).
+ * Loads a checkpoint's model and its trainer state (restoreOptimizer then restores the optimizer's):
+ * its model/ directory, or with LoRA the job's base plus the checkpoint's adapter/ (bit-identical to
+ * the model that was saved: same base bits, same adapter bits).
  */
 export async function readCheckpoint(path: string, task: Task, lora?: LoraBase): Promise<RestoredCheckpoint> {
   const state = await readTrainerState(path);
@@ -107,17 +108,37 @@ export async function readCheckpoint(path: string, task: Task, lora?: LoraBase):
   return { state, model };
 }
 
-export async function restoreOptimizer(path: string, flat: FlatParams, optimizer: AdamW): Promise<void> {
+/**
+ * Restores the optimizer state saved beside a checkpoint's model, bit for bit: saveCheckpoint writes
+ * each state buffer as `<buffer>.<parameter>` tensors (`m.wte`, `momentum_buffer.wte`) with metadata
+ * `step` and `optimizer` (the kind). The job's training.optimizer must be the checkpoint's (none in
+ * the metadata = adamw, the only one before there was a choice), with the same buffers (sgd keeps one
+ * only with momentum).
+ */
+export async function restoreOptimizer(path: string, flat: FlatParams, optimizer: Optimizer): Promise<void> {
   const file = join(path, CHECKPOINT_NAMES.optimizer);
   const st = await readSafetensors(file);
-  const m = new Float32Array(flat.size);
-  const v = new Float32Array(flat.size);
+  const kind = st.metadata.optimizer ?? 'adamw';
+  if (kind !== optimizer.kind) {
+    throw new InputError(`${file}: the checkpoint was trained with training.optimizer ${kind}, this job sets ${optimizer.kind}; resume with training.optimizer: ${kind}, or start a new run with --overwrite`);
+  }
+  const step = Number(st.metadata.step);
+  if (!Number.isSafeInteger(step) || step < 0) throw new CheckpointCorruptError(`${file}: metadata step "${st.metadata.step}" is not a step count`);
+  const names = Object.keys(optimizer.buffers).sort();
+  const saved = [...new Set([...st.tensors.keys()].map((t) => t.slice(0, t.indexOf('.'))))].sort();
+  if (saved.join() !== names.join()) {
+    throw new InputError(`${file}: the checkpoint holds ${kind} state ${saved.join(', ') || '(none)'}, this job's ${kind} keeps ${names.join(', ') || 'none'}` +
+      `${kind === 'sgd' ? ' (a momentum_buffer only with training.momentum > 0)' : ''}; resume with the settings the checkpoint was written with`);
+  }
+  const buffers = Object.fromEntries(names.map((b) => [b, new Float32Array(flat.size)]));
   flat.names.forEach((n, k) => {
-    const tm = st.tensors.get(`m.${n}`);
-    const tv = st.tensors.get(`v.${n}`);
-    if (!tm || !tv) throw new CheckpointCorruptError(`${file}: moments for "${n}" are missing`);
-    m.set(tm.data, flat.offsets[k]);
-    v.set(tv.data, flat.offsets[k]);
+    const size = (flat.offsets[k + 1] ?? flat.size) - flat.offsets[k];
+    for (const b of names) {
+      const t = st.tensors.get(`${b}.${n}`);
+      if (!t) throw new CheckpointCorruptError(`${file}: optimizer state "${b}" for "${n}" is missing`);
+      if (t.data.length !== size) throw new CheckpointCorruptError(`${file}: "${b}.${n}" has ${t.data.length} values, the parameter ${size}`);
+      buffers[b].set(t.data, flat.offsets[k]);
+    }
   });
-  optimizer.restore({ step: Number(st.metadata.step), m, v });
+  optimizer.restore({ step, buffers });
 }

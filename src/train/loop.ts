@@ -128,7 +128,7 @@ export async function train(job: CompiledJob, o: TrainOptions = {}): Promise<Tra
   // After an early stop the last eval is already the final one.
   if (!stoppedEarly) await runEval();
   const finalModelDir = finalDirOf(job.outputDir);
-  await saveTrained(model, finalModelDir, { baseModel: job.modelDir, tokenizerFrom: job.modelDir, metadata: { ringtune: `${job.name} step ${step}` } });
+  await saveTrained(model, finalModelDir, { baseModel: job.hub ? job.model : job.modelDir, tokenizerFrom: job.modelDir, metadata: { ringtune: `${job.name} step ${step}` } });
   const finalEval = await record.finish({
     steps: step, stoppedEarly, finalModelDir, data: { train: data.train.length, eval: data.eval.length, skipped_bad_records: data.skipped.length },
   });

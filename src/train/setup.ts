@@ -1,9 +1,9 @@
 /**
  * What every trainer (single process or ring worker) builds before its first step: the model (from
- * the base directory or a checkpoint), its flat parameter view, AdamW with the decay groups, the batch
+ * the base directory or a checkpoint), its flat parameter view, the optimizer with the decay groups, the batch
  * plan and the schedule. One place, so both paths train the same way.
  * First, before any weights load, what training needs beyond prepare.ts's checks: a global batch the
- * training set can fill, and memory for gradients, AdamW state and the activations kept for backward.
+ * training set can fill, and memory for gradients, optimizer state and the activations kept for backward.
  */
 import type { CompiledJob } from '../config/compile.ts';
 import { availableMemory, checkMemory, estimateMemory } from '../config/memory.ts';
@@ -13,7 +13,8 @@ import { loraPlan } from '../model/lora.ts';
 import { loadModel } from '../model/model-dir.ts';
 import { paramSpecs, type Model } from '../model/model.ts';
 import { attachNewAdapter } from '../model/peft.ts';
-import { AdamW } from '../optim/adamw.ts';
+import { createOptimizer } from '../optim/create-optimizer.ts';
+import type { Optimizer } from '../optim/optimizer.ts';
 import type { ScheduleConfig } from '../optim/lr-schedule.ts';
 import { BatchPlan } from './batch-plan.ts';
 import type { TrainerState } from '../run/trainer-state.ts';
@@ -24,7 +25,7 @@ import { readModelConfig } from './prepare.ts';
 export interface TrainingSetup {
   model: Model;
   flat: FlatParams;
-  optimizer: AdamW;
+  optimizer: Optimizer;
   plan: BatchPlan;
   schedule: ScheduleConfig;
   startStep: number;
@@ -38,7 +39,7 @@ export async function checkTraining(job: CompiledJob, data: PreparedData): Promi
   const { config, file } = await readModelConfig(job);
   // LoRA names against this family's modules, before any output is touched (weights are not needed).
   if (job.lora) loraPlan(config, job.task, paramSpecs(config, job.task), jobLora(job, config.family)!, job.jobFile);
-  checkMemory(estimateMemory(config, job.task, { purpose: 'train', microBatch: t.microBatch, seqLen: job.data.maxSeqLen }), availableMemory(), job.jobFile, file);
+  checkMemory(estimateMemory(config, job.task, { purpose: 'train', microBatch: t.microBatch, seqLen: job.data.maxSeqLen, optimizer: t }), availableMemory(), job.jobFile, file);
 }
 
 /** The job's LoRA settings with the family's defaults; undefined for full fine-tuning. */
@@ -61,7 +62,7 @@ export async function setupTraining(job: CompiledJob, data: PreparedData, resume
   const schedule: ScheduleConfig = { name: t.schedule, peakLr: t.peakLr, warmupSteps: t.warmupSteps, totalSteps: plan.totalSteps, minLrRatio: t.minLrRatio };
   const flat = new FlatParams(model);
   await flat.readParams();
-  const optimizer = new AdamW(flat.size, { beta1: t.beta1, beta2: t.beta2, eps: t.eps, weightDecay: t.weightDecay }, flat.decayMask(t.noDecay));
+  const optimizer = createOptimizer(t, flat.size, flat.decayMask(t.noDecay));
   if (resumeFrom) await restoreOptimizer(resumeFrom, flat, optimizer);
   return { model, flat, optimizer, plan, schedule, startStep: restored?.state.step ?? 0, restored: restored?.state };
 }

@@ -6,6 +6,7 @@
 import type { CompiledJob } from '../config/compile.ts';
 import type { ClsExample, LmExample } from '../data/examples.ts';
 import { learningRate } from '../optim/lr-schedule.ts';
+import type { ActivitySink } from './activity.ts';
 import { BatchPlan } from './batch-plan.ts';
 import { collateCls, collateLm } from '../data/batch.ts';
 import type { Model } from '../model/model.ts';
@@ -39,6 +40,8 @@ export interface StepHooks {
    * first step in which any rank voted (the same step everywhere), with a checkpoint when due.
    */
   stopVote?: () => boolean;
+  /** Told what the trainer is doing as it changes (a worker's heartbeats report it). */
+  activity?: ActivitySink;
 }
 
 export async function runPlannedSteps(
@@ -58,14 +61,22 @@ export async function runPlannedSteps(
     const r = await trainStep(
       {
         model: s.model, flat: s.flat, optimizer: s.optimizer, gradClip: t.gradClip, allReduce: reduce && ((buf) => reduce(buf, collective)),
-        onNonFinite: t.onNonFinite, step: step + 1, rank: h.rank, stopVote: h.stopVote,
+        onNonFinite: t.onNonFinite, step: step + 1, rank: h.rank, stopVote: h.stopVote, activity: h.activity,
       },
       micro, lr,
     );
     step += 1;
+    h.activity?.('idle', step);
     await h.onStep(step, r, lr, mine.length);
-    if (job.eval.everyNSteps > 0 && step % job.eval.everyNSteps === 0 && step < s.plan.totalSteps) stoppedEarly = await h.evaluate(step);
-    if (h.checkpoint && job.checkpoint.everyNSteps > 0 && step % job.checkpoint.everyNSteps === 0) await h.checkpoint(step);
+    if (job.eval.everyNSteps > 0 && step % job.eval.everyNSteps === 0 && step < s.plan.totalSteps) {
+      h.activity?.('evaluation', step);
+      stoppedEarly = await h.evaluate(step);
+    }
+    if (h.checkpoint && job.checkpoint.everyNSteps > 0 && step % job.checkpoint.everyNSteps === 0) {
+      h.activity?.('checkpoint', step);
+      await h.checkpoint(step);
+    }
+    h.activity?.('idle', step);
     await h.afterStep?.(step);
     if (r.stopAgreed && h.stopVote) {
       interrupted = true;

@@ -6,15 +6,16 @@
  *   3. divide by the global count -> exactly the mean over the global batch, however it was split
  *   4. a non-finite loss or gradient norm fails the step (NonFiniteError) or skips its update, as
  *      training.on_nonfinite says; judged on the all-reduced numbers, so every rank reaches the same verdict
- *   5. clip by global norm, AdamW, advance the schedule (every replica does the same arithmetic)
+ *   5. clip by global norm, the optimizer (training.optimizer), advance the schedule (every replica does the same arithmetic)
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { ClsBatch, LmBatch } from '../data/batch.ts';
 import { NonFiniteError } from '../errors.ts';
 import type { Model } from '../model/model.ts';
-import type { AdamW } from '../optim/adamw.ts';
+import type { Optimizer } from '../optim/optimizer.ts';
 import { clipGlobalNorm } from '../optim/clip.ts';
 import { scaleInPlace } from '../optim/flat-math.ts';
+import type { ActivitySink } from './activity.ts';
 import { crossEntropySum } from './loss.ts';
 import type { FlatParams } from './flat-params.ts';
 
@@ -23,7 +24,7 @@ export type Batch = LmBatch | ClsBatch;
 export interface StepContext {
   model: Model;
   flat: FlatParams;
-  optimizer: AdamW;
+  optimizer: Optimizer;
   gradClip: number;
   /** Sums the buffer in place across workers. */
   allReduce?: (buffer: Float32Array) => Promise<void>;
@@ -34,6 +35,8 @@ export interface StepContext {
   rank?: number;
   /** This rank's vote to stop after this step (a signal or the coordinator asked). */
   stopVote?: () => boolean;
+  /** Told at each phase of the step (liveness reports say what a busy rank is doing). */
+  activity?: ActivitySink;
 }
 
 /** fail: stop the run with NonFiniteError. skip_step: leave parameters and optimizer state as they were. */
@@ -70,7 +73,9 @@ export async function trainStep(ctx: StepContext, microBatches: readonly Batch[]
   let lossSum = 0;
   let count = 0;
   let inputTokens = 0;
-  for (const b of microBatches) {
+  const done = (ctx.step ?? 1) - 1;
+  for (const [i, b] of microBatches.entries()) {
+    ctx.activity?.('compute', done, [i + 1, microBatches.length]);
     // A macrotask turn per micro-batch: tfjs resolves data() as microtasks, so without this no timer
     // (heartbeats) and no incoming control message (abort) would run during a whole step.
     await new Promise<void>((resolve) => setImmediate(resolve));
@@ -87,7 +92,10 @@ export async function trainStep(ctx: StepContext, microBatches: readonly Batch[]
   // A rank asked to stop votes in the step's own all-reduce, so every rank learns it after the same
   // step (a control message could arrive a step late on one rank and hang the others in the ring).
   flat.extras[2] = ctx.stopVote?.() ? 1 : 0;
-  if (ctx.allReduce) await ctx.allReduce(flat.reduceBuffer);
+  if (ctx.allReduce) {
+    ctx.activity?.('all-reduce', done);
+    await ctx.allReduce(flat.reduceBuffer);
+  }
   const stopAgreed = flat.extras[2] > 0;
   const t2 = performance.now();
   const globalCount = flat.extras[1];
@@ -101,8 +109,9 @@ export async function trainStep(ctx: StepContext, microBatches: readonly Batch[]
   const nonFinite = globalCount > 0 && !(Number.isFinite(loss) && Number.isFinite(gradNorm));
   if (nonFinite && (ctx.onNonFinite ?? 'fail') === 'fail') throw nonFiniteError(ctx, loss, gradNorm, lossSum);
   // A global batch without any loss position (all targets masked or truncated away) changes nothing;
-  // a skipped step neither (AdamW's step count and moments stay too, as if the batch never came).
+  // a skipped step neither (the optimizer's step count and state stay too, as if the batch never came).
   if (globalCount > 0 && !nonFinite) {
+    ctx.activity?.('update', done);
     ctx.optimizer.update(flat.params, flat.grads, lr);
     flat.writeParams();
   }

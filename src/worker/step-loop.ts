@@ -21,13 +21,14 @@ import type { Example, PreparedData } from '../data/dataset.ts';
 import { mergeEvalStates, type EvalState } from '../eval/eval-state.ts';
 import { saveTrained } from '../model/peft.ts';
 import type { Model } from '../model/model.ts';
-import type { AdamW } from '../optim/adamw.ts';
+import type { Optimizer } from '../optim/optimizer.ts';
 import type { ScheduleConfig } from '../optim/lr-schedule.ts';
 import type { HistoryLine } from '../run/history.ts';
 import { finalModelDir } from '../run/outputs.ts';
 import type { Resender } from './resender.ts';
 import { trainerState } from '../run/trainer-state.ts';
 import { BatchPlan } from '../train/batch-plan.ts';
+import type { ActivitySink } from '../train/activity.ts';
 import { saveCheckpoint } from '../train/checkpoint.ts';
 import { evalState, type GenerationOptions } from '../train/evaluate.ts';
 import type { FlatParams } from '../train/flat-params.ts';
@@ -40,7 +41,7 @@ export interface WorkerState {
   job: CompiledJob;
   model: Model;
   flat: FlatParams;
-  optimizer: AdamW;
+  optimizer: Optimizer;
   plan: BatchPlan;
   schedule: ScheduleConfig;
   data: PreparedData;
@@ -84,6 +85,8 @@ export interface LoopContext {
   isAborted: () => string | undefined;
   /** This rank's vote to stop after the current step (a signal, or Control.stop from the coordinator). */
   stopVote?: () => boolean;
+  /** Told what this rank is doing as it changes (the heartbeat thread reports it). */
+  activity?: ActivitySink;
   /** Appends {rank, step, examples} per step: which examples this rank trained on (debugging, tests). */
   traceFile?: string;
 }
@@ -147,7 +150,10 @@ export async function runSteps(st: WorkerState, c: LoopContext): Promise<StepsOu
     return d.stop;
   };
 
-  if (step === 0) await evaluate();
+  if (step === 0) {
+    c.activity?.('evaluation', step);
+    await evaluate();
+  }
   const run = await runPlannedSteps(job, st, st.data.train, st.padId, step, {
     rank: c.rank,
     shard: (indices) => BatchPlan.shard(indices, c.rank, c.worldSize),
@@ -170,17 +176,25 @@ export async function runSteps(st: WorkerState, c: LoopContext): Promise<StepsOu
     evaluate,
     checkpoint: c.rank !== 0 ? undefined : async () => { await checkpoint(); },
     stopVote: c.stopVote,
+    activity: c.activity,
   });
   if (run.interrupted) {
     // Every rank stopped after the same step (the vote travelled in its all-reduce).
     let path = lastCheckpoint?.step === step ? lastCheckpoint.path : undefined;
-    if (c.rank === 0 && !path && job.checkpoint.everyNSteps > 0) path = await checkpoint();
+    if (c.rank === 0 && !path && job.checkpoint.everyNSteps > 0) {
+      c.activity?.('checkpoint', step);
+      path = await checkpoint();
+    }
     return { stopped: { step, checkpoint: path } };
   }
   const stopped = run.stoppedEarly;
-  if (!stopped) await evaluate();
+  if (!stopped) {
+    c.activity?.('evaluation', step);
+    await evaluate();
+  }
   if (c.rank !== 0) return {};
+  c.activity?.('saving', step);
   const dir = finalModelDir(job.outputDir);
-  await saveTrained(model, dir, { baseModel: job.modelDir, tokenizerFrom: job.modelDir, metadata: { ringtune: `${job.name} step ${step}, ${c.worldSize} workers` } });
+  await saveTrained(model, dir, { baseModel: job.hub ? job.model : job.modelDir, tokenizerFrom: job.modelDir, metadata: { ringtune: `${job.name} step ${step}, ${c.worldSize} workers` } });
   return { finalModelDir: dir };
 }

@@ -18,7 +18,11 @@ import { Bus, type BusOptions, type ControlMessages } from '../control/bus.ts';
 import type { WorkerPhase } from '../control/phases.ts';
 import { subjects } from '../control/subjects.ts';
 import { InputError, RingtuneError } from '../errors.ts';
+import { hubOptionsFromEnv, type HubOptions } from '../hub/hub-options.ts';
+import { resolveJobModel } from '../hub/resolve.ts';
 import { setThreads, type BackendInfo } from '../model/backend.ts';
+import { wallMs } from './activity.ts';
+import { HeartbeatLink } from './heartbeat-link.ts';
 import { Resender } from './resender.ts';
 import { prepareWorkerState, runSteps, type WorkerEvents } from './step-loop.ts';
 
@@ -35,6 +39,8 @@ export interface WorkerOptions {
   /** Overrides the ring token derived from the secret. */
   ringToken?: string;
   backend: BackendInfo;
+  /** Where a hub model comes from when the job names one and this machine has no directory for it (default: the HF_* environment). */
+  hub?: HubOptions;
   /** --threads / RINGTUNE_THREADS; undefined: the job's `threads` applies once the assignment brings the job. */
   threads?: Threads;
   metricsPort: number;
@@ -99,10 +105,15 @@ export async function runWorker(o: WorkerOptions): Promise<void> {
   let rank = -1;
   let runId = '';
   let step = 0;
-  const setPhase = (p: WorkerPhase) => { phase = p; o.events?.phase?.(p); };
+  // Heartbeats come from their own thread (heartbeat-link.ts) once the run is assigned: compute on
+  // this thread can block for longer than any heartbeat timeout.
+  const beats = await HeartbeatLink.start({ bus: o.bus, secret: o.secret, job: o.job, workerId, log: o.log }).catch(async (err) => {
+    await bus.close();
+    throw err;
+  });
+  const setPhase = (p: WorkerPhase) => { phase = p; beats.setPhase(p); o.events?.phase?.(p); };
   const advertise = o.advertise ?? `${o.ringHost === '0.0.0.0' ? '127.0.0.1' : o.ringHost}:${o.ringPort}`;
 
-  const heartbeat = () => bus.publish(subj.heartbeat, 'Heartbeat', { workerId, rank, phase, step, runId });
   const timers: NodeJS.Timeout[] = [];
   let ring: GrpcRing | undefined;
   let abortReason: string | undefined;
@@ -128,21 +139,24 @@ export async function runWorker(o: WorkerOptions): Promise<void> {
     runId = assignment.runId;
     rank = assignment.rank;
     o.events?.assigned?.(rank);
-    const job = JSON.parse(assignment.compiledJobJson) as CompiledJob;
+    let job = JSON.parse(assignment.compiledJobJson) as CompiledJob;
     if (o.threads === undefined && typeof job.threads === 'number') {
       await setThreads(job.threads);
       if (o.backend.name === 'native') o.log(`[worker ${workerId}] native engine: ${job.threads} thread${job.threads > 1 ? 's' : ''} (the job's threads)`);
     }
-    timers.push(setInterval(heartbeat, job.cluster.heartbeatIntervalMs));
+    beats.assign(rank, { runId, coordinator, intervalMs: job.cluster.heartbeatIntervalMs, abortKillMs: Math.max(10_000, 2 * job.cluster.heartbeatTimeoutMs) });
+    const activity = beats.activity;
     // Reports are re-sent until acknowledged: a NATS hiccup costs a re-send, not the job.
     const reports = new Resender(job.cluster.heartbeatIntervalMs * 2);
     timers.push(setInterval(() => reports.tick(), job.cluster.heartbeatIntervalMs));
     // The coordinator's liveness, from its Control messages: without it a worker would wait forever.
-    let coordinatorSeen = performance.now();
+    // The heartbeat thread hears the coordinator even while this thread is blocked (activity.coordinatorSeenMs):
+    // after a long kernel this thread's timers run before its queued messages, and must not take that for silence.
+    let coordinatorSeen = wallMs();
     let stopAsked = false;
-    bus.onConnection = (up) => { if (up) coordinatorSeen = performance.now(); }; // nobody could be heard during the outage
+    bus.onConnection = (up) => { if (up) coordinatorSeen = wallMs(); }; // nobody could be heard during the outage
     const coordinatorGone = () => {
-      const silentMs = performance.now() - coordinatorSeen;
+      const silentMs = wallMs() - Math.max(coordinatorSeen, activity.coordinatorSeenMs);
       if (phase !== 'loading' && phase !== 'training') return;
       const limit = job.cluster.heartbeatTimeoutMs * 2;
       const down = bus.disconnectedMs;
@@ -157,7 +171,7 @@ export async function runWorker(o: WorkerOptions): Promise<void> {
     bus.subscribe(subj.control, 'Control', (c, meta) => {
       if (c.runId !== runId) return;
       if (meta.sender !== coordinator) return bus.countRejected('invalid', subj.control, `Control of run ${runId} from ${meta.sender}, not its coordinator ${coordinator}`);
-      coordinatorSeen = performance.now();
+      coordinatorSeen = wallMs();
       if (c.alive) {
         reports.ackThrough('step', c.alive.step);
         reports.ackThrough('ckpt', c.alive.checkpointStep ?? 0);
@@ -187,8 +201,10 @@ export async function runWorker(o: WorkerOptions): Promise<void> {
       });
 
     setPhase('loading');
-    heartbeat();
+    activity.begin('loading');
     o.log(`[worker ${workerId}] rank ${rank}/${assignment.worldSize}, run ${runId}: loading`);
+    // A hub model the coordinator could not hand over as a path (a remote worker): fetched into this machine's cache.
+    job = await resolveJobModel(job, o.hub ?? hubOptionsFromEnv());
     const state = await prepareWorkerState(job, assignment.resumeFrom || undefined);
     const [host, port] = [advertise.slice(0, advertise.lastIndexOf(':')), Number(advertise.slice(advertise.lastIndexOf(':') + 1))];
     ring = await GrpcRing.create({
@@ -201,22 +217,25 @@ export async function runWorker(o: WorkerOptions): Promise<void> {
     await ring.connect(assignment.peers.map((p) => p.ringAddress));
     const readyMsg = { runId, rank, trainExamples: state.data.train.length, evalExamples: state.data.eval.length, startStep: state.startStep, totalSteps: state.plan.totalSteps, labels: state.labels ?? [] };
     reports.send('ready', () => bus.publish(subj.ready, 'Ready', readyMsg));
+    activity.begin('waiting');
     const start = await nextControl((c) => !!c.start);
-    setPhase('training');
     step = start.start!.startStep;
+    activity.step = step;
+    setPhase('training');
     const outcome = await runSteps(state, {
       job, rank, worldSize: assignment.worldSize, runId, ring, bus, subj, reports,
       stopVote: () => !!(o.stop?.aborted || stopAsked),
       waitForDecision: (s) => nextControl((c) => c.evalDecision?.step === s).then((c) => c.evalDecision!),
-      onStep: (s) => { step = s; },
+      onStep: (s) => { step = s; activity.step = s; },
+      activity: (what, at, micro) => activity.begin(what, at, micro),
       events: o.events,
       isAborted: () => abortReason,
       traceFile: o.traceFile,
     });
     const doneMsg = { runId, rank, step, finalModelDir: outcome.finalModelDir ?? '', stopped: !!outcome.stopped, checkpoint: outcome.stopped?.checkpoint ?? '' };
     reports.send('done', () => bus.publish(subj.done, 'Done', doneMsg));
+    activity.begin('idle');
     setPhase('done');
-    heartbeat();
     o.log(outcome.stopped
       ? `[worker ${workerId}] rank ${rank}: stopped on request after step ${step}${outcome.stopped.checkpoint ? `; checkpoint ${outcome.stopped.checkpoint}` : ''}`
       : `[worker ${workerId}] rank ${rank}: done at step ${step}`);
@@ -231,12 +250,9 @@ export async function runWorker(o: WorkerOptions): Promise<void> {
     const blamed = (err as { rank?: unknown }).rank;
     const lostRank = typeof blamed === 'number' && blamed !== rank ? blamed : -1;
     bus.publish(subj.failed, 'Failed', { runId, rank, workerId, error: (e as Error).message, step, lostRank });
-    heartbeat();
     throw e;
   } finally {
     for (const t of timers) clearInterval(t);
-    await ring?.close().catch(() => {});
-    await bus.flush().catch(() => {});
-    await bus.close();
+    await Promise.all([beats.close(), ring?.close().catch(() => {}), bus.flush().catch(() => {}).then(() => bus.close())]);
   }
 }

@@ -1,7 +1,7 @@
 /**
  * The memory estimate (src/config/memory.ts): parameter counts equal the published ones and the sum
  * over paramSpecs for every family, task and preset; the estimate's bytes worked out by hand for a
- * toy shape; the check's error names the fields behind the largest parts; RINGTUNE_MEMORY_LIMIT parses.
+ * toy shape, with the optimizer state by training.optimizer; the check's error names the fields behind the largest parts; RINGTUNE_MEMORY_LIMIT parses.
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
@@ -67,6 +67,25 @@ test('estimate by hand: toy GPT-2, micro_batch 2 x max_seq_len 8', () => {
   const llama = configFromHF({ model_type: 'llama', vocab_size: 10, hidden_size: 8, num_hidden_layers: 1, num_attention_heads: 2, intermediate_size: 8, max_position_embeddings: 100 });
   const rope = estimateMemory(llama, 'causal-lm', { purpose: 'eval', microBatch: 1, seqLen: 4 }).parts.find((x) => x.name === 'rotary tables');
   assert.equal(rope?.bytes, 2 * 100 * 4 * 4);
+});
+
+test('optimizer state by training.optimizer: plain sgd none, sgd with momentum and lion 1 buffer, adam and adamw 2 (4 bytes each per parameter)', () => {
+  // toy: 568 parameters; weights + gradients 8 bytes each, plus 4 per state buffer.
+  const paramBytes = (optimizer: 'sgd' | 'adam' | 'adamw' | 'lion', momentum: number) => {
+    const est = estimateMemory(toy, 'causal-lm', { purpose: 'train', microBatch: 2, seqLen: 8, optimizer: { optimizer, momentum } });
+    const layers = est.parts.find((x) => x.name === 'transformer layers')!;
+    return { perParam: (est.totalBytes - 18_432 - 1_920) / 568, layers: layers.bytes, because: layers.because };
+  };
+  assert.deepEqual(paramBytes('sgd', 0), { perParam: 8, layers: 488 * 8, because: 'n_layer 2 x 244 parameters each (n_embd 4, n_inner 16; weights, gradients: 8 bytes each)' });
+  assert.equal(paramBytes('sgd', 0.9).perParam, 12);
+  assert.match(paramBytes('sgd', 0.9).because, /weights, gradients, SGD momentum buffer: 12 bytes each/);
+  assert.equal(paramBytes('adam', 0).perParam, 16);
+  assert.match(paramBytes('adam', 0).because, /Adam m and v: 16 bytes each/);
+  assert.equal(paramBytes('adamw', 0).perParam, 16);
+  assert.equal(paramBytes('lion', 0).perParam, 12);
+  assert.match(paramBytes('lion', 0).because, /Lion m: 12 bytes each/);
+  // Without an optimizer given, AdamW (the default) as before.
+  assert.equal(estimateMemory(toy, 'causal-lm', { purpose: 'train', microBatch: 2, seqLen: 8 }).totalBytes, 29_440);
 });
 
 test('checkMemory: passes at the limit; above it the error names the total, the available memory and the fields of the largest parts', () => {

@@ -361,12 +361,17 @@ test('9 progress watchdog: every rank alive but no step for cluster.progress_tim
   await completeStep(c, 2, 1);
   for (let i = 0; i < 7; i++) {
     clock.advance(500);
-    for (const [w, rank] of [['w0', 0], ['w1', 1]] as const) c.onHeartbeat({ workerId: w, rank, phase: 'training', step: 1, runId: RUN });
+    // Heartbeats (from the worker's heartbeat thread) say what each compute thread is doing, and for how long.
+    c.onHeartbeat({ workerId: 'w0', rank: 0, phase: 'training', step: 1, runId: RUN, activity: 'step 2: all-reduce', activityMs: 500 * i });
+    c.onHeartbeat({ workerId: 'w1', rank: 1, phase: 'training', step: 1, runId: RUN, activity: 'step 2: micro-batch 1/2 forward+backward', activityMs: 500 * i + 200 });
     c.tick();
   }
   const [abort] = outbox.of('abort');
   assert.equal(abort.rank, -1);
   assert.match(abort.reason, /no progress for [34] s \(cluster\.progress_timeout_ms 3000\).*after step 1 though every rank is alive/);
+  // The stalled rank first (longest activity): what the run is waiting on.
+  assert.match(abort.reason, /; busy: rank 1: step 2: micro-batch 1\/2 forward\+backward for 3 s; rank 0: step 2: all-reduce for 3 s$/);
+  assert.deepEqual(c.status().workers.map((w) => [w.rank, w.activity]).sort(), [[0, 'step 2: all-reduce'], [1, 'step 2: micro-batch 1/2 forward+backward']]);
   await rejection(c.finished);
 });
 

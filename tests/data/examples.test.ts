@@ -9,6 +9,7 @@ import { readRecords } from '../../src/data/records.ts';
 import { Tokenizer } from '../../src/model/tokenizer.ts';
 import { buildFamilyTokenizer } from '../../src/model/tokenizer-build.ts';
 import { tempDir } from '../train/fixtures.ts';
+import { llama2Tokenizer } from '../model/hf-tokenizers.ts';
 
 const built = buildFamilyTokenizer('llama', 600);
 const tok = Tokenizer.fromJson(built.tokenizerJson, built.tokenizerConfig);
@@ -85,4 +86,108 @@ test('CSV with a header row, quoted commas, and line numbers', async (t) => {
     { text: 'good, very good', label: 'pos' }, { text: 'bad\nreally', label: 'neg' }, { text: 'fine', label: 'pos' },
   ]);
   assert.deepEqual(records.map((r) => r.line), [2, 3, 5]); // the record starting on line 3 spans two lines
+});
+
+// ---- Special tokens (data.add_special_tokens) -------------------------------------------------
+// Ids worked out by hand from tests/model/hf-tokenizers.ts (llama2: <s>=1 </s>=2, "▁the"=261,
+// "▁cat"=264, "▁"=265; see tests/model/tokenizer-specials.test.ts for the derivations).
+
+const llama2 = (() => {
+  const t = llama2Tokenizer();
+  return Tokenizer.fromJson(t.tokenizerJson, t.tokenizerConfig);
+})();
+
+test('llama-style tokenizer: text records start with <s> (context, loss 0) and end with </s>', () => {
+  const r = new ExampleBuilder(llama2, 'text', fields, 64).lm(rec({ text: 'the cat' }), 'x');
+  assert.ok('ok' in r);
+  assert.deepEqual(r.ok.tokens, [1, 261, 264, 2]);
+  assert.deepEqual(r.ok.lossMask, [0, 1, 1, 1]);
+  // A record that writes its own <s> gets one, not two.
+  const own = new ExampleBuilder(llama2, 'text', fields, 64).lm(rec({ text: '<s>the cat' }), 'x');
+  assert.ok('ok' in own);
+  assert.deepEqual(own.ok.tokens, [1, 261, 264, 2]);
+});
+
+test('llama-style tokenizer: prompt-completion is [<s>] prompt completion </s>, encoded together as TRL does', () => {
+  const b = new ExampleBuilder(llama2, 'prompt-completion', fields, 64);
+  // tokenizer("the" + " cat") = [1, 261, 264]; tokenizer("the") = [1, 261]: the completion is [264].
+  // (Encoded alone, " cat" would be "▁▁cat" = [265, 264].)
+  const r = b.lm(rec({ prompt: 'the', completion: ' cat' }), 'x');
+  assert.ok('ok' in r);
+  assert.deepEqual(r.ok.tokens, [1, 261, 264, 2]);
+  assert.deepEqual(r.ok.lossMask, [0, 0, 1, 1]);
+  // The texts merge across the boundary ("the c" + "at"): the completion is encoded alone, "▁at" = ▁ at.
+  const merged = b.lm(rec({ prompt: 'the c', completion: 'at' }), 'x');
+  assert.ok('ok' in merged);
+  assert.deepEqual(merged.ok.tokens, [1, 261, 262, 265, 263, 2]);
+  assert.deepEqual(merged.ok.lossMask, [0, 0, 0, 1, 1, 1]);
+  // An empty prompt: the BOS is the context the first completion token is predicted from.
+  const empty = b.lm(rec({ prompt: '', completion: 'the cat' }), 'x');
+  assert.ok('ok' in empty);
+  assert.deepEqual(empty.ok.tokens, [1, 261, 264, 2]);
+  assert.deepEqual(empty.ok.lossMask, [0, 1, 1, 1]);
+});
+
+test('a tokenizer that adds </s> itself (add_eos_token): the EOS comes once, as a target', () => {
+  const t = llama2Tokenizer();
+  const eosTok = Tokenizer.fromJson(t.tokenizerJson, { ...t.tokenizerConfig, add_eos_token: true });
+  const r = new ExampleBuilder(eosTok, 'text', fields, 64).lm(rec({ text: 'the cat' }), 'x');
+  assert.ok('ok' in r);
+  assert.deepEqual(r.ok.tokens, [1, 261, 264, 2]);
+  assert.deepEqual(r.ok.lossMask, [0, 1, 1, 1]);
+  const pc = new ExampleBuilder(eosTok, 'prompt-completion', fields, 64).lm(rec({ prompt: 'the', completion: ' cat' }), 'x');
+  assert.ok('ok' in pc);
+  assert.deepEqual(pc.ok.tokens, [1, 261, 264, 2]);
+  assert.deepEqual(pc.ok.lossMask, [0, 0, 1, 1]);
+  // Truncated on the right, the tokenizer's </s> is kept (HF truncates before adding specials).
+  const cut = new ExampleBuilder(eosTok, 'text', fields, 3).lm(rec({ text: 'the cat' }), 'x');
+  assert.ok('ok' in cut);
+  assert.deepEqual(cut.ok.tokens, [1, 261, 2]);
+});
+
+test('data.add_special_tokens false: nothing added; byte-level (GPT-2-style) tokenizers unchanged either way', () => {
+  const off = new ExampleBuilder(llama2, 'text', fields, 64, false).lm(rec({ text: 'the cat' }), 'x');
+  assert.ok('ok' in off);
+  assert.deepEqual(off.ok.tokens, [261, 264, 2]);
+  const pc = new ExampleBuilder(llama2, 'prompt-completion', fields, 64, false).lm(rec({ prompt: 'the', completion: ' cat' }), 'x');
+  assert.ok('ok' in pc);
+  assert.deepEqual(pc.ok.tokens, [261, 264, 2]);
+  assert.deepEqual(pc.ok.lossMask, [0, 1, 1]);
+  const gpt2Built = buildFamilyTokenizer('gpt2', 400);
+  const gpt2 = Tokenizer.fromJson(gpt2Built.tokenizerJson, gpt2Built.tokenizerConfig);
+  for (const add of [true, false]) {
+    const r = new ExampleBuilder(gpt2, 'text', fields, 64, add).lm(rec({ text: 'the cat sat.' }), 'x');
+    assert.ok('ok' in r);
+    assert.deepEqual(r.ok.tokens, [...gpt2.encode('the cat sat.', { addSpecialTokens: false }), gpt2.eosTokenId]);
+    assert.ok(r.ok.lossMask.every((m) => m === 1));
+  }
+});
+
+test('llama-style tokenizer: truncation keeps <s> on either side; packing keeps one <s> per document', () => {
+  const text = 'the cat the cat the cat'; // [1] 261 264 261 264 261 264 [2]
+  const right = new ExampleBuilder(llama2, 'text', fields, 4).lm(rec({ text }), 'x');
+  assert.ok('ok' in right);
+  assert.deepEqual(right.ok.tokens, [1, 261, 264, 261]);
+  assert.deepEqual(right.ok.lossMask, [0, 1, 1, 1]);
+  const leftTok = (() => {
+    const t = llama2Tokenizer();
+    return Tokenizer.fromJson(t.tokenizerJson, { ...t.tokenizerConfig, truncation_side: 'left' });
+  })();
+  const left = new ExampleBuilder(leftTok, 'text', fields, 4).lm(rec({ text }), 'x');
+  assert.ok('ok' in left);
+  assert.deepEqual(left.ok.tokens, [1, 261, 264, 2]);
+  assert.deepEqual(left.ok.lossMask, [0, 1, 1, 1]);
+
+  const b = new ExampleBuilder(llama2, 'text', fields, 64);
+  const docs = ['the cat', 'the', 'cat the cat'].map((t, i) => {
+    const r = b.lm(rec({ text: t }), `#${i}`);
+    assert.ok('ok' in r);
+    return r.ok;
+  });
+  const rows = pack(docs, 5);
+  const flat = rows.flatMap((r) => r.tokens);
+  // [1 261 264 2] [1 261 2] [1 264 261 264 2]: each document once, each with its one <s>, masked.
+  assert.deepEqual(flat, [1, 261, 264, 2, 1, 261, 2, 1, 264, 261, 264, 2]);
+  assert.deepEqual(rows.flatMap((r) => r.lossMask), flat.map((id) => (id === 1 ? 0 : 1)));
+  assert.equal(flat.filter((id) => id === 1).length, docs.length);
 });

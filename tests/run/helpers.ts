@@ -22,7 +22,7 @@ export async function tempDir(t: TestContext, prefix = 'ringtune-run-'): Promise
 export function runJob(dir: string, extra: { cluster?: Record<string, unknown>; eval?: Record<string, unknown>; data?: Record<string, unknown> } = {}): CompiledJob {
   return compileJob({
     name: 'unit',
-    model: 'model',
+    model: './model', // a path: a bare `model` naming no directory would be the hub model "model"
     data: { train: 'train.jsonl', format: 'text', ...extra.data },
     training: { max_steps: 10 },
     eval: extra.eval ?? {},

@@ -12,6 +12,8 @@ import { loadModel } from '../../src/model/model-dir.ts';
 import { Tokenizer } from '../../src/model/tokenizer.ts';
 import { startInferenceServer } from '../../src/serve/server.ts';
 import { ready, tempDir } from '../train/fixtures.ts';
+import { writeTokenizerFiles } from '../../src/model/tokenizer-build.ts';
+import { llama2Tokenizer } from '../model/hf-tokenizers.ts';
 
 async function post(port: number, path: string, body: unknown) {
   const res = await fetch(`http://127.0.0.1:${port}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: typeof body === 'string' ? body : JSON.stringify(body) });
@@ -58,6 +60,51 @@ test('completions and chat match generate(); bad requests are 400 with the field
   assert.match(broken.json.error.message, /not valid JSON/);
   assert.equal((await post(s.port, '/v1/classify', { input: 'x' })).status, 404);
   assert.equal((await fetch(`http://127.0.0.1:${s.port}/healthz`)).status, 200);
+});
+
+test('a Llama-style tokenizer: completions get <s>, chat gets only its template\'s <s>; add_special_tokens per request and --no-add-special-tokens', async (t) => {
+  await ready;
+  const dir = await tempDir(t);
+  const m = join(dir, 'm');
+  await createModelDir({ family: 'llama', preset: 'tiny', out: m, seed: 3 });
+  // The hand-written Llama 2 layout (TemplateProcessing "<s> $A"; 271 ids, within the model's vocab).
+  await writeTokenizerFiles(m, { ...llama2Tokenizer(), specialTokensMap: {} });
+  const s = await startInferenceServer({ modelDir: m, port: 0 });
+  t.after(() => s.close());
+  const tok = await Tokenizer.fromDir(m);
+  const { model } = await loadModel(m);
+  t.after(() => model.dispose());
+  const expect = async (ids: number[]) => tok.decode((await generate(model, ids, { maxNewTokens: 8, stopIds: [tok.eosTokenId!] })).ids, { skipSpecialTokens: true });
+
+  // tokenizer("the cat") = [<s>=1, ▁the=261, ▁cat=264] (tests/model/tokenizer-specials.test.ts)
+  const plain = await post(s.port, '/v1/completions', { prompt: 'the cat', max_tokens: 8 });
+  assert.equal(plain.status, 200);
+  assert.equal(plain.json.usage.prompt_tokens, 3);
+  assert.equal(plain.json.choices[0].text, await expect([1, 261, 264]));
+  const without = await post(s.port, '/v1/completions', { prompt: 'the cat', max_tokens: 8, add_special_tokens: false });
+  assert.equal(without.json.usage.prompt_tokens, 2);
+  assert.equal(without.json.choices[0].text, await expect([261, 264]));
+  const bad = await post(s.port, '/v1/completions', { prompt: 'the cat', add_special_tokens: 'yes' });
+  assert.equal(bad.status, 400);
+  assert.equal(bad.json.error.param, 'add_special_tokens');
+
+  // The template renders "<s>[user] the cat [assistant]": one <s>, whether or not specials are asked for.
+  const messages = [{ role: 'user', content: 'the cat' }];
+  const rendered = tok.applyChatTemplate(messages, { addGenerationPrompt: true });
+  assert.ok(rendered.startsWith('<s>[user]'));
+  const chatIds = [1, ...tok.encode(rendered.slice('<s>'.length), { addSpecialTokens: false })];
+  for (const extra of [{}, { add_special_tokens: true }]) {
+    const chat = await post(s.port, '/v1/chat/completions', { messages, max_tokens: 8, ...extra });
+    assert.equal(chat.status, 200);
+    assert.equal(chat.json.usage.prompt_tokens, chatIds.length);
+    assert.equal(chat.json.choices[0].message.content, await expect(chatIds));
+  }
+
+  // serve --no-add-special-tokens: completions default to none, a request can still ask.
+  const off = await startInferenceServer({ modelDir: m, port: 0, addSpecialTokens: false });
+  t.after(() => off.close());
+  assert.equal((await post(off.port, '/v1/completions', { prompt: 'the cat', max_tokens: 8 })).json.usage.prompt_tokens, 2);
+  assert.equal((await post(off.port, '/v1/completions', { prompt: 'the cat', max_tokens: 8, add_special_tokens: true })).json.usage.prompt_tokens, 3);
 });
 
 test('classification: labels from config.json, probabilities sum to 1', async (t) => {
