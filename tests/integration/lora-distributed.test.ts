@@ -25,14 +25,16 @@ async function loraJob(dir: string, name: string, workers: number): Promise<stri
 test('LoRA: 2 workers == 1 worker over 12 steps (losses and adapter within 1e-5); the all-reduce buffer is adapter-sized', async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'ringtune-lora-dist-'));
   t.after(() => rm(dir, { recursive: true, force: true }));
-  const results = new Map<number, { losses: number[]; adapter: Map<string, Float32Array> }>();
+  const results = new Map<number, { losses: number[]; adapter: Map<string, Float32Array>; reduceBytes: number[] }>();
   for (const workers of [1, 2]) {
     const job = await loraJob(dir, `lora${workers}`, workers);
     const r = await runLocal(job);
     assert.equal(r.code, 0, r.output);
     const out = join(dir, `out-lora${workers}`);
     const st = await readSafetensors(join(out, 'final', ADAPTER_FILES.weights));
-    results.set(workers, { losses: trainLosses(await history(out)), adapter: new Map([...st.tensors].map(([k, v]) => [k, v.data])) });
+    const h = await history(out);
+    const reduceBytes = h.filter((x) => x.type === 'train').map((x) => Number(x.reduce_bytes));
+    results.set(workers, { losses: trainLosses(h), adapter: new Map([...st.tensors].map(([k, v]) => [k, v.data])), reduceBytes });
   }
   const one = results.get(1)!;
   const two = results.get(2)!;
@@ -51,9 +53,11 @@ test('LoRA: 2 workers == 1 worker over 12 steps (losses and adapter within 1e-5)
   assert.ok(moved > 1e-3, 'B moved away from 0');
   assert.ok(diff / scale < 1e-5, `max adapter difference ${diff} (scale ${scale})`);
 
-  // What a worker all-reduces: the flat buffer runSteps hands the ring (its byte count is the metric's).
-  const st = await prepareWorkerState(await loadJobFile(join(dir, 'lora2.yaml')));
+  // Ring all-reduce on 2 ranks: each sends 2 (w - 1) / w = 1 buffer of fp32 [adapter gradients, loss sum, count, stop vote].
   const adapterSize = [...one.adapter.values()].reduce((n, a) => n + a.length, 0);
+  assert.deepEqual([...new Set(two.reduceBytes)], [(adapterSize + 3) * 4], 'metrics.jsonl reduce_bytes');
+  // What a worker all-reduces: the flat buffer runSteps hands the ring.
+  const st = await prepareWorkerState(await loadJobFile(join(dir, 'lora2.yaml')));
   assert.equal(st.flat.reduceBuffer.length, adapterSize + 3);
   assert.ok(st.model.numParams > 20 * adapterSize, `model ${st.model.numParams} vs adapter ${adapterSize}`);
   st.model.dispose();
