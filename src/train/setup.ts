@@ -1,6 +1,7 @@
 /**
  * What every trainer (single process or ring worker) builds before its first step: the model (from
- * the base directory or a checkpoint), its flat parameter view, the optimizer with the decay groups, the batch
+ * the base directory or a checkpoint; with method lora the base plus a fresh or the checkpoint's
+ * adapter), its flat parameter view (the trainable parameters only), the optimizer with the decay groups, the batch
  * plan and the schedule. One place, so both paths train the same way.
  * First, before any weights load, what training needs beyond prepare.ts's checks: a global batch the
  * training set can fill, and memory for gradients, optimizer state and the activations kept for backward.
