@@ -14,6 +14,9 @@ export const MODEL_HELP = 'model directory, or a Hugging Face hub model org/name
 /** --model -> a directory: a local one as typed, a hub id resolved (downloaded if need be) into the HF cache. */
 export const modelDirArg = (value: string): Promise<string> => resolveModelArg(value, hubOptionsFromEnv());
 
+/** --adapter of generate, classify, serve and eval. */
+export const ADAPTER_HELP = "a LoRA adapter directory (PEFT layout, e.g. a LoRA run's <output>/final) applied to --model; --model may itself name an adapter directory whose base_model_name_or_path is a local model";
+
 export const BACKEND_HELP = `tfjs backend: auto | ${BACKENDS.join(' | ')}`;
 
 /**

@@ -5,9 +5,10 @@ import { InputError } from '../errors.ts';
 import type { Family, Task } from '../model/config.ts';
 import { createModelDir } from '../model/create.ts';
 import { generate } from '../model/generate.ts';
-import { loadModelWithHead } from '../model/head-check.ts';
+import { loadModelWithHead, type HeadUse } from '../model/head-check.ts';
 import type { Model } from '../model/model.ts';
 import { loadModel, readConfigJson } from '../model/model-dir.ts';
+import { loadWithAdapter, mergeToDir, resolveModelArgs, tokenizerDir } from '../model/peft.ts';
 import { presetChoices } from '../model/presets.ts';
 import { promptIds } from '../model/prompt.ts';
 import { encodeTruncated, inferenceMaxLength } from '../model/truncation.ts';
@@ -15,10 +16,32 @@ import { Tokenizer } from '../model/tokenizer.ts';
 import { collateCls } from '../data/batch.ts';
 import { checkPredictionsTarget, writePredictions } from '../eval/predictions.ts';
 import { classifierOutputs } from '../train/evaluate.ts';
-import { action, allCores, BACKEND_HELP, floatArg, intArg, MODEL_HELP, modelDirArg, startBackend, threadsOption } from './common.ts';
+import { action, ADAPTER_HELP, allCores, BACKEND_HELP, floatArg, intArg, MODEL_HELP, modelDirArg, startBackend, threadsOption } from './common.ts';
 import { readTextInput, type TextItem } from './text-input.ts';
 
+/** --model [--adapter]: the base, or base + adapter merged in memory, with the head `needs` checked; the tokenizer next to the adapter, else the base's. */
+async function loadForCommand(o: { model: string; adapter?: string }, needs: Task, use: HeadUse): Promise<{ model: Model; tok: Tokenizer }> {
+  const { base, adapter } = await resolveModelArgs(await modelDirArg(o.model), o.adapter, modelDirArg);
+  const tok = await Tokenizer.fromDir(await tokenizerDir(base, adapter));
+  const { model } = adapter ? await loadWithAdapter(base, adapter, { task: needs, use }) : await loadModelWithHead(base, needs, use);
+  return { model, tok };
+}
+
 export function registerModelCommands(program: Command): void {
+  program
+    .command('merge')
+    .description('merge a LoRA adapter into its base: writes a full Hugging Face model directory (W += scale * B A; modules_to_save replace the base\'s tensors)')
+    .requiredOption('--base <dir>', 'the base model directory the adapter was trained on')
+    .requiredOption('--adapter <dir>', 'the adapter directory (adapter_config.json + adapter_model.safetensors)')
+    .requiredOption('--output <dir>', 'the merged model directory (written atomically)')
+    .option('--overwrite', 'replace an existing --output directory')
+    .option('--backend <name>', BACKEND_HELP)
+    .action(action(async (o: { base: string; adapter: string; output: string; overwrite?: boolean; backend?: string }) => {
+      await startBackend(o.backend);
+      const r = await mergeToDir(o.base, o.adapter, o.output, !!o.overwrite);
+      console.log(`wrote ${o.output}: ${o.base} + LoRA ${o.adapter} (${r.targets} adapted modules, ${r.task})`);
+    }));
+
   const model = program.command('model').description('create and inspect model directories');
 
   model
@@ -68,6 +91,7 @@ export function registerModelCommands(program: Command): void {
     .command('generate')
     .description('generate text from a causal-LM model directory')
     .requiredOption('--model <dir>', MODEL_HELP)
+    .option('--adapter <dir>', ADAPTER_HELP)
     .requiredOption('--prompt <text>', 'prompt text')
     .option('--chat', 'wrap the prompt as a user message with the tokenizer\'s chat template')
     .option('--no-add-special-tokens', 'do not add the tokenizer\'s special tokens (a Llama <s>) to a plain prompt, as HF tokenizer(prompt, add_special_tokens=False); --chat adds none anyway')
@@ -78,11 +102,9 @@ export function registerModelCommands(program: Command): void {
     .option('--seed <n>', 'sampling seed', intArg(0), 0)
     .option('--backend <name>', BACKEND_HELP)
     .addOption(threadsOption('all cores', false))
-    .action(action(async (o: { model: string; prompt: string; chat?: boolean; addSpecialTokens: boolean; maxTokens: number; temperature: number; topK: number; topP: number; seed: number; backend?: string; threads?: Threads }) => {
+    .action(action(async (o: { model: string; adapter?: string; prompt: string; chat?: boolean; addSpecialTokens: boolean; maxTokens: number; temperature: number; topK: number; topP: number; seed: number; backend?: string; threads?: Threads }) => {
       await startBackend(o.backend, threadsFor(o.threads, undefined, allCores()));
-      const dir = await modelDirArg(o.model);
-      const tok = await Tokenizer.fromDir(dir);
-      const { model: m } = await loadModelWithHead(dir, 'causal-lm', { command: 'ringtune generate', otherCommand: 'ringtune classify' });
+      const { model: m, tok } = await loadForCommand(o, 'causal-lm', { command: 'ringtune generate', otherCommand: 'ringtune classify' });
       const prompt = o.chat ? { messages: [{ role: 'user', content: o.prompt }] } : { text: o.prompt };
       // --chat: the template writes its own BOS; --no-add-special-tokens only turns off a plain prompt's.
       let ids = promptIds(tok, prompt, { addSpecialTokens: o.chat ? false : o.addSpecialTokens });
@@ -112,6 +134,7 @@ export function registerModelCommands(program: Command): void {
     .command('classify')
     .description('classify texts with a sequence-classification model directory; prints one JSON line per text')
     .requiredOption('--model <dir>', MODEL_HELP)
+    .option('--adapter <dir>', ADAPTER_HELP)
     .option('--text <text...>', 'one or more texts')
     .option('--input <file>', 'texts to classify, - for stdin: JSONL with a "text" field (name ends in .jsonl, or first character "{"), else one text per line')
     .option('--output <file>', 'write the JSON lines here (atomically) instead of stdout; - for stdout')
@@ -119,14 +142,12 @@ export function registerModelCommands(program: Command): void {
     .option('--batch <n>', 'texts per forward pass', intArg(1), 16)
     .option('--backend <name>', BACKEND_HELP)
     .addOption(threadsOption('all cores', false))
-    .action(action(async (o: { model: string; text?: string[]; input?: string; output?: string; overwrite?: boolean; batch: number; backend?: string; threads?: Threads }) => {
+    .action(action(async (o: { model: string; adapter?: string; text?: string[]; input?: string; output?: string; overwrite?: boolean; batch: number; backend?: string; threads?: Threads }) => {
       if (!o.text === !o.input) throw new InputError('give the texts with either --text or --input FILE (- for stdin)');
       if (o.output) await checkPredictionsTarget(o.output, !!o.overwrite, '--output');
       const items: TextItem[] = o.input ? await readTextInput(o.input) : o.text!.map((text, i) => ({ text, where: `--text ${i + 1}` }));
       await startBackend(o.backend, threadsFor(o.threads, undefined, allCores()));
-      const dir = await modelDirArg(o.model);
-      const tok = await Tokenizer.fromDir(dir);
-      const { model: m } = await loadModelWithHead(dir, 'classification', { command: 'ringtune classify', otherCommand: 'ringtune generate' });
+      const { model: m, tok } = await loadForCommand(o, 'classification', { command: 'ringtune classify', otherCommand: 'ringtune generate' });
       const lines = await classifyItems(m, tok, items, o.batch, !!o.input).finally(() => m.dispose());
       await writePredictions(o.output ?? '-', lines);
     }));
@@ -167,18 +188,21 @@ export function registerServeCommand(program: Command): void {
     .command('serve')
     .description('HTTP inference: /v1/completions, /v1/chat/completions (causal LM), /v1/classify (classifier)')
     .requiredOption('--model <dir>', MODEL_HELP)
+    .option('--adapter <dir>', ADAPTER_HELP)
     .option('--port <port>', 'port (0 = any free port)', intArg(0), 8080)
     .option('--host <host>', 'interface to bind', '127.0.0.1')
     .option('--max-queue <n>', 'requests that may wait behind the running one; more get 503 + Retry-After (default 64)', intArg(0))
     .option('--no-add-special-tokens', '/v1/completions: do not add the tokenizer\'s special tokens (a Llama <s>) to prompts unless a request sets "add_special_tokens": true')
     .option('--backend <name>', BACKEND_HELP)
     .addOption(threadsOption('all cores', false))
-    .action(action(async (o: { model: string; port: number; host: string; maxQueue?: number; addSpecialTokens: boolean; backend?: string; threads?: Threads }) => {
+    .action(action(async (o: { model: string; adapter?: string; port: number; host: string; maxQueue?: number; addSpecialTokens: boolean; backend?: string; threads?: Threads }) => {
       await startBackend(o.backend, threadsFor(o.threads, undefined, allCores()));
       const { startInferenceServer } = await import('../serve/server.ts');
       const modelDir = await modelDirArg(o.model);
+      const { base, adapter } = await resolveModelArgs(modelDir, o.adapter, modelDirArg);
       // A hub model is served under its id (its snapshot directory is named by a commit hash).
-      const s = await startInferenceServer({ modelDir, name: modelDir === o.model ? undefined : o.model, port: o.port, host: o.host, maxQueue: o.maxQueue, addSpecialTokens: o.addSpecialTokens, log: (l) => console.error(l) });
+      const name = adapter ? undefined : modelDir === o.model ? undefined : o.model;
+      const s = await startInferenceServer({ modelDir: base, adapterDir: adapter, name, port: o.port, host: o.host, maxQueue: o.maxQueue, addSpecialTokens: o.addSpecialTokens, log: (l) => console.error(l) });
       const stop = () => void s.close().then(() => process.exit(0));
       process.once('SIGINT', stop);
       process.once('SIGTERM', stop);

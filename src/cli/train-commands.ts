@@ -10,6 +10,7 @@ import { hubOptionsFromEnv } from '../hub/hub-options.ts';
 import { resolveJobModel } from '../hub/resolve.ts';
 import { configFromHF, taskFromArchitectures, type Task } from '../model/config.ts';
 import { loadModel, readConfigJson } from '../model/model-dir.ts';
+import { loadWithAdapter, resolveModelArgs } from '../model/peft.ts';
 import { Tokenizer } from '../model/tokenizer.ts';
 import { inferenceMaxLength } from '../model/truncation.ts';
 import { writeFileAtomic } from '../util/atomic.ts';
@@ -19,7 +20,7 @@ import { checkPredictionsTarget, writePredictions, type Prediction } from '../ev
 import { evalState } from '../train/evaluate.ts';
 import { train } from '../train/loop.ts';
 import { prepareRun } from '../train/prepare.ts';
-import { action, allCores, BACKEND_HELP, intArg, MODEL_HELP, modelDirArg, overridesOf, startBackend, stopOnSignals, threadsOption, withOverrides } from './common.ts';
+import { action, ADAPTER_HELP, allCores, BACKEND_HELP, intArg, MODEL_HELP, modelDirArg, overridesOf, startBackend, stopOnSignals, threadsOption, withOverrides } from './common.ts';
 import { stringifyRecord } from '../run/record-json.ts';
 
 const FORMATS = ['text', 'prompt-completion', 'messages', 'label'];
@@ -79,6 +80,7 @@ export function registerTrainCommands(program: Command): void {
     .command('eval')
     .description('evaluate a model directory on a dataset (loss/perplexity, or accuracy/F1 for labels)')
     .requiredOption('--model <dir>', MODEL_HELP)
+    .option('--adapter <dir>', ADAPTER_HELP)
     .requiredOption('--data <file>', 'JSONL or CSV dataset')
     .option('--format <format>', FORMATS.join(' | '), 'text')
     .option('--max-seq-len <n>', "tokens per example (default: the model's own limit, as classify and serve cut)", intArg(2))
@@ -91,27 +93,28 @@ export function registerTrainCommands(program: Command): void {
     .option('--overwrite', 'replace an existing --predictions file')
     .option('--backend <name>', BACKEND_HELP)
     .addOption(threadsOption('all cores', false))
-    .action(action(async (o: { model: string; data: string; format: string; maxSeqLen?: number; batch: number; onBadRecord: string; metrics?: string; maxNewTokens: number; maxExamples: number; predictions?: string; overwrite?: boolean; backend?: string; threads?: Threads }) => {
+    .action(action(async (o: { model: string; adapter?: string; data: string; format: string; maxSeqLen?: number; batch: number; onBadRecord: string; metrics?: string; maxNewTokens: number; maxExamples: number; predictions?: string; overwrite?: boolean; backend?: string; threads?: Threads }) => {
+      const { base, adapter } = await resolveModelArgs(resolve(await modelDirArg(o.model)), o.adapter && resolve(o.adapter), modelDirArg);
       // By default eval cuts where classify and serve do (the model's positions, or the tokenizer's
       // model_max_length if smaller), so the reported numbers describe the model as deployed.
-      const modelDir = resolve(await modelDirArg(o.model));
-      const maxSeqLen = o.maxSeqLen ?? inferenceMaxLength(configFromHF(await readConfigJson(modelDir), join(modelDir, 'config.json')).maxPositions,
-        await Tokenizer.fromDir(modelDir));
+      const maxSeqLen = o.maxSeqLen ?? inferenceMaxLength(configFromHF(await readConfigJson(base), join(base, 'config.json')).maxPositions,
+        await Tokenizer.fromDir(base));
       const job = compileJob({
-        model: modelDir, data: { train: resolve(o.data), format: o.format, max_seq_len: maxSeqLen, eval_fraction: 0, on_bad_record: o.onBadRecord },
+        model: base, data: { train: resolve(o.data), format: o.format, max_seq_len: maxSeqLen, eval_fraction: 0, on_bad_record: o.onBadRecord },
         training: { max_steps: 1, global_batch: o.batch, micro_batch: o.batch },
         eval: { metrics: o.metrics?.split(',').map((m) => m.trim()).filter(Boolean), generate_max_tokens: o.maxNewTokens, generate_max_examples: o.maxExamples },
       }, 'ringtune eval', { flags: EVAL_FLAGS });
       if (o.predictions) await checkPredictionsTarget(o.predictions, !!o.overwrite);
       await startBackend(o.backend, threadsFor(o.threads, undefined, allCores()));
       const { data, padId, labels, generation } = await prepareRun(job);
-      const { model, missingHeads } = await loadModel(job.modelDir, { task: job.task, labels });
-      checkEvalHead(job.modelDir, await readConfigJson(job.modelDir), job.task, o.format, missingHeads, () => model.dispose());
+      const use = { command: 'ringtune eval', otherCommand: `ringtune eval --format ${job.task === 'classification' ? 'text' : 'label'}` };
+      const { model, missingHeads } = adapter ? await loadWithAdapter(base, adapter, { task: job.task, use }, { labels }) : await loadModel(job.modelDir, { task: job.task, labels });
+      if (!adapter) checkEvalHead(job.modelDir, await readConfigJson(job.modelDir), job.task, o.format, missingHeads, () => model.dispose());
       const predictions: Prediction[] = [];
       const state = await evalState(model, data.train, o.batch, padId, undefined, generation, o.predictions ? (p) => predictions.push(p) : undefined);
       const classification = classificationReport(state, model.config.id2label);
       if (o.predictions) await writePredictions(o.predictions, predictions);
-      const summary = { model: job.modelDir, data: job.data.trainPath, examples: data.train.length, skipped: data.skipped.length, ...evalResult(state), classification, predictions: o.predictions };
+      const summary = { model: job.modelDir, ...(adapter ? { adapter } : {}), data: job.data.trainPath, examples: data.train.length, skipped: data.skipped.length, ...evalResult(state), classification, predictions: o.predictions };
       // With predictions on stdout the summary goes to stderr, so stdout stays JSONL.
       (o.predictions === '-' ? console.error : console.log)(stringifyRecord(summary, 2));
       model.dispose();

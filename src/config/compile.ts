@@ -13,6 +13,7 @@ import type { z } from 'zod';
 import { InputError } from '../errors.ts';
 import type { BackendChoice } from '../model/backend-names.ts';
 import type { Task } from '../model/config.ts';
+import { LORA_DEFAULTS, type LoraOptions } from '../model/lora-config.ts';
 import type { ScheduleName } from '../optim/lr-schedule.ts';
 import { defaultBetas, type OptimizerKind } from '../optim/optimizer.ts';
 import { hubRefOf, type HubRef } from '../hub/hub-id.ts';
@@ -78,6 +79,10 @@ export interface CompiledJob {
     onNonFinite: 'fail' | 'skip_step';
     seed: number;
   };
+  /** full: every parameter trains; lora: a frozen base with adapters (model/lora.ts). */
+  method: 'full' | 'lora';
+  /** Set exactly when method is lora; names are checked against the model family at setup. */
+  lora?: LoraOptions;
   checkpoint: { dir: string; everyNSteps: number; keep: number };
   eval: {
     everyNSteps: number;
@@ -182,6 +187,9 @@ export function compileJob(raw: unknown, jobFile: string, o: CompileOptions = {}
   }
   if (s.training.micro_batch > s.training.global_batch) problem('training.micro_batch', `${s.training.micro_batch} is larger than global_batch ${s.training.global_batch}`);
   checkOptimizer(s.training, problem);
+  const method = typeof s.method === 'string' ? s.method : s.method.type;
+  if (s.lora && method !== 'lora') problem('lora', `a lora section needs method: lora (method is "${method}")`);
+  if (s.lora && s.lora.dropout !== 0) problem('lora.dropout', `${s.lora.dropout} is not supported; only 0 (PEFT's default) is, since ringtune merges the adapter into the weight it multiplies`);
   const outputDir = path(s.output);
   const checkpointDir = s.checkpoint.dir ? path(s.checkpoint.dir) : resolve(outputDir, 'checkpoints');
   const badOutput = notADirectory(outputDir);
@@ -246,6 +254,11 @@ export function compileJob(raw: unknown, jobFile: string, o: CompileOptions = {}
       onNonFinite: s.training.on_nonfinite,
       seed: s.training.seed,
     },
+    method,
+    lora: method === 'lora' ? {
+      r: s.lora?.r ?? LORA_DEFAULTS.r, alpha: s.lora?.alpha ?? LORA_DEFAULTS.alpha, dropout: s.lora?.dropout ?? LORA_DEFAULTS.dropout,
+      targetModules: s.lora?.target_modules, modulesToSave: s.lora?.modules_to_save, useRslora: s.lora?.use_rslora ?? LORA_DEFAULTS.useRslora,
+    } : undefined,
     checkpoint: { dir: checkpointDir, everyNSteps: s.checkpoint.every_n_steps, keep: s.checkpoint.keep },
     eval: {
       everyNSteps: s.eval.every_n_steps,

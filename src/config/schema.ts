@@ -99,6 +99,20 @@ export const EvalSchema = z
   })
   .strict();
 
+/** LoRA (method: lora), PEFT's LoraConfig names; defaults as PEFT's, target_modules / modules_to_save per family (model/lora-config.ts). */
+export const LoraSchema = z
+  .object({
+    r: positiveInt.default(8),
+    alpha: z.number().positive().default(16),
+    dropout: z.number().min(0).lt(1).default(0),
+    target_modules: z.array(z.string().min(1)).optional(),
+    modules_to_save: z.array(z.string().min(1)).optional(),
+    use_rslora: z.boolean().default(false),
+  })
+  .strict();
+
+const MethodName = z.enum(['full', 'lora']);
+
 const TlsSchema = z.object({ ca: z.string().optional(), cert: z.string().optional(), key: z.string().optional() }).strict();
 
 export const ClusterSchema = z
@@ -144,7 +158,9 @@ export const JobSchema = z
     threads: ThreadsSchema.default('auto'),
     data: DataSchema,
     training: TrainingSchema,
-    method: z.object({ type: z.literal('full').default('full') }).strict().prefault({}),
+    /** full | lora; the older `{type: full}` form is still accepted. */
+    method: z.union([MethodName, z.object({ type: MethodName.default('full') }).strict()]).default('full'),
+    lora: LoraSchema.optional(),
     checkpoint: CheckpointSchema.prefault({}),
     eval: EvalSchema.prefault({}),
     cluster: ClusterSchema.prefault({}),

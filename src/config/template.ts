@@ -47,6 +47,10 @@ training:
   seed: 0
   on_nonfinite: fail              # fail | skip_step: a NaN/Inf loss or gradient stops the run, or skips that update
 
+method: full                      # full | lora (frozen base + adapters in PEFT's format; final/ is the adapter)
+# lora: {r: 8, alpha: 16, dropout: 0, target_modules: [q_proj, v_proj], use_rslora: false}   # with method: lora; defaults per family
+#   # modules_to_save: [score]      # trained whole; default: the classification head for classification
+
 checkpoint:
   every_n_steps: 0                # 0 = only the final model
   keep: 2

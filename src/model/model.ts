@@ -11,7 +11,8 @@ import { gpt2Body, gpt2ParamSpecs } from './gpt2.ts';
 import { classificationHead, lmHead } from './heads.ts';
 import type { LayerCache } from './layers/attention.ts';
 import { llamaBody, llamaParamSpecs } from './llama.ts';
-import { initialValues, numel, type ParamSpec } from './params.ts';
+import type { LoraAdapter } from './lora.ts';
+import { initialValues, numel, type ParamSpec, type Params } from './params.ts';
 import type { HostTensor } from './safetensors.ts';
 import type { BodyInput, BodyOutput } from './types.ts';
 
@@ -39,6 +40,8 @@ export function paramSpecs(config: ModelConfig, task: Task): ParamSpec[] {
 
 export class Model {
   readonly specs: ParamSpec[];
+  /** LoRA (lora.ts): the frozen base's forward sees W + scale * A @ B per target; absent = full fine-tuning. */
+  private lora?: LoraAdapter;
 
   constructor(
     readonly config: ModelConfig,
@@ -74,8 +77,46 @@ export class Model {
     return this.specs.reduce((n, s) => n + numel(s.shape), 0);
   }
 
+  get adapter(): LoraAdapter | undefined {
+    return this.lora;
+  }
+
+  /**
+   * What training updates, in the flattening order (FlatParams, checkpoints, the all-reduce): every
+   * parameter in spec order, or with an adapter its A/B pairs and the modules_to_save parameters.
+   */
+  get trainable(): { readonly specs: readonly ParamSpec[]; readonly params: ReadonlyMap<string, tf.Variable> } {
+    return this.lora ? this.lora.trainable : this;
+  }
+
+  /** The variables gradients are taken for (tf.variableGrads). */
   variables(): tf.Variable[] {
-    return [...this.params.values()];
+    return [...this.trainable.params.values()];
+  }
+
+  /** Freezes the base (except the adapter's modules_to_save) and routes the forward through the adapter. */
+  attachAdapter(adapter: LoraAdapter): void {
+    if (this.lora) throw new InputError('this model already has an adapter');
+    this.lora = adapter;
+    for (const [name, v] of this.params) v.trainable = adapter.trainable.params.has(name);
+  }
+
+  /** Folds the adapter into the base weights (W <- W + scale * A @ B, the forward's own arithmetic) and drops it. */
+  mergeAdapter(): void {
+    const lora = this.lora;
+    if (!lora) return;
+    tf.tidy(() => {
+      const eff = lora.effective(this.params);
+      for (const [name, v] of this.params) if (eff.get(name) !== v) v.assign(eff.get(name)!);
+    });
+    lora.dispose();
+    this.lora = undefined;
+    for (const v of this.params.values()) v.trainable = true;
+  }
+
+  /** The parameters the body reads: the variables, or with an adapter the effective weights. */
+  private bodyParams(): Params {
+    return this.lora ? this.lora.effective(this.params) : this.params;
   }
 
   private bodyInput(input: ModelInput, offset: number, cache?: LayerCache[]): BodyInput {
@@ -89,19 +130,21 @@ export class Model {
   /** causal-lm: logits (B*T, V); classification: logits (B, numLabels). */
   forward(input: ModelInput): tf.Tensor2D {
     const x = this.bodyInput(input, 0);
-    const { hidden } = FAMILIES[this.config.family].body(this.config, this.params, x);
-    if (this.task === 'causal-lm') return lmHead(this.params, hidden);
-    return classificationHead(this.config, this.params, hidden, x.B, x.T, input.lengths);
+    const p = this.bodyParams();
+    const { hidden } = FAMILIES[this.config.family].body(this.config, p, x);
+    if (this.task === 'causal-lm') return lmHead(p, hidden);
+    return classificationHead(this.config, p, hidden, x.B, x.T, input.lengths);
   }
 
   /** Decoder step for generation: ids (B, T) at positions offset.., returns logits of the last position (B, V). */
   forwardCached(ids: tf.Tensor2D, offset: number, cache?: LayerCache[]): { logits: tf.Tensor2D; cache: LayerCache[] } {
     if (this.task !== 'causal-lm') throw new InputError('generation needs a causal-lm model');
     const x = this.bodyInput({ ids }, offset, cache);
-    const out = FAMILIES[this.config.family].body(this.config, this.params, x);
+    const p = this.bodyParams();
+    const out = FAMILIES[this.config.family].body(this.config, p, x);
     const d = this.config.dModel;
     const last = tf.reshape(tf.slice(tf.reshape(out.hidden, [x.B, x.T, d]), [0, x.T - 1, 0], [x.B, 1, d]), [x.B, d]) as tf.Tensor2D;
-    return { logits: lmHead(this.params, last), cache: out.cache };
+    return { logits: lmHead(p, last), cache: out.cache };
   }
 
   /** Copies every parameter to host memory (internal names and layouts). */
@@ -112,6 +155,8 @@ export class Model {
   }
 
   dispose(): void {
+    this.lora?.dispose();
+    this.lora = undefined;
     for (const v of this.params.values()) v.dispose();
     this.params.clear();
   }

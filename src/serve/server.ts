@@ -23,6 +23,7 @@ import { classifyText } from '../model/classify.ts';
 import { generate, promptTooLong } from '../model/generate.ts';
 import { requireHead, WrongHeadError, type HeadUse } from '../model/head-check.ts';
 import { loadModel } from '../model/model-dir.ts';
+import { loadWithAdapter, tokenizerDir } from '../model/peft.ts';
 import { promptIds } from '../model/prompt.ts';
 import { Tokenizer, type ChatMessage } from '../model/tokenizer.ts';
 import { QueueFullError, RequestQueue } from './request-queue.ts';
@@ -82,6 +83,8 @@ export interface InferenceServer {
 
 export interface ServeOptions {
   modelDir: string;
+  /** A LoRA adapter (PEFT layout) applied to modelDir, merged at load. */
+  adapterDir?: string;
   /** The model's name in /v1/models and responses; default the directory's name (a hub model passes its id). */
   name?: string;
   port: number;
@@ -99,9 +102,9 @@ type Job = (signal: AbortSignal) => Promise<unknown>;
 export async function startInferenceServer(o: ServeOptions): Promise<InferenceServer> {
   const maxQueue = o.maxQueue ?? DEFAULT_MAX_QUEUE;
   if (!Number.isInteger(maxQueue) || maxQueue < 0) throw new InputError(`--max-queue must be an integer >= 0, got ${maxQueue}`);
-  const tok = await Tokenizer.fromDir(o.modelDir);
-  const { model, missingHeads } = await loadModel(o.modelDir);
-  const name = o.name ?? basename(o.modelDir.replace(/\/+$/, ''));
+  const tok = await Tokenizer.fromDir(await tokenizerDir(o.modelDir, o.adapterDir));
+  const { model, missingHeads } = o.adapterDir ? await loadWithAdapter(o.modelDir, o.adapterDir) : await loadModel(o.modelDir);
+  const name = o.name ?? basename((o.adapterDir ?? o.modelDir).replace(/\/+$/, ''));
   const queue = new RequestQueue(maxQueue);
   const metrics = new ServeMetrics(() => queue.waiting);
 

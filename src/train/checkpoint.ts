@@ -1,5 +1,6 @@
 /**
- * Checkpoints: <dir>/step-00000100/ holding the model (Hugging Face format), the optimizer state
+ * Checkpoints: <dir>/step-00000100/ holding the model (Hugging Face format; with LoRA the adapter in
+ * PEFT's layout under adapter/, the base being the job's model), the optimizer state
  * (optimizer.safetensors), trainer_state.json (run id, step, schedule, data cursor, RNG,
  * early-stopping state) and history.jsonl (the run's train lines, src/run/history.ts says why).
  * Each checkpoint directory is built beside the target and renamed into place; then the `latest`
@@ -8,12 +9,15 @@
  * complete checkpoint. Names, trainer_state.json, the `latest` lookup and claiming a directory are
  * src/run/ (no model needed); this file writes and loads the tensors.
  */
-import { rm } from 'node:fs/promises';
+import { rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CheckpointCorruptError, InputError } from '../errors.ts';
 import type { Task } from '../model/config.ts';
+import type { ResolvedLora } from '../model/lora-config.ts';
 import { loadModel, readConfigJson, saveHostModel } from '../model/model-dir.ts';
 import type { Model } from '../model/model.ts';
+import { numel } from '../model/params.ts';
+import { loadAdapter, saveAdapter } from '../model/peft.ts';
 import { readSafetensors, writeSafetensors, type HostTensor } from '../model/safetensors.ts';
 import type { Optimizer } from '../optim/optimizer.ts';
 import { encodeHistory, type HistoryLine } from '../run/history.ts';
@@ -29,7 +33,7 @@ export interface CheckpointContents {
   history: readonly HistoryLine[];
   /** Checkpoints of this run to keep (checkpoint.keep). */
   keep: number;
-  /** The model directory whose tokenizer files the checkpoint's model gets. */
+  /** The job's model directory: the checkpoint's model gets its tokenizer files; a LoRA adapter names it as its base. */
   tokenizerFrom: string;
 }
 
@@ -43,13 +47,14 @@ export async function saveCheckpoint(
   const optimizerState = new Map<string, HostTensor>();
   const buffers = Object.entries(optimizer.buffers);
   flat.names.forEach((n, k) => {
-    const shape = model.specs[k].shape;
-    const [a, b] = [flat.offsets[k], flat.offsets[k] + flat.model.params.get(n)!.size];
+    const shape = flat.specs[k].shape;
+    const [a, b] = [flat.offsets[k], flat.offsets[k] + numel(shape)];
     internal.set(n, { shape, data: flat.params.subarray(a, b) });
     for (const [buffer, data] of buffers) optimizerState.set(`${buffer}.${n}`, { shape, data: data.subarray(a, b) });
   });
   await replaceDirAtomic(target, async (staging) => {
-    await saveHostModel(join(staging, CHECKPOINT_NAMES.model), model.config, model.task, internal, { tokenizerFrom });
+    if (model.adapter) await saveAdapter(model, join(staging, CHECKPOINT_NAMES.adapter), { baseModel: tokenizerFrom, tokenizerFrom, values: internal });
+    else await saveHostModel(join(staging, CHECKPOINT_NAMES.model), model.config, model.task, internal, { tokenizerFrom });
     await writeSafetensors(join(staging, CHECKPOINT_NAMES.optimizer), optimizerState, { metadata: { step: String(optimizer.step), optimizer: optimizer.kind } });
     await writeFileAtomic(join(staging, CHECKPOINT_NAMES.trainerState), encodeTrainerState(state));
     await writeFileAtomic(join(staging, CHECKPOINT_NAMES.history), encodeHistory(c.history.filter((h) => h.type === 'train' && h.step <= state.step)));
@@ -64,9 +69,40 @@ export interface RestoredCheckpoint {
   model: Model;
 }
 
-/** Loads a checkpoint's model and its trainer state (restoreOptimizer then restores the optimizer's). */
-export async function readCheckpoint(path: string, task: Task): Promise<RestoredCheckpoint> {
+/** A LoRA run's base: the job's model, loaded as setupTraining loads it, and the job's resolved LoRA settings. */
+export interface LoraBase {
+  modelDir: string;
+  labels?: string[];
+  seed: number;
+  lora: ResolvedLora;
+}
+
+/**
+ * Loads a checkpoint's model and its trainer state (restoreOptimizer then restores the optimizer's):
+ * its model/ directory, or with LoRA the job's base plus the checkpoint's adapter/ (bit-identical to
+ * the model that was saved: same base bits, same adapter bits).
+ */
+export async function readCheckpoint(path: string, task: Task, lora?: LoraBase): Promise<RestoredCheckpoint> {
   const state = await readTrainerState(path);
+  const has = (name: string) => stat(join(path, name)).then(() => true, () => false);
+  if (lora) {
+    if (!(await has(CHECKPOINT_NAMES.adapter))) {
+      throw new CheckpointCorruptError(`${path} has no ${CHECKPOINT_NAMES.adapter}/ directory${(await has(CHECKPOINT_NAMES.model)) ? ': it is a full fine-tuning checkpoint, and the job says method: lora' : ''}`);
+    }
+    const { model } = await loadModel(lora.modelDir, { task, labels: lora.labels, seed: lora.seed });
+    try {
+      const a = (await loadAdapter(model, join(path, CHECKPOINT_NAMES.adapter))).lora;
+      const same = a.r === lora.lora.r && a.scale === lora.lora.scale && a.targetModules.join() === lora.lora.targetModules.join() && a.modulesToSave.join() === lora.lora.modulesToSave.join();
+      if (!same) throw new InputError(`${path}: its adapter (r ${a.r}, scale ${a.scale}, target_modules [${a.targetModules}], modules_to_save [${a.modulesToSave}]) differs from the job's lora section; resume with the settings the run started with`);
+    } catch (err) {
+      model.dispose();
+      throw err;
+    }
+    return { state, model };
+  }
+  if (!(await has(CHECKPOINT_NAMES.model)) && (await has(CHECKPOINT_NAMES.adapter))) {
+    throw new InputError(`${path} is a LoRA checkpoint (adapter/), and the job says method: full; set method: lora to resume it`);
+  }
   await readConfigJson(join(path, CHECKPOINT_NAMES.model));
   const { model } = await loadModel(join(path, CHECKPOINT_NAMES.model), { task });
   return { state, model };

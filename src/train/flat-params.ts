@@ -1,11 +1,12 @@
 /**
- * One flat float32 view of a model's trainable parameters and gradients, in spec order. The buffers
+ * One flat float32 view of a model's trainable parameters and gradients, in spec order (full
+ * fine-tuning: every parameter; LoRA: the adapter pairs and modules_to_save, Model.trainable). The buffers
  * are allocated once: fresh memory costs ~15 us per page here (notes/machine-perf.md), and the ring
  * all-reduce sends this buffer as it is.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { Model } from '../model/model.ts';
-import { numel } from '../model/params.ts';
+import { numel, type ParamSpec } from '../model/params.ts';
 import { peekNative } from '../model/native/backend.ts';
 import { addInto } from '../optim/flat-math.ts';
 
@@ -23,6 +24,9 @@ function bindToView(v: tf.Variable, view: Float32Array): boolean {
 export type NoDecayGroup = 'biases' | 'norms' | 'embeddings';
 
 export class FlatParams {
+  /** The trainable parameters, in buffer order (Model.trainable). */
+  readonly specs: readonly ParamSpec[];
+  readonly vars: ReadonlyMap<string, tf.Variable>;
   readonly names: string[];
   readonly offsets: number[];
   readonly size: number;
@@ -34,10 +38,11 @@ export class FlatParams {
   readonly extras: Float32Array;
 
   constructor(readonly model: Model) {
-    this.names = model.specs.map((s) => s.name);
+    ({ specs: this.specs, params: this.vars } = model.trainable);
+    this.names = this.specs.map((s) => s.name);
     this.offsets = [];
     let total = 0;
-    for (const s of model.specs) {
+    for (const s of this.specs) {
       this.offsets.push(total);
       total += numel(s.shape);
     }
@@ -56,7 +61,7 @@ export class FlatParams {
    */
   decayMask(noDecay: readonly NoDecayGroup[] = ['biases', 'norms']): Uint8Array {
     const mask = new Uint8Array(this.size);
-    this.model.specs.forEach((s, k) => {
+    this.specs.forEach((s, k) => {
       const group: NoDecayGroup | 'matrices' = /norm/.test(s.name) ? 'norms' : s.name.startsWith('embed.') ? 'embeddings' : s.shape.length < 2 ? 'biases' : 'matrices';
       if (group === 'matrices' || !noDecay.includes(group)) mask.fill(1, this.offsets[k], this.offsets[k] + numel(s.shape));
     });
@@ -70,7 +75,7 @@ export class FlatParams {
    */
   async readParams(): Promise<void> {
     for (let k = 0; k < this.names.length; k++) {
-      const v = this.model.params.get(this.names[k])!;
+      const v = this.vars.get(this.names[k])!;
       const view = this.params.subarray(this.offsets[k], this.offsets[k] + numel(v.shape));
       view.set(peekNative(v)?.values ?? ((await v.data()) as Float32Array));
       bindToView(v, view);
@@ -80,7 +85,7 @@ export class FlatParams {
   /** Adds (accumulate) or copies gradients keyed by variable name, as tf.variableGrads returns them. */
   async readGrads(grads: tf.NamedTensorMap, accumulate: boolean): Promise<void> {
     for (let k = 0; k < this.names.length; k++) {
-      const g = grads[this.model.params.get(this.names[k])!.name];
+      const g = grads[this.vars.get(this.names[k])!.name];
       // On the native backend the values are read in place: no copy, and the pooled buffer stays recyclable.
       const data = peekNative(g)?.values ?? ((await g.data()) as Float32Array);
       const dst = this.grads.subarray(this.offsets[k], this.offsets[k] + data.length);
@@ -92,7 +97,7 @@ export class FlatParams {
   /** Copies the flat parameters back into the model's variables. */
   writeParams(): void {
     for (let k = 0; k < this.names.length; k++) {
-      const v = this.model.params.get(this.names[k])!;
+      const v = this.vars.get(this.names[k])!;
       const values = this.params.subarray(this.offsets[k], this.offsets[k] + numel(v.shape));
       // Native: a variable bound by readParams already is this view; one replaced since (a checkpoint
       // load assigns new tensors) is bound again. Elsewhere the values are copied into a new tensor.

@@ -4,7 +4,7 @@
  *   -> claim the checkpoint directory (refuse another run's checkpoints, resume the latest if asked)
  *   -> evaluate the starting point
  *   -> steps (batch plan -> train step -> history) with eval, early stopping and checkpoints
- *   -> final model (Hugging Face format), metrics.jsonl, eval_report.json, report.html
+ *   -> final model (Hugging Face format; LoRA: the adapter in PEFT's layout), metrics.jsonl, eval_report.json, report.html
  * Building blocks: prepare.ts, setup.ts, step-runner.ts, evaluate.ts, checkpoint.ts (this folder);
  * the run's record (history, early stopping, reports): src/run/. The worker recipe
  * (src/worker/step-loop.ts) is built from the same blocks.
@@ -13,7 +13,7 @@ import cliProgress from 'cli-progress';
 import type { CompiledJob } from '../config/compile.ts';
 import { classificationReport } from '../eval/classification-report.ts';
 import { evalResult, type EvalResult } from '../eval/eval-state.ts';
-import { saveModel } from '../model/model-dir.ts';
+import { saveTrained } from '../model/peft.ts';
 import { claimCheckpointDir } from '../run/checkpoint-dir.ts';
 import type { HistoryLine } from '../run/history.ts';
 import { finalModelDir as finalDirOf } from '../run/outputs.ts';
@@ -73,7 +73,8 @@ export async function train(job: CompiledJob, o: TrainOptions = {}): Promise<Tra
     return r;
   };
   log(`[ringtune] ${job.name}: ${data.train.length} train / ${data.eval.length} eval examples` +
-    `${data.skipped.length ? ` (${data.skipped.length} bad records skipped)` : ''}, ${plan.totalSteps} steps of ${t.globalBatch}, ${(model.numParams / 1e6).toFixed(2)}M parameters`);
+    `${data.skipped.length ? ` (${data.skipped.length} bad records skipped)` : ''}, ${plan.totalSteps} steps of ${t.globalBatch}, ${(model.numParams / 1e6).toFixed(2)}M parameters` +
+    `${model.adapter ? ` (LoRA r ${model.adapter.lora.r}: ${model.adapter.numParams} trainable)` : ''}`);
   // A resumed run keeps the step-0 evaluation its history holds (RunRecord.open restores it).
   const baseEval = step === 0 ? await runEval() : record.baseEval;
   if (baseEval && step === 0) log(`[ringtune] step 0 eval: ${fmt(baseEval)}`);
@@ -127,7 +128,7 @@ export async function train(job: CompiledJob, o: TrainOptions = {}): Promise<Tra
   // After an early stop the last eval is already the final one.
   if (!stoppedEarly) await runEval();
   const finalModelDir = finalDirOf(job.outputDir);
-  await saveModel(model, finalModelDir, { tokenizerFrom: job.modelDir, metadata: { ringtune: `${job.name} step ${step}` } });
+  await saveTrained(model, finalModelDir, { baseModel: job.hub ? job.model : job.modelDir, tokenizerFrom: job.modelDir, metadata: { ringtune: `${job.name} step ${step}` } });
   const finalEval = await record.finish({
     steps: step, stoppedEarly, finalModelDir, data: { train: data.train.length, eval: data.eval.length, skipped_bad_records: data.skipped.length },
   });

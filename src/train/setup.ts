@@ -1,6 +1,7 @@
 /**
  * What every trainer (single process or ring worker) builds before its first step: the model (from
- * the base directory or a checkpoint), its flat parameter view, the optimizer with the decay groups, the batch
+ * the base directory or a checkpoint; with method lora the base plus a fresh or the checkpoint's
+ * adapter), its flat parameter view (the trainable parameters only), the optimizer with the decay groups, the batch
  * plan and the schedule. One place, so both paths train the same way.
  * First, before any weights load, what training needs beyond prepare.ts's checks: a global batch the
  * training set can fill, and memory for gradients, optimizer state and the activations kept for backward.
@@ -8,8 +9,11 @@
 import type { CompiledJob } from '../config/compile.ts';
 import { availableMemory, checkMemory, estimateMemory } from '../config/memory.ts';
 import { checkBatchFits, type PreparedData } from '../data/dataset.ts';
+import { resolveLora, type ResolvedLora } from '../model/lora-config.ts';
+import { loraPlan } from '../model/lora.ts';
 import { loadModel } from '../model/model-dir.ts';
-import type { Model } from '../model/model.ts';
+import { paramSpecs, type Model } from '../model/model.ts';
+import { attachNewAdapter } from '../model/peft.ts';
 import { createOptimizer } from '../optim/create-optimizer.ts';
 import type { Optimizer } from '../optim/optimizer.ts';
 import type { ScheduleConfig } from '../optim/lr-schedule.ts';
@@ -34,14 +38,27 @@ export async function checkTraining(job: CompiledJob, data: PreparedData): Promi
   const t = job.training;
   checkBatchFits(job, data);
   const { config, file } = await readModelConfig(job);
+  // LoRA names against this family's modules, before any output is touched (weights are not needed).
+  if (job.lora) loraPlan(config, job.task, paramSpecs(config, job.task), jobLora(job, config.family)!, job.jobFile);
   checkMemory(estimateMemory(config, job.task, { purpose: 'train', microBatch: t.microBatch, seqLen: job.data.maxSeqLen, optimizer: t }), availableMemory(), job.jobFile, file);
+}
+
+/** The job's LoRA settings with the family's defaults; undefined for full fine-tuning. */
+function jobLora(job: CompiledJob, family: Model['config']['family']): ResolvedLora | undefined {
+  return job.lora && resolveLora(family, job.task, job.lora, job.jobFile);
 }
 
 export async function setupTraining(job: CompiledJob, data: PreparedData, resumeFrom?: string): Promise<TrainingSetup> {
   const t = job.training;
   await checkTraining(job, data);
-  const restored = resumeFrom ? await readCheckpoint(resumeFrom, job.task) : undefined;
-  const model = restored?.model ?? (await loadModel(job.modelDir, { task: job.task, labels: data.labels, seed: t.seed })).model;
+  const { config } = await readModelConfig(job);
+  const lora = jobLora(job, config.family);
+  const restored = resumeFrom ? await readCheckpoint(resumeFrom, job.task, lora && { modelDir: job.modelDir, labels: data.labels, seed: t.seed, lora }) : undefined;
+  let model = restored?.model;
+  if (!model) {
+    model = (await loadModel(job.modelDir, { task: job.task, labels: data.labels, seed: t.seed })).model;
+    if (lora) attachNewAdapter(model, lora, t.seed, job.jobFile);
+  }
   const plan = new BatchPlan(data.train.length, t.globalBatch, t.seed, { epochs: t.epochs, maxSteps: t.maxSteps });
   const schedule: ScheduleConfig = { name: t.schedule, peakLr: t.peakLr, warmupSteps: t.warmupSteps, totalSteps: plan.totalSteps, minLrRatio: t.minLrRatio };
   const flat = new FlatParams(model);

@@ -19,7 +19,7 @@ import type { Bus, ControlMessages } from '../control/bus.ts';
 import type { Subjects } from '../control/subjects.ts';
 import type { Example, PreparedData } from '../data/dataset.ts';
 import { mergeEvalStates, type EvalState } from '../eval/eval-state.ts';
-import { saveModel } from '../model/model-dir.ts';
+import { saveTrained } from '../model/peft.ts';
 import type { Model } from '../model/model.ts';
 import type { Optimizer } from '../optim/optimizer.ts';
 import type { ScheduleConfig } from '../optim/lr-schedule.ts';
@@ -195,6 +195,6 @@ export async function runSteps(st: WorkerState, c: LoopContext): Promise<StepsOu
   if (c.rank !== 0) return {};
   c.activity?.('saving', step);
   const dir = finalModelDir(job.outputDir);
-  await saveModel(model, dir, { tokenizerFrom: job.modelDir, metadata: { ringtune: `${job.name} step ${step}, ${c.worldSize} workers` } });
+  await saveTrained(model, dir, { baseModel: job.hub ? job.model : job.modelDir, tokenizerFrom: job.modelDir, metadata: { ringtune: `${job.name} step ${step}, ${c.worldSize} workers` } });
   return { finalModelDir: dir };
 }

@@ -1,0 +1,186 @@
+/**
+ * LoRA adapters on a frozen base (Hu et al. 2021; HF peft src/peft/tuners/lora/layer.py):
+ *   W_eff (in, out) = W + scale * A (in, r) @ B (r, out)      scale = alpha / r  (rsLoRA: alpha / sqrt(r))
+ * ringtune stores x @ W, so A and B are the transposes of PEFT's lora_A.weight [r, in] and
+ * lora_B.weight [out, r]. Init as PEFT's init_lora_weights=True: A ~ kaiming_uniform(a=sqrt(5)) on
+ * [r, in], i.e. U(-1/sqrt(in), 1/sqrt(in)), B = 0, so a fresh adapter leaves the model unchanged.
+ *
+ * The forward builds W_eff for every target and hands the family body an ordinary parameter map:
+ * no layer code or native kernel changes, and tf.variableGrads over A and B gives exact gradients on
+ * every backend. Cost: one extra (in x r x out) product per target per forward, and in backward the
+ * gradient of the (in, out) effective weight (dA = s dW_eff B^T, dB = s A^T dW_eff) instead of none.
+ * Merging (mergeAdapter in model.ts) runs the same arithmetic once, so a merged model's forward is
+ * bit-identical to the adapter's.
+ *
+ * Targets come from the family's hf-keys table: a rule whose HF name ends in `.weight`, whose internal
+ * weights are 2-D and whose module matches a target name. GPT-2's fused c_attn (split-cols) gets ONE
+ * pair whose B columns split into wq | wk | wv, exactly as PEFT adapts the fused Conv1D.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import { InputError } from '../errors.ts';
+import { Rng } from '../util/rng.ts';
+import type { ModelConfig, Task } from './config.ts';
+import { BERT_KEYS } from './hf-keys/bert.ts';
+import { GPT2_KEYS } from './hf-keys/gpt2.ts';
+import { LLAMA_KEYS } from './hf-keys/llama.ts';
+import type { FamilyKeys, Layout } from './hf-keys/types.ts';
+import { linear } from './layers/linear.ts';
+import { moduleMatches, type ResolvedLora } from './lora-config.ts';
+import type { ParamSpec, Params } from './params.ts';
+import type { HostTensor } from './safetensors.ts';
+
+const TABLES: Record<ModelConfig['family'], FamilyKeys> = { gpt2: GPT2_KEYS, llama: LLAMA_KEYS, bert: BERT_KEYS };
+
+/** One HF tensor of the model: canonical (prefixed) name, its module path, and the internal names it maps to. */
+export interface HFTensorRule {
+  hf: string;
+  /** The name without the body prefix (base *Model checkpoints and PEFT adapters trained on them). */
+  body: string;
+  module: string;
+  /** `module` without the body prefix. */
+  bodyModule: string;
+  internal: string[];
+  layout: Layout;
+  /** Layer index, for ordering (Infinity outside the layers). */
+  layer: number;
+}
+
+/** Every HF tensor of this model, layer by layer (module order as in a torch state dict). */
+export function hfTensorRules(cfg: ModelConfig, specs: ReadonlyMap<string, ParamSpec>): HFTensorRule[] {
+  const table = TABLES[cfg.family];
+  const out: HFTensorRule[] = [];
+  table.rules.forEach((rule) => {
+    const layers = rule.hf.includes('{i}') ? [...Array(cfg.nLayers).keys()] : [-1];
+    for (const i of layers) {
+      const sub = (s: string) => s.replaceAll('{i}', String(i));
+      const internal = (typeof rule.internal === 'string' ? [rule.internal] : [...rule.internal]).map(sub);
+      if (!internal.every((n) => specs.has(n))) continue;
+      const body = sub(rule.hf);
+      const hf = rule.top ? body : table.prefix + body;
+      out.push({ hf, body, module: hf.slice(0, hf.lastIndexOf('.')), bodyModule: body.slice(0, body.lastIndexOf('.')), internal, layout: rule.layout, layer: i < 0 ? Infinity : i });
+    }
+  });
+  // Stable sort: within a layer the table's order, which is the HF module order.
+  return out.sort((a, b) => (a.layer === b.layer ? 0 : a.layer < b.layer ? -1 : 1));
+}
+
+export interface LoraTarget {
+  /** Canonical HF module path, e.g. model.layers.0.self_attn.q_proj. */
+  module: string;
+  /** Without the body prefix (layers.0.self_attn.q_proj): adapters trained on a base *Model. */
+  bodyModule: string;
+  /** Internal weights W (in, out); three for GPT-2's c_attn, whose B columns split among them. */
+  weights: string[];
+  inFeatures: number;
+  /** Summed over `weights`. */
+  outFeatures: number;
+  /** Internal names of this target's A (in, r) and B (r, out). */
+  a: string;
+  b: string;
+}
+
+/** The adapted modules and the modules trained whole, for this model and config. */
+export function loraPlan(cfg: ModelConfig, task: Task, specList: readonly ParamSpec[], lora: ResolvedLora, where: string): { targets: LoraTarget[]; saved: HFTensorRule[] } {
+  const specs = new Map(specList.map((s) => [s.name, s]));
+  const rules = hfTensorRules(cfg, specs);
+  const targets: LoraTarget[] = [];
+  for (const r of rules) {
+    if (!r.hf.endsWith('.weight') || !lora.targetModules.some((t) => moduleMatches(r.module, t))) continue;
+    const shapes = r.internal.map((n) => specs.get(n)!.shape);
+    if (shapes.some((s) => s.length !== 2)) continue;
+    targets.push({
+      module: r.module, bodyModule: r.bodyModule, weights: r.internal, inFeatures: shapes[0][0], outFeatures: shapes.reduce((n, s) => n + s[1], 0),
+      a: `${r.module}.lora_A`, b: `${r.module}.lora_B`,
+    });
+  }
+  const saved = rules.filter((r) => lora.modulesToSave.some((m) => moduleMatches(r.module, m)));
+  const problems: string[] = [];
+  if (!targets.length) problems.push(`lora.target_modules [${lora.targetModules.join(', ')}] matches no linear layer of this ${cfg.family} model`);
+  const missing = lora.modulesToSave.filter((m) => !saved.some((r) => moduleMatches(r.module, m)));
+  if (missing.length) {
+    const names = [...new Set(rules.map((r) => r.module.slice(r.module.lastIndexOf('.') + 1)))];
+    problems.push(`lora.modules_to_save: ${missing.join(', ')} ${missing.length === 1 ? 'is' : 'are'} not a module of this ${cfg.family} ${task} model; its modules: ${names.join(', ')}`);
+  }
+  if (problems.length) throw new InputError(`${where}: ${problems.join('; ')}`);
+  return { targets, saved };
+}
+
+/** PEFT's default init of A from the run's seed; 'LoRA' in ASCII keeps this stream apart from the heads'. */
+export function initialAdapter(targets: readonly LoraTarget[], r: number, seed: number): Map<string, HostTensor> {
+  const rng = new Rng((seed ^ 0x4c6f5241) >>> 0);
+  const out = new Map<string, HostTensor>();
+  for (const t of targets) {
+    // kaiming_uniform_(a=sqrt(5)) on lora_A.weight [r, in]: gain sqrt(2 / 6), bound = gain * sqrt(3 / in) = 1 / sqrt(in).
+    const bound = 1 / Math.sqrt(t.inFeatures);
+    const aT = new Float32Array(r * t.inFeatures); // PEFT's [r, in], filled in its row-major order
+    for (let i = 0; i < aT.length; i++) aT[i] = (2 * rng.next() - 1) * bound;
+    out.set(t.a, transposeHost({ shape: [r, t.inFeatures], data: aT }));
+    out.set(t.b, { shape: [r, t.outFeatures], data: new Float32Array(r * t.outFeatures) });
+  }
+  return out;
+}
+
+export function transposeHost(t: HostTensor): HostTensor {
+  const [rows, cols] = t.shape;
+  const out = new Float32Array(rows * cols);
+  for (let i = 0; i < rows; i++) for (let j = 0; j < cols; j++) out[j * rows + i] = t.data[i * cols + j];
+  return { shape: [cols, rows], data: out };
+}
+
+let counter = 0;
+
+/**
+ * The adapter's variables and the forward's weight substitution. `trainable` is what training
+ * updates, in the flattening order: A, B of each target (layer order), then the modules_to_save
+ * parameters (base variables, which stay trainable).
+ */
+export class LoraAdapter {
+  readonly params = new Map<string, tf.Variable>();
+  readonly trainable: { specs: ParamSpec[]; params: Map<string, tf.Variable> };
+
+  constructor(
+    readonly lora: ResolvedLora,
+    readonly targets: readonly LoraTarget[],
+    readonly saved: readonly HFTensorRule[],
+    values: ReadonlyMap<string, HostTensor>,
+    base: { specs: readonly ParamSpec[]; params: ReadonlyMap<string, tf.Variable> },
+  ) {
+    const specs: ParamSpec[] = [];
+    for (const t of targets) {
+      for (const [name, shape] of [[t.a, [t.inFeatures, lora.r]], [t.b, [lora.r, t.outFeatures]]] as const) {
+        const v = values.get(name);
+        if (!v || v.shape.join() !== shape.join()) throw new InputError(`adapter tensor ${name}: expected shape [${shape}], got ${v ? `[${v.shape}]` : 'none'}`);
+        this.params.set(name, tf.variable(tf.tensor(v.data, [...shape]), true, `lora${counter++}_${name.replace(/[^A-Za-z0-9_./-]/g, '_')}`));
+        specs.push({ name, shape: [...shape], init: 'zeros' });
+      }
+    }
+    const savedNames = new Set(saved.flatMap((r) => r.internal));
+    const params = new Map(this.params);
+    for (const s of base.specs) {
+      if (!savedNames.has(s.name)) continue;
+      specs.push(s);
+      params.set(s.name, base.params.get(s.name) as tf.Variable);
+    }
+    this.trainable = { specs, params };
+  }
+
+  get numParams(): number {
+    return this.trainable.specs.reduce((n, s) => n + s.shape.reduce((a, b) => a * b, 1), 0);
+  }
+
+  /** The base map with each target weight replaced by W + scale * A @ B[:, cols] (tensors of the caller's scope). */
+  effective(base: Params): Params {
+    const p = new Map(base);
+    for (const t of this.targets) {
+      const delta = tf.mul(linear(this.params.get(t.a) as tf.Tensor2D, this.params.get(t.b) as tf.Tensor2D), this.lora.scale); // (in, out)
+      const parts = t.weights.length === 1 ? [delta] : tf.split(delta, t.weights.length, 1);
+      t.weights.forEach((w, k) => p.set(w, tf.add(base.get(w)!, parts[k])));
+    }
+    return p;
+  }
+
+  dispose(): void {
+    for (const v of this.params.values()) v.dispose();
+    this.params.clear();
+  }
+}

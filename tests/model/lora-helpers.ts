@@ -1,0 +1,44 @@
+/** Tiny base models with LoRA adapters for the LoRA tests (random base weights from helpers.ts). */
+import type { Family, Task } from '../../src/model/config.ts';
+import { resolveLora, type LoraOptions, type ResolvedLora } from '../../src/model/lora-config.ts';
+import { LoraAdapter, loraPlan } from '../../src/model/lora.ts';
+import type { Model } from '../../src/model/model.ts';
+import { attachNewAdapter } from '../../src/model/peft.ts';
+import type { HostTensor } from '../../src/model/safetensors.ts';
+import { Rng } from '../../src/util/rng.ts';
+import { makeModel, randomHost, tinyConfig } from './helpers.ts';
+
+export interface LoraCase {
+  family: Family;
+  task: Task;
+  lora?: Partial<LoraOptions>;
+  /** Random non-zero A and B (std 0.3) instead of PEFT's init (B = 0). */
+  random?: boolean;
+  seed?: number;
+}
+
+export function loraOptions(family: Family, task: Task, o: Partial<LoraOptions> = {}): ResolvedLora {
+  return resolveLora(family, task, { r: 4, alpha: 8, dropout: 0, useRslora: false, ...o }, 'test');
+}
+
+/** The base's host tensors and a model with an adapter attached. */
+export function loraModel(c: LoraCase): { model: Model; host: Map<string, HostTensor>; lora: ResolvedLora } {
+  const cfg = tinyConfig(c.family);
+  const host = randomHost(cfg, c.task, c.seed ?? 1);
+  const model = makeModel(cfg, c.task, host);
+  const lora = loraOptions(c.family, c.task, c.lora);
+  if (!c.random) {
+    attachNewAdapter(model, lora, 7, 'test');
+    return { model, host, lora };
+  }
+  const plan = loraPlan(cfg, c.task, model.specs, lora, 'test');
+  const rng = new Rng(c.seed ?? 11);
+  const values = new Map<string, HostTensor>();
+  const fill = (shape: number[]): HostTensor => ({ shape, data: Float32Array.from({ length: shape[0] * shape[1] }, () => 0.3 * rng.normal()) });
+  for (const t of plan.targets) {
+    values.set(t.a, fill([t.inFeatures, lora.r]));
+    values.set(t.b, fill([lora.r, t.outFeatures]));
+  }
+  model.attachAdapter(new LoraAdapter(lora, plan.targets, plan.saved, values, model));
+  return { model, host, lora };
+}
