@@ -95,14 +95,30 @@ function trainingState(o: Pick<OptimizerSettings, 'optimizer' | 'momentum'>): { 
   return { perParam, state: `weights, gradients${buffers ? `, ${what}` : ''}: ${perParam} bytes each` };
 }
 
-/** The estimate in the header's formula, by part. `optimizer` (training's) defaults to AdamW. */
+/**
+ * A LoRA run's trainable part (train/setup.ts counts it from the model's LoRA plan): the base is
+ * frozen (4 bytes per weight: no gradient, no optimizer state); the adapter (and modules_to_save)
+ * pays weights + gradients + state; each adapted weight is materialised as W + s A B in the forward,
+ * kept for the backward, and gets a gradient of its size there (2 x 4 bytes per targeted weight).
+ */
+export interface LoraMemory {
+  trainableParams: number;
+  targetedWeights: number;
+}
+
+/**
+ * The estimate in the header's formula, by part. `optimizer` (training's) defaults to AdamW; with
+ * `lora` only the adapter carries gradients and optimizer state.
+ */
 export function estimateMemory(
   c: ModelConfig, task: Task,
-  o: { purpose: MemoryPurpose; microBatch: number; seqLen: number; optimizer?: Pick<OptimizerSettings, 'optimizer' | 'momentum'> },
+  o: { purpose: MemoryPurpose; microBatch: number; seqLen: number; optimizer?: Pick<OptimizerSettings, 'optimizer' | 'momentum'>; lora?: LoraMemory },
 ): MemoryEstimate {
   const key = (f: SizeField) => `${hfKey(c.family, f)} ${c[f]}`;
   const train = o.purpose === 'train';
-  const { perParam, state } = train ? trainingState(o.optimizer ?? { optimizer: 'adamw', momentum: 0 }) : { perParam: 4, state: 'weights: 4 bytes each' };
+  const trainState = trainingState(o.optimizer ?? { optimizer: 'adamw', momentum: 0 });
+  const frozen = !train || o.lora !== undefined;
+  const { perParam, state } = frozen ? { perParam: 4, state: train ? 'frozen base weights: 4 bytes each' : 'weights: 4 bytes each' } : trainState;
   const p = parameterCounts(c, task);
   const tokens = `training.micro_batch ${o.microBatch} x data.max_seq_len ${o.seqLen}`;
   const perToken = 12 * c.dModel + 4 * c.dFF + 2 * c.nHeads * o.seqLen;
@@ -122,6 +138,13 @@ export function estimateMemory(
       name: 'rotary tables', bytes: c.family === 'llama' ? 8 * c.maxPositions * c.headDim : 0,
       because: `cos and sin: ${key('maxPositions')} x ${key('headDim')} x 4 bytes each`,
     },
+    ...(train && o.lora ? [
+      { name: 'LoRA adapter', bytes: o.lora.trainableParams * trainState.perParam, because: `${count(o.lora.trainableParams)} trainable parameters (${trainState.state})` },
+      {
+        name: 'LoRA merged weights', bytes: 8 * o.lora.targetedWeights,
+        because: `${count(o.lora.targetedWeights)} weights of the adapted layers as W + s A B, kept for the backward pass, and their gradient: 8 bytes each`,
+      },
+    ] : []),
     {
       name: 'activations', bytes: 4 * o.microBatch * o.seqLen * keptLayers * perToken,
       because: `${tokens} tokens x ${train ? `${key('nLayers')} layers kept for the backward pass` : 'one layer at a time'} x ` +

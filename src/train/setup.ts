@@ -7,12 +7,13 @@
  * training set can fill, and memory for gradients, optimizer state and the activations kept for backward.
  */
 import type { CompiledJob } from '../config/compile.ts';
-import { availableMemory, checkMemory, estimateMemory } from '../config/memory.ts';
+import { availableMemory, checkMemory, estimateMemory, type LoraMemory } from '../config/memory.ts';
 import { checkBatchFits, type PreparedData } from '../data/dataset.ts';
 import { resolveLora, type ResolvedLora } from '../model/lora-config.ts';
 import { loraPlan } from '../model/lora.ts';
 import { loadModel } from '../model/model-dir.ts';
 import { paramSpecs, type Model } from '../model/model.ts';
+import { numel } from '../model/params.ts';
 import { attachNewAdapter } from '../model/peft.ts';
 import { createOptimizer } from '../optim/create-optimizer.ts';
 import type { Optimizer } from '../optim/optimizer.ts';
@@ -39,8 +40,19 @@ export async function checkTraining(job: CompiledJob, data: PreparedData): Promi
   checkBatchFits(job, data);
   const { config, file } = await readModelConfig(job);
   // LoRA names against this family's modules, before any output is touched (weights are not needed).
-  if (job.lora) loraPlan(config, job.task, paramSpecs(config, job.task), jobLora(job, config.family)!, job.jobFile);
-  checkMemory(estimateMemory(config, job.task, { purpose: 'train', microBatch: t.microBatch, seqLen: job.data.maxSeqLen, optimizer: t }), availableMemory(), job.jobFile, file);
+  const lora = job.lora ? loraMemory(config, job.task, jobLora(job, config.family)!, job.jobFile) : undefined;
+  checkMemory(estimateMemory(config, job.task, { purpose: 'train', microBatch: t.microBatch, seqLen: job.data.maxSeqLen, optimizer: t, lora }), availableMemory(), job.jobFile, file);
+}
+
+/** What a LoRA run trains and materialises, counted from its plan (throws naming bad module names). */
+export function loraMemory(config: Model['config'], task: Model['task'], lora: ResolvedLora, where: string): LoraMemory {
+  const specs = paramSpecs(config, task);
+  const { targets, saved } = loraPlan(config, task, specs, lora, where);
+  const size = new Map(specs.map((sp) => [sp.name, numel(sp.shape)]));
+  const adapter = targets.reduce((n, x) => n + lora.r * (x.inFeatures + x.outFeatures), 0);
+  const whole = saved.reduce((n, r) => n + r.internal.reduce((m, name) => m + (size.get(name) ?? 0), 0), 0);
+  const targetedWeights = targets.reduce((n, x) => n + x.inFeatures * x.outFeatures, 0);
+  return { trainableParams: adapter + whole, targetedWeights };
 }
 
 /** The job's LoRA settings with the family's defaults; undefined for full fine-tuning. */

@@ -122,3 +122,22 @@ test('RINGTUNE_MEMORY_LIMIT: bytes or K/M/G/T (powers of 1024); anything else is
       err instanceof InputError && err.message === `RINGTUNE_MEMORY_LIMIT: expected a size in bytes such as 17179869184 or 16G, got "${bad}"`);
   }
 });
+
+test('LoRA: the frozen base costs its weights only; the adapter pays gradients and optimizer state (PEFT counts 294,912 trainable for gpt2 r=8 c_attn)', async () => {
+  const { loraMemory } = await import('../../src/train/setup.ts');
+  const { resolveLora } = await import('../../src/model/lora-config.ts');
+  const gpt2 = presetConfig('gpt2', 'gpt2-124m');
+  const lora = loraMemory(gpt2, 'causal-lm', resolveLora('gpt2', 'causal-lm', { r: 8, alpha: 16, dropout: 0, useRslora: false }, 'job.yaml'), 'job.yaml');
+  // peft's print_trainable_parameters() for GPT-2 small, r=8 on c_attn: 12 x 8 x (768 + 2304).
+  assert.equal(lora.trainableParams, 294_912);
+  assert.equal(lora.targetedWeights, 12 * 768 * 2304);
+  const o = { purpose: 'train' as const, microBatch: 8, seqLen: 512 };
+  const full = estimateMemory(gpt2, 'causal-lm', o);
+  const peft = estimateMemory(gpt2, 'causal-lm', { ...o, lora });
+  const part = (e: typeof full, name: string) => e.parts.find((p) => p.name === name)?.bytes ?? 0;
+  assert.equal(part(peft, 'transformer layers'), part(full, 'transformer layers') / 4); // 4 of AdamW's 16 bytes per weight
+  assert.equal(part(peft, 'LoRA adapter'), 294_912 * 16);
+  assert.equal(part(peft, 'LoRA merged weights'), 8 * 12 * 768 * 2304);
+  assert.equal(part(peft, 'activations'), part(full, 'activations'));
+  assert.ok(peft.totalBytes < full.totalBytes);
+});
