@@ -105,11 +105,11 @@ test('messages of another run change nothing: step, eval, checkpoint, failed, do
 test('6 steps: a step is recorded once every rank reported it, in any arrival order', async (t) => {
   const { c, job, seen } = await coordinator(t, { workers: 2 });
   startRun(c, 2);
-  await c.onStepReport(stepReport(1, 1, { loss: 9.5, inputTokens: 70, computeMs: 30, reduceMs: 4 }));
+  await c.onStepReport(stepReport(1, 1, { loss: 9.5, inputTokens: 70, computeMs: 30, reduceMs: 4, reduceBytes: 1032 }));
   await c.onStepReport(stepReport(1, 2, { loss: 9.25 })); // rank 1 is a step ahead; step 1 still waits for rank 0
   assert.deepEqual(seen.steps, []);
   assert.deepEqual(await readHistory(job.outputDir), []);
-  await c.onStepReport(stepReport(0, 1, { loss: 2.5, lr: 5e-4, gradNorm: 0.75, count: 96, inputTokens: 58, computeMs: 20, reduceMs: 10.4 }));
+  await c.onStepReport(stepReport(0, 1, { loss: 2.5, lr: 5e-4, gradNorm: 0.75, count: 96, inputTokens: 58, computeMs: 20, reduceMs: 10.4, reduceBytes: 1032 }));
   assert.deepEqual(seen.steps, [1]);
   const [line] = await readHistory(job.outputDir);
   assert.equal(typeof line.time_ms, 'number');
@@ -117,7 +117,7 @@ test('6 steps: a step is recorded once every rank reported it, in any arrival or
   // the slowest rank's 34 ms = 3764.7 tok/s
   assert.deepEqual({ ...line, time_ms: 0 }, {
     type: 'train', step: 1, loss: 2.5, lr: 5e-4, grad_norm: 0.75, count: 96, tokens_per_s: 3765, workers: 2, tokens: 128, time_ms: 0,
-    compute_ms: 30, reduce_ms_min: 4, reduce_ms: 10,
+    compute_ms: 30, reduce_ms_min: 4, reduce_ms: 10, reduce_bytes: 1032,
   });
   await c.onStepReport(stepReport(0, 2, { loss: 2.25 }));
   assert.deepEqual(seen.steps, [1, 2]);
