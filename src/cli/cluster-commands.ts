@@ -82,11 +82,12 @@ export function registerClusterCommands(program: Command): void {
           events: {
             phase: (p) => metrics.setPhase(p),
             workersAlive: (n, world) => { metrics.setWorkersAlive(n); metrics.setWorldSize(world); },
-            step: (s) => metrics.observeStep(s),
+            step: (s) => metrics.observeStep({ step: s.step, loss: s.loss, lr: s.lr, gradNorm: s.gradNorm, inputTokens: s.tokens, samples: s.samples }),
             hashCheck: (ok) => metrics.replicaHashCheck(ok),
             eval: (step, r) => metrics.observeEval(step, r),
             checkpoint: (step) => metrics.checkpointWritten(step),
             rejected: (reason) => metrics.controlRejected(reason),
+            started: (run) => { metrics.statusFrom(run.status); metrics.natsFrom(run.nats); },
           },
         });
         console.log(stringifyRecord({ run_id: r.runId, steps: r.steps, stopped_early: r.stoppedEarly, stopped_by: r.stoppedBy, base_eval: r.baseEval, final_eval: r.finalEval, final_model: r.finalModelDir }, 2));
@@ -118,7 +119,7 @@ export function registerClusterCommands(program: Command): void {
       const secret = loadJobSecret({ file: o.secretFile });
       // The job's `threads` arrives with the assignment; until then (and if it says auto) all cores.
       const backend = await startBackend(o.backend, threadsFor(o.threads, undefined, allCores()));
-      const metrics = new WorkerMetrics({ job: o.job, rank: -1, backend: backend.name });
+      const metrics = new WorkerMetrics({ job: o.job, backend: backend.name });
       const server = await startMetricsServer(metrics.registry, { port: o.metricsPort });
       const ringPort = o.ringPort || (await freePort(o.ringHost === '0.0.0.0' ? '127.0.0.1' : o.ringHost));
       const signals = stopOnSignals();
@@ -132,11 +133,13 @@ export function registerClusterCommands(program: Command): void {
             assigned: (rank) => metrics.setRank(rank),
             rejected: (reason) => metrics.controlRejected(reason),
             ring: (ring) => metrics.ringFrom(ring),
+            nats: (nc) => metrics.natsFrom(nc),
             step: (r) => metrics.observeStep({
-              step: r.step, loss: r.loss, lr: r.lr, gradNorm: r.gradNorm, tokens: r.inputTokens, samples: r.samples,
-              stepSeconds: (r.computeMs + r.reduceMs) / 1000, allreduceSeconds: r.reduceMs / 1000, allreduceBytes: r.reduceBytes,
-              busBandwidthBytesPerSecond: r.reduceMs > 0 ? r.reduceBytes / (r.reduceMs / 1000) : 0,
+              step: r.step, localLoss: r.localLoss, lr: r.lr, gradNorm: r.gradNorm, inputTokens: r.inputTokens, samples: r.samples,
+              stepSeconds: (r.computeMs + r.reduceMs + r.updateMs) / 1000, allreduceSeconds: r.reduceMs / 1000, allreduceBytes: r.reduceBytes,
+              skippedNonFinite: r.skippedNonFinite,
             }),
+            checkpoint: (c) => void metrics.checkpointWritten(c.seconds, c.path),
           },
         });
         if (signals.exitCode() !== undefined) process.exitCode = signals.exitCode();

@@ -63,6 +63,8 @@ export interface CoordinatorEvents {
   checkpoint?: (step: number) => void;
   /** A control message was dropped (bad MAC, replay, malformed, or not this run's). */
   rejected?: (reason: RejectReason) => void;
+  /** The run is set up: its live status (read by metrics at each scrape) and its NATS connection. */
+  started?: (run: { status: () => M['StatusReply']; nats: Bus['nc'] }) => void;
 }
 
 export interface CoordinatorOptions {
@@ -430,6 +432,7 @@ export async function runCoordinator(o: CoordinatorOptions): Promise<RunSummary>
     },
   });
   bus.onConnection = (up) => { if (up) c.reconnected(); };
+  o.events?.started?.({ status: () => c.status(), nats: bus.nc });
   // A handler that throws (a malformed report) stops the run with the reason instead of the process.
   const guarded = <T>(handler: (msg: T, sender: string) => void | Promise<void>) => async (msg: T, meta: MessageMeta) => {
     try {

@@ -1,11 +1,11 @@
 /**
  * Prometheus metrics of `ringtune serve`, exposed at GET /metrics on the serving port. Named in the
- * style of src/metrics/metrics.ts (units in the names, `_total` for counters, process metrics under
- * the same `ringtune_` prefix); kept here because training's METRIC_NAMES are checked to be exactly
+ * style of src/metrics/names.ts (units in the names, `_total` for counters, process metrics under
+ * their stock names); kept here because training's METRIC_NAMES are checked to be exactly
  * what the coordinator and workers register. docs/metrics.md lists them.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import { DURATION_BUCKETS_SECONDS, PROCESS_METRICS_PREFIX } from '../metrics/metrics.ts';
+import { DURATION_BUCKETS_SECONDS } from '../metrics/names.ts';
 
 export const SERVE_METRIC_NAMES = {
   queueDepth: 'ringtune_serve_queue_depth',
@@ -49,7 +49,7 @@ export class ServeMetrics {
       registers,
     });
     this.generatedTokens = new Counter({ name: N.generatedTokens, help: 'Tokens generated, counted as they are produced', registers });
-    collectDefaultMetrics({ register: this.registry, prefix: PROCESS_METRICS_PREFIX });
+    collectDefaultMetrics({ register: this.registry }); // stock names: stock Node.js dashboards work
   }
 
   request(outcome: RequestOutcome): void {

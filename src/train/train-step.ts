@@ -48,12 +48,15 @@ export interface StepReport {
   gradNorm: number;
   lr: number;
   inputTokens: number; // local tokens fed through the model
+  localLoss: number; // this rank's own loss sum / count before the all-reduce (NaN without loss tokens)
   /** The loss or gradient norm was not finite and on_nonfinite is skip_step: nothing was updated. */
   skippedNonFinite: boolean;
   /** Some rank voted to stop in this step's all-reduce: every rank stops after it. */
   stopAgreed: boolean;
   computeMs: number;
   reduceMs: number;
+  /** Clip + optimizer update + writing the parameters back (0 when the step changed nothing). */
+  updateMs: number;
 }
 
 /** Sum of token (or example) losses of one micro-batch: a scalar to differentiate. */
@@ -116,8 +119,8 @@ export async function trainStep(ctx: StepContext, microBatches: readonly Batch[]
     flat.writeParams();
   }
   return {
-    loss, count: globalCount, gradNorm, lr, inputTokens, skippedNonFinite: nonFinite, stopAgreed,
-    computeMs: t1 - t0, reduceMs: t2 - t1,
+    loss, count: globalCount, gradNorm, lr, inputTokens, localLoss: count > 0 ? lossSum / count : NaN, skippedNonFinite: nonFinite, stopAgreed,
+    computeMs: t1 - t0, reduceMs: t2 - t1, updateMs: performance.now() - t2,
   };
 }
 

@@ -56,6 +56,7 @@ export interface WorkerState {
 
 export interface WorkerEvents {
   step?: (r: StepReport & { step: number; samples: number; reduceBytes: number }) => void;
+  checkpoint?: (r: { step: number; seconds: number; path: string }) => void;
 }
 
 export async function prepareWorkerState(job: CompiledJob, resumeFrom?: string): Promise<WorkerState> {
@@ -131,9 +132,11 @@ export async function runSteps(st: WorkerState, c: LoopContext): Promise<StepsOu
 
   let lastCheckpoint: { step: number; path: string } | undefined;
   const checkpoint = async (): Promise<string> => {
+    const t0 = performance.now();
     const state = trainerState(step, plan.stepsPerEpoch, { runId, seed: t.seed, schedule: st.schedule, labels: st.labels, earlyStopping: early });
     const path = await saveCheckpoint(job.checkpoint.dir, { state, history: trained, keep: job.checkpoint.keep, tokenizerFrom: job.modelDir }, st);
     lastCheckpoint = { step, path };
+    c.events?.checkpoint?.({ step, seconds: (performance.now() - t0) / 1000, path });
     const report = { runId: c.runId, step, path };
     c.reports.send(`ckpt:${step}`, () => c.bus.publish(c.subj.checkpoint, 'CheckpointReport', report), step);
     return path;

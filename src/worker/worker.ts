@@ -49,7 +49,7 @@ export interface WorkerOptions {
   /** Aborted by SIGTERM/SIGINT: this rank votes to stop, and every rank stops after the same step. */
   stop?: AbortSignal;
   /** Observers for metrics. */
-  events?: WorkerEvents & { phase?: (p: WorkerPhase) => void; assigned?: (rank: number) => void; rejected?: (reason: RejectReason) => void; ring?: (ring: GrpcRing) => void };
+  events?: WorkerEvents & { phase?: (p: WorkerPhase) => void; assigned?: (rank: number) => void; rejected?: (reason: RejectReason) => void; ring?: (ring: GrpcRing) => void; nats?: (nc: Bus['nc']) => void };
 }
 
 export class WorkerAbortedError extends RingtuneError {
@@ -101,6 +101,7 @@ export async function runWorker(o: WorkerOptions): Promise<void> {
   const auth = new ControlAuth(o.secret, o.job, workerId);
   const bus = await Bus.connect({ ...o.bus, name: `ringtune-worker-${workerId}` }, auth, o.log);
   bus.onReject = (reason) => o.events?.rejected?.(reason);
+  o.events?.nats?.(bus.nc);
   let phase: WorkerPhase = 'joining';
   let rank = -1;
   let runId = '';

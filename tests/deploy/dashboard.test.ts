@@ -55,7 +55,7 @@ test('dashboard PromQL references only metrics declared in src/metrics/metrics.t
   }
   // Every ringtune metric is on the dashboard somewhere (process metrics are not required), except
   // these: the same number on every rank as the coordinator's, or shown as an annotation.
-  const notOnDashboard = ['ringtune_worker_learning_rate', 'ringtune_worker_grad_norm', 'ringtune_eval_last_step'];
+  const notOnDashboard = ['ringtune_worker_learning_rate', 'ringtune_worker_grad_norm', 'ringtune_eval_last_timestamp_seconds'];
   const missing = [...ours].filter((n) => !used.has(n) && !notOnDashboard.includes(n));
   assert.deepEqual(missing, [], 'metrics declared but not on the dashboard');
 });
@@ -81,15 +81,16 @@ test('dashboard is Grafana-shaped: datasource variable on every panel and target
     assert.equal(typeof p.id, 'number');
     assert.ok(!ids.has(p.id), `duplicate panel id ${p.id}`);
     ids.add(p.id);
-    assert.ok(['timeseries', 'stat', 'table', 'gauge', 'bargauge'].includes(p.type), `${p.title}: panel type ${p.type}`);
+    assert.ok(['row', 'timeseries', 'stat', 'table', 'gauge', 'bargauge'].includes(p.type), `${p.title}: panel type ${p.type}`);
     assert.ok(p.title, `panel ${p.id} has no title`);
-    assert.deepEqual(p.datasource, ds, `${p.title}: datasource`);
     const { x, y, w, h } = p.gridPos;
     assert.ok([x, y, w, h].every(Number.isInteger) && w > 0 && h > 0 && x >= 0 && x + w <= 24, `${p.title}: gridPos`);
     for (let i = x; i < x + w; i++) for (let j = y; j < y + h; j++) {
       assert.ok(!cells.has(`${i},${j}`), `${p.title} overlaps another panel at ${i},${j}`);
       cells.add(`${i},${j}`);
     }
+    if (p.type === 'row') continue;
+    assert.deepEqual(p.datasource, ds, `${p.title}: datasource`);
     assert.ok(p.targets.length > 0, `${p.title}: no targets`);
     const refIds = new Set<string>();
     for (const t of p.targets as Obj[]) {
@@ -109,12 +110,23 @@ test('dashboard covers the issue: loss, eval, tokens/s per worker and total, qua
   const exprs = dashboardQueries(d).map((q) => q.expr.replace(/\s+/g, ' '));
   const has = (re: RegExp) => assert.ok(exprs.some((e) => re.test(e)), `no query matches ${re}`);
   has(/^ringtune_loss\{/);
-  has(/^ringtune_eval_metric\{/);
-  has(/^ringtune_worker_tokens_per_second\{/);
-  has(/^sum\(ringtune_worker_tokens_per_second\{/);
+  has(/^ringtune_eval_loss\{/);
+  has(/^ringtune_eval_score_ratio\{/);
+  has(/^sum by \(rank\) \(rate\(ringtune_worker_input_tokens_total\{.*\[\$__rate_interval\]\)\)$/);
+  has(/^rate\(ringtune_input_tokens_total\{/);
+  has(/ringtune_step\{.*\} \/ ringtune_total_steps\{/); // progress
+  has(/ringtune_worker_allreduce_duration_seconds_sum.*\/.*ringtune_worker_step_duration_seconds_sum/); // communication share
+  has(/^ringtune_worker_heartbeat_age_seconds\{/);
   has(/^histogram_quantile\(0\.9, sum by \(le\) \(rate\(ringtune_worker_step_duration_seconds_bucket\{/);
   has(/^histogram_quantile\(0\.9, sum by \(le\) \(rate\(ringtune_worker_allreduce_duration_seconds_bucket\{/);
-  has(/^ringtune_worker_bus_bandwidth_bytes_per_second\{/);
+  has(/rate\(ringtune_worker_allreduce_sent_bytes_total.*\/ sum by \(rank\) \(rate\(ringtune_worker_allreduce_duration_seconds_sum/); // bus bandwidth from counters
+  // No last-step rate gauges, no `job` label (Prometheus' own), no changes() over $__interval (misses events).
+  for (const e of exprs) assert.doesNotMatch(e, /_per_second\b|\bjob=|changes\(/, e);
+  // Rows, a rank variable, the LR on its own axis.
+  assert.deepEqual((d.panels as Obj[]).filter((p) => p.type === 'row').map((p) => p.title), ['Progress', 'Throughput', 'Communication', 'Health', 'Resources']);
+  assert.ok((d.templating.list as Obj[]).some((v) => v.name === 'rank' && v.includeAll && v.multi));
+  const lrPanel = (d.panels as Obj[]).find((p) => (p.targets ?? []).some((t: Obj) => t.expr.startsWith('ringtune_learning_rate')));
+  assert.ok(lrPanel?.fieldConfig.overrides.some((o: Obj) => o.matcher.options === 'lr' && o.properties.some((x: Obj) => x.id === 'custom.axisPlacement')));
   has(/^ringtune_workers_alive\{/);
   const annotations = (d.annotations.list as Obj[]).map((a) => a.expr as string);
   assert.ok(annotations.some((e) => e.includes('ringtune_checkpoints_total')));
@@ -126,7 +138,7 @@ test('every dashboard expression parses as PromQL (promtool check rules)', () =>
   try {
     const rules = dashboardQueries(dashboard()).map((q, i) => ({
       record: `ringtune:dashboard_query:${i}`,
-      expr: q.expr.replaceAll('$job', 'demo').replaceAll('$__rate_interval', '1m').replaceAll('$__interval', '15s'),
+      expr: q.expr.replaceAll('$job', 'demo').replaceAll('$rank', '.*').replaceAll('$__rate_interval', '1m').replaceAll('$__interval', '15s').replaceAll('$__range', '1h'),
     }));
     const file = join(dir, 'rules.yml');
     writeFileSync(file, stringifyYaml({ groups: [{ name: 'dashboard', rules }] }));
@@ -155,7 +167,11 @@ test('provisioning files and prometheus.yml: a Prometheus datasource, a file das
     writeFileSync(join(dir, 'prometheus-targets.json'), JSON.stringify([{ targets: ['127.0.0.1:9464'], labels: { job: 'demo', role: 'coordinator' } }]));
     execFileSync('promtool', ['check', 'config', cfg], { encoding: 'utf8' });
     const [scrape] = parseYaml(text).scrape_configs;
-    assert.equal(scrape.honor_labels, true);
+    // Our job label is ringtune_job: Prometheus' `job` stays the scrape job's; honor_labels not needed.
+    assert.notEqual(scrape.honor_labels, true);
+    assert.equal(parseYaml(text).global.scrape_interval, '5s');
+    // Grafana's minimum interval is the scrape interval, so $__rate_interval spans 4 scrapes.
+    assert.equal(dsFile.datasources[0].jsonData.timeInterval, '5s');
     assert.equal(scrape.file_sd_configs[0].files[0], '__RINGTUNE_OUTPUT__/prometheus-targets.json');
   } finally {
     rmSync(dir, { recursive: true, force: true });

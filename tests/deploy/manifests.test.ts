@@ -275,7 +275,7 @@ for (const overlay of ['cpu', 'gpu'] as const) {
 
 test('examples/custom (the overlay docs/deploy.md builds on): 4 GPU workers, its own job spec and image, a ServiceMonitor', async () => {
   const objs = kustomize(join(K8S, 'examples', 'custom'));
-  for (const o of objs) if (o.kind !== 'ServiceMonitor') await validateObject(o);
+  for (const o of objs) if (o.kind !== 'ServiceMonitor' && o.kind !== 'PrometheusRule') await validateObject(o); // CRDs: checked by hand below
   const { coordJob, workers, worker } = checkOverlay(objs);
   assert.equal(workers.spec.replicas, 4);
   assert.equal(worker.options.get('--job'), 'llama-support');
@@ -349,6 +349,46 @@ test('components/servicemonitor: selects the coordinator and worker Services by 
     });
     assert.deepEqual(selected.map((s) => s.metadata.name).sort(), ['ringtune-coordinator', 'ringtune-workers']);
     for (const s of selected) assert.ok(s.spec.ports.some((p: Obj) => p.name === sm.spec.endpoints[0].port && p.port === 9464));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('components/servicemonitor: a PrometheusRule with exactly the alerts docs/metrics.md lists, each valid PromQL (promtool)', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'ringtune-rules-'));
+  try {
+    writeFileSync(join(dir, 'kustomization.yaml'), [
+      'apiVersion: kustomize.config.k8s.io/v1beta1', 'kind: Kustomization',
+      `resources: [${JSON.stringify(relative(dir, join(K8S, 'overlays/cpu')))}]`,
+      `components: [${JSON.stringify(relative(dir, join(K8S, 'components/servicemonitor')))}]`, '',
+    ].join('\n'));
+    const [rule] = byKind(kustomize(dir), 'PrometheusRule');
+    // The CRD's schema, by hand (kubernetes-models covers the built-in API only).
+    assert.equal(rule.apiVersion, 'monitoring.coreos.com/v1');
+    assert.equal(rule.metadata.namespace, 'ringtune');
+    assert.ok(Array.isArray(rule.spec.groups) && rule.spec.groups.length > 0);
+    const alerts: string[] = [];
+    for (const g of rule.spec.groups) {
+      assert.equal(typeof g.name, 'string');
+      for (const r of g.rules) {
+        assert.deepEqual(Object.keys(r).filter((k) => !['alert', 'expr', 'for', 'labels', 'annotations'].includes(k)), [], `${r.alert}: unknown keys`);
+        assert.match(r.alert, /^Ringtune[A-Za-z]+$/);
+        assert.equal(typeof r.expr, 'string');
+        if (r.for !== undefined) assert.match(r.for, /^\d+[smh]$/, `${r.alert}: for`);
+        assert.ok(['critical', 'warning', 'info'].includes(r.labels?.severity), `${r.alert}: severity`);
+        assert.ok(r.annotations?.summary && r.annotations?.description, `${r.alert}: summary and description`);
+        assert.match(r.expr, /ringtune_/, `${r.alert}: no ringtune metric`);
+        assert.doesNotMatch(r.expr, /\bjob\b/, `${r.alert}: uses the scrape job label instead of ringtune_job`);
+        alerts.push(r.alert);
+      }
+    }
+    const doc = readFileSync(join(ROOT, 'docs/metrics.md'), 'utf8');
+    const documented = [...doc.slice(doc.indexOf('## Alerts')).matchAll(/^\| `(Ringtune\w+)` \|/gm)].map((m) => m[1]);
+    assert.deepEqual([...alerts].sort(), [...documented].sort(), 'alerts in the PrometheusRule vs docs/metrics.md "Alerts"');
+    // Every expression and template through Prometheus' own checker.
+    writeFileSync(join(dir, 'rules.yml'), JSON.stringify({ groups: rule.spec.groups }));
+    const out = execFileSync('promtool', ['check', 'rules', join(dir, 'rules.yml')], { encoding: 'utf8' });
+    assert.match(out, new RegExp(`SUCCESS: ${alerts.length} rules found`));
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

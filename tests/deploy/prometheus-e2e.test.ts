@@ -2,7 +2,7 @@
  * End to end: a real Prometheus (Debian's /usr/bin/prometheus) scrapes a short `ringtune local` run
  * (coordinator + 2 workers) through deploy/prometheus/prometheus.yml and the file_sd targets file the
  * run writes, and every PromQL expression of the Grafana dashboard returns data through Prometheus'
- * HTTP API, with Grafana's variables replaced by concrete values.
+ * HTTP API, with Grafana's variables and intervals computed as Grafana computes them at the shipped scrape interval.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -78,28 +78,27 @@ test('Prometheus scrapes a ringtune local run and every dashboard query returns 
     '  max_seq_len: 32',
     '  eval_fraction: 0.2',
     'training:',
-    '  max_steps: 10',
+    '  max_steps: 80', // long enough to span several 5 s scrapes: rates need two differing samples in a window
     '  global_batch: 4',
     '  micro_batch: 2',
     '  lr: 0.001',
     '  schedule: constant',
     'checkpoint:',
-    '  every_n_steps: 3',
+    '  every_n_steps: 25',
     '  keep: 2',
     'eval:',
-    '  every_n_steps: 5',
+    '  every_n_steps: 30',
     '  max_batches: 2',
     'output: out',
     '',
   ].join('\n'));
 
-  // 2. Prometheus on deploy/prometheus/prometheus.yml, scraping every second, started first so it sees
-  //    the targets file appear.
+  // 2. Prometheus on deploy/prometheus/prometheus.yml at its shipped scrape interval, started first so
+  //    it sees the targets file appear (file_sd refresh shortened: it only delays the first scrape).
   const output = join(dir, 'out');
-  const config = readFileSync(join(ROOT, 'deploy/prometheus/prometheus.yml'), 'utf8')
-    .replaceAll('__RINGTUNE_OUTPUT__', output)
-    .replace(/scrape_interval: \S+/, 'scrape_interval: 1s')
-    .replace(/refresh_interval: \S+/, 'refresh_interval: 1s');
+  const shipped = readFileSync(join(ROOT, 'deploy/prometheus/prometheus.yml'), 'utf8');
+  const scrapeSeconds = Number(/scrape_interval: (\d+)s/.exec(shipped)![1]);
+  const config = shipped.replaceAll('__RINGTUNE_OUTPUT__', output).replace(/refresh_interval: \S+/, 'refresh_interval: 1s');
   writeFileSync(join(dir, 'prometheus.yml'), config);
   const promPort = await freePorts(1);
   const prom = spawn(PROMETHEUS, [
@@ -120,7 +119,7 @@ test('Prometheus scrapes a ringtune local run and every dashboard query returns 
   // 3. The run: coordinator on port P, worker i on P+1+i; they linger so the last scrapes see final values.
   const base = await freePorts(3);
   const run = spawn(process.execPath, [CLI, 'local', join(dir, 'job.yaml'), '--workers', '2', '--metrics-port-base', String(base)], {
-    env: { ...process.env, RINGTUNE_LINGER_MS: '6000' },
+    env: { ...process.env, RINGTUNE_LINGER_MS: String(3 * scrapeSeconds * 1000) },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   children.push(run);
@@ -134,29 +133,42 @@ test('Prometheus scrapes a ringtune local run and every dashboard query returns 
   const instances = up.result.map((r) => r.metric.instance).sort();
   assert.deepEqual(instances, [base, base + 1, base + 2].map((p) => `127.0.0.1:${p}`), `targets scraped: ${instances.join(', ')}`);
   const lastUp = up.result.map((r) => Math.max(...r.values!.filter(([, v]) => v === '1').map(([ts]) => ts)));
+  const firstUp = up.result.map((r) => Math.min(...r.values!.filter(([, v]) => v === '1').map(([ts]) => ts)));
   const at = String(Math.min(...lastUp));
+  const from = Math.max(...firstUp);
   const roles = up.result.map((r) => r.metric.role).sort();
   assert.deepEqual(roles, ['coordinator', 'worker', 'worker'], 'file_sd labels');
 
-  // 5. Every dashboard expression, Grafana variables replaced, returns at least one finite sample.
+  // 5. Every dashboard panel and annotation, drawn over the run as Grafana would, shows data. Grafana's
+  //    interval rules: $__interval = range / max data points, at least the datasource's timeInterval
+  //    (the scrape interval); $__rate_interval = max($__interval + scrape, 4 x scrape).
+  const ds = (await import('yaml')).parse(readFileSync(join(ROOT, 'deploy/grafana/provisioning/datasources/prometheus.yaml'), 'utf8'));
+  const minInterval = Number(/^(\d+)s$/.exec(ds.datasources[0].jsonData.timeInterval)![1]);
+  assert.equal(minInterval, scrapeSeconds, 'datasource timeInterval vs the shipped scrape interval');
+  const rangeSeconds = Number(at) - from;
+  const interval = Math.max(minInterval, Math.ceil(rangeSeconds / 1000));
+  const rateInterval = Math.max(interval + scrapeSeconds, 4 * scrapeSeconds);
   const dashboard = JSON.parse(readFileSync(DASHBOARD_PATH, 'utf8'));
-  const failures: string[] = [];
+  const panels = new Map<string, boolean>(); // panel (or annotation) -> some target drew a finite point
   for (const q of dashboardQueries(dashboard)) {
-    const expr = q.expr.replaceAll('$job', JOB).replaceAll('$__rate_interval', '10m').replaceAll('$__interval', '10m').replaceAll('$__range', '10m');
+    const expr = q.expr.replaceAll('$job', JOB).replaceAll('$rank', '.*').replaceAll('$__rate_interval', `${rateInterval}s`)
+      .replaceAll('$__interval', `${interval}s`).replaceAll('$__range', `${Math.ceil(rangeSeconds)}s`);
     assert.ok(!expr.includes('$'), `${q.where}: unreplaced variable in ${expr}`);
-    const data = await promApi(api, '/api/v1/query', { query: expr, time: at });
-    const finite = data.result.filter((r) => Number.isFinite(Number(r.value?.[1])));
-    if (finite.length === 0) failures.push(`${q.where}: ${expr} -> ${JSON.stringify(data.result)}`);
+    const data = await promApi(api, '/api/v1/query_range', { query: expr, start: String(from), end: at, step: `${interval}s` });
+    const drawn = data.result.some((r) => (r.values ?? []).some(([, v]) => Number.isFinite(Number(v))));
+    const panel = q.where.replace(/ [A-Z]$/, '');
+    panels.set(panel, (panels.get(panel) ?? false) || drawn);
   }
-  assert.deepEqual(failures, [], `dashboard queries without data (run log tail:\n${runLog().slice(-3000)})`);
+  const empty = [...panels].filter(([, drawn]) => !drawn).map(([p]) => p);
+  assert.deepEqual(empty, [], `empty panels at scrape ${scrapeSeconds}s, $__interval ${interval}s, $__rate_interval ${rateInterval}s (run log tail:\n${runLog().slice(-3000)})`);
 
-  // The numbers are the run's: 10 steps, ranks 0 and 1, two workers alive.
+  // The numbers are the run's: 80 steps, ranks 0 and 1, two workers alive.
   const value = async (expr: string) => (await promApi(api, '/api/v1/query', { query: expr, time: at })).result.map((r) => [r.metric.rank ?? '', Number(r.value![1])]);
-  assert.deepEqual(await value(`ringtune_step{job="${JOB}"}`), [['', 10]]);
-  assert.deepEqual((await value(`ringtune_worker_step{job="${JOB}"}`)).sort(), [['0', 10], ['1', 10]]);
-  assert.deepEqual(await value(`ringtune_world_size{job="${JOB}"}`), [['', 2]]);
-  assert.deepEqual(await value(`ringtune_replica_hash_checks_total{job="${JOB}", result="mismatch"}`), [['', 0]]);
-  assert.deepEqual(await value(`sum(ringtune_worker_step_duration_seconds_count{job="${JOB}"})`), [['', 20]]);
+  assert.deepEqual(await value(`ringtune_step{ringtune_job="${JOB}"}`), [['', 80]]);
+  assert.deepEqual((await value(`ringtune_worker_step{ringtune_job="${JOB}"}`)).sort(), [['0', 80], ['1', 80]]);
+  assert.deepEqual(await value(`ringtune_world_size{ringtune_job="${JOB}"}`), [['', 2]]);
+  assert.deepEqual(await value(`ringtune_replica_hash_checks_total{ringtune_job="${JOB}", result="mismatch"}`), [['', 0]]);
+  assert.deepEqual(await value(`sum(ringtune_worker_step_duration_seconds_count{ringtune_job="${JOB}"})`), [['', 160]]);
 
   prom.kill('SIGTERM');
 });

@@ -43,7 +43,7 @@ test('status: answered with the job secret, refused and counted without it; a jo
   await assert.rejects(run(process.execPath, [CLI, 'status', '--nats', nats.url, '--job', 'statusjob', '--timeout-ms', '700'], { env: { ...env, RINGTUNE_JOB_SECRET: newJobSecret() } }),
     (e: Error & { stderr: string }) => /no coordinator of job "statusjob" answered/.test(e.stderr));
   const metrics = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
-  assert.match(metrics, /ringtune_control_rejected_total\{reason="bad-mac",job="statusjob"\} [1-9]/);
+  assert.match(metrics, /ringtune_control_rejected_total\{reason="bad-mac",ringtune_job="statusjob"\} [1-9]/);
   assert.match(err, /\[control\] rejected a message on ringtune\.statusjob\.status \(bad-mac/);
 
   // No secret at all: refused before connecting, saying how to make one.

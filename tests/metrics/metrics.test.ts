@@ -69,27 +69,28 @@ async function scrape(server: MetricsServer): Promise<Exposition> {
 }
 
 const step1 = {
-  step: 1, loss: 2.5, lr: 0.001, gradNorm: 1.25, tokens: 1000, samples: 8,
-  stepSeconds: 0.02, allreduceSeconds: 0.004, allreduceBytes: 4096, busBandwidthBytesPerSecond: 1_000_000,
+  step: 1, localLoss: 2.5, lr: 0.001, gradNorm: 1.25, inputTokens: 1000, samples: 8,
+  stepSeconds: 0.02, allreduceSeconds: 0.004, allreduceBytes: 4096, skippedNonFinite: false,
 };
 const step2 = {
-  step: 2, loss: 2.0, lr: 0.0005, gradNorm: 0.75, tokens: 500, samples: 4,
-  stepSeconds: 3, allreduceSeconds: 0.3, allreduceBytes: 1024, busBandwidthBytesPerSecond: 2_500_000,
+  step: 2, localLoss: 2.0, lr: 0.0005, gradNorm: 0.75, inputTokens: 500, samples: 4,
+  stepSeconds: 3, allreduceSeconds: 0.3, allreduceBytes: 1024, skippedNonFinite: true,
 };
 
-test('worker metrics: values, {job, rank} labels, histogram buckets, phase and backend info', async (t) => {
-  const m = new WorkerMetrics({ job: 'demo', rank: -1, backend: 'wasm' });
+test('worker metrics: values, {ringtune_job, rank} labels, histogram buckets, phase and backend info', async (t) => {
+  const m = new WorkerMetrics({ job: 'demo', backend: 'wasm' });
   const server = await startMetricsServer(m.registry, { port: 0, host: '127.0.0.1' });
   t.after(() => server.close());
   assert.ok(server.port > 0);
 
   let e = await scrape(server);
-  // Before assignment every series carries rank="-1"; loss has no value yet (NaN, not 0).
-  for (const s of e.samples) assert.deepEqual([s.labels.job, s.labels.rank], ['demo', '-1'], s.name);
+  // Before assignment no series carries a rank (no rank="-1" series); loss has no value yet (NaN, not 0).
+  for (const s of e.samples) assert.deepEqual([s.labels.ringtune_job, s.labels.rank, s.labels.job], ['demo', undefined, undefined], s.name);
   assert.equal(e.samples.filter((s) => s.name === 'ringtune_worker_loss').length, 0);
-  assert.equal(value(e, 'ringtune_worker_tokens_total'), 0);
+  assert.equal(value(e, 'ringtune_worker_input_tokens_total'), 0);
   assert.equal(value(e, 'ringtune_backend_info', { backend: 'wasm' }), 1);
-  for (const p of ['joining', 'loading', 'training', 'done', 'failed']) assert.equal(value(e, 'ringtune_worker_phase', { phase: p }), 0);
+  for (const p of ['loading', 'training', 'done', 'failed']) assert.equal(value(e, 'ringtune_worker_phase', { phase: p }), 0);
+  assert.equal(value(e, 'ringtune_worker_phase', { phase: 'joining' }), 1);
 
   m.setRank(3);
   m.setPhase('joining');
@@ -97,20 +98,21 @@ test('worker metrics: values, {job, rank} labels, histogram buckets, phase and b
   m.observeStep(step1);
   m.observeStep(step2);
   e = await scrape(server);
-  const L = { job: 'demo', rank: '3' };
-  for (const s of e.samples) assert.deepEqual({ job: s.labels.job, rank: s.labels.rank }, L, s.name);
+  const L = { ringtune_job: 'demo', rank: '3' };
+  for (const s of e.samples) assert.deepEqual({ ringtune_job: s.labels.ringtune_job, rank: s.labels.rank }, L, s.name);
   assert.equal(e.types.get('ringtune_worker_loss'), 'gauge');
-  assert.equal(e.types.get('ringtune_worker_tokens_total'), 'counter');
+  assert.equal(e.types.get('ringtune_worker_input_tokens_total'), 'counter');
   assert.equal(e.types.get('ringtune_worker_step_duration_seconds'), 'histogram');
   assert.equal(value(e, 'ringtune_worker_step', L), 2);
   assert.equal(value(e, 'ringtune_worker_loss', L), 2.0);
   assert.equal(value(e, 'ringtune_worker_learning_rate', L), 0.0005);
   assert.equal(value(e, 'ringtune_worker_grad_norm', L), 0.75);
-  assert.equal(value(e, 'ringtune_worker_tokens_total', L), 1500);
+  assert.equal(value(e, 'ringtune_worker_input_tokens_total', L), 1500);
   assert.equal(value(e, 'ringtune_worker_samples_total', L), 12);
-  assert.equal(value(e, 'ringtune_worker_tokens_per_second', L), 500 / 3);
+  assert.equal(value(e, 'ringtune_worker_nonfinite_skipped_steps_total', L), 1);
   assert.equal(value(e, 'ringtune_worker_allreduce_sent_bytes_total', L), 5120);
-  assert.equal(value(e, 'ringtune_worker_bus_bandwidth_bytes_per_second', L), 2_500_000);
+  const lastStep = value(e, 'ringtune_worker_last_step_timestamp_seconds', L);
+  assert.ok(Math.abs(lastStep - Date.now() / 1000) < 60, `last-step time ${lastStep}`);
   assert.equal(value(e, 'ringtune_worker_phase', { phase: 'joining' }), 0);
   assert.equal(value(e, 'ringtune_worker_phase', { phase: 'training' }), 1);
   assert.equal(value(e, 'ringtune_backend_info', { backend: 'wasm' }), 1);
@@ -128,8 +130,9 @@ test('worker metrics: values, {job, rank} labels, histogram buckets, phase and b
   assert.equal(value(e, 'ringtune_worker_allreduce_duration_seconds_count'), 2);
   assert.ok(Math.abs(value(e, 'ringtune_worker_allreduce_duration_seconds_sum') - 0.304) < 1e-12);
 
-  // The node process metrics are there too, under the ringtune_ prefix.
-  assert.ok(value(e, 'ringtune_process_resident_memory_bytes') > 0);
+  // The node process metrics are there too, under their stock names.
+  assert.ok(value(e, 'process_resident_memory_bytes') > 0);
+  assert.equal(e.samples.filter((s) => s.name.startsWith('ringtune_process') || s.name.startsWith('ringtune_nodejs')).length, 0);
 
   m.setPhase('done');
   e = await scrape(server);
@@ -145,7 +148,10 @@ test('coordinator metrics: global step numbers, hash checks, eval, checkpoints, 
   let e = await scrape(server);
   assert.equal(value(e, 'ringtune_replica_hash_checks_total', { result: 'match' }), 0);
   assert.equal(value(e, 'ringtune_replica_hash_checks_total', { result: 'mismatch' }), 0);
-  for (const name of ['ringtune_eval_metric', 'ringtune_loss', 'ringtune_learning_rate', 'ringtune_grad_norm']) {
+  // Waiting for workers is a phase from the start.
+  assert.equal(value(e, 'ringtune_phase', { phase: 'waiting-for-workers' }), 1);
+  assert.equal(value(e, 'ringtune_run_failures_total'), 0);
+  for (const name of ['ringtune_eval_loss', 'ringtune_eval_score_ratio', 'ringtune_loss', 'ringtune_learning_rate', 'ringtune_grad_norm', 'ringtune_total_steps', 'ringtune_worker_heartbeat_age_seconds']) {
     assert.equal(e.samples.filter((s) => s.name === name).length, 0, `${name} before the first step`);
   }
 
@@ -153,35 +159,42 @@ test('coordinator metrics: global step numbers, hash checks, eval, checkpoints, 
   m.setWorldSize(4);
   m.setWorkersAlive(3);
   m.setPhase('training');
-  m.observeStep({ step: 7, loss: 3.25, lr: 0.002, gradNorm: 4, tokens: 4000, samples: 32, tokensPerSecond: 12345 });
-  m.observeStep({ step: 8, loss: 3.0, lr: 0.001, gradNorm: 2, tokens: 3000, samples: 32, tokensPerSecond: 23456 });
+  m.statusFrom(() => ({ totalSteps: 20, workers: [{ rank: 0, heartbeatAgeMs: 1500 }, { rank: 1, heartbeatAgeMs: 250 }, { rank: -1, heartbeatAgeMs: 9000 }] }));
+  m.observeStep({ step: 7, loss: 3.25, lr: 0.002, gradNorm: 4, inputTokens: 4000, samples: 32 });
+  m.observeStep({ step: 8, loss: 3.0, lr: 0.001, gradNorm: 2, inputTokens: 3000, samples: 32 });
   m.replicaHashCheck(true);
   m.replicaHashCheck(true);
   m.replicaHashCheck(false);
   m.observeEval(8, { loss: 2.75, perplexity: 15.642631884188171 });
-  m.observeEval(10, { loss: 2.5, accuracy: 0.5 });
+  m.observeEval(10, { loss: 2.5, accuracy: 0.5, bleu: 25, examples: 40 });
   m.checkpointWritten(5);
   m.checkpointWritten(10);
 
   e = await scrape(server);
   for (const s of e.samples) {
-    assert.equal(s.labels.job, 'demo', s.name);
-    assert.equal(s.labels.rank, undefined, `${s.name} must not carry a rank`);
+    assert.equal(s.labels.ringtune_job, 'demo', s.name);
+    if (s.name !== 'ringtune_worker_heartbeat_age_seconds') assert.equal(s.labels.rank, undefined, `${s.name} must not carry a rank`);
   }
   assert.equal(value(e, 'ringtune_step'), 8);
   assert.equal(value(e, 'ringtune_loss'), 3.0);
   assert.equal(value(e, 'ringtune_learning_rate'), 0.001);
   assert.equal(value(e, 'ringtune_grad_norm'), 2);
-  assert.equal(value(e, 'ringtune_tokens_total'), 7000);
+  assert.equal(value(e, 'ringtune_input_tokens_total'), 7000);
   assert.equal(value(e, 'ringtune_samples_total'), 64);
-  assert.equal(value(e, 'ringtune_tokens_per_second'), 23456);
+  assert.equal(value(e, 'ringtune_total_steps'), 20);
+  // Heartbeat ages in seconds, assigned ranks only.
+  assert.equal(value(e, 'ringtune_worker_heartbeat_age_seconds', { rank: '0' }), 1.5);
+  assert.equal(value(e, 'ringtune_worker_heartbeat_age_seconds', { rank: '1' }), 0.25);
+  assert.equal(e.samples.filter((s) => s.name === 'ringtune_worker_heartbeat_age_seconds').length, 2);
   assert.equal(value(e, 'ringtune_world_size'), 4);
   assert.equal(value(e, 'ringtune_workers_alive'), 3);
   assert.equal(value(e, 'ringtune_replica_hash_checks_total', { result: 'match' }), 2);
   assert.equal(value(e, 'ringtune_replica_hash_checks_total', { result: 'mismatch' }), 1);
-  assert.equal(value(e, 'ringtune_eval_metric', { metric: 'loss' }), 2.5);
-  assert.equal(value(e, 'ringtune_eval_metric', { metric: 'perplexity' }), 15.642631884188171); // kept from the first run
-  assert.equal(value(e, 'ringtune_eval_metric', { metric: 'accuracy' }), 0.5);
+  assert.equal(value(e, 'ringtune_eval_loss'), 2.5);
+  assert.equal(value(e, 'ringtune_eval_perplexity'), 15.642631884188171); // kept from the first run
+  assert.equal(value(e, 'ringtune_eval_score_ratio', { metric: 'accuracy' }), 0.5);
+  assert.equal(value(e, 'ringtune_eval_score_ratio', { metric: 'bleu' }), 0.25); // sacreBLEU's 0..100 as a ratio
+  assert.equal(value(e, 'ringtune_eval_scored', { unit: 'examples' }), 40);
   assert.equal(value(e, 'ringtune_eval_runs_total'), 2);
   assert.equal(value(e, 'ringtune_eval_last_step'), 10);
   assert.equal(value(e, 'ringtune_checkpoints_total'), 2);
@@ -189,18 +202,22 @@ test('coordinator metrics: global step numbers, hash checks, eval, checkpoints, 
   assert.equal(value(e, 'ringtune_phase', { phase: 'waiting-for-workers' }), 0);
   assert.equal(value(e, 'ringtune_phase', { phase: 'training' }), 1);
   assert.equal(e.types.get('ringtune_replica_hash_checks_total'), 'counter');
+  m.setPhase('failed');
+  e = await scrape(server);
+  assert.equal(value(e, 'ringtune_run_failures_total'), 1);
+  assert.equal(value(e, 'ringtune_phase', { phase: 'failed' }), 1);
 });
 
 test('label values are escaped in the exposition', async (t) => {
   const m = new CoordinatorMetrics({ job: 'a"b\\c' });
-  m.observeEval(1, { 'rouge"L\\x': 0.25 });
+  m.observeEval(1, { accuracy: 0.25 });
   const server = await startMetricsServer(m.registry, { port: 0, host: '127.0.0.1' });
   t.after(() => server.close());
   const e = await scrape(server);
-  assert.equal(value(e, 'ringtune_eval_metric', { metric: 'rouge"L\\x', job: 'a"b\\c' }), 0.25);
+  assert.equal(value(e, 'ringtune_eval_score_ratio', { metric: 'accuracy', ringtune_job: 'a"b\\c' }), 0.25);
 });
 
-test('every declared name is registered by exactly one process, every exposed name starts with ringtune_', async () => {
+test('every declared name is registered by exactly one process, every non-process name starts with ringtune_', async () => {
   const w = new WorkerMetrics({ job: 'j', rank: 0, backend: 'cpu' });
   const c = new CoordinatorMetrics({ job: 'j' });
   const ours = (names: string[]) => names.filter((n) => Object.values(METRIC_NAMES).includes(n as never));
@@ -208,7 +225,7 @@ test('every declared name is registered by exactly one process, every exposed na
   const cNames = c.registry.getMetricsAsArray().map((x) => x.name);
   assert.deepEqual([...ours(wNames), ...ours(cNames)].sort(), Object.values(METRIC_NAMES).sort());
   assert.deepEqual(ours(wNames).filter((n) => cNames.includes(n)), []);
-  for (const n of [...wNames, ...cNames]) assert.match(n, /^ringtune_[a-z0-9_]+$/);
+  for (const n of [...wNames, ...cNames]) assert.match(n, /^(ringtune_[a-z0-9_]+|process_[a-z_]+|nodejs_[a-z0-9_]+)$/);
 });
 
 test('server: /healthz, 404, 405, close frees the port even with a keep-alive client', async () => {
