@@ -341,7 +341,7 @@ test('components/servicemonitor: selects the coordinator and worker Services by 
     const [sm] = byKind(objs, 'ServiceMonitor');
     assert.equal(sm.apiVersion, 'monitoring.coreos.com/v1');
     assert.equal(sm.metadata.namespace, 'ringtune');
-    assert.equal(sm.spec.endpoints[0].honorLabels, true);
+    assert.equal(sm.spec.endpoints[0].interval, '5s'); // = the dashboard datasource's timeInterval
     const selected = byKind(objs, 'Service').filter((s) => {
       const l = s.metadata.labels ?? {};
       return Object.entries(sm.spec.selector.matchLabels).every(([k, v]) => l[k] === v)
