@@ -58,7 +58,7 @@ async function promApi(base: string, path: string, params: Record<string, string
   return body.data;
 }
 
-test('Prometheus scrapes a ringtune local run and every dashboard query returns data', { timeout: 150_000 }, async (t) => {
+test('Prometheus scrapes a ringtune local run and every dashboard query returns data', { timeout: 240_000 }, async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'ringtune-prom-e2e-'));
   const children: ChildProcess[] = [];
   t.after(() => {
@@ -78,7 +78,7 @@ test('Prometheus scrapes a ringtune local run and every dashboard query returns 
     '  max_seq_len: 32',
     '  eval_fraction: 0.2',
     'training:',
-    '  max_steps: 80', // long enough to span several 5 s scrapes: rates need two differing samples in a window
+    '  max_steps: 100000', // stopped by SIGTERM once Prometheus has seen enough of it (below): time, not steps, decides
     '  global_batch: 4',
     '  micro_batch: 2',
     '  lr: 0.001',
@@ -124,8 +124,24 @@ test('Prometheus scrapes a ringtune local run and every dashboard query returns 
   });
   children.push(run);
   const runLog = track(run);
-  const code = await new Promise<number | null>((done) => run.once('exit', (c) => done(c)));
-  assert.equal(code, 0, `ringtune local failed:\n${runLog()}`);
+  const exited = new Promise<number | null>((done) => run.once('exit', (c) => done(c)));
+  // Rates need two differing samples inside a window, and a fast machine trains a tiny model in less
+  // than one scrape interval: train until every worker was scraped 6 times past step 60 (two evals and
+  // two checkpoints behind it), then stop the run as a user would (SIGTERM: all ranks stop after one
+  // agreed step, exit 143).
+  const enough = `count_over_time(ringtune_worker_step{ringtune_job="${JOB}"}[10m]) >= 6 and ringtune_worker_step{ringtune_job="${JOB}"} > 60`;
+  for (let i = 0; ; i++) {
+    assert.equal(run.exitCode, null, `ringtune local ended before it was stopped:\n${runLog()}`);
+    const ok = await promApi(api, '/api/v1/query', { query: enough }).then((d) => d.result.length === 2, () => false);
+    if (ok) break;
+    assert.ok(i < 240, `Prometheus did not see 6 scrapes of both workers past step 60 within 120 s:\n${runLog().slice(-2000)}`);
+    await sleep(500);
+  }
+  run.kill('SIGTERM');
+  const code = await exited;
+  assert.equal(code, 143, `ringtune local did not stop on SIGTERM as documented:\n${runLog()}`);
+  const steps = Number(/stopped on request after step (\d+)/.exec(runLog())?.[1]);
+  assert.ok(steps > 60, `the run's last step: ${runLog().slice(-2000)}`);
 
   // 4. Every target was scraped. Series go stale once the processes exit, so queries are evaluated at
   //    the last moment all three targets were still up.
@@ -162,13 +178,13 @@ test('Prometheus scrapes a ringtune local run and every dashboard query returns 
   const empty = [...panels].filter(([, drawn]) => !drawn).map(([p]) => p);
   assert.deepEqual(empty, [], `empty panels at scrape ${scrapeSeconds}s, $__interval ${interval}s, $__rate_interval ${rateInterval}s (run log tail:\n${runLog().slice(-3000)})`);
 
-  // The numbers are the run's: 80 steps, ranks 0 and 1, two workers alive.
+  // The numbers are the run's: `steps` steps, ranks 0 and 1, two workers alive.
   const value = async (expr: string) => (await promApi(api, '/api/v1/query', { query: expr, time: at })).result.map((r) => [r.metric.rank ?? '', Number(r.value![1])]);
-  assert.deepEqual(await value(`ringtune_step{ringtune_job="${JOB}"}`), [['', 80]]);
-  assert.deepEqual((await value(`ringtune_worker_step{ringtune_job="${JOB}"}`)).sort(), [['0', 80], ['1', 80]]);
+  assert.deepEqual(await value(`ringtune_step{ringtune_job="${JOB}"}`), [['', steps]]);
+  assert.deepEqual((await value(`ringtune_worker_step{ringtune_job="${JOB}"}`)).sort(), [['0', steps], ['1', steps]]);
   assert.deepEqual(await value(`ringtune_world_size{ringtune_job="${JOB}"}`), [['', 2]]);
   assert.deepEqual(await value(`ringtune_replica_hash_checks_total{ringtune_job="${JOB}", result="mismatch"}`), [['', 0]]);
-  assert.deepEqual(await value(`sum(ringtune_worker_step_duration_seconds_count{ringtune_job="${JOB}"})`), [['', 160]]);
+  assert.deepEqual(await value(`sum(ringtune_worker_step_duration_seconds_count{ringtune_job="${JOB}"})`), [['', 2 * steps]]);
 
   prom.kill('SIGTERM');
 });
