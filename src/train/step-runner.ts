@@ -61,7 +61,7 @@ export async function runPlannedSteps(
     const r = await trainStep(
       {
         model: s.model, flat: s.flat, optimizer: s.optimizer, gradClip: t.gradClip, allReduce: reduce && ((buf) => reduce(buf, collective)),
-        onNonFinite: t.onNonFinite, step: step + 1, rank: h.rank, stopVote: h.stopVote, activity: h.activity,
+        onNonFinite: t.onNonFinite, step: step + 1, rank: h.rank, seed: t.seed, stopVote: h.stopVote, activity: h.activity,
       },
       micro, lr,
     );

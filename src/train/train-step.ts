@@ -11,6 +11,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { ClsBatch, LmBatch } from '../data/batch.ts';
 import { NonFiniteError } from '../errors.ts';
+import type { TrainPass } from '../model/lora.ts';
 import type { Model } from '../model/model.ts';
 import type { Optimizer } from '../optim/optimizer.ts';
 import { clipGlobalNorm } from '../optim/clip.ts';
@@ -30,9 +31,11 @@ export interface StepContext {
   allReduce?: (buffer: Float32Array) => Promise<void>;
   /** training.on_nonfinite; default 'fail'. */
   onNonFinite?: NonFinitePolicy;
-  /** The step being taken (1-based) and this worker's rank, for the NonFiniteError message. */
+  /** The step being taken (1-based) and this worker's rank, for the NonFiniteError message and LoRA dropout's masks. */
   step?: number;
   rank?: number;
+  /** training.seed: with step, rank and micro-batch index it picks the LoRA dropout masks (default 0). */
+  seed?: number;
   /** This rank's vote to stop after this step (a signal or the coordinator asked). */
   stopVote?: () => boolean;
   /** Told at each phase of the step (liveness reports say what a busy rank is doing). */
@@ -56,13 +59,13 @@ export interface StepReport {
   reduceMs: number;
 }
 
-/** Sum of token (or example) losses of one micro-batch: a scalar to differentiate. */
-export function batchLossSum(model: Model, b: Batch): tf.Scalar {
+/** Sum of token (or example) losses of one micro-batch: a scalar to differentiate. `train`: a training forward (LoRA dropout on). */
+export function batchLossSum(model: Model, b: Batch, train?: TrainPass): tf.Scalar {
   const ids = tf.tensor2d(b.ids, [b.B, b.T], 'int32');
   if ('targets' in b) {
-    return crossEntropySum(model.forward({ ids }), tf.tensor1d(b.targets, 'int32'), tf.tensor1d(b.weights));
+    return crossEntropySum(model.forward({ ids, train }), tf.tensor1d(b.targets, 'int32'), tf.tensor1d(b.weights));
   }
-  const logits = model.forward({ ids, lengths: b.lengths, attentionMask: tf.tensor2d(b.attentionMask, [b.B, b.T], 'int32') });
+  const logits = model.forward({ ids, lengths: b.lengths, attentionMask: tf.tensor2d(b.attentionMask, [b.B, b.T], 'int32'), train });
   return crossEntropySum(logits, tf.tensor1d(b.labels, 'int32'), tf.ones([b.B]));
 }
 
@@ -79,7 +82,8 @@ export async function trainStep(ctx: StepContext, microBatches: readonly Batch[]
     // A macrotask turn per micro-batch: tfjs resolves data() as microtasks, so without this no timer
     // (heartbeats) and no incoming control message (abort) would run during a whole step.
     await new Promise<void>((resolve) => setImmediate(resolve));
-    const { value, grads } = tf.variableGrads(() => batchLossSum(model, b), model.variables());
+    const train = { seed: ctx.seed ?? 0, step: ctx.step ?? 1, rank: ctx.rank ?? 0, microBatch: i };
+    const { value, grads } = tf.variableGrads(() => batchLossSum(model, b, train), model.variables());
     lossSum += (await value.data())[0];
     await flat.readGrads(grads, true);
     tf.dispose([value, ...Object.values(grads)]);
