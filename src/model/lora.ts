@@ -18,16 +18,20 @@
  * second term inside linear() (layers/linear.ts withLinearHook), found by the weight tensor object.
  * Inverted dropout as torch's: keep with 1 - p, kept values times 1 / (1 - p). One mask per target and
  * input: c_attn's q, k and v are three linear calls on one x, and share one drop(x) @ A as PEFT's
- * single c_attn module does. Masks come from util/rng.ts seeded by (training.seed, step, rank,
- * micro-batch, target index), so a resumed run draws the masks the uninterrupted one drew. Evaluation,
- * generation and merging never drop: they take the merged path above.
+ * single c_attn module does. Each example's rows of the mask come from util/rng.ts seeded by
+ * (training.seed, step, the example's global index, target index): a resumed run draws the masks the
+ * uninterrupted one drew, and (unlike a seed per rank and micro-batch) they do not depend on how a
+ * step's examples are split into micro-batches or over ranks, so the step stays "the mean over the
+ * global batch however it was split" (train-step.ts). Right padding puts an example's real positions
+ * first in its rows, so its padding length does not change their masks either. Evaluation, generation
+ * and merging never drop: they take the merged path above.
  *
  * Targets come from the family's hf-keys table: a rule whose HF name ends in `.weight`, whose internal
  * weights are 2-D and whose module matches a target name. GPT-2's fused c_attn (split-cols) gets ONE
  * pair whose B columns split into wq | wk | wv, exactly as PEFT adapts the fused Conv1D.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { InputError } from '../errors.ts';
+import { InputError, RingtuneError } from '../errors.ts';
 import { Rng } from '../util/rng.ts';
 import type { ModelConfig, Task } from './config.ts';
 import { BERT_KEYS } from './hf-keys/bert.ts';
@@ -143,16 +147,14 @@ export interface TrainPass {
   seed: number;
   /** The optimizer step being taken, 1-based. */
   step: number;
-  /** This worker's rank; 0 on one process. */
-  rank: number;
-  /** Index of the micro-batch within the step. */
-  microBatch: number;
+  /** Global training-set index of each example (batch row b), in batch order. */
+  examples: readonly number[];
 }
 
-/** 32-bit seed of one target's mask stream in one training forward; 'Drop' in ASCII keeps it apart from the other streams. */
-export function dropoutSeed(pass: TrainPass, target: number): number {
+/** 32-bit seed of one example's mask stream for one target; 'Drop' in ASCII keeps it apart from the other streams. */
+export function dropoutSeed(seed: number, step: number, example: number, target: number): number {
   let h = 0x44726f70;
-  for (const v of [pass.seed, pass.step, pass.rank, pass.microBatch, target]) {
+  for (const v of [seed, step, example, target]) {
     h = Math.imul(h ^ (v >>> 0), 0x85ebca6b) >>> 0;
     h = (h ^ (h >>> 13)) >>> 0;
     h = Math.imul(h, 0xc2b2ae35) >>> 0;
@@ -243,7 +245,7 @@ export class LoraAdapter {
         from += cols;
       }
     });
-    const rngs = new Map<number, Rng>(); // target -> its mask stream
+    const rngs = new Map<number, Rng[]>(); // target -> one mask stream per example
     const dropped = new Map<number, Map<tf.Tensor, tf.Tensor2D>>(); // target -> x -> drop(x) @ A (N, r)
     const hook = (x: tf.Tensor2D, w: tf.Tensor2D): tf.Tensor2D | undefined => {
       const at = byWeight.get(w);
@@ -253,10 +255,15 @@ export class LoraAdapter {
       dropped.set(at.target, perX);
       let xa = perX.get(x);
       if (!xa) {
-        const rng = rngs.get(at.target) ?? new Rng(dropoutSeed(pass, at.target));
-        rngs.set(at.target, rng);
+        const streams = rngs.get(at.target) ?? pass.examples.map((e) => new Rng(dropoutSeed(pass.seed, pass.step, e, at.target)));
+        rngs.set(at.target, streams);
         const [N, inF] = x.shape;
-        const mask = tf.tensor2d(dropoutMask(rng, p, N, inF), [N, inF]);
+        // Rows are example-major: B*T token rows, or B rows (BERT's pooler.dense).
+        const rows = N / streams.length;
+        if (!Number.isInteger(rows)) throw new RingtuneError(`LoRA dropout: ${N} input rows for ${streams.length} examples (internal error: the training pass does not match the batch)`);
+        const data = new Float32Array(N * inF);
+        streams.forEach((rng, b) => data.set(dropoutMask(rng, p, rows, inF), b * rows * inF));
+        const mask = tf.tensor2d(data, [N, inF]);
         xa = linear(tf.mul(x, mask), this.params.get(t.a) as tf.Tensor2D); // (N, r)
         perX.set(x, xa);
       }

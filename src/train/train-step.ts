@@ -31,11 +31,16 @@ export interface StepContext {
   allReduce?: (buffer: Float32Array) => Promise<void>;
   /** training.on_nonfinite; default 'fail'. */
   onNonFinite?: NonFinitePolicy;
-  /** The step being taken (1-based) and this worker's rank, for the NonFiniteError message and LoRA dropout's masks. */
+  /** The step being taken (1-based) and this worker's rank, for the NonFiniteError message (the step also for LoRA dropout's masks). */
   step?: number;
   rank?: number;
-  /** training.seed: with step, rank and micro-batch index it picks the LoRA dropout masks (default 0). */
+  /** training.seed: with the step and each example's global index it picks the LoRA dropout masks (default 0). */
   seed?: number;
+  /**
+   * Global training-set index of each row of each micro-batch (LoRA dropout masks follow the example,
+   * not the micro-batch or rank it lands in). Absent: the row's position among this call's examples.
+   */
+  examples?: readonly (readonly number[])[];
   /** This rank's vote to stop after this step (a signal or the coordinator asked). */
   stopVote?: () => boolean;
   /** Told at each phase of the step (liveness reports say what a busy rank is doing). */
@@ -76,18 +81,20 @@ export async function trainStep(ctx: StepContext, microBatches: readonly Batch[]
   let lossSum = 0;
   let count = 0;
   let inputTokens = 0;
+  let rows = 0;
   const done = (ctx.step ?? 1) - 1;
   for (const [i, b] of microBatches.entries()) {
     ctx.activity?.('compute', done, [i + 1, microBatches.length]);
     // A macrotask turn per micro-batch: tfjs resolves data() as microtasks, so without this no timer
     // (heartbeats) and no incoming control message (abort) would run during a whole step.
     await new Promise<void>((resolve) => setImmediate(resolve));
-    const train = { seed: ctx.seed ?? 0, step: ctx.step ?? 1, rank: ctx.rank ?? 0, microBatch: i };
+    const train = { seed: ctx.seed ?? 0, step: ctx.step ?? 1, examples: ctx.examples?.[i] ?? [...Array(b.B).keys()].map((r) => rows + r) };
     const { value, grads } = tf.variableGrads(() => batchLossSum(model, b, train), model.variables());
     lossSum += (await value.data())[0];
     await flat.readGrads(grads, true);
     tf.dispose([value, ...Object.values(grads)]);
     count += 'targets' in b ? b.lossTokens : b.B;
+    rows += b.B;
     inputTokens += b.B * b.T;
   }
   const t1 = performance.now();

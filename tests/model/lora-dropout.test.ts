@@ -9,9 +9,12 @@
  * 2. every adapter tensor of a tiny model of each family against central differences of the loss at
  *    the same masks. The float64 reference forwards (reference/forward64.ts) take merged HF weights and
  *    cannot drop a layer's input, so the differences are of the float32 training forward itself:
- *    Richardson-extrapolated, (4 D(h) - D(2h)) / 3 with h = 3e-3, which measured a worst error of 2e-3
- *    at p = 0 (the merged path) and at p = 0.3; the tolerance is 5e-3. 1 checks the arithmetic exactly.
+ *    Richardson-extrapolated, (4 D(h) - D(2h)) / 3 with h = 2e-3. Over 8 seeds the worst relative error
+ *    was 4.5e-3 (p = 0, the merged path float64 checks, errs as much); the tolerance is 1e-2 (2.5e-4 absolute below
+ *    0.05), while a mask that differed between forward and backward would be off by about p. 1 checks
+ *    the arithmetic exactly.
  * 3. the masks: fraction dropped ~ p, kept values 1 / (1 - p), a different stream per seed field.
+ * (That an example's masks do not depend on its micro-batch is checked in tests/train/lora-dropout-run.test.ts.)
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
@@ -27,13 +30,20 @@ import { idsTensor, randomIds, ready, relErr } from './helpers.ts';
 import { loraModel } from './lora-helpers.ts';
 
 const normal = (rng: Rng, n: number, std = 1) => Float32Array.from({ length: n }, () => std * rng.normal());
-const PASS: TrainPass = { seed: 5, step: 3, rank: 1, microBatch: 2 };
+const PASS: TrainPass = { seed: 5, step: 3, examples: [40, 2] };
+/** The forward's mask for x (N, in) of target 0: each example's rows from its own stream, example-major. */
+const maskOf = (pass: TrainPass, p: number, N: number, inF: number, streams = pass.examples.map((e) => new Rng(dropoutSeed(pass.seed, pass.step, e, 0)))) => {
+  const rows = N / streams.length;
+  const out = new Float32Array(N * inF);
+  streams.forEach((rng, b) => out.set(dropoutMask(rng, p, rows, inF), b * rows * inF));
+  return { mask: out, streams };
+};
 
 for (const parts of [1, 3]) {
   test(`one LoRA linear with dropout (${parts === 1 ? 'plain weight' : 'fused c_attn split in 3'}): y, dA, dB equal the float64 closed form with the same mask`, async () => {
     await ready;
     const rng = new Rng(10 + parts);
-    const [N, inF, outF, r, s, p] = [7, 6, 9, 3, 1.75, 0.4];
+    const [N, inF, outF, r, s, p] = [8, 6, 9, 3, 1.75, 0.4]; // N = 2 examples x 4 rows
     const x = normal(rng, N * inF);
     const W = normal(rng, inF * outF);
     const A = normal(rng, inF * r);
@@ -60,8 +70,7 @@ for (const parts of [1, 3]) {
     tf.dispose([value, ...Object.values(grads)]);
     assert.equal(tf.memory().numTensors, before, 'no tensor leaks');
 
-    const stream = new Rng(dropoutSeed(PASS, 0));
-    const M = dropoutMask(stream, p, N, inF);
+    const { mask: M, streams } = maskOf(PASS, p, N, inF);
     assert.ok(M.some((m) => m === 0) && M.some((m) => m > 1), 'the mask drops some inputs and keeps some');
     const reference = (mask: (k: number) => Float32Array) => {
       const yRef = new Float64Array(N * outF);
@@ -106,7 +115,7 @@ for (const parts of [1, 3]) {
     const merged = reference(() => new Float32Array(N * inF).fill(1)).yRef;
     assert.ok(relErr(y, merged) > 1e-2, 'dropout changes the output');
     if (parts === 3) {
-      const perBlock = [M, dropoutMask(stream, p, N, inF), dropoutMask(stream, p, N, inF)];
+      const perBlock = [M, maskOf(PASS, p, N, inF, streams).mask, maskOf(PASS, p, N, inF, streams).mask];
       assert.ok(relErr(y, reference((k) => perBlock[k]).yRef) > 1e-2, 'one mask shared by q, k and v');
     }
     tf.dispose([xt, ...base.values()]);
@@ -114,18 +123,18 @@ for (const parts of [1, 3]) {
   });
 }
 
-test('dropout masks: fraction dropped ~ p, kept values 1 / (1 - p), one stream per (seed, step, rank, micro-batch, target)', () => {
+test('dropout masks: fraction dropped ~ p, kept values 1 / (1 - p), one stream per (seed, step, example, target)', () => {
   const p = 0.25;
-  const m = dropoutMask(new Rng(dropoutSeed(PASS, 0)), p, 400, 250);
+  const m = dropoutMask(new Rng(dropoutSeed(5, 3, 40, 0)), p, 400, 250);
   const dropped = m.filter((v) => v === 0).length / m.length;
   assert.ok(Math.abs(dropped - p) < 0.005, `dropped fraction ${dropped}`); // 5 sigma = 5 sqrt(p(1-p)/1e5) = 0.007
   assert.ok(m.every((v) => v === 0 || v === Math.fround(4 / 3)));
   const seeds = [
-    dropoutSeed(PASS, 0), dropoutSeed(PASS, 1), dropoutSeed({ ...PASS, seed: 6 }, 0), dropoutSeed({ ...PASS, step: 4 }, 0),
-    dropoutSeed({ ...PASS, rank: 0 }, 0), dropoutSeed({ ...PASS, microBatch: 3 }, 0),
+    dropoutSeed(5, 3, 40, 0), dropoutSeed(5, 3, 40, 1), dropoutSeed(6, 3, 40, 0), dropoutSeed(5, 4, 40, 0), dropoutSeed(5, 3, 41, 0),
+    dropoutSeed(0, 0, 0, 0), dropoutSeed(0, 0, 0, 1),
   ];
   assert.equal(new Set(seeds).size, seeds.length, seeds.join());
-  assert.equal(dropoutSeed({ ...PASS }, 0), seeds[0], 'a function of its fields only');
+  assert.equal(dropoutSeed(5, 3, 40, 0), seeds[0], 'a function of its arguments only');
   assert.deepEqual(dropoutMask(new Rng(seeds[0]), 0, 2, 3), new Float32Array(6).fill(1), 'p = 0 keeps everything as is');
 });
 
@@ -154,14 +163,14 @@ for (const c of CASES) {
     const [train1, train2, evalLoss] = [scalar(PASS), scalar(PASS), scalar()];
     assert.equal(train1, train2, 'same pass, same masks');
     assert.ok(Math.abs(train1 - evalLoss) > 1e-4, `training ${train1} vs evaluation ${evalLoss}`);
-    assert.notEqual(scalar({ ...PASS, microBatch: 3 }), train1, 'another micro-batch draws other masks');
+    assert.notEqual(scalar({ ...PASS, examples: [41, 2] }), train1, 'other examples draw other masks');
 
     const before = tf.memory().numTensors;
     const { value, grads } = tf.variableGrads(() => lossOf(PASS), model.variables());
     assert.equal((await value.data())[0], train1);
     const rng = new Rng(17);
     const failures: string[] = [];
-    const EPS = 3e-3;
+    const EPS = 2e-3;
     for (const [name, v] of adapter.params) {
       const g = (await grads[v.name].data()) as Float32Array;
       const x0 = (await v.data()) as Float32Array;
@@ -176,8 +185,8 @@ for (const c of CASES) {
       const central = (h: number) => (shifted(h) - shifted(-h)) / (2 * h);
       const numeric = (4 * central(EPS) - central(2 * EPS)) / 3;
       tf.tidy(() => v.assign(tf.tensor(x0, v.shape)));
-      const err = Math.abs(analytic - numeric) / Math.max(Math.abs(numeric), 1e-2);
-      if (err > 5e-3) failures.push(`${name}: analytic ${analytic.toExponential(4)} vs numeric ${numeric.toExponential(4)} (${err.toExponential(2)})`);
+      const err = Math.abs(analytic - numeric) / Math.max(Math.abs(numeric), 5e-2); // below 5e-2 an absolute 2.5e-4: float32 loss noise
+      if (err > 1e-2) failures.push(`${name}: analytic ${analytic.toExponential(4)} vs numeric ${numeric.toExponential(4)} (${err.toExponential(2)})`);
     }
     tf.dispose([value, ...Object.values(grads)]);
     assert.equal(tf.memory().numTensors, before, 'no tensor leaks');

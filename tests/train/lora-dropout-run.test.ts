@@ -1,7 +1,7 @@
 /**
  * LoRA dropout in training: a training step's loss differs from p = 0's on the same weights, the
  * model after the step evaluates (no dropout) exactly as its merged self does, p = 0 is the merged
- * path bit for bit, a resumed run with dropout 0.1 draws the same masks (bit-identical), and the
+ * path bit for bit, a step's gradient does not depend on how its examples split into micro-batches, a resumed run with dropout 0.1 draws the same masks (bit-identical), and the
  * job accepts dropout in [0, 1).
  */
 import assert from 'node:assert/strict';
@@ -19,6 +19,7 @@ import { FlatParams } from '../../src/train/flat-params.ts';
 import { train } from '../../src/train/loop.ts';
 import { trainStep } from '../../src/train/train-step.ts';
 import { Rng } from '../../src/util/rng.ts';
+import { relErr } from '../model/helpers.ts';
 import { loraModel } from '../model/lora-helpers.ts';
 import { baseModel, job, lmLines, quiet, ready, tempDir, writeLines } from './fixtures.ts';
 
@@ -35,7 +36,7 @@ test('a step with dropout 0.3: loss differs from dropout 0, evaluation equals th
   const examples = [...Array(4)].map((_, i) => ({ tokens: [...Array(7)].map(() => 1 + rng.int(30)), lossMask: Array(7).fill(1), source: `x${i}` }));
   const batch = collateLm(examples, 0);
   const ids = tf.tensor2d(batch.ids, [batch.B, batch.T], 'int32');
-  const pass: TrainPass = { seed: 4, step: 1, rank: 0, microBatch: 0 };
+  const pass: TrainPass = { seed: 4, step: 1, examples: [20, 21, 22, 23] };
   const losses: number[] = [];
   for (const dropout of [0, 0.3]) {
     // Random non-zero B: with PEFT's B = 0 the adapter term, dropped or not, is 0 in the first step.
@@ -47,7 +48,7 @@ test('a step with dropout 0.3: loss differs from dropout 0, evaluation equals th
     await flat.readParams();
     const optimizer = new AdamW(flat.size, ADAMW_DEFAULTS, flat.decayMask());
     const tensors = tf.memory().numTensors;
-    const r = await trainStep({ model, flat, optimizer, gradClip: 1, seed: pass.seed, step: pass.step, rank: pass.rank }, [batch], 1e-2);
+    const r = await trainStep({ model, flat, optimizer, gradClip: 1, seed: pass.seed, step: pass.step, examples: [pass.examples] }, [batch], 1e-2);
     assert.equal(tf.memory().numTensors, tensors, 'no tensor leaks in a step');
     assert.ok(Number.isFinite(r.loss));
     losses.push(r.loss);
@@ -59,6 +60,31 @@ test('a step with dropout 0.3: loss differs from dropout 0, evaluation equals th
   }
   assert.ok(Math.abs(losses[0] - losses[1]) > 1e-4, `dropout 0 loss ${losses[0]} vs dropout 0.3 loss ${losses[1]}`);
   ids.dispose();
+});
+
+test('an example draws the same masks in whatever micro-batch (and padding) it lands: one micro-batch of 4 = two of 2', async () => {
+  await ready;
+  const rng = new Rng(5);
+  // Lengths 8, 8, 4, 4: alone the last two pad to 3 positions, together with the first two to 7.
+  const examples = [8, 8, 4, 4].map((n, i) => ({ tokens: [...Array(n)].map(() => 1 + rng.int(30)), lossMask: Array(n).fill(1), source: `x${i}` }));
+  const run = async (split: number[][], ids: number[][]) => {
+    const { model } = loraModel({ family: 'llama', task: 'causal-lm', random: true, lora: { targetModules: ['q_proj', 'v_proj', 'down_proj'], dropout: 0.3 } });
+    const flat = new FlatParams(model);
+    await flat.readParams();
+    const optimizer = new AdamW(flat.size, ADAMW_DEFAULTS, flat.decayMask());
+    const micro = split.map((rows) => collateLm(rows.map((i) => examples[i]), 0));
+    const r = await trainStep({ model, flat, optimizer, gradClip: 0, seed: 9, step: 2, examples: ids }, micro, 1e-2);
+    const grads = flat.grads.slice();
+    model.dispose();
+    return { loss: r.loss, grads };
+  };
+  const one = await run([[0, 1, 2, 3]], [[30, 31, 32, 33]]);
+  const two = await run([[0, 1], [2, 3]], [[30, 31], [32, 33]]);
+  assert.ok(Math.abs(one.loss - two.loss) < 1e-6 * one.loss, `loss ${one.loss} vs ${two.loss}`);
+  assert.ok(relErr(two.grads, one.grads) < 1e-5, `gradients ${relErr(two.grads, one.grads)}`);
+  // ...and the masks do follow the example: another index for example 3 changes the step.
+  const other = await run([[0, 1], [2, 3]], [[30, 31], [32, 34]]);
+  assert.ok(relErr(other.grads, one.grads) > 1e-3, `gradients with other masks ${relErr(other.grads, one.grads)}`);
 });
 
 test('a LoRA run with dropout 0.1 resumes bit-identical and saves lora_dropout', async (t) => {
