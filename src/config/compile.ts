@@ -189,7 +189,6 @@ export function compileJob(raw: unknown, jobFile: string, o: CompileOptions = {}
   checkOptimizer(s.training, problem);
   const method = typeof s.method === 'string' ? s.method : s.method.type;
   if (s.lora && method !== 'lora') problem('lora', `a lora section needs method: lora (method is "${method}")`);
-  if (s.lora && s.lora.dropout !== 0) problem('lora.dropout', `${s.lora.dropout} is not supported; only 0 (PEFT's default) is, since ringtune merges the adapter into the weight it multiplies`);
   const outputDir = path(s.output);
   const checkpointDir = s.checkpoint.dir ? path(s.checkpoint.dir) : resolve(outputDir, 'checkpoints');
   const badOutput = notADirectory(outputDir);

@@ -16,7 +16,7 @@ export interface LoraOptions {
   r: number;
   /** lora_alpha */
   alpha: number;
-  /** lora_dropout; only 0 is supported (the merged-weight forward cannot drop inputs). */
+  /** lora_dropout in [0, 1): dropout on the adapted layer's input, in training only (lora.ts). */
   dropout: number;
   /** target_modules; undefined = the family's PEFT default. */
   targetModules?: string[];
@@ -76,7 +76,6 @@ export function resolveLora(family: Family, task: Task, o: LoraOptions, where: s
   const unknown = targets.filter((t) => !valid.includes(t));
   if (unknown.length) problems.push(`lora.target_modules: ${unknown.join(', ')} ${unknown.length === 1 ? 'is' : 'are'} not a ${family} linear layer; valid names: ${valid.join(', ')}`);
   if (targets.length === 0) problems.push('lora.target_modules: empty; name at least one module');
-  if (o.dropout !== 0) problems.push(`lora.dropout: ${o.dropout} is not supported; only 0 (PEFT's default) is, since ringtune merges the adapter into the weight it multiplies`);
   const saved = o.modulesToSave ?? (task === 'classification' ? [HEAD_MODULE[family]] : []);
   const clash = saved.filter((m) => targets.includes(m));
   if (clash.length) problems.push(`lora.modules_to_save: ${clash.join(', ')} ${clash.length === 1 ? 'is' : 'are'} also in lora.target_modules; a module is either adapted or trained whole`);

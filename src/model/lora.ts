@@ -12,19 +12,33 @@
  * Merging (mergeAdapter in model.ts) runs the same arithmetic once, so a merged model's forward is
  * bit-identical to the adapter's.
  *
+ * lora_dropout p > 0 acts on the layer's input, which no merged weight can express; PEFT computes
+ *   y (N, out) = x @ W + scale * (drop(x) (N, in) @ A) @ B
+ * So a TRAINING forward with p > 0 (withDropout) hands the body the base W unchanged and adds the
+ * second term inside linear() (layers/linear.ts withLinearHook), found by the weight tensor object.
+ * Inverted dropout as torch's: keep with 1 - p, kept values times 1 / (1 - p). One mask per target and
+ * input: c_attn's q, k and v are three linear calls on one x, and share one drop(x) @ A as PEFT's
+ * single c_attn module does. Each example's rows of the mask come from util/rng.ts seeded by
+ * (training.seed, step, the example's global index, target index): a resumed run draws the masks the
+ * uninterrupted one drew, and (unlike a seed per rank and micro-batch) they do not depend on how a
+ * step's examples are split into micro-batches or over ranks, so the step stays "the mean over the
+ * global batch however it was split" (train-step.ts). Right padding puts an example's real positions
+ * first in its rows, so its padding length does not change their masks either. Evaluation, generation
+ * and merging never drop: they take the merged path above.
+ *
  * Targets come from the family's hf-keys table: a rule whose HF name ends in `.weight`, whose internal
  * weights are 2-D and whose module matches a target name. GPT-2's fused c_attn (split-cols) gets ONE
  * pair whose B columns split into wq | wk | wv, exactly as PEFT adapts the fused Conv1D.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { InputError } from '../errors.ts';
+import { InputError, RingtuneError } from '../errors.ts';
 import { Rng } from '../util/rng.ts';
 import type { ModelConfig, Task } from './config.ts';
 import { BERT_KEYS } from './hf-keys/bert.ts';
 import { GPT2_KEYS } from './hf-keys/gpt2.ts';
 import { LLAMA_KEYS } from './hf-keys/llama.ts';
 import type { FamilyKeys, Layout } from './hf-keys/types.ts';
-import { linear } from './layers/linear.ts';
+import { linear, withLinearHook } from './layers/linear.ts';
 import { moduleMatches, type ResolvedLora } from './lora-config.ts';
 import type { ParamSpec, Params } from './params.ts';
 import type { HostTensor } from './safetensors.ts';
@@ -127,6 +141,40 @@ export function transposeHost(t: HostTensor): HostTensor {
   return { shape: [cols, rows], data: out };
 }
 
+/** Which training forward this is: it picks the dropout masks (the same ones again on a resumed run). */
+export interface TrainPass {
+  /** training.seed */
+  seed: number;
+  /** The optimizer step being taken, 1-based. */
+  step: number;
+  /** Global training-set index of each example (batch row b), in batch order. */
+  examples: readonly number[];
+}
+
+/** 32-bit seed of one example's mask stream for one target; 'Drop' in ASCII keeps it apart from the other streams. */
+export function dropoutSeed(seed: number, step: number, example: number, target: number): number {
+  let h = 0x44726f70;
+  for (const v of [seed, step, example, target]) {
+    h = Math.imul(h ^ (v >>> 0), 0x85ebca6b) >>> 0;
+    h = (h ^ (h >>> 13)) >>> 0;
+    h = Math.imul(h, 0xc2b2ae35) >>> 0;
+    h = (h ^ (h >>> 16)) >>> 0;
+  }
+  return h;
+}
+
+/**
+ * The next (rows, cols) inverted-dropout mask of `rng`, row-major: 0 with probability p, else 1 / (1 - p)
+ * (float32, as torch multiplies). One uint32 draw per element: dropped when draw < p * 2^32.
+ */
+export function dropoutMask(rng: Rng, p: number, rows: number, cols: number): Float32Array {
+  const keep = Math.fround(1 / (1 - p));
+  const threshold = p * 4294967296;
+  const out = new Float32Array(rows * cols);
+  for (let i = 0; i < out.length; i++) out[i] = rng.nextUint32() < threshold ? 0 : keep;
+  return out;
+}
+
 let counter = 0;
 
 /**
@@ -177,6 +225,53 @@ export class LoraAdapter {
       t.weights.forEach((w, k) => p.set(w, tf.add(base.get(w)!, parts[k])));
     }
     return p;
+  }
+
+  /**
+   * Runs f (a forward over the UNCHANGED base map `base`) with every linear(x, w) on a target weight w
+   * adding scale * (drop(x) @ A) @ B[:, cols of w]. The lookup tables live for this call only. f's
+   * tensors belong to the caller's scope (tf.variableGrads keeps them for backward).
+   */
+  withDropout<T>(base: Params, pass: TrainPass, f: () => T): T {
+    const p = this.lora.dropout;
+    const s = this.lora.scale;
+    // weight tensor -> its target, and the columns of B it owns (c_attn: wq | wk | wv)
+    const byWeight = new Map<tf.Tensor, { target: number; from: number; cols: number }>();
+    this.targets.forEach((t, target) => {
+      let from = 0;
+      for (const w of t.weights) {
+        const cols = base.get(w)!.shape[1]!;
+        byWeight.set(base.get(w)!, { target, from, cols });
+        from += cols;
+      }
+    });
+    const rngs = new Map<number, Rng[]>(); // target -> one mask stream per example
+    const dropped = new Map<number, Map<tf.Tensor, tf.Tensor2D>>(); // target -> x -> drop(x) @ A (N, r)
+    const hook = (x: tf.Tensor2D, w: tf.Tensor2D): tf.Tensor2D | undefined => {
+      const at = byWeight.get(w);
+      if (!at) return undefined;
+      const t = this.targets[at.target];
+      const perX = dropped.get(at.target) ?? new Map<tf.Tensor, tf.Tensor2D>();
+      dropped.set(at.target, perX);
+      let xa = perX.get(x);
+      if (!xa) {
+        const streams = rngs.get(at.target) ?? pass.examples.map((e) => new Rng(dropoutSeed(pass.seed, pass.step, e, at.target)));
+        rngs.set(at.target, streams);
+        const [N, inF] = x.shape;
+        // Rows are example-major: B*T token rows, or B rows (BERT's pooler.dense).
+        const rows = N / streams.length;
+        if (!Number.isInteger(rows)) throw new RingtuneError(`LoRA dropout: ${N} input rows for ${streams.length} examples (internal error: the training pass does not match the batch)`);
+        const data = new Float32Array(N * inF);
+        streams.forEach((rng, b) => data.set(dropoutMask(rng, p, rows, inF), b * rows * inF));
+        const mask = tf.tensor2d(data, [N, inF]);
+        xa = linear(tf.mul(x, mask), this.params.get(t.a) as tf.Tensor2D); // (N, r)
+        perX.set(x, xa);
+      }
+      const b = this.params.get(t.b) as tf.Tensor2D; // (r, out)
+      const bCols = t.weights.length === 1 ? b : tf.slice(b, [0, at.from], [b.shape[0], at.cols]);
+      return tf.mul(linear(xa, bCols), s) as tf.Tensor2D; // (N, cols)
+    };
+    return withLinearHook(hook, f);
   }
 
   dispose(): void {

@@ -11,7 +11,7 @@ import { gpt2Body, gpt2ParamSpecs } from './gpt2.ts';
 import { classificationHead, lmHead } from './heads.ts';
 import type { LayerCache } from './layers/attention.ts';
 import { llamaBody, llamaParamSpecs } from './llama.ts';
-import type { LoraAdapter } from './lora.ts';
+import type { LoraAdapter, TrainPass } from './lora.ts';
 import { initialValues, numel, type ParamSpec, type Params } from './params.ts';
 import type { HostTensor } from './safetensors.ts';
 import type { BodyInput, BodyOutput } from './types.ts';
@@ -23,6 +23,8 @@ export interface ModelInput {
   tokenTypeIds?: tf.Tensor2D;
   /** Real length of each row (classification pools at lengths[b] - 1 for decoders). */
   lengths?: readonly number[];
+  /** Set by the training step only: LoRA dropout acts in training forwards (and picks its masks from this). */
+  train?: TrainPass;
 }
 
 const FAMILIES = {
@@ -40,7 +42,10 @@ export function paramSpecs(config: ModelConfig, task: Task): ParamSpec[] {
 
 export class Model {
   readonly specs: ParamSpec[];
-  /** LoRA (lora.ts): the frozen base's forward sees W + scale * A @ B per target; absent = full fine-tuning. */
+  /**
+   * LoRA (lora.ts): the frozen base's forward sees W + scale * A @ B per target (a training forward with
+   * lora dropout instead adds scale * (drop(x) A) B inside linear()); absent = full fine-tuning.
+   */
   private lora?: LoraAdapter;
 
   constructor(
@@ -130,7 +135,13 @@ export class Model {
   /** causal-lm: logits (B*T, V); classification: logits (B, numLabels). */
   forward(input: ModelInput): tf.Tensor2D {
     const x = this.bodyInput(input, 0);
-    const p = this.bodyParams();
+    const lora = this.lora;
+    // LoRA dropout (training only): the body sees the base weights and linear() adds the dropped adapter term.
+    if (lora && input.train && lora.lora.dropout > 0) return lora.withDropout(this.params, input.train, () => this.run(this.params, x, input));
+    return this.run(this.bodyParams(), x, input);
+  }
+
+  private run(p: Params, x: BodyInput, input: ModelInput): tf.Tensor2D {
     const { hidden } = FAMILIES[this.config.family].body(this.config, p, x);
     if (this.task === 'causal-lm') return lmHead(p, hidden);
     return classificationHead(this.config, p, hidden, x.B, x.T, input.lengths);

@@ -52,16 +52,18 @@ export async function runPlannedSteps(
   let stoppedEarly = false;
   let interrupted = false;
   while (step < s.plan.totalSteps && !stoppedEarly && !(interrupted = h.stopRequested?.() ?? false)) {
-    const mine = h.shard(s.plan.stepExamples(step)).map((i) => train[i]);
+    const indices = h.shard(s.plan.stepExamples(step));
+    const mine = indices.map((i) => train[i]);
     await h.beforeStep?.(step, mine);
     const micro = BatchPlan.chunks(mine, t.microBatch).map((ex) => makeBatch(s.model, ex, padId));
+    const examples = BatchPlan.chunks(indices, t.microBatch); // each micro-batch's global example indices (LoRA dropout masks)
     const lr = learningRate(s.schedule, step);
     const collective = step + 1;
     const reduce = h.allReduce;
     const r = await trainStep(
       {
         model: s.model, flat: s.flat, optimizer: s.optimizer, gradClip: t.gradClip, allReduce: reduce && ((buf) => reduce(buf, collective)),
-        onNonFinite: t.onNonFinite, step: step + 1, rank: h.rank, stopVote: h.stopVote, activity: h.activity,
+        onNonFinite: t.onNonFinite, step: step + 1, rank: h.rank, seed: t.seed, examples, stopVote: h.stopVote, activity: h.activity,
       },
       micro, lr,
     );

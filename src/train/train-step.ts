@@ -11,6 +11,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { ClsBatch, LmBatch } from '../data/batch.ts';
 import { NonFiniteError } from '../errors.ts';
+import type { TrainPass } from '../model/lora.ts';
 import type { Model } from '../model/model.ts';
 import type { Optimizer } from '../optim/optimizer.ts';
 import { clipGlobalNorm } from '../optim/clip.ts';
@@ -30,9 +31,16 @@ export interface StepContext {
   allReduce?: (buffer: Float32Array) => Promise<void>;
   /** training.on_nonfinite; default 'fail'. */
   onNonFinite?: NonFinitePolicy;
-  /** The step being taken (1-based) and this worker's rank, for the NonFiniteError message. */
+  /** The step being taken (1-based) and this worker's rank, for the NonFiniteError message (the step also for LoRA dropout's masks). */
   step?: number;
   rank?: number;
+  /** training.seed: with the step and each example's global index it picks the LoRA dropout masks (default 0). */
+  seed?: number;
+  /**
+   * Global training-set index of each row of each micro-batch (LoRA dropout masks follow the example,
+   * not the micro-batch or rank it lands in). Absent: the row's position among this call's examples.
+   */
+  examples?: readonly (readonly number[])[];
   /** This rank's vote to stop after this step (a signal or the coordinator asked). */
   stopVote?: () => boolean;
   /** Told at each phase of the step (liveness reports say what a busy rank is doing). */
@@ -59,13 +67,13 @@ export interface StepReport {
   updateMs: number;
 }
 
-/** Sum of token (or example) losses of one micro-batch: a scalar to differentiate. */
-export function batchLossSum(model: Model, b: Batch): tf.Scalar {
+/** Sum of token (or example) losses of one micro-batch: a scalar to differentiate. `train`: a training forward (LoRA dropout on). */
+export function batchLossSum(model: Model, b: Batch, train?: TrainPass): tf.Scalar {
   const ids = tf.tensor2d(b.ids, [b.B, b.T], 'int32');
   if ('targets' in b) {
-    return crossEntropySum(model.forward({ ids }), tf.tensor1d(b.targets, 'int32'), tf.tensor1d(b.weights));
+    return crossEntropySum(model.forward({ ids, train }), tf.tensor1d(b.targets, 'int32'), tf.tensor1d(b.weights));
   }
-  const logits = model.forward({ ids, lengths: b.lengths, attentionMask: tf.tensor2d(b.attentionMask, [b.B, b.T], 'int32') });
+  const logits = model.forward({ ids, lengths: b.lengths, attentionMask: tf.tensor2d(b.attentionMask, [b.B, b.T], 'int32'), train });
   return crossEntropySum(logits, tf.tensor1d(b.labels, 'int32'), tf.ones([b.B]));
 }
 
@@ -76,17 +84,20 @@ export async function trainStep(ctx: StepContext, microBatches: readonly Batch[]
   let lossSum = 0;
   let count = 0;
   let inputTokens = 0;
+  let rows = 0;
   const done = (ctx.step ?? 1) - 1;
   for (const [i, b] of microBatches.entries()) {
     ctx.activity?.('compute', done, [i + 1, microBatches.length]);
     // A macrotask turn per micro-batch: tfjs resolves data() as microtasks, so without this no timer
     // (heartbeats) and no incoming control message (abort) would run during a whole step.
     await new Promise<void>((resolve) => setImmediate(resolve));
-    const { value, grads } = tf.variableGrads(() => batchLossSum(model, b), model.variables());
+    const train = { seed: ctx.seed ?? 0, step: ctx.step ?? 1, examples: ctx.examples?.[i] ?? [...Array(b.B).keys()].map((r) => rows + r) };
+    const { value, grads } = tf.variableGrads(() => batchLossSum(model, b, train), model.variables());
     lossSum += (await value.data())[0];
     await flat.readGrads(grads, true);
     tf.dispose([value, ...Object.values(grads)]);
     count += 'targets' in b ? b.lossTokens : b.B;
+    rows += b.B;
     inputTokens += b.B * b.T;
   }
   const t1 = performance.now();

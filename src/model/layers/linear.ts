@@ -65,8 +65,31 @@ export function linearTransposed(x: tf.Tensor2D, wT: tf.Tensor2D): tf.Tensor2D {
   return linear(x, tf.transpose(wT));
 }
 
+/**
+ * Adds a term to the output of linear(x, w) for chosen weights: (x, w) -> (N, out) or undefined for
+ * "nothing to add". LoRA with dropout (model/lora.ts) needs x @ W + s (drop(x) @ A) @ B, which no
+ * merged weight expresses; the model's training forward installs the hook for its own duration only
+ * (withLinearHook), so the body, the layers and the native kernels stay unaware of LoRA.
+ */
+export type LinearHook = (x: tf.Tensor2D, w: tf.Tensor2D) => tf.Tensor2D | undefined;
+
+let linearHook: LinearHook | undefined;
+
+/** Runs f with `hook` seen by every linear() call it makes; restored afterwards, also on a throw. */
+export function withLinearHook<T>(hook: LinearHook, f: () => T): T {
+  const outer = linearHook;
+  linearHook = hook;
+  try {
+    return f();
+  } finally {
+    linearHook = outer;
+  }
+}
+
 /** x: (N, in), w: (in, out), b: (out) -> (N, out). */
 export function linear(x: tf.Tensor2D, w: tf.Tensor2D, b?: tf.Tensor1D): tf.Tensor2D {
-  if (hasKernel('RtLinear')) return runKernel<tf.Tensor2D>('RtLinear', b ? { x, w, bias: b } : { x, w }, { hasBias: !!b });
-  return b ? matMulBiasFastGrad(x, w, b) : matMulFastGrad(x, w);
+  const extra = linearHook?.(x, w); // (N, out) or undefined
+  const y = hasKernel('RtLinear') ? runKernel<tf.Tensor2D>('RtLinear', b ? { x, w, bias: b } : { x, w }, { hasBias: !!b })
+    : b ? matMulBiasFastGrad(x, w, b) : matMulFastGrad(x, w);
+  return extra ? tf.add(y, extra) : y;
 }
