@@ -8,6 +8,7 @@ import { test } from 'node:test';
 import { Adam, type AdamConfig } from '../../src/optim/adam.ts';
 import { AdamW } from '../../src/optim/adamw.ts';
 import { Rng } from '../../src/util/rng.ts';
+import { maxAbsDiff, trajectory } from './helpers.ts';
 
 function reference64(theta0: number[], grads: number[][], lrs: number[], decay: number[], c: AdamConfig): number[] {
   const theta = [...theta0];
@@ -34,12 +35,10 @@ test('Adam over 25 steps matches a float64 torch.optim.Adam loop (L2 decay on ma
   const decay = [...Array(n)].map((_, i) => (i % 3 === 0 ? 0 : 1));
   const grads = [...Array(25)].map(() => [...Array(n)].map(() => Math.fround(rng.normal() * 0.1)));
   const lrs = grads.map((_, s) => 1e-2 * (1 - s / 50));
-  const params = Float32Array.from(theta0);
   const opt = new Adam(n, cfg, Uint8Array.from(decay));
-  grads.forEach((g, s) => opt.update(params, Float32Array.from(g), lrs[s]));
+  const params = trajectory(opt, theta0, grads, lrs);
   const want = reference64(theta0, grads, lrs, decay, cfg);
-  let maxErr = 0;
-  for (let i = 0; i < n; i++) maxErr = Math.max(maxErr, Math.abs(params[i] - want[i]));
+  const maxErr = maxAbsDiff(params, want);
   assert.ok(maxErr < 1e-6, `max abs error ${maxErr}`);
   assert.equal(opt.step, 25);
   // L2 decay changes the result, and Adam is not AdamW with the same settings.

@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { AdamW } from '../../src/optim/adamw.ts';
 import { Rng } from '../../src/util/rng.ts';
+import { maxAbsDiff, trajectory } from './helpers.ts';
 
 function reference64(theta0: number[], grads: number[][], lrs: number[], decay: number[], c: { beta1: number; beta2: number; eps: number; weightDecay: number }): number[] {
   const theta = [...theta0];
@@ -30,12 +31,10 @@ test('AdamW over 25 steps matches a float64 reference (decoupled decay on masked
   const decay = [...Array(n)].map((_, i) => (i % 3 === 0 ? 0 : 1));
   const grads = [...Array(25)].map(() => [...Array(n)].map(() => rng.normal() * 0.1));
   const lrs = grads.map((_, s) => 1e-2 * (1 - s / 50));
-  const params = Float32Array.from(theta0);
   const opt = new AdamW(n, cfg, Uint8Array.from(decay));
-  grads.forEach((g, s) => opt.update(params, Float32Array.from(g), lrs[s]));
+  const params = trajectory(opt, theta0, grads, lrs);
   const want = reference64(theta0, grads.map((g) => g.map(Math.fround)), lrs, decay, cfg);
-  let maxErr = 0;
-  for (let i = 0; i < n; i++) maxErr = Math.max(maxErr, Math.abs(params[i] - want[i]));
+  const maxErr = maxAbsDiff(params, want);
   assert.ok(maxErr < 1e-6, `max abs error ${maxErr}`);
   // The update really moved the parameters (by ~ lr per step) and decay made a difference.
   assert.ok(Math.abs(params[1] - theta0[1]) > 1e-3);

@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { Lion, type LionConfig } from '../../src/optim/lion.ts';
 import { Rng } from '../../src/util/rng.ts';
+import { maxAbsDiff, trajectory } from './helpers.ts';
 
 function reference64(theta0: number[], grads: number[][], lrs: number[], decay: number[], c: LionConfig): number[] {
   const theta = [...theta0];
@@ -29,12 +30,10 @@ test('Lion over 25 steps matches a float64 loop of the paper\'s Algorithm 2 (dec
   // Gradients whose sign flips between steps, so the b1 / b2 interpolations decide the sign.
   const grads = [...Array(25)].map(() => [...Array(n)].map(() => Math.fround(rng.normal() * 0.1)));
   const lrs = grads.map((_, s) => 1e-3 * (1 - s / 50));
-  const params = Float32Array.from(theta0);
   const opt = new Lion(n, cfg, Uint8Array.from(decay));
-  grads.forEach((g, s) => opt.update(params, Float32Array.from(g), lrs[s]));
+  const params = trajectory(opt, theta0, grads, lrs);
   const want = reference64(theta0, grads, lrs, decay, cfg);
-  let maxErr = 0;
-  for (let i = 0; i < n; i++) maxErr = Math.max(maxErr, Math.abs(params[i] - want[i]));
+  const maxErr = maxAbsDiff(params, want);
   assert.ok(maxErr < 1e-6, `max abs error ${maxErr}`);
   assert.equal(opt.step, 25);
   // Changing either beta or the decay changes the result.

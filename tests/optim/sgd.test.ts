@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { SGD, type SGDConfig } from '../../src/optim/sgd.ts';
 import { Rng } from '../../src/util/rng.ts';
+import { maxAbsDiff, trajectory } from './helpers.ts';
 
 /** torch.optim.SGD, docs pseudo-code, in float64. */
 function reference64(theta0: number[], grads: number[][], lrs: number[], decay: number[], c: SGDConfig): number[] {
@@ -44,12 +45,10 @@ for (const cfg of combos) {
     const decay = [...Array(n)].map((_, i) => (i % 3 === 0 ? 0 : 1));
     const grads = [...Array(20)].map(() => [...Array(n)].map(() => Math.fround(rng.normal() * 0.1)));
     const lrs = grads.map((_, s) => 0.05 * (1 - s / 40));
-    const params = Float32Array.from(theta0);
     const opt = new SGD(n, cfg, Uint8Array.from(decay));
-    grads.forEach((g, s) => opt.update(params, Float32Array.from(g), lrs[s]));
+    const params = trajectory(opt, theta0, grads, lrs);
     const want = reference64(theta0, grads, lrs, decay, cfg);
-    let maxErr = 0;
-    for (let i = 0; i < n; i++) maxErr = Math.max(maxErr, Math.abs(params[i] - want[i]));
+    const maxErr = maxAbsDiff(params, want);
     // float32 parameters and buffer, ~|theta| 1: rounding of 20 steps stays well under 1e-5.
     assert.ok(maxErr < 2e-6, `max abs error ${maxErr}`);
     assert.equal(opt.step, 20);
