@@ -149,7 +149,7 @@ test('every dashboard expression parses as PromQL (promtool check rules)', () =>
   }
 });
 
-test('provisioning files and prometheus.yml: a Prometheus datasource, a file dashboard provider, file_sd with honor_labels', () => {
+test('provisioning files and prometheus.yml: a Prometheus datasource, a file dashboard provider, file_sd without honor_labels (series name the job in ringtune_job)', () => {
   const dsFile = parseYaml(readFileSync(join(ROOT, 'deploy/grafana/provisioning/datasources/prometheus.yaml'), 'utf8'));
   assert.equal(dsFile.apiVersion, 1);
   assert.equal(dsFile.datasources[0].type, 'prometheus');
