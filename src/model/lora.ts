@@ -34,16 +34,12 @@ import * as tf from '@tensorflow/tfjs-core';
 import { InputError, RingtuneError } from '../errors.ts';
 import { Rng } from '../util/rng.ts';
 import type { ModelConfig, Task } from './config.ts';
-import { BERT_KEYS } from './hf-keys/bert.ts';
-import { GPT2_KEYS } from './hf-keys/gpt2.ts';
-import { LLAMA_KEYS } from './hf-keys/llama.ts';
-import type { FamilyKeys, Layout } from './hf-keys/types.ts';
+import type { Layout } from './hf-keys/types.ts';
 import { linear, withLinearHook } from './layers/linear.ts';
 import { moduleMatches, type ResolvedLora } from './lora-config.ts';
 import type { ParamSpec, Params } from './params.ts';
 import type { HostTensor } from './safetensors.ts';
-
-const TABLES: Record<ModelConfig['family'], FamilyKeys> = { gpt2: GPT2_KEYS, llama: LLAMA_KEYS, bert: BERT_KEYS };
+import { concreteRules, transpose2d } from './weights.ts';
 
 /** One HF tensor of the model: canonical (prefixed) name, its module path, and the internal names it maps to. */
 export interface HFTensorRule {
@@ -61,19 +57,9 @@ export interface HFTensorRule {
 
 /** Every HF tensor of this model, layer by layer (module order as in a torch state dict). */
 export function hfTensorRules(cfg: ModelConfig, specs: ReadonlyMap<string, ParamSpec>): HFTensorRule[] {
-  const table = TABLES[cfg.family];
-  const out: HFTensorRule[] = [];
-  table.rules.forEach((rule) => {
-    const layers = rule.hf.includes('{i}') ? [...Array(cfg.nLayers).keys()] : [-1];
-    for (const i of layers) {
-      const sub = (s: string) => s.replaceAll('{i}', String(i));
-      const internal = (typeof rule.internal === 'string' ? [rule.internal] : [...rule.internal]).map(sub);
-      if (!internal.every((n) => specs.has(n))) continue;
-      const body = sub(rule.hf);
-      const hf = rule.top ? body : table.prefix + body;
-      out.push({ hf, body, module: hf.slice(0, hf.lastIndexOf('.')), bodyModule: body.slice(0, body.lastIndexOf('.')), internal, layout: rule.layout, layer: i < 0 ? Infinity : i });
-    }
-  });
+  const out = concreteRules(cfg, specs).map(({ hf, bodyName: body, internal, layout, layer }): HFTensorRule => ({
+    hf, body, module: hf.slice(0, hf.lastIndexOf('.')), bodyModule: body.slice(0, body.lastIndexOf('.')), internal, layout, layer: layer < 0 ? Infinity : layer,
+  }));
   // Stable sort: within a layer the table's order, which is the HF module order.
   return out.sort((a, b) => (a.layer === b.layer ? 0 : a.layer < b.layer ? -1 : 1));
 }
@@ -128,17 +114,10 @@ export function initialAdapter(targets: readonly LoraTarget[], r: number, seed: 
     const bound = 1 / Math.sqrt(t.inFeatures);
     const aT = new Float32Array(r * t.inFeatures); // PEFT's [r, in], filled in its row-major order
     for (let i = 0; i < aT.length; i++) aT[i] = (2 * rng.next() - 1) * bound;
-    out.set(t.a, transposeHost({ shape: [r, t.inFeatures], data: aT }));
+    out.set(t.a, transpose2d({ shape: [r, t.inFeatures], data: aT }));
     out.set(t.b, { shape: [r, t.outFeatures], data: new Float32Array(r * t.outFeatures) });
   }
   return out;
-}
-
-export function transposeHost(t: HostTensor): HostTensor {
-  const [rows, cols] = t.shape;
-  const out = new Float32Array(rows * cols);
-  for (let i = 0; i < rows; i++) for (let j = 0; j < cols; j++) out[j * rows + i] = t.data[i * cols + j];
-  return { shape: [cols, rows], data: out };
 }
 
 /** Which training forward this is: it picks the dropout masks (the same ones again on a resumed run). */

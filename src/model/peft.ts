@@ -23,10 +23,11 @@ import { replaceDirAtomic, writeFileAtomic } from '../util/atomic.ts';
 import { familyOf, type Task } from './config.ts';
 import { requireHead, type HeadUse } from './head-check.ts';
 import { LORA_TARGETS, resolveLora, type ResolvedLora } from './lora-config.ts';
-import { initialAdapter, LoraAdapter, loraPlan, transposeHost, type HFTensorRule } from './lora.ts';
+import { initialAdapter, LoraAdapter, loraPlan, type HFTensorRule } from './lora.ts';
 import { loadModel, readConfigJson, saveModel, TOKENIZER_FILES, type LoadedModel, type SaveOptions } from './model-dir.ts';
 import type { Model } from './model.ts';
 import { readSafetensors, writeSafetensors, type HostTensor } from './safetensors.ts';
+import { fromHFLayout, hfShapeOf, toHFLayout, transpose2d } from './weights.ts';
 
 export const ADAPTER_FILES = { config: 'adapter_config.json', weights: 'adapter_model.safetensors' } as const;
 const PREFIX = 'base_model.model.';
@@ -48,46 +49,15 @@ export function attachNewAdapter(model: Model, lora: ResolvedLora, seed: number,
 
 // ---------------------------------------------------------------- internal <-> PEFT tensors
 
-/** The HF shape of one saved-module tensor (same / transpose / split-cols of its internal parts). */
-function hfShapeOf(rule: HFTensorRule, shapes: number[][]): number[] {
-  const s = shapes[0];
-  if (rule.layout === 'transpose' && s.length === 2) return [s[1], s[0]];
-  if (rule.layout === 'split-cols') return s.length === 2 ? [s[0], s[1] * shapes.length] : [s[0] * shapes.length];
-  return s;
-}
-
-function toHF(rule: HFTensorRule, parts: HostTensor[]): HostTensor {
-  if (rule.layout === 'transpose' && parts[0].shape.length === 2) return transposeHost(parts[0]);
-  if (rule.layout !== 'split-cols') return parts[0];
-  const rows = parts[0].shape.length === 2 ? parts[0].shape[0] : 1;
-  const cols = parts[0].shape.length === 2 ? parts[0].shape[1] : parts[0].shape[0];
-  const total = cols * parts.length;
-  const out = new Float32Array(rows * total);
-  parts.forEach((p, k) => { for (let r = 0; r < rows; r++) out.set(p.data.subarray(r * cols, (r + 1) * cols), r * total + k * cols); });
-  return { shape: hfShapeOf(rule, parts.map((p) => p.shape)), data: out };
-}
-
-function fromHF(rule: HFTensorRule, t: HostTensor, shapes: number[][]): HostTensor[] {
-  if (rule.layout === 'transpose' && t.shape.length === 2) return [transposeHost(t)];
-  if (rule.layout !== 'split-cols') return [t];
-  const rows = t.shape.length === 2 ? t.shape[0] : 1;
-  const total = t.shape.length === 2 ? t.shape[1] : t.shape[0];
-  const cols = total / shapes.length;
-  return shapes.map((shape, k) => {
-    const out = new Float32Array(rows * cols);
-    for (let r = 0; r < rows; r++) out.set(t.data.subarray(r * total + k * cols, r * total + (k + 1) * cols), r * cols);
-    return { shape, data: out };
-  });
-}
 
 /** PEFT state dict of the adapter from its trainable values in internal layout (Model.trainable order). */
 export function peftTensors(adapter: LoraAdapter, values: ReadonlyMap<string, HostTensor>): Map<string, HostTensor> {
   const out = new Map<string, HostTensor>();
   for (const t of adapter.targets) {
-    out.set(`${PREFIX}${t.module}.lora_A.weight`, transposeHost(values.get(t.a)!)); // (in, r) -> [r, in]
-    out.set(`${PREFIX}${t.module}.lora_B.weight`, transposeHost(values.get(t.b)!)); // (r, out) -> [out, r]
+    out.set(`${PREFIX}${t.module}.lora_A.weight`, transpose2d(values.get(t.a)!)); // (in, r) -> [r, in]
+    out.set(`${PREFIX}${t.module}.lora_B.weight`, transpose2d(values.get(t.b)!)); // (r, out) -> [out, r]
   }
-  for (const rule of adapter.saved) out.set(PREFIX + rule.hf, toHF(rule, rule.internal.map((n) => values.get(n)!)));
+  for (const rule of adapter.saved) out.set(PREFIX + rule.hf, toHFLayout(rule.layout, rule.internal.map((n) => values.get(n)!)));
   return out;
 }
 
@@ -225,13 +195,13 @@ export async function readAdapterTensors(model: Model, dir: string, cfg: Adapter
     slots.set(`${PREFIX}${bodyModule}.${leaf}`, slot);
   };
   for (const t of plan.targets) {
-    add(t.module, t.bodyModule, 'lora_A.weight', [r, t.inFeatures], (x) => values.set(t.a, transposeHost(x)));
-    add(t.module, t.bodyModule, 'lora_B.weight', [t.outFeatures, r], (x) => values.set(t.b, transposeHost(x)));
+    add(t.module, t.bodyModule, 'lora_A.weight', [r, t.inFeatures], (x) => values.set(t.a, transpose2d(x)));
+    add(t.module, t.bodyModule, 'lora_B.weight', [t.outFeatures, r], (x) => values.set(t.b, transpose2d(x)));
   }
   for (const rule of plan.saved) {
     const shapes = rule.internal.map((n) => specs.get(n)!.shape);
     const leaf = rule.hf.slice(rule.module.length + 1);
-    add(rule.module, rule.bodyModule, leaf, hfShapeOf(rule, shapes), (x) => fromHF(rule, x, shapes).forEach((p, k) => saved.set(rule.internal[k], p)));
+    add(rule.module, rule.bodyModule, leaf, hfShapeOf(rule.layout, shapes), (x) => fromHFLayout(rule.layout, x, shapes.length).forEach((p, k) => saved.set(rule.internal[k], p)));
   }
   const unknown: string[] = [];
   const badShape: string[] = [];

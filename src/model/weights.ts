@@ -15,26 +15,31 @@ import type { HostTensor } from './safetensors.ts';
 
 export const KEY_TABLES: Record<Family, FamilyKeys> = { gpt2: GPT2_KEYS, llama: LLAMA_KEYS, bert: BERT_KEYS };
 
-interface ConcreteRule {
+export interface ConcreteRule {
   hf: string; // full canonical name (with prefix for body keys)
   bodyName: string; // name without prefix
   top: boolean;
   internal: string[];
   layout: Layout;
+  /** The layer index `{i}` stood for; -1 for a rule outside the layers. */
+  layer: number;
 }
 
-/** Expands `{i}` for every layer and keeps the rules whose internal names the model has. */
-function concreteRules(cfg: ModelConfig, specs: ReadonlyMap<string, ParamSpec>): ConcreteRule[] {
+/**
+ * Expands `{i}` for every layer and keeps the rules whose internal names the model has, in table
+ * order (each rule for every layer before the next rule).
+ */
+export function concreteRules(cfg: ModelConfig, specs: ReadonlyMap<string, ParamSpec>): ConcreteRule[] {
   const table = KEY_TABLES[cfg.family];
   const out: ConcreteRule[] = [];
   for (const rule of table.rules) {
-    const layers = rule.hf.includes('{i}') ? [...Array(cfg.nLayers).keys()] : [0];
+    const layers = rule.hf.includes('{i}') ? [...Array(cfg.nLayers).keys()] : [-1];
     for (const i of layers) {
       const sub = (s: string) => s.replaceAll('{i}', String(i));
       const internal = (typeof rule.internal === 'string' ? [rule.internal] : [...rule.internal]).map(sub);
       if (!internal.every((n) => specs.has(n))) continue;
       const bodyName = sub(rule.hf);
-      out.push({ hf: rule.top ? bodyName : table.prefix + bodyName, bodyName, top: !!rule.top, internal, layout: rule.layout });
+      out.push({ hf: rule.top ? bodyName : table.prefix + bodyName, bodyName, top: !!rule.top, internal, layout: rule.layout, layer: i });
     }
   }
   return out;
@@ -42,14 +47,31 @@ function concreteRules(cfg: ModelConfig, specs: ReadonlyMap<string, ParamSpec>):
 
 /** Shape of the HF tensor that holds these internal specs. */
 function hfShape(rule: ConcreteRule, specs: ReadonlyMap<string, ParamSpec>): number[] {
-  const shapes = rule.internal.map((n) => specs.get(n)!.shape);
-  if (rule.layout === 'same') return shapes[0];
-  if (rule.layout === 'transpose') return shapes[0].length === 2 ? [shapes[0][1], shapes[0][0]] : shapes[0];
+  return hfShapeOf(rule.layout, rule.internal.map((n) => specs.get(n)!.shape));
+}
+
+/** Shape of the HF tensor of `layout` whose internal parts have these shapes. */
+export function hfShapeOf(layout: Layout, shapes: readonly number[][]): number[] {
+  if (layout === 'same') return shapes[0];
+  if (layout === 'transpose') return shapes[0].length === 2 ? [shapes[0][1], shapes[0][0]] : shapes[0];
   const s = shapes[0];
   return s.length === 2 ? [s[0], s[1] * shapes.length] : [s[0] * shapes.length];
 }
 
-function transpose2d(t: HostTensor): HostTensor {
+/** An HF tensor -> its internal parts (one, or k for split-cols), in ringtune's layouts. */
+export function fromHFLayout(layout: Layout, t: HostTensor, k: number): HostTensor[] {
+  if (layout === 'split-cols') return splitCols(t, k);
+  return [layout === 'transpose' && t.shape.length === 2 ? transpose2d(t) : t];
+}
+
+/** Internal parts -> the HF tensor of `layout`. */
+export function toHFLayout(layout: Layout, parts: HostTensor[]): HostTensor {
+  if (layout === 'split-cols') return concatCols(parts);
+  return layout === 'transpose' && parts[0].shape.length === 2 ? transpose2d(parts[0]) : parts[0];
+}
+
+/** A 2-D host tensor transposed ((rows, cols) -> (cols, rows)). */
+export function transpose2d(t: HostTensor): HostTensor {
   const [r, c] = t.shape;
   const out = new Float32Array(r * c);
   for (let i = 0; i < r; i++) for (let j = 0; j < c; j++) out[j * r + i] = t.data[i * c + j];
@@ -121,8 +143,7 @@ export function hfToInternal(cfg: ModelConfig, specList: readonly ParamSpec[], h
       badShape.push(`${key} has shape [${t.shape}] but the config needs [${want}]`);
       continue;
     }
-    const parts = rule.layout === 'split-cols' ? splitCols(t, rule.internal.length)
-      : rule.layout === 'transpose' && t.shape.length === 2 ? [transpose2d(t)] : [t];
+    const parts = fromHFLayout(rule.layout, t, rule.internal.length);
     rule.internal.forEach((name, k) => tensors.set(name, parts[k]));
   }
   const absent = specList.filter((s) => !tensors.has(s.name));
@@ -144,7 +165,7 @@ export function internalToHF(cfg: ModelConfig, specList: readonly ParamSpec[], i
     for (const [n, p] of rule.internal.map((n, k) => [n, parts[k]] as const)) {
       if (numel(p.shape) !== p.data.length) throw new WeightMappingError(`internal tensor ${n} has ${p.data.length} values for shape [${p.shape}]`);
     }
-    out.set(rule.hf, rule.layout === 'split-cols' ? concatCols(parts) : rule.layout === 'transpose' && parts[0].shape.length === 2 ? transpose2d(parts[0]) : parts[0]);
+    out.set(rule.hf, toHFLayout(rule.layout, parts));
   }
   return out;
 }
