@@ -7,7 +7,7 @@
  * Moments are float32 like torch's; the per-step scalars are computed once in double, as adamw.ts does.
  * JavaScript only: the addon's loop is AdamW's, and Adam's L2 term would change its arithmetic.
  */
-import type { AdamWConfig } from './adamw.ts';
+import { biasCorrection, type AdamWConfig } from './adamw.ts';
 import { checkDecayMask, checkLengths, restoreBuffers, type Optimizer, type OptimizerState } from './optimizer.ts';
 
 /** The same hyperparameters as AdamW; only what weightDecay means differs. */
@@ -30,8 +30,7 @@ export class Adam implements Optimizer {
     checkLengths(this.kind, this.size, params, grads);
     const { beta1: b1, beta2: b2, eps, weightDecay } = this.config;
     this.step += 1;
-    const stepSize = lr / (1 - Math.pow(b1, this.step));
-    const sqrtBc2 = Math.sqrt(1 - Math.pow(b2, this.step));
+    const { stepSize, sqrtBc2 } = biasCorrection(this.config, this.step, lr);
     const { m, v, decay } = this;
     for (let i = 0; i < params.length; i++) {
       const g = decay[i] ? grads[i] + weightDecay * params[i] : grads[i];

@@ -21,6 +21,11 @@ export interface AdamWConfig {
 
 export const ADAMW_DEFAULTS: AdamWConfig = { beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01 };
 
+/** Adam's bias-corrected step size lr / (1 - b1^t) and sqrt(1 - b2^t), in double (Adam and AdamW alike). */
+export function biasCorrection(c: Pick<AdamWConfig, 'beta1' | 'beta2'>, step: number, lr: number): { stepSize: number; sqrtBc2: number } {
+  return { stepSize: lr / (1 - Math.pow(c.beta1, step)), sqrtBc2: Math.sqrt(1 - Math.pow(c.beta2, step)) };
+}
+
 export class AdamW implements Optimizer {
   readonly kind = 'adamw';
   readonly m: Float32Array;
@@ -38,7 +43,7 @@ export class AdamW implements Optimizer {
   update(params: Float32Array, grads: Float32Array, lr: number): void {
     const native = optimAddon();
     if (!native) return this.updateJs(params, grads, lr);
-    this.checkLengths(params, grads);
+    checkLengths(this.kind, this.size, params, grads);
     const { beta1: b1, beta2: b2, eps } = this.config;
     const { stepSize, sqrtBc2, decayFactor } = this.nextStep(lr);
     native.adamw(params, grads, this.m, this.v, this.decay, b1, b2, eps, stepSize, sqrtBc2, decayFactor);
@@ -46,7 +51,7 @@ export class AdamW implements Optimizer {
 
   /** The JavaScript loop (the definition; also the path without the addon). */
   updateJs(params: Float32Array, grads: Float32Array, lr: number): void {
-    this.checkLengths(params, grads);
+    checkLengths(this.kind, this.size, params, grads);
     const { beta1: b1, beta2: b2, eps } = this.config;
     const { stepSize, sqrtBc2, decayFactor } = this.nextStep(lr);
     const { m, v, decay } = this;
@@ -62,15 +67,8 @@ export class AdamW implements Optimizer {
 
   /** Advances the step count and returns the per-step scalars, computed once in double for both paths. */
   private nextStep(lr: number): { stepSize: number; sqrtBc2: number; decayFactor: number } {
-    const { beta1: b1, beta2: b2, weightDecay } = this.config;
     this.step += 1;
-    const bc1 = 1 - Math.pow(b1, this.step);
-    const bc2 = 1 - Math.pow(b2, this.step);
-    return { stepSize: lr / bc1, sqrtBc2: Math.sqrt(bc2), decayFactor: 1 - lr * weightDecay };
-  }
-
-  private checkLengths(params: Float32Array, grads: Float32Array): void {
-    checkLengths(this.kind, this.size, params, grads);
+    return { ...biasCorrection(this.config, this.step, lr), decayFactor: 1 - lr * this.config.weightDecay };
   }
 
   get buffers(): Readonly<Record<string, Float32Array>> {
