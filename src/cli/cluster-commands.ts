@@ -18,6 +18,8 @@ import { runWorker } from '../worker/worker.ts';
 import { hubOptionsFromEnv } from '../hub/hub-options.ts';
 import { action, allCores, BACKEND_HELP, stopOnSignals, intArg, overridesOf, startBackend, threadsOption, withOverrides } from './common.ts';
 import { parseRecord, stringifyRecord } from '../run/record-json.ts';
+import { claimOptionsIfPresent } from '../run/checkpoint-dir.ts';
+import { InputError } from '../errors.ts';
 
 const natsOption = () => new Option('--nats <url>', 'NATS server URL').env('RINGTUNE_NATS_URL');
 const metricsOption = () => new Option('--metrics-port <port>', 'port of /metrics and /healthz (0 = any free port)').env('RINGTUNE_METRICS_PORT').argParser(intArg(0)).default(9464);
@@ -60,17 +62,20 @@ export function registerClusterCommands(program: Command): void {
     .addOption(metricsOption())
     .option('--resume', 'continue from the latest checkpoint')
     .option('--overwrite', "start over even if the checkpoint directory holds another run's checkpoints (they are removed)")
+    .option('--resume-if-present', "resume when the checkpoint directory holds this job's checkpoints, start fresh when it holds none, refuse another job's (a restarted pod)")
     // The same environment goes to every pod; the coordinator runs no model, so it only accepts this.
     .addOption(backendOption().hideHelp())
     .addOption(lingerOption())
     .addOption(secretOption())
     // `ringtune local` resolved the job's hub model already: its workers share this machine and get the path.
     .addOption(new Option('--model-dir <dir>', 'directory holding the job\'s hub model on every worker (ringtune local passes its cache snapshot); without it each worker fetches the hub model itself').hideHelp())
-    .action(action(async (jobFile: string, o: { nats?: string; workers?: number; metricsPort: number; resume?: boolean; overwrite?: boolean; lingerMs: number; secretFile?: string; output?: string; set?: string[]; modelDir?: string } & NatsFlags) => {
+    .action(action(async (jobFile: string, o: { nats?: string; workers?: number; metricsPort: number; resume?: boolean; overwrite?: boolean; resumeIfPresent?: boolean; lingerMs: number; secretFile?: string; output?: string; set?: string[]; modelDir?: string } & NatsFlags) => {
       const job = await loadJobFile(jobFile, overridesOf(o));
       if (o.modelDir && job.hub) job.modelDir = o.modelDir;
       const secret = loadJobSecret({ file: o.secretFile ?? job.cluster.secretFile });
       if (o.workers) job.cluster.workers = o.workers;
+      if (o.resumeIfPresent && (o.resume || o.overwrite)) throw new InputError(`--resume-if-present decides between resuming and starting fresh itself: drop ${o.resume ? '--resume' : '--overwrite'}`);
+      const claim = o.resumeIfPresent ? await claimOptionsIfPresent(job.checkpoint.dir, job.name, job.outputDir) : { resume: o.resume, overwrite: o.overwrite };
       const url = o.nats ?? job.cluster.nats.url ?? 'nats://127.0.0.1:4222';
       const metrics = new CoordinatorMetrics({ job: job.name });
       const server = await startMetricsServer(metrics.registry, { port: o.metricsPort });
@@ -78,7 +83,7 @@ export function registerClusterCommands(program: Command): void {
       const signals = stopOnSignals();
       try {
         const r = await runCoordinator({
-          job, bus: busOptions(url, o, job.cluster.nats), secret, resume: o.resume, overwrite: o.overwrite, log: (l) => console.error(l), stop: signals.stop,
+          job, bus: busOptions(url, o, job.cluster.nats), secret, resume: claim.resume, overwrite: claim.overwrite, log: (l) => console.error(l), stop: signals.stop,
           events: {
             phase: (p) => metrics.setPhase(p),
             workersAlive: (n, world) => { metrics.setWorkersAlive(n); metrics.setWorldSize(world); },
@@ -180,7 +185,7 @@ export function registerClusterCommands(program: Command): void {
       const bus = await Bus.connect(busOptions(o.nats, o), auth);
       try {
         const s = await bus.request(subjects(o.job).status, 'StatusRequest', {}, 'StatusReply', o.timeoutMs).catch(() => undefined);
-        if (!s) throw new (await import('../errors.ts')).InputError(`no coordinator of job "${o.job}" answered on ${o.nats} within ${o.timeoutMs} ms`);
+        if (!s) throw new InputError(`no coordinator of job "${o.job}" answered on ${o.nats} within ${o.timeoutMs} ms`);
         console.log(stringifyRecord({ ...s, lastEval: s.lastEvalJson ? parseRecord(s.lastEvalJson) : undefined, lastEvalJson: undefined }, 2));
       } finally {
         await bus.close();

@@ -20,11 +20,15 @@
  * One run writes a checkpoint directory at a time: every leftover is judged to be a crash's.
  * Every entry point claims before it writes anything; --resume continues the same run, whose outputs
  * it keeps.
+ *
+ * --resume-if-present (a coordinator that Kubernetes restarts with the same arguments) picks --resume,
+ * a fresh start or a refusal from what the directory holds: claimOptionsIfPresent, below.
  */
 import { randomBytes } from 'node:crypto';
-import { readdir, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CheckpointCorruptError, InputError } from '../errors.ts';
+import { writeFileAtomic } from '../util/atomic.ts';
 import { readHistoryFile, type HistoryLine } from './history.ts';
 import { CHECKPOINT_NAMES, OUTPUT_NAMES } from './outputs.ts';
 import { latestCheckpoint, readTrainerState, STEP_DIR, type TrainerState } from './trainer-state.ts';
@@ -57,6 +61,10 @@ const listDir = (dir: string) => readdir(dir).catch((err: NodeJS.ErrnoException)
   throw err;
 });
 
+/** Entries that are (or may restore) a checkpoint: a step dir, `latest`, a step dir's saved old version. */
+const heldCheckpoints = (entries: string[]) =>
+  entries.filter((f) => STEP_DIR.test(f) || f === CHECKPOINT_NAMES.latest || (STAGING.test(f) && f.endsWith('.old'))).sort();
+
 export interface ClaimOptions {
   resume?: boolean;
   overwrite?: boolean;
@@ -69,7 +77,7 @@ export async function claimCheckpointDir(dir: string, o: ClaimOptions): Promise<
   if (o.resume && o.overwrite) throw new InputError('--resume continues the run in the checkpoint directory and --overwrite starts over: pass one of them');
   const entries = await listDir(dir);
   const outputs = o.outputDir ? (await listDir(o.outputDir)).filter((f) => RUN_OUTPUTS.includes(f)).sort() : [];
-  const held = entries.filter((f) => STEP_DIR.test(f) || f === CHECKPOINT_NAMES.latest || (STAGING.test(f) && f.endsWith('.old'))).sort();
+  const held = heldCheckpoints(entries);
   // 2.
   if (!o.resume && !o.overwrite && held.length > 0) {
     const shown = held.length > 4 ? [...held.slice(0, 2), '...', ...held.slice(-2)] : held;
@@ -104,4 +112,64 @@ export async function claimCheckpointDir(dir: string, o: ClaimOptions): Promise<
   const history = await readHistoryFile(join(checkpoint, CHECKPOINT_NAMES.history));
   // A checkpoint from before run ids: the resumed run starts one (its older checkpoints are never pruned).
   return { runId: state.runId || newRunId(), resumed: { checkpoint, state, history } };
+}
+
+/**
+ * The file in a checkpoint directory naming the job whose run it holds (`{"job": "<name>"}`). Written
+ * by the first --resume-if-present run of a job; a run started without the flag writes none.
+ */
+export const OWNER_FILE = 'owner.json';
+
+async function readOwner(dir: string): Promise<string | undefined> {
+  const file = join(dir, OWNER_FILE);
+  const text = await readFile(file, 'utf8').catch((err: NodeJS.ErrnoException) => {
+    if (err.code === 'ENOENT') return undefined;
+    throw err;
+  });
+  if (text === undefined) return undefined;
+  let job: unknown;
+  try {
+    job = (JSON.parse(text) as { job?: unknown }).job;
+  } catch { /* reported below */ }
+  if (typeof job !== 'string' || job === '') throw new InputError(`${file}: expected {"job": "<job name>"}; it names the job whose checkpoints ${dir} holds (remove it if the directory is yours)`);
+  return job;
+}
+
+/**
+ * --resume-if-present: the claim options (for claimCheckpointDir) that continue job `job`'s run in
+ * `dir`, or start it, and never take another job's checkpoints or outputs.
+ *   1. owner.json names another job: refused.
+ *   2. Checkpoints and owner.json names this job: resume (a restarted coordinator of the same run).
+ *   3. Checkpoints, no owner.json: refused. A run started without the flag wrote them, maybe another
+ *      job's; pass --resume once to continue them (or --overwrite to start over).
+ *   4. No checkpoint, owner.json names this job: an earlier attempt of this run stopped before its
+ *      first checkpoint. It starts over, replacing that attempt's partial outputs (overwrite).
+ *   5. Nothing: a fresh run. A previous run's outputs in `outputDir` are refused as claimCheckpointDir
+ *      refuses them; otherwise owner.json is written (temp-then-rename) so a restart finds case 2 or 4.
+ */
+export async function claimOptionsIfPresent(dir: string, job: string, outputDir?: string): Promise<ClaimOptions> {
+  const entries = await listDir(dir);
+  const held = heldCheckpoints(entries);
+  const owner = await readOwner(dir);
+  const flags = 'pass --resume to continue them or --overwrite to start over (they are removed)';
+  // 1.
+  if (owner !== undefined && owner !== job) {
+    throw new InputError(`--resume-if-present: ${dir} belongs to job "${owner}" (${OWNER_FILE}), not "${job}": give this job its own checkpoint.dir, or ${flags}`);
+  }
+  // 2, 3.
+  if (held.length > 0) {
+    if (owner === job) return { resume: true, outputDir };
+    throw new InputError(`--resume-if-present: ${dir} holds checkpoints (${held.slice(-2).join(', ')}) of a run started without --resume-if-present, so not known to be job "${job}"'s: ${flags}`);
+  }
+  // 4.
+  if (owner === job) return { overwrite: true, outputDir };
+  // 5.
+  const outputs = outputDir ? (await listDir(outputDir)).filter((f) => RUN_OUTPUTS.includes(f)).sort() : [];
+  if (outputs.length > 0) {
+    throw new InputError(`--resume-if-present: ${outputDir} already holds a previous run's outputs (${outputs.join(', ')}) and ${dir} no checkpoint of job "${job}": ` +
+      'pass --overwrite to replace them, or give this job its own output directory');
+  }
+  await mkdir(dir, { recursive: true });
+  await writeFileAtomic(join(dir, OWNER_FILE), JSON.stringify({ job }) + '\n');
+  return { outputDir };
 }
