@@ -1,9 +1,11 @@
 /**
  * The Kubernetes manifests as a cluster would get them: `kubectl kustomize` renders each overlay, every
  * object is validated against the Kubernetes API's OpenAPI schemas (the `kubernetes-models` package
- * ships them compiled to validators, so this works offline), and the containers that run ringtune are
- * checked against the CLI contract (flags and RINGTUNE_* variables of `coordinator` and `worker`).
- * Also: the Dockerfiles' stages, base images, user and entrypoint.
+ * ships them compiled to validators, so this works offline; the JobSet CRD against its Go types, its
+ * Job templates as batch/v1 Jobs), and the containers that run ringtune are checked against the CLI
+ * contract (flags and RINGTUNE_* variables of `coordinator` and `worker`). The run's shape: one
+ * JobSet that ends with its coordinator, restarts from its checkpoint, and admits drains one pod at a
+ * time. Also: the Dockerfiles' stages, base images, user, entrypoint and engine check.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -74,6 +76,7 @@ const CONTRACT: Record<'coordinator' | 'worker', { positional: number; flags: Fl
       { flag: '--backend', env: 'RINGTUNE_BACKEND', value: true },
       { flag: '--linger-ms', env: 'RINGTUNE_LINGER_MS', value: true },
       { flag: '--overwrite', value: false },
+      { flag: '--resume-if-present', value: false },
       ...CONTROL_FLAGS,
     ],
     envOnly: [...NATS_CREDENTIALS, 'RINGTUNE_JOB_SECRET'],
@@ -137,6 +140,8 @@ function invocation(c: Obj): Invocation {
       if (def && !options.has(def.flag)) options.set(def.flag, value);
     } else if (name.startsWith('MALLOC_')) {
       assert.equal(value, RING_PROCESS_ENV[name], `${c.name}: ${name} differs from RING_PROCESS_ENV`);
+    } else if (name === 'CUDA_CACHE_PATH' || name === 'CUDA_CACHE_MAXSIZE') {
+      // Read by the CUDA driver (the JIT cache of the GPU image): checked with the GPU overlay.
     } else {
       // Any other variable exists only to be expanded into a RINGTUNE_* one.
       const used = (c.env as Obj[]).some((e) => String(e.value ?? '').includes(`$(${name})`));
@@ -163,9 +168,91 @@ function assertServiceReaches(objs: Obj[], url: string, target: Obj) {
   for (const [k, v] of Object.entries(svc.spec.selector)) assert.equal(labels[k], v, `Service ${svc.metadata.name} does not select ${target.metadata.name}`);
 }
 
-function checkOverlay(objs: Obj[]) {
-  const coordJob = named(objs, 'Job', 'ringtune-coordinator');
-  const workers = named(objs, 'StatefulSet', 'ringtune-workers');
+// --- JobSet ----------------------------------------------------------------------------------------
+// No schema for the CRD in kubernetes-models (it covers the built-in API only). The JobSet's own
+// fields are checked against its Go types (kubernetes-sigs/jobset api/jobset/v1alpha2/jobset_types.go),
+// and each replicated Job's template is validated as the batch/v1 Job the controller creates from it.
+const JOBSET_FIELDS = {
+  spec: ['replicatedJobs', 'network', 'successPolicy', 'failurePolicy', 'startupPolicy', 'suspend', 'coordinator', 'managedBy', 'ttlSecondsAfterFinished'],
+  replicatedJob: ['name', 'groupName', 'template', 'replicas', 'dependsOn'],
+  network: ['enableDNSHostnames', 'subdomain', 'publishNotReadyAddresses'],
+  successPolicy: ['operator', 'targetReplicatedJobs'],
+  failurePolicy: ['maxRestarts', 'restartStrategy', 'rules'],
+  rule: ['name', 'action', 'onJobFailureReasons', 'onJobFailureMessagePatterns', 'targetReplicatedJobs'],
+};
+/** Reasons a batch/v1 Job fails with (JobFailed condition), which failurePolicy rules match. */
+const JOB_FAILURE_REASONS = ['BackoffLimitExceeded', 'DeadlineExceeded', 'PodFailurePolicy', 'MaxFailedIndexesExceeded'];
+
+/** A replicated Job as the Job the JobSet controller makes of it (<jobset>-<name>-<index>). */
+function childJob(js: Obj, name: string): Obj {
+  const rj = (js.spec.replicatedJobs as Obj[]).find((r) => r.name === name);
+  assert.ok(rj, `JobSet/${js.metadata.name}: no replicated job ${name}`);
+  return { apiVersion: 'batch/v1', kind: 'Job', metadata: { ...rj.template.metadata, name: `${js.metadata.name}-${name}-0`, namespace: js.metadata.namespace }, spec: rj.template.spec };
+}
+
+async function validateJobSet(js: Obj): Promise<void> {
+  const where = `JobSet/${js.metadata?.name}`;
+  const onlyKeys = (o: Obj, allowed: string[], what: string) => {
+    const extra = Object.keys(o).filter((k) => !allowed.includes(k));
+    assert.deepEqual(extra, [], `${where}: ${what} has unknown field(s) ${extra.join(', ')}`);
+  };
+  assert.equal(js.apiVersion, 'jobset.x-k8s.io/v1alpha2', `${where}: apiVersion`);
+  // Pod hostnames are <jobset>-<replicatedJob>-<job index>-<pod index>: a DNS label of at most 63.
+  assert.match(js.metadata.name, /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, `${where}: name is not a DNS label`);
+  onlyKeys(js.spec, JOBSET_FIELDS.spec, 'spec');
+  const rjs = js.spec.replicatedJobs as Obj[];
+  assert.ok(Array.isArray(rjs) && rjs.length > 0, `${where}: spec.replicatedJobs must be a non-empty list`);
+  const names = rjs.map((r) => r.name);
+  assert.equal(new Set(names).size, names.length, `${where}: replicated job names repeat`);
+  for (const rj of rjs) {
+    onlyKeys(rj, JOBSET_FIELDS.replicatedJob, `replicatedJobs[${rj.name}]`);
+    assert.ok(Number.isInteger(rj.replicas ?? 1) && (rj.replicas ?? 1) >= 1, `${where}: replicatedJobs[${rj.name}].replicas must be an integer >= 1`);
+    const longest = `${js.metadata.name}-${rj.name}-${(rj.replicas ?? 1) - 1}-${(rj.template.spec.completions ?? 1) - 1}`;
+    assert.ok(longest.length <= 63, `${where}: pod hostname ${longest} is longer than 63 characters`);
+    await validateObject(childJob(js, rj.name));
+  }
+  if (js.spec.network) {
+    onlyKeys(js.spec.network, JOBSET_FIELDS.network, 'network');
+    for (const k of ['enableDNSHostnames', 'publishNotReadyAddresses']) if (k in js.spec.network) assert.equal(typeof js.spec.network[k], 'boolean', `${where}: network.${k}`);
+  }
+  const targets = (t: unknown, what: string) => {
+    if (t === undefined) return;
+    assert.ok(Array.isArray(t) && t.every((n) => names.includes(n)), `${where}: ${what} names a replicated job that does not exist: ${JSON.stringify(t)}`);
+  };
+  if (js.spec.successPolicy) {
+    onlyKeys(js.spec.successPolicy, JOBSET_FIELDS.successPolicy, 'successPolicy');
+    assert.ok(['All', 'Any'].includes(js.spec.successPolicy.operator), `${where}: successPolicy.operator must be All or Any`);
+    targets(js.spec.successPolicy.targetReplicatedJobs, 'successPolicy.targetReplicatedJobs');
+  }
+  const fp = js.spec.failurePolicy;
+  if (fp) {
+    onlyKeys(fp, JOBSET_FIELDS.failurePolicy, 'failurePolicy');
+    assert.ok(Number.isInteger(fp.maxRestarts ?? 0) && (fp.maxRestarts ?? 0) >= 0, `${where}: failurePolicy.maxRestarts must be an integer >= 0`);
+    if (fp.restartStrategy !== undefined) assert.ok(['Recreate', 'BlockingRecreate'].includes(fp.restartStrategy), `${where}: failurePolicy.restartStrategy`);
+    for (const r of fp.rules ?? []) {
+      onlyKeys(r, JOBSET_FIELDS.rule, 'failurePolicy.rules[]');
+      assert.match(r.name, /^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$/, `${where}: failurePolicy rule name ${r.name}`);
+      assert.ok(['FailJobSet', 'RestartJobSet', 'RestartJobSetAndIgnoreMaxRestarts'].includes(r.action), `${where}: failurePolicy rule ${r.name}: action ${r.action}`);
+      for (const reason of r.onJobFailureReasons ?? []) assert.ok(JOB_FAILURE_REASONS.includes(reason), `${where}: rule ${r.name}: unknown job failure reason ${reason}`);
+      targets(r.targetReplicatedJobs, `failurePolicy rule ${r.name} targetReplicatedJobs`);
+    }
+  }
+}
+
+const envVar = (c: Obj, name: string): Obj | undefined => (c.env as Obj[] | undefined)?.find((e) => e.name === name);
+
+/** What any overlay must get right; returns the pieces the overlay-specific tests look at. */
+async function checkOverlay(objs: Obj[]) {
+  // One run = one JobSet: no StatefulSet (workers that Kubernetes restarts after the run is done).
+  assert.deepEqual(byKind(objs, 'StatefulSet'), []);
+  const [js, ...more] = byKind(objs, 'JobSet');
+  assert.ok(js && more.length === 0, 'exactly one JobSet');
+  await validateJobSet(js);
+  const coordJob = childJob(js, 'coordinator');
+  const workers = childJob(js, 'workers');
+  // JSON patches in overlays and components address the workers by index: keep the order.
+  assert.deepEqual(js.spec.replicatedJobs.map((r: Obj) => r.name), ['coordinator', 'workers']);
+  for (const r of js.spec.replicatedJobs) assert.equal(r.replicas, 1, `replicated job ${r.name}: one Job`);
   const nats = named(objs, 'Deployment', 'ringtune-nats');
   const ringtuneContainers = [coordJob, workers].flatMap((o) => podSpec(o).containers as Obj[]);
   assert.equal(ringtuneContainers.length, 2);
@@ -175,6 +262,7 @@ function checkOverlay(objs: Obj[]) {
 
   // The coordinator's job file is job.yaml of a mounted ConfigMap, and it is a valid job spec.
   const [coordC] = podSpec(coordJob).containers as Obj[];
+  const [workerC] = podSpec(workers).containers as Obj[];
   const jobPath = coord.positionals[0];
   const mount = (coordC.volumeMounts as Obj[]).find((m) => jobPath === `${m.mountPath}/job.yaml`);
   assert.ok(mount, `coordinator: ${jobPath} is not on a mounted volume`);
@@ -182,7 +270,6 @@ function checkOverlay(objs: Obj[]) {
   assert.ok(vol?.configMap, `coordinator: volume ${mount.name} is not a ConfigMap`);
   const cm = named(objs, 'ConfigMap', vol.configMap.name);
   const spec = JobSchema.parse(parseYaml(cm.data['job.yaml']));
-  assert.equal(worker.options.get('--job'), spec.name, "worker --job must equal job.yaml's name");
   for (const p of [spec.model, spec.data.train, spec.output, spec.checkpoint.dir ?? '/data']) assert.match(p, /^\/data\//, `${p} is not on the shared volume`);
   for (const o of [coordJob, workers]) {
     const c = podSpec(o).containers[0];
@@ -192,26 +279,75 @@ function checkOverlay(objs: Obj[]) {
     named(objs, 'PersistentVolumeClaim', claim);
   }
 
-  // Sizes and addresses agree with each other.
-  assert.equal(Number(coord.options.get('--workers')), workers.spec.replicas, 'coordinator --workers != StatefulSet replicas');
-  const headless = named(objs, 'Service', workers.spec.serviceName);
-  assert.equal(headless.spec.clusterIP, 'None');
+  // The job's name is the JobSet's: the workers read it from the label the JobSet puts on their pods.
+  assert.equal(js.metadata.name, spec.name, "the JobSet's name must equal job.yaml's name");
+  assert.equal(envVar(workerC, 'JOBSET_NAME')?.valueFrom?.fieldRef?.fieldPath, "metadata.labels['jobset.sigs.k8s.io/jobset-name']");
+  assert.equal(worker.options.get('--job'), '$(JOBSET_NAME)');
+
+  // A restarted run resumes by itself; a finite run: the JobSet succeeds with its coordinator.
+  assert.ok(coord.options.has('--resume-if-present'), 'the coordinator must resume a restarted run (--resume-if-present)');
+  assert.deepEqual(js.spec.successPolicy, { operator: 'All', targetReplicatedJobs: ['coordinator'] });
+
+  // Sizes agree: an Indexed Job of exactly --workers pods, all started at once.
+  const n = Number(coord.options.get('--workers'));
+  assert.equal(workers.spec.completionMode, 'Indexed');
+  assert.equal(workers.spec.completions, n, 'workers completions != coordinator --workers');
+  assert.equal(workers.spec.parallelism, n, 'workers parallelism != coordinator --workers');
+  assert.equal(coordJob.spec.completions, 1);
+
+  // Failures: no pod is retried inside its Job (one lost rank ends the ring); a disruption or a stop on
+  // SIGTERM fails the Job with reason PodFailurePolicy, which the JobSet restarts without counting it.
+  for (const [o, c] of [[coordJob, coordC], [workers, workerC]] as const) {
+    assert.equal(podSpec(o).restartPolicy, 'Never', `${o.metadata.name}: podFailurePolicy needs restartPolicy Never`);
+    assert.equal(o.spec.backoffLimit, 0, `${o.metadata.name}: backoffLimit`);
+    const rules = o.spec.podFailurePolicy?.rules as Obj[] | undefined;
+    assert.ok(rules, `${o.metadata.name}: no podFailurePolicy`);
+    assert.ok(rules.some((r) => r.action === 'FailJob' && r.onPodConditions?.some((p: Obj) => p.type === 'DisruptionTarget')), `${o.metadata.name}: DisruptionTarget must fail the Job (reason PodFailurePolicy)`);
+    assert.ok(rules.some((r) => r.action === 'FailJob' && r.onExitCodes?.containerName === c.name && r.onExitCodes.operator === 'In' && r.onExitCodes.values.includes(143)),
+      `${o.metadata.name}: a stop on SIGTERM (exit 143) must fail the Job with reason PodFailurePolicy`);
+    // Time to finish the step and write the checkpoint the stop asks for.
+    assert.ok(podSpec(o).terminationGracePeriodSeconds >= 120, `${o.metadata.name}: terminationGracePeriodSeconds`);
+  }
+  const fp = js.spec.failurePolicy;
+  assert.ok(fp.maxRestarts >= 1, 'a crash restarts the run from its checkpoint at least once');
+  const first = (fp.rules as Obj[]).find((r) => (r.onJobFailureReasons ?? []).includes('PodFailurePolicy'));
+  assert.equal(first?.action, 'RestartJobSetAndIgnoreMaxRestarts', 'a disruption must restart the run without using up maxRestarts');
+
+  // A drain takes one pod of the run at a time: minAvailable = coordinator + workers - 1.
+  const pdbs = byKind(objs, 'PodDisruptionBudget');
+  assert.equal(pdbs.length, 1);
+  assert.equal(pdbs[0].metadata.name, js.metadata.name);
+  assert.deepEqual(pdbs[0].spec.selector, { matchLabels: { 'jobset.sigs.k8s.io/jobset-name': js.metadata.name } });
+  assert.equal(pdbs[0].spec.minAvailable, n, 'PDB minAvailable != number of workers');
+  assert.equal(pdbs[0].spec.maxUnavailable, undefined, 'pods of Jobs take only an integer minAvailable');
+
+  // Timeouts fit pods on real hardware and the probes: the coordinator names a hung rank before the
+  // kubelet kills its pod; the defaults (5 s heartbeat timeout) are for processes on one machine.
+  const liveness = (c: Obj) => c.livenessProbe.periodSeconds * c.livenessProbe.failureThreshold * 1000;
+  assert.ok(spec.cluster.heartbeat_timeout_ms >= 30_000, `cluster.heartbeat_timeout_ms ${spec.cluster.heartbeat_timeout_ms} is too short for pods`);
+  for (const c of [coordC, workerC]) assert.ok(spec.cluster.heartbeat_timeout_ms < liveness(c), `${c.name}: heartbeat timeout >= liveness probe window`);
+  assert.ok(spec.cluster.join_timeout_ms >= 600_000, 'cluster.join_timeout_ms must cover image pulls and scheduling');
+  assert.ok(spec.cluster.progress_timeout_ms >= 1_200_000, 'cluster.progress_timeout_ms must cover a checkpoint or an evaluation');
+  assert.ok(spec.cluster.collective_timeout_ms >= 300_000, 'cluster.collective_timeout_ms must cover the first (compiling) GPU steps');
+
+  // Ring addresses: JobSet's per-pod DNS names, the rank hint from the completion index.
   const ringPort = Number(worker.options.get('--ring-port'));
-  assert.equal(portOf(podSpec(workers).containers[0], 'ring'), ringPort);
-  assert.equal(worker.options.get('--advertise'), `$(POD_NAME).${headless.metadata.name}.$(NAMESPACE).svc.cluster.local:${ringPort}`);
-  const fieldPath = (name: string) => (podSpec(workers).containers[0].env as Obj[]).find((e) => e.name === name)?.valueFrom?.fieldRef?.fieldPath;
-  assert.equal(fieldPath('POD_NAME'), 'metadata.name');
+  assert.equal(portOf(workerC, 'ring'), ringPort);
+  assert.equal(js.spec.network?.enableDNSHostnames, true);
+  assert.equal(js.spec.network?.subdomain, undefined, 'the advertised address assumes the default subdomain (the JobSet name)');
+  assert.equal(worker.options.get('--advertise'), `$(JOBSET_NAME)-workers-0-$(RINGTUNE_RANK_HINT).$(JOBSET_NAME).$(NAMESPACE).svc.cluster.local:${ringPort}`);
+  const fieldPath = (name: string) => envVar(workerC, name)?.valueFrom?.fieldRef?.fieldPath;
   assert.equal(fieldPath('NAMESPACE'), 'metadata.namespace');
-  assert.equal(fieldPath('RINGTUNE_RANK_HINT'), "metadata.labels['apps.kubernetes.io/pod-index']");
+  assert.equal(fieldPath('RINGTUNE_RANK_HINT'), "metadata.annotations['batch.kubernetes.io/job-completion-index']");
   // Native engine threads follow the worker's CPU request, in whole cores.
-  const threadsRef = (podSpec(workers).containers[0].env as Obj[]).find((e) => e.name === 'RINGTUNE_THREADS')?.valueFrom?.resourceFieldRef;
-  assert.deepEqual({ ...threadsRef, divisor: String(threadsRef?.divisor) }, { containerName: podSpec(workers).containers[0].name, resource: 'requests.cpu', divisor: '1' });
-  assert.ok(podSpec(workers).containers[0].resources?.requests?.cpu, 'workers request no CPU for RINGTUNE_THREADS to follow');
+  const threadsRef = envVar(workerC, 'RINGTUNE_THREADS')?.valueFrom?.resourceFieldRef;
+  assert.deepEqual({ ...threadsRef, divisor: String(threadsRef?.divisor) }, { containerName: workerC.name, resource: 'requests.cpu', divisor: '1' });
+  assert.ok(workerC.resources?.requests?.cpu, 'workers request no CPU for RINGTUNE_THREADS to follow');
   for (const inv of [coord, worker]) assertServiceReaches(objs, inv.options.get('--nats')!, nats);
-  const natsToken = (podSpec(nats).containers[0].env as Obj[]).find((e) => e.name === 'NATS_TOKEN')?.valueFrom?.secretKeyRef;
+  const natsToken = envVar(podSpec(nats).containers[0], 'NATS_TOKEN')?.valueFrom?.secretKeyRef;
   assert.ok(natsToken, 'nats-server gets no token from a Secret');
   for (const o of [coordJob, workers]) {
-    const ref = (podSpec(o).containers[0].env as Obj[]).find((e) => e.name === 'RINGTUNE_NATS_TOKEN')?.valueFrom?.secretKeyRef;
+    const ref = envVar(podSpec(o).containers[0], 'RINGTUNE_NATS_TOKEN')?.valueFrom?.secretKeyRef;
     assert.deepEqual(ref, natsToken, `${o.metadata.name}: NATS token is not the server's`);
   }
 
@@ -227,6 +363,7 @@ function checkOverlay(objs: Obj[]) {
     const a = o.spec.template.metadata.annotations;
     assert.deepEqual([a['prometheus.io/scrape'], a['prometheus.io/port'], a['prometheus.io/path']], ['true', String(port), '/metrics']);
     assert.equal(podSpec(o).securityContext.runAsNonRoot, true);
+    assertServiceReaches(objs, `http://${o === coordJob ? 'ringtune-coordinator' : 'ringtune-workers'}:${port}`, o);
   }
 
   // NetworkPolicy: the ring port admits only workers; NATS admits ringtune pods; metrics admit Prometheus.
@@ -240,7 +377,7 @@ function checkOverlay(objs: Obj[]) {
   const rulesForPort = (rules: Obj[], port: number) => rules.filter((r) => r.ports.some((p: Obj) => p.port === port));
   const ringRules = rulesForPort(policyFor(workers), ringPort);
   assert.equal(ringRules.length, 1);
-  assert.deepEqual(ringRules[0].from, [{ podSelector: { matchLabels: workers.spec.selector.matchLabels } }]);
+  assert.deepEqual(ringRules[0].from, [{ podSelector: { matchLabels: { 'app.kubernetes.io/name': workers.spec.template.metadata.labels['app.kubernetes.io/name'] } } }]);
   const natsRules = rulesForPort(policyFor(nats), 4222);
   for (const o of [coordJob, workers]) {
     const labels = o.spec.template.metadata.labels;
@@ -248,50 +385,107 @@ function checkOverlay(objs: Obj[]) {
       `${o.metadata.name} cannot reach NATS`);
   }
   for (const o of [coordJob, workers]) assert.equal(rulesForPort(policyFor(o), 9464).length, 1, `${o.metadata.name}: metrics port closed to Prometheus`);
-  return { coordJob, workers, worker };
+  return { js, coordJob, workers, worker, coordC, workerC };
+}
+
+/** The overlay's one `images:` entry (kustomization.yaml) and the image tag of the version in package.json. */
+function imagesEntry(dir: string): Obj {
+  const k = parseYaml(readFileSync(join(dir, 'kustomization.yaml'), 'utf8'));
+  assert.equal(k.images?.length, 1, `${dir}: one images: entry`);
+  assert.equal(k.images[0].name, 'ringtune');
+  assert.equal(k.images[0].newTag, undefined, `${dir}: the entry must keep the tags (a CPU coordinator next to GPU workers)`);
+  return k.images[0];
+}
+const VERSION = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')).version as string;
+/** Qualified: the first path component is a registry host (has a dot or a port, or is localhost). */
+const qualified = (image: string) => /^([^/]*[.:][^/]*|localhost)\//.test(image);
+
+/** Every image is qualified; ringtune's come from the overlay's images: entry; the coordinator is on the CPU image. */
+function checkImages(objs: Obj[], dir: string, workerFlavour: 'cpu' | 'gpu') {
+  const repo = imagesEntry(dir).newName;
+  const pods = [...byKind(objs, 'Deployment').map((d) => d.spec), ...byKind(objs, 'JobSet').flatMap((js) => js.spec.replicatedJobs.map((r: Obj) => r.template.spec))];
+  for (const p of pods) for (const c of [...(p.template.spec.initContainers ?? []), ...p.template.spec.containers]) assert.ok(qualified(c.image), `${c.name}: image ${c.image} is not qualified`);
+  const { coordJob, workers } = { coordJob: childJob(byKind(objs, 'JobSet')[0], 'coordinator'), workers: childJob(byKind(objs, 'JobSet')[0], 'workers') };
+  for (const c of [...podSpec(coordJob).initContainers, ...podSpec(coordJob).containers]) assert.equal(c.image, `${repo}:${VERSION}-cpu`, `${c.name}: the coordinator runs no model: the CPU image`);
+  assert.equal(podSpec(workers).containers[0].image, `${repo}:${VERSION}-${workerFlavour}`);
 }
 
 for (const overlay of ['cpu', 'gpu'] as const) {
   test(`overlays/${overlay}: renders, validates against the Kubernetes API schemas, matches the CLI contract`, async () => {
-    const objs = kustomize(join(K8S, 'overlays', overlay));
+    const dir = join(K8S, 'overlays', overlay);
+    const objs = kustomize(dir);
     assert.deepEqual([...new Set(objs.map((o) => o.kind))].sort(),
-      ['ConfigMap', 'Deployment', 'Job', 'Namespace', 'NetworkPolicy', 'PersistentVolumeClaim', 'Service', 'StatefulSet']);
-    for (const o of objs) await validateObject(o);
+      ['ConfigMap', 'Deployment', 'JobSet', 'Namespace', 'NetworkPolicy', 'PersistentVolumeClaim', 'PodDisruptionBudget', 'Service']);
+    for (const o of objs) if (o.kind !== 'JobSet') await validateObject(o); // the JobSet: validateJobSet in checkOverlay
     for (const o of objs) if (o.kind !== 'Namespace') assert.equal(o.metadata.namespace, 'ringtune', `${o.kind}/${o.metadata.name}`);
-    const { coordJob, workers, worker } = checkOverlay(objs);
-    const image = (o: Obj) => podSpec(o).containers[0].image;
-    assert.equal(image(workers), `ringtune:${overlay}`);
-    assert.equal(image(coordJob), `ringtune:${overlay}`);
-    const res = podSpec(workers).containers[0].resources;
+    const { worker, workerC, workers } = await checkOverlay(objs);
+    checkImages(objs, dir, overlay);
+    const res = workerC.resources;
     if (overlay === 'gpu') {
       assert.equal(String(res.limits['nvidia.com/gpu']), '1');
       assert.equal(worker.options.get('--backend'), 'tensorflow-gpu');
+      // The CUDA JIT cache on a writable emptyDir ($HOME is on the read-only root filesystem).
+      const cachePath = envVar(workerC, 'CUDA_CACHE_PATH')?.value;
+      const m = (workerC.volumeMounts as Obj[]).find((v) => v.mountPath === cachePath);
+      assert.ok(m && !m.readOnly, `CUDA_CACHE_PATH ${cachePath} is not a mounted volume`);
+      assert.ok((podSpec(workers).volumes as Obj[]).find((v) => v.name === m.name)?.emptyDir, 'the CUDA cache volume is not an emptyDir');
+      assert.ok(podSpec(workers).tolerations?.some((t: Obj) => t.key === 'nvidia.com/gpu'));
     } else {
       assert.equal(res.limits['nvidia.com/gpu'], undefined);
       assert.equal(worker.options.get('--backend'), undefined);
+      assert.equal(envVar(workerC, 'CUDA_CACHE_PATH'), undefined);
     }
   });
 }
 
-test('examples/custom (the overlay docs/deploy.md builds on): 4 GPU workers, its own job spec and image, a ServiceMonitor', async () => {
-  const objs = kustomize(join(K8S, 'examples', 'custom'));
-  for (const o of objs) if (o.kind !== 'ServiceMonitor' && o.kind !== 'PrometheusRule') await validateObject(o); // CRDs: checked by hand below
-  const { coordJob, workers, worker } = checkOverlay(objs);
-  assert.equal(workers.spec.replicas, 4);
-  assert.equal(worker.options.get('--job'), 'llama-support');
-  assert.equal(String(podSpec(workers).containers[0].resources.limits['nvidia.com/gpu']), '1');
-  for (const o of [coordJob, workers]) assert.equal(podSpec(o).containers[0].image, 'registry.example.com/team/ringtune:0.1.0-gpu');
+test('examples/custom (the overlay docs/deploy.md builds on): its job name and 4 GPU workers everywhere, its image, Kueue, pull secret, ServiceMonitor', async () => {
+  const dir = join(K8S, 'examples', 'custom');
+  const objs = kustomize(dir);
+  for (const o of objs) if (!['ServiceMonitor', 'PrometheusRule', 'JobSet'].includes(o.kind)) await validateObject(o); // CRDs: checked by hand
+  const { js, worker, workerC, coordJob, workers } = await checkOverlay(objs);
+  assert.equal(js.metadata.name, 'llama-support');
+  assert.equal(workers.spec.completions, 4);
+  assert.equal(worker.options.get('--backend'), 'tensorflow-gpu');
+  assert.equal(String(workerC.resources.limits['nvidia.com/gpu']), '1');
+  checkImages(objs, dir, 'gpu');
+  assert.equal(imagesEntry(dir).newName, 'registry.example.com/team/ringtune');
+  assert.equal(js.metadata.labels['kueue.x-k8s.io/queue-name'], 'ringtune', 'Kueue admits the JobSet as one gang');
+  for (const o of [coordJob, workers]) assert.deepEqual(podSpec(o).imagePullSecrets, [{ name: 'ringtune-pull' }]);
   assert.equal(byKind(objs, 'ServiceMonitor').length, 1);
+});
+
+test('the JobSet check is not vacuous: unknown fields, bad enums, a missing target and a broken pod template are refused', async () => {
+  const objs = kustomize(join(K8S, 'overlays', 'cpu'));
+  const js = () => structuredClone(byKind(objs, 'JobSet')[0]);
+  await validateJobSet(js());
+  const typo = js();
+  typo.spec.sucessPolicy = typo.spec.successPolicy;
+  await assert.rejects(validateJobSet(typo), /unknown field\(s\) sucessPolicy/);
+  const op = js();
+  op.spec.successPolicy.operator = 'Every';
+  await assert.rejects(validateJobSet(op), /operator must be All or Any/);
+  const target = js();
+  target.spec.successPolicy.targetReplicatedJobs = ['leader'];
+  await assert.rejects(validateJobSet(target), /names a replicated job that does not exist/);
+  const reason = js();
+  reason.spec.failurePolicy.rules[0].onJobFailureReasons = ['Evicted'];
+  await assert.rejects(validateJobSet(reason), /unknown job failure reason Evicted/);
+  const pod = js();
+  pod.spec.replicatedJobs[1].template.spec.template.spec.containers[0].ports[0].containerPort = 'fifty';
+  await assert.rejects(validateJobSet(pod), /containerPort must be integer/);
+  const long = js();
+  long.metadata.name = 'a-job-name-long-enough-to-push-the-pod-hostnames-past-63';
+  await assert.rejects(validateJobSet(long), /longer than 63 characters/);
 });
 
 test('the schema validation is not vacuous: broken objects are refused', async () => {
   const objs = kustomize(join(K8S, 'overlays', 'cpu'));
-  const sts = structuredClone(named(objs, 'StatefulSet', 'ringtune-workers'));
-  sts.spec.template.spec.containers[0].ports[0].containerPort = 'fifty';
-  await assert.rejects(validateObject(sts), /containerPort must be integer/);
-  const job = structuredClone(named(objs, 'Job', 'ringtune-coordinator'));
+  const job = structuredClone(childJob(byKind(objs, 'JobSet')[0], 'coordinator'));
   delete job.spec.template.spec.containers;
   await assert.rejects(validateObject(job), /must have required property containers/);
+  const pdb = structuredClone(byKind(objs, 'PodDisruptionBudget')[0]);
+  pdb.spec.selector.matchLabels = 'all';
+  await assert.rejects(validateObject(pdb), /matchLabels must be object/);
   const np = structuredClone(named(objs, 'NetworkPolicy', 'ringtune-workers'));
   np.spec.ingress[0].ports[0].protocol = 7;
   await assert.rejects(validateObject(np), /protocol must be string/);
@@ -300,7 +494,7 @@ test('the schema validation is not vacuous: broken objects are refused', async (
 
 test('the contract check is not vacuous: an unknown variable, flag or a dangling $(VAR) is refused', () => {
   const objs = kustomize(join(K8S, 'overlays', 'cpu'));
-  const c = () => structuredClone(podSpec(named(objs, 'StatefulSet', 'ringtune-workers')).containers[0]);
+  const c = () => structuredClone(podSpec(childJob(byKind(objs, 'JobSet')[0], 'workers')).containers[0]);
   const typo = c();
   typo.env.find((e: Obj) => e.name === 'RINGTUNE_JOB').name = 'RINGTUNE_JOB_NAME';
   assert.throws(() => invocation(typo), /reads no RINGTUNE_JOB_NAME/);
@@ -308,13 +502,14 @@ test('the contract check is not vacuous: an unknown variable, flag or a dangling
   flag.args = ['worker', '--ring-prot', '1'];
   assert.throws(() => invocation(flag), /no option --ring-prot/);
   const dangling = c();
-  dangling.env = dangling.env.filter((e: Obj) => e.name !== 'POD_NAME');
-  assert.throws(() => invocation(dangling), /\$\(POD_NAME\), which is not defined before it/);
+  dangling.env = dangling.env.filter((e: Obj) => e.name !== 'JOBSET_NAME');
+  assert.throws(() => invocation(dangling), /\$\(JOBSET_NAME\), which is not defined before it/);
 });
 
 test('the manifests use only options the real CLI declares (ringtune <cmd> --help)', () => {
   const objs = kustomize(join(K8S, 'overlays', 'gpu'));
-  for (const o of [named(objs, 'Job', 'ringtune-coordinator'), named(objs, 'StatefulSet', 'ringtune-workers')]) {
+  const js = byKind(objs, 'JobSet')[0];
+  for (const o of [childJob(js, 'coordinator'), childJob(js, 'workers')]) {
     const c = podSpec(o).containers[0];
     const inv = invocation(c);
     // Commander wraps help at 80 columns when piped: compare with whitespace folded.
@@ -426,8 +621,11 @@ function baseImage(stages: Stage[], stage: Stage): string {
   return parent ? baseImage(stages, parent) : stage.from;
 }
 
-for (const [flavour, base] of [['cpu', 'node:20-bookworm-slim'], ['gpu', 'nvidia/cuda:11.2.2-cudnn8-runtime-ubuntu20.04']] as const) {
-  test(`Dockerfile.${flavour}: ${base}, npm ci in a deps stage, non-root, ringtune CLI entrypoint, COPY sources exist`, () => {
+const DOCKER_BASES = { cpu: 'node:22-trixie-slim', gpu: 'nvidia/cuda:11.8.0-cudnn8-runtime-ubuntu22.04' } as const;
+const ENGINES = { cpu: ['native', 'tensorflow'], gpu: ['native', 'tensorflow-gpu'] } as const;
+
+for (const [flavour, base] of Object.entries(DOCKER_BASES) as ['cpu' | 'gpu', string][]) {
+  test(`Dockerfile.${flavour}: ${base}, npm ci in a deps stage, non-root, ringtune CLI entrypoint, engine check, COPY sources exist`, () => {
     const path = join(ROOT, `deploy/docker/Dockerfile.${flavour}`);
     const stages = parseDockerfile(path);
     const runtime = stages.at(-1)!;
@@ -435,9 +633,19 @@ for (const [flavour, base] of [['cpu', 'node:20-bookworm-slim'], ['gpu', 'nvidia
     assert.ok(deps, 'no deps stage');
     assert.equal(baseImage(stages, runtime), base);
     assert.equal(baseImage(stages, deps), base, 'native addons must be built on the runtime base (same glibc)');
+    // Node 22 LTS: the image's Node is what `engines` must accept.
+    const nodeStage = stages.find((s) => s.from.startsWith('node:'));
+    assert.match(nodeStage?.from ?? '', /^node:22-/);
     assert.ok(deps.instructions.some(([i, r]) => i === 'RUN' && /\bnpm ci\b.*--omit=dev/.test(r)));
     assert.ok(runtime.instructions.some(([i, r]) => i === 'COPY' && r.startsWith('--from=deps /app/node_modules')));
     assert.ok(!runtime.instructions.some(([i, r]) => i === 'RUN' && /\bnpm (ci|install)\b/.test(r)), 'runtime stage must not install packages');
+    // The build fails when a promised engine does not load: the check runs in the final stage, after
+    // node_modules and the native addon are in place, with exactly this flavour's engines.
+    const at = (pred: (ins: [string, string]) => boolean) => runtime.instructions.findIndex(pred);
+    const check = at(([i, r]) => i === 'RUN' && r.startsWith('node deploy/docker/check-engines.mjs '));
+    assert.ok(check >= 0, 'no RUN node deploy/docker/check-engines.mjs in the final stage');
+    assert.deepEqual(runtime.instructions[check][1].split(/\s+/).slice(2), [...ENGINES[flavour]]);
+    for (const copied of ['--from=deps /app/node_modules', '--from=deps /app/native']) assert.ok(at(([i, r]) => i === 'COPY' && r.startsWith(copied)) < check, `${copied} must come before the check`);
     const users = runtime.instructions.filter(([i]) => i === 'USER').map(([, r]) => r);
     assert.match(users.at(-1) ?? '', /^[1-9][0-9]*(:[1-9][0-9]*)?$/, 'last USER must be a numeric non-root uid');
     const entry = runtime.instructions.filter(([i]) => i === 'ENTRYPOINT').at(-1);
@@ -458,8 +666,37 @@ for (const [flavour, base] of [['cpu', 'node:20-bookworm-slim'], ['gpu', 'nvidia
         }
       }
     }
-    // The CUDA choice follows the tfjs-node-gpu version in the lock file (libtensorflow 2.9.1 needs CUDA 11.2 + cuDNN 8.1).
+    // The CUDA choice follows the tfjs-node-gpu version in the lock file (libtensorflow 2.9.1 opens CUDA 11 and cuDNN 8 libraries).
     const lock = JSON.parse(readFileSync(join(ROOT, 'package-lock.json'), 'utf8'));
     assert.match(lock.packages['node_modules/@tensorflow/tfjs-node-gpu']?.version ?? '', /^4\.22\./);
+    if (flavour === 'gpu') assert.match(base, /^nvidia\/cuda:11\.\d+\.\d+-cudnn8-runtime-/);
   });
 }
+
+test('check-engines.mjs (the images\' build check) passes exactly when the engines load: real addon, real tfjs-node package', () => {
+  const run = (...engines: string[]) => spawnSync(process.execPath, [join(ROOT, 'deploy/docker/check-engines.mjs'), ...engines], { cwd: ROOT, encoding: 'utf8' });
+  const native = run('native');
+  assert.equal(native.status, 0, native.stderr);
+  assert.match(native.stdout, /ok {3}native: ringtune native addon \(\d+ exports\)/);
+  // tfjs-node loads only when its binding was built or downloaded by its install script; the check
+  // must agree with whether that file is there (a package directory alone is what the old check saw).
+  const tfjsNode = join(ROOT, 'node_modules/@tensorflow/tfjs-node');
+  const binding = join(tfjsNode, `lib/napi-v${process.versions.napi}/tfjs_binding.node`);
+  const tf = run('native', 'tensorflow');
+  if (existsSync(binding)) {
+    assert.equal(tf.status, 0, tf.stderr);
+  } else {
+    assert.ok(existsSync(tfjsNode), 'test setup: @tensorflow/tfjs-node is not installed at all');
+    assert.equal(tf.status, 1, 'a tfjs-node package without its binding must fail the build');
+    assert.match(tf.stderr, /^FAIL tensorflow: .*tfjs_binding\.node/m);
+    assert.match(tf.stdout, /^ok {3}native/m, 'the other engines are still reported');
+  }
+  // This machine has no CUDA 11 libraries in its linker cache: the GPU check names what is missing.
+  const gpu = run('tensorflow-gpu');
+  const ldcache = spawnSync('ldconfig', ['-p'], { encoding: 'utf8' }).stdout ?? '';
+  if (!ldcache.includes('libcudnn.so.8 ')) {
+    assert.equal(gpu.status, 1);
+    assert.match(gpu.stderr, /FAIL tensorflow-gpu: the CUDA base image lacks .*libcudnn\.so\.8/);
+  }
+  assert.equal(run('tpu').status, 2, 'an unknown engine is a usage error');
+});
