@@ -112,8 +112,8 @@ export function registerClusterCommands(program: Command): void {
     .addOption(new Option('--ring-host <host>', 'interface the ring server binds').env('RINGTUNE_RING_HOST').default('0.0.0.0'))
     .addOption(new Option('--ring-port <port>', 'ring server port (0 = any free port)').env('RINGTUNE_RING_PORT').argParser(intArg(0)).default(50051))
     .addOption(new Option('--advertise <host:port>', 'address other ranks dial (default: ring host and port)').env('RINGTUNE_ADVERTISE'))
-    // An empty value (pod-index label missing on Kubernetes < 1.28) means no hint, not rank 0.
-    .addOption(new Option('--rank-hint <rank>', 'preferred rank (a StatefulSet pod ordinal)').env('RINGTUNE_RANK_HINT').argParser((v) => (v.trim() === '' ? undefined : intArg(0)(v))))
+    // An empty value (the variable's source missing) means no hint, not rank 0.
+    .addOption(new Option('--rank-hint <rank>', 'preferred rank (e.g. an Indexed Job\'s completion index)').env('RINGTUNE_RANK_HINT').argParser((v) => (v.trim() === '' ? undefined : intArg(0)(v))))
     .addOption(metricsOption())
     .addOption(backendOption())
     .addOption(threadsOption('all cores'))

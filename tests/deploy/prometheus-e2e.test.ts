@@ -186,5 +186,16 @@ test('Prometheus scrapes a ringtune local run and every dashboard query returns 
   assert.deepEqual(await value(`ringtune_replica_hash_checks_total{ringtune_job="${JOB}", result="mismatch"}`), [['', 0]]);
   assert.deepEqual(await value(`sum(ringtune_worker_step_duration_seconds_count{ringtune_job="${JOB}"})`), [['', 2 * steps]]);
 
+  // The picture in docs/deploy.md: scripts/render-dashboard.mjs draws the main panels from this
+  // Prometheus over the same span, and says (exit 1) if one is empty.
+  const svgFile = join(dir, 'dashboard.svg');
+  const render = execFileSync(process.execPath, [join(ROOT, 'scripts/render-dashboard.mjs'), '--prometheus', api, '--job', JOB, '--out', svgFile,
+    '--from', String(from), '--to', at], { encoding: 'utf8' });
+  assert.match(render, /: 12 panels, \d+ s of job dash-e2e\n$/);
+  const svg = readFileSync(svgFile, 'utf8');
+  assert.equal([...svg.matchAll(/<path d="M/g)].length >= 20, true, 'the time series panels drew lines');
+  assert.ok(svg.includes(`>${steps}</text>`), `the step stat shows the run's last step ${steps}`);
+  assert.ok(!svg.includes('No data'));
+
   prom.kill('SIGTERM');
 });
