@@ -478,6 +478,26 @@ test('the JobSet check is not vacuous: unknown fields, bad enums, a missing targ
   await assert.rejects(validateJobSet(long), /longer than 63 characters/);
 });
 
+test('the shape check is not vacuous: an overlay that renames the job or resizes it without the replacements block is refused', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'ringtune-kustomize-'));
+  try {
+    const overlay = (patch: string) => {
+      writeFileSync(join(dir, 'kustomization.yaml'), [
+        'apiVersion: kustomize.config.k8s.io/v1beta1', 'kind: Kustomization',
+        `resources: [${JSON.stringify(relative(dir, join(K8S, 'overlays/cpu')))}]`,
+        'patches:', '  - target: {kind: JobSet}', '    patch: |', ...patch.split('\n').map((l) => `      ${l}`), '',
+      ].join('\n'));
+      return kustomize(dir);
+    };
+    await assert.rejects(checkOverlay(overlay('- {op: replace, path: /spec/replicatedJobs/1/template/spec/completions, value: 3}')), /workers parallelism != coordinator --workers|completions != coordinator --workers/);
+    await assert.rejects(checkOverlay(overlay('- {op: replace, path: /metadata/name, value: other-job}')), /the JobSet's name must equal job.yaml's name/);
+    await assert.rejects(checkOverlay(overlay('- {op: remove, path: /spec/replicatedJobs/1/template/spec/podFailurePolicy}')), /workers-0: no podFailurePolicy/);
+    await assert.rejects(checkOverlay(overlay('- {op: remove, path: /spec/replicatedJobs/0/template/spec/template/spec/containers/0/args/2}')), /--resume-if-present/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('the schema validation is not vacuous: broken objects are refused', async () => {
   const objs = kustomize(join(K8S, 'overlays', 'cpu'));
   const job = structuredClone(childJob(byKind(objs, 'JobSet')[0], 'coordinator'));
@@ -672,6 +692,16 @@ for (const [flavour, base] of Object.entries(DOCKER_BASES) as ['cpu' | 'gpu', st
     if (flavour === 'gpu') assert.match(base, /^nvidia\/cuda:11\.\d+\.\d+-cudnn8-runtime-/);
   });
 }
+
+test('package.json allowScripts names every dependency with an install script, and approves only the tfjs-node bindings the images need', () => {
+  const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8'));
+  const lock = JSON.parse(readFileSync(join(ROOT, 'package-lock.json'), 'utf8'));
+  const withScripts = Object.entries(lock.packages as Record<string, Obj>).filter(([k, v]) => k && v.hasInstallScript).map(([k]) => k.replace(/^.*node_modules\//, ''));
+  assert.deepEqual(Object.keys(pkg.allowScripts).sort(), [...new Set(withScripts)].sort(), "allowScripts vs the lock file's hasInstallScript");
+  assert.deepEqual(Object.entries(pkg.allowScripts).filter(([, ok]) => ok).map(([k]) => k).sort(), ['@tensorflow/tfjs-node', '@tensorflow/tfjs-node-gpu']);
+  // The image builds run these (npm ci): the engine check then proves they produced a binding.
+  assert.equal(pkg.scripts.postinstall, 'node native/build.mjs');
+});
 
 test('check-engines.mjs (the images\' build check) passes exactly when the engines load: real addon, real tfjs-node package', () => {
   const run = (...engines: string[]) => spawnSync(process.execPath, [join(ROOT, 'deploy/docker/check-engines.mjs'), ...engines], { cwd: ROOT, encoding: 'utf8' });
