@@ -32,3 +32,10 @@ export function parseCriteria(value: string, flag = '--criteria'): string[] {
   if (dup) throw new InputError(`${flag}: "${dup}" is listed twice`);
   return names;
 }
+
+/** What the HTML form shows under each default criterion (a custom criterion shows its name only). */
+export const CRITERION_HELP: Readonly<Record<string, string>> = {
+  fluency: 'Reads as natural, grammatical text of the kind the prompt starts.',
+  relevance: 'Continues or answers the prompt; stays on its subject.',
+  diversity: 'Says something specific and varied; not repetitive, not generic filler.',
+};
