@@ -15,7 +15,7 @@ import { readPrompts } from '../humaneval/prompts.ts';
 import { ratingsHtml, ratingsMarkdown } from '../humaneval/ratings-report.ts';
 import { summarize } from '../humaneval/ratings.ts';
 import { completeAll } from '../humaneval/samples.ts';
-import { DEFAULT_CRITERIA, DEFAULT_SCALE, parseCriteria } from '../humaneval/sheet-format.ts';
+import { DEFAULT_CRITERIA, DEFAULT_SCALE, parseCriteria, parseScale } from '../humaneval/sheet-format.ts';
 import { sheetHtml } from '../humaneval/sheet-html.ts';
 import { readSheets, sheetCsv } from '../humaneval/sheet.ts';
 import { loadModelWithHead } from '../model/head-check.ts';
@@ -47,7 +47,8 @@ export function registerHumanEvalCommands(program: Command): void {
     .option('--adapter <name=dir>', 'a LoRA adapter applied to the model called NAME (repeatable), e.g. --models base=M tuned=M --adapter tuned=runs/lora/final', collect)
     .option('--out <dir>', 'where sheet.csv, sheet.html and key.json go', 'humaneval')
     .option('--overwrite', 'replace sheet.csv, sheet.html and key.json already in --out')
-    .option('--criteria <list>', 'comma-separated rating criteria, each scored 1-5', DEFAULT_CRITERIA.join(','))
+    .option('--criteria <list>', 'comma-separated rating criteria', DEFAULT_CRITERIA.join(','))
+    .option('--scale <min-max>', 'integer scores from MIN (worst) to MAX (best)', `${DEFAULT_SCALE.min}-${DEFAULT_SCALE.max}`)
     .option('--max-new-tokens <n>', 'new tokens per completion at most', intArg(1), 64)
     .option('--temperature <t>', '0 = greedy', floatArg(0, 100), 0)
     .option('--top-k <k>', 'sample from the k most likely tokens (0 = all)', intArg(0), 0)
@@ -58,11 +59,12 @@ export function registerHumanEvalCommands(program: Command): void {
     .option('--backend <name>', BACKEND_HELP)
     .addOption(threadsOption('all cores', false))
     .action(action(async (o: {
-      models: string[]; prompts: string; adapter?: string[]; out: string; overwrite?: boolean; criteria: string; maxNewTokens: number;
+      models: string[]; prompts: string; adapter?: string[]; out: string; overwrite?: boolean; criteria: string; scale: string; maxNewTokens: number;
       temperature: number; topK: number; topP: number; seed: number; chat?: boolean; addSpecialTokens: boolean; backend?: string; threads?: Threads;
     }) => {
       const models = parseModelSpecs(o.models, o.adapter);
       const criteria = parseCriteria(o.criteria);
+      const scale = parseScale(o.scale);
       const prompts = await readPrompts(o.prompts);
       await checkTargets(o.out, Object.values(SAMPLE_FILES), !!o.overwrite, '--out');
       await startBackend(o.backend, threadsFor(o.threads, undefined, allCores()));
@@ -77,11 +79,11 @@ export function registerHumanEvalCommands(program: Command): void {
           lm.model.dispose();
         }
       }
-      const key = blind({ seed: o.seed, criteria, scale: DEFAULT_SCALE, generation, models, prompts: prompts.map(({ id, text }) => ({ id, text })), completions });
+      const key = blind({ seed: o.seed, criteria, scale, generation, models, prompts: prompts.map(({ id, text }) => ({ id, text })), completions });
       await writeFileAtomic(join(o.out, SAMPLE_FILES.csv), sheetCsv(key));
       await writeFileAtomic(join(o.out, SAMPLE_FILES.html), sheetHtml(key));
       await writeFileAtomic(join(o.out, SAMPLE_FILES.key), JSON.stringify(key, null, 2) + '\n');
-      console.log(`wrote ${join(o.out, SAMPLE_FILES.csv)} and ${join(o.out, SAMPLE_FILES.html)}: ${key.samples.length} samples (${models.length} models x ${prompts.length} prompts, set ${key.tag}), criteria ${criteria.join(', ')}`);
+      console.log(`wrote ${join(o.out, SAMPLE_FILES.csv)} and ${join(o.out, SAMPLE_FILES.html)}: ${key.samples.length} samples (${models.length} models x ${prompts.length} prompts, set ${key.tag}), criteria ${criteria.join(', ')} (${scale.min}-${scale.max})`);
       console.log(`keep ${join(o.out, SAMPLE_FILES.key)} from the raters: it says which model wrote which sample. Import their sheets with: ringtune ratings import SHEETS... --key ${join(o.out, SAMPLE_FILES.key)}`);
     }));
 

@@ -12,6 +12,14 @@ export const DEFAULT_CRITERIA: readonly string[] = ['fluency', 'relevance', 'div
 export interface Scale { min: number; max: number }
 export const DEFAULT_SCALE: Scale = { min: 1, max: 5 };
 
+/** --scale MIN-MAX, e.g. 1-5 or 1-7: integers, MIN < MAX, at most 11 points (a radio button each in the form). */
+export function parseScale(value: string, flag = '--scale'): Scale {
+  const m = /^\s*(-?\d+)\s*-\s*(-?\d+)\s*$/.exec(value);
+  const [min, max] = m ? [Number(m[1]), Number(m[2])] : [NaN, NaN];
+  if (!m || !(min < max) || max - min > 10) throw new InputError(`${flag}: expected MIN-MAX with integers MIN < MAX at most 10 apart, e.g. 1-5; got "${value}"`);
+  return { min, max };
+}
+
 export const FIXED_COLUMNS = { id: 'id', prompt: 'prompt', completion: 'completion', rater: 'rater', comment: 'comment' } as const;
 
 /** The header of a sheet, in order. */
