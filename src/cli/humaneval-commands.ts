@@ -3,7 +3,7 @@
  * `ringtune ratings import` (the filled-in sheets un-blinded into scores, win rates and agreement).
  * docs/human-eval.md describes the workflow and the statistics.
  */
-import { readdir } from 'node:fs/promises';
+import { access, readdir } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { Command } from 'commander';
 import { threadsFor, type Threads } from '../config/compile.ts';
@@ -21,6 +21,7 @@ import { readSheets, sheetCsv } from '../humaneval/sheet.ts';
 import { loadModelWithHead } from '../model/head-check.ts';
 import { loadWithAdapter, resolveModelArgs, tokenizerDir } from '../model/peft.ts';
 import { Tokenizer } from '../model/tokenizer.ts';
+import { OUTPUT_NAMES } from '../run/outputs.ts';
 import { setHumanRatingsSection } from '../run/report.ts';
 import { writeFileAtomic } from '../util/atomic.ts';
 import { action, allCores, BACKEND_HELP, floatArg, intArg, modelDirArg, startBackend, threadsOption } from './common.ts';
@@ -99,6 +100,11 @@ export function registerHumanEvalCommands(program: Command): void {
       const key = await readKey(o.key);
       const out = o.out ?? dirname(o.key);
       await checkTargets(out, Object.values(RATINGS_FILES), !!o.overwrite, '--out');
+      if (o.report) {
+        // Checked before anything is written: a wrong --report should not leave half the outputs behind.
+        const report = join(o.report, OUTPUT_NAMES.htmlReport);
+        await access(report).catch(() => { throw new InputError(`--report ${o.report}: no ${report}; give the output directory of a finished run`); });
+      }
       const rated = await readSheets(sheets, key);
       if (rated.length === 0) throw new InputError(`no ratings in ${sheets.join(', ')}: every score cell is empty`);
       const summary = summarize(key, rated);
