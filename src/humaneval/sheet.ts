@@ -44,12 +44,16 @@ const MAX_LISTED = 25;
 
 /** Parses one filled-in sheet; `file` names it in messages. */
 export function parseSheet(text: string, file: string, key: SampleKey): Rating[] {
-  let records: string[][];
-  try {
-    records = parse(text, { bom: true, relax_column_count: true, skip_empty_lines: false }) as string[][];
-  } catch (err) {
-    throw new RatingSheetError(`${file}: not readable as CSV (${(err as Error).message})`);
-  }
+  const read = (delimiter: string): string[][] => {
+    try {
+      return parse(text, { bom: true, delimiter, relax_column_count: true, skip_empty_lines: false }) as string[][];
+    } catch (err) {
+      throw new RatingSheetError(`${file}: not readable as CSV (${(err as Error).message})`);
+    }
+  };
+  // Spreadsheets in locales with a decimal comma save "CSV" with semicolons: told by the header line.
+  const header0 = text.split(/\r?\n/, 1)[0];
+  const records = read(!header0.includes(',') && header0.includes(';') ? ';' : ',');
   if (records.length === 0) throw new RatingSheetError(`${file}: empty; expected the header ${sheetColumns(key.criteria).join(',')}`);
   const problems: string[] = [];
   const header = records[0].map((h) => h.trim().toLowerCase());

@@ -53,6 +53,9 @@ test('a filled sheet reads back as ratings; empty cells are not rated, unrated r
   // Columns in another order, header in capitals, prompt/completion/comment columns deleted: still fine.
   const lean = [['Rater', 'diversity', 'ID', 'relevance', 'fluency'], ['bob', '2', key.samples[3].id, '3', '3.0']];
   assert.deepEqual(parseSheet(text(lean), 'bob.csv', key).map((x) => [x.id, x.rater, x.scores]), [[key.samples[3].id, 'bob', { fluency: 3, relevance: 3, diversity: 2 }]]);
+  // Saved by a spreadsheet in a decimal-comma locale: semicolons between fields, commas inside text.
+  const semi = `id;completion;fluency;relevance;diversity;rater\r\n${key.samples[2].id};"wind, south";4;;1;cy\r\n`;
+  assert.deepEqual(parseSheet(semi, 'cy.csv', key).map((x) => [x.id, x.rater, x.scores]), [[key.samples[2].id, 'cy', { fluency: 4, diversity: 1 }]]);
 });
 
 test('bad cells: every problem listed, each with file, row and column', () => {
