@@ -2,6 +2,8 @@
  * Krippendorff's alpha against published worked examples and against an independent float64
  * brute force of the definition (every ordered pair of values, no coincidence matrix).
  *
+ * Also against the coincidence matrix built pair by pair in the test.
+ *
  * Published values:
  *   K. Krippendorff, "Computing Krippendorff's Alpha-Reliability" (2011), section C, 4 observers x
  *   12 units with missing values: nominal 0.743, ordinal 0.815, interval 0.849.
@@ -86,8 +88,32 @@ function bruteAlpha(units: readonly Unit[], metric: AlphaMetric): number | null 
   return dE === 0 ? null : 1 - dO / dE;
 }
 
-test('equals the pairwise brute force on random 1-5 ratings with missing values, every metric', () => {
+/**
+ * The coincidence-matrix form of the same definition, built pair by pair (Krippendorff 2011, C.2):
+ *   o_ck = sum_u sum_{i != j in u} [v_i = c][v_j = k] / (m_u - 1),  n_c = sum_k o_ck
+ *   alpha = 1 - (n - 1) sum_ck o_ck delta^2_ck / sum_ck n_c n_k delta^2_ck
+ */
+function coincidenceAlpha(units: readonly Unit[], metric: AlphaMetric): number | null {
+  const pairable = units.filter((u) => u.length >= 2);
+  const values = [...new Set(pairable.flat())].sort((a, b) => a - b);
+  const o = values.map(() => values.map(() => 0));
+  for (const u of pairable) {
+    for (let i = 0; i < u.length; i++) {
+      for (let j = 0; j < u.length; j++) if (i !== j) o[values.indexOf(u[i])][values.indexOf(u[j])] += 1 / (u.length - 1);
+    }
+  }
+  const nc = o.map((row) => row.reduce((a, b) => a + b, 0));
+  const n = nc.reduce((a, b) => a + b, 0);
+  const d = (c: number, k: number) => metric === 'nominal' ? (c === k ? 0 : 1) : metric === 'interval' ? (values[c] - values[k]) ** 2
+    : (nc.slice(Math.min(c, k), Math.max(c, k) + 1).reduce((a, b) => a + b, 0) - (nc[c] + nc[k]) / 2) ** 2;
+  let num = 0, den = 0;
+  for (let c = 0; c < values.length; c++) for (let k = 0; k < values.length; k++) { num += o[c][k] * d(c, k); den += nc[c] * nc[k] * d(c, k); }
+  return den === 0 ? null : 1 - ((n - 1) * num) / den;
+}
+
+test('equals two float64 brute forces (pairwise sums, coincidence matrix by pairs) on random 1-5 ratings with missing values, every metric', () => {
   assert.ok(Math.abs(bruteAlpha(KRIPPENDORFF_2011, 'ordinal')! - 0.815) < 5e-4, 'the brute force itself reproduces the paper');
+  assert.ok(Math.abs(coincidenceAlpha(KRIPPENDORFF_2011, 'ordinal')! - 0.815) < 5e-4, 'so does the coincidence form');
   const rng = new Rng(7);
   for (let trial = 0; trial < 60; trial++) {
     const raters = 2 + rng.int(4);
@@ -99,8 +125,12 @@ test('equals the pairwise brute force on random 1-5 ratings with missing values,
     for (const m of ['nominal', 'ordinal', 'interval'] as const) {
       const got = krippendorffAlpha(units, m).alpha;
       const want = bruteAlpha(units, m);
-      if (want === null) assert.equal(got, null, `trial ${trial} ${m}`);
-      else assert.ok(got !== null && Math.abs(got - want) < 1e-12, `trial ${trial} ${m}: ${got} vs ${want}`);
+      const viaMatrix = coincidenceAlpha(units, m);
+      if (want === null) assert.deepEqual([got, viaMatrix], [null, null], `trial ${trial} ${m}`);
+      else {
+        assert.ok(got !== null && Math.abs(got - want) < 1e-12, `trial ${trial} ${m}: ${got} vs ${want}`);
+        assert.ok(viaMatrix !== null && Math.abs(viaMatrix - want) < 1e-12, `trial ${trial} ${m}: coincidence form ${viaMatrix} vs pairwise ${want}`);
+      }
     }
   }
 });
