@@ -20,6 +20,11 @@ export function alphaVerdict(alpha: number | null): string {
 interface Table { caption: string; head: string[]; rows: string[][] }
 
 function tables(s: RatingsSummary): Table[] {
+  const comments: Table[] = s.comments.length === 0 ? [] : [{
+    caption: "Raters' comments (sample id, model, prompt)",
+    head: ['sample', 'model', 'prompt', 'rater', 'comment'],
+    rows: s.comments.map((c) => [c.id, c.model, String(c.prompt), c.rater, c.comment.replace(/\s*\r?\n\s*/g, ' / ')]),
+  }];
   return [
     {
       caption: `Mean score per model (${s.scale.min}-${s.scale.max}), ${s.methods.interval}`,
@@ -36,6 +41,7 @@ function tables(s: RatingsSummary): Table[] {
       head: ['criterion', 'alpha', 'samples with >= 2 raters', 'ratings in them', 'reading'],
       rows: s.agreement.map((a) => [a.criterion, f3(a.alpha), String(a.pairableUnits), String(a.pairableValues), alphaVerdict(a.alpha)]),
     },
+    ...comments,
   ];
 }
 

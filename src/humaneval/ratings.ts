@@ -40,13 +40,23 @@ export interface Agreement {
   pairableValues: number;
 }
 
+/** A rater's comment on a sample, un-blinded. */
+export interface RatingComment {
+  id: string;
+  model: string;
+  /** The prompt's id in key.json (its "id" in the prompts file, else its line number). */
+  prompt: string | number;
+  rater: string;
+  comment: string;
+}
+
 export interface RatingsSummary {
   format: typeof RATINGS_FORMAT;
   tag: string;
   criteria: string[];
   scale: { min: number; max: number };
   raters: string[];
-  /** Individual ratings (rater x sample rows with at least one score). */
+  /** Individual ratings (rater x sample rows with at least one score; comment-only rows not counted). */
   ratings: number;
   /** Samples in the key, and those with at least one rating. */
   samples: number;
@@ -55,6 +65,8 @@ export interface RatingsSummary {
   models: ModelScores[];
   pairwise: PairwiseWin[];
   agreement: Agreement[];
+  /** Every non-empty comment, in the key's (sheet) order. */
+  comments: RatingComment[];
 }
 
 export const METHODS = {
@@ -65,7 +77,12 @@ export const METHODS = {
 
 export function summarize(key: SampleKey, ratings: readonly Rating[]): RatingsSummary {
   const byId = new Map(key.samples.map((s) => [s.id, s]));
-  const raters = [...new Set(ratings.map((r) => r.rater))].sort();
+  const order = new Map(key.samples.map((s, i) => [s.id, i]));
+  const comments: RatingComment[] = ratings.filter((r) => r.comment !== '')
+    .sort((a, b) => order.get(a.id)! - order.get(b.id)! || a.rater.localeCompare(b.rater))
+    .map((r) => ({ id: r.id, model: byId.get(r.id)!.model, prompt: key.prompts[byId.get(r.id)!.prompt].id, rater: r.rater, comment: r.comment }));
+  const scored = ratings.filter((r) => Object.keys(r.scores).length > 0);
+  const raters = [...new Set(scored.map((r) => r.rater))].sort();
   const modelOf = (id: string) => byId.get(id)!.model;
 
   // criterion -> sample id -> individual scores
@@ -107,7 +124,7 @@ export function summarize(key: SampleKey, ratings: readonly Rating[]): RatingsSu
 
   return {
     format: RATINGS_FORMAT, tag: key.tag, criteria: [...key.criteria], scale: { ...key.scale }, raters,
-    ratings: ratings.length, samples: key.samples.length, ratedSamples: new Set(ratings.map((r) => r.id)).size,
-    methods: { ...METHODS }, models, pairwise, agreement,
+    ratings: scored.length, samples: key.samples.length, ratedSamples: new Set(scored.map((r) => r.id)).size,
+    methods: { ...METHODS }, models, pairwise, agreement, comments,
   };
 }

@@ -5,9 +5,9 @@
  *   - a missing column, or a column that is not part of this sample set
  *   - an id the key does not know (a sheet of another `ringtune samples` run, or a typo)
  *   - a score that is not an integer on the scale
- *   - scores without a rater's name
+ *   - scores or a comment without a rater's name
  *   - the same rater rating the same id twice (also across sheets: readSheets)
- * An empty score cell is "not rated"; a row without any score is skipped.
+ * An empty score cell is "not rated"; a row without any score or comment is skipped.
  */
 import { readFile } from 'node:fs/promises';
 import { parse } from 'csv-parse/sync';
@@ -25,7 +25,7 @@ export class RatingSheetError extends InputError {
 export interface Rating {
   id: string;
   rater: string;
-  /** Criterion -> score; a criterion left empty is absent. */
+  /** Criterion -> score; a criterion left empty is absent (a row with only a comment has none). */
   scores: Record<string, number>;
   comment: string;
   /** "FILE row N", for messages. */
@@ -102,9 +102,9 @@ export function parseSheet(text: string, file: string, key: SampleKey): Rating[]
     }
     const rater = cell(r, FIXED_COLUMNS.rater);
     const comment = at.has(FIXED_COLUMNS.comment) ? cell(r, FIXED_COLUMNS.comment) : '';
-    if (Object.keys(scores).length === 0) continue;
+    if (Object.keys(scores).length === 0 && comment === '') continue;
     if (rater === '') {
-      problems.push(`${file} row ${row} column "rater": empty, but the row has scores; write the rater's name on every rated row`);
+      problems.push(`${file} row ${row} column "rater": empty, but the row has scores or a comment; write the rater's name on every rated row`);
       continue;
     }
     const pair = `${rater}\u0000${id}`;

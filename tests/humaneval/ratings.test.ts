@@ -28,6 +28,7 @@ test('per model mean +- CI over per-sample means, win rates with ties as half, a
     r('ann', 'tuned', 0, { fluency: 4, relevance: 5 }), r('bob', 'tuned', 0, { fluency: 5 }),
     r('ann', 'tuned', 1, { fluency: 3 }), r('bob', 'tuned', 1, { fluency: 4 }),
     r('ann', 'tuned', 2, { fluency: 5 }), r('bob', 'tuned', 2, { fluency: 5 }),
+    { ...r('cy', 'tuned', 1, {}), comment: 'repeats itself' }, // a comment only: not a rating, not a rater
   ];
   const s = summarize(key, ratings);
   assert.deepEqual(s.raters, ['ann', 'bob']);
@@ -53,4 +54,5 @@ test('per model mean +- CI over per-sample means, win rates with ties as half, a
   assert.equal(fluA.pairableValues, 10);
   assert.ok(fluA.alpha! > 0.5, 'raters mostly agree on the ranking');
   assert.equal(s.agreement.find((a) => a.criterion === 'relevance')!.alpha, null);
+  assert.deepEqual(s.comments, [{ id: idOf('tuned', 1), model: 'secret-tuned', prompt: 'p1', rater: 'cy', comment: 'repeats itself' }]);
 });

@@ -40,6 +40,7 @@ test('the form with no answers saves sheet.csv byte for byte; with answers, a sh
   const csv = page.csvText(page.sheetRows(data, state), data.guard);
   assert.deepEqual(parseSheet(csv, 'ann.csv', key).map((r) => [r.id, r.rater, r.scores, r.comment]), [
     [a.id, 'Ann Lee', { fluency: 5, relevance: 4 }, 'fine, "really"'],
+    [b.id, 'Ann Lee', {}, 'only a note'],
     [c.id, 'Ann Lee', { diversity: 1 }, ''],
   ]);
 });

@@ -38,17 +38,19 @@ function filled(key: SampleKey, set: Record<number, Record<string, string>>): st
 }
 const text = (rows: string[][]) => csvText(rows);
 
-test('a filled sheet reads back as ratings; empty cells are not rated, unrated rows skipped', () => {
+test('a filled sheet reads back as ratings; empty cells are not rated, rows without scores or comment skipped', () => {
   const key = makeKey();
   const rows = filled(key, {
     2: { fluency: '4', relevance: '5', diversity: '', rater: 'ann', comment: 'ok, "fine"' },
     3: { fluency: ' 1 ', relevance: '2', diversity: '3', rater: 'ann' },
-    5: { comment: 'skipped this one' },
+    5: { comment: 'a note, no scores', rater: 'ann' },
+    6: { rater: 'ann' },
   });
   const r = parseSheet(text(rows), 'ann.csv', key);
   assert.deepEqual(r, [
     { id: key.samples[0].id, rater: 'ann', scores: { fluency: 4, relevance: 5 }, comment: 'ok, "fine"', where: 'ann.csv row 2' },
     { id: key.samples[1].id, rater: 'ann', scores: { fluency: 1, relevance: 2, diversity: 3 }, comment: '', where: 'ann.csv row 3' },
+    { id: key.samples[3].id, rater: 'ann', scores: {}, comment: 'a note, no scores', where: 'ann.csv row 5' },
   ]);
   // Columns in another order, header in capitals, prompt/completion/comment columns deleted: still fine.
   const lean = [['Rater', 'diversity', 'ID', 'relevance', 'fluency'], ['bob', '2', key.samples[3].id, '3', '3.0']];
@@ -65,7 +67,7 @@ test('bad cells: every problem listed, each with file, row and column', () => {
     3: { relevance: '3.5', rater: 'ann' },
     4: { diversity: 'good', rater: 'ann' },
     5: { fluency: '0', rater: 'ann' },
-    6: { fluency: '3' },
+    6: { fluency: '3', comment: 'nice' },
     7: { id: 'zzzzzz-99', fluency: '3', rater: 'ann' },
     8: { fluency: '2', rater: 'ann' },
     9: { id: key.samples[6].id, fluency: '2', rater: 'ann' },
@@ -79,7 +81,7 @@ test('bad cells: every problem listed, each with file, row and column', () => {
   assert.match(m, /sheets\/ann\.csv row 3 column "relevance": "3\.5" is not an integer score from 1 to 5/);
   assert.match(m, /sheets\/ann\.csv row 4 column "diversity": "good" is not an integer score/);
   assert.match(m, /sheets\/ann\.csv row 5 column "fluency": "0" is not an integer score/);
-  assert.match(m, /sheets\/ann\.csv row 6 column "rater": empty, but the row has scores/);
+  assert.match(m, /sheets\/ann\.csv row 6 column "rater": empty, but the row has scores or a comment/);
   assert.match(m, new RegExp(`sheets/ann\\.csv row 7 column "id": unknown id "zzzzzz-99"; this key's ids look like ${key.samples[0].id}`));
   assert.match(m, new RegExp(`sheets/ann\\.csv row 9 column "id": rater "ann" rated ${key.samples[6].id} already in row 8`));
   assert.match(m, /sheets\/ann\.csv row 10 column "id": empty/);
