@@ -16,6 +16,13 @@ module.exports = {
       from: { path: '^src/(config|control|coordinator|run|eval)/', pathNot: '^src/coordinator/local\\.ts$' },
       to: { path: '(^|/)node_modules/@tensorflow/', reachable: true },
     },
+    {
+      name: 'humaneval-ratings-without-tfjs',
+      comment: 'Human evaluation: only samples.ts (generation) runs a model; blinding, sheets, statistics and ratings import must not load tfjs.',
+      severity: 'error',
+      from: { path: '^src/humaneval/', pathNot: '^src/humaneval/samples\\.ts$' },
+      to: { path: '(^|/)node_modules/@tensorflow/', reachable: true },
+    },
   ],
   options: {
     doNotFollow: { path: 'node_modules' },

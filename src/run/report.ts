@@ -4,8 +4,12 @@
  * loss) is written as "NaN" / "Infinity" (record-json.ts), never as null; the charts leave it out.
  * A classifier's `classification` block (eval/classification-report.ts) is drawn as tables: the
  * confusion matrix with counts and labels on both axes, and P/R/F1 per class and averaged.
+ * `ringtune ratings import --report` later adds a "Human ratings" section beside the automatic
+ * metrics (setHumanRatingsSection): between two comment markers, so importing again replaces it.
  */
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { InputError } from '../errors.ts';
 import type { ClassificationReport } from '../eval/classification-report.ts';
 import { writeFileAtomic } from '../util/atomic.ts';
 import type { HistoryLine } from './history.ts';
@@ -62,7 +66,7 @@ export async function writeReports(outputDir: string, summary: Record<string, un
   const html = `<!doctype html><html><head><meta charset="utf-8"><title>ringtune report</title>
 <style>body{font-family:sans-serif;max-width:980px;margin:2em auto}th{text-align:left;vertical-align:top;padding-right:1em}pre{margin:0}
 table.cm{border-collapse:collapse;margin:1em 0}table.cm td,table.cm th{border:1px solid #ccc;padding:2px 8px;text-align:right}table.cm td.diag{background:#dfd}</style></head>
-<body><h1>ringtune run report</h1><table>${rows}</table>${classificationHtml(summary.classification as ClassificationReport | undefined)}${charts.map((c) => `<div>${c}</div>`).join('\n')}</body></html>\n`;
+<body><h1>ringtune run report</h1><table>${rows}</table>${classificationHtml(summary.classification as ClassificationReport | undefined)}${HUMAN_RATINGS.begin}${HUMAN_RATINGS.end}\n${charts.map((c) => `<div>${c}</div>`).join('\n')}</body></html>\n`;
   await writeFileAtomic(join(outputDir, OUTPUT_NAMES.htmlReport), html);
 }
 
@@ -85,4 +89,32 @@ export function classificationHtml(c: ClassificationReport | undefined): string 
 <tr><th>true &darr; predicted &rarr;</th>${head}<th>support</th></tr>${matrix}<tr><th>predicted</th>${predicted}<td>${c.count}</td></tr></table>
 <table class="cm"><tr><th></th><th>precision</th><th>recall</th><th>F1</th><th>support</th></tr>
 ${c.per_class.map((p) => prf(p.label, p, p.support)).join('')}${prf('macro', c.macro, '')}${prf('micro', c.micro, '')}${prf('weighted', c.weighted, c.count)}</table>`;
+}
+
+/** Where the human-ratings section sits in report.html: after the evaluation tables, before the curves. */
+const HUMAN_RATINGS = { begin: '<!-- ringtune:human-ratings -->', end: '<!-- /ringtune:human-ratings -->' } as const;
+
+/**
+ * Puts `sectionHtml` (src/humaneval/ratings-report.ts) into the report.html of run `outputDir`,
+ * replacing an earlier one; a report written before the markers existed gets it at the end. The
+ * section is lost if the run later rewrites its report (a resumed run): import the ratings again.
+ * Returns the report's path.
+ */
+export async function setHumanRatingsSection(outputDir: string, sectionHtml: string): Promise<string> {
+  const file = join(outputDir, OUTPUT_NAMES.htmlReport);
+  const html = await readFile(file, 'utf8').catch((err: NodeJS.ErrnoException) => {
+    throw new InputError(`--report ${outputDir}: cannot read ${file} (${err.code ?? err.message}); give the output directory of a finished run`);
+  });
+  const block = `${HUMAN_RATINGS.begin}<section id="human-ratings">\n${sectionHtml}\n</section>${HUMAN_RATINGS.end}`;
+  const [b, e] = [html.indexOf(HUMAN_RATINGS.begin), html.indexOf(HUMAN_RATINGS.end)];
+  let out: string;
+  if (b >= 0 && e > b) {
+    out = html.slice(0, b) + block + html.slice(e + HUMAN_RATINGS.end.length);
+  } else {
+    const end = html.lastIndexOf('</body>');
+    if (end < 0) throw new InputError(`--report ${outputDir}: ${file} is not a ringtune report (no </body>)`);
+    out = `${html.slice(0, end)}${block}\n${html.slice(end)}`;
+  }
+  await writeFileAtomic(file, out);
+  return file;
 }
