@@ -4,6 +4,7 @@ import { registerModelCommands, registerServeCommand } from './model-commands.ts
 import { registerDemoCommand, registerTrainCommands } from './train-commands.ts';
 import { exitWithParent } from '../util/parent-watch.ts';
 import { registerClusterCommands } from './cluster-commands.ts';
+import { registerSweepCommand } from './sweep-commands.ts';
 
 const program = new Command();
 program
@@ -17,6 +18,7 @@ registerTrainCommands(program);
 registerClusterCommands(program);
 registerDemoCommand(program);
 registerServeCommand(program);
+registerSweepCommand(program);
 
 exitWithParent();
 await program.parseAsync(process.argv);
