@@ -46,8 +46,9 @@ export function bestTrial(board: readonly TrialRow[]): TrialRow | undefined {
   return first?.status === 'done' && first.metric !== undefined && Number.isFinite(first.metric) ? first : undefined;
 }
 
+/** A value as tables show it: numbers to 4 significant digits (0.001, 3.793, 1e-7), strings bare. */
 export const formatValue = (v: unknown): string =>
-  typeof v === 'number' ? (Number.isInteger(v) ? String(v) : Math.abs(v) < 1e-3 || Math.abs(v) >= 1e5 ? v.toExponential(3) : v.toPrecision(4)) : typeof v === 'string' ? v : JSON.stringify(v);
+  typeof v === 'number' ? String(Number.isFinite(v) ? Number(v.toPrecision(4)) : v) : typeof v === 'string' ? v : v === undefined ? '-' : JSON.stringify(v);
 
 /** The leaderboard as an aligned text table. */
 export function leaderboardTable(sweep: Pick<CompiledSweep, 'metric' | 'mode' | 'space'>, board: readonly TrialRow[]): string {

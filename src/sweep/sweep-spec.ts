@@ -10,7 +10,8 @@
  *     training.optimizer: [adamw, sgd]
  *   strategy: grid | random | asha # default grid
  *   seed: 0                        # random and asha draw their configurations from it
- *   trials: 8                      # configurations (random, asha); grid: at least the grid's size
+ *   trials: 8                      # configurations drawn (random, asha); grid: at least the grid's
+ *                                  # size; asha without trials starts from the grid
  *   metric: loss                   # a key of the trials' final evaluation (eval_loss = loss)
  *   mode: min | max                # default: min for loss / perplexity, else max
  *   min_steps: 10                  # asha: the first rung's steps,
@@ -151,12 +152,16 @@ export async function loadSweepFile(sweepFile: string, outputOverride?: string):
       if (s[k] !== undefined) problem([k], `only strategy asha uses ${k} (strategy is ${s.strategy})`);
     }
   }
-  if (s.strategy !== 'grid' && s.trials === undefined) problem(['strategy'], `strategy ${s.strategy} needs trials (how many configurations to draw)`);
+  if (s.strategy === 'random' && s.trials === undefined) problem(['strategy'], 'strategy random needs trials (how many configurations to draw)');
 
+  // asha without trials starts from the grid (every field a list or int_uniform), like strategy grid.
+  const fromGrid = s.strategy === 'grid' || (asha && s.trials === undefined);
   let configs: Params[] = [];
-  if (s.strategy === 'grid' && space.length === Object.keys(s.space).length) {
+  if (fromGrid && space.length === Object.keys(s.space).length) {
     const continuous = space.filter((f) => f.dim.kind === 'uniform' || f.dim.kind === 'log_uniform');
-    for (const f of continuous) problem(['space', f.key], `strategy grid needs a list of values (or int_uniform); ${f.dim.kind} is for strategy random or asha`);
+    for (const f of continuous) {
+      problem(['space', f.key], `strategy ${s.strategy}${asha ? ' without trials' : ''} runs the grid, which needs a list of values (or int_uniform); ${f.dim.kind} is for strategy random, or asha with trials`);
+    }
     const size = gridSize(space);
     if (!continuous.length && size > MAX_GRID) problem(['space'], `the grid has ${size} points (more than ${MAX_GRID}); use strategy random with trials`);
     if (!continuous.length && s.trials !== undefined && s.trials < size) problem(['trials'], `the grid has ${size} points, more than trials ${s.trials}; raise trials or shrink the space`);
