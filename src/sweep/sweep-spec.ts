@@ -157,7 +157,7 @@ export async function loadSweepFile(sweepFile: string, outputOverride?: string):
   // asha without trials starts from the grid (every field a list or int_uniform), like strategy grid.
   const fromGrid = s.strategy === 'grid' || (asha && s.trials === undefined);
   let configs: Params[] = [];
-  if (fromGrid && space.length === Object.keys(s.space).length) {
+  if (fromGrid) {
     const continuous = space.filter((f) => f.dim.kind === 'uniform' || f.dim.kind === 'log_uniform');
     for (const f of continuous) {
       problem(['space', f.key], `strategy ${s.strategy}${asha ? ' without trials' : ''} runs the grid, which needs a list of values (or int_uniform); ${f.dim.kind} is for strategy random, or asha with trials`);

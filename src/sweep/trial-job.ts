@@ -35,17 +35,24 @@ export const trialId = (index: number): string => `trial-${String(index + 1).pad
 type Mapping = Record<string, unknown>;
 const isMapping = (x: unknown): x is Mapping => typeof x === 'object' && x !== null && !Array.isArray(x);
 
-/** Sets `value` at the dotted `key`, creating sections; null when a non-mapping is in the way. */
-function setPath(spec: Mapping, key: string, value: unknown): string | null {
+/**
+ * Sets `value` at the dotted `key`, creating missing sections: returns the sections it created
+ * (dotted), or a message when a non-mapping is in the way.
+ */
+function setPath(spec: Mapping, key: string, value: unknown): string[] | string {
   const parts = key.split('.');
+  const created: string[] = [];
   let node = spec;
   for (const [i, k] of parts.slice(0, -1).entries()) {
-    if (node[k] === undefined) node[k] = {};
+    if (node[k] === undefined) {
+      node[k] = {};
+      created.push(parts.slice(0, i + 1).join('.'));
+    }
     if (!isMapping(node[k])) return `${parts.slice(0, i + 1).join('.')} is ${JSON.stringify(node[k])} in the base job, not a section with keys`;
     node = node[k] as Mapping;
   }
   node[parts[parts.length - 1]] = value;
-  return null;
+  return created;
 }
 
 function getPath(spec: Mapping, path: readonly string[]): unknown {
@@ -67,9 +74,10 @@ export function trialJob(sweep: CompiledSweep, id: string, params: Params, rungS
   const origins = new Map<string, string>();
   const where = `${sweep.file}: ${id} (${formatParams(params)})`;
   for (const [key, value] of Object.entries(params)) {
-    const bad = setPath(spec, key, structuredClone(value));
-    if (bad) throw new SweepSpecError(`${where}: ${sweep.fieldOrigin(key)}: ${bad}`);
-    origins.set(key, `${sweep.fieldOrigin(key)}=${JSON.stringify(value)}`);
+    const created = setPath(spec, key, structuredClone(value));
+    if (typeof created === 'string') throw new SweepSpecError(`${where}: ${sweep.fieldOrigin(key)}: ${created}`);
+    // A section this field created is this field's doing too (training.lr.peak makes training.lr a mapping).
+    for (const k of [key, ...created]) origins.set(k, `${sweep.fieldOrigin(key)}=${JSON.stringify(value)}`);
   }
   // Paths: resolved as the base job resolves them, written relative to the trial's folder.
   const rebase = (p: unknown) => (typeof p === 'string' && !isAbsolute(p) ? relative(dir, resolve(sweep.base.dir, p)) || '.' : p);
