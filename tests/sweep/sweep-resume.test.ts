@@ -68,6 +68,6 @@ test('grid: killed mid-sweep, --resume skips the finished trial and the known be
   await writeFile(join(dir, 'sweep.yaml'), ['base: job.yaml', 'output: sw', 'space:', '  training.lr: [0.00001, 0.01]', 'metric: eval_loss', ''].join('\n'));
   const changed = sweepCli([join(dir, 'sweep.yaml'), '--resume']);
   assert.equal(changed.status, 1);
-  assert.match(changed.stderr, /--resume: the sweep in .* was started with a different definition \(changed: configs, space\)/);
+  assert.match(changed.stderr, /--resume: the sweep in .* was started with a different definition \(changed: space, configs\)/);
 });
 
