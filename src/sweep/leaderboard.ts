@@ -6,7 +6,7 @@
  */
 import { byScore } from './halving.ts';
 import type { CompiledSweep } from './sweep-spec.ts';
-import type { Curves, EndEvent, TrialStatus } from './sweep-log.ts';
+import type { Curves, EndEvent, SweepEvent, TrialStatus } from './sweep-log.ts';
 import type { Params } from './space.ts';
 
 export interface TrialRow {
@@ -23,13 +23,22 @@ export interface TrialRow {
   error?: string;
 }
 
-/** Rows from each trial's latest `end` event; `promotedPast(rung)` says whether a trial went on after a rung. */
-export function trialRows(ids: readonly string[], configs: readonly Params[], latest: (id: string) => EndEvent | undefined,
+/**
+ * One row per trial from the sweep's events: its latest `end` (the highest rung it finished) gives
+ * steps and metric; a rung started and not ended is `interrupted` (or `running`, the one in flight);
+ * `prunedAt(id, rung)` says whether asha stopped the trial after that rung.
+ */
+export function trialRows(ids: readonly string[], configs: readonly Params[], events: readonly SweepEvent[],
   running: string | undefined, prunedAt: (id: string, rung: number) => boolean): TrialRow[] {
   return ids.map((id, i) => {
-    const e = latest(id);
-    if (!e) return { id, params: configs[i], status: id === running ? 'running' : 'pending' };
-    const status: TrialStatus = id === running ? 'running' : e.status === 'done' && prunedAt(id, e.rung) ? 'pruned' : e.status;
+    const mine = events.filter((e): e is Exclude<SweepEvent, { event: 'promote' }> => e.event !== 'promote' && e.trial === id);
+    const e = mine.filter((x): x is EndEvent => x.event === 'end').sort((x, y) => x.rung - y.rung).at(-1);
+    const last = mine.at(-1);
+    const status: TrialStatus = id === running ? 'running'
+      : last && last.event !== 'end' ? 'interrupted'
+      : !e ? 'pending'
+      : e.status === 'done' && prunedAt(id, e.rung) ? 'pruned' : e.status;
+    if (!e) return { id, params: configs[i], status };
     return { id, params: configs[i], status, rung: e.rung, steps: e.steps, metric: e.metric, eval: e.eval, curve: e.curve, seconds: e.seconds, error: e.error };
   });
 }

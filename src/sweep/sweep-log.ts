@@ -31,7 +31,8 @@ export interface Curves {
   metric: Array<[number, number]>;
 }
 
-export type TrialStatus = 'pending' | 'running' | 'done' | 'failed' | 'pruned';
+/** interrupted: a rung started and did not end (Ctrl-C, a crash); --resume runs it again from its checkpoint. */
+export type TrialStatus = 'pending' | 'running' | 'interrupted' | 'done' | 'failed' | 'pruned';
 
 export type SweepEvent =
   | { event: 'start'; trial: string; rung: number; steps?: number; params: Params; time: string }
@@ -83,7 +84,7 @@ export class SweepLog {
     const entries = await listDir(dir);
     const held = entries.filter((f) => TRIAL_DIR.test(f) || (Object.values(SWEEP_NAMES) as string[]).includes(f)).sort();
     if (!o.resume && !o.overwrite && held.length) {
-      const shown = held.length > 5 ? [...held.slice(0, 4), '...'] : held;
+      const shown = held.length > 8 ? [...held.slice(0, 6), '...'] : held;
       throw new InputError(`${dir} already holds a sweep (${shown.join(', ')}): pass --resume to continue it, --overwrite to start over (its trials are removed), or --output DIR`);
     }
     if (o.overwrite) for (const f of [...held, ...entries.filter((f) => STAGING.test(f))]) await rm(join(dir, f), { recursive: true, force: true });

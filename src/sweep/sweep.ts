@@ -21,7 +21,7 @@ import { bestTrial, formatValue, leaderboard, trialRows, type TrialRow } from '.
 import { readTrialMetrics, runTrialProcess } from './run-trial.ts';
 import { formatParams } from './space.ts';
 import { writeSweepHtml } from './sweep-html.ts';
-import { fingerprintOf, SWEEP_NAMES, SweepLog, type EndEvent, type SweepState } from './sweep-log.ts';
+import { fingerprintOf, SWEEP_NAMES, SweepLog, type SweepState } from './sweep-log.ts';
 import type { CompiledSweep } from './sweep-spec.ts';
 import { checkTrials, trialId, trialJob, writeTrialJob } from './trial-job.ts';
 
@@ -60,9 +60,7 @@ export async function runSweep(sweep: CompiledSweep, o: SweepOptions = {}): Prom
   const promoted = new Map<number, Set<string>>();
   let running: string | undefined;
 
-  const latestEnd = (id: string): EndEvent | undefined =>
-    rungs.map((_, k) => sweepLog.ended(id, k)).filter((e): e is EndEvent => !!e).at(-1);
-  const board = () => leaderboard(trialRows(ids, sweep.configs, latestEnd, running,
+  const board = () => leaderboard(trialRows(ids, sweep.configs, sweepLog.events, running,
     (id, rung) => rung < rungs.length - 1 && promoted.has(rung) && !promoted.get(rung)!.has(id)), sweep.mode);
   async function snapshot(status: SweepState['status']): Promise<TrialRow[]> {
     const rows = board();
@@ -99,7 +97,8 @@ export async function runSweep(sweep: CompiledSweep, o: SweepOptions = {}): Prom
       log(`[sweep] ${t.id} (${n + 1}/${alive.length})${rungLabel}: ${formatParams(t.params)}`);
       const run = await runTrialProcess({ jobFile, dir, workers: o.workers, backend: o.backend, threads: o.threads, tag: `[${t.id}]`, log, stop: o.stop });
       running = undefined;
-      if (run.stopped) {
+      // A trial asked to stop that finished anyway (the signal came after its last step) is recorded as finished.
+      if (run.stopped && run.exitCode !== 0) {
         await sweepLog.append({ event: 'interrupted', trial: t.id, rung: k, time: new Date().toISOString() });
         return stopped();
       }

@@ -1,44 +1,80 @@
 /**
  * `ringtune sweep` over a grid of learning rates, trials as real `ringtune train` child processes on a
  * tiny GPT-2 and the fixture grammar. The learning rate has a monotone effect over these few steps
- * (1e-5 barely moves the loss, 1e-2 lowers it most), so the best trial is known in advance. The sweep
- * is killed (SIGKILL) during its second trial; --resume does not run the finished trial again,
- * re-runs the interrupted one, and ends with the known best linked as best/.
+ * (1e-5 barely moves the loss, 1e-2 lowers it most), so the best trial is known in advance.
+ * The sweep is stopped twice: Ctrl-C (SIGINT) during trial 2, after its first checkpoint (the trial
+ * checkpoints and the sweep exits 130), then, resumed, killed outright (SIGKILL) during trial 3.
+ * Each --resume runs no finished trial again; trial 2 continues from its checkpoint; the known best
+ * ends up linked as best/.
  */
 import assert from 'node:assert/strict';
-import { readFile, readlink, stat, writeFile } from 'node:fs/promises';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { access, readFile, readlink, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { test } from 'node:test';
-import { spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
+import { test } from 'node:test';
 import { CLI, jsonLines, setup, sweepCli, waitGone } from './helpers.ts';
 
-test('grid: killed mid-sweep, --resume skips the finished trial and the known best lr wins; best/ links its model', async (t) => {
+/** Runs `ringtune sweep args`, calling `onLine` with each stderr line; resolves with the exit code and output. */
+async function sweepWatched(args: string[], onLine: (line: string, child: ChildProcess) => void): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const child = spawn(process.execPath, [CLI, 'sweep', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  child.stdout!.on('data', (b) => { stdout += b; });
+  const lines: string[] = [];
+  createInterface({ input: child.stderr! }).on('line', (l) => { lines.push(l); onLine(l, child); });
+  const code = await new Promise<number | null>((r) => child.once('close', (c) => r(c)));
+  return { code, stdout, stderr: lines.join('\n') };
+}
+
+test('grid: Ctrl-C and a crash mid-sweep; --resume runs no finished trial again and the known best lr wins; best/ links its model', async (t) => {
   const dir = await setup(t, ['space:', '  training.lr: [0.00001, 0.001, 0.01]', 'metric: eval_loss']);
   const out = join(dir, 'sw');
-  const sweep = spawn(process.execPath, [CLI, 'sweep', join(dir, 'sweep.yaml')], { stdio: ['ignore', 'ignore', 'pipe'] });
-  const log: string[] = [];
-  createInterface({ input: sweep.stderr }).on('line', (l) => {
-    log.push(l);
-    if (/^\[trial-0002\] .*step 0 eval/.test(l)) sweep.kill('SIGKILL');
+  const file = join(dir, 'sweep.yaml');
+
+  // 1. Ctrl-C once trial 2 has written its first checkpoint (step 3 of 6).
+  let polling = false;
+  const first = await sweepWatched([file], (l, child) => {
+    if (polling || !/^\[sweep\] trial-0002 \(2\/3\)/.test(l)) return;
+    polling = true;
+    const poll = setInterval(() => void access(join(out, 'trial-0002', 'checkpoints', 'latest')).then(() => {
+      clearInterval(poll);
+      child.kill('SIGINT');
+    }, () => undefined), 20);
   });
-  await new Promise((r) => sweep.once('exit', r));
-  assert.match(log.join('\n'), /\[sweep\] trial-0001: loss [\d.]+ after 6 steps/);
-  await waitGone(join(out, 'trial-0002', 'job.yaml'));
-  const first = await stat(join(out, 'trial-0001', 'final', 'model.safetensors'));
+  assert.equal(first.code, 130, first.stderr);
+  assert.match(first.stderr, /\[sweep\] trial-0001: loss [\d.]+ after 6 steps/);
+  assert.match(first.stderr, /\[trial-0002\] \[ringtune\] stopped by SIGTERM at step \d; checkpoint \S+; resume with --resume/);
+  assert.match(first.stderr, new RegExp(`\\[sweep\\] stopped \\(SIGINT\\); continue with: ringtune sweep ${file} --resume`));
+  assert.match(first.stdout, /^\d\s+trial-0002\s+interrupted\s/m);
+  assert.match(first.stdout, /^\d\s+trial-0003\s+pending\s/m);
+  const trial1 = await stat(join(out, 'trial-0001', 'final', 'model.safetensors'));
 
-  const again = sweepCli([join(dir, 'sweep.yaml')]);
+  // 2. Resumed, then killed outright while trial 3 runs; its orphaned trial exits by itself.
+  const second = await sweepWatched([file, '--resume'], (l, child) => {
+    if (/^\[trial-0003\] .*step 0 eval/.test(l)) child.kill('SIGKILL');
+  });
+  assert.equal(second.code, null);
+  assert.match(second.stderr, /\[sweep\] trial-0001: done in an earlier run of this sweep \(loss [\d.]+\), not run again/);
+  assert.match(second.stderr, /\[trial-0002\] \[ringtune\] resuming from step [3-6] \(checkpoint /);
+  assert.match(second.stderr, /\[sweep\] trial-0002: loss [\d.]+ after 6 steps/);
+  await waitGone(join(out, 'trial-0003', 'job.yaml'));
+  const trial2 = await stat(join(out, 'trial-0002', 'final', 'model.safetensors'));
+
+  const again = sweepCli([file]);
   assert.equal(again.status, 1);
-  assert.match(again.stderr, new RegExp(`error: ${out} already holds a sweep \\(sweep-state\\.json, sweep\\.html, sweep\\.jsonl, trial-0001, trial-0002\\): pass --resume`));
+  assert.match(again.stderr, new RegExp(`error: ${out} already holds a sweep \\(sweep-state\\.json, sweep\\.html, sweep\\.jsonl, trial-0001, trial-0002, trial-0003\\): pass --resume`));
 
-  const resumed = sweepCli([join(dir, 'sweep.yaml'), '--resume']);
+  // 3. Resumed to the end.
+  const resumed = sweepCli([file, '--resume']);
   assert.equal(resumed.status, 0, resumed.stderr);
-  assert.match(resumed.stderr, /\[sweep\] trial-0001: done in an earlier run of this sweep \(loss [\d.]+\), not run again/);
-  assert.equal((await stat(join(out, 'trial-0001', 'final', 'model.safetensors'))).mtimeMs, first.mtimeMs, 'trial-0001 was not trained again');
+  for (const id of ['trial-0001', 'trial-0002']) assert.match(resumed.stderr, new RegExp(`\\[sweep\\] ${id}: done in an earlier run of this sweep`));
+  assert.equal((await stat(join(out, 'trial-0001', 'final', 'model.safetensors'))).mtimeMs, trial1.mtimeMs, 'trial-0001 was not trained again');
+  assert.equal((await stat(join(out, 'trial-0002', 'final', 'model.safetensors'))).mtimeMs, trial2.mtimeMs, 'trial-0002 was not trained again');
   const events = await jsonLines(join(out, 'sweep.jsonl'));
   const ends = events.filter((e) => e.event === 'end');
   assert.deepEqual(ends.map((e) => e.trial), ['trial-0001', 'trial-0002', 'trial-0003']);
-  assert.deepEqual(events.filter((e) => e.event === 'start').map((e) => e.trial), ['trial-0001', 'trial-0002', 'trial-0002', 'trial-0003']);
+  assert.deepEqual(events.filter((e) => e.event === 'start').map((e) => e.trial), ['trial-0001', 'trial-0002', 'trial-0002', 'trial-0003', 'trial-0003']);
+  assert.deepEqual(events.filter((e) => e.event === 'interrupted').map((e) => e.trial), ['trial-0002'], 'the SIGKILL left no line: the start without an end says it');
 
   // Each trial's metric is its own final evaluation (eval_report.json), and lr orders them as expected.
   for (const e of ends) {
