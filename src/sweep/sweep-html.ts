@@ -77,7 +77,8 @@ export async function writeSweepHtml(sweep: CompiledSweep, board: readonly Trial
 tr.best{background:#efe;font-weight:bold}.sw{display:inline-block;width:10px;height:10px;margin-right:6px}</style></head>
 <body><h1>ringtune sweep ${esc(sweep.name)}</h1>
 <p>${esc(sweep.file)}: strategy ${esc(strategy)}, seed ${sweep.seed}, ${sweep.configs.length} configurations, metric ${esc(sweep.metric)} (${sweep.mode}). Status: ${esc(status)}.
-${best ? `Best: <b>${best.id}</b> (${esc(sweep.metric)} ${formatValue(best.metric)}); its model is <code>${SWEEP_NAMES.best}/</code>.` : 'No finished trial yet.'}</p>
+${!best ? 'No finished trial yet.' : status === 'done' ? `Best: <b>${best.id}</b> (${esc(sweep.metric)} ${formatValue(best.metric)}); its model is <code>${SWEEP_NAMES.best}/</code>.`
+    : `Best so far: <b>${best.id}</b> (${esc(sweep.metric)} ${formatValue(best.metric)}).`}</p>
 <table><tr>${head}</tr>
 ${rows}</table>
 <div>${metricBars(sweep.metric, board, colorOf, best?.id)}</div>
