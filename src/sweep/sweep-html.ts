@@ -43,7 +43,8 @@ function curvesSvg(title: string, series: readonly Series[]): string {
 }
 
 /** One horizontal bar per trial with a finite metric, in trial order. */
-function metricBars(metric: string, rows: readonly TrialRow[], colorOf: (id: string) => string, best?: string): string {
+function metricBars(sweep: CompiledSweep, rows: readonly TrialRow[], colorOf: (id: string) => string, best?: string): string {
+  const metric = sweep.metric;
   const shown = rows.filter((r) => r.metric !== undefined && Number.isFinite(r.metric)).sort((a, b) => (a.id < b.id ? -1 : 1));
   if (!shown.length) return `<p>${esc(metric)}: no finished trial yet</p>`;
   const W = 720, L = 150, R = 90, rowH = 18;
@@ -52,7 +53,7 @@ function metricBars(metric: string, rows: readonly TrialRow[], colorOf: (id: str
   const bars = shown.map((r, i) => {
     const w = ((r.metric! - lo) / (hi - lo)) * (W - L - R);
     const y = 24 + i * rowH;
-    const label = `${r.id}${r.rung ? ` (rung ${r.rung})` : ''}`;
+    const label = `${r.id}${sweep.asha ? ` (${r.steps} steps)` : ''}`;
     return `<text x="${L - 6}" y="${y + 12}" text-anchor="end" font-size="11"${r.id === best ? ' font-weight="bold"' : ''}>${label}</text>` +
       `<rect x="${L}" y="${y}" width="${Math.max(1, w).toFixed(1)}" height="${rowH - 4}" fill="${colorOf(r.id)}"/>` +
       `<text x="${L + Math.max(1, w) + 4}" y="${y + 12}" font-size="11">${formatValue(r.metric)}</text>`;
@@ -81,7 +82,7 @@ ${!best ? 'No finished trial yet.' : status === 'done' ? `Best: <b>${best.id}</b
     : `Best so far: <b>${best.id}</b> (${esc(sweep.metric)} ${formatValue(best.metric)}).`}</p>
 <table><tr>${head}</tr>
 ${rows}</table>
-<div>${metricBars(sweep.metric, board, colorOf, best?.id)}</div>
+<div>${metricBars(sweep, board, colorOf, best?.id)}</div>
 <div>${curvesSvg(`eval ${sweep.metric}`, series((r) => r.curve?.metric))}</div>
 <div>${curvesSvg('train loss', series((r) => r.curve?.train_loss))}</div>
 </body></html>\n`;
