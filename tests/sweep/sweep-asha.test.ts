@@ -61,3 +61,19 @@ test('random: the CLI runs the trials the seed names (those of the seeded sample
   assert.notDeepEqual((await loadSweepFile(file)).configs, expected);
   await assert.rejects(stat(join(dir, 'sw')), 'a dry run writes nothing');
 });
+
+test('a trial that fails is recorded with its error and the sweep goes on; the best is among the finished', async (t) => {
+  // global_batch 1000 passes the job schema but not the data check of `ringtune train` (40 examples).
+  const dir = await setup(t, ['space:', '  training.global_batch: [1000, 4]', '  training.max_steps: [2]']);
+  const out = join(dir, 'sw');
+  const r = sweepCli([join(dir, 'sweep.yaml')]);
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stderr, /\[sweep\] trial-0001: failed: .*global.?batch.* \([\d.]+ s\)/i);
+  const ends = (await jsonLines(join(out, 'sweep.jsonl'))).filter((e) => e.event === 'end');
+  assert.deepEqual(ends.map((e) => [e.trial, e.status]), [['trial-0001', 'failed'], ['trial-0002', 'done']]);
+  assert.equal(ends[0].metric, undefined);
+  assert.match(ends[0].error, /global.?batch/i);
+  assert.match(r.stdout, /^1\s+trial-0002\s+done\s+2\s/m);
+  assert.match(r.stdout, /^2\s+trial-0001\s+failed\s+0\s+-\s+1000/m);
+  assert.equal(await readlink(join(out, 'best')), 'trial-0002/final');
+});
