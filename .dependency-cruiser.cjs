@@ -11,9 +11,9 @@ module.exports = {
     },
     {
       name: 'control-plane-without-tfjs',
-      comment: 'The job config, the control plane, the coordinator, run records and metric math run no model: they must not load tfjs.',
+      comment: 'The job config, the control plane, the coordinator, run records, metric math and the sweep driver (its trials are child processes) run no model: they must not load tfjs.',
       severity: 'error',
-      from: { path: '^src/(config|control|coordinator|run|eval)/', pathNot: '^src/coordinator/local\\.ts$' },
+      from: { path: '^src/(config|control|coordinator|run|eval|sweep)/', pathNot: '^src/coordinator/local\\.ts$' },
       to: { path: '(^|/)node_modules/@tensorflow/', reachable: true },
     },
     {

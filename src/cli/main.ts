@@ -5,6 +5,7 @@ import { registerDemoCommand, registerTrainCommands } from './train-commands.ts'
 import { exitWithParent } from '../util/parent-watch.ts';
 import { registerClusterCommands } from './cluster-commands.ts';
 import { registerHumanEvalCommands } from './humaneval-commands.ts';
+import { registerSweepCommand } from './sweep-commands.ts';
 
 const program = new Command();
 program
@@ -19,6 +20,7 @@ registerClusterCommands(program);
 registerDemoCommand(program);
 registerServeCommand(program);
 registerHumanEvalCommands(program);
+registerSweepCommand(program);
 
 exitWithParent();
 await program.parseAsync(process.argv);
