@@ -446,7 +446,8 @@ export class Coordinator {
   lose(rank: number, reason: string): void {
     const elastic = this.limits.onLoss !== 'fail' && (this.phase === 'training' || this.phase === 'reforming');
     const workerId = this.members.byRank(rank)?.workerId;
-    if (!elastic || workerId === undefined) return this.fail(rank, reason);
+    if (!elastic) return this.fail(rank, reason);
+    if (workerId === undefined) return; // dropped already (another survivor's report of the same loss)
     this.o.log(`[coordinator] rank ${rank} (${workerId}) lost after step ${this.lastComplete}: ${reason}; elastic.on_loss ${this.limits.onLoss}: re-forming the ring`);
     this.members.drop(rank);
     this.startReform(`rank ${rank} (${workerId}) lost: ${reason}`, [workerId, ...(this.reform?.dropped ?? [])], false);
