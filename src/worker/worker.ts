@@ -82,10 +82,13 @@ export class WorkerRefusedError extends RingtuneError {
 /** What is wrong with an assignment, or undefined: peers must be the ranks 0..N-1 in order and the job must parse. */
 function assignmentProblem(a: ControlMessages['Assignment']): string | undefined {
   if (!a.runId) return 'Assignment without a run id';
-  if (a.rank >= a.worldSize || a.peers.length !== a.worldSize || a.peers.some((p, i) => p.rank !== i)) {
+  // A standby joiner gets its rank and peers from the re-form plan that takes it in.
+  if (a.standby) {
+    if (a.peers.length || a.worldSize) return 'standby Assignment with peers';
+  } else if (a.rank >= a.worldSize || a.peers.length !== a.worldSize || a.peers.some((p, i) => p.rank !== i)) {
     return `Assignment of rank ${a.rank} in a world of ${a.worldSize} with ${a.peers.length} peers`;
   }
-  if (a.peers[a.rank].workerId !== a.workerId) return `Assignment whose peer ${a.rank} is not this worker`;
+  if (!a.standby && a.peers[a.rank].workerId !== a.workerId) return `Assignment whose peer ${a.rank} is not this worker`;
   try {
     const job = JSON.parse(a.compiledJobJson) as Partial<CompiledJob>;
     if (typeof job?.name !== 'string' || typeof job.cluster !== 'object' || typeof job.training !== 'object') return 'Assignment with a job that is not a compiled job';

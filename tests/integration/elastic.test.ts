@@ -129,6 +129,13 @@ test('wait: a replacement started after the kill joins at a step boundary; the r
     assert.equal(new Set(used).size, TRAIN_EXAMPLES, `data epoch ${epoch}`);
     assert.equal(used.length, TRAIN_EXAMPLES, `data epoch ${epoch}`);
   }
+  // The replacement took the lost rank's place in a world of 3: same shards, same ring order, so the
+  // run equals the fault-free 3-worker run bit for bit (docs/reliability.md).
+  const refJob = await makeElasticJob(dir, 'ref3', { ...BASE, workers: 3 });
+  const ref = await runLocal(refJob);
+  assert.equal(ref.code, 0, ref.output);
+  const [got, want] = [await finalBytes(join(dir, 'out-waiting')), await finalBytes(join(dir, 'out-ref3'))];
+  for (const [name, w] of want) assert.ok(got.get(name)!.equals(w), `${name} differs from the fault-free run`);
 });
 
 test('scale-up: a third worker joining a 2-worker run (max_workers 3) enters at a step boundary', async (t) => {
