@@ -189,7 +189,7 @@ export class Coordinator {
       const mine = this.assignments.get(j.workerId);
       if (mine) {
         if (this.phase === 'loading' || mine.standby) this.o.outbox.assign(j.workerId, mine);
-      } else if ((this.phase === 'training' || this.phase === 'reforming') && this.members.size < this.limits.maxWorkers) {
+      } else if ((this.phase === 'loading' || this.phase === 'training' || this.phase === 'reforming') && this.members.size < this.limits.maxWorkers) {
         this.joinRunning(j); // E2
       } else {
         this.o.outbox.assign(j.workerId, {
@@ -264,12 +264,15 @@ export class Coordinator {
       if (this.lastPlan && this.lastPlan.peers.some((p) => p.workerId === id)) this.o.outbox.control({ plan: this.lastPlan });
       return;
     }
-    if (!this.members.standbyReady(id)) return;
-    if (this.phase === 'training' && !this.reform) {
-      this.startReform(`worker ${id} joins`, [], true);
-    } else {
-      this.tryPlan();
-    }
+    if (this.members.standbyReady(id)) this.admitStandby();
+  }
+
+  /** E2: loaded standby workers enter at the next step boundary (training) or with the round in progress. */
+  private admitStandby(): void {
+    if (this.phase === 'reforming') return this.tryPlan();
+    const ready = this.members.readyStandby(this.liveness.timeoutMs);
+    if (this.phase !== 'training' || this.reform || !ready.length || this.members.worldSize >= this.limits.maxWorkers) return;
+    this.startReform(`worker${ready.length > 1 ? 's' : ''} ${ready.map((w) => w.workerId).join(', ')} join${ready.length > 1 ? '' : 's'}`, [], true);
   }
 
   // 6. steps
@@ -376,6 +379,8 @@ export class Coordinator {
       // E1/E2: re-sent until every member reported (a lost Control costs a second, not the run).
       if (performance.now() - this.reformSentMs > 1000) this.sendReform();
       this.tryPlan();
+    } else {
+      this.admitStandby(); // one that was ready while loading, or while a round was deciding
     }
     const limit = this.o.job.cluster.progressTimeoutMs;
     const still = performance.now() - this.lastProgress;

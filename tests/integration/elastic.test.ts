@@ -147,8 +147,9 @@ test('scale-up: a third worker joining a 2-worker run (max_workers 3) enters at 
   });
   const secret = newJobSecret();
   const job = await makeElasticJob(dir, 'growing', { ...BASE, workers: 2, elastic: { max_workers: 3 } });
+  // Started with the others (loading takes seconds here): whichever worker joins third is the standby
+  // that enters at a step boundary after the run started.
   const run = startLocal(job, ['--nats', nats.url], { RINGTUNE_JOB_SECRET: secret });
-  await untilStep(run, 2);
   const extra = await startWorker('growing', nats.url, secret);
   t.after(() => { if (extra.child.exitCode === null) extra.child.kill('SIGKILL'); });
   const code = await run.exit;
@@ -157,6 +158,7 @@ test('scale-up: a third worker joining a 2-worker run (max_workers 3) enters at 
   const m = /ring epoch 1: 3 workers from step (\d+) \(state from rank 0\); joined: /.exec(run.output());
   assert.ok(m, run.output());
   const target = Number(m[1]);
+  assert.ok(target >= 1 && target < TOTAL_STEPS, run.output());
   const h = (await history(join(dir, 'out-growing'))).filter((x) => x.type === 'train');
   assert.deepEqual(h.map((x) => Number(x.step)), Array.from({ length: TOTAL_STEPS }, (_, i) => i + 1));
   for (const x of h) assert.equal(x.workers, Number(x.step) > target ? 3 : 2, `step ${x.step}`);
