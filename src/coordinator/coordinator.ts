@@ -144,6 +144,8 @@ export class Coordinator {
   private epoch = 0;
   private reform?: ReformRound;
   private reformSentMs = 0;
+  /** The latest ReformPlan, sent again to a member that missed it. */
+  private lastPlan?: NonNullable<M['Control']['plan']>;
   private readonly limits: ReformLimits;
   private readonly ready = new Set<number>();
   private readonly done = new Set<number>();
@@ -484,8 +486,6 @@ export class Coordinator {
     this.members.alsoAliveWorker(r.workerId);
     this.tryPlan();
   }
-
-  private lastPlan?: NonNullable<M['Control']['plan']>;
 
   /** E3: the round's decision, once it can be made. */
   private tryPlan(): void {
