@@ -5,7 +5,8 @@
  *    for bit, a fault-free 3-worker run checkpointed at the re-form step and resumed with 2 workers;
  *  - fail: the same kill stops the run as before elastic existed;
  *  - wait: a replacement started after the kill enters at a step boundary; the run completes with 3;
- *  - scale-up: a third worker joining a 2-worker run (max_workers 3) enters at a step boundary.
+ *  - scale-up: a third worker joining a 2-worker run (max_workers 3) enters at a step boundary; the final
+ *    parameters equal a fault-free 2-worker run checkpointed at the re-form step, resumed with 3.
  */
 import assert from 'node:assert/strict';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
@@ -163,4 +164,14 @@ test('scale-up: a third worker joining a 2-worker run (max_workers 3) enters at 
   const h = (await history(join(dir, 'out-growing'))).filter((x) => x.type === 'train');
   assert.deepEqual(h.map((x) => Number(x.step)), Array.from({ length: TOTAL_STEPS }, (_, i) => i + 1));
   for (const x of h) assert.equal(x.workers, Number(x.step) > target ? 3 : 2, `step ${x.step}`);
+  // The reference: fault-free with 2 workers (a checkpoint every step), resumed at `target` with 3.
+  const ref2 = await runLocal(await makeElasticJob(dir, 'ref2', { ...BASE, workers: 2, checkpointEvery: 1, keep: 100 }));
+  assert.equal(ref2.code, 0, ref2.output);
+  const resumeDir = join(dir, 'ckpt-ref3');
+  await mkdir(resumeDir, { recursive: true });
+  await checkpointAt(join(dir, 'out-ref2', 'checkpoints'), target, resumeDir);
+  const ref3 = await runLocal(await makeElasticJob(dir, 'ref3', { ...BASE, workers: 3, checkpointDir: resumeDir }), ['--resume']);
+  assert.equal(ref3.code, 0, ref3.output);
+  const [got, want] = [await finalBytes(join(dir, 'out-growing')), await finalBytes(join(dir, 'out-ref3'))];
+  for (const [name, w] of want) assert.ok(got.get(name)!.equals(w), `${name} differs from the reference`);
 });
