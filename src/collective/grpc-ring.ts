@@ -28,12 +28,21 @@ import { CollectiveTimeoutError, RingClosedError, RingConnectError, RingProtocol
 import { GrpcJsTransport } from './grpc-js-transport.ts';
 import { H2Transport } from './h2-transport.ts';
 import { RawH2Transport } from './raw-h2-transport.ts';
-import { ringAllReduce, type RingPeer } from './ring-allreduce.ts';
+import { ringAllReduce, ringBroadcast, type RingPeer } from './ring-allreduce.ts';
 import { ALL_REDUCE_DEFAULTS, compileRingOptions, type AllReduceOptions, type CompiledRingOptions, type GrpcRingOptions } from './ring-options.ts';
 import { GrpcStatus, tokenMatches, type PingReply, type PingRequest, type PullRequest } from './ring-protocol.ts';
 import { hostPort, type Refusal, type RejectCounters, type RingTransport, type TransportPeer } from './transport.ts';
 
 export type RingState = 'listening' | 'connecting' | 'connected' | 'broken' | 'closed';
+
+/**
+ * GrpcRingOptions plus the ring epoch (default 0). Elastic runs (docs/reliability.md) build a new ring
+ * per epoch; every Pull and Ping carries it and a caller of another epoch is refused (staleEpoch).
+ */
+export type EpochRingOptions = GrpcRingOptions & { epoch?: number };
+
+/** The transports' refusal counters plus the ring's own: callers of another ring epoch. */
+export type RingRejectCounters = RejectCounters & { staleEpoch: number };
 
 /** Stands in for the peer of a 1-rank ring, which never communicates. */
 const NO_PEER: RingPeer = {
@@ -44,7 +53,7 @@ const NO_PEER: RingPeer = {
 
 export class GrpcRing {
   /** Refused calls and dropped messages, by reason. */
-  readonly rejected: RejectCounters = { foreignJob: 0, staleStep: 0, wrongSender: 0, badToken: 0 };
+  readonly rejected: RingRejectCounters = { foreignJob: 0, staleStep: 0, wrongSender: 0, badToken: 0, staleEpoch: 0 };
   private stateNow: RingState = 'listening';
   private brokenBy: Error | null = null;
   private readonly peer: TransportPeer | null;
@@ -57,16 +66,18 @@ export class GrpcRing {
   private address_ = '';
   private readonly cost = { collectives: 0, wallSeconds: 0, cpuSeconds: 0, payloadBytesSent: 0 };
 
-  private constructor(private readonly o: CompiledRingOptions) {
+  private constructor(private readonly o: CompiledRingOptions, readonly epoch: number) {
     const ctx = { rejected: this.rejected, where: () => this.where(), onFailure: (err: Error) => this.markBroken(err) };
     this.transport =
       o.transport === 'h2' ? new H2Transport(o, ctx) : o.transport === 'raw-h2' ? new RawH2Transport(o, ctx) : new GrpcJsTransport(o, ctx);
     this.peer = this.transport.peer;
   }
 
-  static async create(options: GrpcRingOptions): Promise<GrpcRing> {
-    const o = compileRingOptions(options);
-    const ring = new GrpcRing(o);
+  static async create(options: EpochRingOptions): Promise<GrpcRing> {
+    const { epoch = 0, ...rest } = options;
+    if (!Number.isSafeInteger(epoch) || epoch < 0) throw new InputError(`ring epoch must be a non-negative integer, got ${epoch}`);
+    const o = compileRingOptions(rest);
+    const ring = new GrpcRing(o, epoch);
     const port = await ring.transport
       .listen(o.listenHost, o.listenPort, {
         pull: (req, token) => ring.decidePull(req, token),
@@ -145,18 +156,45 @@ export class GrpcRing {
     const op = options.op ?? ALL_REDUCE_DEFAULTS.op;
     const codecName = options.codec ?? ALL_REDUCE_DEFAULTS.codec;
     const timeoutMs = options.timeoutMs ?? ALL_REDUCE_DEFAULTS.timeoutMs;
-    const { step } = options;
+    if (!(op in { sum: 1, mean: 1 }) || !(codecName in codecs)) {
+      throw new InputError(`allReduce(): bad options op=${op} codec=${codecName} timeoutMs=${timeoutMs}`);
+    }
+    const codec = codecs[codecName];
+    const n = this.o.worldSize;
+    // Each rank sends 2(N-1)/N of the buffer.
+    const sent = Math.round(((2 * (n - 1)) / n) * buf.length * codec.bytesPerElement);
+    await this.collective('allReduce', options.step, timeoutMs, sent, (peer) => ringAllReduce(peer, buf, {
+      rank: this.o.rank, worldSize: n, step: options.step, op, codec, maxElementsPerMessage: this.o.maxElementsPerMessage, progress: this.progress,
+    }));
+  }
+
+  /**
+   * Every rank ends with rank `root`'s `buf`, bit for bit (fp32 on the wire whatever the job's codec:
+   * a broadcast hands state over, it must not round). `step` is a collective sequence number like
+   * allReduce's: above the ring's previous one.
+   */
+  async broadcast(buf: Float32Array, options: { step: number; root: number; timeoutMs?: number }): Promise<void> {
+    const timeoutMs = options.timeoutMs ?? ALL_REDUCE_DEFAULTS.timeoutMs;
+    const n = this.o.worldSize;
+    if (!Number.isInteger(options.root) || options.root < 0 || options.root >= n) throw new InputError(`broadcast(): root ${options.root} is not a rank of ${n}`);
+    // Every rank but the one left of root forwards the whole buffer once.
+    const sent = (this.o.rank + 1) % n === options.root ? 0 : buf.length * codecs.fp32.bytesPerElement;
+    await this.collective('broadcast', options.step, timeoutMs, sent, (peer) => ringBroadcast(peer, buf, {
+      rank: this.o.rank, worldSize: n, step: options.step, root: options.root, codec: codecs.fp32, maxElementsPerMessage: this.o.maxElementsPerMessage, progress: this.progress,
+    }));
+  }
+
+  /** The state checks, deadline and cost accounting every collective shares; `run` is the algorithm. */
+  private async collective(what: string, step: number, timeoutMs: number, bytesSent: number, run: (peer: RingPeer) => Promise<void>): Promise<void> {
     if (this.brokenBy) throw this.brokenBy;
-    if (this.stateNow === 'closed') throw new RingClosedError(`rank ${this.o.rank}: allReduce() after close()`);
-    if (this.stateNow !== 'connected') throw new RingProtocolError(`allReduce() before connect() (state ${this.stateNow})`);
-    if (this.busy) throw new RingProtocolError('allReduce() while another collective is running on this ring');
+    if (this.stateNow === 'closed') throw new RingClosedError(`rank ${this.o.rank}: ${what}() after close()`);
+    if (this.stateNow !== 'connected') throw new RingProtocolError(`${what}() before connect() (state ${this.stateNow})`);
+    if (this.busy) throw new RingProtocolError(`${what}() while another collective is running on this ring`);
     this.peer?.state.checkUsable();
     if (!Number.isSafeInteger(step) || step <= this.lastStep) {
       throw new RingProtocolError(`step ${step} must be an integer above the previous step ${this.lastStep}`);
     }
-    if (!(timeoutMs > 0) || !(op in { sum: 1, mean: 1 }) || !(codecName in codecs)) {
-      throw new InputError(`allReduce(): bad options op=${op} codec=${codecName} timeoutMs=${timeoutMs}`);
-    }
+    if (!(timeoutMs > 0)) throw new InputError(`${what}(): bad timeoutMs=${timeoutMs}`);
     this.busy = true;
     const peer = this.peer;
     if (peer) peer.state.activeStep = step;
@@ -164,10 +202,7 @@ export class GrpcRing {
     const disarm = peer ? this.armTimeout(peer, step, timeoutMs) : () => {};
     const [cpu0, t0] = [process.cpuUsage(), performance.now()];
     try {
-      await ringAllReduce(peer ?? NO_PEER, buf, {
-        rank: this.o.rank, worldSize: this.o.worldSize, step, op, codec: codecs[codecName],
-        maxElementsPerMessage: this.o.maxElementsPerMessage, progress: this.progress,
-      });
+      await run(peer ?? NO_PEER);
     } catch (err) {
       throw this.brokenBy ?? err; // the first error names the cause; later ones are its echoes
     } finally {
@@ -179,11 +214,10 @@ export class GrpcRing {
       this.lastStep = step;
       this.busy = false;
       const cpu = process.cpuUsage(cpu0);
-      const n = this.o.worldSize;
       this.cost.collectives++;
       this.cost.wallSeconds += (performance.now() - t0) / 1000;
       this.cost.cpuSeconds += (cpu.user + cpu.system) / 1e6;
-      this.cost.payloadBytesSent += Math.round(((2 * (n - 1)) / n) * buf.length * codecs[codecName].bytesPerElement);
+      this.cost.payloadBytesSent += bytesSent;
     }
   }
 
@@ -207,7 +241,7 @@ export class GrpcRing {
 
   private pullFromLeft(peer: TransportPeer, deadline: number): Promise<void> {
     const o = this.o;
-    return this.transport.pullFromLeft(this.peers[peer.leftRank]!, { jobId: o.jobId, rank: o.rank, worldSize: o.worldSize }, deadline);
+    return this.transport.pullFromLeft(this.peers[peer.leftRank]!, { jobId: o.jobId, rank: o.rank, worldSize: o.worldSize, epoch: this.epoch }, deadline);
   }
 
   private waitForRight(peer: TransportPeer, deadline: number): Promise<void> {
@@ -232,6 +266,7 @@ export class GrpcRing {
       this.rejected.foreignJob++;
       return { code: GrpcStatus.PERMISSION_DENIED, details: `this ring serves job ${this.o.jobId}, not ${req.jobId}` };
     }
+    if (this.staleEpoch(req.epoch)) return { code: GrpcStatus.FAILED_PRECONDITION, details: `this ring is epoch ${this.epoch}, the caller's is ${req.epoch ?? 0}` };
     const peer = this.peer;
     if (!peer || req.rank !== peer.rightRank || req.worldSize !== this.o.worldSize) {
       this.rejected.wrongSender++;
@@ -252,8 +287,16 @@ export class GrpcRing {
       this.rejected.foreignJob++;
       return { code: GrpcStatus.PERMISSION_DENIED, details: `this ring serves job ${this.o.jobId}` };
     }
+    if (this.staleEpoch(req.epoch)) return { code: GrpcStatus.FAILED_PRECONDITION, details: `this ring is epoch ${this.epoch}, the caller's is ${req.epoch ?? 0}` };
     const active = this.peer?.state.activeStep ?? null;
     return { jobId: this.o.jobId, rank: this.o.rank, step: Math.max(0, active ?? this.lastStep), inCollective: active !== null };
+  }
+
+  /** True (and counted) when a caller belongs to another ring epoch. */
+  private staleEpoch(epoch: number | undefined): boolean {
+    if ((epoch ?? 0) === this.epoch) return false;
+    this.rejected.staleEpoch++;
+    return true;
   }
 
   /**
@@ -296,7 +339,7 @@ export class GrpcRing {
       this.peers.map(async (address, r) => {
         if (r === o.rank) return;
         try {
-          const reply = await this.transport.ping(address, { jobId: o.jobId, rank: o.rank }, deadlineMs);
+          const reply = await this.transport.ping(address, { jobId: o.jobId, rank: o.rank, epoch: this.epoch }, deadlineMs);
           if (!reply.inCollective || reply.step !== step) result.set(r, 'elsewhere');
         } catch {
           result.set(r, 'silent');

@@ -130,6 +130,55 @@ export async function ringAllReduce(peer: RingPeer, buf: Float32Array, opts: Rin
   }
 }
 
+export interface RingBroadcastOptions {
+  readonly rank: number;
+  readonly worldSize: number;
+  readonly step: number;
+  /** The rank whose buffer every rank ends with. */
+  readonly root: number;
+  /** An exact codec (fp32): a broadcast copies bits, it never rounds. */
+  readonly codec: WireCodec;
+  readonly maxElementsPerMessage: number;
+  readonly progress?: { round: number | null };
+}
+
+/**
+ * Broadcast of `buf` from `root`: every rank ends with root's bytes (NaN payloads and -0.0 included).
+ * The all-gather half of the ring, for one chunk that is the whole buffer: root sends its parts right;
+ * rank root+d (d = 1..N-1) receives each part from the left, copies it in and, unless its right
+ * neighbour is root, forwards it. The chain root -> ... -> root-1 has no cycle, so receive-then-forward
+ * cannot deadlock; parts pipeline down the chain. Not an all-reduce of zeros: x + 0 turns -0.0 into
+ * +0.0, and re-forming a ring (docs/reliability.md) must hand parameters and optimizer state over exactly.
+ * Headers: round 0, chunk `root`, part p of ceil(L / maxElementsPerMessage).
+ */
+export async function ringBroadcast(peer: RingPeer, buf: Float32Array, opts: RingBroadcastOptions): Promise<void> {
+  const { rank, worldSize: n, step, root, codec, maxElementsPerMessage: maxElements } = opts;
+  if (!(root >= 0 && root < n)) throw new RingProtocolError(`broadcast root ${root} is not a rank of ${n}`);
+  if (n === 1) return;
+  const whole = { start: 0, end: buf.length };
+  const parts = partCount(whole, maxElements);
+  const distance = mod(rank - root, n);
+  const forwards = distance < n - 1;
+  if (opts.progress) opts.progress.round = 0;
+  try {
+    for (let part = 0; part < parts; part++) {
+      const { start, end } = partRange(whole, maxElements, part);
+      const values = buf.subarray(start, end);
+      if (distance > 0) {
+        const msg = await peer.receive(step);
+        expectHeader(msg, { step, round: 0, chunk: root, part }, end - start, codec, mod(rank - 1, n));
+        codec.decode(msg.payload, values);
+      }
+      if (forwards) await peer.send({ step, round: 0, chunk: root, part }, values, codec);
+    }
+  } catch (err) {
+    peer.abort(err instanceof Error ? err : new Error(String(err)));
+    throw err;
+  } finally {
+    if (opts.progress) opts.progress.round = null;
+  }
+}
+
 function expectHeader(msg: IncomingChunk, want: ChunkHeader, elements: number, codec: WireCodec, left: number): void {
   if (
     msg.step !== want.step ||

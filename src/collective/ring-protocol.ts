@@ -22,14 +22,21 @@ const root = protobuf.loadSync(RING_PROTO_PATH);
 /** protobufjs's RingChunk, the reference tests/collective/wire.test.ts holds wire.ts to. */
 export const RingChunkType = root.lookupType('ringtune.v1.RingChunk');
 
+/**
+ * `epoch` is the ring epoch (absent = 0): the coordinator re-forms the ring after a loss or a join with
+ * a new epoch, and a ring refuses (and counts as staleEpoch) a caller from any other epoch, so a rank
+ * left over from the previous ring can never attach to or probe the new one.
+ */
 export interface PullRequest {
   jobId: string;
   rank: number;
   worldSize: number;
+  epoch?: number;
 }
 export interface PingRequest {
   jobId: string;
   rank: number;
+  epoch?: number;
 }
 export interface PingReply {
   jobId: string;

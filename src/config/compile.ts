@@ -108,6 +108,8 @@ export interface CompiledJob {
     secretFile?: string;
     progressTimeoutMs: number;
   };
+  /** elastic: (docs/reliability.md); minWorkers <= cluster.workers <= maxWorkers. */
+  elastic: { minWorkers: number; maxWorkers: number; onLoss: 'shrink' | 'wait' | 'fail'; waitTimeoutMs: number };
   outputDir: string;
 }
 
@@ -205,6 +207,7 @@ export function compileJob(raw: unknown, jobFile: string, o: CompileOptions = {}
   } catch (err) {
     problems.push(`  ${(err as Error).message}`);
   }
+  checkElastic(s, problem);
   if (problems.length) throw new JobSpecError(`${jobFile}: ${problems.length} problem${problems.length === 1 ? '' : 's'} in the job spec:\n${problems.join('\n')}`);
   const betas = s.training.betas ?? defaultBetas(s.training.optimizer);
   const tls = (t?: { ca?: string; cert?: string; key?: string }): TlsPaths | undefined =>
@@ -284,8 +287,20 @@ export function compileJob(raw: unknown, jobFile: string, o: CompileOptions = {}
       secretFile: s.cluster.secret_file ? path(s.cluster.secret_file) : undefined,
       progressTimeoutMs: s.cluster.progress_timeout_ms,
     },
+    elastic: {
+      minWorkers: s.elastic.min_workers ?? s.cluster.workers, maxWorkers: s.elastic.max_workers ?? s.cluster.workers,
+      onLoss: s.elastic.on_loss, waitTimeoutMs: s.elastic.wait_timeout_ms,
+    },
     outputDir,
   };
+}
+
+/** min_workers <= cluster.workers <= max_workers (the defaults are cluster.workers). */
+function checkElastic(s: JobSpec, problem: (path: string, message: string) => void): void {
+  const { min_workers: min, max_workers: max } = s.elastic;
+  const n = s.cluster.workers;
+  if (min !== undefined && min > n) problem('elastic.min_workers', `${min} is more than cluster.workers ${n}: the run could never start`);
+  if (max !== undefined && max < n) problem('elastic.max_workers', `${max} is less than cluster.workers ${n}`);
 }
 
 /**

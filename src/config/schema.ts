@@ -144,6 +144,20 @@ export const ClusterSchema = z
   })
   .strict();
 
+/**
+ * What the job does when a worker is lost mid-run (docs/reliability.md): `fail` stops the run (resume
+ * with --resume); `shrink` re-forms the ring from the survivors; `wait` waits for a replacement first.
+ * min/max_workers default to cluster.workers; a Join while running below max_workers scales up.
+ */
+export const ElasticSchema = z
+  .object({
+    min_workers: positiveInt.optional(),
+    max_workers: positiveInt.optional(),
+    on_loss: z.enum(['shrink', 'wait', 'fail']).default('fail'),
+    wait_timeout_ms: positiveInt.default(60_000),
+  })
+  .strict();
+
 export const JobSchema = z
   .object({
     name: z.string().regex(/^[A-Za-z0-9._-]+$/, 'letters, digits, ".", "_" and "-" only').default('job'),
@@ -164,6 +178,7 @@ export const JobSchema = z
     checkpoint: CheckpointSchema.prefault({}),
     eval: EvalSchema.prefault({}),
     cluster: ClusterSchema.prefault({}),
+    elastic: ElasticSchema.prefault({}),
     output: z.string().min(1).default('out'),
   })
   .strict();

@@ -17,6 +17,8 @@ export const subjects = (job: string) => {
     checkpoint: `${base}.checkpoint`,
     done: `${base}.done`,
     failed: `${base}.failed`,
+    /** worker -> coordinator (elastic): ReformReport */
+    reform: `${base}.reform`,
     /** coordinator -> all workers: Control (Start, EvalDecision, Abort, Shutdown) */
     control: `${base}.control`,
     /** request/reply: StatusRequest -> StatusReply (`ringtune status`) */

@@ -23,6 +23,20 @@
  *     The coordinator in turn sends Control.CoordinatorAlive; workers stop if it falls silent.
  * 10. Done from every rank: write eval_report.json and report.html, Control.Shutdown, exit 0.
  *
+ * Elastic (job `elastic:`, docs/reliability.md; reform.ts decides each round):
+ * E1. A rank is lost (step 9's heartbeat verdict, or a survivor's Failed{survivor, lost_rank}) while
+ *     training, and elastic.on_loss is shrink or wait: it is dropped and Control.Reform{epoch e+1}
+ *     goes to all (re-sent until the plan). Under fail, step 9 as before.
+ * E2. A Join while training below elastic.max_workers: Assignment{standby}; the worker loads and sends
+ *     Ready{standby}; then Control.Reform{e+1, at_boundary}: the ranks vote in the next all-reduce and
+ *     all stop after the same step.
+ * E3. Every surviving member abandons its ring, builds the ring of e+1 and sends ReformReport{applied
+ *     step, ring address}. When all did (wait: and the world is whole again or wait_timeout_ms passed),
+ *     Control.ReformPlan{e+1, peers, target = max applied step, source}: survivors keep their order,
+ *     standby joiners follow; the source broadcasts its state on the new ring; training goes on from
+ *     target + 1. Steps up to target count as complete; reports of another epoch are ignored.
+ *     Fewer than elastic.min_workers: the run fails naming the policy.
+ *
  * Parts: membership.ts (joins, ranks, heartbeats), liveness.ts (the watchdog's verdict),
  * step-book.ts (step completion), eval-book.ts (eval merge), src/run/record.ts (history, early
  * stopping, reports). `Coordinator` holds one handler per protocol step above and speaks through an
@@ -43,7 +57,8 @@ import { claimCheckpointDir, newRunId } from '../run/checkpoint-dir.ts';
 import { EvalBook } from './eval-book.ts';
 import { Liveness } from './liveness.ts';
 import { Membership } from './membership.ts';
-import { describeHashGroups, StepBook } from './step-book.ts';
+import { ReformRound, type ReformLimits } from './reform.ts';
+import { describeHashGroups, StepBook, type CompletedStep } from './step-book.ts';
 import { stringifyRecord } from '../run/record-json.ts';
 
 export type { CoordinatorPhase } from '../control/phases.ts';
@@ -124,7 +139,14 @@ export class Coordinator {
   readonly finished: Promise<RunSummary>;
   private readonly liveness: Liveness;
   private readonly steps = new StepBook();
-  private readonly evals = new EvalBook();
+  private evals = new EvalBook();
+  /** Elastic: the ring epoch training runs in (ReformPlan), the round forming the next one, the limits. */
+  private epoch = 0;
+  private reform?: ReformRound;
+  private reformSentMs = 0;
+  /** The latest ReformPlan, sent again to a member that missed it. */
+  private lastPlan?: NonNullable<M['Control']['plan']>;
+  private readonly limits: ReformLimits;
   private readonly ready = new Set<number>();
   private readonly done = new Set<number>();
   private phase: CoordinatorPhase = 'waiting-for-workers';
@@ -146,6 +168,12 @@ export class Coordinator {
     this.members = new Membership(o.job.cluster.workers);
     this.liveness = new Liveness(this.members, o.job.cluster.heartbeatTimeoutMs);
     this.finalModelDir = finalModelDir(o.job.outputDir);
+    // --workers may override cluster.workers after compile: the limits always include it.
+    const { elastic, cluster } = o.job;
+    this.limits = {
+      onLoss: elastic.onLoss, waitTimeoutMs: elastic.waitTimeoutMs,
+      minWorkers: Math.min(elastic.minWorkers, cluster.workers), maxWorkers: Math.max(elastic.maxWorkers, cluster.workers),
+    };
     this.finished = new Promise<RunSummary>((resolve, reject) => (this.settle = { resolve, reject }));
     this.finished.catch(() => {}); // the owner awaits it; a failure before that must not be "unhandled"
   }
@@ -162,11 +190,13 @@ export class Coordinator {
       // told so (it exits non-zero) instead of waiting forever.
       const mine = this.assignments.get(j.workerId);
       if (mine) {
-        if (this.phase === 'loading') this.o.outbox.assign(j.workerId, mine);
+        if (this.phase === 'loading' || mine.standby) this.o.outbox.assign(j.workerId, mine);
+      } else if ((this.phase === 'loading' || this.phase === 'training' || this.phase === 'reforming') && this.members.size < this.limits.maxWorkers) {
+        this.joinRunning(j); // E2
       } else {
         this.o.outbox.assign(j.workerId, {
           runId: this.o.runId, workerId: j.workerId, rank: 0, worldSize: 0, peers: [], compiledJobJson: '', resumeFrom: '',
-          refused: `run ${this.o.runId} already has its ${this.members.worldSize} workers (phase ${this.phase})`,
+          refused: `run ${this.o.runId} already has its ${this.members.worldSize} workers (phase ${this.phase}; elastic.max_workers ${this.limits.maxWorkers})`,
         });
       }
       return;
@@ -187,6 +217,18 @@ export class Coordinator {
     this.o.log(`[coordinator] run ${runId}: ${peers.map((p) => `rank ${p.rank} = ${p.workerId} @ ${p.ringAddress}`).join(', ')}`);
   }
 
+  /** E2: a worker joins the running job as a standby; it enters the ring at the next re-form. */
+  private joinRunning(j: M['Join']): void {
+    this.members.addStandby(j);
+    const a: M['Assignment'] = {
+      runId: this.o.runId, workerId: j.workerId, rank: 0, worldSize: 0, peers: [], compiledJobJson: JSON.stringify(withoutCredentials(this.o.job)),
+      resumeFrom: this.o.resumeFrom ?? '', epoch: this.epoch, standby: true,
+    };
+    this.assignments.set(j.workerId, a);
+    this.o.outbox.assign(j.workerId, a);
+    this.o.log(`[coordinator] ${j.workerId} @ ${j.ringAddress} joins the running job: loading, enters the ring at the next re-form`);
+  }
+
   /** The join deadline passed. */
   joinTimedOut(): void {
     if (this.phase !== 'waiting-for-workers') return;
@@ -195,7 +237,9 @@ export class Coordinator {
 
   // 4-5. ready -> start
   onReady(r: M['Ready'], sender?: string): void {
-    if (r.runId !== this.o.runId || !this.fromRank(r.rank, sender, 'Ready')) return;
+    if (r.runId !== this.o.runId) return;
+    if (r.standby) return this.onStandbyReady(r, sender);
+    if (!this.fromRank(r.rank, sender, 'Ready')) return;
     // A rank re-sends Ready until it hears Start: it missed it.
     if (this.phase === 'training' && this.ready.has(r.rank)) return this.o.outbox.control({ start: { startStep: this.steps.contiguous } });
     if (this.phase !== 'loading') return;
@@ -213,13 +257,38 @@ export class Coordinator {
     this.o.outbox.control({ start: { startStep: r.startStep } });
   }
 
+  /** E2: a standby joiner is loaded: it re-sends Ready until a plan takes it in. */
+  private onStandbyReady(r: M['Ready'], sender?: string): void {
+    const id = r.workerId ?? '';
+    if (sender !== undefined && sender !== id) return this.refuse(`Ready{standby} for ${id} sent by ${sender}`);
+    if (!this.members.isStandby(id)) {
+      // Already in the ring: it missed the plan that took it in.
+      if (this.lastPlan && this.lastPlan.peers.some((p) => p.workerId === id)) this.o.outbox.control({ plan: this.lastPlan });
+      return;
+    }
+    if (this.members.standbyReady(id)) this.admitStandby();
+  }
+
+  /** E2: loaded standby workers enter at the next step boundary (training) or with the round in progress. */
+  private admitStandby(): void {
+    if (this.phase === 'reforming') return this.tryPlan();
+    const ready = this.members.readyStandby(this.liveness.timeoutMs);
+    if (this.phase !== 'training' || this.reform || !ready.length || this.members.worldSize >= this.limits.maxWorkers) return;
+    this.startReform(`worker${ready.length > 1 ? 's' : ''} ${ready.map((w) => w.workerId).join(', ')} join${ready.length > 1 ? '' : 's'}`, [], true);
+  }
+
   // 6. steps
   async onStepReport(r: M['StepReport'], sender?: string): Promise<void> {
-    if (r.runId !== this.o.runId || !this.fromRank(r.rank, sender, 'StepReport')) return;
+    if (r.runId !== this.o.runId || (r.epoch ?? 0) !== this.epoch) return; // another epoch's (a re-send from before a re-form)
+    if (!this.fromRank(r.rank, sender, 'StepReport')) return;
     if (this.totalSteps > 0 && r.step > this.totalSteps) return this.refuse(`StepReport for step ${r.step} of ${this.totalSteps}`);
     this.members.alsoAlive(r.rank); // a report is as good as a heartbeat
-    const s = this.steps.add(r, this.members.worldSize);
-    if (!s) return;
+    const s = this.steps.add(r, this.members.activeCount);
+    if (s) await this.completed(s);
+  }
+
+  /** A complete step: metrics, record, the replicas' hash check. */
+  private async completed(s: CompletedStep): Promise<void> {
     this.lastComplete = Math.max(this.lastComplete, s.step);
     this.progressed();
     this.lastLoss = s.loss;
@@ -240,12 +309,14 @@ export class Coordinator {
 
   // 7. evaluation
   async onEvalReport(e: M['EvalReport'], sender?: string): Promise<void> {
-    if (e.runId !== this.o.runId || !this.fromRank(e.rank, sender, 'EvalReport')) return;
+    if (e.runId !== this.o.runId || (e.epoch ?? 0) !== this.epoch) return;
+    if (!this.fromRank(e.rank, sender, 'EvalReport')) return;
     if (this.totalSteps > 0 && e.step > this.totalSteps) return this.refuse(`EvalReport for step ${e.step} of ${this.totalSteps}`);
     // A rank re-sends its report until it hears the decision: it missed it.
     const decided = this.decisions.get(e.step);
     if (decided) return this.o.outbox.control({ evalDecision: decided });
-    const merged = this.evals.add(e.step, e.rank, parseEvalState(e.stateJson, `EvalReport from rank ${e.rank} for step ${e.step}`), this.members.worldSize);
+    if (this.reform && !this.reform.atBoundary) return; // a rank was lost: the evaluation is abandoned with the step
+    const merged = this.evals.add(e.step, e.rank, parseEvalState(e.stateJson, `EvalReport from rank ${e.rank} for step ${e.step}`), this.members.activeCount);
     if (!merged) return;
     const r = merged.result;
     this.o.events?.eval?.(e.step, r);
@@ -282,8 +353,12 @@ export class Coordinator {
   }
 
   onFailed(f: M['Failed'], sender?: string): void {
-    if (f.runId !== this.o.runId || !this.fromRank(f.rank, sender, 'Failed')) return;
-    if (f.lostRank >= 0) this.fail(f.lostRank, `lost (reported by rank ${f.rank}): ${f.error}`);
+    if (f.runId !== this.o.runId) return;
+    // A survivor of an earlier epoch: its loss report is about a ring already given up.
+    if (f.survivor && (f.epoch ?? 0) !== this.epoch) return;
+    if (!this.fromRank(f.rank, sender, 'Failed')) return;
+    if (f.survivor && f.lostRank >= 0) this.lose(f.lostRank, `lost (reported by rank ${f.rank}): ${f.error}`);
+    else if (f.lostRank >= 0) this.fail(f.lostRank, `lost (reported by rank ${f.rank}): ${f.error}`);
     else this.fail(f.rank, f.error);
   }
 
@@ -301,10 +376,17 @@ export class Coordinator {
     }
     // Acknowledges reports: every step up to `steps.contiguous` is in; workers re-send the rest.
     if (v.announce) this.o.outbox.control({ alive: { step: this.steps.contiguous, checkpointStep: this.lastCheckpointStep } });
-    if (v.lost) return this.fail(v.lost.rank, this.liveness.describe(v.lost));
+    if (v.lost) return this.lose(v.lost.rank, this.liveness.describe(v.lost));
+    if (this.reform) {
+      // E1/E2: re-sent until every member reported (a lost Control costs a second, not the run).
+      if (performance.now() - this.reformSentMs > 1000) this.sendReform();
+      this.tryPlan();
+    } else {
+      this.admitStandby(); // one that was ready while loading, or while a round was deciding
+    }
     const limit = this.o.job.cluster.progressTimeoutMs;
     const still = performance.now() - this.lastProgress;
-    if (this.phase === 'training' && limit > 0 && still > limit) {
+    if ((this.phase === 'training' || this.phase === 'reforming') && limit > 0 && still > limit) {
       this.fail(-1, `no progress for ${Math.round(still / 1000)} s (cluster.progress_timeout_ms ${limit}): no step, evaluation or checkpoint completed after step ${this.lastComplete} though every rank is alive${busy(this.members.activities())}`);
     }
   }
@@ -360,8 +442,70 @@ export class Coordinator {
     return {
       job: job.name, runId, phase: this.phase, step: this.lastComplete, totalSteps: this.totalSteps, worldSize: this.members.worldSize,
       workersAlive: this.members.alive(job.cluster.heartbeatTimeoutMs), lastLoss: this.lastLoss, workers: this.members.status(),
-      lastEvalJson: lastEval ? stringifyRecord(lastEval) : '', lastCheckpointStep: this.lastCheckpointStep, error: '',
+      lastEvalJson: lastEval ? stringifyRecord(lastEval) : '', lastCheckpointStep: this.lastCheckpointStep, error: '', epoch: this.epoch,
     };
+  }
+
+  /**
+   * A rank is gone. Elastic shrink / wait while training or re-forming: drop it and re-form (E1);
+   * otherwise (policy fail, or while loading or finishing) the run fails as step 9 says.
+   */
+  lose(rank: number, reason: string): void {
+    const elastic = this.limits.onLoss !== 'fail' && (this.phase === 'training' || this.phase === 'reforming');
+    const workerId = this.members.byRank(rank)?.workerId;
+    if (!elastic) return this.fail(rank, reason);
+    if (workerId === undefined) return; // dropped already (another survivor's report of the same loss)
+    this.o.log(`[coordinator] rank ${rank} (${workerId}) lost after step ${this.lastComplete}: ${reason}; elastic.on_loss ${this.limits.onLoss}: re-forming the ring`);
+    this.members.drop(rank);
+    this.startReform(`rank ${rank} (${workerId}) lost: ${reason}`, [workerId, ...(this.reform?.dropped ?? [])], false);
+  }
+
+  /** E1/E2: a new round for epoch + 1 (a loss during a round starts the next one, without the lost). */
+  private startReform(reason: string, dropped: string[], atBoundary: boolean): void {
+    const epoch = (this.reform?.epoch ?? this.epoch) + 1;
+    const worldBefore = this.reform?.worldBefore ?? this.members.worldSize;
+    this.reform = new ReformRound(epoch, reason, this.members.activeWorkers(), worldBefore, atBoundary && !this.reform?.dropped.length, dropped);
+    this.setPhase('reforming');
+    this.progressed();
+    this.sendReform();
+  }
+
+  private sendReform(): void {
+    const r = this.reform!;
+    this.reformSentMs = performance.now();
+    this.o.outbox.control({ reform: { epoch: r.epoch, reason: r.reason, dropped: [...r.dropped], atBoundary: r.atBoundary } });
+  }
+
+  /** E3: a survivor abandoned its ring and built the next one. */
+  onReformReport(r: M['ReformReport'], sender?: string): void {
+    if (r.runId !== this.o.runId) return;
+    if (sender !== undefined && sender !== r.workerId) return this.refuse(`ReformReport for ${r.workerId} sent by ${sender}`);
+    // A member that missed the plan re-sends its report: send the plan again.
+    if (!this.reform && r.epoch === this.epoch && this.lastPlan) return this.o.outbox.control({ plan: this.lastPlan });
+    if (!this.reform?.add(r)) return;
+    this.members.alsoAliveWorker(r.workerId);
+    this.tryPlan();
+  }
+
+  /** E3: the round's decision, once it can be made. */
+  private tryPlan(): void {
+    const round = this.reform;
+    if (!round || this.phase !== 'reforming') return;
+    const d = round.decide(this.members.readyStandby(this.liveness.timeoutMs), this.limits);
+    if (d.kind === 'wait') return;
+    if (d.kind === 'fail') return this.fail(-1, d.reason);
+    this.reform = undefined;
+    this.epoch = round.epoch;
+    this.members.reRank(d.peers.map((p) => p.workerId));
+    this.evals = new EvalBook();
+    for (const s of this.steps.completeThrough(d.targetStep)) void this.completed(s);
+    this.lastComplete = Math.max(this.lastComplete, d.targetStep);
+    this.lastPlan = { epoch: round.epoch, peers: d.peers, targetStep: d.targetStep, sourceRank: d.sourceRank };
+    this.setPhase('training');
+    this.progressed();
+    this.o.outbox.control({ plan: this.lastPlan });
+    this.o.log(`[coordinator] ring epoch ${round.epoch}: ${d.peers.length} workers from step ${d.targetStep} (state from rank ${d.sourceRank})` +
+      `${d.joined.length ? `; joined: ${d.joined.join(', ')}` : ''}: ${d.peers.map((p) => `rank ${p.rank} = ${p.workerId} @ ${p.ringAddress}`).join(', ')}`);
   }
 
   /** Stops the run: Abort to every rank, and `finished` rejects naming the rank and the last complete step. */
@@ -448,6 +592,7 @@ export async function runCoordinator(o: CoordinatorOptions): Promise<RunSummary>
   bus.subscribe(subj.checkpoint, 'CheckpointReport', guarded((k, from) => c.onCheckpoint(k, from))); // 8
   bus.subscribe(subj.heartbeat, 'Heartbeat', guarded((h, from) => c.onHeartbeat(h, from))); // 9
   bus.subscribe(subj.failed, 'Failed', guarded((f, from) => c.onFailed(f, from)));
+  bus.subscribe(subj.reform, 'ReformReport', guarded((r, from) => c.onReformReport(r, from))); // E3
   bus.subscribe(subj.done, 'Done', guarded((d, from) => c.onDone(d, from))); // 10
   // Only an authenticated request gets here: the bus dropped the rest.
   bus.subscribe(subj.status, 'StatusRequest', (_req, meta) => { if (meta.reply) bus.respond(meta.reply, 'StatusReply', c.status()); });

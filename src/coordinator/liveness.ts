@@ -23,7 +23,7 @@ export class Liveness {
 
   check(phase: CoordinatorPhase): LivenessVerdict {
     const alive = this.members.alive(this.timeoutMs);
-    const announce = phase === 'loading' || phase === 'training';
+    const announce = phase === 'loading' || phase === 'training' || phase === 'reforming';
     const watched = announce || phase === 'finishing';
     return { alive, announce, lost: watched ? this.members.late(this.timeoutMs) : undefined };
   }

@@ -15,6 +15,10 @@ interface Member {
   activity?: string;
   activityMs?: number;
   done?: boolean;
+  /** Elastic: dropped from the run (lost); its rank slot stays until the next re-form renumbers. */
+  dropped?: boolean;
+  /** Elastic: joined a running job; loaded once it sent Ready{standby}. */
+  standby?: { ready: boolean };
 }
 
 export class Membership {
@@ -58,7 +62,63 @@ export class Membership {
 
   byRank(rank: number): { workerId: string } | undefined {
     const m = this.ranks[rank];
-    return m && { workerId: m.join.workerId };
+    return m && !m.dropped ? { workerId: m.join.workerId } : undefined;
+  }
+
+  /** Ranks not dropped since the last (re-)form: whose reports complete a step. */
+  get activeCount(): number {
+    return this.ranks.filter((m) => !m.dropped).length;
+  }
+
+  /** The ranked, not dropped members' worker ids, in rank order. */
+  activeWorkers(): string[] {
+    return this.ranks.filter((m) => !m.dropped).map((m) => m.join.workerId);
+  }
+
+  /** Elastic: `rank` is lost; returns its worker id. It is no longer a member (status, liveness). */
+  drop(rank: number): string | undefined {
+    const m = this.ranks[rank];
+    if (!m || m.dropped) return undefined;
+    m.dropped = true;
+    this.members.delete(m.join.workerId);
+    return m.join.workerId;
+  }
+
+  /** Elastic: a worker joining a running job (loads, then waits for a re-form to take it in). */
+  addStandby(j: ControlMessages['Join']): void {
+    if (this.members.has(j.workerId)) return;
+    this.members.set(j.workerId, { join: j, order: this.members.size, rank: -1, lastHeartbeat: performance.now(), phase: 'joining', step: 0, standby: { ready: false } });
+  }
+
+  standbyReady(workerId: string): boolean {
+    const m = this.members.get(workerId);
+    if (!m?.standby) return false;
+    m.standby.ready = true;
+    return true;
+  }
+
+  /** Loaded standby workers whose heartbeat is current, in join order. */
+  readyStandby(timeoutMs: number): Array<{ workerId: string; ringAddress: string }> {
+    const now = performance.now();
+    return [...this.members.values()].filter((m) => m.standby?.ready && now - m.lastHeartbeat <= timeoutMs)
+      .sort((a, b) => a.order - b.order).map((m) => ({ workerId: m.join.workerId, ringAddress: m.join.ringAddress }));
+  }
+
+  isStandby(workerId: string): boolean {
+    return !!this.members.get(workerId)?.standby;
+  }
+
+  /** Elastic: the ranks of a new ring epoch, by worker id in rank order; dropped members are forgotten. */
+  reRank(workerIds: readonly string[]): void {
+    const now = performance.now();
+    this.ranks = workerIds.map((id, rank) => {
+      const m = this.members.get(id);
+      if (!m) throw new Error(`re-form: ${id} is not a member`);
+      m.rank = rank;
+      m.standby = undefined;
+      m.lastHeartbeat = now;
+      return m;
+    });
   }
 
   heartbeat(h: ControlMessages['Heartbeat']): void {
@@ -76,13 +136,18 @@ export class Membership {
    * 812 s"): what a stalled run is waiting on.
    */
   activities(): string[] {
-    return this.ranks.filter((m) => !m.done && m.activity !== undefined)
+    return this.ranks.filter((m) => !m.done && !m.dropped && m.activity !== undefined)
       .sort((a, b) => (b.activityMs ?? 0) - (a.activityMs ?? 0))
       .map((m) => `rank ${m.rank}: ${m.activity} for ${Math.round((m.activityMs ?? 0) / 1000)} s`);
   }
 
   alsoAlive(rank: number): void {
     const m = this.ranks[rank];
+    if (m) m.lastHeartbeat = performance.now();
+  }
+
+  alsoAliveWorker(workerId: string): void {
+    const m = this.members.get(workerId);
     if (m) m.lastHeartbeat = performance.now();
   }
 
@@ -106,7 +171,7 @@ export class Membership {
   /** The assigned, unfinished rank whose heartbeat is the oldest past the timeout, if any. */
   late(timeoutMs: number): { rank: number; ageMs: number } | undefined {
     const now = performance.now();
-    const late = this.ranks.filter((m) => !m.done && now - m.lastHeartbeat > timeoutMs).sort((a, b) => a.lastHeartbeat - b.lastHeartbeat)[0];
+    const late = this.ranks.filter((m) => !m.done && !m.dropped && now - m.lastHeartbeat > timeoutMs).sort((a, b) => a.lastHeartbeat - b.lastHeartbeat)[0];
     return late && { rank: late.rank, ageMs: now - late.lastHeartbeat };
   }
 

@@ -57,24 +57,42 @@ export class StepBook {
     this.pending.delete(r.step);
     this.ahead.add(r.step);
     while (this.ahead.delete(this.through + 1)) this.through += 1;
-    const all = [...at.values()];
-    const r0 = at.get(0) ?? all[0];
-    const tokens = all.reduce((a, x) => a + x.inputTokens, 0);
-    const seconds = Math.max(...all.map((x) => x.computeMs + x.reduceMs)) / 1000;
-    let hashGroups: Map<string, number[]> | undefined;
-    if (r0.paramHash) {
-      hashGroups = new Map();
-      for (const x of all) hashGroups.set(x.paramHash, [...(hashGroups.get(x.paramHash) ?? []), x.rank]);
-    }
-    return {
-      step: r.step, loss: r0.loss, lr: r0.lr, gradNorm: r0.gradNorm, count: r0.count, tokens, samples: all.reduce((a, x) => a + x.samples, 0),
-      tokensPerSecond: Math.round(tokens / seconds), workers: all.length,
-      computeMs: Math.round(Math.max(...all.map((x) => x.computeMs))),
-      reduceMsMin: Math.round(Math.min(...all.map((x) => x.reduceMs))), reduceMs: Math.round(Math.max(...all.map((x) => x.reduceMs))),
-      reduceBytes: Math.max(...all.map((x) => x.reduceBytes)),
-      hashGroups,
-    };
+    return summarize(r.step, at);
   }
+
+  /**
+   * Elastic re-form at `step`: every step up to it counts as complete from now on. Returns the steps up
+   * to it still waiting for reports (a lost rank's never came), summarized from the reports that did
+   * arrive: the global numbers are in every rank's report; the token and sample totals are partial.
+   */
+  completeThrough(step: number): CompletedStep[] {
+    const partial = [...this.pending.keys()].filter((s) => s <= step).sort((a, b) => a - b)
+      .map((s) => summarize(s, this.pending.get(s)!));
+    for (const s of [...this.pending.keys()]) if (s <= step) this.pending.delete(s);
+    this.startAt(Math.max(this.through, step));
+    return partial;
+  }
+}
+
+/** A step's numbers from the reports of it that arrived (every rank's, unless completeThrough). */
+function summarize(step: number, at: Map<number, StepReport>): CompletedStep {
+  const all = [...at.values()];
+  const r0 = at.get(0) ?? all[0];
+  const tokens = all.reduce((a, x) => a + x.inputTokens, 0);
+  const seconds = Math.max(...all.map((x) => x.computeMs + x.reduceMs)) / 1000;
+  let hashGroups: Map<string, number[]> | undefined;
+  if (r0.paramHash) {
+    hashGroups = new Map();
+    for (const x of all) hashGroups.set(x.paramHash, [...(hashGroups.get(x.paramHash) ?? []), x.rank]);
+  }
+  return {
+    step, loss: r0.loss, lr: r0.lr, gradNorm: r0.gradNorm, count: r0.count, tokens, samples: all.reduce((a, x) => a + x.samples, 0),
+    tokensPerSecond: Math.round(tokens / seconds), workers: all.length,
+    computeMs: Math.round(Math.max(...all.map((x) => x.computeMs))),
+    reduceMsMin: Math.round(Math.min(...all.map((x) => x.reduceMs))), reduceMs: Math.round(Math.max(...all.map((x) => x.reduceMs))),
+    reduceBytes: Math.max(...all.map((x) => x.reduceBytes)),
+    hashGroups,
+  };
 }
 
 /** "ranks 0,2: ab12...; ranks 1: cd34..." for a diverged hash check. */

@@ -30,6 +30,11 @@ export class Resender {
     for (const [key, p] of this.pending) if (key.startsWith(`${kind}:`) && p.step !== undefined && p.step <= step) this.pending.delete(key);
   }
 
+  /** Forgets every `<kind>:<n>` (reports that can no longer be answered: an abandoned epoch's evaluations). */
+  dropKind(kind: string): void {
+    for (const key of [...this.pending.keys()]) if (key.startsWith(`${kind}:`)) this.pending.delete(key);
+  }
+
   get size(): number {
     return this.pending.size;
   }

@@ -52,6 +52,11 @@ export interface WorkerState {
   early?: { best: number; badEvals: number };
   /** The run id of the checkpoint resumed from ('' for a fresh run or a checkpoint without one). */
   resumedRunId: string;
+  /**
+   * The global numbers of every step trained here, kept by every rank (not only rank 0): after an
+   * elastic re-form any rank may become rank 0 and write checkpoints carrying them.
+   */
+  trained?: HistoryLine[];
 }
 
 export interface WorkerEvents {
@@ -90,6 +95,13 @@ export interface LoopContext {
   activity?: ActivitySink;
   /** Appends {rank, step, examples} per step: which examples this rank trained on (debugging, tests). */
   traceFile?: string;
+  /** The ring epoch (0 until the first elastic re-form): carried by every report. */
+  epoch?: number;
+  /**
+   * Elastic scale-up: this rank's vote to stop after the current step for a re-form (Control.reform
+   * at_boundary). Travels with stopVote in the all-reduce; runSteps then returns `reformAt`.
+   */
+  reformVote?: () => boolean;
 }
 
 /**
@@ -117,6 +129,8 @@ export interface StepsOutcome {
   finalModelDir?: string;
   /** Stopped by a signal / the coordinator after this step (every rank the same), with rank 0's checkpoint. */
   stopped?: { step: number; checkpoint?: string };
+  /** Stopped after this step (every rank the same) for an elastic re-form (the vote was reformVote's). */
+  votedOut?: { step: number };
 }
 
 /** Runs the steps; rank 0 writes the final model (or, when stopped, a checkpoint if checkpointing is on). */
@@ -125,15 +139,15 @@ export async function runSteps(st: WorkerState, c: LoopContext): Promise<StepsOu
   const t = job.training;
   const bytesPerElement = job.cluster.codec === 'bf16' ? 2 : 4;
   const reduceBytes = Math.round((2 * (c.worldSize - 1) / c.worldSize) * flat.reduceBuffer.length * bytesPerElement);
-  let early = st.early;
   let step = st.startStep;
   const runId = st.resumedRunId || c.runId;
-  const trained: HistoryLine[] = [];
+  const trained = (st.trained ??= []);
+  const epoch = c.epoch ?? 0;
 
   let lastCheckpoint: { step: number; path: string } | undefined;
   const checkpoint = async (): Promise<string> => {
     const t0 = performance.now();
-    const state = trainerState(step, plan.stepsPerEpoch, { runId, seed: t.seed, schedule: st.schedule, labels: st.labels, earlyStopping: early });
+    const state = trainerState(step, plan.stepsPerEpoch, { runId, seed: t.seed, schedule: st.schedule, labels: st.labels, earlyStopping: st.early });
     const path = await saveCheckpoint(job.checkpoint.dir, { state, history: trained, keep: job.checkpoint.keep, tokenizerFrom: job.modelDir }, st);
     lastCheckpoint = { step, path };
     c.events?.checkpoint?.({ step, seconds: (performance.now() - t0) / 1000, path });
@@ -146,10 +160,10 @@ export async function runSteps(st: WorkerState, c: LoopContext): Promise<StepsOu
     if (st.data.eval.length === 0) return false;
     const state = await rankEvalState(model, job, st.data.eval, st.padId, c.rank, c.worldSize, st.generation);
     const at = step;
-    const report = { runId: c.runId, rank: c.rank, step: at, stateJson: JSON.stringify(state) };
+    const report = { runId: c.runId, rank: c.rank, step: at, stateJson: JSON.stringify(state), epoch };
     c.reports.send(`eval:${at}`, () => c.bus.publish(c.subj.eval, 'EvalReport', report));
     const d = await c.waitForDecision(at);
-    early = { best: d.best, badEvals: d.badEvals };
+    st.early = { best: d.best, badEvals: d.badEvals };
     return d.stop;
   };
 
@@ -162,7 +176,7 @@ export async function runSteps(st: WorkerState, c: LoopContext): Promise<StepsOu
     shard: (indices) => BatchPlan.shard(indices, c.rank, c.worldSize),
     allReduce: (buf, collective) => c.ring.allReduce(buf, { step: collective, op: 'sum', codec: job.cluster.codec, timeoutMs: job.cluster.collectiveTimeoutMs }),
     beforeStep: async (s, mine) => {
-      if (c.traceFile) await appendFile(c.traceFile, JSON.stringify({ rank: c.rank, step: s + 1, epoch: plan.epochOf(s), examples: mine.map((e) => e.source) }) + '\n');
+      if (c.traceFile) await appendFile(c.traceFile, JSON.stringify({ rank: c.rank, step: s + 1, epoch: plan.epochOf(s), ringEpoch: epoch, examples: mine.map((e) => e.source) }) + '\n');
     },
     onStep: async (s, r, lr, samples) => {
       step = s;
@@ -170,17 +184,19 @@ export async function runSteps(st: WorkerState, c: LoopContext): Promise<StepsOu
       const hash = job.cluster.hashEveryNSteps > 0 && step % job.cluster.hashEveryNSteps === 0 ? paramHash(flat.params) : '';
       const report = {
         runId: c.runId, rank: c.rank, step, loss: r.loss, count: r.count, gradNorm: r.gradNorm, lr, inputTokens: r.inputTokens,
-        samples, computeMs: r.computeMs, reduceMs: r.reduceMs, paramHash: hash, reduceBytes,
+        samples, computeMs: r.computeMs, reduceMs: r.reduceMs, paramHash: hash, reduceBytes, epoch,
       };
       c.reports.send(`step:${step}`, () => c.bus.publish(c.subj.step, 'StepReport', report), step);
       c.events?.step?.({ ...r, step, samples, reduceBytes });
-      if (c.rank === 0) trained.push({ type: 'train', step, loss: r.loss, lr, grad_norm: r.gradNorm, count: r.count });
+      trained.push({ type: 'train', step, loss: r.loss, lr, grad_norm: r.gradNorm, count: r.count });
     },
     evaluate,
     checkpoint: c.rank !== 0 ? undefined : async () => { await checkpoint(); },
-    stopVote: c.stopVote,
+    stopVote: c.reformVote ? () => !!(c.stopVote?.() || c.reformVote?.()) : c.stopVote,
     activity: c.activity,
   });
+  // Stopped for a re-form (at_boundary) this rank voted for, and not also asked to stop: no checkpoint, no final model.
+  if (run.interrupted && c.reformVote?.() && !c.stopVote?.()) return { votedOut: { step } };
   if (run.interrupted) {
     // Every rank stopped after the same step (the vote travelled in its all-reduce).
     let path = lastCheckpoint?.step === step ? lastCheckpoint.path : undefined;

@@ -24,7 +24,8 @@ import { setThreads, type BackendInfo } from '../model/backend.ts';
 import { wallMs } from './activity.ts';
 import { HeartbeatLink } from './heartbeat-link.ts';
 import { Resender } from './resender.ts';
-import { prepareWorkerState, runSteps, type WorkerEvents } from './step-loop.ts';
+import { packState, unpackState } from './state-transfer.ts';
+import { paramHash, prepareWorkerState, runSteps, type StepsOutcome, type WorkerEvents } from './step-loop.ts';
 
 export interface WorkerOptions {
   bus: BusOptions;
@@ -56,6 +57,23 @@ export class WorkerAbortedError extends RingtuneError {
   override readonly name: string = 'WorkerAbortedError';
 }
 
+/** A re-form abandons what this rank was waiting for (an evaluation decision); the worker re-forms. */
+class ReformInterrupt extends RingtuneError {
+  override readonly name: string = 'ReformInterrupt';
+}
+
+/** A new ring on the port the previous epoch's ring just closed: retried briefly while the OS frees it. */
+async function withPortRetry(create: () => Promise<GrpcRing>): Promise<GrpcRing> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await create();
+    } catch (err) {
+      if (attempt >= 20 || !/EADDRINUSE/.test(String((err as Error).message))) throw err;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+}
+
 /** The run had no place for this worker (it already had its workers). */
 export class WorkerRefusedError extends RingtuneError {
   override readonly name: string = 'WorkerRefusedError';
@@ -64,10 +82,13 @@ export class WorkerRefusedError extends RingtuneError {
 /** What is wrong with an assignment, or undefined: peers must be the ranks 0..N-1 in order and the job must parse. */
 function assignmentProblem(a: ControlMessages['Assignment']): string | undefined {
   if (!a.runId) return 'Assignment without a run id';
-  if (a.rank >= a.worldSize || a.peers.length !== a.worldSize || a.peers.some((p, i) => p.rank !== i)) {
+  // A standby joiner gets its rank and peers from the re-form plan that takes it in.
+  if (a.standby) {
+    if (a.peers.length || a.worldSize) return 'standby Assignment with peers';
+  } else if (a.rank >= a.worldSize || a.peers.length !== a.worldSize || a.peers.some((p, i) => p.rank !== i)) {
     return `Assignment of rank ${a.rank} in a world of ${a.worldSize} with ${a.peers.length} peers`;
   }
-  if (a.peers[a.rank].workerId !== a.workerId) return `Assignment whose peer ${a.rank} is not this worker`;
+  if (!a.standby && a.peers[a.rank].workerId !== a.workerId) return `Assignment whose peer ${a.rank} is not this worker`;
   try {
     const job = JSON.parse(a.compiledJobJson) as Partial<CompiledJob>;
     if (typeof job?.name !== 'string' || typeof job.cluster !== 'object' || typeof job.training !== 'object') return 'Assignment with a job that is not a compiled job';
@@ -154,6 +175,11 @@ export async function runWorker(o: WorkerOptions): Promise<void> {
     // The heartbeat thread hears the coordinator even while this thread is blocked (activity.coordinatorSeenMs):
     // after a long kernel this thread's timers run before its queued messages, and must not take that for silence.
     let coordinatorSeen = wallMs();
+    // Elastic (docs/reliability.md): the ring epoch and world this rank trains in, and the newest re-form asked for.
+    const elastic = job.elastic.onLoss !== 'fail';
+    let epoch = assignment.epoch ?? 0;
+    let worldSize = assignment.worldSize;
+    let reformAsk: ControlMessages['Control']['reform'];
     let stopAsked = false;
     bus.onConnection = (up) => { if (up) coordinatorSeen = wallMs(); }; // nobody could be heard during the outage
     const coordinatorGone = () => {
@@ -188,51 +214,157 @@ export async function runWorker(o: WorkerOptions): Promise<void> {
         abortReason = `aborted by the coordinator: ${c.abort.reason}`;
         void ring?.close();
       }
+      if (c.reform && c.reform.epoch > (reformAsk?.epoch ?? epoch)) {
+        // E1/E2 (coordinator.ts): the newest re-form wins; a loss abandons the collective in flight now.
+        reformAsk = c.reform;
+        if (c.reform.dropped.includes(workerId)) {
+          abortReason = `dropped from the run by the coordinator (re-form ${c.reform.epoch}: ${c.reform.reason})`;
+          void ring?.close();
+        } else if (!c.reform.atBoundary) {
+          void ring?.close();
+        }
+      }
       for (const f of controls.splice(0)) f(c);
     });
-    const nextControl = (want: (c: ControlMessages['Control']) => boolean) =>
+    /** A non-boundary re-form is pending: the step or evaluation in flight is abandoned. */
+    const abandoning = () => !!reformAsk && !reformAsk.atBoundary;
+    const nextControl = (want: (c: ControlMessages['Control']) => boolean, interruptible = false) =>
       new Promise<ControlMessages['Control']>((resolve, reject) => {
         const wait = (c: ControlMessages['Control']) => {
           if (c.abort) reject(new WorkerAbortedError(abortReason!));
           else if (want(c)) resolve(c);
+          else if (interruptible && abandoning()) reject(new ReformInterrupt(reformAsk!.reason));
           else controls.push(wait);
         };
         if (abortReason) reject(new WorkerAbortedError(abortReason));
+        else if (interruptible && abandoning()) reject(new ReformInterrupt(reformAsk!.reason));
         else controls.push(wait);
       });
+    /** Resolves true once `heard()` holds (checked on every Control), false after `ms`. */
+    const heardWithin = (ms: number, heard: () => boolean) => heard() ? Promise.resolve(true) : new Promise<boolean>((resolve) => {
+      const timer = setTimeout(() => resolve(heard()), ms);
+      const wait = () => {
+        if (heard()) {
+          clearTimeout(timer);
+          resolve(true);
+        } else {
+          controls.push(wait);
+        }
+      };
+      controls.push(wait);
+    });
+
+    /**
+     * E3: abandon the ring (closing it frees the port and fails anything still in flight), tell the
+     * coordinator how far this rank got, and wait for the plan of the newest re-form.
+     */
+    const reportForReform = async (): Promise<NonNullable<ControlMessages['Control']['plan']>> => {
+      activity.begin('waiting');
+      for (;;) {
+        const want = reformAsk!.epoch;
+        await ring?.close().catch(() => {});
+        ring = undefined;
+        reports.dropKind('eval'); // an evaluation of the abandoned epoch is never decided
+        const report = { runId, workerId, epoch: want, appliedStep: step, paramHash: paramHash(state.flat.params), ringAddress: advertise };
+        o.log(`[worker ${workerId}] re-form ${want} (${reformAsk!.reason}): applied step ${step}, waiting for the plan`);
+        reports.send(`reform:${want}`, () => bus.publish(subj.reform, 'ReformReport', report));
+        const c = await nextControl((x) => x.plan?.epoch === want || (x.reform?.epoch ?? 0) > want || (reformAsk?.epoch ?? 0) > want);
+        reports.ack(`reform:${want}`);
+        if (c.plan?.epoch === want) return c.plan;
+      }
+    };
+
+    /** E3: the ring of the plan's epoch; the state (parameters, optimizer, step) from its source rank. */
+    const joinRing = async (p: NonNullable<ControlMessages['Control']['plan']>): Promise<void> => {
+      const me = p.peers.findIndex((x) => x.workerId === workerId);
+      if (me < 0) throw new WorkerRefusedError(`the coordinator re-formed the ring (epoch ${p.epoch}) without this worker`);
+      [rank, worldSize, epoch] = [me, p.peers.length, p.epoch];
+      if (reformAsk && reformAsk.epoch <= epoch) reformAsk = undefined;
+      activity.rank = rank;
+      o.events?.assigned?.(rank);
+      await ring?.close().catch(() => {});
+      ring = await createRing(epoch, rank, worldSize);
+      o.events?.ring?.(ring);
+      await ring.connect(p.peers.map((x) => x.ringAddress));
+      const buf = packState(state.flat, state.optimizer, step);
+      await ring.broadcast(buf, { step: p.targetStep, root: p.sourceRank, timeoutMs: job.cluster.collectiveTimeoutMs });
+      step = unpackState(buf, state.flat, state.optimizer);
+      if (step !== p.targetStep) throw new RingtuneError(`re-form ${epoch}: rank ${p.sourceRank} sent the state of step ${step}, the plan says ${p.targetStep}`);
+      state.startStep = step;
+      activity.step = step;
+      o.log(`[worker ${workerId}] ring epoch ${epoch}: rank ${rank}/${worldSize}, from step ${step}`);
+    };
 
     setPhase('loading');
     activity.begin('loading');
-    o.log(`[worker ${workerId}] rank ${rank}/${assignment.worldSize}, run ${runId}: loading`);
+    o.log(`[worker ${workerId}] ${assignment.standby ? `joins the running run ${runId} (standby until the next re-form)` : `rank ${rank}/${assignment.worldSize}, run ${runId}`}: loading`);
     // A hub model the coordinator could not hand over as a path (a remote worker): fetched into this machine's cache.
     job = await resolveJobModel(job, o.hub ?? hubOptionsFromEnv());
     const state = await prepareWorkerState(job, assignment.resumeFrom || undefined);
     const [host, port] = [advertise.slice(0, advertise.lastIndexOf(':')), Number(advertise.slice(advertise.lastIndexOf(':') + 1))];
-    ring = await GrpcRing.create({
-      jobId: `${job.name}/${runId}`, rank, worldSize: assignment.worldSize, token: o.ringToken || auth.ringToken(runId),
+    const createRing = (at: number, r: number, world: number) => withPortRetry(() => GrpcRing.create({
+      jobId: `${job.name}/${runId}`, rank: r, worldSize: world, token: o.ringToken || auth.ringToken(runId), epoch: at,
       listenHost: o.ringHost, listenPort: o.ringPort || port, advertiseHost: host, tls: ringTls(job),
       connectTimeoutMs: job.cluster.joinTimeoutMs,
-    });
-    o.events?.ring?.(ring);
-    timers.push(setInterval(() => logRingRefusals(ring!, o.log), 10_000));
-    await ring.connect(assignment.peers.map((p) => p.ringAddress));
-    const readyMsg = { runId, rank, trainExamples: state.data.train.length, evalExamples: state.data.eval.length, startStep: state.startStep, totalSteps: state.plan.totalSteps, labels: state.labels ?? [] };
-    reports.send('ready', () => bus.publish(subj.ready, 'Ready', readyMsg));
-    activity.begin('waiting');
-    const start = await nextControl((c) => !!c.start);
-    step = start.start!.startStep;
+    }));
+    const readyMsg = {
+      runId, rank, trainExamples: state.data.train.length, evalExamples: state.data.eval.length, startStep: state.startStep, totalSteps: state.plan.totalSteps,
+      labels: state.labels ?? [], standby: !!assignment.standby, workerId,
+    };
+    let plan: ControlMessages['Control']['plan'];
+    if (assignment.standby) {
+      // E2 (coordinator.ts): loaded; the plan that takes this worker in acknowledges Ready.
+      reports.send('ready', () => bus.publish(subj.ready, 'Ready', readyMsg));
+      activity.begin('waiting');
+      plan = (await nextControl((c) => !!c.plan?.peers.some((p) => p.workerId === workerId))).plan;
+      reports.ack('ready');
+    } else {
+      ring = await createRing(epoch, rank, assignment.worldSize);
+      o.events?.ring?.(ring);
+      await ring.connect(assignment.peers.map((p) => p.ringAddress));
+      reports.send('ready', () => bus.publish(subj.ready, 'Ready', readyMsg));
+      activity.begin('waiting');
+      const start = await nextControl((c) => !!c.start);
+      step = start.start!.startStep;
+    }
+    timers.push(setInterval(() => { if (ring) logRingRefusals(ring, o.log); }, 10_000));
     activity.step = step;
     setPhase('training');
-    const outcome = await runSteps(state, {
-      job, rank, worldSize: assignment.worldSize, runId, ring, bus, subj, reports,
-      stopVote: () => !!(o.stop?.aborted || stopAsked),
-      waitForDecision: (s) => nextControl((c) => c.evalDecision?.step === s).then((c) => c.evalDecision!),
-      onStep: (s) => { step = s; activity.step = s; },
-      activity: (what, at, micro) => activity.begin(what, at, micro),
-      events: o.events,
-      isAborted: () => abortReason,
-      traceFile: o.traceFile,
-    });
+    let outcome: StepsOutcome | undefined;
+    for (;;) {
+      try {
+        if (plan) {
+          const p = plan;
+          plan = undefined;
+          await joinRing(p);
+        }
+        outcome = await runSteps(state, {
+          job, rank, worldSize, runId, ring: ring!, bus, subj, reports, epoch,
+          stopVote: () => !!(o.stop?.aborted || stopAsked),
+          reformVote: () => !!reformAsk?.atBoundary,
+          waitForDecision: (s) => nextControl((c) => c.evalDecision?.step === s, true).then((c) => c.evalDecision!),
+          onStep: (s) => { step = s; activity.step = s; },
+          activity: (what, at, micro) => activity.begin(what, at, micro),
+          events: o.events,
+          isAborted: () => abortReason,
+          traceFile: o.traceFile,
+        });
+        // Stopped by the others' vote without having heard why: a re-form whose Control this rank missed?
+        if (outcome.stopped && !o.stop?.aborted && !stopAsked && !reformAsk) await heardWithin(1500, () => !!reformAsk || stopAsked);
+        if (!outcome.votedOut && !(outcome.stopped && reformAsk && !stopAsked && !o.stop?.aborted)) break;
+      } catch (err) {
+        if (abortReason || !(elastic || reformAsk)) throw err;
+        if (!reformAsk) {
+          // E1: the ring broke under us. Say so (naming whom it blames) and wait for the coordinator's re-form.
+          const blamed = (err as { rank?: unknown }).rank;
+          const lostRank = typeof blamed === 'number' && blamed !== rank ? blamed : -1;
+          o.log(`[worker ${workerId}] rank ${rank}: ring epoch ${epoch} broke after step ${step} (${(err as Error).message}); waiting for the coordinator to re-form it`);
+          bus.publish(subj.failed, 'Failed', { runId, rank, workerId, error: (err as Error).message, step, lostRank, survivor: true, epoch });
+          if (!(await heardWithin(2 * job.cluster.heartbeatTimeoutMs + 2000, () => !!reformAsk || !!abortReason)) || abortReason) throw err;
+        }
+      }
+      plan = await reportForReform();
+    }
     const doneMsg = { runId, rank, step, finalModelDir: outcome.finalModelDir ?? '', stopped: !!outcome.stopped, checkpoint: outcome.stopped?.checkpoint ?? '' };
     reports.send('done', () => bus.publish(subj.done, 'Done', doneMsg));
     activity.begin('idle');

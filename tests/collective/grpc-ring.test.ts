@@ -23,7 +23,7 @@ for (const transport of TRANSPORTS) {
             assertBitIdentical(bufs);
           }
         }
-        assert.deepEqual(rings[0]!.rejected, { foreignJob: 0, staleStep: 0, wrongSender: 0, badToken: 0 });
+        assert.deepEqual(rings[0]!.rejected, { foreignJob: 0, staleStep: 0, wrongSender: 0, badToken: 0, staleEpoch: 0 });
       } finally {
         await closeAll(rings);
       }

@@ -109,7 +109,7 @@ for (const transport of TRANSPORTS) {
       send(ours, { step: 5, round: 1, chunk: 1, rank: 0 }, [300, 400]);
       await done;
       assert.deepEqual([...buf], [11, 22, 300, 400]);
-      assert.deepEqual(ring.rejected, { foreignJob: 1, staleStep: 1, wrongSender: 1, badToken: 0 });
+      assert.deepEqual(ring.rejected, { foreignJob: 1, staleStep: 1, wrongSender: 1, badToken: 0, staleEpoch: 0 });
     } finally {
       fakeClient.close();
       await ring.close();
