@@ -3,14 +3,18 @@
  * exactly once in the order shuffle(seed, e); step s takes the next `globalBatch` of them (the last
  * batch of an epoch may be smaller). Resuming at step s or sharding across N ranks needs no state
  * beyond the step number: rank r takes its contiguous share of the step's examples.
+ * The shuffle is index-level: the plan holds one epoch's permutation (4 bytes per example, a
+ * Uint32Array) and never the examples, which a rank reads for its share of one step at a time
+ * (data/example-store.ts).
  */
+import { permutation } from '../data/shuffle.ts';
 import { Rng } from '../util/rng.ts';
 
 export class BatchPlan {
   readonly stepsPerEpoch: number;
   readonly totalSteps: number;
   private cachedEpoch = -1;
-  private cachedOrder: number[] = [];
+  private cachedOrder: Uint32Array = new Uint32Array(0);
 
   constructor(
     readonly numExamples: number,
@@ -28,8 +32,12 @@ export class BatchPlan {
 
   /** The epoch's permutation: seeded by (seed, epoch) so any epoch can be recreated alone. */
   order(epoch: number): number[] {
+    return Array.from(this.epochOrder(epoch));
+  }
+
+  private epochOrder(epoch: number): Uint32Array {
     if (epoch !== this.cachedEpoch) {
-      this.cachedOrder = new Rng((this.seed * 1_000_003 + epoch) >>> 0).shuffle([...Array(this.numExamples).keys()]);
+      this.cachedOrder = permutation(new Rng((this.seed * 1_000_003 + epoch) >>> 0), this.numExamples);
       this.cachedEpoch = epoch;
     }
     return this.cachedOrder;
@@ -38,7 +46,7 @@ export class BatchPlan {
   /** Global example indices of a step, in order. */
   stepExamples(step: number): number[] {
     const within = step % this.stepsPerEpoch;
-    return this.order(this.epochOf(step)).slice(within * this.globalBatch, (within + 1) * this.globalBatch);
+    return Array.from(this.epochOrder(this.epochOf(step)).subarray(within * this.globalBatch, (within + 1) * this.globalBatch));
   }
 
   /** Rank r's contiguous share of a step's examples (sizes differ by at most one). */
