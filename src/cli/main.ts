@@ -4,6 +4,7 @@ import { registerModelCommands, registerServeCommand } from './model-commands.ts
 import { registerDemoCommand, registerTrainCommands } from './train-commands.ts';
 import { exitWithParent } from '../util/parent-watch.ts';
 import { registerClusterCommands } from './cluster-commands.ts';
+import { registerDataCommands } from './data-commands.ts';
 
 const program = new Command();
 program
@@ -16,6 +17,7 @@ registerModelCommands(program);
 registerTrainCommands(program);
 registerClusterCommands(program);
 registerDemoCommand(program);
+registerDataCommands(program);
 registerServeCommand(program);
 
 exitWithParent();

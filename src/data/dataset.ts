@@ -22,6 +22,13 @@ export interface ExampleSource<E extends Example = Example> {
   slice(start?: number, end?: number): E[];
 }
 
+/** What the training checks and the batch plan need of prepared data (in memory or cached). */
+export interface PreparedSizes {
+  train: { readonly length: number };
+  eval: { readonly length: number };
+  labels?: string[];
+}
+
 export interface PreparedData<E extends Example = Example> {
   train: E[];
   eval: E[];
@@ -103,7 +110,7 @@ export async function prepareData(job: CompiledJob, tok: Tokenizer, modelLabels?
  * Every step takes `training.global_batch` examples of one epoch: a training set smaller than that
  * would silently make each step the whole set, and the batch size in the job a fiction.
  */
-export function checkBatchFits(job: CompiledJob, data: { train: { length: number }; eval: { length: number } }): void {
+export function checkBatchFits(job: CompiledJob, data: PreparedSizes): void {
   const n = data.train.length;
   if (job.training.globalBatch <= n) return;
   const packed = job.data.packing && job.task === 'causal-lm' ? ' (rows after packing)' : '';

@@ -140,6 +140,11 @@ class Buffered {
   }
 }
 
+/** A reader dropped without close() (a trainer keeps its split until exit) still gives its descriptors back. */
+const unclosed = new FinalizationRegistry<number[]>((fds) => {
+  for (const fd of fds) closeSync(fd);
+});
+
 /**
  * A split opened for reading: `at(i)` reads example i's bytes (four positional reads). Validates on
  * open what can be checked without reading every byte: magic, version, key, and that every file's
@@ -199,6 +204,7 @@ export class StoreReader<E extends LmExample | ClsExample = LmExample | ClsExamp
       }
       const r = new StoreReader<E>(prefix, fds as Record<'idx' | 'tok' | 'mask' | 'src', number>);
       if (key !== undefined && r.header.key !== key) throw new DataCacheError(`${prefix}.idx`, `built for other inputs (key ${r.header.key}, expected ${key})`);
+      unclosed.register(r, Object.values(fds), r);
       return r;
     } catch (err) {
       for (const fd of Object.values(fds)) closeSync(fd);
@@ -236,6 +242,7 @@ export class StoreReader<E extends LmExample | ClsExample = LmExample | ClsExamp
   }
 
   close(): void {
+    unclosed.unregister(this);
     for (const fd of Object.values(this.fds)) closeSync(fd);
   }
 

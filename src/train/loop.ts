@@ -21,7 +21,7 @@ import { RunRecord } from '../run/record.ts';
 import { trainerState } from '../run/trainer-state.ts';
 import { saveCheckpoint } from './checkpoint.ts';
 import { evalState } from './evaluate.ts';
-import { prepareRun } from './prepare.ts';
+import { prepareCachedRun } from './prepare.ts';
 import { checkTraining, setupTraining } from './setup.ts';
 import { runPlannedSteps } from './step-runner.ts';
 
@@ -55,7 +55,7 @@ export interface TrainResult {
 
 export async function train(job: CompiledJob, o: TrainOptions = {}): Promise<TrainResult> {
   const log = o.log ?? ((line: string) => console.error(line));
-  const { data, labels, padId, generation } = await prepareRun(job);
+  const { data, labels, padId, generation } = await prepareCachedRun(job);
   await checkTraining(job, data); // every check before --overwrite may clear old checkpoints
   const { runId, resumed } = await claimCheckpointDir(job.checkpoint.dir, { resume: o.resume, overwrite: o.overwrite, outputDir: job.outputDir });
   if (resumed) log(`[ringtune] resuming from step ${resumed.state.step} (checkpoint ${resumed.checkpoint})`);

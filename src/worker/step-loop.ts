@@ -17,7 +17,8 @@ import type { GrpcRing } from '../collective/grpc-ring.ts';
 import type { CompiledJob } from '../config/compile.ts';
 import type { Bus, ControlMessages } from '../control/bus.ts';
 import type { Subjects } from '../control/subjects.ts';
-import type { Example, PreparedData } from '../data/dataset.ts';
+import type { Example } from '../data/dataset.ts';
+import type { CachedData } from '../data/prepared-cache.ts';
 import { mergeEvalStates, type EvalState } from '../eval/eval-state.ts';
 import { saveTrained } from '../model/peft.ts';
 import type { Model } from '../model/model.ts';
@@ -32,7 +33,7 @@ import type { ActivitySink } from '../train/activity.ts';
 import { saveCheckpoint } from '../train/checkpoint.ts';
 import { evalState, type GenerationOptions } from '../train/evaluate.ts';
 import type { FlatParams } from '../train/flat-params.ts';
-import { evaluatedExamples, prepareRun } from '../train/prepare.ts';
+import { evaluatedExamples, prepareCachedRun } from '../train/prepare.ts';
 import { setupTraining } from '../train/setup.ts';
 import { runPlannedSteps } from '../train/step-runner.ts';
 import type { StepReport } from '../train/train-step.ts';
@@ -44,7 +45,8 @@ export interface WorkerState {
   optimizer: Optimizer;
   plan: BatchPlan;
   schedule: ScheduleConfig;
-  data: PreparedData;
+  /** The training split stays in the prepared-dataset cache: each step reads this rank's share. */
+  data: CachedData;
   labels?: string[];
   padId: number;
   generation?: GenerationOptions;
@@ -60,7 +62,7 @@ export interface WorkerEvents {
 }
 
 export async function prepareWorkerState(job: CompiledJob, resumeFrom?: string): Promise<WorkerState> {
-  const { data, labels, padId, generation } = await prepareRun(job);
+  const { data, labels, padId, generation } = await prepareCachedRun(job);
   const setup = await setupTraining(job, data, resumeFrom);
   return { job, data, labels, padId, generation, ...setup, early: setup.restored?.earlyStopping, resumedRunId: setup.restored?.runId ?? '' };
 }
