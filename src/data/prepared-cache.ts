@@ -26,9 +26,10 @@ import type { Example, PreparedData } from './dataset.ts';
 import { DataCacheError, StoreReader } from './example-store.ts';
 import type { BadRecord } from './records.ts';
 
-/** PreparedData whose training split stays on disk: `train.at(i)` reads example i. */
-export interface CachedData extends Omit<PreparedData, 'train'> {
+/** PreparedData whose splits stay on disk: `train.at(i)` reads example i; a rank reads its range of `eval`. */
+export interface CachedData extends Omit<PreparedData, 'train' | 'eval'> {
   train: StoreReader<Example>;
+  eval: StoreReader<Example>;
   dir: string;
   key: string;
   /** True when this call built the cache (false: it was there). */
@@ -98,11 +99,8 @@ export async function openCache(dir: string, key: string, built: boolean): Promi
     train.close();
     throw err;
   }
-  // The eval split is scored whole at every evaluation: read into memory once (it is the small one).
-  const evalSet = evalStore.slice();
-  evalStore.close();
   const skipped: BadRecord[] = meta.skipped;
-  return { train, eval: evalSet, labels: meta.labels, skipped, dir, key, built, stats: meta.stats };
+  return { train, eval: evalStore, labels: meta.labels, skipped, dir, key, built, stats: meta.stats };
 }
 
 /** An exclusive lock file, refreshed while held; a lock untouched for LOCK_STALE_MS is taken over. */

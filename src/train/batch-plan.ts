@@ -51,7 +51,12 @@ export class BatchPlan {
 
   /** Rank r's contiguous share of a step's examples (sizes differ by at most one). */
   static shard<T>(items: readonly T[], rank: number, worldSize: number): T[] {
-    return items.slice(Math.floor((rank * items.length) / worldSize), Math.floor(((rank + 1) * items.length) / worldSize));
+    return items.slice(...BatchPlan.shardBounds(items.length, rank, worldSize));
+  }
+
+  /** [start, end) of rank r's share of n items: what shard() slices, for sources read by range. */
+  static shardBounds(n: number, rank: number, worldSize: number): [number, number] {
+    return [Math.floor((rank * n) / worldSize), Math.floor(((rank + 1) * n) / worldSize)];
   }
 
   static chunks<T>(items: readonly T[], size: number): T[][] {

@@ -14,7 +14,7 @@
 import { join } from 'node:path';
 import type { CompiledJob } from '../config/compile.ts';
 import { availableMemory, checkMemory, estimateMemory } from '../config/memory.ts';
-import { prepareData, type Example, type PreparedData } from '../data/dataset.ts';
+import { prepareData, type PreparedData } from '../data/dataset.ts';
 import { openOrBuildCache, type CacheOptions, type CachedData } from '../data/prepared-cache.ts';
 import { InputError } from '../errors.ts';
 import { configFromHF, hfKey, type ModelConfig } from '../model/config.ts';
@@ -77,12 +77,12 @@ function checkSeqLen(job: CompiledJob, cfg: ModelConfig, configFile: string): vo
 }
 
 /**
- * The eval examples an evaluation scores: all of them, or with eval.max_batches the first
+ * How many eval examples an evaluation scores: all n, or with eval.max_batches the first
  * max_batches x micro_batch, the ones a single process scores in its first max_batches batches. A
  * distributed run cuts here, before sharding, so the union of the ranks' shards is exactly that set
  * (cutting each shard to max_batches / world batches instead scores other examples).
  */
-export function evaluatedExamples<E extends Example>(job: CompiledJob, evalSet: readonly E[]): readonly E[] {
-  const n = job.eval.maxBatches;
-  return n === undefined ? evalSet : evalSet.slice(0, n * job.training.microBatch);
+export function evaluatedCount(job: CompiledJob, n: number): number {
+  const b = job.eval.maxBatches;
+  return b === undefined ? n : Math.min(n, b * job.training.microBatch);
 }
