@@ -38,7 +38,7 @@ export interface CachedData extends Omit<PreparedData, 'train' | 'eval'> {
 }
 
 export interface CacheOptions {
-  /** Tokenising threads; default: the cores, or this thread for data under 1 MiB (a thread costs a tokenizer load). */
+  /** Tokenising threads; default: the cores, or this thread for data under 4 MiB (starting a thread, its TypeScript loader and tokenizer costs ~1-3 s). */
   threads?: number;
   /** Rebuild even if a valid cache exists (`ringtune data prepare --force`). */
   force?: boolean;
@@ -64,7 +64,7 @@ export async function openOrBuildCache(job: CompiledJob, tok: Tokenizer, modelLa
       try {
         if (!o.force && await exists(dir)) return openCache(dir, key, false); // built while we waited for the lock
         const dataBytes = inputs.dataFiles.reduce((a, f) => a + f.bytes, 0);
-        const threads = o.threads ?? (dataBytes < 1 << 20 ? 0 : availableParallelism());
+        const threads = o.threads ?? (dataBytes < 4 << 20 ? 0 : availableParallelism());
         const header = { key, ...inputs };
         let meta: BuiltMeta | undefined;
         await replaceDirAtomic(dir, async (staging) => {
