@@ -6,6 +6,7 @@ import { exitWithParent } from '../util/parent-watch.ts';
 import { registerClusterCommands } from './cluster-commands.ts';
 import { registerHumanEvalCommands } from './humaneval-commands.ts';
 import { registerSweepCommand } from './sweep-commands.ts';
+import { registerDataCommands } from './data-commands.ts';
 
 const program = new Command();
 program
@@ -18,6 +19,7 @@ registerModelCommands(program);
 registerTrainCommands(program);
 registerClusterCommands(program);
 registerDemoCommand(program);
+registerDataCommands(program);
 registerServeCommand(program);
 registerHumanEvalCommands(program);
 registerSweepCommand(program);

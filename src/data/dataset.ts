@@ -12,6 +12,23 @@ import { DataError, formatBad, readRecords, type BadRecord, type RawRecord } fro
 
 export type Example = LmExample | ClsExample;
 
+/**
+ * The examples a trainer indexes: an array (prepared in memory) or a cache split read from disk one
+ * example at a time (example-store.ts), so a rank holds only the examples of its current step.
+ */
+export interface ExampleSource<E extends Example = Example> {
+  readonly length: number;
+  at(i: number): E | undefined;
+  slice(start?: number, end?: number): E[];
+}
+
+/** What the training checks and the batch plan need of prepared data (in memory or cached). */
+export interface PreparedSizes {
+  train: { readonly length: number };
+  eval: { readonly length: number };
+  labels?: string[];
+}
+
 export interface PreparedData<E extends Example = Example> {
   train: E[];
   eval: E[];
@@ -21,7 +38,7 @@ export interface PreparedData<E extends Example = Example> {
 }
 
 /** Label names from the training records: the model's own labels when it has real ones, else sorted. */
-function labelSet(records: RawRecord[], field: string, modelLabels?: string[]): string[] {
+export function labelSet(records: RawRecord[], field: string, modelLabels?: string[]): string[] {
   if (modelLabels && !modelLabels.every((l) => /^LABEL_\d+$/.test(l))) return modelLabels;
   const seen = new Set<string>();
   for (const r of records) {
@@ -93,7 +110,7 @@ export async function prepareData(job: CompiledJob, tok: Tokenizer, modelLabels?
  * Every step takes `training.global_batch` examples of one epoch: a training set smaller than that
  * would silently make each step the whole set, and the batch size in the job a fiction.
  */
-export function checkBatchFits(job: CompiledJob, data: PreparedData): void {
+export function checkBatchFits(job: CompiledJob, data: PreparedSizes): void {
   const n = data.train.length;
   if (job.training.globalBatch <= n) return;
   const packed = job.data.packing && job.task === 'causal-lm' ? ' (rows after packing)' : '';

@@ -54,6 +54,9 @@ function str(value: Record<string, unknown>, field: string, allowEmpty = false):
 }
 
 export class ExampleBuilder {
+  /** Examples cut to max_seq_len so far (LM: longer before the cut; classification: at the limit after it). */
+  truncated = 0;
+
   constructor(
     private readonly tok: Tokenizer,
     private readonly format: DataFormat,
@@ -75,6 +78,7 @@ export class ExampleBuilder {
   /** Tokens and mask cut alike, keeping the post-processor's specials (the EOS is ours: cut like the text). */
   private truncate(ex: LmExample, around: SpecialsAround): LmExample {
     if (ex.tokens.length <= this.maxSeqLen) return ex;
+    this.truncated++;
     const side = this.tok.truncationSide;
     return { ...ex, tokens: truncateIds(ex.tokens, this.maxSeqLen, side, around), lossMask: truncateIds(ex.lossMask, this.maxSeqLen, side, around) };
   }
@@ -165,7 +169,9 @@ export class ExampleBuilder {
     if (typeof raw !== 'string' && typeof raw !== 'number') return { bad: { field: this.fields.label, reason: 'must be a string or number' } };
     const label = label2id.get(String(raw));
     if (label === undefined) return { bad: { field: this.fields.label, reason: `unknown label "${raw}" (known: ${[...label2id.keys()].join(', ')})` } };
-    return { ok: { tokens: encodeTruncated(this.tok, text.ok, this.maxSeqLen), label, source } };
+    const tokens = encodeTruncated(this.tok, text.ok, this.maxSeqLen);
+    if (tokens.length === this.maxSeqLen) this.truncated++;
+    return { ok: { tokens, label, source } };
   }
 }
 

@@ -47,40 +47,51 @@ export async function readRecords(file: string, maxRecordBytes: number): Promise
 function readJsonl(file: string, buf: Buffer, maxRecordBytes: number): { records: RawRecord[]; bad: BadRecord[] } {
   const records: RawRecord[] = [];
   const bad: BadRecord[] = [];
+  forEachJsonlLine(file, buf, 1, maxRecordBytes, (r) => ('reason' in r ? bad.push(r) : records.push(r)));
+  return { records, bad };
+}
+
+/**
+ * The lines of a JSON Lines buffer, numbered from `firstLine`, each judged as readRecords judges it:
+ * a record, a BadRecord, or nothing (blank). The streaming preparation (prepare-chunk.ts) calls it on
+ * one block of whole lines at a time, so both paths accept and reject exactly the same lines.
+ */
+export function forEachJsonlLine(file: string, buf: Uint8Array, firstLine: number, maxRecordBytes: number, each: (r: RawRecord | BadRecord) => void): void {
   let start = 0;
-  let line = 0;
+  let line = firstLine - 1;
   while (start < buf.length) {
     let end = buf.indexOf(0x0a, start);
     if (end < 0) end = buf.length;
     line++;
     const bytes = buf.subarray(start, end > start && buf[end - 1] === 0x0d ? end - 1 : end);
     start = end + 1;
-    if (bytes.length > maxRecordBytes) {
-      bad.push({ file, line, reason: `line of ${bytes.length} bytes exceeds data.max_record_bytes (${maxRecordBytes})` });
-      continue;
-    }
-    let text: string;
-    try {
-      text = utf8.decode(bytes);
-    } catch {
-      bad.push({ file, line, reason: 'not valid UTF-8' });
-      continue;
-    }
-    if (text.trim() === '') continue;
-    let value: unknown;
-    try {
-      value = JSON.parse(text);
-    } catch (err) {
-      bad.push({ file, line, reason: `malformed JSON (${(err as Error).message})` });
-      continue;
-    }
-    if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-      bad.push({ file, line, reason: 'each line must be a JSON object' });
-      continue;
-    }
-    records.push({ line, value: value as Record<string, unknown> });
+    const r = judgeJsonlLine(file, line, bytes, maxRecordBytes);
+    if (r) each(r);
   }
-  return { records, bad };
+}
+
+function judgeJsonlLine(file: string, line: number, bytes: Uint8Array, maxRecordBytes: number): RawRecord | BadRecord | undefined {
+  if (bytes.length > maxRecordBytes) return oversizeLine(file, line, bytes.length, maxRecordBytes);
+  let text: string;
+  try {
+    text = utf8.decode(bytes);
+  } catch {
+    return { file, line, reason: 'not valid UTF-8' };
+  }
+  if (text.trim() === '') return undefined;
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (err) {
+    return { file, line, reason: `malformed JSON (${(err as Error).message})` };
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return { file, line, reason: 'each line must be a JSON object' };
+  return { line, value: value as Record<string, unknown> };
+}
+
+/** `bytes` excludes the line's \r\n (the streaming reader counts a line it never holds whole the same way). */
+export function oversizeLine(file: string, line: number, bytes: number, maxRecordBytes: number): BadRecord {
+  return { file, line, reason: `line of ${bytes} bytes exceeds data.max_record_bytes (${maxRecordBytes})` };
 }
 
 function readCsv(file: string, buf: Buffer, maxRecordBytes: number): { records: RawRecord[]; bad: BadRecord[] } {

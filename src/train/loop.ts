@@ -21,7 +21,7 @@ import { RunRecord } from '../run/record.ts';
 import { trainerState } from '../run/trainer-state.ts';
 import { saveCheckpoint } from './checkpoint.ts';
 import { evalState } from './evaluate.ts';
-import { prepareRun } from './prepare.ts';
+import { prepareCachedRun } from './prepare.ts';
 import { checkTraining, setupTraining } from './setup.ts';
 import { runPlannedSteps } from './step-runner.ts';
 
@@ -55,7 +55,8 @@ export interface TrainResult {
 
 export async function train(job: CompiledJob, o: TrainOptions = {}): Promise<TrainResult> {
   const log = o.log ?? ((line: string) => console.error(line));
-  const { data, labels, padId, generation } = await prepareRun(job);
+  const { data, labels, padId, generation } = await prepareCachedRun(job);
+  const evalSet = data.eval.slice(); // one process scores the whole eval split at every evaluation
   await checkTraining(job, data); // every check before --overwrite may clear old checkpoints
   const { runId, resumed } = await claimCheckpointDir(job.checkpoint.dir, { resume: o.resume, overwrite: o.overwrite, outputDir: job.outputDir });
   if (resumed) log(`[ringtune] resuming from step ${resumed.state.step} (checkpoint ${resumed.checkpoint})`);
@@ -66,8 +67,8 @@ export async function train(job: CompiledJob, o: TrainOptions = {}): Promise<Tra
   const record = await RunRecord.open(job, restored, resumed?.history);
 
   const runEval = async (): Promise<EvalResult | undefined> => {
-    if (data.eval.length === 0) return undefined;
-    const state = await evalState(model, data.eval, t.microBatch, padId, job.eval.maxBatches, generation);
+    if (evalSet.length === 0) return undefined;
+    const state = await evalState(model, evalSet, t.microBatch, padId, job.eval.maxBatches, generation);
     const r = evalResult(state);
     await record.eval(step, r, classificationReport(state, model.config.id2label));
     return r;

@@ -7,20 +7,24 @@
  *   fits in memory for a forward pass (config/memory.ts) -> tokenizer -> data (data/dataset.ts).
  * What training adds (gradients, AdamW state, activations for backward, a batch the data can fill)
  * is checked by setup.ts, before it loads the weights.
+ * Two ways to the data: prepareRun tokenises it into memory; prepareCachedRun opens (or builds once)
+ * the prepared-dataset cache (data/prepared-cache.ts), whose training split stays on disk and is read
+ * one step's share at a time. The trainers use the cache; both give the same examples.
  */
 import { join } from 'node:path';
 import type { CompiledJob } from '../config/compile.ts';
 import { availableMemory, checkMemory, estimateMemory } from '../config/memory.ts';
-import { prepareData, type Example, type PreparedData } from '../data/dataset.ts';
+import { prepareData, type PreparedData } from '../data/dataset.ts';
+import { openOrBuildCache, type CacheOptions, type CachedData } from '../data/prepared-cache.ts';
 import { InputError } from '../errors.ts';
 import { configFromHF, hfKey, type ModelConfig } from '../model/config.ts';
 import { readConfigJson } from '../model/model-dir.ts';
 import { Tokenizer } from '../model/tokenizer.ts';
 import type { GenerationOptions } from './evaluate.ts';
 
-export interface PreparedRun {
+export interface PreparedRun<D extends PreparedData | CachedData = PreparedData> {
   tok: Tokenizer;
-  data: PreparedData;
+  data: D;
   labels?: string[];
   padId: number;
   /** Options for generation metrics (eval.metrics bleu/rouge/exact_match), when asked for. */
@@ -29,19 +33,28 @@ export interface PreparedRun {
 }
 
 export async function prepareRun(job: CompiledJob): Promise<PreparedRun> {
+  return prepareWith(job, (tok, labels) => prepareData(job, tok, labels));
+}
+
+/** prepareRun with the training split on disk: opens the job's prepared-dataset cache, building it first if needed. */
+export async function prepareCachedRun(job: CompiledJob, o: CacheOptions = {}): Promise<PreparedRun<CachedData>> {
+  return prepareWith(job, (tok, labels) => openOrBuildCache(job, tok, labels, o));
+}
+
+async function prepareWith<D extends PreparedData | CachedData>(job: CompiledJob, data: (tok: Tokenizer, modelLabels?: string[]) => Promise<D>): Promise<PreparedRun<D>> {
   const { json, config: modelConfig, file } = await readModelConfig(job);
   checkSeqLen(job, modelConfig, file);
   const est = estimateMemory(modelConfig, job.task, { purpose: 'eval', microBatch: job.training.microBatch, seqLen: job.data.maxSeqLen });
   checkMemory(est, availableMemory(), job.jobFile, file);
   const tok = await Tokenizer.fromDir(job.modelDir);
   const modelLabels = json.id2label ? Object.values(json.id2label as Record<string, string>) : undefined;
-  const data = await prepareData(job, tok, job.task === 'classification' ? modelLabels : undefined);
+  const prepared = await data(tok, job.task === 'classification' ? modelLabels : undefined);
   const padId = tok.padTokenId ?? tok.eosTokenId ?? 0;
   const generation: GenerationOptions | undefined = job.eval.generationMetrics.length ? {
     metrics: job.eval.generationMetrics, maxNewTokens: job.eval.generateMaxTokens, maxExamples: job.eval.generateMaxExamples,
     decode: (ids) => tok.decode(ids, { skipSpecialTokens: true }), stopIds: [tok.eosTokenId].filter((x): x is number => x !== undefined),
   } : undefined;
-  return { tok, data, labels: data.labels, padId, generation, modelConfig };
+  return { tok, data: prepared, labels: prepared.labels, padId, generation, modelConfig };
 }
 
 /** The base model's config.json, parsed and size-checked (InputErrors name the file and the key). */
@@ -64,12 +77,12 @@ function checkSeqLen(job: CompiledJob, cfg: ModelConfig, configFile: string): vo
 }
 
 /**
- * The eval examples an evaluation scores: all of them, or with eval.max_batches the first
+ * How many eval examples an evaluation scores: all n, or with eval.max_batches the first
  * max_batches x micro_batch, the ones a single process scores in its first max_batches batches. A
  * distributed run cuts here, before sharding, so the union of the ranks' shards is exactly that set
  * (cutting each shard to max_batches / world batches instead scores other examples).
  */
-export function evaluatedExamples<E extends Example>(job: CompiledJob, evalSet: readonly E[]): readonly E[] {
-  const n = job.eval.maxBatches;
-  return n === undefined ? evalSet : evalSet.slice(0, n * job.training.microBatch);
+export function evaluatedCount(job: CompiledJob, n: number): number {
+  const b = job.eval.maxBatches;
+  return b === undefined ? n : Math.min(n, b * job.training.microBatch);
 }

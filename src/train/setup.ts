@@ -8,7 +8,7 @@
  */
 import type { CompiledJob } from '../config/compile.ts';
 import { availableMemory, checkMemory, estimateMemory, type LoraMemory } from '../config/memory.ts';
-import { checkBatchFits, type PreparedData } from '../data/dataset.ts';
+import { checkBatchFits, type PreparedSizes } from '../data/dataset.ts';
 import { resolveLora, type ResolvedLora } from '../model/lora-config.ts';
 import { loraPlan } from '../model/lora.ts';
 import { loadModel } from '../model/model-dir.ts';
@@ -35,7 +35,7 @@ export interface TrainingSetup {
 }
 
 /** The checks training adds to prepare.ts's: run them before claiming or touching any output. */
-export async function checkTraining(job: CompiledJob, data: PreparedData): Promise<void> {
+export async function checkTraining(job: CompiledJob, data: PreparedSizes): Promise<void> {
   const t = job.training;
   checkBatchFits(job, data);
   const { config, file } = await readModelConfig(job);
@@ -60,7 +60,7 @@ function jobLora(job: CompiledJob, family: Model['config']['family']): ResolvedL
   return job.lora && resolveLora(family, job.task, job.lora, job.jobFile);
 }
 
-export async function setupTraining(job: CompiledJob, data: PreparedData, resumeFrom?: string): Promise<TrainingSetup> {
+export async function setupTraining(job: CompiledJob, data: PreparedSizes, resumeFrom?: string): Promise<TrainingSetup> {
   const t = job.training;
   await checkTraining(job, data);
   const { config } = await readModelConfig(job);

@@ -4,6 +4,7 @@
  * ring is given), report, evaluate when due (it may stop training early), checkpoint when due.
  */
 import type { CompiledJob } from '../config/compile.ts';
+import type { ExampleSource } from '../data/dataset.ts';
 import type { ClsExample, LmExample } from '../data/examples.ts';
 import { learningRate } from '../optim/lr-schedule.ts';
 import type { ActivitySink } from './activity.ts';
@@ -45,7 +46,7 @@ export interface StepHooks {
 }
 
 export async function runPlannedSteps(
-  job: CompiledJob, s: TrainingSetup, train: ReadonlyArray<LmExample | ClsExample>, padId: number, startStep: number, h: StepHooks,
+  job: CompiledJob, s: TrainingSetup, train: ExampleSource<LmExample | ClsExample>, padId: number, startStep: number, h: StepHooks,
 ): Promise<{ step: number; stoppedEarly: boolean; interrupted: boolean }> {
   const t = job.training;
   let step = startStep;
@@ -53,7 +54,7 @@ export async function runPlannedSteps(
   let interrupted = false;
   while (step < s.plan.totalSteps && !stoppedEarly && !(interrupted = h.stopRequested?.() ?? false)) {
     const indices = h.shard(s.plan.stepExamples(step));
-    const mine = indices.map((i) => train[i]);
+    const mine = indices.map((i) => train.at(i)!); // a cached split reads just these examples from disk
     await h.beforeStep?.(step, mine);
     const micro = BatchPlan.chunks(mine, t.microBatch).map((ex) => makeBatch(s.model, ex, padId));
     const examples = BatchPlan.chunks(indices, t.microBatch); // each micro-batch's global example indices (LoRA dropout masks)

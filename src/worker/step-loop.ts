@@ -17,7 +17,8 @@ import type { GrpcRing } from '../collective/grpc-ring.ts';
 import type { CompiledJob } from '../config/compile.ts';
 import type { Bus, ControlMessages } from '../control/bus.ts';
 import type { Subjects } from '../control/subjects.ts';
-import type { Example, PreparedData } from '../data/dataset.ts';
+import type { Example, ExampleSource } from '../data/dataset.ts';
+import type { CachedData } from '../data/prepared-cache.ts';
 import { mergeEvalStates, type EvalState } from '../eval/eval-state.ts';
 import { saveTrained } from '../model/peft.ts';
 import type { Model } from '../model/model.ts';
@@ -32,7 +33,7 @@ import type { ActivitySink } from '../train/activity.ts';
 import { saveCheckpoint } from '../train/checkpoint.ts';
 import { evalState, type GenerationOptions } from '../train/evaluate.ts';
 import type { FlatParams } from '../train/flat-params.ts';
-import { evaluatedExamples, prepareRun } from '../train/prepare.ts';
+import { evaluatedCount, prepareCachedRun } from '../train/prepare.ts';
 import { setupTraining } from '../train/setup.ts';
 import { runPlannedSteps } from '../train/step-runner.ts';
 import type { StepReport } from '../train/train-step.ts';
@@ -44,7 +45,8 @@ export interface WorkerState {
   optimizer: Optimizer;
   plan: BatchPlan;
   schedule: ScheduleConfig;
-  data: PreparedData;
+  /** Both splits stay in the prepared-dataset cache: each step reads this rank's share, each evaluation its range of eval. */
+  data: CachedData;
   labels?: string[];
   padId: number;
   generation?: GenerationOptions;
@@ -65,7 +67,7 @@ export interface WorkerEvents {
 }
 
 export async function prepareWorkerState(job: CompiledJob, resumeFrom?: string): Promise<WorkerState> {
-  const { data, labels, padId, generation } = await prepareRun(job);
+  const { data, labels, padId, generation } = await prepareCachedRun(job);
   const setup = await setupTraining(job, data, resumeFrom);
   return { job, data, labels, padId, generation, ...setup, early: setup.restored?.earlyStopping, resumedRunId: setup.restored?.runId ?? '' };
 }
@@ -106,20 +108,21 @@ export interface LoopContext {
 
 /**
  * Rank `rank`'s part of an evaluation, to be merged with the other ranks' (mergeEvalStates). Loss and
- * classification: its shard of evaluatedExamples, cut to eval.max_batches before sharding, so the
+ * classification: its share of the first evaluatedCount examples, cut to eval.max_batches before sharding, so the
  * ranks together score exactly the single-process examples. Generation: ceil(maxExamples / world)
  * prompts from its shard of the whole eval set, as before.
  */
 export async function rankEvalState(
-  model: Model, job: CompiledJob, evalSet: readonly Example[], padId: number, rank: number, worldSize: number, generation?: GenerationOptions,
+  model: Model, job: CompiledJob, evalSet: ExampleSource<Example>, padId: number, rank: number, worldSize: number, generation?: GenerationOptions,
 ): Promise<EvalState> {
   const mb = job.training.microBatch;
-  const scored = BatchPlan.shard(evaluatedExamples(job, evalSet), rank, worldSize);
+  // Only this rank's ranges are read (from disk, for a cached split): the same shares as BatchPlan.shard.
+  const scored = evalSet.slice(...BatchPlan.shardBounds(evaluatedCount(job, evalSet.length), rank, worldSize));
   const gen = generation && { ...generation, maxExamples: Math.ceil(generation.maxExamples / worldSize) };
   if (!gen || job.eval.maxBatches === undefined) return evalState(model, scored, mb, padId, undefined, gen);
   // The two example sets differ: score one without generating, generate from the other without scoring.
   const scoredState = await evalState(model, scored, mb, padId, undefined, { ...gen, maxExamples: 0 });
-  const generated = await evalState(model, BatchPlan.shard(evalSet, rank, worldSize), mb, padId, 0, gen);
+  const generated = await evalState(model, evalSet.slice(...BatchPlan.shardBounds(evalSet.length, rank, worldSize)), mb, padId, 0, gen);
   return mergeEvalStates(scoredState, generated);
 }
 
