@@ -4,28 +4,19 @@
  * the adapter directory itself (its base from base_model_name_or_path).
  */
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
-import { readdir, writeFile } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { readdir } from 'node:fs/promises';
+import { join } from 'node:path';
 import { test } from 'node:test';
-import { baseModel, lmLines, ready, tempDir, writeLines } from '../train/fixtures.ts';
+import { baseModel, ready, runCli, tempDir, trainLoraAdapter } from '../train/fixtures.ts';
 
-const CLI = join(resolve(import.meta.dirname, '../..'), 'bin', 'ringtune.js');
-const run = (args: string[]) => spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', timeout: 300_000 });
+const run = runCli;
 const lastJson = (stdout: string) => JSON.parse(stdout.slice(stdout.indexOf('{')));
 
 test('LoRA train -> merge -> generate / eval with --adapter equal the merged model', async (t) => {
   await ready;
   const dir = await tempDir(t);
   const base = await baseModel(dir, 'gpt2');
-  await writeLines(join(dir, 'train.jsonl'), lmLines(40, 1));
-  await writeFile(join(dir, 'job.yaml'), [
-    'model: base-gpt2', 'method: lora', 'lora: {r: 4, alpha: 16, target_modules: [c_attn, c_fc]}', 'data: {train: train.jsonl, format: text, max_seq_len: 16}',
-    'training: {max_steps: 6, global_batch: 8, micro_batch: 8, lr: 0.02}', 'output: out', '',
-  ].join('\n'));
-  const tr = run(['train', join(dir, 'job.yaml')]);
-  assert.equal(tr.status, 0, tr.stderr);
-  const adapter = join(dir, 'out', 'final');
+  const adapter = await trainLoraAdapter(dir, base);
   assert.deepEqual((await readdir(adapter)).filter((f) => f.startsWith('adapter_')).sort(), ['adapter_config.json', 'adapter_model.safetensors']);
 
   const merged = join(dir, 'merged');

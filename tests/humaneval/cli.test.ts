@@ -5,9 +5,8 @@
  * it into ratings.json / ratings.md and the run's report.html.
  */
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { readFile, writeFile } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { test } from 'node:test';
 import { parse } from 'csv-parse/sync';
 import { csvText } from '../../src/humaneval/csv-write.ts';
@@ -16,23 +15,15 @@ import { ratingsHtml } from '../../src/humaneval/ratings-report.ts';
 import { summarize, type RatingsSummary } from '../../src/humaneval/ratings.ts';
 import { readSheets } from '../../src/humaneval/sheet.ts';
 import { setHumanRatingsSection } from '../../src/run/report.ts';
-import { baseModel, lmLines, ready, tempDir, writeLines } from '../train/fixtures.ts';
+import { baseModel, ready, runCli, tempDir, trainLoraAdapter, writeLines } from '../train/fixtures.ts';
 
-const CLI = join(resolve(import.meta.dirname, '../..'), 'bin', 'ringtune.js');
-const run = (args: string[]) => spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', timeout: 300_000 });
+const run = runCli;
 
 test('samples -> two raters -> ratings import --report, base vs base + LoRA adapter', async (t) => {
   await ready;
   const dir = await tempDir(t);
   const base = await baseModel(dir, 'gpt2');
-  await writeLines(join(dir, 'train.jsonl'), lmLines(40, 1));
-  await writeFile(join(dir, 'job.yaml'), [
-    'model: base-gpt2', 'method: lora', 'lora: {r: 4, alpha: 16, target_modules: [c_attn, c_fc]}', 'data: {train: train.jsonl, format: text, max_seq_len: 16}',
-    'training: {max_steps: 6, global_batch: 8, micro_batch: 8, lr: 0.02}', 'output: out', '',
-  ].join('\n'));
-  const tr = run(['train', join(dir, 'job.yaml')]);
-  assert.equal(tr.status, 0, tr.stderr);
-  const adapter = join(dir, 'out', 'final');
+  const adapter = await trainLoraAdapter(dir, base);
 
   const prompts = ['the cat', 'the dog ran to', 'a fox'];
   await writeLines(join(dir, 'prompts.jsonl'), prompts.map((p, i) => JSON.stringify({ id: `q${i}`, prompt: p })));

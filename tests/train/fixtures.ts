@@ -1,7 +1,9 @@
 /** Small generated datasets and model directories for training tests (nothing downloaded). */
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join, resolve } from 'node:path';
 import type { TestContext } from 'node:test';
 import { compileJob, type CompiledJob } from '../../src/config/compile.ts';
 import { initBackend } from '../../src/model/backend.ts';
@@ -56,4 +58,23 @@ export async function baseModel(dir: string, family: Family, task?: Task): Promi
 /** A compiled job from an object in YAML's shape; `dir` is where job.yaml would live. */
 export function job(dir: string, spec: Record<string, unknown>): CompiledJob {
   return compileJob(spec, join(dir, 'job.yaml'));
+}
+
+const CLI = join(resolve(import.meta.dirname, '../..'), 'bin', 'ringtune.js');
+/** Runs the ringtune CLI in a child process (as a user would). */
+export const runCli = (args: string[]) => spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', timeout: 300_000 });
+
+/**
+ * `ringtune train` of a 6-step LoRA adapter (r 4, c_attn + c_fc) on `base` in `dir`; returns the
+ * adapter directory (out/final). Asserts the run succeeded.
+ */
+export async function trainLoraAdapter(dir: string, base: string): Promise<string> {
+  await writeLines(join(dir, 'train.jsonl'), lmLines(40, 1));
+  await writeFile(join(dir, 'job.yaml'), [
+    `model: ${basename(base)}`, 'method: lora', 'lora: {r: 4, alpha: 16, target_modules: [c_attn, c_fc]}', 'data: {train: train.jsonl, format: text, max_seq_len: 16}',
+    'training: {max_steps: 6, global_batch: 8, micro_batch: 8, lr: 0.02}', 'output: out', '',
+  ].join('\n'));
+  const tr = runCli(['train', join(dir, 'job.yaml')]);
+  assert.equal(tr.status, 0, tr.stderr);
+  return join(dir, 'out', 'final');
 }
