@@ -95,7 +95,8 @@ async function worker(): Promise<void> {
   }
   console.log(`ADDR ${ring.address}`);
   const lines = createInterface({ input: process.stdin });
-  const plan = JSON.parse((await lines[Symbol.asyncIterator]().next()).value as string) as Plan;
+  const stdin = lines[Symbol.asyncIterator]();
+  const plan = JSON.parse((await stdin.next()).value as string) as Plan;
   await ring.connect(plan.peers);
   // How long this thread's event loop is held up while collectives run (what a heartbeat or any other
   // callback on it would wait): the longest delay a 1 ms timer saw.
@@ -126,6 +127,11 @@ async function worker(): Promise<void> {
       console.log(`RESULT ${JSON.stringify({ sizeMiB, codec, times, cpuMs: cpuMs / plan.reps, faults: faults / plan.reps, loopMaxMs })}`);
     }
   }
+  // Close only once every rank is done: a rank that closes right after its last collective can
+  // cancel a neighbour's stream before that neighbour has read the last message (seen with grpc-js,
+  // whose send resolves once the message is queued, under load 10+).
+  console.log('DONE');
+  await stdin.next();
   await ring.close();
   lines.close();
 }
@@ -211,12 +217,17 @@ async function runWorld(n: number, transport: RingTransportName, { kernels, thre
   const perRank = await Promise.all(
     kids.map(async (k) => {
       const out: { sizeMiB: number; codec: CodecName; times: number[]; cpuMs: number; faults: number; loopMaxMs: number }[] = [];
-      for (let r = await k.lines.next(); !r.done; r = await k.lines.next()) {
+      for (let r = await k.lines.next(); !r.done && r.value !== 'DONE'; r = await k.lines.next()) {
         if (r.value.startsWith('RESULT ')) out.push(JSON.parse(r.value.slice(7)));
       }
+      return out;
+    }),
+  );
+  for (const k of kids) k.child.stdin!.end('CLOSE\n');
+  await Promise.all(
+    kids.map(async (k) => {
       const code = await new Promise<number | null>((res) => (k.child.exitCode !== null ? res(k.child.exitCode) : k.child.once('exit', res)));
       if (code !== 0) throw new Error(`rank exited with ${code}`);
-      return out;
     }),
   );
   return perRank[0]!.map((row, i) => {
