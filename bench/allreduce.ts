@@ -6,6 +6,14 @@
  *   npm run bench:allreduce -- --worlds 2 --sizes 64 --codecs fp32 --reps 9 --message-kib 1024 --malloc default
  *   npm run bench:allreduce -- --transport raw-h2 # grpc-js | h2 | raw-h2 | a,b | all (default): rings of each, in turn
  *   npm run bench:allreduce -- --gloo off         # skip the Gloo anchor (it runs when /usr/bin/python3 has torch)
+ *   npm run bench:allreduce -- --gloo-wait-s 120  # the anchor waits at most 120 s (not 15 min) for a quiet machine
+ *   npm run bench:allreduce -- --kernels native,js # A/B: each ring with the native add/bf16 kernels, then
+ *                                                 # with the JavaScript loops (rows "raw-h2/js"); default native
+ *   npm run bench:allreduce -- --ring-thread main,worker  # each rank's ring on its main thread, then in a
+ *                                                 # worker thread over a SharedArrayBuffer (rows "raw-h2@thr")
+ *
+ * "loop max ms" is the longest delay a 1 ms timer on the rank's main thread saw during the timed
+ * collectives (monitorEventLoopDelay): how long a callback there would have waited.
  *
  * Gloo anchor (../shared/anchors/allreduce_gloo.py, torch.distributed all_reduce SUM fp32 over 127.0.0.1)
  * runs in the same invocation, after the rings, for the same world sizes and fp32 sizes; each fp32 row
@@ -19,12 +27,16 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import * as net from 'node:net';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { GrpcRing } from '../src/collective/grpc-ring.ts';
+import type { GrpcRingOptions } from '../src/collective/ring-options.ts';
+import { startRingThread } from './allreduce-thread.ts';
 import type { CodecName } from '../src/collective/codecs.ts';
+import { ringKernelsStatus, useNativeRingKernels } from '../src/collective/kernels.ts';
 import { RING_PROCESS_ENV } from '../src/collective/ring-options.ts';
 import { RING_TRANSPORTS, type RingTransportName } from '../src/collective/transport.ts';
 
@@ -36,6 +48,9 @@ function flag(name: string, fallback: string): string {
   return i >= 0 ? process.argv[i + 1]! : fallback;
 }
 
+/** Which per-byte loops the ring workers use: the native kernels (kernels.ts) or the JavaScript ones. */
+type Kernels = 'native' | 'js';
+
 interface Plan {
   peers: string[];
   sizesMiB: number[];
@@ -45,40 +60,79 @@ interface Plan {
 }
 
 // ---- worker process: one rank -------------------------------------------------------------------
-async function worker(): Promise<void> {
-  const rank = Number(flag('rank', '0'));
-  const worldSize = Number(flag('world', '2'));
-  const ring = await GrpcRing.create({
+/** What a rank's benchmark loop drives: the ring on this thread, or a proxy to the ring in a worker thread. */
+export interface BenchRing {
+  readonly address: string;
+  connect(peers: string[]): Promise<void>;
+  /** A gradient buffer the ring can reduce (shared memory when the ring runs in another thread). */
+  alloc(elements: number): Float32Array;
+  allReduce(buf: Float32Array, o: { step: number; codec: CodecName }): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** The ring options every bench rank uses (also sent to the ring thread). */
+export function benchRingOptions(rank: number, worldSize: number): GrpcRingOptions {
+  return {
     jobId: 'bench', rank, worldSize, token: 'bench-token',
     messageBytes: Number(flag('message-kib', '1024')) * 1024, inflightMessages: Number(flag('inflight', '4')),
     transport: flag('transport', 'raw-h2') as RingTransportName,
-  });
+  };
+}
+
+async function worker(): Promise<void> {
+  const rank = Number(flag('rank', '0'));
+  const worldSize = Number(flag('world', '2'));
+  const kernels = flag('kernels', 'native') as Kernels;
+  if (kernels === 'js') useNativeRingKernels(false);
+  let ring: BenchRing;
+  if (flag('ring-thread', 'main') === 'worker') {
+    ring = await startRingThread(benchRingOptions(rank, worldSize), kernels);
+  } else {
+    const g = await GrpcRing.create(benchRingOptions(rank, worldSize));
+    ring = {
+      address: g.address, connect: (peers) => g.connect(peers), alloc: (n) => new Float32Array(n),
+      allReduce: (buf, o) => g.allReduce(buf, { ...o, op: 'sum', timeoutMs: 120_000 }), close: () => g.close(),
+    };
+  }
   console.log(`ADDR ${ring.address}`);
   const lines = createInterface({ input: process.stdin });
-  const plan = JSON.parse((await lines[Symbol.asyncIterator]().next()).value as string) as Plan;
+  const stdin = lines[Symbol.asyncIterator]();
+  const plan = JSON.parse((await stdin.next()).value as string) as Plan;
   await ring.connect(plan.peers);
+  // How long this thread's event loop is held up while collectives run (what a heartbeat or any other
+  // callback on it would wait): the longest delay a 1 ms timer saw.
+  const loop = monitorEventLoopDelay({ resolution: 1 });
   let step = 0;
   for (const sizeMiB of plan.sizesMiB) {
-    const buf = new Float32Array((sizeMiB * MiB) / 4).fill(1); // allocated and touched once per size
+    const buf = ring.alloc((sizeMiB * MiB) / 4).fill(1); // allocated and touched once per size
     for (const codec of plan.codecs) {
       const times: number[] = [];
       let cpuMs = 0;
       let faults = 0;
+      loop.reset();
       for (let it = 0; it < plan.warmup + plan.reps; it++) {
         buf.fill(rank + 1);
         const [c0, f0, t0] = [process.cpuUsage(), minorFaults(), performance.now()];
-        await ring.allReduce(buf, { step: step++, op: 'sum', codec, timeoutMs: 120_000 });
+        if (it === plan.warmup) loop.enable();
+        await ring.allReduce(buf, { step: step++, codec });
         if (it < plan.warmup) continue;
         times.push(performance.now() - t0);
         const c = process.cpuUsage(c0);
         cpuMs += (c.user + c.system) / 1000;
         faults += minorFaults() - f0;
       }
+      loop.disable();
       const want = (worldSize * (worldSize + 1)) / 2;
       if (buf[0] !== want || buf[buf.length - 1] !== want) throw new Error(`wrong result ${buf[0]} != ${want}`);
-      console.log(`RESULT ${JSON.stringify({ sizeMiB, codec, times, cpuMs: cpuMs / plan.reps, faults: faults / plan.reps })}`);
+      const loopMaxMs = loop.count > 0 ? loop.max / 1e6 : 0;
+      console.log(`RESULT ${JSON.stringify({ sizeMiB, codec, times, cpuMs: cpuMs / plan.reps, faults: faults / plan.reps, loopMaxMs })}`);
     }
   }
+  // Close only once every rank is done: a rank that closes right after its last collective can
+  // cancel a neighbour's stream before that neighbour has read the last message (seen with grpc-js,
+  // whose send resolves once the message is queued, under load 10+).
+  console.log('DONE');
+  await stdin.next();
   await ring.close();
   lines.close();
 }
@@ -147,23 +201,34 @@ function median(xs: number[]): number {
   return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
 }
 
-async function runWorld(n: number, transport: RingTransportName, plan: Omit<Plan, 'peers'>, passthrough: string[], env: NodeJS.ProcessEnv) {
+/** How a rank runs its ring: which per-byte loops, and on which thread. */
+interface Variant {
+  kernels: Kernels;
+  thread: 'main' | 'worker';
+}
+
+async function runWorld(n: number, transport: RingTransportName, { kernels, thread }: Variant, plan: Omit<Plan, 'peers'>, passthrough: string[], env: NodeJS.ProcessEnv) {
   const kids = await Promise.all(
     Array.from({ length: n }, (_, rank) =>
-      spawnChild(['--worker', '--rank', String(rank), '--world', String(n), '--transport', transport, ...passthrough], env),
+      spawnChild(['--worker', '--rank', String(rank), '--world', String(n), '--transport', transport, '--kernels', kernels, '--ring-thread', thread, ...passthrough], env),
     ),
   );
   const full: Plan = { ...plan, peers: kids.map((k) => k.address) };
   for (const k of kids) k.child.stdin!.write(`${JSON.stringify(full)}\n`);
   const perRank = await Promise.all(
     kids.map(async (k) => {
-      const out: { sizeMiB: number; codec: CodecName; times: number[]; cpuMs: number; faults: number }[] = [];
-      for (let r = await k.lines.next(); !r.done; r = await k.lines.next()) {
+      const out: { sizeMiB: number; codec: CodecName; times: number[]; cpuMs: number; faults: number; loopMaxMs: number }[] = [];
+      for (let r = await k.lines.next(); !r.done && r.value !== 'DONE'; r = await k.lines.next()) {
         if (r.value.startsWith('RESULT ')) out.push(JSON.parse(r.value.slice(7)));
       }
+      return out;
+    }),
+  );
+  for (const k of kids) k.child.stdin!.end('CLOSE\n');
+  await Promise.all(
+    kids.map(async (k) => {
       const code = await new Promise<number | null>((res) => (k.child.exitCode !== null ? res(k.child.exitCode) : k.child.once('exit', res)));
       if (code !== 0) throw new Error(`rank exited with ${code}`);
-      return out;
     }),
   );
   return perRank[0]!.map((row, i) => {
@@ -175,8 +240,8 @@ async function runWorld(n: number, transport: RingTransportName, plan: Omit<Plan
     const faults = perRank.reduce((a, r) => a + r[i]!.faults, 0) / n;
     const sentGB = (((2 * (n - 1)) / n) * bytes) / 1e9;
     return {
-      transport, worldSize: n, sizeMiB: row.sizeMiB, codec: row.codec, medianMs: t * 1000, algbwMBps: bytes / t / 1e6,
-      busbwMBps: ((2 * (n - 1)) / n) * (bytes / t) / 1e6, cpuMsPerRank: cpuMs, cpuSPerGB: cpuMs / 1000 / sentGB, pageFaultsPerRank: faults, timesMs: times,
+      transport: `${transport}${kernels === 'native' ? '' : '/js'}${thread === 'main' ? '' : '@thr'}`, kernels, thread, worldSize: n, sizeMiB: row.sizeMiB, codec: row.codec, medianMs: t * 1000, algbwMBps: bytes / t / 1e6,
+      busbwMBps: ((2 * (n - 1)) / n) * (bytes / t) / 1e6, loopMaxMs: Math.max(...perRank.map((r) => r[i]!.loopMaxMs)), cpuMsPerRank: cpuMs, cpuSPerGB: cpuMs / 1000 / sentGB, pageFaultsPerRank: faults, timesMs: times,
     };
   });
 }
@@ -200,7 +265,22 @@ async function glooAnchor(worlds: number[], sizesMiB: number[], reps: number): P
   }
   const out = join(tmpdir(), `ringtune-gloo-${process.pid}.json`);
   const args = [script, '--worlds', worlds.join(','), '--sizes-mib', sizesMiB.join(','), '--iters', String(reps), '--warmup', '2', '--repeats', '1', '--out', out];
-  const run = spawnSync('/usr/bin/python3', args, { stdio: ['ignore', 'pipe', 'inherit'], encoding: 'utf8', timeout: Number(flag('gloo-timeout-s', '2400')) * 1000 });
+  // --gloo-wait-s S: the anchor waits at most S seconds for a quiet machine before each attempt instead
+  // of its own 15 minutes (cpumon.wait_quiet's max_wait, set from outside: ../shared is not ours to
+  // edit). With six sessions sharing the machine a quiet spell may not come before a deadline; the
+  // foreign CPU it measured is still printed with each world, so the ratio's conditions stay on record.
+  const waitS = flag('gloo-wait-s', '');
+  const python = waitS
+    ? ['-c', [
+      'import functools, runpy, sys',
+      `sys.path.insert(0, ${JSON.stringify(dirname(script))})`,
+      'import cpumon',
+      `cpumon.wait_quiet = functools.partial(cpumon.wait_quiet, max_wait=${Number(waitS)})`,
+      'sys.argv = sys.argv[1:]',
+      `runpy.run_path(${JSON.stringify(script)}, run_name="__main__")`,
+    ].join('\n'), ...args]
+    : args;
+  const run = spawnSync('/usr/bin/python3', python, { stdio: ['ignore', 'pipe', 'inherit'], encoding: 'utf8', timeout: Number(flag('gloo-timeout-s', '2400')) * 1000 });
   process.stdout.write(run.stdout ?? '');
   const contaminated = (run.stdout ?? '').split('\n').filter((l) => l.startsWith('[world')).join('; ');
   if (run.status === 0 && existsSync(out)) {
@@ -234,40 +314,52 @@ async function main(): Promise<void> {
   if (!transports.every((t) => (RING_TRANSPORTS as readonly string[]).includes(t))) {
     throw new Error(`--transport: ${RING_TRANSPORTS.join(' | ')}, a comma list or all, got ${transportFlag}`);
   }
+  const kernelsFlag = flag('kernels', 'native');
+  const kernelSets = kernelsFlag.split(',') as Kernels[];
+  if (!kernelSets.every((k) => k === 'native' || k === 'js')) throw new Error(`--kernels: native | js | native,js, got ${kernelsFlag}`);
+  const threadFlag = flag('ring-thread', 'main');
+  const threads = threadFlag.split(',') as Variant['thread'][];
+  if (!threads.every((x) => x === 'main' || x === 'worker')) throw new Error(`--ring-thread: main | worker | main,worker, got ${threadFlag}`);
+  const variants: Variant[] = kernelSets.flatMap((kernels) => threads.map((thread) => ({ kernels, thread })));
   const load0 = loadavg().map((x) => x.toFixed(2)).join(' ');
   const tcpReps = Math.min(reps, 7);
   const tcpTimes = await tcpCeiling(tcpReps);
   const tcpMBps = (64 * MiB) / (median(tcpTimes) / 1000) / 1e6;
   const rows = [];
   // Per world size, each transport's ring in turn (not at the same time: 2 cores).
-  for (const n of worlds) for (const t of transports) rows.push(...(await runWorld(n, t, { sizesMiB, codecs: codecList, warmup: 2, reps }, passthrough, env)));
+  for (const n of worlds) {
+    for (const t of transports) {
+      for (const v of variants) rows.push(...(await runWorld(n, t, v, { sizesMiB, codecs: codecList, warmup: 2, reps }, passthrough, env)));
+    }
+  }
   const tcpAfter = (64 * MiB) / (median(await tcpCeiling(tcpReps)) / 1000) / 1e6;
   const fp32Sizes = codecList.includes('fp32') ? sizesMiB : [];
   const gloo = flag('gloo', 'on') === 'on' && fp32Sizes.length > 0 ? await glooAnchor(worlds, fp32Sizes, reps) : { rows: [], note: 'off' };
   const glooBusbw = (n: number, mib: number) => gloo.rows.find((g) => g.world_size === n && g.size_mib === mib)?.busbw_MBps;
 
   const pad = (s: string | number, w: number) => String(s).padStart(w);
+  console.log(`ring kernels (fp32 add, bf16): ${kernelsFlag}; native here: ${ringKernelsStatus()}`);
   console.log(`ring workers: ${malloc} malloc, ${passthrough[1]} KiB messages, ${passthrough[3]} in flight per link`);
   console.log(`raw TCP, 1 stream, 64 MiB: ${tcpMBps.toFixed(0)} MB/s before, ${tcpAfter.toFixed(0)} MB/s after (median of ${tcpReps})`);
   console.log(`load average at start: ${load0}; at end: ${loadavg().map((x) => x.toFixed(2)).join(' ')} (2 cores)`);
   console.log(`Gloo anchor: ${gloo.note}`);
   console.log(
-    `${pad('transport', 9)} ${pad('N', 2)} ${pad('size', 7)} ${pad('codec', 5)} ${pad('median ms', 10)} ${pad('algbw MB/s', 11)} ${pad('busbw MB/s', 11)} ` +
-      `${pad('busbw/TCP', 9)} ${pad('Gloo MB/s', 9)} ${pad('x Gloo', 6)} ${pad('cpu ms/rank', 11)} ${pad('cpu s/GB', 8)} ${pad('faults/rank', 11)}`,
+    `${pad('transport', 12)} ${pad('N', 2)} ${pad('size', 7)} ${pad('codec', 5)} ${pad('median ms', 10)} ${pad('algbw MB/s', 11)} ${pad('busbw MB/s', 11)} ` +
+      `${pad('busbw/TCP', 9)} ${pad('Gloo MB/s', 9)} ${pad('x Gloo', 6)} ${pad('cpu ms/rank', 11)} ${pad('cpu s/GB', 8)} ${pad('faults/rank', 11)} ${pad('loop max ms', 11)}`,
   );
   const ceiling = Math.max(tcpMBps, tcpAfter);
   for (const r of rows) {
     const g = r.codec === 'fp32' ? glooBusbw(r.worldSize, r.sizeMiB) : undefined;
     console.log(
-      `${pad(r.transport, 9)} ${pad(r.worldSize, 2)} ${pad(`${r.sizeMiB} MiB`, 7)} ${pad(r.codec, 5)} ${pad(r.medianMs.toFixed(1), 10)} ` +
+      `${pad(r.transport, 12)} ${pad(r.worldSize, 2)} ${pad(`${r.sizeMiB} MiB`, 7)} ${pad(r.codec, 5)} ${pad(r.medianMs.toFixed(1), 10)} ` +
         `${pad(r.algbwMBps.toFixed(0), 11)} ${pad(r.busbwMBps.toFixed(0), 11)} ${pad((r.busbwMBps / ceiling).toFixed(2), 9)} ` +
-        `${pad(g ? g.toFixed(0) : '-', 9)} ${pad(g ? (r.busbwMBps / g).toFixed(2) : '-', 6)} ${pad(r.cpuMsPerRank.toFixed(0), 11)} ${pad(r.cpuSPerGB.toFixed(2), 8)} ${pad(r.pageFaultsPerRank.toFixed(0), 11)}`,
+        `${pad(g ? g.toFixed(0) : '-', 9)} ${pad(g ? (r.busbwMBps / g).toFixed(2) : '-', 6)} ${pad(r.cpuMsPerRank.toFixed(0), 11)} ${pad(r.cpuSPerGB.toFixed(2), 8)} ${pad(r.pageFaultsPerRank.toFixed(0), 11)} ${pad(r.loopMaxMs.toFixed(1), 11)}`,
     );
   }
   const dir = fileURLToPath(new URL('./results/', import.meta.url));
   mkdirSync(dir, { recursive: true });
   const out = {
-    when: new Date().toISOString(), command: process.argv.slice(2).join(' '), loadavg: loadavg(), transports, reps, warmup: 2, malloc,
+    when: new Date().toISOString(), command: process.argv.slice(2).join(' '), loadavg: loadavg(), transports, kernels: kernelSets, ringThreads: threads, reps, warmup: 2, malloc,
     messageKiB: Number(passthrough[1]), inflight: Number(passthrough[3]), tcpMBps: { before: tcpMBps, after: tcpAfter }, rows, gloo,
   };
   writeFileSync(`${dir}allreduce.json`, `${JSON.stringify(out, null, 2)}\n`);

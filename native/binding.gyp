@@ -10,7 +10,8 @@
         "src/norms.cc",
         "src/activations.cc",
         "src/loss.cc",
-        "src/optim.cc"
+        "src/optim.cc",
+        "src/collective.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_DISABLE_CPP_EXCEPTIONS"],

@@ -48,6 +48,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitActivations(env, exports);
   InitLoss(env, exports);
   InitOptim(env, exports);
+  InitCollective(env, exports);
   openblas_set_num_threads(1);
   omp_set_num_threads(1);
   return exports;

@@ -50,5 +50,6 @@ void InitNorms(Napi::Env env, Napi::Object exports);
 void InitActivations(Napi::Env env, Napi::Object exports);
 void InitLoss(Napi::Env env, Napi::Object exports);
 void InitOptim(Napi::Env env, Napi::Object exports);
+void InitCollective(Napi::Env env, Napi::Object exports);
 
 }  // namespace rt
