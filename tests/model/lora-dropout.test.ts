@@ -21,13 +21,11 @@ import { test } from 'node:test';
 import * as tf from '@tensorflow/tfjs-core';
 import type { Family, Task } from '../../src/model/config.ts';
 import { linear } from '../../src/model/layers/linear.ts';
-import { resolveLora } from '../../src/model/lora-config.ts';
-import { dropoutMask, dropoutSeed, LoraAdapter, type LoraTarget, type TrainPass } from '../../src/model/lora.ts';
-import type { HostTensor } from '../../src/model/safetensors.ts';
+import { dropoutMask, dropoutSeed, type TrainPass } from '../../src/model/lora.ts';
 import { crossEntropySum } from '../../src/train/loss.ts';
 import { Rng } from '../../src/util/rng.ts';
 import { idsTensor, randomIds, ready, relErr } from './helpers.ts';
-import { loraModel } from './lora-helpers.ts';
+import { loraModel, oneLinearLora } from './lora-helpers.ts';
 
 const normal = (rng: Rng, n: number, std = 1) => Float32Array.from({ length: n }, () => std * rng.normal());
 const PASS: TrainPass = { seed: 5, step: 3, examples: [40, 2] };
@@ -44,18 +42,7 @@ for (const parts of [1, 3]) {
     await ready;
     const rng = new Rng(10 + parts);
     const [N, inF, outF, r, s, p] = [8, 6, 9, 3, 1.75, 0.4]; // N = 2 examples x 4 rows
-    const x = normal(rng, N * inF);
-    const W = normal(rng, inF * outF);
-    const A = normal(rng, inF * r);
-    const B = normal(rng, r * outF);
-    const G = normal(rng, N * outF);
-    const cols = outF / parts;
-    const names = [...Array(parts).keys()].map((k) => `w${k}`);
-    const target: LoraTarget = { module: 'm', bodyModule: 'm', weights: names, inFeatures: inF, outFeatures: outF, a: 'm.lora_A', b: 'm.lora_B' };
-    const lora = resolveLora('gpt2', 'causal-lm', { r, alpha: s * r, dropout: p, useRslora: false }, 'test');
-    const adapter = new LoraAdapter(lora, [target], [], new Map<string, HostTensor>([[target.a, { shape: [inF, r], data: A }], [target.b, { shape: [r, outF], data: B }]]), { specs: [], params: new Map() });
-    const block = (k: number) => tf.tensor2d(Float32Array.from({ length: inF * cols }, (_, i) => W[Math.floor(i / cols) * outF + k * cols + (i % cols)]), [inF, cols]);
-    const base = new Map(names.map((n, k) => [n, block(k)]));
+    const { x, W, A, B, G, cols, names, target, adapter, base } = oneLinearLora(rng, { N, inF, outF, r, s, parts, family: 'gpt2', dropout: p });
     const xt = tf.tensor2d(x, [N, inF]);
     const before = tf.memory().numTensors;
     let y!: Float32Array;

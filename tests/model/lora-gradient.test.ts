@@ -13,37 +13,20 @@ import { test } from 'node:test';
 import * as tf from '@tensorflow/tfjs-core';
 import { configToHF, type Family, type Task } from '../../src/model/config.ts';
 import { linear } from '../../src/model/layers/linear.ts';
-import { resolveLora } from '../../src/model/lora-config.ts';
-import { LoraAdapter, type LoraTarget } from '../../src/model/lora.ts';
 import { paramSpecs } from '../../src/model/model.ts';
-import type { HostTensor } from '../../src/model/safetensors.ts';
 import { internalToHF } from '../../src/model/weights.ts';
 import { crossEntropySum } from '../../src/train/loss.ts';
 import { Rng } from '../../src/util/rng.ts';
 import { idsTensor, randomIds, ready, relErr } from './helpers.ts';
-import { loraModel } from './lora-helpers.ts';
+import { loraModel, oneLinearLora } from './lora-helpers.ts';
 import { bertSeqCls64, gpt2CausalLM64, llamaCausalLM64, llamaSeqCls64 } from './reference/forward64.ts';
-
-const normal = (rng: Rng, n: number, std = 1) => Float32Array.from({ length: n }, () => std * rng.normal());
 
 for (const parts of [1, 3]) {
   test(`one LoRA linear (${parts === 1 ? 'plain weight' : 'fused c_attn split in 3'}): dA, dB equal the float64 closed form`, async () => {
     await ready;
     const rng = new Rng(parts);
     const [N, inF, outF, r, s] = [5, 6, 9, 3, 1.75];
-    const x = normal(rng, N * inF);
-    const W = normal(rng, inF * outF);
-    const A = normal(rng, inF * r);
-    const B = normal(rng, r * outF);
-    const G = normal(rng, N * outF);
-    const cols = outF / parts;
-    const names = [...Array(parts).keys()].map((k) => `w${k}`);
-    const target: LoraTarget = { module: 'm', bodyModule: 'm', weights: names, inFeatures: inF, outFeatures: outF, a: 'm.lora_A', b: 'm.lora_B' };
-    const lora = { ...resolveLora('llama', 'causal-lm', { r, alpha: s * r, dropout: 0, useRslora: false }, 'test') };
-    const adapter = new LoraAdapter(lora, [target], [], new Map<string, HostTensor>([[target.a, { shape: [inF, r], data: A }], [target.b, { shape: [r, outF], data: B }]]), { specs: [], params: new Map() });
-    // W's column block k is weight w_k (in, cols).
-    const block = (k: number) => tf.tensor2d(Float32Array.from({ length: inF * cols }, (_, i) => W[Math.floor(i / cols) * outF + k * cols + (i % cols)]), [inF, cols]);
-    const base = new Map(names.map((n, k) => [n, block(k)]));
+    const { x, A, B, G, names, target, adapter, base } = oneLinearLora(rng, { N, inF, outF, r, s, parts, family: 'llama', dropout: 0 });
     const { grads } = tf.variableGrads(() => tf.tidy(() => {
       const eff = adapter.effective(base);
       const y = tf.concat(names.map((n) => linear(tf.tensor2d(x, [N, inF]), eff.get(n) as tf.Tensor2D)), 1); // (N, out)
