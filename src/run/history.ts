@@ -12,11 +12,10 @@
  * coordinator never recorded. Resuming from such a checkpoint used to leave every step between the
  * coordinator's death and the checkpoint missing from the history.
  */
-import { appendFile, mkdir, readFile } from 'node:fs/promises';
-import { RingtuneError } from '../errors.ts';
+import { appendFile, mkdir } from 'node:fs/promises';
 import { writeFileAtomic } from '../util/atomic.ts';
 import { historyFile } from './outputs.ts';
-import { parseRecord, stringifyRecord } from './record-json.ts';
+import { parseRecord, readRecordLines, stringifyRecord } from './record-json.ts';
 
 export interface HistoryLine {
   type: 'train' | 'eval';
@@ -56,22 +55,7 @@ export function encodeHistory(lines: readonly HistoryLine[]): string {
  * killed while appending it) is dropped; a malformed line elsewhere is an error naming file:line.
  */
 export async function readHistoryFile(file: string): Promise<HistoryLine[]> {
-  const text = await readFile(file, 'utf8').catch((err: NodeJS.ErrnoException) => {
-    if (err.code === 'ENOENT') return '';
-    throw err;
-  });
-  const raw = text.split('\n');
-  const out: HistoryLine[] = [];
-  raw.forEach((l, i) => {
-    if (!l.trim()) return;
-    try {
-      out.push(parseRecord(l, ['type']) as HistoryLine);
-    } catch (err) {
-      const last = raw.slice(i + 1).every((rest) => !rest.trim());
-      if (!last) throw new RingtuneError(`${file}:${i + 1}: not a history line (${(err as Error).message}); fix or remove that line`);
-    }
-  });
-  return out;
+  return readRecordLines(file, (l) => parseRecord(l, ['type']) as HistoryLine, 'a history line', 'fix or remove that line');
 }
 
 /** The file's lines up to `upTo`, with train steps it lacks taken from `carried`, in history order. */

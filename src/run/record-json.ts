@@ -6,6 +6,8 @@
  * strings "NaN", "Infinity" and "-Infinity" (the names Python's json and pandas also read), and the
  * readers turn those strings back into numbers.
  */
+import { readFile } from 'node:fs/promises';
+import { RingtuneError } from '../errors.ts';
 
 const NON_FINITE: Record<string, number> = { NaN: NaN, Infinity: Infinity, '-Infinity': -Infinity };
 
@@ -26,4 +28,29 @@ export function reviveNumber(v: unknown): unknown {
  */
 export function parseRecord(text: string, stringKeys: readonly string[] = []): unknown {
   return JSON.parse(text, (key, v: unknown) => (stringKeys.includes(key) ? v : reviveNumber(v)));
+}
+
+/**
+ * The records of an append-only JSON Lines file, each parsed by `parseLine`; a missing file has none.
+ * A last line cut short (the process was killed while appending it) is dropped; a malformed line
+ * elsewhere is an error naming file:line, `notA` (what a line should be) and `advice`.
+ */
+export async function readRecordLines<T>(file: string, parseLine: (line: string) => T, notA: string, advice: string): Promise<T[]> {
+  const text = await readFile(file, 'utf8').catch((err: NodeJS.ErrnoException) => {
+    if (err.code === 'ENOENT') return '';
+    throw err;
+  });
+  const lines = text.split('\n');
+  const out: T[] = [];
+  lines.forEach((l, i) => {
+    if (!l.trim()) return;
+    try {
+      out.push(parseLine(l));
+    } catch (err) {
+      if (lines.slice(i + 1).some((rest) => rest.trim())) {
+        throw new RingtuneError(`${file}:${i + 1}: not ${notA} (${(err as Error).message}); ${advice}`);
+      }
+    }
+  });
+  return out;
 }

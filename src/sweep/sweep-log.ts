@@ -15,7 +15,7 @@ import { createHash } from 'node:crypto';
 import { appendFile, mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { InputError, RingtuneError } from '../errors.ts';
-import { reviveNumber, stringifyRecord } from '../run/record-json.ts';
+import { readRecordLines, reviveNumber, stringifyRecord } from '../run/record-json.ts';
 import { writeFileAtomic } from '../util/atomic.ts';
 import type { Params } from './space.ts';
 
@@ -129,27 +129,15 @@ export class SweepLog {
 
 /** The events of a sweep.jsonl; a missing file has none, a cut-short last line is dropped, other bad lines name file:line. */
 export async function readEvents(file: string): Promise<SweepEvent[]> {
-  const text = await readFile(file, 'utf8').catch((err: NodeJS.ErrnoException) => {
-    if (err.code === 'ENOENT') return '';
-    throw err;
-  });
-  const lines = text.split('\n');
-  const events: SweepEvent[] = [];
-  lines.forEach((l, i) => {
-    if (!l.trim()) return;
-    try {
-      const e = JSON.parse(l) as SweepEvent;
-      if (e.event === 'end') {
-        // Non-finite numbers were written as strings (run/record-json.ts): a diverged trial's metric.
-        if (e.metric !== undefined) e.metric = reviveNumber(e.metric) as number;
-        if (e.eval) e.eval = Object.fromEntries(Object.entries(e.eval).map(([k, v]) => [k, reviveNumber(v) as number]));
-      }
-      events.push(e);
-    } catch (err) {
-      if (lines.slice(i + 1).some((rest) => rest.trim())) {
-        throw new RingtuneError(`${file}:${i + 1}: not a sweep event (${(err as Error).message}); fix or remove that line, or start over with --overwrite`);
-      }
-    }
-  });
-  return events;
+  return readRecordLines(file, parseEvent, 'a sweep event', 'fix or remove that line, or start over with --overwrite');
+}
+
+function parseEvent(line: string): SweepEvent {
+  const e = JSON.parse(line) as SweepEvent;
+  if (e.event === 'end') {
+    // Non-finite numbers were written as strings (run/record-json.ts): a diverged trial's metric.
+    if (e.metric !== undefined) e.metric = reviveNumber(e.metric) as number;
+    if (e.eval) e.eval = Object.fromEntries(Object.entries(e.eval).map(([k, v]) => [k, reviveNumber(v) as number]));
+  }
+  return e;
 }
