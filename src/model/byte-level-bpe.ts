@@ -177,9 +177,9 @@ export class ByteLevelBpe {
   private encodeSection(section: string, out: number[]): void {
     const text = this.addPrefixSpace && !section.startsWith(' ') ? ' ' + section : section;
     if (!this.useRegex) return this.encodeWord(text, out);
-    const re = this.regex;
-    re.lastIndex = 0;
-    for (let m = re.exec(text); m !== null; m = re.exec(text)) this.encodeWord(m[0], out);
+    // match() with /g gives the words as one array of strings: no match object per word.
+    const words = text.match(this.regex);
+    if (words) for (let i = 0; i < words.length; i++) this.encodeWord(words[i], out);
   }
 
   private encodeWord(word: string, out: number[]): void {
