@@ -11,7 +11,9 @@
  * Every measurement runs in its own child process (its peak RSS is its own; bench/anchor.ts runMeasured).
  *
  * First-time preparation runs once per engine x thread count, so the fast byte-level BPE encoder and
- * tokenizers.js are measured side by side in the same run (src/model/tokenizer.ts, engines).
+ * tokenizers.js are measured side by side in the same run (src/model/tokenizer.ts, engines). Besides
+ * wall-clock MB/s it reports MB per CPU-second of the whole process (all threads): on a shared, loaded
+ * machine the wall figure says how busy the neighbours were, the CPU figure what the code costs.
  *
  * Options:
  *   --mb 100,300          corpus sizes in MB (default 100,300)
@@ -61,6 +63,7 @@ const jobFor = (dir: string, data: string): CompiledJob => compileJob({
 /** One measurement in this (child) process. */
 async function child(kind: string, dir: string, data: string): Promise<void> {
   const t0 = performance.now();
+  const cpu0 = process.cpuUsage();
   const job = jobFor(dir, data);
   const engine = args.engine as TokenizerEngine;
   if (!TOKENIZER_ENGINES.includes(engine)) throw new Error(`--engine: expected one of ${TOKENIZER_ENGINES.join(', ')}, got ${engine}`);
@@ -79,10 +82,13 @@ async function child(kind: string, dir: string, data: string): Promise<void> {
   const plan = new BatchPlan(c.train.length, 64, 1, { epochs: 1 });
   const batch = plan.stepExamples(0).map((i) => c.train.at(i)!);
   const s = (performance.now() - t0) / 1000;
+  // CPU seconds of the whole process, all threads (getrusage): a figure the machine's load barely moves.
+  const cpu = process.cpuUsage(cpu0);
+  const cpuSeconds = (cpu.user + cpu.system) / 1e6;
   if (batch.length !== 64) throw new Error('short batch');
   const st = c.stats;
   console.log(`RESULT ${JSON.stringify(kind === 'prepare'
-    ? { seconds: s, mbPerS: bytes / 1e6 / st.seconds, recordsPerS: st.records / st.seconds, records: st.records, tokens: st.tokens, truncated: st.truncated, threads: st.threads, buildSeconds: st.seconds, engine: tok.engine }
+    ? { seconds: s, mbPerS: bytes / 1e6 / st.seconds, recordsPerS: st.records / st.seconds, records: st.records, tokens: st.tokens, truncated: st.truncated, threads: st.threads, buildSeconds: st.seconds, engine: tok.engine, cpuSeconds, mbPerCpuS: bytes / 1e6 / cpuSeconds }
     : { seconds: s, built: c.built, examples: c.train.length })}`);
 }
 
@@ -104,15 +110,15 @@ async function generate(file: string, mb: number): Promise<number> {
   return records;
 }
 
-interface Row { what: string; mb: number; engine?: string; seconds?: number; mbPerS?: number; recordsPerS?: number; peakRssMiB?: number; wallS: number; threads?: number; error?: string }
+interface Row { what: string; mb: number; engine?: string; seconds?: number; mbPerS?: number; recordsPerS?: number; cpuSeconds?: number; mbPerCpuS?: number; peakRssMiB?: number; wallS: number; threads?: number; error?: string }
 
 async function measure(kind: string, dir: string, data: string, mb: number, engine: string, threads?: number): Promise<Row> {
   const self = fileURLToPath(import.meta.url);
   const m = await runMeasured(process.execPath, ['--import', 'tsx', self, '--child', kind, '--dir', dir, '--data', data, '--engine', engine, ...(threads === undefined ? [] : ['--threads', String(threads)])],
     { env: process.env, timeoutMs: 60 * 60_000 });
-  const r = m.status === 0 ? parseResult<{ seconds: number; mbPerS?: number; recordsPerS?: number; threads?: number; engine?: string }>(m.stdout) : undefined;
+  const r = m.status === 0 ? parseResult<{ seconds: number; mbPerS?: number; recordsPerS?: number; threads?: number; engine?: string; cpuSeconds?: number; mbPerCpuS?: number }>(m.stdout) : undefined;
   const what = { prepare: 'first-time preparation (cache)', open: 'cached start-up', baseline: 'in-memory prepareData (before)' }[kind]!;
-  return { what, mb, engine: r?.engine ?? engine, seconds: r?.seconds, mbPerS: r?.mbPerS, recordsPerS: r?.recordsPerS, threads: r?.threads, peakRssMiB: m.peakRssKiB && m.peakRssKiB / 1024, wallS: m.wallS, error: r ? undefined : failure(m) };
+  return { what, mb, engine: r?.engine ?? engine, seconds: r?.seconds, mbPerS: r?.mbPerS, recordsPerS: r?.recordsPerS, cpuSeconds: r?.cpuSeconds, mbPerCpuS: r?.mbPerCpuS, threads: r?.threads, peakRssMiB: m.peakRssKiB && m.peakRssKiB / 1024, wallS: m.wallS, error: r ? undefined : failure(m) };
 }
 
 async function main(): Promise<void> {
@@ -153,9 +159,9 @@ async function main(): Promise<void> {
   }
   const f = (x: number | undefined, d = 1) => (x === undefined ? '-' : x.toFixed(d));
   console.log(`\nload average ${loadBefore.map((x) => x.toFixed(2)).join(' ')} (start) -> ${loadavg().map((x) => x.toFixed(2)).join(' ')} (end), ${availableParallelism()} cores`);
-  console.log(`\n| what | corpus MB | engine | threads | MB/s | records/s | time s (in process) | wall s (process) | peak RSS MiB |\n|---|---|---|---|---|---|---|---|---|`);
+  console.log(`\n| what | corpus MB | engine | threads | MB/s | records/s | MB per CPU-s | time s (in process) | wall s (process) | peak RSS MiB |\n|---|---|---|---|---|---|---|---|---|---|`);
   for (const r of rows) {
-    console.log(`| ${r.what} | ${r.mb} | ${r.engine ?? '-'} | ${r.threads ?? '-'} | ${f(r.mbPerS, 2)} | ${f(r.recordsPerS, 0)} | ${r.error ? `failed: ${r.error}` : f(r.seconds, 2)} | ${f(r.wallS, 2)} | ${f(r.peakRssMiB, 0)} |`);
+    console.log(`| ${r.what} | ${r.mb} | ${r.engine ?? '-'} | ${r.threads ?? '-'} | ${f(r.mbPerS, 2)} | ${f(r.recordsPerS, 0)} | ${f(r.mbPerCpuS, 2)} | ${r.error ? `failed: ${r.error}` : f(r.seconds, 2)} | ${f(r.wallS, 2)} | ${f(r.peakRssMiB, 0)} |`);
   }
   const outPath = args.out ? resolve(args.out) : fileURLToPath(new URL('./results/data.json', import.meta.url));
   await mkdir(dirname(outPath), { recursive: true });
