@@ -12,7 +12,8 @@ import { ExampleBuilder } from './examples.ts';
 import { forEachJsonlLine, type BadRecord, type RawRecord } from './records.ts';
 
 export type ChunkInput =
-  | { kind: 'lines'; bytes: Uint8Array; firstLine: number }
+  /** `owned`: bytes.buffer is the sender's alone, so it is transferred to the thread whatever its size. */
+  | { kind: 'lines'; bytes: Uint8Array; firstLine: number; owned?: boolean }
   /** CSV records parsed by the main thread (csv-parse needs the whole text for quoted newlines). */
   | { kind: 'records'; records: RawRecord[]; bad: BadRecord[] };
 

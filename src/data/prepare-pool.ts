@@ -91,7 +91,7 @@ class ThreadPool implements ChunkPool {
       if (this.busy.has(w)) continue;
       const job = this.queue.shift()!;
       this.busy.set(w, job);
-      const transfer = job.input.kind === 'lines' && ownsBuffer(job.input.bytes) ? [job.input.bytes.buffer as ArrayBuffer] : [];
+      const transfer = job.input.kind === 'lines' && (job.input.owned || ownsBuffer(job.input.bytes)) ? [job.input.bytes.buffer as ArrayBuffer] : [];
       w.postMessage({ id: job.id, file: job.file, input: job.input }, transfer);
     }
   }
