@@ -313,13 +313,13 @@ export class ByteLevelBpe {
 /**
  * The library's DictionarySplitter over the added tokens plus its lstrip/rstrip pass: the text as
  * stretches (strings) and added tokens (their ids), in order. At each position the longest token
- * starting there wins; positions where no token starts are skipped by a first-character table.
+ * starting there wins; the positions tried are those holding a token's first character (UTF-16 code
+ * unit), found by a regex character class (a native scan: most texts have none).
  */
 class AddedTokenSplitter {
   private readonly trie: TrieNode = Object.create(null) as TrieNode;
-  private readonly starts = new Uint8Array(65536);
+  private readonly starts?: RegExp;
   private readonly byContent = new Map<string, AddedTokenEntry>();
-  private readonly any: boolean;
 
   constructor(tokens: readonly AddedTokenEntry[]) {
     for (const t of tokens) {
@@ -327,22 +327,23 @@ class AddedTokenSplitter {
       let node = this.trie;
       for (let i = 0; i < t.content.length; i++) node = (node[t.content[i]] ??= Object.create(null) as TrieNode) as TrieNode;
       node.end = t.content;
-      if (t.content.length > 0) this.starts[t.content.charCodeAt(0)] = 1;
     }
-    this.any = tokens.some((t) => t.content.length > 0);
+    const firsts = [...new Set(tokens.filter((t) => t.content.length > 0).map((t) => t.content.charCodeAt(0)))];
+    // No 'u' flag: the class matches code units, so a token starting with a surrogate pair is found by its first half.
+    if (firsts.length) this.starts = new RegExp(`[${firsts.map((c) => `\\u${c.toString(16).padStart(4, '0')}`).join('')}]`, 'g');
   }
 
   split(text: string): Array<string | number> {
-    if (!this.any) return [text];
+    const starts = this.starts;
+    if (!starts) return [text];
     const parts: string[] = [];
     const n = text.length;
     let start = 0;
     let i = 0;
     while (i < n) {
-      if (this.starts[text.charCodeAt(i)] === 0) {
-        i++;
-        continue;
-      }
+      starts.lastIndex = i;
+      if (starts.exec(text) === null) break;
+      i = starts.lastIndex - 1;
       let node: TrieNode | undefined = this.trie;
       let match: string | undefined;
       for (let j = i; j < n && (node = node[text[j]] as TrieNode | undefined); j++) if (node.end) match = node.end;

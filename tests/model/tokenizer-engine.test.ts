@@ -167,7 +167,7 @@ test('corners: tied and out-of-order ranks, duplicate merges (the last one count
   assertSameIds(fast, lib, smallAlphabetTexts(12, 200, alphabet), 'list merges');
 });
 
-test('corners: added tokens with lstrip/rstrip, overlapping contents (longest wins), a content that is also a vocab piece', () => {
+test('corners: added tokens with lstrip/rstrip, overlapping contents (longest wins), a content that is also a vocab piece, an emoji first', () => {
   const vocab = ['a', 'b', '<', '>', 'x', 'Ġ', 'Ċ', 'ab'];
   const added = [
     { content: '<x>', id: 20, lstrip: true },
@@ -175,9 +175,10 @@ test('corners: added tokens with lstrip/rstrip, overlapping contents (longest wi
     { content: 'ab', id: 22 }, // also vocab piece 7: the added id wins
     { content: ' <y>', id: 23, rstrip: true, lstrip: true },
     { content: '<y>', id: 24, special: false },
+    { content: '🎉!', id: 25 }, // starts with a surrogate pair
   ];
   const { fast, lib } = pair(crafted({ vocab, merges: ['a b'], added }));
-  assertSameIds(fast, lib, smallAlphabetTexts(13, 400, ['a', 'b', ' ', '  ', '\n', '<x>', '<x>>', ' <y>', '<y>', 'ab', '<', '>', '\t']), 'added tokens');
+  assertSameIds(fast, lib, smallAlphabetTexts(13, 400, ['a', 'b', ' ', '  ', '\n', '<x>', '<x>>', ' <y>', '<y>', 'ab', '<', '>', '\t', '🎉', '🎉!', '!', '\ud83c']), 'added tokens');
 });
 
 test('corners: add_prefix_space, use_regex false', () => {
