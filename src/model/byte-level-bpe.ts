@@ -128,7 +128,7 @@ export class ByteLevelBpe {
   private readonly symbolText: string[] = [];
   private readonly rankOf = new Map<number, number>();
   private readonly mergedSymbol: Int32Array;
-  private symbolIds!: Int32Array;
+  private readonly symbolIds: Int32Array;
   private readonly byteSymbol = new Int32Array(256);
 
   // Word cache: two generations; a hit in the older one moves the word to the newer one.
