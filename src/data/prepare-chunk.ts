@@ -12,7 +12,8 @@ import { ExampleBuilder } from './examples.ts';
 import { forEachJsonlLine, type BadRecord, type RawRecord } from './records.ts';
 
 export type ChunkInput =
-  | { kind: 'lines'; bytes: Uint8Array; firstLine: number }
+  /** `owned`: bytes.buffer is the sender's alone, so it is transferred to the thread whatever its size. */
+  | { kind: 'lines'; bytes: Uint8Array; firstLine: number; owned?: boolean }
   /** CSV records parsed by the main thread (csv-parse needs the whole text for quoted newlines). */
   | { kind: 'records'; records: RawRecord[]; bad: BadRecord[] };
 
@@ -57,8 +58,10 @@ export class ChunkBuilder {
     const lines: number[] = [];
     const lengths: number[] = [];
     const labels: number[] = [];
-    const tokens: number[] = [];
-    const mask: number[] = [];
+    // Growing typed arrays, not number[] + Int32Array.from: copying ids one push at a time was a
+    // quarter of a preparation thread's time once the tokenizer was fast (notes/s6-tok.md).
+    const tokens = new GrowingArray(Int32Array, 1 << 16);
+    const mask = new GrowingArray(Uint8Array, 1 << 16);
     const bad: BadRecord[] = [];
     let records = 0;
     const truncatedBefore = this.builder.truncated;
@@ -75,11 +78,11 @@ export class ChunkBuilder {
       } else if ('label' in res.ok || res.ok.tokens.length >= 2) {
         lines.push(r.line);
         lengths.push(res.ok.tokens.length);
-        for (const t of res.ok.tokens) tokens.push(t);
+        tokens.append(res.ok.tokens);
         if ('label' in res.ok) labels.push(res.ok.label);
         else {
           labels.push(-1);
-          for (const m of res.ok.lossMask) mask.push(m);
+          mask.append(res.ok.lossMask);
         }
       } else {
         bad.push({ file, line: r.line, reason: 'encodes to fewer than 2 tokens: nothing to predict' });
@@ -94,7 +97,34 @@ export class ChunkBuilder {
     }
     return {
       lines: Int32Array.from(lines), lengths: Int32Array.from(lengths), labels: Int32Array.from(labels),
-      tokens: Int32Array.from(tokens), mask: Uint8Array.from(mask), records, truncated: this.builder.truncated - truncatedBefore, bad,
+      tokens: tokens.take(), mask: mask.take(), records, truncated: this.builder.truncated - truncatedBefore, bad,
     };
+  }
+}
+
+/** An append-only typed array that doubles its buffer; `take` returns exactly the values appended. */
+class GrowingArray<T extends Int32Array | Uint8Array> {
+  private data: T;
+  private length = 0;
+  constructor(private readonly make: { new (n: number): T }, capacity: number) {
+    this.data = new make(capacity);
+  }
+
+  append(values: readonly number[]): void {
+    const need = this.length + values.length;
+    if (need > this.data.length) {
+      const grown = new this.make(Math.max(need, 2 * this.data.length));
+      grown.set(this.data.subarray(0, this.length));
+      this.data = grown;
+    }
+    const d = this.data;
+    let at = this.length;
+    for (let i = 0; i < values.length; i++) d[at++] = values[i];
+    this.length = at;
+  }
+
+  /** A copy of exactly the appended values (its own buffer: it is transferred to the main thread). */
+  take(): T {
+    return this.data.slice(0, this.length) as T;
   }
 }

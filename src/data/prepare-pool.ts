@@ -6,7 +6,7 @@
  */
 import { Worker } from 'node:worker_threads';
 import { InputError, RingtuneError } from '../errors.ts';
-import type { Tokenizer } from '../model/tokenizer.ts';
+import type { Tokenizer, TokenizerEngine } from '../model/tokenizer.ts';
 import { ChunkBuilder, type ChunkInput, type ChunkOutput, type ChunkSpec } from './prepare-chunk.ts';
 
 export interface ChunkPool {
@@ -26,7 +26,7 @@ export async function chunkPool(modelDir: string, tok: Tokenizer, spec: ChunkSpe
       close: async () => undefined,
     };
   }
-  return ThreadPool.start(modelDir, spec, threads);
+  return ThreadPool.start(modelDir, spec, threads, tok.engineOption);
 }
 
 interface Job { id: number; file: string; input: ChunkInput; resolve: (o: ChunkOutput) => void; reject: (e: Error) => void }
@@ -48,10 +48,11 @@ class ThreadPool implements ChunkPool {
     return this.workers.length;
   }
 
-  static async start(modelDir: string, spec: ChunkSpec, threads: number): Promise<ThreadPool> {
+  /** `engine`: the tokenizer engine the caller's tokenizer was loaded with, so every thread encodes alike. */
+  static async start(modelDir: string, spec: ChunkSpec, threads: number, engine: TokenizerEngine): Promise<ThreadPool> {
     const entry = new URL('./prepare-thread.ts', import.meta.url).href;
     const workers = [...Array(threads)].map((_, i) => new Worker(new URL('../worker/thread-boot.mjs', import.meta.url), {
-      workerData: { entry, modelDir, spec }, name: `ringtune-prepare-${i}`,
+      workerData: { entry, modelDir, spec, engine }, name: `ringtune-prepare-${i}`,
     }));
     try {
       await Promise.all(workers.map((w) => new Promise<void>((resolve, reject) => {
@@ -90,7 +91,7 @@ class ThreadPool implements ChunkPool {
       if (this.busy.has(w)) continue;
       const job = this.queue.shift()!;
       this.busy.set(w, job);
-      const transfer = job.input.kind === 'lines' && ownsBuffer(job.input.bytes) ? [job.input.bytes.buffer as ArrayBuffer] : [];
+      const transfer = job.input.kind === 'lines' && (job.input.owned || ownsBuffer(job.input.bytes)) ? [job.input.bytes.buffer as ArrayBuffer] : [];
       w.postMessage({ id: job.id, file: job.file, input: job.input }, transfer);
     }
   }

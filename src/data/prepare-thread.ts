@@ -4,11 +4,11 @@
  * posts them back with their buffers transferred, not copied.
  */
 import { parentPort, workerData } from 'node:worker_threads';
-import { Tokenizer } from '../model/tokenizer.ts';
+import { Tokenizer, type TokenizerEngine } from '../model/tokenizer.ts';
 import { ChunkBuilder, type ChunkInput, type ChunkSpec } from './prepare-chunk.ts';
 
-const { modelDir, spec } = workerData as { modelDir: string; spec: ChunkSpec };
-const builder = new ChunkBuilder(spec, await Tokenizer.fromDir(modelDir));
+const { modelDir, spec, engine } = workerData as { modelDir: string; spec: ChunkSpec; engine: TokenizerEngine };
+const builder = new ChunkBuilder(spec, await Tokenizer.fromDir(modelDir, { engine }));
 const port = parentPort!;
 port.on('message', (m: { id: number; file: string; input: ChunkInput }) => {
   try {

@@ -19,6 +19,11 @@
  * For one text these add the same tokens whatever the text, so they are found once at load
  * (`postProcessorSpecials`) and `encodeParts` returns them apart from the text's own tokens: data
  * preparation masks them out of the loss and truncation keeps them (src/model/truncation.ts).
+ *
+ * Engines: tokenizers.js does everything by default; for a byte-level BPE tokenizer.json that uses only
+ * what byte-level-bpe.ts implements (it checks), that encoder gives the same ids several times faster,
+ * and `encode` uses it (engine 'auto', the default). Engine 'library' keeps tokenizers.js throughout
+ * (bench:data compares the two; tests/model/tokenizer-engine.test.ts proves them equal).
  */
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -26,6 +31,16 @@ import { Tokenizer as HfTokenizer } from '@huggingface/tokenizers';
 import { Template } from '@huggingface/jinja';
 import { InputError } from '../errors.ts';
 import { DEFAULT_TRUNCATION_SIDE, specialsAround, TRUNCATION_SIDES, type TruncationSide } from './truncation.ts';
+import { compileByteLevelBpe, type ByteLevelBpe } from './byte-level-bpe.ts';
+
+/** Which code encodes: 'auto' picks the fast byte-level BPE encoder when it applies, 'library' never does. */
+export type TokenizerEngine = 'auto' | 'library';
+export const TOKENIZER_ENGINES: readonly TokenizerEngine[] = ['auto', 'library'];
+
+export interface TokenizerOptions {
+  /** Default 'auto'. */
+  engine?: TokenizerEngine;
+}
 
 export interface ChatMessage {
   role: string;
@@ -92,26 +107,37 @@ export class Tokenizer {
   readonly modelMaxLength?: number;
   /** What the post-processor adds around one text (see the header); both empty for byte-level tokenizers. */
   readonly postProcessorSpecials: { readonly head: readonly number[]; readonly tail: readonly number[] };
+  /** The engine that encodes: 'byte-level-bpe' (byte-level-bpe.ts) or 'library' (tokenizers.js). */
+  readonly engine: 'byte-level-bpe' | 'library';
+  /** With engine 'auto', why the library encodes (what byte-level-bpe.ts does not implement). */
+  readonly engineFallback?: string;
+  /** The engine asked for, so worker threads load the tokenizer the same way. */
+  readonly engineOption: TokenizerEngine;
 
   private readonly hf: HfTokenizerApi;
+  private readonly fast?: ByteLevelBpe;
+  /** The post-processor is one whose specials are the same whatever the text (see wrapsText). */
+  private readonly specialsFixed: boolean;
   private readonly config: Record<string, unknown>;
   private readonly cleanUpSpaces: boolean;
   private compiledTemplate?: Template;
 
   /** Reads `dir`/tokenizer.json and, when present, `dir`/tokenizer_config.json. */
-  static async fromDir(dir: string): Promise<Tokenizer> {
+  static async fromDir(dir: string, opts: TokenizerOptions = {}): Promise<Tokenizer> {
     const tokenizerPath = join(dir, 'tokenizer.json');
     const configPath = join(dir, 'tokenizer_config.json');
     const tokenizerJson = await readJsonObject(tokenizerPath, true);
     const tokenizerConfig = await readJsonObject(configPath, false);
-    return Tokenizer.build(tokenizerJson!, tokenizerConfig ?? {}, tokenizerPath);
+    return Tokenizer.build(tokenizerJson!, tokenizerConfig ?? {}, tokenizerPath, opts);
   }
 
-  static fromJson(tokenizerJson: object, tokenizerConfig?: object): Tokenizer {
-    return Tokenizer.build(tokenizerJson, tokenizerConfig ?? {}, 'tokenizer.json');
+  static fromJson(tokenizerJson: object, tokenizerConfig?: object, opts: TokenizerOptions = {}): Tokenizer {
+    return Tokenizer.build(tokenizerJson, tokenizerConfig ?? {}, 'tokenizer.json', opts);
   }
 
-  private static build(tokenizerJson: object, tokenizerConfig: object, source: string): Tokenizer {
+  private static build(tokenizerJson: object, tokenizerConfig: object, source: string, opts: TokenizerOptions): Tokenizer {
+    const engine = opts.engine ?? 'auto';
+    if (!TOKENIZER_ENGINES.includes(engine)) throw new InputError(`unknown tokenizer engine "${String(engine)}": expected ${TOKENIZER_ENGINES.join(' or ')}`);
     const json = tokenizerJson as Record<string, unknown>;
     if (json === null || typeof json !== 'object' || Array.isArray(json)) {
       throw new InputError(`${source}: expected a JSON object`);
@@ -131,12 +157,21 @@ export class Tokenizer {
     } catch (cause) {
       throw new InputError(`${source}: tokenizers.js cannot load it (${(cause as Error).message})`, { cause });
     }
-    return new Tokenizer(hf, config, complete.added_tokens as Array<{ content: string; special?: boolean }>);
+    const fast = engine === 'auto' ? compileByteLevelBpe(complete, config) : { unsupported: 'engine "library" asked for' };
+    return new Tokenizer(hf, config, complete.added_tokens as Array<{ content: string; special?: boolean }>, fast, engine, wrapsText(complete.post_processor));
   }
 
-  private constructor(hf: HfTokenizerApi, config: Record<string, unknown>, addedTokens: Array<{ content: string; special?: boolean }>) {
+  private constructor(
+    hf: HfTokenizerApi, config: Record<string, unknown>, addedTokens: Array<{ content: string; special?: boolean }>,
+    fast: ReturnType<typeof compileByteLevelBpe>, engineOption: TokenizerEngine, specialsFixed: boolean,
+  ) {
+    this.specialsFixed = specialsFixed;
     this.hf = hf;
     this.config = config;
+    this.engineOption = engineOption;
+    if ('ok' in fast) this.fast = fast.ok;
+    else if (engineOption === 'auto') this.engineFallback = fast.unsupported;
+    this.engine = this.fast ? 'byte-level-bpe' : 'library';
     let maxId = -1;
     for (const id of hf.get_vocab(true).values()) maxId = Math.max(maxId, id);
     this.vocabSize = maxId + 1;
@@ -173,7 +208,12 @@ export class Tokenizer {
    * addSpecialTokens (default) the post-processor adds e.g. <s> or [CLS]/[SEP].
    */
   encode(text: string, opts: { addSpecialTokens?: boolean } = {}): number[] {
-    return this.hf.encode(text, { add_special_tokens: opts.addSpecialTokens ?? true }).ids;
+    const add = opts.addSpecialTokens ?? true;
+    if (this.fast && (!add || this.specialsFixed)) {
+      const body = this.fast.encode(text);
+      return add ? [...this.postProcessorSpecials.head, ...body, ...this.postProcessorSpecials.tail] : body;
+    }
+    return this.hf.encode(text, { add_special_tokens: add }).ids;
   }
 
   /**
@@ -265,6 +305,30 @@ function llamaPostProcessor(config: Record<string, unknown>, source: string): ob
     // tokenizers.js maps a template's tokens to ids by name (its added tokens), so `ids` is not read.
     special_tokens: Object.fromEntries(tokens.map((t) => [t, { id: t, ids: [], tokens: [t] }])),
   };
+}
+
+/**
+ * Whether tokenizers.js's post-processor, for one text, only puts the same tokens before and after
+ * it (then encode(text) = head + encode(text, no specials) + tail): none, ByteLevel (adds nothing),
+ * BertProcessing / RobertaProcessing ([cls] $A [sep]), TemplateProcessing whose `single` holds $A
+ * once, or a Sequence of these.
+ */
+function wrapsText(pp: unknown): boolean {
+  if (pp === null || pp === undefined) return true;
+  const p = pp as { type?: unknown; single?: unknown; processors?: unknown };
+  switch (p.type) {
+    case 'ByteLevel':
+    case 'BertProcessing':
+    case 'RobertaProcessing':
+      return true;
+    case 'TemplateProcessing':
+      return Array.isArray(p.single) && p.single.filter((item) => typeof item === 'object' && item !== null && 'Sequence' in item).length === 1
+        && p.single.every((item) => typeof item === 'object' && item !== null && ('Sequence' in item ? (item as { Sequence: { id?: unknown } }).Sequence.id === 'A' : 'SpecialToken' in item));
+    case 'Sequence':
+      return Array.isArray(p.processors) && p.processors.every(wrapsText);
+    default:
+      return false;
+  }
 }
 
 /**
