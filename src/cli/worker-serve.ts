@@ -88,7 +88,7 @@ export async function serveWorker(o: ServeOptions): Promise<number> {
       process.exit(128 + (s === 'SIGINT' ? 2 : 15));
     }
     signal = s;
-    log(`[serve] ${s}: ${assigned ? 'the worker stops after the current step, then' : ''} exiting`);
+    log(`[serve] ${s}: ${assigned ? 'the worker stops after the current step (again to kill it), then this process exits' : 'the worker is only joining: exiting now'}`);
     child?.kill('SIGTERM');
     if (!assigned) child?.kill('SIGTERM'); // joining: nothing to save, the worker's second signal exits at once
     wake?.();
