@@ -49,15 +49,18 @@ test('worker --serve: survives a failed trial and trains the next; SIGTERM mid-r
   assert.match(log, /\[serve\] run 1: the worker exited 1 after [\d.]+ s; 1 quick failure in a row: next worker in 1 s/);
   assert.match(log, /\[serve\] run 2: starting a worker[\s\S]*rank 0: done at step 6/);
 
-  // A run of 30 steps; SIGTERM to the supervisor once it trains.
+  // A run of 20 steps; SIGTERM to the supervisor once it trains (the coordinator logs every 2nd step).
   const coordinator = spawn(process.execPath, [CLI, 'coordinator', join(dir, 'sw', 'trial-0002', 'job.yaml'), '--nats', nats.url, '--metrics-port', '0',
-    '--workers', '1', '--secret-file', secretFile, '--output', join(dir, 'long'), '--set', 'training.max_steps=30'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    '--workers', '1', '--secret-file', secretFile, '--output', join(dir, 'long'), '--set', 'training.max_steps=20'], { stdio: ['ignore', 'ignore', 'pipe'] });
   t.after(() => coordinator.kill('SIGKILL'));
   let coordLog = '';
-  await new Promise<void>((resolve) => coordinator.stderr!.on('data', (b) => {
-    coordLog += b;
-    if (/step 1\/30/.test(coordLog)) resolve();
-  }));
+  await new Promise<void>((resolve, reject) => {
+    coordinator.stderr!.on('data', (b) => {
+      coordLog += b;
+      if (/step \d+\/20 /.test(coordLog)) resolve();
+    });
+    coordinator.once('close', (code) => reject(new Error(`the coordinator exited ${code} before training:\n${coordLog}`)));
+  });
   serving.kill('SIGTERM');
   assert.equal(await exited, 143, log);
   assert.match(log, /\[serve\] SIGTERM: the worker stops after the current step/);
