@@ -15,8 +15,8 @@
  *     (rank 0 checkpoints, the run ends resumable: the worker's own semantics); a child still joining
  *     has nothing to save and gets a second SIGTERM at once. Then the supervisor exits (143 / 130).
  *     A second signal to the supervisor kills the child and exits at once.
- *   - The child gets RINGTUNE_PARENT_PID (util/parent-watch.ts): a supervisor killed outright takes
- *     its worker with it.
+ *   - The child runs in its own process group (a terminal's Ctrl-C reaches only the supervisor) with
+ *     RINGTUNE_PARENT_PID (util/parent-watch.ts): a supervisor killed outright takes its worker with it.
  *   - --max-runs N (tests, batch jobs): exit after N children, with the last one's exit code.
  */
 import { spawn } from 'node:child_process';
@@ -102,7 +102,9 @@ export async function serveWorker(o: ServeOptions): Promise<number> {
       const started = Date.now();
       assigned = false;
       log(`[serve] run ${run}: starting a worker`);
-      const c = spawn(process.execPath, [...process.execArgv, ...o.args], { env, stdio: ['ignore', 'inherit', 'pipe'] });
+      // Its own process group: a terminal's Ctrl-C reaches the supervisor only, which forwards exactly one
+      // SIGTERM (a second signal would make the worker exit at once, without its checkpoint).
+      const c = spawn(process.execPath, [...process.execArgv, ...o.args], { env, stdio: ['ignore', 'inherit', 'pipe'], detached: true });
       child = c;
       createInterface({ input: c.stderr! }).on('line', (line) => {
         if (!assigned && ASSIGNED.test(line)) assigned = true;
