@@ -23,6 +23,7 @@ import { spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { Option, type Command } from 'commander';
 import { PARENT_PID_ENV } from '../util/parent-watch.ts';
+import { InputError } from '../errors.ts';
 import { intArg } from './common.ts';
 
 export const SERVE_ENV = 'RINGTUNE_WORKER_SERVE';
@@ -38,8 +39,18 @@ export interface ServeFlags { serve?: boolean; maxRuns?: number }
 /** --serve and --max-runs on the worker command. */
 export function withServeOptions(c: Command): Command {
   return c
-    .addOption(new Option('--serve', 'serve run after run: a fresh worker process per run joins the next run of the job (a cluster that stays up)').env(SERVE_ENV))
+    // Not commander's .env(): it would take RINGTUNE_WORKER_SERVE=0 for "on" (servingWorker reads it).
+    .addOption(new Option('--serve', `serve run after run: a fresh worker process per run joins the next run of the job (a cluster that stays up); or ${SERVE_ENV}=1`))
     .addOption(new Option('--max-runs <n>', 'with --serve: exit after this many runs').argParser(intArg(1)));
+}
+
+/** --serve, or RINGTUNE_WORKER_SERVE: 1 / true / yes on, 0 / false / no / empty off, anything else an error naming it. */
+export function servingWorker(o: ServeFlags, env: NodeJS.ProcessEnv = process.env): boolean {
+  if (o.serve) return true;
+  const v = (env[SERVE_ENV] ?? '').trim().toLowerCase();
+  if (['', '0', 'false', 'no'].includes(v)) return false;
+  if (['1', 'true', 'yes'].includes(v)) return true;
+  throw new InputError(`${SERVE_ENV}=${env[SERVE_ENV]}: expected 1, true or yes (serve run after run), or 0, false, no`);
 }
 
 /** Back-off before the next start after `crashes` consecutive crashes (0: start at once). */
@@ -135,5 +146,6 @@ export async function serveWorker(o: ServeOptions): Promise<number> {
 
 /** The worker command's --serve branch: this process supervises; each run is `ringtune worker` without --serve. */
 export async function runServingWorker(o: ServeFlags): Promise<void> {
+  if (o.maxRuns !== undefined && !servingWorker(o)) throw new InputError('--max-runs counts the runs of a serving worker: it needs --serve');
   process.exitCode = await serveWorker({ args: [process.argv[1], ...childArgs(process.argv.slice(2))], maxRuns: o.maxRuns });
 }

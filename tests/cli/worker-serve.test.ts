@@ -10,7 +10,7 @@ import { spawn } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { backoffMs, childArgs } from '../../src/cli/worker-serve.ts';
+import { backoffMs, childArgs, servingWorker } from '../../src/cli/worker-serve.ts';
 import { newJobSecret } from '../../src/control/auth.ts';
 import { startNatsServer } from '../../src/control/nats-server.ts';
 import { CLI, jsonLines, setup, sweepCli } from '../sweep/helpers.ts';
@@ -18,6 +18,14 @@ import { CLI, jsonLines, setup, sweepCli } from '../sweep/helpers.ts';
 test('childArgs drops --serve and --max-runs, keeps everything else in order', () => {
   assert.deepEqual(childArgs(['worker', '--serve', '--nats', 'nats://h:4222', '--max-runs', '3', '--job', 'j', '--max-runs=2', '--threads', '1']),
     ['worker', '--nats', 'nats://h:4222', '--job', 'j', '--threads', '1']);
+});
+
+test('RINGTUNE_WORKER_SERVE: 1 / true / yes serve, 0 / false / no / empty / unset do not, anything else is an error naming it; --serve wins', () => {
+  const env = (v?: string) => (v === undefined ? {} : { RINGTUNE_WORKER_SERVE: v });
+  assert.deepEqual(['1', 'true', 'YES', ' yes '].map((v) => servingWorker({}, env(v))), [true, true, true, true]);
+  assert.deepEqual(['0', 'false', 'no', '', undefined].map((v) => servingWorker({}, env(v))), [false, false, false, false, false]);
+  assert.equal(servingWorker({ serve: true }, env('0')), true);
+  assert.throws(() => servingWorker({}, env('maybe')), /RINGTUNE_WORKER_SERVE=maybe: expected 1, true or yes/);
 });
 
 test('back-off: none after a good run, then 1, 2, 4 ... s per quick failure in a row, at most 30 s', () => {
@@ -30,8 +38,9 @@ test('worker --serve: survives a failed trial and trains the next; SIGTERM mid-r
   const secretFile = join(dir, 'secret');
   await writeFile(secretFile, newJobSecret(), { mode: 0o600 });
   const nats = await startNatsServer();
-  const serving = spawn(process.execPath, [CLI, 'worker', '--serve', '--nats', nats.url, '--job', 'lm', '--ring-host', '127.0.0.1', '--ring-port', '0',
-    '--metrics-port', '0', '--threads', '1'], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, RINGTUNE_JOB_SECRET_FILE: secretFile } });
+  // Serving by the environment (as a Kubernetes manifest would set it); tests/sweep/sweep-cluster.test.ts uses --serve.
+  const serving = spawn(process.execPath, [CLI, 'worker', '--nats', nats.url, '--job', 'lm', '--ring-host', '127.0.0.1', '--ring-port', '0',
+    '--metrics-port', '0', '--threads', '1'], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, RINGTUNE_JOB_SECRET_FILE: secretFile, RINGTUNE_WORKER_SERVE: '1' } });
   let log = '';
   serving.stderr!.on('data', (b) => { log += b; });
   const exited = new Promise<number | null>((r) => serving.once('close', (c) => r(c)));
