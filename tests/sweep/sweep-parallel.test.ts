@@ -47,3 +47,17 @@ test('--parallel 2: the same leaderboard as sequential; sweep.jsonl interleaves 
   assert.equal(state.best, 'trial-0003');
   assert.deepEqual(state.trials.map((x: { status: string }) => x.status), ['done', 'done', 'done']);
 });
+
+test('asha --parallel 3: the rung runs all at once, promotion waits for all of it and applies the halving rule', async (t) => {
+  // The same sweep as sweep-asha.test.ts (eta 2: 1 of 3 continues, the known best lr 1e-2's), its three rung-0 trials at once.
+  const dir = await setup(t, ['strategy: asha', 'min_steps: 3', 'max_steps: 6', 'reduction_factor: 2', 'space:', '  training.lr: [0.00001, 0.001, 0.01]']);
+  const r = sweepCli([join(dir, 'sweep.yaml'), '--threads', '1', '--parallel', '3']);
+  assert.equal(r.status, 0, r.stderr);
+  const log = await events(join(dir, 'sw', 'sweep.jsonl'));
+  const promoteAt = log.findIndex((e) => e.event === 'promote');
+  assert.deepEqual(log[promoteAt], { event: 'promote', rung: 0, promoted: ['trial-0003'], pruned: ['trial-0001', 'trial-0002'] });
+  const rung0 = log.slice(0, promoteAt);
+  assert.deepEqual(rung0.filter((e) => e.event === 'end').map((e) => e.trial).sort(), ['trial-0001', 'trial-0002', 'trial-0003'], 'every rung-0 trial ended before the promotion');
+  assert.ok(rung0.findIndex((e) => e.event === 'end') > rung0.map((e) => e.event).lastIndexOf('start'), 'all three started before the first ended');
+  assert.deepEqual(log.slice(promoteAt + 1).map((e) => `${e.event} ${e.trial} ${e.rung}`), ['start trial-0003 1', 'end trial-0003 1']);
+});
