@@ -67,7 +67,7 @@ export function definitionOf(s: CompiledSweep): Record<string, unknown> {
 
 /**
  * Runs `fn` over `items` in order, at most `lanes` at once; lane i's calls get `i` (a trial's cluster
- * job name, say). Item n starts before item n+1, whichever lane frees first.
+ * job name, say). Items are taken in order by whichever lane frees first.
  */
 async function inLanes<T>(items: readonly T[], lanes: number, fn: (item: T, lane: number) => Promise<void>): Promise<void> {
   let next = 0;
