@@ -13,7 +13,7 @@
  *     with exit 0, or lasted HEALTHY_MS, resets the back-off.
  *   - SIGTERM / SIGINT: one SIGTERM to the child. In a run it votes to stop after the current step
  *     (rank 0 checkpoints, the run ends resumable: the worker's own semantics); a child still joining
- *     has nothing to save and gets a second SIGTERM at once. Then the supervisor exits (143 / 130).
+ *     has nothing to save and gets SIGTERM again every 300 ms until it exits (its second signal exits). Then the supervisor exits (143 / 130).
  *     A second signal to the supervisor kills the child and exits at once.
  *   - The child runs in its own process group (a terminal's Ctrl-C reaches only the supervisor) with
  *     RINGTUNE_PARENT_PID (util/parent-watch.ts): a supervisor killed outright takes its worker with it.
@@ -101,7 +101,13 @@ export async function serveWorker(o: ServeOptions): Promise<number> {
     signal = s;
     log(`[serve] ${s}: ${assigned ? 'the worker stops after the current step (again to kill it), then this process exits' : 'the worker is only joining: exiting now'}`);
     child?.kill('SIGTERM');
-    if (!assigned) child?.kill('SIGTERM'); // joining: nothing to save, the worker's second signal exits at once
+    // Joining: nothing to save, and the worker's second signal exits at once. Sent apart: two signals
+    // in a row may reach it as one (signals of a kind do not queue).
+    const c = child;
+    if (!assigned && c) {
+      const again = setInterval(() => c.kill('SIGTERM'), 300);
+      c.once('close', () => clearInterval(again));
+    }
     wake?.();
   };
   process.on('SIGINT', onSignal);
