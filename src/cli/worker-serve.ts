@@ -13,8 +13,9 @@
  *     with exit 0, or lasted HEALTHY_MS, resets the back-off.
  *   - SIGTERM / SIGINT: one SIGTERM to the child. In a run it votes to stop after the current step
  *     (rank 0 checkpoints, the run ends resumable: the worker's own semantics); a child still joining
- *     has nothing to save and gets SIGTERM again every 300 ms until it exits (its second signal exits). Then the supervisor exits (143 / 130).
- *     A second signal to the supervisor kills the child and exits at once.
+ *     has nothing to save and gets SIGTERM again every 300 ms until it exits (its second signal
+ *     exits at once; runWorker does not watch the stop signal while joining). Then the supervisor
+ *     exits (143 / 130). A second signal to the supervisor kills the child and exits at once.
  *   - The child runs in its own process group (a terminal's Ctrl-C reaches only the supervisor) with
  *     RINGTUNE_PARENT_PID (util/parent-watch.ts): a supervisor killed outright takes its worker with it.
  *   - --max-runs N (tests, batch jobs): exit after N children, with the last one's exit code.
