@@ -79,14 +79,11 @@ export interface ServeOptions {
   args: string[];
   maxRuns?: number;
   log?: (line: string) => void;
-  /** Test hook: the back-off schedule. */
-  backoff?: (crashes: number) => number;
 }
 
 /** Runs worker children until a signal (or --max-runs); resolves with the exit code for this process. */
 export async function serveWorker(o: ServeOptions): Promise<number> {
   const log = o.log ?? ((l: string) => console.error(l));
-  const backoff = o.backoff ?? backoffMs;
   const env: NodeJS.ProcessEnv = { ...process.env, [PARENT_PID_ENV]: String(process.pid) };
   delete env[SERVE_ENV];
   let signal: NodeJS.Signals | undefined;
@@ -139,7 +136,7 @@ export async function serveWorker(o: ServeOptions): Promise<number> {
         log(`[serve] run ${run}: the worker exited ${lastCode} after ${seconds.toFixed(1)} s`);
         break;
       }
-      const wait = backoff(crashes);
+      const wait = backoffMs(crashes);
       log(`[serve] run ${run}: the worker exited ${lastCode} after ${seconds.toFixed(1)} s; ${wait ? `${crashes} quick failure${crashes > 1 ? 's' : ''} in a row: next worker in ${wait / 1000} s` : 'next worker now'}`);
       if (wait) await new Promise<void>((r) => { const t = setTimeout(r, wait); wake = () => { clearTimeout(t); r(); }; });
       wake = undefined;
