@@ -20,6 +20,7 @@ import { action, allCores, BACKEND_HELP, stopOnSignals, intArg, overridesOf, sta
 import { parseRecord, stringifyRecord } from '../run/record-json.ts';
 import { claimOptionsIfPresent } from '../run/checkpoint-dir.ts';
 import { InputError } from '../errors.ts';
+import { runServingWorker, servingWorker, withServeOptions, type ServeFlags } from './worker-serve.ts';
 
 const natsOption = () => new Option('--nats <url>', 'NATS server URL').env('RINGTUNE_NATS_URL');
 const metricsOption = () => new Option('--metrics-port <port>', 'port of /metrics and /healthz (0 = any free port)').env('RINGTUNE_METRICS_PORT').argParser(intArg(0)).default(9464);
@@ -104,8 +105,8 @@ export function registerClusterCommands(program: Command): void {
       }
     }));
 
-  withNatsTls(program
-    .command('worker'))
+  withServeOptions(withNatsTls(program
+    .command('worker')))
     .description('run one worker of a distributed job: joins via NATS, trains its shard, all-reduces over the gRPC ring')
     .addOption(natsOption().makeOptionMandatory())
     .addOption(new Option('--job <name>', 'job name (the job spec\'s `name`)').env('RINGTUNE_JOB').makeOptionMandatory())
@@ -120,7 +121,8 @@ export function registerClusterCommands(program: Command): void {
     .addOption(lingerOption())
     .addOption(new Option('--trace-examples <file>', 'append which examples each step trained on (JSON lines)').env('RINGTUNE_TRACE_EXAMPLES'))
     .addOption(secretOption())
-    .action(action(async (o: { nats: string; job: string; ringHost: string; ringPort: number; advertise?: string; rankHint?: number; metricsPort: number; backend?: string; threads?: Threads; lingerMs: number; traceExamples?: string; secretFile?: string } & NatsFlags) => {
+    .action(action(async (o: { nats: string; job: string; ringHost: string; ringPort: number; advertise?: string; rankHint?: number; metricsPort: number; backend?: string; threads?: Threads; lingerMs: number; traceExamples?: string; secretFile?: string } & NatsFlags & ServeFlags) => {
+      if (servingWorker(o) || o.maxRuns !== undefined) return runServingWorker(o);
       const secret = loadJobSecret({ file: o.secretFile });
       // The job's `threads` arrives with the assignment; until then (and if it says auto) all cores.
       const backend = await startBackend(o.backend, threadsFor(o.threads, undefined, allCores()));

@@ -25,16 +25,16 @@ export interface TrialRow {
 
 /**
  * One row per trial from the sweep's events: its latest `end` (the highest rung it finished) gives
- * steps and metric; a rung started and not ended is `interrupted` (or `running`, the one in flight);
+ * steps and metric; a rung started and not ended is `interrupted` (or `running`, those in flight);
  * `prunedAt(id, rung)` says whether asha stopped the trial after that rung.
  */
 export function trialRows(ids: readonly string[], configs: readonly Params[], events: readonly SweepEvent[],
-  running: string | undefined, prunedAt: (id: string, rung: number) => boolean): TrialRow[] {
+  running: ReadonlySet<string>, prunedAt: (id: string, rung: number) => boolean): TrialRow[] {
   return ids.map((id, i) => {
     const mine = events.filter((e): e is Exclude<SweepEvent, { event: 'promote' }> => e.event !== 'promote' && e.trial === id);
     const e = mine.filter((x): x is EndEvent => x.event === 'end').sort((x, y) => x.rung - y.rung).at(-1);
     const last = mine.at(-1);
-    const status: TrialStatus = id === running ? 'running'
+    const status: TrialStatus = running.has(id) ? 'running'
       : last && last.event !== 'end' ? 'interrupted'
       : !e ? 'pending'
       : e.status === 'done' && prunedAt(id, e.rung) ? 'pruned' : e.status;

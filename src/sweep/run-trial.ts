@@ -1,6 +1,7 @@
 /**
  * Runs one trial (one rung of it, for asha) with the commands a user would type, as a child process:
- * `ringtune train trial-NNNN/job.yaml`, or `ringtune local ... --workers N`, with --resume when the
+ * `ringtune train trial-NNNN/job.yaml`, `ringtune local ... --workers N`, or `ringtune coordinator
+ * ... --nats URL` (the trial handed to a running cluster of `ringtune worker --serve`), with --resume when the
  * trial has a checkpoint to continue from and --overwrite when an interrupted attempt left outputs
  * without one. A child process per trial keeps each trial's memory, tfjs state and failure its own.
  *   - The child runs in its own process group, so a Ctrl-C in the terminal reaches the sweep only,
@@ -27,8 +28,10 @@ export interface TrialRunOptions {
   /** The trial's job.yaml; its folder is the run directory (output: .). */
   jobFile: string;
   dir: string;
-  /** Run on a local cluster of this many workers (`ringtune local`); undefined: `ringtune train`. */
+  /** Run on a local cluster of this many workers (`ringtune local`); undefined: `ringtune train`. With `cluster`: the run's workers. */
   workers?: number;
+  /** Hand the trial to a running cluster: `ringtune coordinator` against the serving workers on this NATS. */
+  cluster?: ClusterTarget;
   backend?: string;
   threads?: string;
   /** Printed before every line of the child's log. */
@@ -47,6 +50,26 @@ export interface TrialRun {
   seconds: number;
 }
 
+/** A running cluster: its NATS and the file holding the job secret its workers were given (else RINGTUNE_JOB_SECRET*). */
+export interface ClusterTarget {
+  nats: string;
+  secretFile?: string;
+}
+
+/** The trial's command line after the CLI script. */
+export function trialArgs(o: Pick<TrialRunOptions, 'jobFile' | 'workers' | 'cluster' | 'backend' | 'threads'>, mode: 'resume' | 'overwrite' | 'fresh'): string[] {
+  const args = o.cluster
+    // Metrics on any free port: trials running at once on this machine must not share one.
+    ? ['coordinator', o.jobFile, '--nats', o.cluster.nats, '--metrics-port', '0', ...(o.cluster.secretFile ? ['--secret-file', o.cluster.secretFile] : [])]
+    : [o.workers ? 'local' : 'train', o.jobFile];
+  if (o.workers) args.push('--workers', String(o.workers));
+  if (mode !== 'fresh') args.push(`--${mode}`);
+  // The coordinator runs no model: backend and threads are the serving workers' own.
+  if (o.backend && !o.cluster) args.push('--backend', o.backend);
+  if (o.threads && !o.cluster) args.push('--threads', o.threads);
+  return args;
+}
+
 const exists = (p: string) => access(p).then(() => true, () => false);
 
 /** How a trial continues: from its checkpoint, over an attempt that left outputs but no checkpoint, or fresh. */
@@ -59,11 +82,7 @@ export async function startMode(dir: string): Promise<'resume' | 'overwrite' | '
 
 export async function runTrialProcess(o: TrialRunOptions): Promise<TrialRun> {
   const mode = await startMode(o.dir);
-  const args = [CLI, o.workers ? 'local' : 'train', o.jobFile];
-  if (o.workers) args.push('--workers', String(o.workers));
-  if (mode !== 'fresh') args.push(`--${mode}`);
-  if (o.backend) args.push('--backend', o.backend);
-  if (o.threads) args.push('--threads', o.threads);
+  const args = [CLI, ...trialArgs(o, mode)];
   const started = performance.now();
   const child = spawn(process.execPath, args, {
     stdio: ['ignore', 'pipe', 'pipe'], detached: true, env: { ...process.env, [PARENT_PID_ENV]: String(process.pid) },

@@ -73,7 +73,16 @@ const listDir = (dir: string) => readdir(dir).catch((err: NodeJS.ErrnoException)
 });
 
 export class SweepLog {
+  /** Appends and state writes in call order, one at a time: trials running at once share this one writer. */
+  private queue: Promise<unknown> = Promise.resolve();
   private constructor(readonly dir: string, readonly events: SweepEvent[]) {}
+
+  /** Runs `fn` after every write queued before it. */
+  serial<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.queue.then(fn, fn);
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
 
   /**
    * Claims `dir` for the sweep with `definition`: fresh (refusing a directory that holds a sweep),
@@ -108,11 +117,13 @@ export class SweepLog {
     return new SweepLog(dir, await readEvents(join(dir, SWEEP_NAMES.log)));
   }
 
-  async append(e: SweepEvent): Promise<void> {
+  /** In memory at once (what later decisions read), on disk in call order. */
+  append(e: SweepEvent): Promise<void> {
     this.events.push(e);
-    await appendFile(join(this.dir, SWEEP_NAMES.log), stringifyRecord(e) + '\n');
+    return this.serial(() => appendFile(join(this.dir, SWEEP_NAMES.log), stringifyRecord(e) + '\n'));
   }
 
+  /** Call inside serial() with a state made there, so a later state is never overwritten by an earlier one. */
   async writeState(state: SweepState): Promise<void> {
     await writeFileAtomic(join(this.dir, SWEEP_NAMES.state), stringifyRecord(state, 2) + '\n');
   }

@@ -4,7 +4,8 @@
  * trial-0003/job.yaml --resume` works on it by hand). What the sweep sets besides the space:
  *   output: .                the trial's directory (its checkpoints default to ./checkpoints);
  *                            the base job's output and checkpoint.dir are not used
- *   name: <base>-trial-NNNN  distinct NATS subjects when trials run on a local cluster
+ *   name: <base>-trial-NNNN  distinct NATS subjects when trials run on a local cluster; handed to a
+ *                            running cluster (--cluster), the name its serving workers join instead
  *   asha: training.max_steps the rung's steps (training.epochs removed), and checkpoint.every_n_steps
  *                            a divisor of every rung, so each rung ends on a checkpoint to resume
  * Relative paths of the base job (and of path values in the space) resolve against the base job's
@@ -66,9 +67,10 @@ export interface TrialJob {
 
 /**
  * The job of trial `id` with `params`, for ASHA rung steps `rungSteps` (undefined: the base job's
- * own length). Throws SweepSpecError naming the sweep file, the trial and each field.
+ * own length); `name` replaces the trial's own job name (the running cluster's job).
+ * Throws SweepSpecError naming the sweep file, the trial and each field.
  */
-export function trialJob(sweep: CompiledSweep, id: string, params: Params, rungSteps?: number): TrialJob {
+export function trialJob(sweep: CompiledSweep, id: string, params: Params, rungSteps?: number, name?: string): TrialJob {
   const dir = join(sweep.outputDir, id);
   const spec = structuredClone(sweep.base.spec);
   const origins = new Map<string, string>();
@@ -86,7 +88,7 @@ export function trialJob(sweep: CompiledSweep, id: string, params: Params, rungS
     if (p !== undefined) setPath(spec, path.join('.'), rebase(p));
   }
   if (typeof spec.model === 'string' && !hubRefOf(spec.model, resolve(sweep.base.dir, spec.model))) spec.model = rebase(spec.model);
-  spec.name = `${typeof spec.name === 'string' ? spec.name : 'job'}-${id}`;
+  spec.name = name ?? `${baseJobName(sweep)}-${id}`;
   spec.output = '.';
   if (isMapping(spec.checkpoint)) delete spec.checkpoint.dir;
   if (rungSteps !== undefined && sweep.asha) {
@@ -135,6 +137,9 @@ export function checkTrials(sweep: CompiledSweep): void {
   });
   if (problems.size) throw new SweepSpecError([...problems].join('\n'));
 }
+
+/** The base job's `name` (the schema's default when it has none). */
+export const baseJobName = (sweep: CompiledSweep): string => (typeof sweep.base.spec.name === 'string' ? sweep.base.spec.name : 'job');
 
 /** Writes the trial's job.yaml (atomically); returns its path. */
 export async function writeTrialJob(dir: string, spec: Mapping): Promise<string> {
