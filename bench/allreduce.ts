@@ -76,7 +76,8 @@ export function benchRingOptions(rank: number, worldSize: number): GrpcRingOptio
   return {
     jobId: 'bench', rank, worldSize, token: 'bench-token',
     messageBytes: Number(flag('message-kib', '1024')) * 1024, inflightMessages: Number(flag('inflight', '4')),
-    ...(flag('large-message-kib', '') ? { largeMessageBytes: Number(flag('large-message-kib', '')) * 1024 } : {}),
+    // The ring's default growth (4 MiB), which a ring that sets messageBytes only gets when it asks.
+    largeMessageBytes: Math.max(Number(flag('large-message-kib', '4096')), Number(flag('message-kib', '1024'))) * 1024,
     transport: flag('transport', 'raw-h2') as RingTransportName,
   };
 }

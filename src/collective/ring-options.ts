@@ -33,8 +33,9 @@ export interface GrpcRingOptions {
   /** fp32 payload bytes per message; large chunks are split into messages of this size. */
   messageBytes?: number;
   /**
-   * Upper bound of the message size for large collectives (default 4 MiB; = messageBytes turns the
-   * growth off): a collective whose chunks are long sends them in messages of ceil(chunk / 4), between
+   * Upper bound of the message size for large collectives (default 4 MiB when messageBytes is left at
+   * its default, else messageBytes; = messageBytes turns the growth off): a collective whose chunks are
+   * long sends them in messages of ceil(chunk / 4), between
    * messageBytes and this (messageElements()). Fewer, larger messages cost less CPU per byte
    * (docs/collective.md, "Session 6"). Every rank of a ring must use the same value.
    */
@@ -102,8 +103,9 @@ export function compileRingOptions(raw: GrpcRingOptions): CompiledRingOptions {
   const messageBytes = raw.messageBytes ?? RING_DEFAULTS.messageBytes;
   int('messageBytes', messageBytes, 4, 64 << 20);
   if (messageBytes % 4 !== 0) problems.push(`messageBytes: must be a multiple of 4, got ${messageBytes}`);
-  // Default: 4 MiB, or messageBytes when that is set larger (a ring tuned for big messages keeps them).
-  const largeMessageBytes = raw.largeMessageBytes ?? Math.max(RING_DEFAULTS.largeMessageBytes, messageBytes);
+  // Default: 4 MiB with the default messageBytes; a ring that sets its messageBytes keeps that size
+  // unless it also sets largeMessageBytes.
+  const largeMessageBytes = raw.largeMessageBytes ?? (raw.messageBytes === undefined ? RING_DEFAULTS.largeMessageBytes : messageBytes);
   int('largeMessageBytes', largeMessageBytes, messageBytes, 64 << 20);
   if (largeMessageBytes % 4 !== 0) problems.push(`largeMessageBytes: must be a multiple of 4, got ${largeMessageBytes}`);
   const inflightMessages = raw.inflightMessages ?? RING_DEFAULTS.inflightMessages;

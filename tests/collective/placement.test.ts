@@ -99,7 +99,9 @@ test('messageElements: 1 MiB messages up to 4 MiB chunks, ceil(chunk / 4) above,
   assert.equal(messageElements(o, 20 * MiB + 3, 2), Math.ceil((10 * MiB + 2) / 4)); // chunks of 10 MiB + 2 values
   const off = compileRingOptions({ jobId: 'j', rank: 0, worldSize: 2, token: 't', largeMessageBytes: 1 << 20 });
   assert.equal(messageElements(off, 1000 * MiB, 2), MiB, 'largeMessageBytes = messageBytes: fixed size');
-  assert.equal(compileRingOptions({ jobId: 'j', rank: 0, worldSize: 2, token: 't', messageBytes: 8 << 20 }).largeMessageBytes, 8 << 20);
+  // A ring that sets its message size keeps it unless it asks for growth too.
+  assert.equal(compileRingOptions({ jobId: 'j', rank: 0, worldSize: 2, token: 't', messageBytes: 8192 }).largeMessageBytes, 8192);
+  assert.equal(compileRingOptions({ jobId: 'j', rank: 0, worldSize: 2, token: 't', messageBytes: 8192, largeMessageBytes: 65_536 }).largeMessageBytes, 65_536);
   assert.throws(() => compileRingOptions({ jobId: 'j', rank: 0, worldSize: 2, token: 't', messageBytes: 8192, largeMessageBytes: 4096 }), /largeMessageBytes/);
 });
 
