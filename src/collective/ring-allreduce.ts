@@ -90,6 +90,8 @@ export async function ringAllReduce(peer: RingPeer, buf: Float32Array, opts: Rin
     const schedule = new RingSchedule(rank, n, buf.length, maxElements);
     const ready = new Countdown();
     // fp32 copies are verbatim: the transport may read them straight into place (no copy from a slot).
+    // Safe however early they arrive: an all-gather part of chunk c exists only after this rank's own
+    // reduce-scatter send of that part went round the ring, i.e. after its bytes left this buffer.
     const placing = placedCopies && codec.name === 'fp32' && peer.expectCopies !== undefined;
     if (placing) peer.expectCopies!(codec, expectedCopies(schedule, buf, step, maxElements));
 
