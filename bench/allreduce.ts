@@ -37,6 +37,7 @@ import type { GrpcRingOptions } from '../src/collective/ring-options.ts';
 import { startRingThread } from './allreduce-thread.ts';
 import type { CodecName } from '../src/collective/codecs.ts';
 import { ringKernelsStatus, useNativeRingKernels } from '../src/collective/kernels.ts';
+import { usePlacedCopies } from '../src/collective/ring-allreduce.ts';
 import { RING_PROCESS_ENV } from '../src/collective/ring-options.ts';
 import { RING_TRANSPORTS, type RingTransportName } from '../src/collective/transport.ts';
 
@@ -75,6 +76,8 @@ export function benchRingOptions(rank: number, worldSize: number): GrpcRingOptio
   return {
     jobId: 'bench', rank, worldSize, token: 'bench-token',
     messageBytes: Number(flag('message-kib', '1024')) * 1024, inflightMessages: Number(flag('inflight', '4')),
+    // The ring's default growth (4 MiB), which a ring that sets messageBytes only gets when it asks.
+    largeMessageBytes: Math.max(Number(flag('large-message-kib', '4096')), Number(flag('message-kib', '1024'))) * 1024,
     transport: flag('transport', 'raw-h2') as RingTransportName,
   };
 }
@@ -84,6 +87,7 @@ async function worker(): Promise<void> {
   const worldSize = Number(flag('world', '2'));
   const kernels = flag('kernels', 'native') as Kernels;
   if (kernels === 'js') useNativeRingKernels(false);
+  if (flag('placed', 'on') === 'off') usePlacedCopies(false);
   let ring: BenchRing;
   if (flag('ring-thread', 'main') === 'worker') {
     ring = await startRingThread(benchRingOptions(rank, worldSize), kernels);
@@ -107,25 +111,36 @@ async function worker(): Promise<void> {
     const buf = ring.alloc((sizeMiB * MiB) / 4).fill(1); // allocated and touched once per size
     for (const codec of plan.codecs) {
       const times: number[] = [];
-      let cpuMs = 0;
-      let faults = 0;
+      // Summed over the timed collectives: process CPU (all threads) split user / kernel, minor page
+      // faults, voluntary context switches (the event loop slept in epoll) and involuntary ones (preempted).
+      const sum = { userMs: 0, sysMs: 0, faults: 0, volCs: 0, involCs: 0, reads: 0, writes: 0 };
       loop.reset();
       for (let it = 0; it < plan.warmup + plan.reps; it++) {
         buf.fill(rank + 1);
-        const [c0, f0, t0] = [process.cpuUsage(), minorFaults(), performance.now()];
+        const [r0, io0, t0] = [process.resourceUsage(), ioSyscalls(), performance.now()];
         if (it === plan.warmup) loop.enable();
         await ring.allReduce(buf, { step: step++, codec });
         if (it < plan.warmup) continue;
         times.push(performance.now() - t0);
-        const c = process.cpuUsage(c0);
-        cpuMs += (c.user + c.system) / 1000;
-        faults += minorFaults() - f0;
+        const r = process.resourceUsage();
+        const io = ioSyscalls();
+        sum.reads += io.reads - io0.reads;
+        sum.writes += io.writes - io0.writes;
+        sum.userMs += (r.userCPUTime - r0.userCPUTime) / 1000;
+        sum.sysMs += (r.systemCPUTime - r0.systemCPUTime) / 1000;
+        sum.faults += r.minorPageFault - r0.minorPageFault;
+        sum.volCs += r.voluntaryContextSwitches - r0.voluntaryContextSwitches;
+        sum.involCs += r.involuntaryContextSwitches - r0.involuntaryContextSwitches;
       }
       loop.disable();
       const want = (worldSize * (worldSize + 1)) / 2;
       if (buf[0] !== want || buf[buf.length - 1] !== want) throw new Error(`wrong result ${buf[0]} != ${want}`);
       const loopMaxMs = loop.count > 0 ? loop.max / 1e6 : 0;
-      console.log(`RESULT ${JSON.stringify({ sizeMiB, codec, times, cpuMs: cpuMs / plan.reps, faults: faults / plan.reps, loopMaxMs })}`);
+      const per = (x: number) => x / plan.reps;
+      console.log(`RESULT ${JSON.stringify({
+        sizeMiB, codec, times, cpuMs: per(sum.userMs + sum.sysMs), sysMs: per(sum.sysMs), faults: per(sum.faults),
+        volCs: per(sum.volCs), involCs: per(sum.involCs), reads: per(sum.reads), writes: per(sum.writes), loopMaxMs,
+      })}`);
     }
   }
   // Close only once every rank is done: a rank that closes right after its last collective can
@@ -137,13 +152,13 @@ async function worker(): Promise<void> {
   lines.close();
 }
 
-/** Minor page faults of this process so far (field 10 of /proc/self/stat); 0 where there is no procfs. */
-function minorFaults(): number {
+/** read/readv and write/writev system calls of this process so far (/proc/self/io); 0 without procfs. */
+function ioSyscalls(): { reads: number; writes: number } {
   try {
-    const stat = readFileSync('/proc/self/stat', 'utf8');
-    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[7]);
+    const io = readFileSync('/proc/self/io', 'utf8');
+    return { reads: Number(/syscr: (\d+)/.exec(io)?.[1] ?? 0), writes: Number(/syscw: (\d+)/.exec(io)?.[1] ?? 0) };
   } catch {
-    return 0;
+    return { reads: 0, writes: 0 };
   }
 }
 
@@ -201,23 +216,29 @@ function median(xs: number[]): number {
   return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
 }
 
-/** How a rank runs its ring: which per-byte loops, and on which thread. */
+/**
+ * How a rank runs its ring: which per-byte loops, on which thread, and `extra` worker flags of an --ab
+ * axis (e.g. ['--message-kib', '4096']; they come first, so they win over the defaults passed after).
+ */
 interface Variant {
   kernels: Kernels;
   thread: 'main' | 'worker';
+  extra: string[];
+  /** Appended to the transport's name in the table ('' without --ab). */
+  label: string;
 }
 
-async function runWorld(n: number, transport: RingTransportName, { kernels, thread }: Variant, plan: Omit<Plan, 'peers'>, passthrough: string[], env: NodeJS.ProcessEnv) {
+async function runWorld(n: number, transport: RingTransportName, { kernels, thread, extra, label }: Variant, plan: Omit<Plan, 'peers'>, passthrough: string[], env: NodeJS.ProcessEnv) {
   const kids = await Promise.all(
     Array.from({ length: n }, (_, rank) =>
-      spawnChild(['--worker', '--rank', String(rank), '--world', String(n), '--transport', transport, '--kernels', kernels, '--ring-thread', thread, ...passthrough], env),
+      spawnChild(['--worker', '--rank', String(rank), '--world', String(n), '--transport', transport, '--kernels', kernels, '--ring-thread', thread, ...extra, ...passthrough], env),
     ),
   );
   const full: Plan = { ...plan, peers: kids.map((k) => k.address) };
   for (const k of kids) k.child.stdin!.write(`${JSON.stringify(full)}\n`);
   const perRank = await Promise.all(
     kids.map(async (k) => {
-      const out: { sizeMiB: number; codec: CodecName; times: number[]; cpuMs: number; faults: number; loopMaxMs: number }[] = [];
+      const out: { sizeMiB: number; codec: CodecName; times: number[]; cpuMs: number; sysMs: number; faults: number; volCs: number; involCs: number; reads: number; writes: number; loopMaxMs: number }[] = [];
       for (let r = await k.lines.next(); !r.done && r.value !== 'DONE'; r = await k.lines.next()) {
         if (r.value.startsWith('RESULT ')) out.push(JSON.parse(r.value.slice(7)));
       }
@@ -237,11 +258,13 @@ async function runWorld(n: number, transport: RingTransportName, { kernels, thre
     const t = median(times) / 1000;
     const bytes = row.sizeMiB * MiB;
     const cpuMs = perRank.reduce((a, r) => a + r[i]!.cpuMs, 0) / n;
-    const faults = perRank.reduce((a, r) => a + r[i]!.faults, 0) / n;
+    const mean = (k: 'sysMs' | 'faults' | 'volCs' | 'involCs' | 'reads' | 'writes') => perRank.reduce((a, r) => a + r[i]![k], 0) / n;
+    const faults = mean('faults');
     const sentGB = (((2 * (n - 1)) / n) * bytes) / 1e9;
     return {
-      transport: `${transport}${kernels === 'native' ? '' : '/js'}${thread === 'main' ? '' : '@thr'}`, kernels, thread, worldSize: n, sizeMiB: row.sizeMiB, codec: row.codec, medianMs: t * 1000, algbwMBps: bytes / t / 1e6,
-      busbwMBps: ((2 * (n - 1)) / n) * (bytes / t) / 1e6, loopMaxMs: Math.max(...perRank.map((r) => r[i]!.loopMaxMs)), cpuMsPerRank: cpuMs, cpuSPerGB: cpuMs / 1000 / sentGB, pageFaultsPerRank: faults, timesMs: times,
+      transport: `${transport}${kernels === 'native' ? '' : '/js'}${thread === 'main' ? '' : '@thr'}${label}`, variant: label, kernels, thread, worldSize: n, sizeMiB: row.sizeMiB, codec: row.codec, medianMs: t * 1000, algbwMBps: bytes / t / 1e6,
+      busbwMBps: ((2 * (n - 1)) / n) * (bytes / t) / 1e6, loopMaxMs: Math.max(...perRank.map((r) => r[i]!.loopMaxMs)), cpuMsPerRank: cpuMs, cpuSPerGB: cpuMs / 1000 / sentGB, pageFaultsPerRank: faults,
+      sysShare: mean('sysMs') / cpuMs, volCsPerRank: mean('volCs'), involCsPerRank: mean('involCs'), readsPerRank: mean('reads'), writesPerRank: mean('writes'), timesMs: times,
     };
   });
 }
@@ -305,7 +328,10 @@ async function main(): Promise<void> {
   const sizesMiB = flag('sizes', '1,4,16,64').split(',').map(Number);
   const codecList = flag('codecs', 'fp32,bf16').split(',') as CodecName[];
   const reps = Number(flag('reps', '7'));
-  const passthrough = ['--message-kib', flag('message-kib', '1024'), '--inflight', flag('inflight', '4')];
+  const passthrough = [
+    '--message-kib', flag('message-kib', '1024'), '--inflight', flag('inflight', '4'),
+    ...(flag('large-message-kib', '') ? ['--large-message-kib', flag('large-message-kib', '')] : []), '--placed', flag('placed', 'on'),
+  ];
   // Ring workers run with RING_PROCESS_ENV (glibc keeps freed memory for reuse) unless --malloc default.
   const malloc = flag('malloc', 'tuned');
   const env = malloc === 'tuned' ? { ...process.env, ...RING_PROCESS_ENV } : process.env;
@@ -320,12 +346,17 @@ async function main(): Promise<void> {
   const threadFlag = flag('ring-thread', 'main');
   const threads = threadFlag.split(',') as Variant['thread'][];
   if (!threads.every((x) => x === 'main' || x === 'worker')) throw new Error(`--ring-thread: main | worker | main,worker, got ${threadFlag}`);
-  const variants: Variant[] = kernelSets.flatMap((kernels) => threads.map((thread) => ({ kernels, thread })));
+  // --ab name=v1,v2: an A/B axis over any worker flag (message-kib, inflight, ...); --alternate K runs the
+  // whole variant list K times in turn per world (A B A B), so each pair meets the same load.
+  const ab = flag('ab', '');
+  const abAxis = ab ? ab.slice(ab.indexOf('=') + 1).split(',').map((v) => ({ extra: [`--${ab.slice(0, ab.indexOf('='))}`, v], label: ` ${ab.slice(0, ab.indexOf('='))}=${v}` })) : [{ extra: [], label: '' }];
+  const once: Variant[] = kernelSets.flatMap((kernels) => threads.flatMap((thread) => abAxis.map((a) => ({ kernels, thread, ...a }))));
+  const variants = Array.from({ length: Number(flag('alternate', '1')) }, () => once).flat();
   const load0 = loadavg().map((x) => x.toFixed(2)).join(' ');
   const tcpReps = Math.min(reps, 7);
   const tcpTimes = await tcpCeiling(tcpReps);
   const tcpMBps = (64 * MiB) / (median(tcpTimes) / 1000) / 1e6;
-  const rows = [];
+  const rows: Awaited<ReturnType<typeof runWorld>> = [];
   // Per world size, each transport's ring in turn (not at the same time: 2 cores).
   for (const n of worlds) {
     for (const t of transports) {
@@ -339,22 +370,36 @@ async function main(): Promise<void> {
 
   const pad = (s: string | number, w: number) => String(s).padStart(w);
   console.log(`ring kernels (fp32 add, bf16): ${kernelsFlag}; native here: ${ringKernelsStatus()}`);
-  console.log(`ring workers: ${malloc} malloc, ${passthrough[1]} KiB messages, ${passthrough[3]} in flight per link`);
+  console.log(`ring workers: ${malloc} malloc, ${passthrough[1]} KiB messages (growing to ${flag('large-message-kib', '4096')} KiB for large collectives), ${passthrough[3]} in flight per link, placed copies ${flag('placed', 'on')}`);
   console.log(`raw TCP, 1 stream, 64 MiB: ${tcpMBps.toFixed(0)} MB/s before, ${tcpAfter.toFixed(0)} MB/s after (median of ${tcpReps})`);
   console.log(`load average at start: ${load0}; at end: ${loadavg().map((x) => x.toFixed(2)).join(' ')} (2 cores)`);
   console.log(`Gloo anchor: ${gloo.note}`);
   console.log(
-    `${pad('transport', 12)} ${pad('N', 2)} ${pad('size', 7)} ${pad('codec', 5)} ${pad('median ms', 10)} ${pad('algbw MB/s', 11)} ${pad('busbw MB/s', 11)} ` +
-      `${pad('busbw/TCP', 9)} ${pad('Gloo MB/s', 9)} ${pad('x Gloo', 6)} ${pad('cpu ms/rank', 11)} ${pad('cpu s/GB', 8)} ${pad('faults/rank', 11)} ${pad('loop max ms', 11)}`,
+    `${pad('transport', 12 + Math.max(0, ...abAxis.map((a) => a.label.length)))} ${pad('N', 2)} ${pad('size', 7)} ${pad('codec', 5)} ${pad('median ms', 10)} ${pad('algbw MB/s', 11)} ${pad('busbw MB/s', 11)} ` +
+      `${pad('busbw/TCP', 9)} ${pad('Gloo MB/s', 9)} ${pad('x Gloo', 6)} ${pad('cpu ms/rank', 11)} ${pad('cpu s/GB', 8)} ${pad('faults/rank', 11)} ${pad('loop max ms', 11)} ${pad('sys %', 5)} ${pad('vol cs', 6)} ${pad('invol cs', 8)} ${pad('reads', 5)} ${pad('writes', 6)}`,
   );
   const ceiling = Math.max(tcpMBps, tcpAfter);
   for (const r of rows) {
     const g = r.codec === 'fp32' ? glooBusbw(r.worldSize, r.sizeMiB) : undefined;
     console.log(
-      `${pad(r.transport, 12)} ${pad(r.worldSize, 2)} ${pad(`${r.sizeMiB} MiB`, 7)} ${pad(r.codec, 5)} ${pad(r.medianMs.toFixed(1), 10)} ` +
+      `${pad(r.transport, 12 + Math.max(0, ...abAxis.map((a) => a.label.length)))} ${pad(r.worldSize, 2)} ${pad(`${r.sizeMiB} MiB`, 7)} ${pad(r.codec, 5)} ${pad(r.medianMs.toFixed(1), 10)} ` +
         `${pad(r.algbwMBps.toFixed(0), 11)} ${pad(r.busbwMBps.toFixed(0), 11)} ${pad((r.busbwMBps / ceiling).toFixed(2), 9)} ` +
-        `${pad(g ? g.toFixed(0) : '-', 9)} ${pad(g ? (r.busbwMBps / g).toFixed(2) : '-', 6)} ${pad(r.cpuMsPerRank.toFixed(0), 11)} ${pad(r.cpuSPerGB.toFixed(2), 8)} ${pad(r.pageFaultsPerRank.toFixed(0), 11)} ${pad(r.loopMaxMs.toFixed(1), 11)}`,
+        `${pad(g ? g.toFixed(0) : '-', 9)} ${pad(g ? (r.busbwMBps / g).toFixed(2) : '-', 6)} ${pad(r.cpuMsPerRank.toFixed(0), 11)} ${pad(r.cpuSPerGB.toFixed(2), 8)} ${pad(r.pageFaultsPerRank.toFixed(0), 11)} ${pad(r.loopMaxMs.toFixed(1), 11)} ` +
+        `${pad((100 * r.sysShare).toFixed(0), 5)} ${pad(r.volCsPerRank.toFixed(0), 6)} ${pad(r.involCsPerRank.toFixed(0), 8)} ${pad(r.readsPerRank.toFixed(0), 5)} ${pad(r.writesPerRank.toFixed(0), 6)}`,
     );
+  }
+  if (ab) {
+    // The A/B summary: per variant and case, mean over the alternations (cpu s/GB is the less noisy one).
+    console.log(`A/B ${ab}, ${flag('alternate', '1')} alternation(s): mean cpu s/GB | mean busbw MB/s | mean sys % per variant`);
+    const cases = [...new Set(rows.map((r) => `${r.worldSize} ${r.sizeMiB} ${r.codec}`))];
+    for (const c of cases) {
+      const cells = abAxis.map((a) => {
+        const rs = rows.filter((r) => `${r.worldSize} ${r.sizeMiB} ${r.codec}` === c && r.variant === a.label);
+        const mean = (f: (r: (typeof rs)[number]) => number) => rs.reduce((x, r) => x + f(r), 0) / rs.length;
+        return `${a.label.trim()}: ${mean((r) => r.cpuSPerGB).toFixed(3)} | ${mean((r) => r.busbwMBps).toFixed(0)} | ${mean((r) => 100 * r.sysShare).toFixed(0)}`;
+      });
+      console.log(`  N=${c.replace(' ', ' ').replace(/ (\d+) /, ' $1 MiB ')}  ${cells.join('   ')}`);
+    }
   }
   const dir = fileURLToPath(new URL('./results/', import.meta.url));
   mkdirSync(dir, { recursive: true });

@@ -31,11 +31,34 @@ export interface Slot {
   readonly bytes: Uint8Array;
 }
 
+/** Where one expected message's payload goes: after exactly `head` (its RingChunk bytes up to the payload), into `dst`. */
+export interface Placement {
+  readonly head: Uint8Array;
+  readonly dst: Uint8Array;
+}
+
+/**
+ * Decides, message by message, whether a payload is read straight into its final place instead of a
+ * slot (slot-inbox.ts expectCopies: the all-gather copies of an fp32 collective land in the gradient).
+ */
+export interface MessagePlacer {
+  /** A message of `bodyLength` bytes starts: the placement it would take if its header matches, or null. */
+  candidate(bodyLength: number): Placement | null;
+  /** Its first head.length bytes equal `p.head`: the payload is being placed (the placer moves on). */
+  taken(p: Placement): void;
+  /** A placed message was cut off by abandonPlacement(): nothing is delivered; its slot is free again. */
+  dropped(slot: Slot): void;
+}
+
 /**
  * Incremental parser of gRPC length-prefixed messages from a byte stream delivered in arbitrary
  * chunks. Message bytes are copied into slots taken from `acquire` (null = none free: the reader
  * stops, keeps the rest of the chunk, and `onStall` is called; call `resume()` once a slot is free).
  * Each message body starts at offset 1 of its slot.
+ *
+ * With a `placer`, a message whose first bytes equal an expected header has the rest of its body
+ * (the payload) written to the placement's `dst` instead; its slot then holds only the header, and
+ * onMessage gets `placed` = dst. A message that does not match goes to its slot as usual.
  */
 export class GrpcMessageReader {
   private readonly prefix = new Uint8Array(5);
@@ -45,12 +68,18 @@ export class GrpcMessageReader {
   private slot: Slot | null = null;
   private readonly pending: Uint8Array[] = [];
   private stalled = false;
+  /** The current message's candidate placement (header not yet checked, or `placed`). */
+  private placing: Placement | null = null;
+  private placed = false;
+  /** The current placed message was abandoned: the rest goes to its slot and the message is dropped. */
+  private torn = false;
 
   constructor(
     private readonly maxBody: number,
     private readonly acquire: () => Slot | null,
-    private readonly onMessage: (slot: Slot, body: Uint8Array) => void,
+    private readonly onMessage: (slot: Slot, body: Uint8Array, placed: Uint8Array | null) => void,
     private readonly onStall: () => void,
+    private readonly placer?: MessagePlacer,
   ) {}
 
   get isStalled(): boolean {
@@ -94,6 +123,17 @@ export class GrpcMessageReader {
     return true;
   }
 
+  /**
+   * Stop writing into the current placement (the collective it belongs to is over, failed): the rest
+   * of that message goes to its slot and the message is dropped, so no byte lands in `dst` afterwards.
+   */
+  abandonPlacement(): void {
+    if (!this.placing) return;
+    if (this.placed) this.torn = true;
+    this.placing = null;
+    this.placed = false;
+  }
+
   /** Parses as much of `chunk` as slots allow; returns the unparsed rest, or null. */
   private consume(chunk: Uint8Array): Uint8Array | null {
     let pos = 0;
@@ -113,46 +153,75 @@ export class GrpcMessageReader {
         }
         this.bodyLength = length;
         this.bodyGot = 0;
+        this.placing = this.placer?.candidate(length) ?? null;
       }
       if (!this.slot) {
         this.slot = this.acquire();
         if (!this.slot) return chunk.subarray(pos);
       }
-      const n = Math.min(this.bodyLength - this.bodyGot, end - pos);
+      const t = this.target();
+      const n = Math.min(t.length, end - pos);
       if (n > 0) {
-        this.slot.bytes.set(n === end - pos && pos === 0 ? chunk : chunk.subarray(pos, pos + n), 1 + this.bodyGot);
-        this.bodyGot += n;
+        t.set(n === end - pos && pos === 0 ? chunk : chunk.subarray(pos, pos + n));
         pos += n;
       }
-      if (this.bodyGot === this.bodyLength) this.complete();
+      this.advance(n);
     }
     return null;
   }
 
+  /** Where the next body bytes go: the slot (up to the end of a candidate's header) or the placement. */
+  private target(): Uint8Array {
+    const p = this.placing;
+    if (p && this.placed) return p.dst.subarray(this.bodyGot - p.head.length);
+    const stop = p ? p.head.length : this.bodyLength;
+    return this.slot!.bytes.subarray(1 + this.bodyGot, 1 + stop);
+  }
+
+  private advance(n: number): void {
+    this.bodyGot += n;
+    const p = this.placing;
+    if (p && !this.placed && this.bodyGot === p.head.length) {
+      const got = this.slot!.bytes;
+      let same = true;
+      for (let i = 0; i < p.head.length && same; i++) same = got[1 + i] === p.head[i];
+      if (same) {
+        this.placed = true;
+        this.placer!.taken(p);
+      } else this.placing = null;
+    }
+    if (this.bodyGot === this.bodyLength) this.complete();
+  }
+
   /**
-   * Where the rest of the current message body can be written directly (a view of its slot), so a
-   * socket can read into the slot itself; null when no body is in progress, the reader is stalled or
-   * no slot is free. Report what was written with directFilled().
+   * Where the rest of the current message body can be written directly (a view of its slot, or of its
+   * placement), so a socket can read into it; null when no body is in progress, the reader is stalled
+   * or no slot is free. Report what was written with directFilled().
    */
   directTarget(): Uint8Array | null {
     if (this.stalled || this.bodyLength < 0 || this.bodyGot >= this.bodyLength) return null;
     if (!this.slot) this.slot = this.acquire();
-    return this.slot ? this.slot.bytes.subarray(1 + this.bodyGot, 1 + this.bodyLength) : null;
+    return this.slot ? this.target() : null;
   }
 
   /** `n` bytes were written at the start of the last directTarget(). */
   directFilled(n: number): void {
-    this.bodyGot += n;
-    if (this.bodyGot === this.bodyLength) this.complete();
+    this.advance(n);
   }
 
   private complete(): void {
     const slot = this.slot!;
-    const body = slot.bytes.subarray(1, 1 + this.bodyLength);
+    const placed = this.placed ? this.placing!.dst : null;
+    const torn = this.torn;
+    const body = slot.bytes.subarray(1, 1 + (placed ? this.placing!.head.length : this.bodyLength));
     this.slot = null;
     this.bodyLength = -1;
     this.prefixGot = 0;
-    this.onMessage(slot, body);
+    this.placing = null;
+    this.placed = false;
+    this.torn = false;
+    if (torn) this.placer!.dropped(slot);
+    else this.onMessage(slot, body, placed);
   }
 }
 

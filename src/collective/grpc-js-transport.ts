@@ -21,7 +21,7 @@ export class GrpcJsTransport implements RingTransport {
       o.worldSize > 1
         ? new GrpcPeer(peerOptions(o, ctx))
         : null;
-    this.server = new grpc.Server(svc.serverOptions(o.messageBytes));
+    this.server = new grpc.Server(svc.serverOptions(o.largeMessageBytes));
   }
 
   async listen(host: string, port: number, h: RingHandlers): Promise<number> {
@@ -51,7 +51,7 @@ export class GrpcJsTransport implements RingTransport {
     const o = this.o;
     const peer = this.peer!;
     const left = peer.leftRank;
-    this.client = svc.newRingClient(address, svc.channelCredentials(o.tls), svc.clientChannelOptions(o.messageBytes, o.windowBytes, o.tls));
+    this.client = svc.newRingClient(address, svc.channelCredentials(o.tls), svc.clientChannelOptions(o.largeMessageBytes, o.windowBytes, o.tls));
     const client = this.client;
     await new Promise<void>((resolve, reject) =>
       client.waitForReady(deadline, (err) =>

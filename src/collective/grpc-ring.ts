@@ -29,7 +29,7 @@ import { GrpcJsTransport } from './grpc-js-transport.ts';
 import { H2Transport } from './h2-transport.ts';
 import { RawH2Transport } from './raw-h2-transport.ts';
 import { ringAllReduce, ringBroadcast, type RingPeer } from './ring-allreduce.ts';
-import { ALL_REDUCE_DEFAULTS, compileRingOptions, type AllReduceOptions, type CompiledRingOptions, type GrpcRingOptions } from './ring-options.ts';
+import { ALL_REDUCE_DEFAULTS, compileRingOptions, messageElements, type AllReduceOptions, type CompiledRingOptions, type GrpcRingOptions } from './ring-options.ts';
 import { GrpcStatus, tokenMatches, type PingReply, type PingRequest, type PullRequest } from './ring-protocol.ts';
 import { hostPort, type Refusal, type RejectCounters, type RingTransport, type TransportPeer } from './transport.ts';
 
@@ -164,7 +164,7 @@ export class GrpcRing {
     // Each rank sends 2(N-1)/N of the buffer.
     const sent = Math.round(((2 * (n - 1)) / n) * buf.length * codec.bytesPerElement);
     await this.collective('allReduce', options.step, timeoutMs, sent, (peer) => ringAllReduce(peer, buf, {
-      rank: this.o.rank, worldSize: n, step: options.step, op, codec, maxElementsPerMessage: this.o.maxElementsPerMessage, progress: this.progress,
+      rank: this.o.rank, worldSize: n, step: options.step, op, codec, maxElementsPerMessage: messageElements(this.o, buf.length, n), progress: this.progress,
     }));
   }
 
@@ -180,7 +180,7 @@ export class GrpcRing {
     // Every rank but the one left of root forwards the whole buffer once.
     const sent = (this.o.rank + 1) % n === options.root ? 0 : buf.length * codecs.fp32.bytesPerElement;
     await this.collective('broadcast', options.step, timeoutMs, sent, (peer) => ringBroadcast(peer, buf, {
-      rank: this.o.rank, worldSize: n, step: options.step, root: options.root, codec: codecs.fp32, maxElementsPerMessage: this.o.maxElementsPerMessage, progress: this.progress,
+      rank: this.o.rank, worldSize: n, step: options.step, root: options.root, codec: codecs.fp32, maxElementsPerMessage: messageElements(this.o, buf.length, 1), progress: this.progress,
     }));
   }
 

@@ -25,7 +25,7 @@ import { PeerState } from './peer-state.ts';
 import { SlotInbox } from './slot-inbox.ts';
 import { CONNECTION_LOST, type RawH2Stream } from './raw-h2-connection.ts';
 import type { HeaderList } from './raw-h2-hpack.ts';
-import type { ChunkHeader, IncomingChunk } from './ring-allreduce.ts';
+import type { ChunkHeader, ExpectedCopy, IncomingChunk } from './ring-allreduce.ts';
 import type { PeerOptions, RejectCounters, TransportPeer } from './transport.ts';
 import { ChunkEncoder, type ChunkFields } from './wire.ts';
 
@@ -40,7 +40,7 @@ export class RawH2Peer implements TransportPeer {
   readonly leftRank: number;
   readonly rightRank: number;
   /** Traffic counters; `alignCopies` counts payloads that arrived misaligned and had to be copied. */
-  readonly stats = { messagesSent: 0, messagesReceived: 0, alignCopies: 0, dataChunks: 0, stalls: 0, directReads: 0 };
+  readonly stats = { messagesSent: 0, messagesReceived: 0, alignCopies: 0, dataChunks: 0, stalls: 0, directReads: 0, placed: 0 };
   readonly state: PeerState;
   private right: RawH2Stream | null = null;
   private left: RawH2Stream | null = null;
@@ -59,7 +59,7 @@ export class RawH2Peer implements TransportPeer {
     this.leftRank = this.state.leftRank;
     this.rightRank = this.state.rightRank;
     this.received = new SlotInbox({
-      state: this.state, rejected: o.rejected, maxMessageBytes: o.maxMessageBytes,
+      state: this.state, rejected: o.rejected, maxMessageBytes: o.maxMessageBytes, jobId: o.jobId, stats: this.stats,
       pauseLeft: () => {
         this.stats.stalls++;
         this.left?.pause();
@@ -166,6 +166,11 @@ export class RawH2Peer implements TransportPeer {
 
   receive(step: number): Promise<IncomingChunk> {
     return this.received.receive(step);
+  }
+
+  /** fp32 all-gather payloads go straight into the caller's buffer (slot-inbox.ts expectCopies). */
+  expectCopies(codec: WireCodec, copies: readonly ExpectedCopy[]): void {
+    this.received.expectCopies(codec, copies);
   }
 
   abort(reason: Error): void {

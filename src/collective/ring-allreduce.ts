@@ -54,6 +54,19 @@ export interface RingPeer {
   receive(step: number): Promise<IncomingChunk>;
   /** Fail every pending and later send/receive with `reason` (called on the first error). */
   abort(reason: Error): void;
+  /**
+   * Optional: the copy messages of the collective about to run, in the order they will arrive, with
+   * where each one's values go. A transport that can reads those payloads straight into `dst` and hands
+   * the message over with `payload` viewing `dst` (the algorithm then skips the copy); any other
+   * message is received as usual. An empty list ends the plan (called when the collective ends).
+   */
+  expectCopies?(codec: WireCodec, copies: readonly ExpectedCopy[]): void;
+}
+
+/** A message the receiver will copy verbatim into `dst` (an fp32 all-gather part). */
+export interface ExpectedCopy {
+  readonly header: ChunkHeader;
+  readonly dst: Float32Array;
 }
 
 export type ReduceOp = 'sum' | 'mean';
@@ -76,6 +89,11 @@ export async function ringAllReduce(peer: RingPeer, buf: Float32Array, opts: Rin
   if (n > 1) {
     const schedule = new RingSchedule(rank, n, buf.length, maxElements);
     const ready = new Countdown();
+    // fp32 copies are verbatim: the transport may read them straight into place (no copy from a slot).
+    // Safe however early they arrive: an all-gather part of chunk c exists only after this rank's own
+    // reduce-scatter send of that part went round the ring, i.e. after its bytes left this buffer.
+    const placing = placedCopies && codec.name === 'fp32' && peer.expectCopies !== undefined;
+    if (placing) peer.expectCopies!(codec, expectedCopies(schedule, buf, step, maxElements));
 
     // Receive loop: rounds in order, parts in order; add (reduce-scatter) or copy (all-gather).
     const receiveAll = async (): Promise<void> => {
@@ -89,7 +107,7 @@ export async function ringAllReduce(peer: RingPeer, buf: Float32Array, opts: Rin
           expectHeader(msg, { step, round, chunk, part }, end - start, codec, mod(rank - 1, n));
           const dst = buf.subarray(start, end);
           if (schedule.isReduce(round)) codec.accumulate(msg.payload, dst);
-          else codec.decode(msg.payload, dst);
+          else if (!isViewOf(msg.payload, dst)) codec.decode(msg.payload, dst);
           ready.advance(); // message schedule.recvIndex(round, part) is now final for this round
         }
       }
@@ -121,7 +139,11 @@ export async function ringAllReduce(peer: RingPeer, buf: Float32Array, opts: Rin
       }
       throw err;
     };
-    await Promise.all([receiveAll().catch(fail), sendAll().catch(fail)]);
+    try {
+      await Promise.all([receiveAll().catch(fail), sendAll().catch(fail)]);
+    } finally {
+      if (placing) peer.expectCopies!(codec, []);
+    }
   }
   if (opts.progress) opts.progress.round = null;
   if (opts.op === 'mean') {
@@ -177,6 +199,36 @@ export async function ringBroadcast(peer: RingPeer, buf: Float32Array, opts: Rin
   } finally {
     if (opts.progress) opts.progress.round = null;
   }
+}
+
+let placedCopies = true;
+
+/**
+ * Turn the placed copies (RingPeer.expectCopies) off or on again for this process: for A/B
+ * measurements (bench/allreduce.ts --placed off). Results do not change.
+ */
+export function usePlacedCopies(on: boolean): void {
+  placedCopies = on;
+}
+
+/** The all-gather parts this rank receives, in order, with their place in `buf`. */
+function expectedCopies(schedule: RingSchedule, buf: Float32Array, step: number, maxElements: number): ExpectedCopy[] {
+  const copies: ExpectedCopy[] = [];
+  for (let round = 0; round < schedule.rounds; round++) {
+    if (schedule.isReduce(round)) continue;
+    const chunk = schedule.recvChunk(round);
+    const range = schedule.range(chunk);
+    for (let part = 0; part < partCount(range, maxElements); part++) {
+      const { start, end } = partRange(range, maxElements, part);
+      if (end > start) copies.push({ header: { step, round, chunk, part }, dst: buf.subarray(start, end) });
+    }
+  }
+  return copies;
+}
+
+/** True when `bytes` are exactly the memory of `values` (a payload already read into place). */
+function isViewOf(bytes: Uint8Array, values: Float32Array): boolean {
+  return bytes.buffer === values.buffer && bytes.byteOffset === values.byteOffset && bytes.byteLength === values.byteLength;
 }
 
 function expectHeader(msg: IncomingChunk, want: ChunkHeader, elements: number, codec: WireCodec, left: number): void {

@@ -32,6 +32,14 @@ export interface GrpcRingOptions {
   tls?: RingTlsOptions;
   /** fp32 payload bytes per message; large chunks are split into messages of this size. */
   messageBytes?: number;
+  /**
+   * Upper bound of the message size for large collectives (default 4 MiB when messageBytes is left at
+   * its default, else messageBytes; = messageBytes turns the growth off): a collective whose chunks are
+   * long sends them in messages of ceil(chunk / 4), between
+   * messageBytes and this (messageElements()). Fewer, larger messages cost less CPU per byte
+   * (docs/collective.md, "Session 6"). Every rank of a ring must use the same value.
+   */
+  largeMessageBytes?: number;
   /** Messages per link in flight (send pool size); also sets the HTTP/2 window. */
   inflightMessages?: number;
   /** How long connect() waits for both neighbours. */
@@ -54,8 +62,12 @@ export interface CompiledRingOptions {
   readonly listenPort: number;
   readonly advertiseHost: string;
   readonly tls: RingTlsOptions | undefined;
+  /** Largest message in values (largeMessageBytes / 4): what buffers and receive limits are sized for. */
   readonly maxElementsPerMessage: number;
+  /** Message size of small collectives in values (messageBytes / 4). */
+  readonly minElementsPerMessage: number;
   readonly messageBytes: number;
+  readonly largeMessageBytes: number;
   readonly inflightMessages: number;
   readonly windowBytes: number;
   readonly connectTimeoutMs: number;
@@ -67,6 +79,7 @@ export const RING_DEFAULTS = {
   listenHost: '127.0.0.1',
   listenPort: 0,
   messageBytes: 1 << 20,
+  largeMessageBytes: 4 << 20,
   inflightMessages: 4,
   connectTimeoutMs: 30_000,
   transport: 'raw-h2' as RingTransportName,
@@ -90,6 +103,11 @@ export function compileRingOptions(raw: GrpcRingOptions): CompiledRingOptions {
   const messageBytes = raw.messageBytes ?? RING_DEFAULTS.messageBytes;
   int('messageBytes', messageBytes, 4, 64 << 20);
   if (messageBytes % 4 !== 0) problems.push(`messageBytes: must be a multiple of 4, got ${messageBytes}`);
+  // Default: 4 MiB with the default messageBytes; a ring that sets its messageBytes keeps that size
+  // unless it also sets largeMessageBytes.
+  const largeMessageBytes = raw.largeMessageBytes ?? (raw.messageBytes === undefined ? RING_DEFAULTS.largeMessageBytes : messageBytes);
+  int('largeMessageBytes', largeMessageBytes, messageBytes, 64 << 20);
+  if (largeMessageBytes % 4 !== 0) problems.push(`largeMessageBytes: must be a multiple of 4, got ${largeMessageBytes}`);
   const inflightMessages = raw.inflightMessages ?? RING_DEFAULTS.inflightMessages;
   int('inflightMessages', inflightMessages, 1, 64);
   const connectTimeoutMs = raw.connectTimeoutMs ?? RING_DEFAULTS.connectTimeoutMs;
@@ -112,11 +130,13 @@ export function compileRingOptions(raw: GrpcRingOptions): CompiledRingOptions {
     listenPort,
     advertiseHost: raw.advertiseHost ?? listenHost,
     tls: raw.tls,
-    maxElementsPerMessage: messageBytes / 4,
+    maxElementsPerMessage: largeMessageBytes / 4,
+    minElementsPerMessage: messageBytes / 4,
     messageBytes,
+    largeMessageBytes,
     inflightMessages,
     // Window = what the sender may have in flight; a little above the pool so the pool is the limit.
-    windowBytes: Math.max(64 * 1024, (inflightMessages + 1) * (messageBytes + 1024)),
+    windowBytes: Math.max(64 * 1024, (inflightMessages + 1) * (largeMessageBytes + 1024)),
     connectTimeoutMs,
     transport,
   };
@@ -156,6 +176,20 @@ export function peerOptions(o: CompiledRingOptions, ctx: PeerContext): PeerOptio
   return {
     jobId: o.jobId, rank: o.rank, worldSize: o.worldSize, maxElements: o.maxElementsPerMessage,
     inflight: o.inflightMessages, rejected: ctx.rejected, where: ctx.where, onFailure: ctx.onFailure,
-    maxMessageBytes: o.messageBytes + 64 * 1024,
+    maxMessageBytes: o.largeMessageBytes + 64 * 1024,
   };
+}
+
+/** Messages per chunk a large collective aims for: enough to pipeline rounds, few enough to be cheap. */
+export const PARTS_PER_CHUNK = 4;
+
+/**
+ * Values per message for a collective of `length` values on `worldSize` ranks: ceil(chunk / 4) within
+ * [minElementsPerMessage, maxElementsPerMessage]. A function of the ring's options and the buffer only,
+ * so every rank cuts the same messages. With the defaults: 1 MiB messages up to 4 MiB chunks (e.g. 16 MiB
+ * at N = 4), growing to 4 MiB from 16 MiB chunks up (64 MiB at N = 4, 32 MiB at N = 2).
+ */
+export function messageElements(o: Pick<CompiledRingOptions, 'minElementsPerMessage' | 'maxElementsPerMessage'>, length: number, worldSize: number): number {
+  const chunk = Math.ceil(length / worldSize);
+  return Math.min(o.maxElementsPerMessage, Math.max(o.minElementsPerMessage, Math.ceil(chunk / PARTS_PER_CHUNK)));
 }

@@ -150,8 +150,12 @@ export class ChunkEncoder {
 
 const utf8d = new TextDecoder();
 
-/** Parses a RingChunk; the payload is a view of `buf`. Unknown fields are skipped (forward compat). */
-export function decodeChunk(buf: Uint8Array): DecodedChunk {
+/**
+ * Parses a RingChunk; the payload is a view of `buf`. Unknown fields are skipped (forward compat).
+ * `placed`: `buf` ends with the payload's tag and length, the payload itself having been read
+ * elsewhere (grpc-framing.ts placements); it becomes the payload if the length matches.
+ */
+export function decodeChunk(buf: Uint8Array, placed: Uint8Array | null = null): DecodedChunk {
   const m: DecodedChunk = {
     jobId: '', step: 0, round: 0, chunk: 0, part: 0, rank: 0, codec: 0, elements: 0,
     abort: false, lostRank: 0, reason: '', payload: buf.subarray(0, 0),
@@ -190,12 +194,17 @@ export function decodeChunk(buf: Uint8Array): DecodedChunk {
       case 0x50: m.lostRank = varint(); break;
       case 0x5a: m.reason = utf8d.decode(bytes()); break;
       case 0x72: bytes(); break; // pad
-      case 0x7a: m.payload = bytes(); break;
+      case 0x7a: m.payload = placed && pos === buf.length - varintSize(placed.length) ? placedPayload() : bytes(); break;
       default:
         skip(tag & 7);
     }
   }
   return m;
+
+  function placedPayload(): Uint8Array {
+    if (varint() !== placed!.length) throw new RingProtocolError('placed RingChunk payload of the wrong length');
+    return placed!;
+  }
 
   function skip(wireType: number): void {
     if (wireType === 0) varint();
