@@ -47,7 +47,11 @@ function spawnRank(cfg: RankConfig): Rank {
 
 async function startRing(n: number, cfg: Omit<RankConfig, 'rank' | 'worldSize'>): Promise<Rank[]> {
   const ranks = Array.from({ length: n }, (_, rank) => spawnRank({ ...cfg, rank, worldSize: n }));
-  const addrs = await Promise.all(ranks.map(async (r) => (await r.waitFor('ADDR ', 30_000)).line.slice(5)));
+  // A rank that never reports its address must not leave the others running: the file would never end.
+  const addrs = await Promise.all(ranks.map(async (r) => (await r.waitFor('ADDR ', 30_000)).line.slice(5))).catch((e: unknown) => {
+    for (const r of ranks) r.child.kill('SIGKILL');
+    throw e;
+  });
   for (const r of ranks) r.child.stdin!.write(`${JSON.stringify(addrs)}\n`);
   return ranks;
 }
