@@ -11,6 +11,7 @@ import { loadJobFile } from '../config/compile.ts';
 import { hubOptionsFromEnv } from '../hub/hub-options.ts';
 import { resolveJobModel } from '../hub/resolve.ts';
 import type { PrepareProgress } from '../data/cache-build.ts';
+import { closeCache } from '../data/prepared-cache.ts';
 import { prepareCachedRun } from '../train/prepare.ts';
 import { action, intArg, overridesOf, withOverrides } from './common.ts';
 
@@ -28,7 +29,7 @@ export function registerDataCommands(program: Command): void {
       const progress = new PrepareBar(files, sizes);
       const { data } = await prepareCachedRun(job, { force: o.force, threads: o.threads, onProgress: (p) => progress.update(p) }).finally(() => progress.stop());
       const s = data.stats;
-      data.train.close();
+      closeCache(data);
       const mb = s.dataBytes / 1e6;
       console.log(JSON.stringify({
         cache: resolve(data.dir), built: data.built, records: s.records, tokens: s.tokens, truncated: s.truncated, skipped: s.skipped,

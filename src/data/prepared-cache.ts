@@ -103,6 +103,12 @@ export async function openCache(dir: string, key: string, built: boolean): Promi
   return { train, eval: evalStore, labels: meta.labels, skipped, dir, key, built, stats: meta.stats };
 }
 
+/** Gives back both splits' file descriptors (lengths stay readable; at() does not). */
+export function closeCache(data: CachedData): void {
+  data.train.close();
+  data.eval.close();
+}
+
 /** An exclusive lock file, refreshed while held; a lock untouched for LOCK_STALE_MS is taken over. */
 async function tryLock(path: string): Promise<{ release: () => Promise<void> } | undefined> {
   try {
