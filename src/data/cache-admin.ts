@@ -104,7 +104,7 @@ export async function pruneCaches(root: string, o: PruneOptions): Promise<PruneR
       (c.building ? out.busy : out.removed).push(c);
       continue;
     }
-    const lock = await tryLock(join(root, `${c.key}.lock`));
+    const lock = await takeLock(join(root, `${c.key}.lock`));
     if (!lock) {
       out.busy.push(c);
       continue;
@@ -120,7 +120,7 @@ export async function pruneCaches(root: string, o: PruneOptions): Promise<PruneR
   for (const name of listing.staging) {
     if (o.dryRun) continue;
     const key = STAGING.exec(name)![1];
-    const lock = await tryLock(join(root, `${key}.lock`));
+    const lock = await takeLock(join(root, `${key}.lock`));
     if (!lock) continue;
     try {
       await rm(join(root, name), { recursive: true, force: true });
@@ -130,6 +130,11 @@ export async function pruneCaches(root: string, o: PruneOptions): Promise<PruneR
     }
   }
   return out;
+}
+
+/** The build lock; a stale one (its builder died: untouched for 60 s) is taken over on the second try. */
+async function takeLock(path: string): ReturnType<typeof tryLock> {
+  return (await tryLock(path)) ?? tryLock(path);
 }
 
 async function dirBytes(dir: string): Promise<number> {
