@@ -19,7 +19,8 @@ import { evalResult } from '../eval/eval-state.ts';
 import { checkPredictionsTarget, writePredictions, type Prediction } from '../eval/predictions.ts';
 import { evalState } from '../train/evaluate.ts';
 import { train } from '../train/loop.ts';
-import { prepareRun } from '../train/prepare.ts';
+import { closeCache } from '../data/prepared-cache.ts';
+import { prepareCachedRun } from '../train/prepare.ts';
 import { action, ADAPTER_HELP, allCores, BACKEND_HELP, intArg, MODEL_HELP, modelDirArg, overridesOf, startBackend, stopOnSignals, threadsOption, withOverrides } from './common.ts';
 import { stringifyRecord } from '../run/record-json.ts';
 
@@ -62,8 +63,15 @@ export function registerTrainCommands(program: Command): void {
       const job = await resolveJobModel(await loadJobFile(jobFile, overridesOf(o)), hubOptionsFromEnv());
       await startBackend(o.backend ?? (job.backend === 'auto' ? undefined : job.backend), threadsFor(o.threads, job.threads, allCores()));
       if (o.dryRun) {
-        const { data } = await prepareRun(job);
-        console.log(JSON.stringify({ job: job.name, task: job.task, model: job.modelDir, train: data.train.length, eval: data.eval.length, skipped: data.skipped.length, labels: data.labels, output: job.outputDir }, null, 2));
+        // Through the prepared-dataset cache, as training reads it: a dry run builds it (or finds it)
+        // and the counts are the cache's, so the run that follows starts without tokenising.
+        const { data } = await prepareCachedRun(job);
+        const s = data.stats;
+        closeCache(data);
+        console.log(JSON.stringify({
+          job: job.name, task: job.task, model: job.modelDir, train: data.train.length, eval: data.eval.length, skipped: data.skipped.length, labels: data.labels, output: job.outputDir,
+          cache: data.dir, cache_built: data.built, records: s.records, tokens: s.tokens, truncated: s.truncated,
+        }, null, 2));
         return;
       }
       const signals = stopOnSignals();
@@ -106,7 +114,8 @@ export function registerTrainCommands(program: Command): void {
       }, 'ringtune eval', { flags: EVAL_FLAGS });
       if (o.predictions) await checkPredictionsTarget(o.predictions, !!o.overwrite);
       await startBackend(o.backend, threadsFor(o.threads, undefined, allCores()));
-      const { data, padId, labels, generation } = await prepareRun(job);
+      // The data file through its prepared-dataset cache (the job's training split): scored one batch at a time.
+      const { data, padId, labels, generation } = await prepareCachedRun(job);
       const use = { command: 'ringtune eval', otherCommand: `ringtune eval --format ${job.task === 'classification' ? 'text' : 'label'}` };
       const { model, missingHeads } = adapter ? await loadWithAdapter(base, adapter, { task: job.task, use }, { labels }) : await loadModel(job.modelDir, { task: job.task, labels });
       if (!adapter) checkEvalHead(job.modelDir, await readConfigJson(job.modelDir), job.task, o.format, missingHeads, () => model.dispose());
@@ -118,6 +127,7 @@ export function registerTrainCommands(program: Command): void {
       // With predictions on stdout the summary goes to stderr, so stdout stays JSONL.
       (o.predictions === '-' ? console.error : console.log)(stringifyRecord(summary, 2));
       model.dispose();
+      closeCache(data);
     }));
 }
 

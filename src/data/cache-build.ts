@@ -7,10 +7,10 @@
  *      packing, streamed from the `all-*` splits into the final `train` and `eval` splits
  * Memory: the blocks in flight (window x blockBytes), one packed row, the held-out bitmap (1 byte per
  * training example) and the held-out permutation while drawing it (4 bytes per example); never the data.
- * CSV files are the exception: csv-parse reads the whole text (a quoted field may span lines).
+ * CSV files stream the same way (csv-parse's stream parser): a block and one record at a time.
  */
 import { createHash } from 'node:crypto';
-import { readFile, rm, stat } from 'node:fs/promises';
+import { rm, stat } from 'node:fs/promises';
 import { extname, join } from 'node:path';
 import type { CompiledJob } from '../config/compile.ts';
 import { InputError } from '../errors.ts';
@@ -23,7 +23,9 @@ import type { LmExample } from './examples.ts';
 import { lineBlocks, type LineBlock } from './line-blocks.ts';
 import { chunkPool, type ChunkPool } from './prepare-pool.ts';
 import { chunkSpec, type ChunkInput, type ChunkOutput } from './prepare-chunk.ts';
-import { DataError, forEachJsonlLine, formatBad, oversizeLine, readRecords, type BadRecord, type RawRecord } from './records.ts';
+import { csvRecords, DataError, forEachJsonlLine, formatBad, oversizeLine, type BadRecord, type RawRecord } from './records.ts';
+
+const CSV_BATCH = 512;
 
 export interface PrepareProgress {
   phase: 'labels' | 'tokenise' | 'split';
@@ -128,12 +130,18 @@ export async function buildCache(job: CompiledJob, header: StoreHeader, dir: str
   return { key: header.key, labels, skipped, stats };
 }
 
-/** The file as chunk inputs: JSONL streamed in blocks; CSV parsed whole, then cut into record batches. */
+/** The file as chunk inputs: JSONL in blocks of whole lines; CSV parsed as it streams (records.ts csvRecords), in batches of 512 records. */
 async function* inputs(file: string, maxRecordBytes: number, blockBytes: number, hash: ReturnType<typeof createHash>, onBytes: (n: number) => void): AsyncGenerator<ChunkInput | BadRecord> {
   if (extname(file).toLowerCase() === '.csv') {
-    const { records } = await readRecords(file, maxRecordBytes); // a CSV's errors throw here, naming the line
-    hash.update(await readFile(file));
-    for (let i = 0; i < records.length; i += 512) yield { kind: 'records', records: records.slice(i, i + 512), bad: [] };
+    let batch: RawRecord[] = [];
+    for await (const r of csvRecords(file, { maxRecordBytes, hash, onBytes })) { // a CSV's errors throw here, naming the line
+      batch.push(r);
+      if (batch.length === CSV_BATCH) {
+        yield { kind: 'records', records: batch, bad: [] };
+        batch = [];
+      }
+    }
+    if (batch.length) yield { kind: 'records', records: batch, bad: [] };
     return;
   }
   for await (const b of lineBlocks(file, { blockBytes, maxRecordBytes, onBytes }, hash)) yield b.kind === 'lines' ? b : oversizeLine(file, b.line, b.bytes, maxRecordBytes);
@@ -185,7 +193,7 @@ async function trainLabels(job: CompiledJob, modelLabels: string[] | undefined, 
     }
   };
   if (extname(d.trainPath).toLowerCase() === '.csv') {
-    (await readRecords(d.trainPath, d.maxRecordBytes)).records.forEach(keep);
+    for await (const r of csvRecords(d.trainPath, { maxRecordBytes: d.maxRecordBytes })) keep(r);
   } else {
     for await (const b of lineBlocks(d.trainPath, { blockBytes, maxRecordBytes: d.maxRecordBytes, onBytes: (n) => onProgress?.({ phase: 'labels', file: d.trainPath, bytesDone: n, bytesTotal: 0, records: 0 }) })) {
       if (b.kind === 'lines') forEachJsonlLine(d.trainPath, b.bytes, b.firstLine, d.maxRecordBytes, keep);

@@ -160,6 +160,7 @@ export class StoreReader<E extends LmExample | ClsExample = LmExample | ClsExamp
   private maskBuf = Buffer.alloc(1024);
   private srcBuf = Buffer.alloc(1024);
   private readonly isLm: boolean;
+  private closed = false;
 
   private constructor(private readonly prefix: string, private readonly fds: { idx: number; tok: number; mask: number; src: number }) {
     const fixed = Buffer.alloc(FIXED_HEADER_BYTES);
@@ -241,7 +242,10 @@ export class StoreReader<E extends LmExample | ClsExample = LmExample | ClsExamp
     return out;
   }
 
+  /** Closes the four files; a second call does nothing. */
   close(): void {
+    if (this.closed) return;
+    this.closed = true;
     unclosed.unregister(this);
     for (const fd of Object.values(this.fds)) closeSync(fd);
   }

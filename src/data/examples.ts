@@ -54,7 +54,7 @@ function str(value: Record<string, unknown>, field: string, allowEmpty = false):
 }
 
 export class ExampleBuilder {
-  /** Examples cut to max_seq_len so far (LM: longer before the cut; classification: at the limit after it). */
+  /** Examples cut to max_seq_len so far: longer than it before the cut. */
   truncated = 0;
 
   constructor(
@@ -169,8 +169,12 @@ export class ExampleBuilder {
     if (typeof raw !== 'string' && typeof raw !== 'number') return { bad: { field: this.fields.label, reason: 'must be a string or number' } };
     const label = label2id.get(String(raw));
     if (label === undefined) return { bad: { field: this.fields.label, reason: `unknown label "${raw}" (known: ${[...label2id.keys()].join(', ')})` } };
-    const tokens = encodeTruncated(this.tok, text.ok, this.maxSeqLen);
-    if (tokens.length === this.maxSeqLen) this.truncated++;
+    // Counted only when the text was cut: one that encodes to exactly max_seq_len tokens is whole.
+    let tokens = this.tok.encode(text.ok);
+    if (tokens.length > this.maxSeqLen) {
+      this.truncated++;
+      tokens = encodeTruncated(this.tok, text.ok, this.maxSeqLen);
+    }
     return { ok: { tokens, label, source } };
   }
 }

@@ -22,7 +22,8 @@ import { readDefaultCorpus } from '../model/tokenizer-build.ts';
 import { evalResult } from '../eval/eval-state.ts';
 import { evalState } from '../train/evaluate.ts';
 import { finalModelDir } from '../run/outputs.ts';
-import { prepareRun } from '../train/prepare.ts';
+import { closeCache } from '../data/prepared-cache.ts';
+import { prepareCachedRun } from '../train/prepare.ts';
 import { domainLines } from './domain-data.ts';
 
 export interface DemoOptions {
@@ -76,7 +77,8 @@ export async function runDemo(o: DemoOptions): Promise<void> {
   // Held-out domain evaluation of the three models, one process.
   const evalJob = await loadJobFile(join(dir, 'finetune.yaml'));
   evalJob.data.packing = false;
-  const { data, padId } = await prepareRun(evalJob);
+  // Through the prepared-dataset cache like every other data path (unpacked: its own key, its own cache).
+  const { data, padId } = await prepareCachedRun(evalJob);
   const tok = await Tokenizer.fromDir(base);
   const prompt = promptIds(tok, { text: 'Dogger, Fisher. Wind' });
   const rows: Array<{ model: string; loss: number; perplexity: number; sample: string }> = [];
@@ -87,6 +89,7 @@ export async function runDemo(o: DemoOptions): Promise<void> {
     rows.push({ model: label, loss: r.loss, perplexity: r.perplexity, sample: tok.decode([...prompt, ...g.ids], { skipSpecialTokens: true }) });
     model.dispose();
   }
+  closeCache(data);
   const generalReport = JSON.parse(await readFile(join(dir, 'pretrain', 'eval_report.json'), 'utf8'));
   o.log(`\n[demo] tfjs backend: ${activeBackend() ?? 'none'} (workers choose the same way: RINGTUNE_BACKEND or auto)`);
   o.log(`[demo] finished in ${elapsed()}. Pre-training on general text: eval loss ${generalReport.base_eval?.loss?.toFixed(3)} -> ${generalReport.final_eval?.loss?.toFixed(3)}`);

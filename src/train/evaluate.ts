@@ -5,6 +5,8 @@
  * this on its shard; the coordinator merges the states.
  * For generation, the prompt is everything before an example's first loss token and the reference
  * is the first run of loss tokens.
+ * The examples are an ExampleSource: an array, or a cached split (data/example-store.ts) of which one
+ * micro-batch is read at a time, so evaluation holds one batch of examples whatever the split's size.
  *
  * With a PredictionSink (src/eval/predictions.ts) each scored example's prediction goes to it as
  * well, in example order; the state is filled exactly as without one. `ringtune classify` runs the
@@ -12,13 +14,13 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { collateCls, collateLm, type ClsBatch, type LmBatch } from '../data/batch.ts';
+import type { ExampleSource } from '../data/dataset.ts';
 import type { ClsExample, LmExample } from '../data/examples.ts';
 import { addClassification, addGeneration, addLoss, emptyEvalState, type EvalState } from '../eval/eval-state.ts';
 import type { GenerationMetric } from '../eval/index.ts';
 import type { LmPrediction, PredictionSink } from '../eval/predictions.ts';
 import { generate } from '../model/generate.ts';
 import type { Model } from '../model/model.ts';
-import { BatchPlan } from './batch-plan.ts';
 import { crossEntropySum } from './loss.ts';
 import { batchLossSum } from './train-step.ts';
 
@@ -31,16 +33,18 @@ export interface GenerationOptions {
 }
 
 export async function evalState(
-  model: Model, examples: readonly (LmExample | ClsExample)[], microBatch: number, padId: number, maxBatches?: number, generation?: GenerationOptions,
+  model: Model, examples: ExampleSource<LmExample | ClsExample>, microBatch: number, padId: number, maxBatches?: number, generation?: GenerationOptions,
   sink?: PredictionSink,
 ): Promise<EvalState> {
   const isCls = model.task === 'classification';
   const gen = generation?.metrics.length && !isCls ? generation : undefined;
   const state = emptyEvalState({ numClasses: isCls ? model.config.numLabels : undefined, generation: gen?.metrics });
-  const batches = BatchPlan.chunks(examples, microBatch).slice(0, maxBatches);
+  const nBatches = Math.min(Math.ceil(examples.length / microBatch), maxBatches ?? Infinity);
   // Causal LM: lines wait for the generation pass, which may add a completion to them.
   const lmLines: LmPrediction[] = [];
-  for (const chunk of batches) {
+  for (let bi = 0; bi < nBatches; bi++) {
+    // One micro-batch read at a time: a cached split (example-store.ts) stays on disk.
+    const chunk = examples.slice(bi * microBatch, (bi + 1) * microBatch);
     if (isCls) {
       const b = collateCls(chunk as ClsExample[], padId);
       const out = await classifierOutputs(model, b, !!sink);
@@ -67,7 +71,7 @@ export async function evalState(
     }
   }
   if (gen) {
-    await generateInto(state, model, examples as LmExample[], gen, (i, generated, reference) => {
+    await generateInto(state, model, examples as ExampleSource<LmExample>, gen, (i, generated, reference) => {
       if (lmLines[i]) Object.assign(lmLines[i], { generated, reference });
     });
   }
@@ -140,11 +144,12 @@ function split(ex: LmExample, decode: (ids: number[]) => string): { prompt: numb
 }
 
 async function generateInto(
-  state: EvalState, model: Model, examples: readonly LmExample[], o: GenerationOptions, onGenerated: (index: number, generated: string, reference: string) => void,
+  state: EvalState, model: Model, examples: ExampleSource<LmExample>, o: GenerationOptions, onGenerated: (index: number, generated: string, reference: string) => void,
 ): Promise<void> {
   let used = 0;
-  for (const [i, ex] of examples.entries()) {
+  for (let i = 0; i < examples.length; i++) {
     if (used >= o.maxExamples) break;
+    const ex = examples.at(i)!;
     const parts = split(ex, o.decode);
     if (!parts || parts.prompt.length >= model.config.maxPositions) continue;
     used++;

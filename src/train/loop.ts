@@ -56,7 +56,9 @@ export interface TrainResult {
 export async function train(job: CompiledJob, o: TrainOptions = {}): Promise<TrainResult> {
   const log = o.log ?? ((line: string) => console.error(line));
   const { data, labels, padId, generation } = await prepareCachedRun(job);
-  const evalSet = data.eval.slice(); // one process scores the whole eval split at every evaluation
+  // Evaluation reads the cached eval split one micro-batch at a time (as ranks read their shares):
+  // only the first evaluatedCount examples (eval.max_batches), never the whole split in memory.
+  const evalSet = data.eval;
   await checkTraining(job, data); // every check before --overwrite may clear old checkpoints
   const { runId, resumed } = await claimCheckpointDir(job.checkpoint.dir, { resume: o.resume, overwrite: o.overwrite, outputDir: job.outputDir });
   if (resumed) log(`[ringtune] resuming from step ${resumed.state.step} (checkpoint ${resumed.checkpoint})`);

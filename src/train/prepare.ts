@@ -8,8 +8,10 @@
  * What training adds (gradients, AdamW state, activations for backward, a batch the data can fill)
  * is checked by setup.ts, before it loads the weights.
  * Two ways to the data: prepareRun tokenises it into memory; prepareCachedRun opens (or builds once)
- * the prepared-dataset cache (data/prepared-cache.ts), whose training split stays on disk and is read
- * one step's share at a time. The trainers use the cache; both give the same examples.
+ * the prepared-dataset cache (data/prepared-cache.ts), whose splits stay on disk and are read one
+ * step's share (or one eval micro-batch) at a time. Every command uses the cache (train, its
+ * --dry-run, the worker, eval, the demo); prepareRun is the in-memory reference the tests compare
+ * it with. Both give the same examples.
  */
 import { join } from 'node:path';
 import type { CompiledJob } from '../config/compile.ts';

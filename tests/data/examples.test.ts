@@ -9,7 +9,7 @@ import { readRecords } from '../../src/data/records.ts';
 import { Tokenizer } from '../../src/model/tokenizer.ts';
 import { buildFamilyTokenizer } from '../../src/model/tokenizer-build.ts';
 import { tempDir } from '../train/fixtures.ts';
-import { llama2Tokenizer } from '../model/hf-tokenizers.ts';
+import { bertTokenizer, llama2Tokenizer } from '../model/hf-tokenizers.ts';
 
 const built = buildFamilyTokenizer('llama', 600);
 const tok = Tokenizer.fromJson(built.tokenizerJson, built.tokenizerConfig);
@@ -190,4 +190,21 @@ test('llama-style tokenizer: truncation keeps <s> on either side; packing keeps 
   assert.deepEqual(flat, [1, 261, 264, 2, 1, 261, 2, 1, 264, 261, 264, 2]);
   assert.deepEqual(rows.flatMap((r) => r.lossMask), flat.map((id) => (id === 1 ? 0 : 1)));
   assert.equal(flat.filter((id) => id === 1).length, docs.length);
+});
+
+test('classification: "truncated" counts only examples actually cut, not ones that fit max_seq_len exactly', () => {
+  const t = bertTokenizer();
+  const tok = Tokenizer.fromJson(t.tokenizerJson, t.tokenizerConfig);
+  const fields = { text: 'text', prompt: 'prompt', completion: 'completion', messages: 'messages', label: 'label' };
+  const texts = ['the cat', 'the cat sat', 'the cat sat there'];
+  const lengths = texts.map((x) => tok.encode(x).length); // [CLS] ... [SEP]
+  assert.ok(lengths[0] < lengths[1] && lengths[1] < lengths[2], `${lengths}`);
+  const maxSeqLen = lengths[1]; // the first fits with room, the second exactly, the third is cut
+  const b = new ExampleBuilder(tok, 'label', fields, maxSeqLen);
+  const labels = new Map([['pos', 0]]);
+  const out = texts.map((text, i) => b.cls({ line: i + 1, value: { text, label: 'pos' } }, `d:${i + 1}`, labels));
+  assert.deepEqual(out.map((r) => ('ok' in r ? r.ok.tokens.length : -1)), [lengths[0], maxSeqLen, maxSeqLen]);
+  assert.equal(b.truncated, 1);
+  const cut = (out[2] as { ok: { tokens: number[] } }).ok.tokens;
+  assert.equal(cut.at(-1), tok.encode('x').at(-1), 'the cut example keeps its closing [SEP]');
 });

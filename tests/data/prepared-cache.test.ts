@@ -146,3 +146,31 @@ test('ranks opening the same missing cache at once: one builds, the others wait 
   assert.deepEqual(await readdir(join(dir, 'cache')), [all[0].key], 'no lock or staging directory left behind');
   for (const d of all) d.train.close();
 });
+
+test('cache == in-memory preparation: a CSV (quoted commas, quotes, \\n and \\r\\n inside fields, blank lines), streamed, threads 2 and 0', async (t) => {
+  const dir = await tempDir(t);
+  const model = await modelDir(dir, 'llama2', llama2Tokenizer());
+  const tok = await Tokenizer.fromDir(model);
+  const rng = new Rng(9);
+  const rows = ['prompt,completion'];
+  for (let i = 0; i < 400; i++) {
+    const words = () => [...Array(1 + rng.int(8))].map(() => WORDS[rng.int(WORDS.length)]).join(rng.int(5) === 0 ? (rng.int(2) ? '\n' : '\r\n') : ' ');
+    const q = (s: string) => `"${s.replace(/"/g, '""')}"`;
+    rows.push(`${q(words() + (i % 7 === 0 ? ', "quoted"' : ''))},${q(' ' + words())}`);
+    if (i % 13 === 0) rows.push('');
+    if (i % 50 === 0) rows.push(`${q('no completion')},""`); // a bad record: empty completion
+  }
+  const train = join(dir, 'train.csv');
+  await writeFile(train, rows.join('\r\n') + '\r\n');
+  const j = job(dir, { model, data: { train, format: 'prompt-completion', max_seq_len: 24, eval_fraction: 0.1, on_bad_record: 'skip' }, training: { max_steps: 1, seed: 3 } });
+  const want = await prepareData(j, tok);
+  assert.ok(want.skipped.length >= 8 && want.train.length > 300, 'good and bad records');
+  for (const threads of [2, 0]) {
+    const got = await openOrBuildCache(j, tok, undefined, { threads, env: { RINGTUNE_CACHE: join(dir, `cache-${threads}`) } });
+    sameExamples(got.train.slice(), want.train, `threads ${threads} train`);
+    sameExamples(got.eval.slice(), want.eval, `threads ${threads} eval`);
+    assert.deepEqual(got.skipped, want.skipped);
+    got.train.close();
+    got.eval.close();
+  }
+});
