@@ -39,8 +39,9 @@ const seed = Number(a.seed);
 const count = Number(a.count);
 const workers = Number(a.workers);
 const HB = Number(a['heartbeat-ms']);
-// Enough steps that the run outlasts the campaign (about 8 steps per fault here), plus the end margin.
-const steps = Number(a.steps ?? 10 * count + 40);
+// Enough steps that the run outlasts the campaign: training goes on during the faults that are not
+// losses and between faults (up to ~100 steps per fault on this machine), plus the end margin.
+const steps = Number(a.steps ?? 60 * count + 60);
 const budgetMs = Number(a['budget-s']) * 1000;
 const kinds = a.kinds!.split(',') as FaultKind[];
 for (const k of kinds) if (!FAULT_KINDS.includes(k)) throw new Error(`--kinds: unknown fault "${k}" (known: ${FAULT_KINDS.join(', ')})`);
