@@ -27,7 +27,7 @@ test('netns faults (partition, SIGKILL, bad link) under on_loss wait: the run fi
   removeStale();
   const dir = await mkdtemp(join(tmpdir(), 'ringtune-netns-'));
   const topo = createTopology(2);
-  const HB = 2000;
+  const HB = 3000;
   const { file, name, totalSteps } = await chaosJob(dir, { workers: 2, steps: 36, heartbeatTimeoutMs: HB });
   // The fault-free reference runs at the same time (its own NATS, loopback): the same job, another output.
   const ref = startLocal(file, ['--output', join(dir, 'out-ref')]);
