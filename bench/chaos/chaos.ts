@@ -41,8 +41,8 @@ const count = Number(a.count);
 const workers = Number(a.workers);
 const HB = Number(a['heartbeat-ms']);
 // Enough steps that the run outlasts the campaign: training goes on during the faults that are not
-// losses and between faults (up to ~100 steps per fault on this machine), plus the end margin.
-const steps = Number(a.steps ?? 60 * count + 60);
+// losses and between faults (about 10 per fault at load average 20-30 here), plus the end margin.
+const steps = Number(a.steps ?? 20 * count + 40);
 const budgetMs = Number(a['budget-s']) * 1000;
 const kinds = a.kinds!.split(',') as FaultKind[];
 for (const k of kinds) if (!FAULT_KINDS.includes(k)) throw new Error(`--kinds: unknown fault "${k}" (known: ${FAULT_KINDS.join(', ')})`);
@@ -74,7 +74,7 @@ try {
   refChild = startLocal(job.file, ['--output', join(dir, 'out-ref')]);
   await c.start();
   const results = await runCampaign(c, { seed, count, kinds, budgetMs, heartbeatTimeoutMs: HB }, {
-    shape: { delayMs: 200, lossPct: 5, rateKbit: 2000 }, endMarginSteps: 6, healthyMs: 300_000, recoverMs: 300_000, gapMs: 1500,
+    totalSteps: steps, shape: { delayMs: 200, lossPct: 5, rateKbit: 2000 }, endMarginSteps: 6, healthyMs: 300_000, recoverMs: 300_000, gapMs: 1500,
     log: (l) => console.error(l),
   });
   const code = await within(c.done, Math.max(60_000, budgetMs - (performance.now() - t0)), -1);

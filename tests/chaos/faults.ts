@@ -73,19 +73,26 @@ export function drawFault(r: () => number, kinds: readonly FaultKind[], workers:
   return { kind, worker, durationMs };
 }
 
-const STEP = /^\[coordinator\] step (\d+)\/(\d+) loss/;
+/**
+ * Progress: the coordinator logs `step N/T` only every T/10 steps, but `checkpoint step N:` at every
+ * checkpoint (every 2 steps in the chaos job), so both count; the step is group 1 or 2.
+ */
+const STEP = /^\[coordinator\] (?:step (\d+)\/\d+ loss|checkpoint step (\d+): )/;
+const stepOf = (m: RegExpExecArray) => Number(m[1] ?? m[2]);
 const VERDICT = /\[coordinator\] (rank \d+ \(.*\) lost after step|ring epoch \d+:|.*failed after step|job \S+: waiting for \d+ workers)/;
 
 /** The highest step the coordinator logged at or before line index `upTo` (exclusive). */
 function lastStep(lines: LogLine[], upTo = lines.length): number {
   for (let i = upTo - 1; i >= 0; i--) {
     const m = lines[i]!.who === 'coordinator' ? STEP.exec(lines[i]!.line) : null;
-    if (m) return Number(m[1]);
+    if (m) return stepOf(m);
   }
   return 0;
 }
 
 export interface CampaignOptions {
+  /** The job's training.max_steps. */
+  totalSteps: number;
   /** Shaping of a `shape` fault (see netns.ts Shape). */
   shape: { delayMs: number; lossPct: number; rateKbit: number };
   /** No fault within this many steps of the end (a loss while finishing fails the run by design). */
@@ -117,7 +124,7 @@ async function healthy(c: ChaosCluster, sinceIdx: number, o: CampaignOptions): P
       if (l.who !== 'coordinator') continue;
       const m = STEP.exec(l.line);
       if (m) {
-        if (Number(m[2]) - Number(m[1]) <= o.endMarginSteps) return false;
+        if (o.totalSteps - stepOf(m) <= o.endMarginSteps) return false;
         stepAfter = true;
         break;
       }
@@ -188,16 +195,15 @@ export async function injectAndMeasure(c: ChaosCluster, f: Fault, o: CampaignOpt
   const recovered = recoveredIdx >= 0 ? lines[recoveredIdx]! : undefined;
   let wentOnFrom: number | null = null;
   if (recovered) {
-    wentOnFrom = Number(STEP.exec(recovered.line)![1]) - 1;
+    wentOnFrom = stepOf(STEP.exec(recovered.line)!) - 1;
     // The step the run went on from: a re-form's target or a restart's checkpoint.
     for (const l of lines.slice(startIdx, recoveredIdx)) {
       const m = /ring epoch \d+: \d+ workers from step (\d+)/.exec(l.line) ?? /resuming from step (\d+)/.exec(l.line);
       if (l.who === 'coordinator' && m) wentOnFrom = Number(m[1]);
     }
-    if (!lines.slice(startIdx, recoveredIdx).some((l) => l.who === 'coordinator' && /resuming from step|job \S+: waiting for/.test(l.line)) && f.kind === 'sigkill-coordinator') {
-      // A coordinator restart that started fresh (no checkpoint yet): from step 0.
-      wentOnFrom = 0;
-    }
+    // A restarted coordinator that found no checkpoint started the run over: from step 0.
+    const restart = lines.slice(startIdx, recoveredIdx).find((l) => l.who === 'coordinator' && /job \S+: waiting for \d+ workers/.test(l.line));
+    if (restart && !/resuming from step/.test(restart.line)) wentOnFrom = 0;
   }
   const highest = recovered ? Math.max(stepBefore, lastStep(lines, recoveredIdx)) : stepBefore;
   const restarted = [...c.procs].filter(([r, p]) => r !== 'nats' && pidBefore.get(r) !== p.pid).map(([r]) => r);

@@ -46,7 +46,7 @@ test('netns faults (partition, SIGKILL, bad link) under on_loss wait: the run fi
       { kind: 'sigkill-worker', worker: 0, durationMs: 0 },
       { kind: 'shape', worker: 1, durationMs: 2000 },
     ],
-  }, { shape: { delayMs: 100, lossPct: 5, rateKbit: 2000 }, endMarginSteps: 4, healthyMs: 60_000, recoverMs: 60_000, gapMs: 300, log: (l) => t.diagnostic(l) });
+  }, { totalSteps, shape: { delayMs: 100, lossPct: 5, rateKbit: 2000 }, endMarginSteps: 4, healthyMs: 60_000, recoverMs: 60_000, gapMs: 300, log: (l) => t.diagnostic(l) });
   t.diagnostic(`shaping: ${shapingMode().why}`);
   const code = await within(c.done, 120_000, -1);
   assert.equal(code, 0, `the run did not complete:\n${c.tail('coordinator', 40)}`);
