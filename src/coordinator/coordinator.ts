@@ -188,6 +188,10 @@ export class Coordinator {
     if (this.phase !== 'waiting-for-workers') {
       // A member still joining lost its Assignment: send it again. A worker beyond the world size is
       // told so (it exits non-zero) instead of waiting forever.
+      for (const id of this.members.forgetSilentStandby(this.liveness.timeoutMs)) {
+        this.assignments.delete(id);
+        this.o.log(`[coordinator] standby ${id} sent no heartbeat for ${this.liveness.timeoutMs} ms: forgotten`);
+      }
       const mine = this.assignments.get(j.workerId);
       if (mine) {
         if (this.phase === 'loading' || mine.standby) this.o.outbox.assign(j.workerId, mine);
