@@ -226,7 +226,9 @@ export class Coordinator {
     this.members.addStandby(j);
     const a: M['Assignment'] = {
       runId: this.o.runId, workerId: j.workerId, rank: 0, worldSize: 0, peers: [], compiledJobJson: JSON.stringify(withoutCredentials(this.o.job)),
-      resumeFrom: this.o.resumeFrom ?? '', epoch: this.epoch, standby: true,
+      // No checkpoint: the state comes by broadcast at the re-form. The checkpoint this coordinator
+      // resumed from may be rotated away by now (checkpoint.keep), and loading it would fail.
+      resumeFrom: '', epoch: this.epoch, standby: true,
     };
     this.assignments.set(j.workerId, a);
     this.o.outbox.assign(j.workerId, a);
