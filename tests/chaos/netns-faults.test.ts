@@ -23,7 +23,7 @@ import { createTopology, destroyTopology, netnsUnavailable, removeStale, shaping
 const unavailable = netnsUnavailable();
 if (unavailable) console.log(`# netns-faults skipped: ${unavailable}`);
 
-test('netns faults (partition, SIGKILL, bad link) under on_loss wait: the run finishes bit-identical to the fault-free run', { skip: unavailable ?? false, timeout: 240_000 }, async (t) => {
+test('netns faults (partition, SIGKILL, bad link) under on_loss wait: the run finishes bit-identical to the fault-free run', { skip: unavailable ?? false, timeout: 480_000 }, async (t) => {
   removeStale();
   const dir = await mkdtemp(join(tmpdir(), 'ringtune-netns-'));
   const topo = createTopology(2);
@@ -48,8 +48,10 @@ test('netns faults (partition, SIGKILL, bad link) under on_loss wait: the run fi
     ],
   }, { totalSteps, shape: { delayMs: 100, lossPct: 5, rateKbit: 2000 }, endMarginSteps: 4, healthyMs: 60_000, recoverMs: 60_000, gapMs: 300, log: (l) => t.diagnostic(l) });
   t.diagnostic(`shaping: ${shapingMode().why}`);
-  const code = await within(c.done, 120_000, -1);
-  assert.equal(code, 0, `the run did not complete:\n${c.tail('coordinator', 40)}`);
+  // Generous: at load average 30 (five test suites sharing 2 cores) the last steps and the final
+  // evaluation alone took minutes.
+  const code = await within(c.done, 240_000, -1);
+  assert.equal(code, 0, `the run did not complete:\n${c.lines.slice(-60).map((l) => `${(l.t / 1000).toFixed(1)} [${l.who}] ${l.line}`).join('\n')}`);
 
   assert.deepEqual(results.map((r) => r.kind), ['partition', 'sigkill-worker', 'shape'], 'every fault injected');
   for (const r of results) assert.notEqual(r.recoveryMs, null, `${r.kind} on ${r.target}: training never went on`);
