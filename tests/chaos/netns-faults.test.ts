@@ -46,7 +46,7 @@ test('netns faults (partition, SIGKILL, bad link) under on_loss wait: the run fi
       { kind: 'sigkill-worker', worker: 0, durationMs: 0 },
       { kind: 'shape', worker: 1, durationMs: 2000 },
     ],
-  }, { totalSteps, shape: { delayMs: 100, lossPct: 5, rateKbit: 2000 }, endMarginSteps: 4, healthyMs: 60_000, recoverMs: 60_000, gapMs: 300, log: (l) => t.diagnostic(l) });
+  }, { totalSteps, shape: { delayMs: 100, lossPct: 5, rateKbit: 2000 }, endMarginSteps: 4, healthyMs: 180_000, recoverMs: 120_000, gapMs: 300, log: (l) => t.diagnostic(l) });
   t.diagnostic(`shaping: ${shapingMode().why}`);
   // Generous: at load average 30 (five test suites sharing 2 cores) the last steps and the final
   // evaluation alone took minutes.
