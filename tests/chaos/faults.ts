@@ -183,7 +183,8 @@ export async function injectAndMeasure(c: ChaosCluster, f: Fault, o: CampaignOpt
       const l = c.lines[i]!;
       if (l.who !== 'coordinator') continue;
       if (VERDICT.test(l.line)) verdictIdx = i; // the last one: a restart after a failure verdict counts
-      if (STEP.test(l.line) && l.t >= undoneMs && i > verdictIdx) {
+      // A kill is always a loss: a step the ring finished before it noticed is not a recovery.
+      if (STEP.test(l.line) && l.t >= undoneMs && i > verdictIdx && (verdictIdx >= 0 || !f.kind.startsWith('sigkill'))) {
         // A step logged after a verdict, with no later verdict before it.
         if (!c.lines.slice(i + 1).some((x) => x.who === 'coordinator' && VERDICT.test(x.line))) { recoveredIdx = i; break; }
       }
