@@ -40,7 +40,7 @@ test('netns faults (partition, SIGKILL, bad link) under on_loss wait: the run fi
   });
   await c.start();
   const results = await runCampaign(c, {
-    seed: 1, count: 3, kinds: [], budgetMs: 150_000, heartbeatTimeoutMs: HB,
+    seed: 1, count: 3, kinds: [], budgetMs: 360_000, heartbeatTimeoutMs: HB,
     sequence: [
       { kind: 'partition', worker: 1, durationMs: 2 * HB },
       { kind: 'sigkill-worker', worker: 0, durationMs: 0 },
