@@ -188,6 +188,10 @@ export class Coordinator {
     if (this.phase !== 'waiting-for-workers') {
       // A member still joining lost its Assignment: send it again. A worker beyond the world size is
       // told so (it exits non-zero) instead of waiting forever.
+      for (const id of this.members.forgetSilentStandby(this.liveness.timeoutMs)) {
+        this.assignments.delete(id);
+        this.o.log(`[coordinator] standby ${id} sent no heartbeat for ${this.liveness.timeoutMs} ms: forgotten`);
+      }
       const mine = this.assignments.get(j.workerId);
       if (mine) {
         if (this.phase === 'loading' || mine.standby) this.o.outbox.assign(j.workerId, mine);
@@ -222,7 +226,9 @@ export class Coordinator {
     this.members.addStandby(j);
     const a: M['Assignment'] = {
       runId: this.o.runId, workerId: j.workerId, rank: 0, worldSize: 0, peers: [], compiledJobJson: JSON.stringify(withoutCredentials(this.o.job)),
-      resumeFrom: this.o.resumeFrom ?? '', epoch: this.epoch, standby: true,
+      // No checkpoint: the state comes by broadcast at the re-form. The checkpoint this coordinator
+      // resumed from may be rotated away by now (checkpoint.keep), and loading it would fail.
+      resumeFrom: '', epoch: this.epoch, standby: true,
     };
     this.assignments.set(j.workerId, a);
     this.o.outbox.assign(j.workerId, a);

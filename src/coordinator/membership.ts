@@ -90,6 +90,17 @@ export class Membership {
     this.members.set(j.workerId, { join: j, order: this.members.size, rank: -1, lastHeartbeat: performance.now(), phase: 'joining', step: 0, standby: { ready: false } });
   }
 
+  /**
+   * Elastic: forgets standby joiners whose heartbeats stopped (one that crashed while loading). They
+   * hold no rank, but would hold a place under max_workers for good and refuse every later joiner.
+   */
+  forgetSilentStandby(timeoutMs: number): string[] {
+    const now = performance.now();
+    const gone = [...this.members.values()].filter((m) => m.standby && now - m.lastHeartbeat > timeoutMs).map((m) => m.join.workerId);
+    for (const id of gone) this.members.delete(id);
+    return gone;
+  }
+
   standbyReady(workerId: string): boolean {
     const m = this.members.get(workerId);
     if (!m?.standby) return false;

@@ -4,8 +4,8 @@
  * ships them compiled to validators, so this works offline; the JobSet CRD against its Go types, its
  * Job templates as batch/v1 Jobs), and the containers that run ringtune are checked against the CLI
  * contract (flags and RINGTUNE_* variables of `coordinator` and `worker`). The run's shape: one
- * JobSet that ends with its coordinator, restarts from its checkpoint, and admits drains one pod at a
- * time. Also: the Dockerfiles' stages, base images, user, entrypoint and engine check.
+ * JobSet that ends with its coordinator, restarts from its checkpoint, replaces a failed worker pod
+ * (same index) that rejoins the running job, and admits drains one pod at a time. Also: the Dockerfiles' stages, base images, user, entrypoint and engine check.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -239,6 +239,34 @@ async function validateJobSet(js: Obj): Promise<void> {
   }
 }
 
+/**
+ * A failed worker pod is replaced and rejoins (docs/deploy.md "What restarts a run"): the fields the
+ * API server checks together (batch/v1 Job validation, which the schema alone does not express), and
+ * a job spec that waits for the replacement long enough for a pod restart.
+ */
+function checkWorkerReplacement(workers: Obj, spec: ReturnType<typeof JobSchema.parse>) {
+  const w = workers.spec;
+  const where = workers.metadata.name;
+  assert.ok(Number.isInteger(w.backoffLimitPerIndex) && w.backoffLimitPerIndex >= 1, `${where}: backoffLimitPerIndex must be >= 1 (a failed worker pod is replaced)`);
+  // backoffLimitPerIndex: only for Indexed Jobs of restartPolicy Never; backoffLimit left to its default.
+  assert.equal(w.completionMode, 'Indexed', `${where}: backoffLimitPerIndex needs completionMode Indexed`);
+  assert.equal(w.backoffLimit, undefined, `${where}: backoffLimit would cap the per-index retries for the whole Job`);
+  assert.ok(Number.isInteger(w.maxFailedIndexes) && w.maxFailedIndexes >= 0 && w.maxFailedIndexes <= w.completions, `${where}: maxFailedIndexes`);
+  assert.equal(w.maxFailedIndexes, 0, `${where}: an index past its limit must fail the Job (a run short of a rank for good is restarted)`);
+  // With a podFailurePolicy the only allowed value; it also keeps two pods from sharing a hostname.
+  assert.equal(w.podReplacementPolicy, 'Failed', `${where}: podReplacementPolicy`);
+  for (const r of w.podFailurePolicy.rules as Obj[]) assert.ok(['FailJob', 'FailIndex', 'Ignore', 'Count'].includes(r.action), `${where}: podFailurePolicy action ${r.action}`);
+  // The replacement keeps its rank hint and its ring address: both come from the completion index.
+  // The job waits for it instead of failing.
+  assert.equal(spec.elastic?.on_loss, 'wait', 'job.yaml: elastic.on_loss must be wait (a replaced worker pod rejoins)');
+  const waitMs = spec.elastic!.wait_timeout_ms!;
+  assert.ok(waitMs >= 300_000, `job.yaml: elastic.wait_timeout_ms ${waitMs} is shorter than a pod restart with an image pull`);
+  assert.ok(waitMs <= spec.cluster.join_timeout_ms!, 'job.yaml: elastic.wait_timeout_ms beyond cluster.join_timeout_ms');
+  const minWorkers = spec.elastic!.min_workers ?? w.completions;
+  assert.ok(minWorkers >= 1 && minWorkers <= w.completions, `job.yaml: elastic.min_workers ${minWorkers}`);
+  assert.ok((spec.elastic!.max_workers ?? w.completions) === w.completions, 'job.yaml: elastic.max_workers must equal the workers Job size (no pods beyond the completions)');
+}
+
 const envVar = (c: Obj, name: string): Obj | undefined => (c.env as Obj[] | undefined)?.find((e) => e.name === name);
 
 /** What any overlay must get right; returns the pieces the overlay-specific tests look at. */
@@ -295,11 +323,13 @@ async function checkOverlay(objs: Obj[]) {
   assert.equal(workers.spec.parallelism, n, 'workers parallelism != coordinator --workers');
   assert.equal(coordJob.spec.completions, 1);
 
-  // Failures: no pod is retried inside its Job (one lost rank ends the ring); a disruption or a stop on
-  // SIGTERM fails the Job with reason PodFailurePolicy, which the JobSet restarts without counting it.
+  // Failures: the coordinator is not retried inside its Job (the JobSet restarts the run); a failed
+  // worker pod is replaced inside the workers Job (same index), and the replacement rejoins the running
+  // job because job.yaml waits for it (elastic on_loss wait). A disruption or a stop on SIGTERM fails
+  // either Job with reason PodFailurePolicy, which the JobSet restarts without counting it.
+  assert.equal(coordJob.spec.backoffLimit, 0, `${coordJob.metadata.name}: backoffLimit`);
   for (const [o, c] of [[coordJob, coordC], [workers, workerC]] as const) {
     assert.equal(podSpec(o).restartPolicy, 'Never', `${o.metadata.name}: podFailurePolicy needs restartPolicy Never`);
-    assert.equal(o.spec.backoffLimit, 0, `${o.metadata.name}: backoffLimit`);
     const rules = o.spec.podFailurePolicy?.rules as Obj[] | undefined;
     assert.ok(rules, `${o.metadata.name}: no podFailurePolicy`);
     assert.ok(rules.some((r) => r.action === 'FailJob' && r.onPodConditions?.some((p: Obj) => p.type === 'DisruptionTarget')), `${o.metadata.name}: DisruptionTarget must fail the Job (reason PodFailurePolicy)`);
@@ -308,6 +338,7 @@ async function checkOverlay(objs: Obj[]) {
     // Time to finish the step and write the checkpoint the stop asks for.
     assert.ok(podSpec(o).terminationGracePeriodSeconds >= 120, `${o.metadata.name}: terminationGracePeriodSeconds`);
   }
+  checkWorkerReplacement(workers, spec);
   const fp = js.spec.failurePolicy;
   assert.ok(fp.maxRestarts >= 1, 'a crash restarts the run from its checkpoint at least once');
   const first = (fp.rules as Obj[]).find((r) => (r.onJobFailureReasons ?? []).includes('PodFailurePolicy'));
@@ -493,6 +524,8 @@ test('the shape check is not vacuous: an overlay that renames the job or resizes
     await assert.rejects(checkOverlay(overlay('- {op: replace, path: /metadata/name, value: other-job}')), /the JobSet's name must equal job.yaml's name/);
     await assert.rejects(checkOverlay(overlay('- {op: remove, path: /spec/replicatedJobs/1/template/spec/podFailurePolicy}')), /workers-0: no podFailurePolicy/);
     await assert.rejects(checkOverlay(overlay('- {op: remove, path: /spec/replicatedJobs/0/template/spec/template/spec/containers/0/args/2}')), /--resume-if-present/);
+    await assert.rejects(checkOverlay(overlay('- {op: remove, path: /spec/replicatedJobs/1/template/spec/backoffLimitPerIndex}')), /backoffLimitPerIndex must be >= 1/);
+    await assert.rejects(checkOverlay(overlay('- {op: remove, path: /spec/replicatedJobs/1/template/spec/podReplacementPolicy}')), /podReplacementPolicy/);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
