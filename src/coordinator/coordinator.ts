@@ -60,6 +60,8 @@ import { Membership } from './membership.ts';
 import { ReformRound, type ReformLimits } from './reform.ts';
 import { describeHashGroups, StepBook, type CompletedStep } from './step-book.ts';
 import { stringifyRecord } from '../run/record-json.ts';
+import { continueRecord, findLiveWorkers, type LiveWorker, type RecoveredRun } from './recovery.ts';
+import { SessionFile, type CoordinatorSession } from './session-file.ts';
 
 export type { CoordinatorPhase } from '../control/phases.ts';
 
@@ -92,6 +94,11 @@ export interface CoordinatorOptions {
   overwrite?: boolean;
   /** Aborted (SIGTERM): every rank stops after the same step, rank 0 checkpoints, the run ends resumable. */
   stop?: AbortSignal;
+  /**
+   * --resume-if-present: take over the run of a killed coordinator of this job whose workers still
+   * train (recovery.ts), and keep this session's file for the next restart (session-file.ts).
+   */
+  recoverIfLive?: boolean;
   log: (line: string) => void;
   events?: CoordinatorEvents;
 }
@@ -126,7 +133,12 @@ export interface CoordinatorInit {
   refuse?: (detail: string) => void;
   /** How long the NATS connection has been down (0: up); liveness is not judged during an outage. */
   natsDownMs?: () => number;
+  /** Keeps what a restarted coordinator needs (session-file.ts), when training starts and at every re-form. */
+  session?: (s: CoordinatorSession) => void;
 }
+
+/** R5: how long a recovered round waits for the re-sent reports of steps the killed coordinator missed. */
+const RECOVER_REPORTS_MS = 3000;
 
 /** The job as workers get it: NATS credentials stay with whoever holds them (each process has its own). */
 function withoutCredentials(job: CompiledJob): CompiledJob {
@@ -147,6 +159,8 @@ export class Coordinator {
   /** The latest ReformPlan, sent again to a member that missed it. */
   private lastPlan?: NonNullable<M['Control']['plan']>;
   private readonly limits: ReformLimits;
+  /** R4-R5: this coordinator is taking over a killed one's run; set until the plan of its first round. */
+  private recovering?: { decidableMs?: number };
   private readonly ready = new Set<number>();
   private readonly done = new Set<number>();
   private phase: CoordinatorPhase = 'waiting-for-workers';
@@ -255,6 +269,40 @@ export class Coordinator {
     this.progressed();
     this.setPhase('training');
     this.o.outbox.control({ start: { startStep: r.startStep } });
+    this.saveSession();
+  }
+
+  /**
+   * R4: takes over the run a killed coordinator left (recovery.ts R1-R3 found it and its live workers):
+   * they become the members at their ranks, their re-sent reports of ring epoch e are accepted, and a
+   * re-form round for an epoch above any they know starts with Control.recover instead of Control.reform.
+   */
+  recover(r: RecoveredRun): void {
+    const { session, live } = r;
+    const next = Math.max(session.epoch, ...live.map((w) => Math.max(w.epoch, w.reformEpoch))) + 1;
+    this.epoch = Math.max(...live.map((w) => w.epoch));
+    this.members.recover(live);
+    this.totalSteps = session.totalSteps;
+    this.sizes = session.data;
+    this.labels = session.labels;
+    this.steps.startAt(r.recordedThrough);
+    this.lastComplete = r.recordedThrough;
+    this.lastCheckpointStep = r.lastCheckpointStep;
+    this.recovering = {};
+    const lost = session.workers.filter((w) => !live.some((x) => x.workerId === w));
+    this.o.log(`[coordinator] recovering run ${this.o.runId}: ${live.map((w) => `rank ${w.rank} = ${w.workerId} (step ${w.step})`).join(', ')} alive` +
+      `${lost.length ? `; not heard: ${lost.join(', ')}` : ''}; metrics.jsonl holds steps through ${r.recordedThrough}; re-forming as ring epoch ${next}`);
+    this.reform = new ReformRound(next, `coordinator restarted (run ${this.o.runId})`, live.map((w) => w.workerId), session.workers.length, false, lost);
+    this.setPhase('reforming');
+    this.progressed();
+    this.sendReform();
+  }
+
+  private saveSession(): void {
+    this.o.session?.({
+      job: this.o.job.name, runId: this.o.runId, epoch: this.epoch, workers: this.members.activeWorkers(),
+      totalSteps: this.totalSteps, data: this.sizes, labels: [...this.labels],
+    });
   }
 
   /** E2: a standby joiner is loaded: it re-sends Ready until a plan takes it in. */
@@ -285,6 +333,7 @@ export class Coordinator {
     this.members.alsoAlive(r.rank); // a report is as good as a heartbeat
     const s = this.steps.add(r, this.members.activeCount);
     if (s) await this.completed(s);
+    if (s && this.recovering) this.tryPlan(); // R5: the last missing report may be what the plan waits for
   }
 
   /** A complete step: metrics, record, the replicas' hash check. */
@@ -473,7 +522,8 @@ export class Coordinator {
   private sendReform(): void {
     const r = this.reform!;
     this.reformSentMs = performance.now();
-    this.o.outbox.control({ reform: { epoch: r.epoch, reason: r.reason, dropped: [...r.dropped], atBoundary: r.atBoundary } });
+    if (this.recovering) this.o.outbox.control({ recover: { epoch: r.epoch, reason: r.reason } }); // R4
+    else this.o.outbox.control({ reform: { epoch: r.epoch, reason: r.reason, dropped: [...r.dropped], atBoundary: r.atBoundary } });
   }
 
   /** E3: a survivor abandoned its ring and built the next one. */
@@ -484,6 +534,7 @@ export class Coordinator {
     if (!this.reform && r.epoch === this.epoch && this.lastPlan) return this.o.outbox.control({ plan: this.lastPlan });
     if (!this.reform?.add(r)) return;
     this.members.alsoAliveWorker(r.workerId);
+    this.members.setRingAddress(r.workerId, r.ringAddress);
     this.tryPlan();
   }
 
@@ -494,6 +545,16 @@ export class Coordinator {
     const d = round.decide(this.members.readyStandby(this.liveness.timeoutMs), this.limits);
     if (d.kind === 'wait') return;
     if (d.kind === 'fail') return this.fail(-1, d.reason);
+    if (this.recovering && this.steps.contiguous < d.targetStep) {
+      // R5: steps the killed coordinator never recorded come from the workers' re-sent reports (sent
+      // with their ReformReports, on another subject): wait briefly so history has no holes.
+      const since = (this.recovering.decidableMs ??= performance.now());
+      if (performance.now() - since < RECOVER_REPORTS_MS) return;
+      this.o.log(`[coordinator] recovering: the reports of steps ${this.steps.contiguous + 1}..${d.targetStep} did not all come in ${RECOVER_REPORTS_MS} ms; ` +
+        'recording those that did (partial totals), the others are missing from metrics.jsonl');
+    }
+    if (this.recovering) this.o.log(`[coordinator] recovered run ${this.o.runId}: every step through ${d.targetStep} applied and recorded`);
+    this.recovering = undefined;
     this.reform = undefined;
     this.epoch = round.epoch;
     this.members.reRank(d.peers.map((p) => p.workerId));
@@ -504,6 +565,7 @@ export class Coordinator {
     this.setPhase('training');
     this.progressed();
     this.o.outbox.control({ plan: this.lastPlan });
+    this.saveSession();
     this.o.log(`[coordinator] ring epoch ${round.epoch}: ${d.peers.length} workers from step ${d.targetStep} (state from rank ${d.sourceRank})` +
       `${d.joined.length ? `; joined: ${d.joined.join(', ')}` : ''}: ${d.peers.map((p) => `rank ${p.rank} = ${p.workerId} @ ${p.ringAddress}`).join(', ')}`);
   }
@@ -554,18 +616,60 @@ export async function runCoordinator(o: CoordinatorOptions): Promise<RunSummary>
   const { job } = o;
   // 1. compile (done by the caller), resume point, record, NATS, subscriptions in protocol order
   const subj = subjects(job.name);
-  // The checkpoint directory belongs to this run from here: refused if another run's is there
-  // (unless --resume or --overwrite), staging leftovers removed. Before RunRecord.open touches history.
-  const claim = await claimCheckpointDir(job.checkpoint.dir, { resume: o.resume, overwrite: o.overwrite, outputDir: job.outputDir });
-  const resumeFrom = claim.resumed?.checkpoint;
-  const record = await RunRecord.open(job, claim.resumed?.state, claim.resumed?.history);
   const auth = new ControlAuth(o.secret, job.name, `coordinator-${randomBytes(4).toString('hex')}`);
-  const bus = await Bus.connect({ ...o.bus, name: `ringtune-coordinator-${job.name}` }, auth, o.log);
+  const connect = () => Bus.connect({ ...o.bus, name: `ringtune-coordinator-${job.name}` }, auth, o.log);
+  // R1-R2 (recovery.ts): a killed coordinator's session whose workers still train is taken over.
+  const sessions = o.recoverIfLive ? new SessionFile(job.checkpoint.dir) : undefined;
+  const killed = await sessions?.read(job.name);
+  let bus: Bus | undefined;
+  let heartbeatTo: ((h: M['Heartbeat'], sender: string) => void) | undefined;
+  let live: LiveWorker[] = [];
+  if (killed) {
+    bus = await connect();
+    bus.subscribe(subj.heartbeat, 'Heartbeat', (h, meta) => heartbeatTo?.(h, meta.sender));
+    const windowMs = Math.max(1500, 4 * job.cluster.heartbeatIntervalMs);
+    o.log(`[coordinator] ${sessions!.file}: run ${killed.runId}'s coordinator was killed; listening ${windowMs} ms for its workers`);
+    live = await findLiveWorkers(killed, windowMs, (handler) => (heartbeatTo = handler));
+    if (!live.length) o.log(`[coordinator] no worker of run ${killed.runId} is training: starting as a restarted job does (from the latest checkpoint, if any)`);
+  }
+  try {
+    let runId: string, record: RunRecord, resumeFrom: string | undefined, resumedStep: number | undefined, recovered: RecoveredRun | undefined;
+    if (killed && live.length) {
+      // R3: the same run, its record continued; the checkpoint directory is rank 0's to write (no claim).
+      runId = killed.runId;
+      const at = await continueRecord(job, killed);
+      record = at.record;
+      recovered = { session: killed, live, recordedThrough: at.recordedThrough, lastCheckpointStep: at.lastCheckpointStep };
+    } else {
+      // The checkpoint directory belongs to this run from here: refused if another run's is there
+      // (unless --resume or --overwrite), staging leftovers removed. Before RunRecord.open touches history.
+      const claim = await claimCheckpointDir(job.checkpoint.dir, { resume: o.resume, overwrite: o.overwrite, outputDir: job.outputDir });
+      resumeFrom = claim.resumed?.checkpoint;
+      resumedStep = claim.resumed?.state.step;
+      record = await RunRecord.open(job, claim.resumed?.state, claim.resumed?.history);
+      // Messages name this session; a fresh run's checkpoints take the same id (rank 0 reads it from the
+      // Assignment), a resumed run keeps its checkpoint's and gets a new session id, so workers left
+      // over from the killed session cannot match it.
+      runId = claim.resumed ? newRunId() : claim.runId;
+    }
+    bus ??= await connect();
+    return await coordinate(o, bus, { runId, record, resumeFrom, resumedStep, recovered, sessions, heartbeats: (h) => (heartbeatTo = h), subscribed: !!killed });
+  } finally {
+    await bus?.flush().catch(() => {});
+    await bus?.close();
+  }
+}
+
+/** Runs one coordinator session on a connected bus until its run ends. */
+async function coordinate(o: CoordinatorOptions, bus: Bus, s: {
+  runId: string; record: RunRecord; resumeFrom?: string; resumedStep?: number; recovered?: RecoveredRun; sessions?: SessionFile;
+  /** The heartbeat subscription recovery.ts made (`subscribed`), or none yet. */
+  heartbeats: (h: (msg: M['Heartbeat'], sender: string) => void) => void; subscribed: boolean;
+}): Promise<RunSummary> {
+  const { job } = o;
+  const { runId, record, resumeFrom } = s;
+  const subj = subjects(job.name);
   bus.onReject = (reason) => o.events?.rejected?.(reason);
-  // Messages name this session; a fresh run's checkpoints take the same id (rank 0 reads it from the
-  // Assignment), a resumed run keeps its checkpoint's and gets a new session id, so workers left
-  // over from the killed session cannot match it.
-  const runId = claim.resumed ? newRunId() : claim.runId;
   const c = new Coordinator({
     job, runId, record, log: o.log, events: o.events, resumeFrom,
     refuse: (detail) => bus.countRejected('invalid', 'run', detail),
@@ -574,6 +678,7 @@ export async function runCoordinator(o: CoordinatorOptions): Promise<RunSummary>
       control: (msg) => bus.publish(subj.control, 'Control', { runId, ...msg }),
       assign: (workerId, a) => bus.publish(subj.worker(workerId), 'Assignment', a),
     },
+    session: s.sessions && ((x) => void s.sessions!.save(x).catch((err: Error) => o.log(`[coordinator] ${s.sessions!.file}: ${err.message} (a restarted coordinator could not recover this run)`))),
   });
   bus.onConnection = (up) => { if (up) c.reconnected(); };
   o.events?.started?.({ status: () => c.status(), nats: bus.nc });
@@ -585,18 +690,20 @@ export async function runCoordinator(o: CoordinatorOptions): Promise<RunSummary>
       c.fail(-1, (err as Error).message);
     }
   };
+  const onHeartbeat = guarded<M['Heartbeat']>((h, from) => c.onHeartbeat(h, from));
   bus.subscribe(subj.join, 'Join', guarded((j, from) => c.onJoin(j, from))); // 2-3
   bus.subscribe(subj.ready, 'Ready', guarded((r, from) => c.onReady(r, from))); // 4-5
   bus.subscribe(subj.step, 'StepReport', guarded((r, from) => c.onStepReport(r, from))); // 6
   bus.subscribe(subj.eval, 'EvalReport', guarded((e, from) => c.onEvalReport(e, from))); // 7
   bus.subscribe(subj.checkpoint, 'CheckpointReport', guarded((k, from) => c.onCheckpoint(k, from))); // 8
-  bus.subscribe(subj.heartbeat, 'Heartbeat', guarded((h, from) => c.onHeartbeat(h, from))); // 9
+  if (s.subscribed) s.heartbeats((h, from) => void onHeartbeat(h, { sender: from })); // 9 (subscribed by recovery.ts)
+  else bus.subscribe(subj.heartbeat, 'Heartbeat', onHeartbeat); // 9
   bus.subscribe(subj.failed, 'Failed', guarded((f, from) => c.onFailed(f, from)));
   bus.subscribe(subj.reform, 'ReformReport', guarded((r, from) => c.onReformReport(r, from))); // E3
   bus.subscribe(subj.done, 'Done', guarded((d, from) => c.onDone(d, from))); // 10
   // Only an authenticated request gets here: the bus dropped the rest.
   bus.subscribe(subj.status, 'StatusRequest', (_req, meta) => { if (meta.reply) bus.respond(meta.reply, 'StatusReply', c.status()); });
-  const joinTimer = setTimeout(() => c.joinTimedOut(), job.cluster.joinTimeoutMs);
+  const joinTimer = s.recovered ? undefined : setTimeout(() => c.joinTimedOut(), job.cluster.joinTimeoutMs);
   o.stop?.addEventListener('abort', () => {
     c.requestStop(String(o.stop!.reason ?? 'stop'));
     // Before the run started there is nothing to checkpoint: stop at once.
@@ -604,14 +711,15 @@ export async function runCoordinator(o: CoordinatorOptions): Promise<RunSummary>
   }, { once: true });
   const watchdog = setInterval(() => c.tick(), Math.max(100, Math.floor(job.cluster.heartbeatIntervalMs / 2)));
 
-  o.log(`[coordinator] job ${job.name}: waiting for ${job.cluster.workers} workers${resumeFrom ? `, resuming from step ${claim.resumed!.state.step} (checkpoint ${resumeFrom})` : ''}`);
+  if (s.recovered) c.recover(s.recovered); // R4
+  else o.log(`[coordinator] job ${job.name}: waiting for ${job.cluster.workers} workers${resumeFrom ? `, resuming from step ${s.resumedStep} (checkpoint ${resumeFrom})` : ''}`);
   try {
     return await c.finished;
   } finally {
     clearTimeout(joinTimer);
     clearInterval(watchdog);
-    await bus.flush().catch(() => {});
-    await bus.close();
+    // The run ended (done, failed or stopped): nothing is left for a restarted coordinator to recover.
+    await s.sessions?.remove().catch(() => {});
   }
 }
 
