@@ -21,7 +21,7 @@ export interface ControlMessages {
   ReformReport: { runId: string; workerId: string; epoch: number; appliedStep: number; paramHash: string; ringAddress: string };
   Control: { runId: string; start?: { startStep: number }; evalDecision?: { step: number; stop: boolean; best: number; badEvals: number }; abort?: { reason: string; rank: number; lastStep: number }; shutdown?: Record<string, never>; stop?: Record<string, never>; alive?: { step: number; checkpointStep?: number };
     reform?: { epoch: number; reason: string; dropped: string[]; atBoundary: boolean };
-    plan?: { epoch: number; peers: Array<{ rank: number; workerId: string; ringAddress: string }>; targetStep: number; sourceRank: number };
+    plan?: { epoch: number; peers: Array<{ rank: number; workerId: string; ringAddress: string }>; targetStep: number; sourceRank: number; evaluate?: boolean };
     recover?: { epoch: number; reason: string } };
   StatusRequest: Record<string, never>;
   StatusReply: {

@@ -561,13 +561,21 @@ export class Coordinator {
     this.evals = new EvalBook();
     for (const s of this.steps.completeThrough(d.targetStep)) void this.completed(s);
     this.lastComplete = Math.max(this.lastComplete, d.targetStep);
-    this.lastPlan = { epoch: round.epoch, peers: d.peers, targetStep: d.targetStep, sourceRank: d.sourceRank };
+    // An evaluation due after the target step whose decision never went out was abandoned: run it again.
+    const every = this.o.job.eval.everyNSteps;
+    const evaluate = every > 0 && d.targetStep > 0 && d.targetStep % every === 0 && d.targetStep < this.totalSteps && !this.evaluated(d.targetStep);
+    this.lastPlan = { epoch: round.epoch, peers: d.peers, targetStep: d.targetStep, sourceRank: d.sourceRank, evaluate };
     this.setPhase('training');
     this.progressed();
     this.o.outbox.control({ plan: this.lastPlan });
     this.saveSession();
     this.o.log(`[coordinator] ring epoch ${round.epoch}: ${d.peers.length} workers from step ${d.targetStep} (state from rank ${d.sourceRank})` +
       `${d.joined.length ? `; joined: ${d.joined.join(', ')}` : ''}: ${d.peers.map((p) => `rank ${p.rank} = ${p.workerId} @ ${p.ringAddress}`).join(', ')}`);
+  }
+
+  /** True when the evaluation after `step` was decided (by this coordinator or, recovered, the killed one). */
+  private evaluated(step: number): boolean {
+    return this.decisions.has(step) || this.o.record.history.lines.some((l) => l.type === 'eval' && l.step === step);
   }
 
   /** Stops the run: Abort to every rank, and `finished` rejects naming the rank and the last complete step. */

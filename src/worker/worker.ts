@@ -371,12 +371,14 @@ export async function runWorker(o: WorkerOptions): Promise<void> {
     activity.step = step;
     setPhase('training');
     let outcome: StepsOutcome | undefined;
+    let evaluateFirst = false;
     for (;;) {
       try {
         if (plan) {
           const p = plan;
           plan = undefined;
           await joinRing(p);
+          evaluateFirst = !!p.evaluate;
         }
         outcome = await runSteps(state, {
           job, rank, worldSize, runId, ring: ring!, bus, subj, reports, epoch,
@@ -388,6 +390,7 @@ export async function runWorker(o: WorkerOptions): Promise<void> {
           events: o.events,
           isAborted: () => abortReason,
           traceFile: o.traceFile,
+          evaluateFirst,
         });
         // Stopped by the others' vote without having heard why: a re-form whose Control this rank missed?
         if (outcome.stopped && !o.stop?.aborted && !stopAsked && !reformAsk) await heardWithin(1500, () => !!reformAsk || stopAsked);
