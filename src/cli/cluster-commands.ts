@@ -11,7 +11,7 @@ import { Bus } from '../control/bus.ts';
 import { ControlAuth, loadJobSecret } from '../control/auth.ts';
 import { freePort } from '../control/nats-server.ts';
 import { subjects } from '../control/subjects.ts';
-import { runCoordinator } from '../coordinator/coordinator.ts';
+import { runCoordinator } from '../coordinator/main.ts';
 import { runLocalCluster } from '../coordinator/local.ts';
 import { CoordinatorMetrics, startMetricsServer, WorkerMetrics } from '../metrics/metrics.ts';
 import { runWorker } from '../worker/worker.ts';
