@@ -178,7 +178,7 @@ export class ElasticRounds {
     // An evaluation due after the target step whose decision never went out was abandoned: run it again.
     const every = this.h.job.eval.everyNSteps;
     const evaluate = every > 0 && d.targetStep > 0 && d.targetStep % every === 0 && d.targetStep < this.h.totalSteps() && !this.h.evaluated(d.targetStep);
-    this.lastPlan = { epoch: round.epoch, peers: d.peers, targetStep: d.targetStep, sourceRank: d.sourceRank, evaluate };
+    this.lastPlan = { epoch: round.epoch, peers: d.peers, targetStep: d.targetStep, sourceRank: d.sourceRank, ...(evaluate ? { evaluate } : {}) };
     this.h.planned(d.targetStep);
     this.h.setPhase('training');
     this.h.progressed();
