@@ -41,8 +41,9 @@
  *     Fewer than elastic.min_workers: the run fails naming the policy.
  *
  * Coordinator restart (docs/reliability.md; recovery.ts R1-R3, elastic.ts R4-R5):
- * R1. A coordinator started with --resume-if-present keeps its session (run id, ring epoch and
- *     members, totals) in the checkpoint directory from Start on; a restarted one reads it.
+ * R1. A coordinator started with --resume-if-present, of a job with cluster.coordinator_recovery_ms > 0,
+ *     keeps its session (run id, ring epoch and members, totals) in the checkpoint directory from
+ *     Start on; a restarted one reads it.
  * R2. It listens to heartbeats: workers still training that run id are alive. None: step 1 as before.
  * R3. The run's record continues (metrics.jsonl as the killed coordinator left it; early stopping replayed).
  * R4. The live workers are the members at their ranks; Control.recover{epoch above any they know}

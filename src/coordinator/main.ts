@@ -42,7 +42,9 @@ export async function runCoordinator(o: CoordinatorOptions): Promise<RunSummary>
   const auth = new ControlAuth(o.secret, job.name, `coordinator-${randomBytes(4).toString('hex')}`);
   const connect = () => Bus.connect({ ...o.bus, name: `ringtune-coordinator-${job.name}` }, auth, o.log);
   // R1-R2 (recovery.ts): a killed coordinator's session whose workers still train is taken over.
-  const sessions = o.recoverIfLive ? new SessionFile(job.checkpoint.dir) : undefined;
+  // Only for jobs whose workers wait for a restarted coordinator (cluster.coordinator_recovery_ms > 0):
+  // the others abort on their own, and a coordinator waiting for their Recover answers would fail the run.
+  const sessions = o.recoverIfLive && job.cluster.coordinatorRecoveryMs > 0 ? new SessionFile(job.checkpoint.dir) : undefined;
   const killed = await sessions?.read(job.name);
   let bus: Bus | undefined;
   let heartbeatTo: ((h: M['Heartbeat'], sender: string) => void) | undefined;
