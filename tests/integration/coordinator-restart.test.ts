@@ -35,6 +35,17 @@ function start(args: string[], env: NodeJS.ProcessEnv, all: ChildProcess[]): Pro
 
 const STEPS = 24;
 
+/** A process's exit code, or past `timeoutMs` an error carrying the processes' output. */
+async function exitWithin(p: Proc, timeoutMs: number, procs: Proc[]): Promise<number> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`no exit within ${timeoutMs} ms\n${procs.map((x) => x.output()).join('\n----\n')}`)), timeoutMs)));
+  try {
+    return await Promise.race([p.exit, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 /** `until`, whose timeout error carries the processes' output. */
 async function untilOr(what: string, ok: () => boolean, timeoutMs: number, procs: Proc[]): Promise<void> {
   try {
@@ -58,7 +69,7 @@ async function job(dir: string, name: string, cluster: Record<string, unknown>, 
 }
 
 describe('coordinator restart', () => {
-test('SIGKILL mid-training, a forged Recover refused, a new --resume-if-present coordinator takes the run over; same run id, every step once, params equal the fault-free run bit for bit', { timeout: 300_000 }, async (t) => {
+test('SIGKILL mid-training, a forged Recover refused, a new --resume-if-present coordinator takes the run over; same run id, every step once, params equal the fault-free run bit for bit', { timeout: 420_000 }, async (t) => {
   const started = performance.now();
   const dir = await mkdtemp(join(tmpdir(), 'ringtune-coord-restart-'));
   const nats = await startNatsServer();
@@ -98,7 +109,7 @@ test('SIGKILL mid-training, a forged Recover refused, a new --resume-if-present 
   await until('the workers refuse the forged message', () => workers.every((w) => /rejected a message on ringtune\.restart\.control \(bad-mac: from "coordinator-forged"\)/.test(w.output())), 20_000);
 
   const second = coordinator();
-  const code = await second.exit;
+  const code = await exitWithin(second, 180_000, [second, ...workers]);
   const text = second.output();
   assert.equal(code, 0, text);
   for (const w of workers) assert.equal(await w.exit, 0, w.output());
