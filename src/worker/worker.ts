@@ -227,7 +227,6 @@ export async function runWorker(o: WorkerOptions): Promise<void> {
         coordinator = meta.sender;
         beats.coordinator(meta.sender);
         reports.resendAll();
-        waitingForCoordinator = false;
       }
       coordinatorSeen = wallMs();
       waitingForCoordinator = false;
@@ -403,8 +402,8 @@ export async function runWorker(o: WorkerOptions): Promise<void> {
           const lostRank = typeof blamed === 'number' && blamed !== rank ? blamed : -1;
           o.log(`[worker ${workerId}] rank ${rank}: ring epoch ${epoch} broke after step ${step} (${(err as Error).message}); waiting for the coordinator to re-form it`);
           bus.publish(subj.failed, 'Failed', { runId, rank, workerId, error: (err as Error).message, step, lostRank, survivor: true, epoch });
-          // With its coordinator silent, a restarted one may re-form it (coordinatorGone bounds the wait).
-          const waitMs = 2 * job.cluster.heartbeatTimeoutMs + 2000 + (waitingForCoordinator ? recoveryMs : 0);
+          // Its coordinator may be dead too: a restarted one may re-form it (coordinatorGone ends the wait then).
+          const waitMs = 2 * job.cluster.heartbeatTimeoutMs + 2000 + recoveryMs;
           if (!(await heardWithin(waitMs, () => !!reformAsk || !!abortReason)) || abortReason) throw err;
         }
       }
