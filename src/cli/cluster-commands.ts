@@ -11,7 +11,7 @@ import { Bus } from '../control/bus.ts';
 import { ControlAuth, loadJobSecret } from '../control/auth.ts';
 import { freePort } from '../control/nats-server.ts';
 import { subjects } from '../control/subjects.ts';
-import { runCoordinator } from '../coordinator/coordinator.ts';
+import { runCoordinator } from '../coordinator/main.ts';
 import { runLocalCluster } from '../coordinator/local.ts';
 import { CoordinatorMetrics, startMetricsServer, WorkerMetrics } from '../metrics/metrics.ts';
 import { runWorker } from '../worker/worker.ts';
@@ -63,7 +63,7 @@ export function registerClusterCommands(program: Command): void {
     .addOption(metricsOption())
     .option('--resume', 'continue from the latest checkpoint')
     .option('--overwrite', "start over even if the checkpoint directory holds another run's checkpoints (they are removed)")
-    .option('--resume-if-present', "resume when the checkpoint directory holds this job's checkpoints, start fresh when it holds none, refuse another job's (a restarted pod)")
+    .option('--resume-if-present', "take over the run of this job's killed coordinator if its workers still train; else resume when the checkpoint directory holds this job's checkpoints, start fresh when it holds none, refuse another job's (a restarted pod)")
     // The same environment goes to every pod; the coordinator runs no model, so it only accepts this.
     .addOption(backendOption().hideHelp())
     .addOption(lingerOption())
@@ -84,7 +84,7 @@ export function registerClusterCommands(program: Command): void {
       const signals = stopOnSignals();
       try {
         const r = await runCoordinator({
-          job, bus: busOptions(url, o, job.cluster.nats), secret, resume: claim.resume, overwrite: claim.overwrite, log: (l) => console.error(l), stop: signals.stop,
+          job, bus: busOptions(url, o, job.cluster.nats), secret, resume: claim.resume, overwrite: claim.overwrite, recoverIfLive: o.resumeIfPresent, log: (l) => console.error(l), stop: signals.stop,
           events: {
             phase: (p) => metrics.setPhase(p),
             workersAlive: (n, world) => { metrics.setWorkersAlive(n); metrics.setWorldSize(world); },

@@ -107,6 +107,8 @@ export interface CompiledJob {
     /** The control-plane secret's file (auth.ts loadJobSecret), resolved against the job file. */
     secretFile?: string;
     progressTimeoutMs: number;
+    /** Workers wait this long past their coordinator's silence for a restarted one (0: they abort). */
+    coordinatorRecoveryMs: number;
   };
   /** elastic: (docs/reliability.md); minWorkers <= cluster.workers <= maxWorkers. */
   elastic: { minWorkers: number; maxWorkers: number; onLoss: 'shrink' | 'wait' | 'fail'; waitTimeoutMs: number };
@@ -286,6 +288,7 @@ export function compileJob(raw: unknown, jobFile: string, o: CompileOptions = {}
       ringTls: tls(s.cluster.ring_tls),
       secretFile: s.cluster.secret_file ? path(s.cluster.secret_file) : undefined,
       progressTimeoutMs: s.cluster.progress_timeout_ms,
+      coordinatorRecoveryMs: s.cluster.coordinator_recovery_ms ?? (s.elastic.on_loss === 'fail' ? 0 : 60_000),
     },
     elastic: {
       minWorkers: s.elastic.min_workers ?? s.cluster.workers, maxWorkers: s.elastic.max_workers ?? s.cluster.workers,

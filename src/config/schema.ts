@@ -141,6 +141,12 @@ export const ClusterSchema = z
     secret_file: z.string().optional(),
     /** Fail a run whose step has not advanced for this long (0 = never). */
     progress_timeout_ms: nonNegInt.default(900_000),
+    /**
+     * How long workers whose coordinator fell silent (2 x heartbeat_timeout_ms) keep training and wait
+     * for a restarted one (`ringtune coordinator --resume-if-present`) before they abort; 0 = abort at
+     * once. Default 60000 when elastic.on_loss is shrink or wait, 0 under fail (docs/reliability.md).
+     */
+    coordinator_recovery_ms: nonNegInt.optional(),
   })
   .strict();
 

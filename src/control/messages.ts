@@ -12,7 +12,7 @@ export interface ControlMessages {
   Join: { workerId: string; ringAddress: string; backend: string; rankHint: number; pid: number; host: string; metricsPort: number };
   Assignment: { runId: string; workerId: string; rank: number; worldSize: number; peers: Array<{ rank: number; workerId: string; ringAddress: string }>; compiledJobJson: string; resumeFrom: string; refused?: string; epoch?: number; standby?: boolean };
   Ready: { runId: string; rank: number; trainExamples: number; evalExamples: number; startStep: number; totalSteps: number; labels?: string[]; standby?: boolean; workerId?: string };
-  Heartbeat: { workerId: string; rank: number; phase: string; step: number; runId: string; activity?: string; activityMs?: number };
+  Heartbeat: { workerId: string; rank: number; phase: string; step: number; runId: string; activity?: string; activityMs?: number; epoch?: number; reformEpoch?: number };
   StepReport: { runId: string; rank: number; step: number; loss: number; count: number; gradNorm: number; lr: number; inputTokens: number; samples: number; computeMs: number; reduceMs: number; paramHash: string; reduceBytes: number; epoch?: number };
   EvalReport: { runId: string; rank: number; step: number; stateJson: string; epoch?: number };
   CheckpointReport: { runId: string; step: number; path: string };
@@ -21,7 +21,8 @@ export interface ControlMessages {
   ReformReport: { runId: string; workerId: string; epoch: number; appliedStep: number; paramHash: string; ringAddress: string };
   Control: { runId: string; start?: { startStep: number }; evalDecision?: { step: number; stop: boolean; best: number; badEvals: number }; abort?: { reason: string; rank: number; lastStep: number }; shutdown?: Record<string, never>; stop?: Record<string, never>; alive?: { step: number; checkpointStep?: number };
     reform?: { epoch: number; reason: string; dropped: string[]; atBoundary: boolean };
-    plan?: { epoch: number; peers: Array<{ rank: number; workerId: string; ringAddress: string }>; targetStep: number; sourceRank: number } };
+    plan?: { epoch: number; peers: Array<{ rank: number; workerId: string; ringAddress: string }>; targetStep: number; sourceRank: number; evaluate?: boolean };
+    recover?: { epoch: number; reason: string } };
   StatusRequest: Record<string, never>;
   StatusReply: {
     job: string; runId: string; phase: string; step: number; totalSteps: number; worldSize: number; workersAlive: number; lastLoss: number;

@@ -28,7 +28,7 @@ const SCHEMAS: { [N in MessageName]: z.ZodType } = {
     peers: z.array(z.object({ rank, workerId: id, ringAddress: address })).max(MAX_RANKS), compiledJobJson: json(1 << 20), resumeFrom: text, refused: text.optional(),
   }),
   Ready: z.object({ runId: id.min(1), rank, trainExamples: count, evalExamples: count, startStep: count, totalSteps: count, labels: z.array(id).max(4096).optional() }),
-  Heartbeat: z.object({ workerId: id.min(1), rank: rankOrNone, phase: z.enum(WORKER_PHASES), step: count, runId: id, activity: text.optional(), activityMs: count.optional() }),
+  Heartbeat: z.object({ workerId: id.min(1), rank: rankOrNone, phase: z.enum(WORKER_PHASES), step: count, runId: id, activity: text.optional(), activityMs: count.optional(), epoch: count.optional(), reformEpoch: count.optional() }),
   StepReport: z.object({
     runId: id.min(1), rank, step: count.min(1), loss: anyNumber, count: anyNumber, gradNorm: anyNumber, lr: finite, inputTokens: count, samples: count,
     computeMs: finite.min(0), reduceMs: finite.min(0), paramHash: z.string().max(64), reduceBytes: count,

@@ -3,7 +3,8 @@
  * payloads in proto/ringtune/v1/control.proto):
  *
  *  1. Compile the job, connect to NATS, subscribe to join / ready / heartbeat / step / eval /
- *     checkpoint / done / failed / status. With --resume, find the latest checkpoint.
+ *     checkpoint / done / failed / status. With --resume, find the latest checkpoint. With
+ *     --resume-if-present, first R1-R3 below (main.ts).
  *  2. Workers send Join (every second until assigned) with their ring address, backend, rank hint.
  *  3. When cluster.workers have joined (within join_timeout_ms): ranks by rank hint, then join order;
  *     each worker gets an Assignment: run id, rank, world size, every peer's ring address in ring
@@ -20,7 +21,9 @@
  *  8. Rank 0 writes checkpoints (atomically) and reports them; the coordinator records the step.
  *  9. A heartbeat older than heartbeat_timeout_ms, or a Failed message, stops the run: Control.Abort
  *     to all, and the coordinator fails with an error naming the rank and the last completed step.
- *     The coordinator in turn sends Control.CoordinatorAlive; workers stop if it falls silent.
+ *     The coordinator in turn sends Control.CoordinatorAlive; workers stop if it falls silent
+ *     (2 x heartbeat_timeout_ms), or with cluster.coordinator_recovery_ms > 0 train on that much
+ *     longer waiting for a restarted coordinator (R1-R5).
  * 10. Done from every rank: write eval_report.json and report.html, Control.Shutdown, exit 0.
  *
  * Elastic (job `elastic:`, docs/reliability.md; reform.ts decides each round):
@@ -37,29 +40,43 @@
  *     target + 1. Steps up to target count as complete; reports of another epoch are ignored.
  *     Fewer than elastic.min_workers: the run fails naming the policy.
  *
+ * Coordinator restart (docs/reliability.md; recovery.ts R1-R3, elastic.ts R4-R5):
+ * R1. A coordinator started with --resume-if-present, of a job with cluster.coordinator_recovery_ms > 0,
+ *     keeps its session (run id, ring epoch and members, totals) in the checkpoint directory from
+ *     Start on; a restarted one reads it.
+ * R2. It listens to heartbeats: workers still training that run id are alive. None: step 1 as before.
+ * R3. The run's record continues (metrics.jsonl as the killed coordinator left it; early stopping replayed).
+ * R4. The live workers are the members at their ranks; Control.recover{epoch above any they know}
+ *     (re-sent every second) makes them take this coordinator as theirs (it authenticates with the job
+ *     secret and names their run), re-send every unacknowledged report and answer as to E3's Reform.
+ * R5. E3's rule decides the plan (target = most advanced applied step); it waits up to 3 s for the
+ *     re-sent reports of the steps the killed coordinator never recorded, which complete them, once.
+ *     Missing workers are the elastic policy's (wait / shrink / fail), as after a loss.
+ *
  * Parts: membership.ts (joins, ranks, heartbeats), liveness.ts (the watchdog's verdict),
- * step-book.ts (step completion), eval-book.ts (eval merge), src/run/record.ts (history, early
- * stopping, reports). `Coordinator` holds one handler per protocol step above and speaks through an
- * `Outbox`, so it runs (and is tested) without NATS; `runCoordinator` wires it to the bus, in order.
+ * step-book.ts (step completion), eval-book.ts (eval merge), elastic.ts (E1-E3, R4-R5) with
+ * reform.ts (a round's decision), recovery.ts and session-file.ts (R1-R3), src/run/record.ts
+ * (history, early stopping, reports). `Coordinator` holds one handler per protocol step above and
+ * speaks through an `Outbox`, so it runs (and is tested) without NATS; main.ts `runCoordinator`
+ * wires it to the bus, in order.
  */
-import { randomBytes } from 'node:crypto';
 import type { CompiledJob } from '../config/compile.ts';
-import { ControlAuth, type RejectReason } from '../control/auth.ts';
-import { Bus, type BusOptions, type ControlMessages, type MessageMeta } from '../control/bus.ts';
+import type { RejectReason } from '../control/auth.ts';
+import type { Bus, ControlMessages } from '../control/bus.ts';
 import type { CoordinatorPhase } from '../control/phases.ts';
-import { subjects } from '../control/subjects.ts';
 import { RingtuneError } from '../errors.ts';
 import { classificationReport } from '../eval/classification-report.ts';
 import { parseEvalState, type EvalResult } from '../eval/eval-state.ts';
 import { finalModelDir } from '../run/outputs.ts';
-import { RunRecord } from '../run/record.ts';
-import { claimCheckpointDir, newRunId } from '../run/checkpoint-dir.ts';
+import type { RunRecord } from '../run/record.ts';
 import { EvalBook } from './eval-book.ts';
 import { Liveness } from './liveness.ts';
 import { Membership } from './membership.ts';
-import { ReformRound, type ReformLimits } from './reform.ts';
+import { ElasticRounds } from './elastic.ts';
 import { describeHashGroups, StepBook, type CompletedStep } from './step-book.ts';
 import { stringifyRecord } from '../run/record-json.ts';
+import type { RecoveredRun } from './recovery.ts';
+import type { CoordinatorSession } from './session-file.ts';
 
 export type { CoordinatorPhase } from '../control/phases.ts';
 
@@ -80,20 +97,6 @@ export interface CoordinatorEvents {
   rejected?: (reason: RejectReason) => void;
   /** The run is set up: its live status (read by metrics at each scrape) and its NATS connection. */
   started?: (run: { status: () => M['StatusReply']; nats: Bus['nc'] }) => void;
-}
-
-export interface CoordinatorOptions {
-  job: CompiledJob;
-  bus: BusOptions;
-  /** The job's shared secret (auth.ts loadJobSecret): authenticates every control message. */
-  secret: string;
-  resume?: boolean;
-  /** Start over even if the checkpoint directory holds another run's checkpoints (they are removed). */
-  overwrite?: boolean;
-  /** Aborted (SIGTERM): every rank stops after the same step, rank 0 checkpoints, the run ends resumable. */
-  stop?: AbortSignal;
-  log: (line: string) => void;
-  events?: CoordinatorEvents;
 }
 
 export interface RunSummary {
@@ -126,7 +129,10 @@ export interface CoordinatorInit {
   refuse?: (detail: string) => void;
   /** How long the NATS connection has been down (0: up); liveness is not judged during an outage. */
   natsDownMs?: () => number;
+  /** Keeps what a restarted coordinator needs (session-file.ts), when training starts and at every re-form. */
+  session?: (s: CoordinatorSession) => void;
 }
+
 
 /** The job as workers get it: NATS credentials stay with whoever holds them (each process has its own). */
 function withoutCredentials(job: CompiledJob): CompiledJob {
@@ -140,13 +146,8 @@ export class Coordinator {
   private readonly liveness: Liveness;
   private readonly steps = new StepBook();
   private evals = new EvalBook();
-  /** Elastic: the ring epoch training runs in (ReformPlan), the round forming the next one, the limits. */
-  private epoch = 0;
-  private reform?: ReformRound;
-  private reformSentMs = 0;
-  /** The latest ReformPlan, sent again to a member that missed it. */
-  private lastPlan?: NonNullable<M['Control']['plan']>;
-  private readonly limits: ReformLimits;
+  /** E1-E3, R4-R5 (elastic.ts): the ring epoch, the round forming the next one, the limits. */
+  private readonly elastic: ElasticRounds;
   private readonly ready = new Set<number>();
   private readonly done = new Set<number>();
   private phase: CoordinatorPhase = 'waiting-for-workers';
@@ -170,10 +171,27 @@ export class Coordinator {
     this.finalModelDir = finalModelDir(o.job.outputDir);
     // --workers may override cluster.workers after compile: the limits always include it.
     const { elastic, cluster } = o.job;
-    this.limits = {
+    this.elastic = new ElasticRounds({
+      job: o.job, runId: o.runId, members: this.members, timeoutMs: this.liveness.timeoutMs, log: o.log,
+      control: (c) => o.outbox.control(c),
+      phase: () => this.phase,
+      setPhase: (p) => this.setPhase(p),
+      progressed: () => this.progressed(),
+      fail: (rank, reason) => this.fail(rank, reason),
+      contiguous: () => this.steps.contiguous,
+      lastComplete: () => this.lastComplete,
+      totalSteps: () => this.totalSteps,
+      evaluated: (step) => this.decisions.has(step) || o.record.history.lines.some((l) => l.type === 'eval' && l.step === step),
+      planned: (target) => {
+        this.evals = new EvalBook();
+        for (const done of this.steps.completeThrough(target)) void this.completed(done);
+        this.lastComplete = Math.max(this.lastComplete, target);
+        this.saveSession();
+      },
+    }, {
       onLoss: elastic.onLoss, waitTimeoutMs: elastic.waitTimeoutMs,
       minWorkers: Math.min(elastic.minWorkers, cluster.workers), maxWorkers: Math.max(elastic.maxWorkers, cluster.workers),
-    };
+    });
     this.finished = new Promise<RunSummary>((resolve, reject) => (this.settle = { resolve, reject }));
     this.finished.catch(() => {}); // the owner awaits it; a failure before that must not be "unhandled"
   }
@@ -195,12 +213,12 @@ export class Coordinator {
       const mine = this.assignments.get(j.workerId);
       if (mine) {
         if (this.phase === 'loading' || mine.standby) this.o.outbox.assign(j.workerId, mine);
-      } else if ((this.phase === 'loading' || this.phase === 'training' || this.phase === 'reforming') && this.members.size < this.limits.maxWorkers) {
+      } else if ((this.phase === 'loading' || this.phase === 'training' || this.phase === 'reforming') && this.members.size < this.elastic.limits.maxWorkers) {
         this.joinRunning(j); // E2
       } else {
         this.o.outbox.assign(j.workerId, {
           runId: this.o.runId, workerId: j.workerId, rank: 0, worldSize: 0, peers: [], compiledJobJson: '', resumeFrom: '',
-          refused: `run ${this.o.runId} already has its ${this.members.worldSize} workers (phase ${this.phase}; elastic.max_workers ${this.limits.maxWorkers})`,
+          refused: `run ${this.o.runId} already has its ${this.members.worldSize} workers (phase ${this.phase}; elastic.max_workers ${this.elastic.limits.maxWorkers})`,
         });
       }
       return;
@@ -228,7 +246,7 @@ export class Coordinator {
       runId: this.o.runId, workerId: j.workerId, rank: 0, worldSize: 0, peers: [], compiledJobJson: JSON.stringify(withoutCredentials(this.o.job)),
       // No checkpoint: the state comes by broadcast at the re-form. The checkpoint this coordinator
       // resumed from may be rotated away by now (checkpoint.keep), and loading it would fail.
-      resumeFrom: '', epoch: this.epoch, standby: true,
+      resumeFrom: '', epoch: this.elastic.epoch, standby: true,
     };
     this.assignments.set(j.workerId, a);
     this.o.outbox.assign(j.workerId, a);
@@ -244,7 +262,11 @@ export class Coordinator {
   // 4-5. ready -> start
   onReady(r: M['Ready'], sender?: string): void {
     if (r.runId !== this.o.runId) return;
-    if (r.standby) return this.onStandbyReady(r, sender);
+    if (r.standby) {
+      // E2: a standby joiner is loaded; it re-sends Ready until a plan takes it in.
+      if (sender !== undefined && sender !== r.workerId) return this.refuse(`Ready{standby} for ${r.workerId} sent by ${sender}`);
+      return this.elastic.standbyReady(r.workerId ?? '');
+    }
     if (!this.fromRank(r.rank, sender, 'Ready')) return;
     // A rank re-sends Ready until it hears Start: it missed it.
     if (this.phase === 'training' && this.ready.has(r.rank)) return this.o.outbox.control({ start: { startStep: this.steps.contiguous } });
@@ -261,36 +283,45 @@ export class Coordinator {
     this.progressed();
     this.setPhase('training');
     this.o.outbox.control({ start: { startStep: r.startStep } });
+    this.saveSession();
   }
 
-  /** E2: a standby joiner is loaded: it re-sends Ready until a plan takes it in. */
-  private onStandbyReady(r: M['Ready'], sender?: string): void {
-    const id = r.workerId ?? '';
-    if (sender !== undefined && sender !== id) return this.refuse(`Ready{standby} for ${id} sent by ${sender}`);
-    if (!this.members.isStandby(id)) {
-      // Already in the ring: it missed the plan that took it in.
-      if (this.lastPlan && this.lastPlan.peers.some((p) => p.workerId === id)) this.o.outbox.control({ plan: this.lastPlan });
-      return;
-    }
-    if (this.members.standbyReady(id)) this.admitStandby();
+  /**
+   * R4: takes over the run a killed coordinator left (recovery.ts R1-R3 found it and its live workers):
+   * they become the members at their ranks, their re-sent reports of ring epoch e are accepted, and a
+   * re-form round for an epoch above any they know starts with Control.recover instead of Control.reform.
+   */
+  recover(r: RecoveredRun): void {
+    const { session, live } = r;
+    this.members.recover(live);
+    this.totalSteps = session.totalSteps;
+    this.sizes = session.data;
+    this.labels = session.labels;
+    this.steps.startAt(r.recordedThrough);
+    this.lastComplete = r.recordedThrough;
+    this.lastCheckpointStep = r.lastCheckpointStep;
+    const lost = session.workers.filter((w) => !live.some((x) => x.workerId === w));
+    this.o.log(`[coordinator] recovering run ${this.o.runId}: ${live.map((w) => `rank ${w.rank} = ${w.workerId} (step ${w.step})`).join(', ')} alive` +
+      `${lost.length ? `; not heard: ${lost.join(', ')}` : ''}; metrics.jsonl holds steps through ${r.recordedThrough}; re-forming the ring`);
+    this.elastic.recover(live, session.epoch, session.workers.length, lost);
   }
 
-  /** E2: loaded standby workers enter at the next step boundary (training) or with the round in progress. */
-  private admitStandby(): void {
-    if (this.phase === 'reforming') return this.tryPlan();
-    const ready = this.members.readyStandby(this.liveness.timeoutMs);
-    if (this.phase !== 'training' || this.reform || !ready.length || this.members.worldSize >= this.limits.maxWorkers) return;
-    this.startReform(`worker${ready.length > 1 ? 's' : ''} ${ready.map((w) => w.workerId).join(', ')} join${ready.length > 1 ? '' : 's'}`, [], true);
+  private saveSession(): void {
+    this.o.session?.({
+      job: this.o.job.name, runId: this.o.runId, epoch: this.elastic.epoch, workers: this.members.activeWorkers(),
+      totalSteps: this.totalSteps, data: this.sizes, labels: [...this.labels],
+    });
   }
 
   // 6. steps
   async onStepReport(r: M['StepReport'], sender?: string): Promise<void> {
-    if (r.runId !== this.o.runId || (r.epoch ?? 0) !== this.epoch) return; // another epoch's (a re-send from before a re-form)
+    if (r.runId !== this.o.runId || (r.epoch ?? 0) !== this.elastic.epoch) return; // another epoch's (a re-send from before a re-form)
     if (!this.fromRank(r.rank, sender, 'StepReport')) return;
     if (this.totalSteps > 0 && r.step > this.totalSteps) return this.refuse(`StepReport for step ${r.step} of ${this.totalSteps}`);
     this.members.alsoAlive(r.rank); // a report is as good as a heartbeat
     const s = this.steps.add(r, this.members.activeCount);
     if (s) await this.completed(s);
+    if (s) this.elastic.stepRecorded(); // R5: the last missing report may be what a recovered round waits for
   }
 
   /** A complete step: metrics, record, the replicas' hash check. */
@@ -315,13 +346,13 @@ export class Coordinator {
 
   // 7. evaluation
   async onEvalReport(e: M['EvalReport'], sender?: string): Promise<void> {
-    if (e.runId !== this.o.runId || (e.epoch ?? 0) !== this.epoch) return;
+    if (e.runId !== this.o.runId || (e.epoch ?? 0) !== this.elastic.epoch) return;
     if (!this.fromRank(e.rank, sender, 'EvalReport')) return;
     if (this.totalSteps > 0 && e.step > this.totalSteps) return this.refuse(`EvalReport for step ${e.step} of ${this.totalSteps}`);
     // A rank re-sends its report until it hears the decision: it missed it.
     const decided = this.decisions.get(e.step);
     if (decided) return this.o.outbox.control({ evalDecision: decided });
-    if (this.reform && !this.reform.atBoundary) return; // a rank was lost: the evaluation is abandoned with the step
+    if (this.elastic.abandoning) return; // a rank was lost: the evaluation is abandoned with the step
     const merged = this.evals.add(e.step, e.rank, parseEvalState(e.stateJson, `EvalReport from rank ${e.rank} for step ${e.step}`), this.members.activeCount);
     if (!merged) return;
     const r = merged.result;
@@ -361,7 +392,7 @@ export class Coordinator {
   onFailed(f: M['Failed'], sender?: string): void {
     if (f.runId !== this.o.runId) return;
     // A survivor of an earlier epoch: its loss report is about a ring already given up.
-    if (f.survivor && (f.epoch ?? 0) !== this.epoch) return;
+    if (f.survivor && (f.epoch ?? 0) !== this.elastic.epoch) return;
     if (!this.fromRank(f.rank, sender, 'Failed')) return;
     if (f.survivor && f.lostRank >= 0) this.lose(f.lostRank, `lost (reported by rank ${f.rank}): ${f.error}`);
     else if (f.lostRank >= 0) this.fail(f.lostRank, `lost (reported by rank ${f.rank}): ${f.error}`);
@@ -383,13 +414,7 @@ export class Coordinator {
     // Acknowledges reports: every step up to `steps.contiguous` is in; workers re-send the rest.
     if (v.announce) this.o.outbox.control({ alive: { step: this.steps.contiguous, checkpointStep: this.lastCheckpointStep } });
     if (v.lost) return this.lose(v.lost.rank, this.liveness.describe(v.lost));
-    if (this.reform) {
-      // E1/E2: re-sent until every member reported (a lost Control costs a second, not the run).
-      if (performance.now() - this.reformSentMs > 1000) this.sendReform();
-      this.tryPlan();
-    } else {
-      this.admitStandby(); // one that was ready while loading, or while a round was deciding
-    }
+    this.elastic.tick(); // E1-E3: a round's Control again, its plan, or a loaded standby's entry
     const limit = this.o.job.cluster.progressTimeoutMs;
     const still = performance.now() - this.lastProgress;
     if ((this.phase === 'training' || this.phase === 'reforming') && limit > 0 && still > limit) {
@@ -448,70 +473,20 @@ export class Coordinator {
     return {
       job: job.name, runId, phase: this.phase, step: this.lastComplete, totalSteps: this.totalSteps, worldSize: this.members.worldSize,
       workersAlive: this.members.alive(job.cluster.heartbeatTimeoutMs), lastLoss: this.lastLoss, workers: this.members.status(),
-      lastEvalJson: lastEval ? stringifyRecord(lastEval) : '', lastCheckpointStep: this.lastCheckpointStep, error: '', epoch: this.epoch,
+      lastEvalJson: lastEval ? stringifyRecord(lastEval) : '', lastCheckpointStep: this.lastCheckpointStep, error: '', epoch: this.elastic.epoch,
     };
   }
 
-  /**
-   * A rank is gone. Elastic shrink / wait while training or re-forming: drop it and re-form (E1);
-   * otherwise (policy fail, or while loading or finishing) the run fails as step 9 says.
-   */
+  /** A rank is gone: elastic.ts E1 re-forms (shrink, wait) or fails the run (fail; loading; finishing). */
   lose(rank: number, reason: string): void {
-    const elastic = this.limits.onLoss !== 'fail' && (this.phase === 'training' || this.phase === 'reforming');
-    const workerId = this.members.byRank(rank)?.workerId;
-    if (!elastic) return this.fail(rank, reason);
-    if (workerId === undefined) return; // dropped already (another survivor's report of the same loss)
-    this.o.log(`[coordinator] rank ${rank} (${workerId}) lost after step ${this.lastComplete}: ${reason}; elastic.on_loss ${this.limits.onLoss}: re-forming the ring`);
-    this.members.drop(rank);
-    this.startReform(`rank ${rank} (${workerId}) lost: ${reason}`, [workerId, ...(this.reform?.dropped ?? [])], false);
-  }
-
-  /** E1/E2: a new round for epoch + 1 (a loss during a round starts the next one, without the lost). */
-  private startReform(reason: string, dropped: string[], atBoundary: boolean): void {
-    const epoch = (this.reform?.epoch ?? this.epoch) + 1;
-    const worldBefore = this.reform?.worldBefore ?? this.members.worldSize;
-    this.reform = new ReformRound(epoch, reason, this.members.activeWorkers(), worldBefore, atBoundary && !this.reform?.dropped.length, dropped);
-    this.setPhase('reforming');
-    this.progressed();
-    this.sendReform();
-  }
-
-  private sendReform(): void {
-    const r = this.reform!;
-    this.reformSentMs = performance.now();
-    this.o.outbox.control({ reform: { epoch: r.epoch, reason: r.reason, dropped: [...r.dropped], atBoundary: r.atBoundary } });
+    this.elastic.lose(rank, reason);
   }
 
   /** E3: a survivor abandoned its ring and built the next one. */
   onReformReport(r: M['ReformReport'], sender?: string): void {
     if (r.runId !== this.o.runId) return;
     if (sender !== undefined && sender !== r.workerId) return this.refuse(`ReformReport for ${r.workerId} sent by ${sender}`);
-    // A member that missed the plan re-sends its report: send the plan again.
-    if (!this.reform && r.epoch === this.epoch && this.lastPlan) return this.o.outbox.control({ plan: this.lastPlan });
-    if (!this.reform?.add(r)) return;
-    this.members.alsoAliveWorker(r.workerId);
-    this.tryPlan();
-  }
-
-  /** E3: the round's decision, once it can be made. */
-  private tryPlan(): void {
-    const round = this.reform;
-    if (!round || this.phase !== 'reforming') return;
-    const d = round.decide(this.members.readyStandby(this.liveness.timeoutMs), this.limits);
-    if (d.kind === 'wait') return;
-    if (d.kind === 'fail') return this.fail(-1, d.reason);
-    this.reform = undefined;
-    this.epoch = round.epoch;
-    this.members.reRank(d.peers.map((p) => p.workerId));
-    this.evals = new EvalBook();
-    for (const s of this.steps.completeThrough(d.targetStep)) void this.completed(s);
-    this.lastComplete = Math.max(this.lastComplete, d.targetStep);
-    this.lastPlan = { epoch: round.epoch, peers: d.peers, targetStep: d.targetStep, sourceRank: d.sourceRank };
-    this.setPhase('training');
-    this.progressed();
-    this.o.outbox.control({ plan: this.lastPlan });
-    this.o.log(`[coordinator] ring epoch ${round.epoch}: ${d.peers.length} workers from step ${d.targetStep} (state from rank ${d.sourceRank})` +
-      `${d.joined.length ? `; joined: ${d.joined.join(', ')}` : ''}: ${d.peers.map((p) => `rank ${p.rank} = ${p.workerId} @ ${p.ringAddress}`).join(', ')}`);
+    this.elastic.report(r);
   }
 
   /** Stops the run: Abort to every rank, and `finished` rejects naming the rank and the last complete step. */
@@ -553,71 +528,6 @@ export class Coordinator {
     this.phase = p;
     this.o.events?.phase?.(p);
     this.o.log(`[coordinator] ${p}`);
-  }
-}
-
-export async function runCoordinator(o: CoordinatorOptions): Promise<RunSummary> {
-  const { job } = o;
-  // 1. compile (done by the caller), resume point, record, NATS, subscriptions in protocol order
-  const subj = subjects(job.name);
-  // The checkpoint directory belongs to this run from here: refused if another run's is there
-  // (unless --resume or --overwrite), staging leftovers removed. Before RunRecord.open touches history.
-  const claim = await claimCheckpointDir(job.checkpoint.dir, { resume: o.resume, overwrite: o.overwrite, outputDir: job.outputDir });
-  const resumeFrom = claim.resumed?.checkpoint;
-  const record = await RunRecord.open(job, claim.resumed?.state, claim.resumed?.history);
-  const auth = new ControlAuth(o.secret, job.name, `coordinator-${randomBytes(4).toString('hex')}`);
-  const bus = await Bus.connect({ ...o.bus, name: `ringtune-coordinator-${job.name}` }, auth, o.log);
-  bus.onReject = (reason) => o.events?.rejected?.(reason);
-  // Messages name this session; a fresh run's checkpoints take the same id (rank 0 reads it from the
-  // Assignment), a resumed run keeps its checkpoint's and gets a new session id, so workers left
-  // over from the killed session cannot match it.
-  const runId = claim.resumed ? newRunId() : claim.runId;
-  const c = new Coordinator({
-    job, runId, record, log: o.log, events: o.events, resumeFrom,
-    refuse: (detail) => bus.countRejected('invalid', 'run', detail),
-    natsDownMs: () => bus.disconnectedMs,
-    outbox: {
-      control: (msg) => bus.publish(subj.control, 'Control', { runId, ...msg }),
-      assign: (workerId, a) => bus.publish(subj.worker(workerId), 'Assignment', a),
-    },
-  });
-  bus.onConnection = (up) => { if (up) c.reconnected(); };
-  o.events?.started?.({ status: () => c.status(), nats: bus.nc });
-  // A handler that throws (a malformed report) stops the run with the reason instead of the process.
-  const guarded = <T>(handler: (msg: T, sender: string) => void | Promise<void>) => async (msg: T, meta: MessageMeta) => {
-    try {
-      await handler(msg, meta.sender);
-    } catch (err) {
-      c.fail(-1, (err as Error).message);
-    }
-  };
-  bus.subscribe(subj.join, 'Join', guarded((j, from) => c.onJoin(j, from))); // 2-3
-  bus.subscribe(subj.ready, 'Ready', guarded((r, from) => c.onReady(r, from))); // 4-5
-  bus.subscribe(subj.step, 'StepReport', guarded((r, from) => c.onStepReport(r, from))); // 6
-  bus.subscribe(subj.eval, 'EvalReport', guarded((e, from) => c.onEvalReport(e, from))); // 7
-  bus.subscribe(subj.checkpoint, 'CheckpointReport', guarded((k, from) => c.onCheckpoint(k, from))); // 8
-  bus.subscribe(subj.heartbeat, 'Heartbeat', guarded((h, from) => c.onHeartbeat(h, from))); // 9
-  bus.subscribe(subj.failed, 'Failed', guarded((f, from) => c.onFailed(f, from)));
-  bus.subscribe(subj.reform, 'ReformReport', guarded((r, from) => c.onReformReport(r, from))); // E3
-  bus.subscribe(subj.done, 'Done', guarded((d, from) => c.onDone(d, from))); // 10
-  // Only an authenticated request gets here: the bus dropped the rest.
-  bus.subscribe(subj.status, 'StatusRequest', (_req, meta) => { if (meta.reply) bus.respond(meta.reply, 'StatusReply', c.status()); });
-  const joinTimer = setTimeout(() => c.joinTimedOut(), job.cluster.joinTimeoutMs);
-  o.stop?.addEventListener('abort', () => {
-    c.requestStop(String(o.stop!.reason ?? 'stop'));
-    // Before the run started there is nothing to checkpoint: stop at once.
-    if (c.currentPhase === 'waiting-for-workers') c.fail(-1, `stopped by ${String(o.stop!.reason ?? 'a signal')} before the run started`);
-  }, { once: true });
-  const watchdog = setInterval(() => c.tick(), Math.max(100, Math.floor(job.cluster.heartbeatIntervalMs / 2)));
-
-  o.log(`[coordinator] job ${job.name}: waiting for ${job.cluster.workers} workers${resumeFrom ? `, resuming from step ${claim.resumed!.state.step} (checkpoint ${resumeFrom})` : ''}`);
-  try {
-    return await c.finished;
-  } finally {
-    clearTimeout(joinTimer);
-    clearInterval(watchdog);
-    await bus.flush().catch(() => {});
-    await bus.close();
   }
 }
 

@@ -132,6 +132,32 @@ export class Membership {
     });
   }
 
+  /**
+   * Coordinator restart: the members are the killed session's live workers, at the ranks their
+   * heartbeats name (their re-sent reports carry those ranks). A rank nobody holds any more is a
+   * dropped slot, as after a loss, until the re-form renumbers.
+   */
+  recover(workers: ReadonlyArray<{ workerId: string; rank: number; step: number }>): void {
+    const now = performance.now();
+    const member = (workerId: string, rank: number, order: number): Member => ({
+      join: { workerId, ringAddress: '', backend: '', rankHint: -1, pid: 0, host: '', metricsPort: 0 }, order, rank, lastHeartbeat: now, phase: 'training', step: 0,
+    });
+    this.members.clear();
+    this.ranks = [];
+    workers.forEach((w, i) => {
+      const m = { ...member(w.workerId, w.rank, i), step: w.step };
+      this.members.set(w.workerId, m);
+      this.ranks[w.rank] = m;
+    });
+    for (let r = 0; r < this.ranks.length; r++) this.ranks[r] ??= { ...member(`(rank ${r})`, r, -1), dropped: true };
+  }
+
+  /** A member's ring address, once it tells it (a recovered member's is known from its ReformReport). */
+  setRingAddress(workerId: string, ringAddress: string): void {
+    const m = this.members.get(workerId);
+    if (m) m.join = { ...m.join, ringAddress };
+  }
+
   heartbeat(h: ControlMessages['Heartbeat']): void {
     const m = this.members.get(h.workerId);
     if (!m) return;

@@ -10,13 +10,14 @@
  *   [6] micro-batch index (1-based)    [7] micro-batches in the step
  *   [8] last time the coordinator was heard (written by the heartbeat thread)
  *   [9] 1 once the compute thread has finished (it will publish nothing more)
+ *   [10] ring epoch   [11] newest re-form asked for (0: none); a restarted coordinator reads both
  * Plain (non-atomic) float64 accesses: on the 64-bit machines this runs on an aligned 8-byte access
  * does not tear, and a torn value could only garble one report, never a decision.
  */
 import { WORKER_PHASES, type WorkerPhase } from '../control/phases.ts';
 import { ACTIVITIES, type ActivityName } from '../train/activity.ts';
 
-const SLOTS = 10;
+const SLOTS = 12;
 
 /** Milliseconds since the epoch with sub-ms resolution; the same clock in every thread (performance.now() is not). */
 export const wallMs = (): number => performance.timeOrigin + performance.now();
@@ -67,4 +68,8 @@ export class SharedActivity {
   get coordinatorSeenMs(): number { return this.f[8]; }
   set finished(v: boolean) { this.f[9] = v ? 1 : 0; }
   get finished(): boolean { return this.f[9] === 1; }
+  set epoch(e: number) { this.f[10] = e; }
+  get epoch(): number { return this.f[10]; }
+  set reformEpoch(e: number) { this.f[11] = e; }
+  get reformEpoch(): number { return this.f[11]; }
 }

@@ -42,6 +42,11 @@ export class HeartbeatLink {
     this.thread.postMessage({ assign: a } satisfies ToHeartbeatThread);
   }
 
+  /** A restarted coordinator recovered the run: Control from `sender` is its coordinator's from now on. */
+  coordinator(sender: string): void {
+    this.thread.postMessage({ coordinator: sender } satisfies ToHeartbeatThread);
+  }
+
   /** Sets the phase and sends a heartbeat at once (the coordinator sees transitions without waiting an interval). */
   setPhase(p: WorkerPhase): void {
     this.activity.phase = p;

@@ -36,10 +36,11 @@ export interface HeartbeatAssignment {
 }
 
 /**
- * Main -> thread: the assignment (start beating), beat now (a phase changed), or say the last beat and
- * close. Thread -> main: ready (connected), closed, log lines.
+ * Main -> thread: the assignment (start beating), a new coordinator (a restarted one recovered the run:
+ * its sender id), beat now (a phase changed), or say the last beat and close. Thread -> main: ready
+ * (connected), closed, log lines.
  */
-export type ToHeartbeatThread = { assign: HeartbeatAssignment } | 'beat' | 'close';
+export type ToHeartbeatThread = { assign: HeartbeatAssignment } | { coordinator: string } | 'beat' | 'close';
 export type FromHeartbeatThread = { ready: true } | { closed: true } | { log: string };
 
 const d = workerData as HeartbeatThreadData;
@@ -53,7 +54,9 @@ let a: HeartbeatAssignment | undefined;
 const beat = () => {
   if (!a) return;
   const { activity, activityMs } = act.describe();
-  bus.publish(subj.heartbeat, 'Heartbeat', { workerId: d.workerId, rank: act.rank, phase: act.phase, step: act.step, runId: a.runId, activity, activityMs });
+  bus.publish(subj.heartbeat, 'Heartbeat', {
+    workerId: d.workerId, rank: act.rank, phase: act.phase, step: act.step, runId: a.runId, activity, activityMs, epoch: act.epoch, reformEpoch: act.reformEpoch,
+  });
 };
 let timer: NodeJS.Timeout | undefined;
 let killTimer: NodeJS.Timeout | undefined;
@@ -73,6 +76,10 @@ bus.subscribe(subj.control, 'Control', (c, meta) => {
   }
 });
 port.on('message', (m: ToHeartbeatThread) => {
+  if (typeof m === 'object' && 'coordinator' in m) {
+    if (a) a = { ...a, coordinator: m.coordinator };
+    return;
+  }
   if (typeof m === 'object') {
     a = m.assign;
     timer = setInterval(beat, a.intervalMs);

@@ -39,6 +39,19 @@ export class Resender {
     return this.pending.size;
   }
 
+  /**
+   * Sends everything pending now and restarts each backoff (a restarted coordinator took over: what
+   * the dead one never acknowledged goes to it at once, not after a backoff grown through the silence).
+   */
+  resendAll(now = performance.now()): void {
+    for (const p of this.pending.values()) {
+      p.lastSent = now;
+      p.wait = this.intervalMs;
+      this.resent += 1;
+      p.send();
+    }
+  }
+
   /** Sends again whatever waited longer than the interval; call it from a timer. */
   tick(now = performance.now()): void {
     for (const p of this.pending.values()) {

@@ -104,6 +104,8 @@ export interface LoopContext {
    * at_boundary). Travels with stopVote in the all-reduce; runSteps then returns `reformAt`.
    */
   reformVote?: () => boolean;
+  /** Evaluate before the first step (a re-form plan: the evaluation due after its target step was abandoned). */
+  evaluateFirst?: boolean;
 }
 
 /**
@@ -170,11 +172,12 @@ export async function runSteps(st: WorkerState, c: LoopContext): Promise<StepsOu
     return d.stop;
   };
 
-  if (step === 0) {
+  let stopFirst = false;
+  if (step === 0 || c.evaluateFirst) {
     c.activity?.('evaluation', step);
-    await evaluate();
+    stopFirst = (await evaluate()) && step > 0; // the base evaluation decides nothing
   }
-  const run = await runPlannedSteps(job, st, st.data.train, st.padId, step, {
+  const run = stopFirst ? { step, stoppedEarly: true, interrupted: false } : await runPlannedSteps(job, st, st.data.train, st.padId, step, {
     rank: c.rank,
     shard: (indices) => BatchPlan.shard(indices, c.rank, c.worldSize),
     allReduce: (buf, collective) => c.ring.allReduce(buf, { step: collective, op: 'sum', codec: job.cluster.codec, timeoutMs: job.cluster.collectiveTimeoutMs }),

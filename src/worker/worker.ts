@@ -7,6 +7,11 @@
  * Any error ends the worker: it reports Failed (naming itself and the step) and exits non-zero; the
  * coordinator stops the others. An Abort from the coordinator closes the ring, which fails any
  * collective in progress at once.
+ * Coordinator restart (docs/reliability.md): when the coordinator falls silent (2 x
+ * heartbeat_timeout_ms) the worker trains on for cluster.coordinator_recovery_ms more, heartbeating and
+ * keeping its reports, and takes a Control.recover naming this run from a new sender (authenticated
+ * with the job secret) as its coordinator's: it re-sends what the old one never acknowledged and
+ * re-forms as for Control.reform. No coordinator within the bound: it aborts, saying so.
  */
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
@@ -177,7 +182,10 @@ export async function runWorker(o: WorkerOptions): Promise<void> {
     let coordinatorSeen = wallMs();
     // Elastic (docs/reliability.md): the ring epoch and world this rank trains in, and the newest re-form asked for.
     const elastic = job.elastic.onLoss !== 'fail';
+    const recoveryMs = job.cluster.coordinatorRecoveryMs;
+    let waitingForCoordinator = false;
     let epoch = assignment.epoch ?? 0;
+    activity.epoch = epoch;
     let worldSize = assignment.worldSize;
     let reformAsk: ControlMessages['Control']['reform'];
     let stopAsked = false;
@@ -188,17 +196,40 @@ export async function runWorker(o: WorkerOptions): Promise<void> {
       const limit = job.cluster.heartbeatTimeoutMs * 2;
       const down = bus.disconnectedMs;
       if (abortReason || (down > 0 ? down <= limit : silentMs <= limit)) return;
+      if (down === 0 && silentMs <= limit + recoveryMs) {
+        // Coordinator restart: training goes on over the ring; a restarted coordinator's Control.recover takes over.
+        if (!waitingForCoordinator) o.log(`[worker ${workerId}] rank ${rank}: the coordinator has been silent for ${Math.round(silentMs)} ms; ` +
+          `training on and waiting up to ${recoveryMs} ms (cluster.coordinator_recovery_ms) for a restarted one (ringtune coordinator --resume-if-present)`);
+        waitingForCoordinator = true;
+        return;
+      }
       abortReason = down > 0
         ? `lost the NATS connection ${Math.round(down)} ms ago (longer than twice cluster.heartbeat_timeout_ms): NATS is down or unreachable`
-        : `the coordinator has been silent for ${Math.round(silentMs)} ms (it exited or lost NATS)`;
+        : recoveryMs > 0
+          ? `the coordinator has been silent for ${Math.round(silentMs)} ms and no restarted coordinator recovered run ${runId} within cluster.coordinator_recovery_ms ${recoveryMs} ` +
+            '(start `ringtune coordinator JOB --resume-if-present` with the job secret to recover a run)'
+          : `the coordinator has been silent for ${Math.round(silentMs)} ms (it exited or lost NATS)`;
       void ring?.close();
       for (const f of controls.splice(0)) f({ runId, abort: { reason: abortReason, rank: -1, lastStep: step } });
     };
     timers.push(setInterval(coordinatorGone, job.cluster.heartbeatIntervalMs));
     bus.subscribe(subj.control, 'Control', (c, meta) => {
       if (c.runId !== runId) return;
-      if (meta.sender !== coordinator) return bus.countRejected('invalid', subj.control, `Control of run ${runId} from ${meta.sender}, not its coordinator ${coordinator}`);
+      if (meta.sender !== coordinator) {
+        // A restarted coordinator: the bus verified its MAC (it holds the job secret), it names this run,
+        // and its epoch is above any this rank knows (an older coordinator's late Recover is not).
+        const known = Math.max(epoch, reformAsk?.epoch ?? 0);
+        if (!c.recover || recoveryMs === 0 || c.recover.epoch <= known) {
+          return bus.countRejected('invalid', subj.control, `Control of run ${runId} from ${meta.sender}, not its coordinator ${coordinator}`);
+        }
+        o.log(`[worker ${workerId}] rank ${rank}: coordinator ${meta.sender} recovers run ${runId} (${c.recover.reason}); ` +
+          `it replaces ${coordinator}, silent for ${Math.round(wallMs() - Math.max(coordinatorSeen, activity.coordinatorSeenMs))} ms`);
+        coordinator = meta.sender;
+        beats.coordinator(meta.sender);
+        reports.resendAll();
+      }
       coordinatorSeen = wallMs();
+      waitingForCoordinator = false;
       if (c.alive) {
         reports.ackThrough('step', c.alive.step);
         reports.ackThrough('ckpt', c.alive.checkpointStep ?? 0);
@@ -214,9 +245,16 @@ export async function runWorker(o: WorkerOptions): Promise<void> {
         abortReason = `aborted by the coordinator: ${c.abort.reason}`;
         void ring?.close();
       }
+      if (c.recover && c.recover.epoch > (reformAsk?.epoch ?? epoch)) {
+        // Coordinator restart: answered as a loss's re-form (the step in flight is abandoned, nobody is dropped).
+        reformAsk = { epoch: c.recover.epoch, reason: c.recover.reason, dropped: [], atBoundary: false };
+        activity.reformEpoch = reformAsk.epoch;
+        void ring?.close();
+      }
       if (c.reform && c.reform.epoch > (reformAsk?.epoch ?? epoch)) {
         // E1/E2 (coordinator.ts): the newest re-form wins; a loss abandons the collective in flight now.
         reformAsk = c.reform;
+        activity.reformEpoch = c.reform.epoch;
         if (c.reform.dropped.includes(workerId)) {
           abortReason = `dropped from the run by the coordinator (re-form ${c.reform.epoch}: ${c.reform.reason})`;
           void ring?.close();
@@ -281,6 +319,7 @@ export async function runWorker(o: WorkerOptions): Promise<void> {
       [rank, worldSize, epoch] = [me, p.peers.length, p.epoch];
       if (reformAsk && reformAsk.epoch <= epoch) reformAsk = undefined;
       activity.rank = rank;
+      activity.epoch = epoch;
       o.events?.assigned?.(rank);
       await ring?.close().catch(() => {});
       ring = await createRing(epoch, rank, worldSize);
@@ -331,12 +370,14 @@ export async function runWorker(o: WorkerOptions): Promise<void> {
     activity.step = step;
     setPhase('training');
     let outcome: StepsOutcome | undefined;
+    let evaluateFirst = false;
     for (;;) {
       try {
         if (plan) {
           const p = plan;
           plan = undefined;
           await joinRing(p);
+          evaluateFirst = !!p.evaluate;
         }
         outcome = await runSteps(state, {
           job, rank, worldSize, runId, ring: ring!, bus, subj, reports, epoch,
@@ -348,6 +389,7 @@ export async function runWorker(o: WorkerOptions): Promise<void> {
           events: o.events,
           isAborted: () => abortReason,
           traceFile: o.traceFile,
+          evaluateFirst,
         });
         // Stopped by the others' vote without having heard why: a re-form whose Control this rank missed?
         if (outcome.stopped && !o.stop?.aborted && !stopAsked && !reformAsk) await heardWithin(1500, () => !!reformAsk || stopAsked);
@@ -360,7 +402,9 @@ export async function runWorker(o: WorkerOptions): Promise<void> {
           const lostRank = typeof blamed === 'number' && blamed !== rank ? blamed : -1;
           o.log(`[worker ${workerId}] rank ${rank}: ring epoch ${epoch} broke after step ${step} (${(err as Error).message}); waiting for the coordinator to re-form it`);
           bus.publish(subj.failed, 'Failed', { runId, rank, workerId, error: (err as Error).message, step, lostRank, survivor: true, epoch });
-          if (!(await heardWithin(2 * job.cluster.heartbeatTimeoutMs + 2000, () => !!reformAsk || !!abortReason)) || abortReason) throw err;
+          // Its coordinator may be dead too: a restarted one may re-form it (coordinatorGone ends the wait then).
+          const waitMs = 2 * job.cluster.heartbeatTimeoutMs + 2000 + recoveryMs;
+          if (!(await heardWithin(waitMs, () => !!reformAsk || !!abortReason)) || abortReason) throw err;
         }
       }
       plan = await reportForReform();

@@ -30,3 +30,21 @@ test('reports are re-sent with a doubling interval until acknowledged; step acks
   assert.equal(r.size, 0);
   assert.equal(r.resent, 6);
 });
+
+test('resendAll: a restarted coordinator gets every pending report at once, and each backoff starts over', () => {
+  const r = new Resender(100, 30_000);
+  const sent: string[] = [];
+  const t0 = performance.now();
+  for (const s of [4, 5]) r.send(`step:${s}`, () => sent.push(`step:${s}`), s, t0);
+  sent.length = 0;
+  for (const at of [101, 302, 703, 1504]) r.tick(t0 + at); // the silence: waits 100, 200, 400, 800 ms
+  assert.equal(sent.splice(0).length, 8);
+  r.resendAll(t0 + 1600);
+  assert.deepEqual(sent.splice(0), ['step:4', 'step:5'], 'at once, not 1600 ms after the last');
+  r.tick(t0 + 1600 + 99);
+  assert.deepEqual(sent.splice(0), []);
+  r.tick(t0 + 1600 + 100);
+  assert.deepEqual(sent.splice(0), ['step:4', 'step:5'], 'the wait is the first interval again');
+  r.ackThrough('step', 5);
+  assert.equal(r.size, 0);
+});
