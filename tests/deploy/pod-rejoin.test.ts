@@ -7,26 +7,15 @@
  * finishes with final parameters equal bit for bit to the fault-free run's (docs/reliability.md).
  */
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { newJobSecret } from '../../src/control/auth.ts';
 import { startNatsServer } from '../../src/control/nats-server.ts';
-import { CLI, history, startLocal, until } from '../integration/cluster-helpers.ts';
+import { history, startLocal, until, startCli, type CliProc } from '../integration/cluster-helpers.ts';
 import { finalBytes, makeElasticJob } from '../integration/elastic-helpers.ts';
-
-interface Proc { child: ChildProcess; output: () => string; exit: Promise<number> }
-
-function start(args: string[], env: NodeJS.ProcessEnv, all: ChildProcess[]): Proc {
-  const child = spawn(process.execPath, [CLI, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-  all.push(child);
-  let out = '';
-  child.stdout!.on('data', (d) => (out += d));
-  child.stderr!.on('data', (d) => (out += d));
-  return { child, output: () => out, exit: new Promise((resolve) => child.once('exit', (code) => resolve(code ?? 1))) };
-}
 
 test('a replaced worker pod (same rank hint) rejoins the running job; the run equals the fault-free run bit for bit', { timeout: 240_000 }, async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'ringtune-pod-rejoin-'));
@@ -48,8 +37,8 @@ test('a replaced worker pod (same rank hint) rejoins the running job; the run eq
   all.push(ref.child);
   const env = { ...process.env, RINGTUNE_JOB_SECRET: newJobSecret() };
   // The pods' commands (deploy/k8s/base/jobset.yaml), with free ports instead of fixed ones.
-  const worker = (index: number) => start(['worker', '--nats', nats.url, '--job', 'podrejoin', '--ring-host', '127.0.0.1', '--ring-port', '0', '--metrics-port', '0', '--threads', '1', '--rank-hint', String(index)], env, all);
-  const coordinator = start(['coordinator', job, '--resume-if-present', '--nats', nats.url, '--metrics-port', '0'], env, all);
+  const worker = (index: number) => startCli(['worker', '--nats', nats.url, '--job', 'podrejoin', '--ring-host', '127.0.0.1', '--ring-port', '0', '--metrics-port', '0', '--threads', '1', '--rank-hint', String(index)], env, all);
+  const coordinator = startCli(['coordinator', job, '--resume-if-present', '--nats', nats.url, '--metrics-port', '0'], env, all);
   const pods = [worker(0), worker(1)];
 
   await until('step 4', () => {

@@ -87,3 +87,15 @@ export async function until(what: string, ok: () => boolean, timeoutMs = 120_000
     await sleep(pollMs);
   }
 }
+
+/** A `ringtune` child process with its output collected (a pod, in the restart tests); `all` lists it for cleanup. */
+export interface CliProc { child: ChildProcess; output: () => string; exit: Promise<number> }
+
+export function startCli(args: string[], env: NodeJS.ProcessEnv, all: ChildProcess[]): CliProc {
+  const child = spawn(process.execPath, [CLI, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  all.push(child);
+  let out = '';
+  child.stdout!.on('data', (d) => (out += d));
+  child.stderr!.on('data', (d) => (out += d));
+  return { child, output: () => out, exit: new Promise((resolve) => child.once('exit', (code) => resolve(code ?? 1))) };
+}

@@ -8,7 +8,7 @@
  *  - nobody restarts the coordinator: the workers abort after cluster.coordinator_recovery_ms, saying why.
  */
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -19,24 +19,13 @@ import { Bus } from '../../src/control/bus.ts';
 import { startNatsServer } from '../../src/control/nats-server.ts';
 import { subjects } from '../../src/control/subjects.ts';
 import { SESSION_FILE } from '../../src/coordinator/session-file.ts';
-import { CLI, history, makeJob, runLocal, until } from './cluster-helpers.ts';
+import { history, makeJob, runLocal, until, startCli, type CliProc } from './cluster-helpers.ts';
 import { finalBytes } from './elastic-helpers.ts';
-
-interface Proc { child: ChildProcess; output: () => string; exit: Promise<number> }
-
-function start(args: string[], env: NodeJS.ProcessEnv, all: ChildProcess[]): Proc {
-  const child = spawn(process.execPath, [CLI, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-  all.push(child);
-  let out = '';
-  child.stdout!.on('data', (d) => (out += d));
-  child.stderr!.on('data', (d) => (out += d));
-  return { child, output: () => out, exit: new Promise((resolve) => child.once('exit', (code) => resolve(code ?? 1))) };
-}
 
 const STEPS = 24;
 
 /** A process's exit code, or past `timeoutMs` an error carrying the processes' output. */
-async function exitWithin(p: Proc, timeoutMs: number, procs: Proc[]): Promise<number> {
+async function exitWithin(p: CliProc, timeoutMs: number, procs: CliProc[]): Promise<number> {
   let timer: NodeJS.Timeout | undefined;
   const late = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`no exit within ${timeoutMs} ms\n${procs.map((x) => x.output()).join('\n----\n')}`)), timeoutMs)));
   try {
@@ -47,7 +36,7 @@ async function exitWithin(p: Proc, timeoutMs: number, procs: Proc[]): Promise<nu
 }
 
 /** `until`, whose timeout error carries the processes' output. */
-async function untilOr(what: string, ok: () => boolean, timeoutMs: number, procs: Proc[]): Promise<void> {
+async function untilOr(what: string, ok: () => boolean, timeoutMs: number, procs: CliProc[]): Promise<void> {
   try {
     await until(what, () => {
       if (procs.some((p) => /\[coordinator\] failed/.test(p.output()))) throw new Error('the coordinator failed');
@@ -87,9 +76,9 @@ test('SIGKILL mid-training, a forged Recover refused, a new --resume-if-present 
   const out = join(dir, 'out-restart');
   const secret = newJobSecret();
   const env = { ...process.env, RINGTUNE_JOB_SECRET: secret };
-  const coordinator = () => start(['coordinator', file, '--resume-if-present', '--nats', nats.url, '--metrics-port', '0'], env, all);
+  const coordinator = () => startCli(['coordinator', file, '--resume-if-present', '--nats', nats.url, '--metrics-port', '0'], env, all);
   const first = coordinator();
-  const workers = [0, 1].map((i) => start(['worker', '--nats', nats.url, '--job', 'restart', '--ring-port', '0', '--metrics-port', '0', '--rank-hint', String(i), '--threads', '1'], env, all));
+  const workers = [0, 1].map((i) => startCli(['worker', '--nats', nats.url, '--job', 'restart', '--ring-port', '0', '--metrics-port', '0', '--rank-hint', String(i), '--threads', '1'], env, all));
   // The coordinator logs every 2nd step (a tenth of the run).
   await untilOr('step 3', () => {
     assert.equal(first.child.exitCode, null, first.output());
@@ -155,8 +144,8 @@ test('nobody restarts it -> the workers abort after cluster.coordinator_recovery
   });
   const file = await job(dir, 'gone', { coordinator_recovery_ms: 1500 });
   const env = { ...process.env, RINGTUNE_JOB_SECRET: newJobSecret() };
-  const first = start(['coordinator', file, '--resume-if-present', '--nats', nats.url, '--metrics-port', '0'], env, all);
-  const workers = [0, 1].map((i) => start(['worker', '--nats', nats.url, '--job', 'gone', '--ring-port', '0', '--metrics-port', '0', '--rank-hint', String(i), '--threads', '1'], env, all));
+  const first = startCli(['coordinator', file, '--resume-if-present', '--nats', nats.url, '--metrics-port', '0'], env, all);
+  const workers = [0, 1].map((i) => startCli(['worker', '--nats', nats.url, '--job', 'gone', '--ring-port', '0', '--metrics-port', '0', '--rank-hint', String(i), '--threads', '1'], env, all));
   await untilOr('step 1', () => /\[coordinator\] step \d+\//.test(first.output()) || first.child.exitCode !== null, 180_000, [first, ...workers]);
   first.child.kill('SIGKILL');
   const killed = performance.now();

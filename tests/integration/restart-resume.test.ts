@@ -6,7 +6,7 @@
  * Another job given the same checkpoint directory is refused.
  */
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,18 +15,7 @@ import { newJobSecret } from '../../src/control/auth.ts';
 import { startNatsServer } from '../../src/control/nats-server.ts';
 import { OWNER_FILE } from '../../src/run/checkpoint-dir.ts';
 import { latestCheckpoint, readTrainerState } from '../../src/run/trainer-state.ts';
-import { CLI, history, makeJob, sleep } from './cluster-helpers.ts';
-
-interface Proc { child: ChildProcess; output: () => string; exit: Promise<number> }
-
-function start(args: string[], env: NodeJS.ProcessEnv, all: ChildProcess[]): Proc {
-  const child = spawn(process.execPath, [CLI, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-  all.push(child);
-  let out = '';
-  child.stdout!.on('data', (d) => (out += d));
-  child.stderr!.on('data', (d) => (out += d));
-  return { child, output: () => out, exit: new Promise((resolve) => child.once('exit', (code) => resolve(code ?? 1))) };
-}
+import { history, makeJob, sleep, startCli, type CliProc } from './cluster-helpers.ts';
 
 test('a restarted coordinator with --resume-if-present continues the run from its checkpoint; another job is refused', { timeout: 180_000 }, async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'ringtune-restart-'));
@@ -43,8 +32,8 @@ test('a restarted coordinator with --resume-if-present continues the run from it
   const env = { ...process.env, RINGTUNE_JOB_SECRET: newJobSecret() };
   // The pods' commands (deploy/k8s/base/jobset.yaml), with free ports instead of fixed ones.
   const pods = () => ({
-    coordinator: start(['coordinator', job, '--resume-if-present', '--nats', nats.url, '--metrics-port', '0'], env, all),
-    workers: [0, 1].map((i) => start(['worker', '--nats', nats.url, '--job', 'podrestart', '--ring-port', '0', '--metrics-port', '0', '--rank-hint', String(i)], env, all)),
+    coordinator: startCli(['coordinator', job, '--resume-if-present', '--nats', nats.url, '--metrics-port', '0'], env, all),
+    workers: [0, 1].map((i) => startCli(['worker', '--nats', nats.url, '--job', 'podrestart', '--ring-port', '0', '--metrics-port', '0', '--rank-hint', String(i)], env, all)),
   });
 
   // Attempt 1: a fresh run (the directory is marked as this job's), a worker lost after a checkpoint.
@@ -77,10 +66,10 @@ test('a restarted coordinator with --resume-if-present continues the run from it
 
   // Another job pointed at this checkpoint directory: refused before it waits for workers.
   const other = await makeJob(dir, 'otherjob', { workers: 2, maxSteps: 4 });
-  const intruder = start(['coordinator', other, '--resume-if-present', '--nats', nats.url, '--metrics-port', '0', '--set', `checkpoint.dir=${ckptDir}`], env, all);
+  const intruder = startCli(['coordinator', other, '--resume-if-present', '--nats', nats.url, '--metrics-port', '0', '--set', `checkpoint.dir=${ckptDir}`], env, all);
   assert.equal(await intruder.exit, 1);
   assert.match(intruder.output(), /belongs to job "podrestart" \(owner\.json\), not "otherjob"/);
-  const both = start(['coordinator', job, '--resume-if-present', '--resume', '--nats', nats.url, '--metrics-port', '0'], env, all);
+  const both = startCli(['coordinator', job, '--resume-if-present', '--resume', '--nats', nats.url, '--metrics-port', '0'], env, all);
   assert.equal(await both.exit, 1);
   assert.match(both.output(), /--resume-if-present decides .* drop --resume/);
 });
