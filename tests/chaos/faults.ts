@@ -13,6 +13,8 @@
 import type { ChaosCluster, LogLine, Role } from './cluster.ts';
 import { setLink, shape, unshape } from './netns.ts';
 import { sleep } from '../integration/cluster-helpers.ts';
+// The seeded mulberry32 the metric tests use: the same seed draws the same campaign.
+import { rng } from '../eval/helpers.ts';
 
 export type FaultKind = 'sigkill-worker' | 'sigstop-worker' | 'partition' | 'shape' | 'nats-restart' | 'sigkill-coordinator';
 export const FAULT_KINDS: readonly FaultKind[] = ['sigkill-worker', 'sigstop-worker', 'partition', 'shape', 'nats-restart', 'sigkill-coordinator'];
@@ -39,18 +41,6 @@ export interface FaultResult extends Fault {
   /** Processes the supervisor restarted because of this fault. */
   restarted: string[];
   detail: string;
-}
-
-/** mulberry32: a small seeded PRNG (uniform in [0, 1)); the same seed draws the same campaign. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 /**
