@@ -3,18 +3,9 @@
 // workers), and compare with the single-state result.
 import assert from 'node:assert/strict';
 import type { Metric } from '../../src/eval/metric.ts';
+import { rng } from '../rng.ts';
 
-/** Deterministic PRNG (mulberry32) so failures reproduce. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { rng };
 
 export function shuffle<T>(xs: readonly T[], rand: () => number): T[] {
   const out = xs.slice();

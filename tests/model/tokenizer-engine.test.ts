@@ -14,6 +14,7 @@ import { test } from 'node:test';
 import { buildFamilyTokenizer, readDefaultCorpus } from '../../src/model/tokenizer-build.ts';
 import { Tokenizer } from '../../src/model/tokenizer.ts';
 import { bertTokenizer, gpt2Tokenizer, llama2Tokenizer, llama3Tokenizer, robertaTokenizer } from './hf-tokenizers.ts';
+import { rng } from '../rng.ts';
 
 type Files = { tokenizerJson: object; tokenizerConfig: object };
 
@@ -38,16 +39,6 @@ function assertSameIds(fast: Tokenizer, lib: Tokenizer, texts: Iterable<string>,
     }
   }
   return n;
-}
-
-/** Deterministic PRNG (mulberry32). */
-function rng(seed: number): () => number {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 /** Random text: ASCII, whitespace runs, Latin-1, combining marks, CJK, emoji, controls, lone surrogates, specials. */

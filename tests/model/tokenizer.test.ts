@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { buildFamilyTokenizer, readDefaultCorpus, writeTokenizerFiles } from '../../src/model/tokenizer-build.ts';
 import { Tokenizer } from '../../src/model/tokenizer.ts';
 import { InputError } from '../../src/errors.ts';
+import { rng } from '../rng.ts';
 
 const corpus = readDefaultCorpus();
 const gpt2Built = buildFamilyTokenizer('gpt2', 4096);
@@ -14,16 +15,6 @@ const bertBuilt = buildFamilyTokenizer('bert', 2048);
 const gpt2 = Tokenizer.fromJson(gpt2Built.tokenizerJson, gpt2Built.tokenizerConfig);
 const llama = Tokenizer.fromJson(llamaBuilt.tokenizerJson, llamaBuilt.tokenizerConfig);
 const bert = Tokenizer.fromJson(bertBuilt.tokenizerJson, bertBuilt.tokenizerConfig);
-
-/** Deterministic PRNG (mulberry32) so the random strings are the same on every run. */
-function rng(seed: number): () => number {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Random text from a mix of ASCII, whitespace runs, Latin-1, CJK, emoji and other planes. */
 function randomText(next: () => number, length: number): string {

@@ -17,6 +17,7 @@ import {
   ropeInvFreq,
   type Tensor64Source,
 } from './forward64.ts';
+import { rng } from '../../rng.ts';
 
 // ---------------------------------------------------------------------------------------------
 // helpers
@@ -31,17 +32,6 @@ function t(shape: number[], values: number[]): Tensor64Source {
 const zeros = (shape: number[]) => t(shape, new Array<number>(shape.reduce((a, b) => a * b, 1)).fill(0));
 const ones = (shape: number[]) => t(shape, new Array<number>(shape.reduce((a, b) => a * b, 1)).fill(1));
 
-/** Deterministic PRNG (mulberry32) so the invariant tests are reproducible. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let x = a;
-    x = Math.imul(x ^ (x >>> 15), x | 1);
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  };
-}
 function randT(r: () => number, shape: number[], scale = 0.5, offset = 0): Tensor64Source {
   const n = shape.reduce((a, b) => a * b, 1);
   // Float32Array on purpose: the reference must accept the dtype the project stores.
