@@ -25,16 +25,13 @@
 import { InputError } from '../errors.ts';
 import { codecs } from './codecs.ts';
 import { CollectiveTimeoutError, RingClosedError, RingConnectError, RingProtocolError, type CollectiveWhere } from './errors.ts';
-import { GrpcJsTransport } from './grpc-js-transport.ts';
-import { H2Transport } from './h2-transport.ts';
-import { RawH2Transport } from './raw-h2-transport.ts';
 import { ringAllReduce, ringBroadcast, type RingPeer } from './ring-allreduce.ts';
 import { StripeGroup } from './stripe-group.ts';
 import type { StripeThread } from './stripe-thread.ts';
 import { rangesLength, stripeAddress, stripeChunkRanges, stripeRange } from './stripes.ts';
 import { ALL_REDUCE_DEFAULTS, compileRingOptions, messageElements, type AllReduceOptions, type CompiledRingOptions, type GrpcRingOptions } from './ring-options.ts';
 import { GrpcStatus, tokenMatches, type PingReply, type PingRequest, type PullRequest } from './ring-protocol.ts';
-import { hostPort, type Refusal, type RejectCounters, type RingTransport, type TransportPeer } from './transport.ts';
+import { hostPort, type PeerContext, type Refusal, type RejectCounters, type RingTransport, type RingTransportName, type TransportPeer } from './transport.ts';
 
 export type RingState = 'listening' | 'connecting' | 'connected' | 'broken' | 'closed';
 
@@ -52,6 +49,18 @@ export type StripeRingOptions = EpochRingOptions & { stripe?: number; onBroken?:
 
 /** The transports' refusal counters plus the ring's own: callers of another ring epoch. */
 export type RingRejectCounters = RejectCounters & { staleEpoch: number };
+
+type TransportClass = new (o: CompiledRingOptions, ctx: PeerContext) => RingTransport;
+
+/**
+ * Each transport loaded when a ring first asks for it: @grpc/grpc-js alone takes ~1.4 s to load on this
+ * machine under load, and every stripe thread of a striped ring loads the ring afresh.
+ */
+const TRANSPORT_CLASSES: Record<RingTransportName, () => Promise<TransportClass>> = {
+  'raw-h2': async () => (await import('./raw-h2-transport.ts')).RawH2Transport,
+  h2: async () => (await import('./h2-transport.ts')).H2Transport,
+  'grpc-js': async () => (await import('./grpc-js-transport.ts')).GrpcJsTransport,
+};
 
 /** Stands in for the peer of a 1-rank ring, which never communicates. */
 const NO_PEER: RingPeer = {
@@ -85,11 +94,11 @@ export class GrpcRing {
     readonly epoch: number,
     private readonly stripe: number,
     private readonly onBroken: ((err: Error) => void) | undefined,
+    Transport: TransportClass,
   ) {
     this.stripes = o.worldSize > 1 ? o.connections : 1;
     const ctx = { rejected: this.rejected, where: () => this.where(), onFailure: (err: Error) => this.markBroken(err) };
-    this.transport =
-      o.transport === 'h2' ? new H2Transport(o, ctx) : o.transport === 'raw-h2' ? new RawH2Transport(o, ctx) : new GrpcJsTransport(o, ctx);
+    this.transport = new Transport(o, ctx);
     this.peer = this.transport.peer;
   }
 
@@ -114,7 +123,7 @@ export class GrpcRing {
   }
 
   private static async listenOne(o: CompiledRingOptions, epoch: number, stripe: number, onBroken: ((err: Error) => void) | undefined): Promise<GrpcRing> {
-    const ring = new GrpcRing(o, epoch, stripe, onBroken);
+    const ring = new GrpcRing(o, epoch, stripe, onBroken, await TRANSPORT_CLASSES[o.transport]());
     const port = await ring.transport
       .listen(o.listenHost, o.listenPort, {
         pull: (req, token) => ring.decidePull(req, token),
