@@ -17,6 +17,10 @@
  * and can be mixed in one ring; this class holds everything else
  * (states, token / job / rank checks, timeouts, liveness probes), shared by both.
  *
+ * Striping (`connections` K > 1, stripes.ts): this ring is stripe 0 and starts stripes 1..K-1 in
+ * threads (stripe-group.ts) on the next K-1 ports; each stripe is a ring of its own over its slice of
+ * every chunk, so results are the bits of K = 1. The first stripe to fail breaks them all.
+ *
  * Failure detection: a dead peer's sockets close, so both its neighbours see their stream fail at
  * once and send an abort naming it down the ring (peer-state.ts). A peer that hangs with its socket
  * open is caught by the per-collective timeout: at timeoutMs - probe window every rank pings all
