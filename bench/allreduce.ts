@@ -11,6 +11,10 @@
  *                                                 # with the JavaScript loops (rows "raw-h2/js"); default native
  *   npm run bench:allreduce -- --ring-thread main,worker  # each rank's ring on its main thread, then in a
  *                                                 # worker thread over a SharedArrayBuffer (rows "raw-h2@thr")
+ *   npm run bench:allreduce -- --connections 1,2  # ring.connections: each link striped over 1, then 2
+ *                                                 # connections (one thread each; an --ab axis, so with
+ *                                                 # --alternate K); "copy ms" = the gradient's copy into and
+ *                                                 # out of the stripes' shared buffer; --shared-buf on skips it
  *
  * "loop max ms" is the longest delay a 1 ms timer on the rank's main thread saw during the timed
  * collectives (monitorEventLoopDelay): how long a callback there would have waited.
@@ -69,6 +73,8 @@ export interface BenchRing {
   alloc(elements: number): Float32Array;
   allReduce(buf: Float32Array, o: { step: number; codec: CodecName }): Promise<void>;
   close(): Promise<void>;
+  /** Seconds spent so far copying gradients into and out of a striped ring's shared buffer. */
+  copySeconds?(): number;
 }
 
 /** The ring options every bench rank uses (also sent to the ring thread). */
@@ -79,6 +85,7 @@ export function benchRingOptions(rank: number, worldSize: number): GrpcRingOptio
     // The ring's default growth (4 MiB), which a ring that sets messageBytes only gets when it asks.
     largeMessageBytes: Math.max(Number(flag('large-message-kib', '4096')), Number(flag('message-kib', '1024'))) * 1024,
     transport: flag('transport', 'raw-h2') as RingTransportName,
+    connections: Number(flag('connections', '1')),
   };
 }
 
@@ -93,9 +100,13 @@ async function worker(): Promise<void> {
     ring = await startRingThread(benchRingOptions(rank, worldSize), kernels);
   } else {
     const g = await GrpcRing.create(benchRingOptions(rank, worldSize));
+    // --shared-buf on: the gradient already lives in shared memory, so a striped ring copies nothing.
+    const shared = flag('shared-buf', 'off') === 'on';
     ring = {
-      address: g.address, connect: (peers) => g.connect(peers), alloc: (n) => new Float32Array(n),
+      address: g.address, connect: (peers) => g.connect(peers),
+      alloc: (n) => (shared ? new Float32Array(new SharedArrayBuffer(4 * n)) : new Float32Array(n)),
       allReduce: (buf, o) => g.allReduce(buf, { ...o, op: 'sum', timeoutMs: 120_000 }), close: () => g.close(),
+      copySeconds: () => g.striping.copySeconds,
     };
   }
   console.log(`ADDR ${ring.address}`);
@@ -113,17 +124,18 @@ async function worker(): Promise<void> {
       const times: number[] = [];
       // Summed over the timed collectives: process CPU (all threads) split user / kernel, minor page
       // faults, voluntary context switches (the event loop slept in epoll) and involuntary ones (preempted).
-      const sum = { userMs: 0, sysMs: 0, faults: 0, volCs: 0, involCs: 0, reads: 0, writes: 0 };
+      const sum = { userMs: 0, sysMs: 0, faults: 0, volCs: 0, involCs: 0, reads: 0, writes: 0, copyMs: 0 };
       loop.reset();
       for (let it = 0; it < plan.warmup + plan.reps; it++) {
         buf.fill(rank + 1);
-        const [r0, io0, t0] = [process.resourceUsage(), ioSyscalls(), performance.now()];
+        const [r0, io0, t0, c0] = [process.resourceUsage(), ioSyscalls(), performance.now(), ring.copySeconds?.() ?? 0];
         if (it === plan.warmup) loop.enable();
         await ring.allReduce(buf, { step: step++, codec });
         if (it < plan.warmup) continue;
         times.push(performance.now() - t0);
         const r = process.resourceUsage();
         const io = ioSyscalls();
+        sum.copyMs += ((ring.copySeconds?.() ?? 0) - c0) * 1000;
         sum.reads += io.reads - io0.reads;
         sum.writes += io.writes - io0.writes;
         sum.userMs += (r.userCPUTime - r0.userCPUTime) / 1000;
@@ -139,7 +151,7 @@ async function worker(): Promise<void> {
       const per = (x: number) => x / plan.reps;
       console.log(`RESULT ${JSON.stringify({
         sizeMiB, codec, times, cpuMs: per(sum.userMs + sum.sysMs), sysMs: per(sum.sysMs), faults: per(sum.faults),
-        volCs: per(sum.volCs), involCs: per(sum.involCs), reads: per(sum.reads), writes: per(sum.writes), loopMaxMs,
+        volCs: per(sum.volCs), involCs: per(sum.involCs), reads: per(sum.reads), writes: per(sum.writes), copyMs: per(sum.copyMs), loopMaxMs,
       })}`);
     }
   }
@@ -238,7 +250,7 @@ async function runWorld(n: number, transport: RingTransportName, { kernels, thre
   for (const k of kids) k.child.stdin!.write(`${JSON.stringify(full)}\n`);
   const perRank = await Promise.all(
     kids.map(async (k) => {
-      const out: { sizeMiB: number; codec: CodecName; times: number[]; cpuMs: number; sysMs: number; faults: number; volCs: number; involCs: number; reads: number; writes: number; loopMaxMs: number }[] = [];
+      const out: { sizeMiB: number; codec: CodecName; times: number[]; cpuMs: number; sysMs: number; faults: number; volCs: number; involCs: number; reads: number; writes: number; copyMs: number; loopMaxMs: number }[] = [];
       for (let r = await k.lines.next(); !r.done && r.value !== 'DONE'; r = await k.lines.next()) {
         if (r.value.startsWith('RESULT ')) out.push(JSON.parse(r.value.slice(7)));
       }
@@ -258,13 +270,13 @@ async function runWorld(n: number, transport: RingTransportName, { kernels, thre
     const t = median(times) / 1000;
     const bytes = row.sizeMiB * MiB;
     const cpuMs = perRank.reduce((a, r) => a + r[i]!.cpuMs, 0) / n;
-    const mean = (k: 'sysMs' | 'faults' | 'volCs' | 'involCs' | 'reads' | 'writes') => perRank.reduce((a, r) => a + r[i]![k], 0) / n;
+    const mean = (k: 'sysMs' | 'faults' | 'volCs' | 'involCs' | 'reads' | 'writes' | 'copyMs') => perRank.reduce((a, r) => a + r[i]![k], 0) / n;
     const faults = mean('faults');
     const sentGB = (((2 * (n - 1)) / n) * bytes) / 1e9;
     return {
       transport: `${transport}${kernels === 'native' ? '' : '/js'}${thread === 'main' ? '' : '@thr'}${label}`, variant: label, kernels, thread, worldSize: n, sizeMiB: row.sizeMiB, codec: row.codec, medianMs: t * 1000, algbwMBps: bytes / t / 1e6,
       busbwMBps: ((2 * (n - 1)) / n) * (bytes / t) / 1e6, loopMaxMs: Math.max(...perRank.map((r) => r[i]!.loopMaxMs)), cpuMsPerRank: cpuMs, cpuSPerGB: cpuMs / 1000 / sentGB, pageFaultsPerRank: faults,
-      sysShare: mean('sysMs') / cpuMs, volCsPerRank: mean('volCs'), involCsPerRank: mean('involCs'), readsPerRank: mean('reads'), writesPerRank: mean('writes'), timesMs: times,
+      sysShare: mean('sysMs') / cpuMs, volCsPerRank: mean('volCs'), involCsPerRank: mean('involCs'), readsPerRank: mean('reads'), writesPerRank: mean('writes'), copyMsPerRank: mean('copyMs'), timesMs: times,
     };
   });
 }
@@ -331,6 +343,7 @@ async function main(): Promise<void> {
   const passthrough = [
     '--message-kib', flag('message-kib', '1024'), '--inflight', flag('inflight', '4'),
     ...(flag('large-message-kib', '') ? ['--large-message-kib', flag('large-message-kib', '')] : []), '--placed', flag('placed', 'on'),
+    '--shared-buf', flag('shared-buf', 'off'),
   ];
   // Ring workers run with RING_PROCESS_ENV (glibc keeps freed memory for reuse) unless --malloc default.
   const malloc = flag('malloc', 'tuned');
@@ -348,7 +361,11 @@ async function main(): Promise<void> {
   if (!threads.every((x) => x === 'main' || x === 'worker')) throw new Error(`--ring-thread: main | worker | main,worker, got ${threadFlag}`);
   // --ab name=v1,v2: an A/B axis over any worker flag (message-kib, inflight, ...); --alternate K runs the
   // whole variant list K times in turn per world (A B A B), so each pair meets the same load.
-  const ab = flag('ab', '');
+  // --connections 1,2 is the --ab axis connections=1,2 (a single value goes to every rank as is).
+  const connectionsFlag = flag('connections', '1');
+  if (connectionsFlag.includes(',') && flag('ab', '')) throw new Error('--connections a,b is an A/B axis: use it or --ab, not both');
+  const ab = connectionsFlag.includes(',') ? `connections=${connectionsFlag}` : flag('ab', '');
+  if (!connectionsFlag.includes(',')) passthrough.push('--connections', connectionsFlag);
   const abAxis = ab ? ab.slice(ab.indexOf('=') + 1).split(',').map((v) => ({ extra: [`--${ab.slice(0, ab.indexOf('='))}`, v], label: ` ${ab.slice(0, ab.indexOf('='))}=${v}` })) : [{ extra: [], label: '' }];
   const once: Variant[] = kernelSets.flatMap((kernels) => threads.flatMap((thread) => abAxis.map((a) => ({ kernels, thread, ...a }))));
   const variants = Array.from({ length: Number(flag('alternate', '1')) }, () => once).flat();
@@ -376,7 +393,7 @@ async function main(): Promise<void> {
   console.log(`Gloo anchor: ${gloo.note}`);
   console.log(
     `${pad('transport', 12 + Math.max(0, ...abAxis.map((a) => a.label.length)))} ${pad('N', 2)} ${pad('size', 7)} ${pad('codec', 5)} ${pad('median ms', 10)} ${pad('algbw MB/s', 11)} ${pad('busbw MB/s', 11)} ` +
-      `${pad('busbw/TCP', 9)} ${pad('Gloo MB/s', 9)} ${pad('x Gloo', 6)} ${pad('cpu ms/rank', 11)} ${pad('cpu s/GB', 8)} ${pad('faults/rank', 11)} ${pad('loop max ms', 11)} ${pad('sys %', 5)} ${pad('vol cs', 6)} ${pad('invol cs', 8)} ${pad('reads', 5)} ${pad('writes', 6)}`,
+      `${pad('busbw/TCP', 9)} ${pad('Gloo MB/s', 9)} ${pad('x Gloo', 6)} ${pad('cpu ms/rank', 11)} ${pad('cpu s/GB', 8)} ${pad('faults/rank', 11)} ${pad('loop max ms', 11)} ${pad('sys %', 5)} ${pad('vol cs', 6)} ${pad('invol cs', 8)} ${pad('reads', 5)} ${pad('writes', 6)} ${pad('copy ms', 7)}`,
   );
   const ceiling = Math.max(tcpMBps, tcpAfter);
   for (const r of rows) {
@@ -385,7 +402,7 @@ async function main(): Promise<void> {
       `${pad(r.transport, 12 + Math.max(0, ...abAxis.map((a) => a.label.length)))} ${pad(r.worldSize, 2)} ${pad(`${r.sizeMiB} MiB`, 7)} ${pad(r.codec, 5)} ${pad(r.medianMs.toFixed(1), 10)} ` +
         `${pad(r.algbwMBps.toFixed(0), 11)} ${pad(r.busbwMBps.toFixed(0), 11)} ${pad((r.busbwMBps / ceiling).toFixed(2), 9)} ` +
         `${pad(g ? g.toFixed(0) : '-', 9)} ${pad(g ? (r.busbwMBps / g).toFixed(2) : '-', 6)} ${pad(r.cpuMsPerRank.toFixed(0), 11)} ${pad(r.cpuSPerGB.toFixed(2), 8)} ${pad(r.pageFaultsPerRank.toFixed(0), 11)} ${pad(r.loopMaxMs.toFixed(1), 11)} ` +
-        `${pad((100 * r.sysShare).toFixed(0), 5)} ${pad(r.volCsPerRank.toFixed(0), 6)} ${pad(r.involCsPerRank.toFixed(0), 8)} ${pad(r.readsPerRank.toFixed(0), 5)} ${pad(r.writesPerRank.toFixed(0), 6)}`,
+        `${pad((100 * r.sysShare).toFixed(0), 5)} ${pad(r.volCsPerRank.toFixed(0), 6)} ${pad(r.involCsPerRank.toFixed(0), 8)} ${pad(r.readsPerRank.toFixed(0), 5)} ${pad(r.writesPerRank.toFixed(0), 6)} ${pad(r.copyMsPerRank.toFixed(1), 7)}`,
     );
   }
   if (ab) {

@@ -59,10 +59,13 @@ export class RingSchedule {
     readonly worldSize: number,
     readonly length: number,
     readonly maxElements: number,
+    /** Where each chunk lies in the buffer, when not chunkRange()'s cut (a stripe's slices, stripes.ts). */
+    ranges?: readonly Range[],
   ) {
     if (!Number.isInteger(maxElements) || maxElements < 1) throw new RangeError(`maxElements ${maxElements} < 1`);
+    if (ranges && ranges.length !== worldSize) throw new RangeError(`${ranges.length} chunk ranges for ${worldSize} ranks`);
     this.rounds = 2 * (worldSize - 1);
-    this.chunkRanges = Array.from({ length: worldSize }, (_, c) => chunkRange(length, worldSize, c));
+    this.chunkRanges = ranges ? [...ranges] : Array.from({ length: worldSize }, (_, c) => chunkRange(length, worldSize, c));
     this.roundStart = [0];
     for (let s = 0; s < this.rounds; s++) {
       this.roundStart.push(this.roundStart[s]! + partCount(this.recvRange(s), maxElements));

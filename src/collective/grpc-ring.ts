@@ -17,6 +17,10 @@
  * and can be mixed in one ring; this class holds everything else
  * (states, token / job / rank checks, timeouts, liveness probes), shared by both.
  *
+ * Striping (`connections` K > 1, stripes.ts): this ring is stripe 0 and starts stripes 1..K-1 in
+ * threads (stripe-group.ts) on the next K-1 ports; each stripe is a ring of its own over its slice of
+ * every chunk, so results are the bits of K = 1. The first stripe to fail breaks them all.
+ *
  * Failure detection: a dead peer's sockets close, so both its neighbours see their stream fail at
  * once and send an abort naming it down the ring (peer-state.ts). A peer that hangs with its socket
  * open is caught by the per-collective timeout: at timeoutMs - probe window every rank pings all
@@ -25,13 +29,13 @@
 import { InputError } from '../errors.ts';
 import { codecs } from './codecs.ts';
 import { CollectiveTimeoutError, RingClosedError, RingConnectError, RingProtocolError, type CollectiveWhere } from './errors.ts';
-import { GrpcJsTransport } from './grpc-js-transport.ts';
-import { H2Transport } from './h2-transport.ts';
-import { RawH2Transport } from './raw-h2-transport.ts';
 import { ringAllReduce, ringBroadcast, type RingPeer } from './ring-allreduce.ts';
+import { StripeGroup } from './stripe-group.ts';
+import type { StripeThread } from './stripe-thread.ts';
+import { rangesLength, stripeAddress, stripeChunkRanges, stripeRange } from './stripes.ts';
 import { ALL_REDUCE_DEFAULTS, compileRingOptions, messageElements, type AllReduceOptions, type CompiledRingOptions, type GrpcRingOptions } from './ring-options.ts';
 import { GrpcStatus, tokenMatches, type PingReply, type PingRequest, type PullRequest } from './ring-protocol.ts';
-import { hostPort, type Refusal, type RejectCounters, type RingTransport, type TransportPeer } from './transport.ts';
+import { hostPort, type PeerContext, type Refusal, type RejectCounters, type RingTransport, type RingTransportName, type TransportPeer } from './transport.ts';
 
 export type RingState = 'listening' | 'connecting' | 'connected' | 'broken' | 'closed';
 
@@ -41,8 +45,26 @@ export type RingState = 'listening' | 'connecting' | 'connected' | 'broken' | 'c
  */
 export type EpochRingOptions = GrpcRingOptions & { epoch?: number };
 
+/**
+ * What a stripe thread (stripe-thread-main.ts) adds: which stripe of `connections` this ring is, and a
+ * hook told the first error that breaks it. Callers leave both out (stripe 0, the one that starts the rest).
+ */
+export type StripeRingOptions = EpochRingOptions & { stripe?: number; onBroken?: (err: Error) => void };
+
 /** The transports' refusal counters plus the ring's own: callers of another ring epoch. */
 export type RingRejectCounters = RejectCounters & { staleEpoch: number };
+
+type TransportClass = new (o: CompiledRingOptions, ctx: PeerContext) => RingTransport;
+
+/**
+ * Each transport loaded when a ring first asks for it: @grpc/grpc-js alone takes ~1.4 s to load on this
+ * machine under load, and every stripe thread of a striped ring loads the ring afresh.
+ */
+const TRANSPORT_CLASSES: Record<RingTransportName, () => Promise<TransportClass>> = {
+  'raw-h2': async () => (await import('./raw-h2-transport.ts')).RawH2Transport,
+  h2: async () => (await import('./h2-transport.ts')).H2Transport,
+  'grpc-js': async () => (await import('./grpc-js-transport.ts')).GrpcJsTransport,
+};
 
 /** Stands in for the peer of a 1-rank ring, which never communicates. */
 const NO_PEER: RingPeer = {
@@ -59,25 +81,53 @@ export class GrpcRing {
   private readonly peer: TransportPeer | null;
   private readonly transport: RingTransport;
   private peers: string[] = [];
-  private rightReady: { resolve: () => void; accepted: boolean } = { resolve: () => {}, accepted: false };
+  private rightReady: { resolve: () => void; reject: (err: Error) => void; accepted: boolean; refused?: Error } = { resolve: () => {}, reject: () => {}, accepted: false };
   private busy = false;
   private lastStep = -1;
   private readonly progress = { round: null as number | null };
   private address_ = '';
   private readonly cost = { collectives: 0, wallSeconds: 0, cpuSeconds: 0, payloadBytesSent: 0 };
+  /** Connections per link actually used (1 for a 1-rank ring, which has no link). */
+  private readonly stripes: number;
+  /** Stripes 1..K-1 in their threads, on stripe 0 of a striped ring only (stripe-group.ts). */
+  private group: StripeGroup | null = null;
+  private port_ = 0;
 
-  private constructor(private readonly o: CompiledRingOptions, readonly epoch: number) {
+  private constructor(
+    private readonly o: CompiledRingOptions,
+    readonly epoch: number,
+    private readonly stripe: number,
+    private readonly onBroken: ((err: Error) => void) | undefined,
+    Transport: TransportClass,
+  ) {
+    this.stripes = o.worldSize > 1 ? o.connections : 1;
     const ctx = { rejected: this.rejected, where: () => this.where(), onFailure: (err: Error) => this.markBroken(err) };
-    this.transport =
-      o.transport === 'h2' ? new H2Transport(o, ctx) : o.transport === 'raw-h2' ? new RawH2Transport(o, ctx) : new GrpcJsTransport(o, ctx);
+    this.transport = new Transport(o, ctx);
     this.peer = this.transport.peer;
   }
 
-  static async create(options: EpochRingOptions): Promise<GrpcRing> {
-    const { epoch = 0, ...rest } = options;
+  static async create(options: StripeRingOptions): Promise<GrpcRing> {
+    const { epoch = 0, stripe = 0, onBroken, ...rest } = options;
     if (!Number.isSafeInteger(epoch) || epoch < 0) throw new InputError(`ring epoch must be a non-negative integer, got ${epoch}`);
     const o = compileRingOptions(rest);
-    const ring = new GrpcRing(o, epoch);
+    if (!Number.isInteger(stripe) || stripe < 0 || stripe >= o.connections) throw new InputError(`stripe ${stripe} is not one of ${o.connections} connections`);
+    if (stripe > 0 || o.worldSize === 1 || o.connections === 1) return GrpcRing.listenOne(o, epoch, stripe, onBroken);
+    // Stripe 0 of a striped ring starts the others on the next ports. With an ephemeral port those
+    // may be taken: start again on another one (a fixed port's EADDRINUSE goes to the caller).
+    for (let attempt = 0; ; attempt++) {
+      const ring = await GrpcRing.listenOne(o, epoch, 0, onBroken);
+      try {
+        ring.group = await StripeGroup.start({ options: rest, epoch, basePort: ring.port_, stripes: o.connections }, (err) => ring.stripeBroken(err));
+        return ring;
+      } catch (err) {
+        await ring.close();
+        if (o.listenPort !== 0 || attempt >= 9 || !/EADDRINUSE/.test((err as Error).message)) throw err;
+      }
+    }
+  }
+
+  private static async listenOne(o: CompiledRingOptions, epoch: number, stripe: number, onBroken: ((err: Error) => void) | undefined): Promise<GrpcRing> {
+    const ring = new GrpcRing(o, epoch, stripe, onBroken, await TRANSPORT_CLASSES[o.transport]());
     const port = await ring.transport
       .listen(o.listenHost, o.listenPort, {
         pull: (req, token) => ring.decidePull(req, token),
@@ -87,6 +137,7 @@ export class GrpcRing {
       .catch((err: unknown) => {
         throw new InputError(`cannot listen on ${hostPort(o.listenHost, o.listenPort)}: ${String(err)}`);
       });
+    ring.port_ = port;
     ring.address_ = hostPort(o.advertiseHost, port);
     return ring;
   }
@@ -115,7 +166,16 @@ export class GrpcRing {
     return { ...this.cost };
   }
 
-  /** Messages sent and received over this ring's lifetime, and payloads that needed an alignment copy. */
+  /**
+   * Connections per link, and for a striped ring (connections > 1) the copies into and out of its shared
+   * buffer: collectives whose gradient was not in a SharedArrayBuffer, and the seconds and bytes copied.
+   */
+  get striping(): { connections: number; copies: number; copySeconds: number; copyBytes: number } {
+    const c = this.group?.copy ?? { collectives: 0, seconds: 0, bytes: 0 };
+    return { connections: this.stripes, copies: c.collectives, copySeconds: c.seconds, copyBytes: c.bytes };
+  }
+
+  /** Messages sent and received over this ring's lifetime (stripe 0's on a striped ring), and payloads that needed an alignment copy. */
   get stats(): { messagesSent: number; messagesReceived: number; alignCopies: number } {
     return { ...(this.peer?.stats ?? { messagesSent: 0, messagesReceived: 0, alignCopies: 0 }) };
   }
@@ -134,7 +194,8 @@ export class GrpcRing {
     if (peerAddresses.length !== this.o.worldSize) {
       throw new InputError(`connect(): got ${peerAddresses.length} addresses for world size ${this.o.worldSize}`);
     }
-    this.peers = [...peerAddresses];
+    // Stripe k dials port + k of each rank (stripes.ts); stripe 0 the addresses as given.
+    this.peers = peerAddresses.map((a) => stripeAddress(a, this.stripe));
     this.stateNow = 'connecting';
     if (!this.peer) {
       this.stateNow = 'connected';
@@ -142,7 +203,7 @@ export class GrpcRing {
     }
     const deadline = Date.now() + this.o.connectTimeoutMs;
     try {
-      await Promise.all([this.pullFromLeft(this.peer, deadline), this.waitForRight(this.peer, deadline)]);
+      await Promise.all([this.pullFromLeft(this.peer, deadline), this.waitForRight(this.peer, deadline), ...(this.group?.connect(peerAddresses) ?? [])]);
     } catch (err) {
       this.markBroken(err as Error);
       throw err;
@@ -161,11 +222,14 @@ export class GrpcRing {
     }
     const codec = codecs[codecName];
     const n = this.o.worldSize;
-    // Each rank sends 2(N-1)/N of the buffer.
+    // Each rank sends 2(N-1)/N of the buffer (over all its stripes).
     const sent = Math.round(((2 * (n - 1)) / n) * buf.length * codec.bytesPerElement);
-    await this.collective('allReduce', options.step, timeoutMs, sent, (peer) => ringAllReduce(peer, buf, {
-      rank: this.o.rank, worldSize: n, step: options.step, op, codec, maxElementsPerMessage: messageElements(this.o, buf.length, n), progress: this.progress,
-    }));
+    // A stripe reduces its slice of every chunk (stripes.ts); its messages are cut from its own length.
+    const chunkRanges = this.stripes > 1 ? stripeChunkRanges(buf.length, n, this.stripes, this.stripe) : undefined;
+    const maxElementsPerMessage = messageElements(this.o, chunkRanges ? rangesLength(chunkRanges) : buf.length, n);
+    await this.collective('allReduce', options.step, timeoutMs, sent, buf, (peer, b) => ringAllReduce(peer, b, {
+      rank: this.o.rank, worldSize: n, step: options.step, op, codec, maxElementsPerMessage, chunkRanges, progress: this.progress,
+    }), (t, b) => t.allReduce(b, { step: options.step, op, codec: codecName, timeoutMs }));
   }
 
   /**
@@ -179,13 +243,25 @@ export class GrpcRing {
     if (!Number.isInteger(options.root) || options.root < 0 || options.root >= n) throw new InputError(`broadcast(): root ${options.root} is not a rank of ${n}`);
     // Every rank but the one left of root forwards the whole buffer once.
     const sent = (this.o.rank + 1) % n === options.root ? 0 : buf.length * codecs.fp32.bytesPerElement;
-    await this.collective('broadcast', options.step, timeoutMs, sent, (peer) => ringBroadcast(peer, buf, {
-      rank: this.o.rank, worldSize: n, step: options.step, root: options.root, codec: codecs.fp32, maxElementsPerMessage: messageElements(this.o, buf.length, 1), progress: this.progress,
-    }));
+    // A stripe forwards its contiguous part of the buffer (stripes.ts stripeRange).
+    const part = (b: Float32Array) => {
+      const r = stripeRange(b.length, this.stripes, this.stripe);
+      return this.stripes > 1 ? b.subarray(r.start, r.end) : b;
+    };
+    await this.collective('broadcast', options.step, timeoutMs, sent, buf, (peer, b) => ringBroadcast(peer, part(b), {
+      rank: this.o.rank, worldSize: n, step: options.step, root: options.root, codec: codecs.fp32, maxElementsPerMessage: messageElements(this.o, part(b).length, 1), progress: this.progress,
+    }), (t, b) => t.broadcast(b, { step: options.step, root: options.root, timeoutMs }));
   }
 
-  /** The state checks, deadline and cost accounting every collective shares; `run` is the algorithm. */
-  private async collective(what: string, step: number, timeoutMs: number, bytesSent: number, run: (peer: RingPeer) => Promise<void>): Promise<void> {
+  /**
+   * The state checks, deadline and cost accounting every collective shares; `run` is the algorithm on
+   * this ring's peer. On a striped ring `each` starts the same collective in every stripe thread, all
+   * on one shared buffer (stripe-group.ts), and the first stripe to fail fails the others with its error.
+   */
+  private async collective(
+    what: string, step: number, timeoutMs: number, bytesSent: number, buf: Float32Array,
+    run: (peer: RingPeer, buf: Float32Array) => Promise<void>, each: (t: StripeThread, buf: Float32Array) => Promise<void>,
+  ): Promise<void> {
     if (this.brokenBy) throw this.brokenBy;
     if (this.stateNow === 'closed') throw new RingClosedError(`rank ${this.o.rank}: ${what}() after close()`);
     if (this.stateNow !== 'connected') throw new RingProtocolError(`${what}() before connect() (state ${this.stateNow})`);
@@ -202,7 +278,9 @@ export class GrpcRing {
     const disarm = peer ? this.armTimeout(peer, step, timeoutMs) : () => {};
     const [cpu0, t0] = [process.cpuUsage(), performance.now()];
     try {
-      await run(peer ?? NO_PEER);
+      const group = this.group;
+      if (group) await group.run(buf, (b) => run(peer ?? NO_PEER, b), each, (err) => this.abortWith(err));
+      else await run(peer ?? NO_PEER, buf);
     } catch (err) {
       throw this.brokenBy ?? err; // the first error names the cause; later ones are its echoes
     } finally {
@@ -226,7 +304,21 @@ export class GrpcRing {
     if (this.stateNow === 'closed') return;
     this.stateNow = 'closed';
     this.peer?.close();
-    await this.transport.close();
+    await Promise.all([this.transport.close(), this.group?.close()]);
+  }
+
+  /**
+   * Breaks the ring with `err` as if this rank had seen it: a pending collective fails with it and the
+   * neighbours get an abort naming err's rank. How one stripe's failure reaches the others.
+   */
+  abortWith(err: Error): void {
+    this.markBroken(err);
+    this.peer?.abort(err);
+  }
+
+  /** A stripe thread's ring broke (between or during collectives): the whole ring is broken. */
+  private stripeBroken(err: Error): void {
+    this.abortWith(err);
   }
 
   private where(): CollectiveWhere {
@@ -237,15 +329,19 @@ export class GrpcRing {
     if (this.brokenBy || this.stateNow === 'closed') return;
     this.brokenBy = err;
     this.stateNow = 'broken';
+    this.onBroken?.(err); // a stripe thread tells stripe 0
+    this.group?.abort(err); // stripe 0 fails the other stripes with the same error
   }
 
   private pullFromLeft(peer: TransportPeer, deadline: number): Promise<void> {
     const o = this.o;
-    return this.transport.pullFromLeft(this.peers[peer.leftRank]!, { jobId: o.jobId, rank: o.rank, worldSize: o.worldSize, epoch: this.epoch }, deadline);
+    const req = { jobId: o.jobId, rank: o.rank, worldSize: o.worldSize, epoch: this.epoch, stripe: this.stripe, connections: this.stripes };
+    return this.transport.pullFromLeft(this.peers[peer.leftRank]!, req, deadline);
   }
 
   private waitForRight(peer: TransportPeer, deadline: number): Promise<void> {
     if (this.rightReady.accepted) return Promise.resolve();
+    if (this.rightReady.refused) return Promise.reject(this.rightReady.refused);
     const right = peer.rightRank;
     return new Promise<void>((resolve, reject) => {
       const timer = setTimeout(
@@ -253,6 +349,7 @@ export class GrpcRing {
         Math.max(0, deadline - Date.now()),
       );
       this.rightReady.resolve = () => (clearTimeout(timer), resolve());
+      this.rightReady.reject = (err) => (clearTimeout(timer), reject(err));
     });
   }
 
@@ -271,6 +368,18 @@ export class GrpcRing {
     if (!peer || req.rank !== peer.rightRank || req.worldSize !== this.o.worldSize) {
       this.rejected.wrongSender++;
       return { code: GrpcStatus.PERMISSION_DENIED, details: `rank ${this.o.rank} of ${this.o.worldSize} only serves its right neighbour` };
+    }
+    // A stock grpc-js peer sends neither field: stripe 0 of 1.
+    const [stripe, connections] = [req.stripe ?? 0, req.connections || 1];
+    if (connections !== this.stripes || stripe !== this.stripe) {
+      this.rejected.wrongSender++;
+      const details = `cluster.ring_connections differs: rank ${this.o.rank} uses ${this.stripes} connection(s) per link, ` +
+        `rank ${req.rank} uses ${connections} (its stripe ${stripe}); every rank of a job needs the same ring_connections`;
+      if (!this.rightReady.accepted) {
+        this.rightReady.refused = new RingConnectError(req.rank, 'the Pull it opened', details);
+        this.rightReady.reject(this.rightReady.refused);
+      }
+      return { code: GrpcStatus.FAILED_PRECONDITION, details };
     }
     if (this.rightReady.accepted) return { code: GrpcStatus.ALREADY_EXISTS, details: 'the right neighbour is already connected' };
     if (this.stateNow !== 'listening' && this.stateNow !== 'connecting') return { code: GrpcStatus.UNAVAILABLE, details: `ring is ${this.stateNow}` };

@@ -19,7 +19,7 @@
  * Lossy codecs. The owner rounds its fully reduced chunk through the codec before sending it in the
  * first all-gather round (codec.roundTrip), so it keeps exactly the values the others decode.
  */
-import { mod, partCount, partRange, RingSchedule } from './chunks.ts';
+import { mod, partCount, partRange, RingSchedule, type Range } from './chunks.ts';
 import type { WireCodec } from './codecs.ts';
 import { RingProtocolError } from './errors.ts';
 
@@ -78,6 +78,11 @@ export interface RingAllReduceOptions {
   readonly op: ReduceOp;
   readonly codec: WireCodec;
   readonly maxElementsPerMessage: number;
+  /**
+   * Where chunk c lies in `buf` (default: chunkRange's even cut of the whole buffer). A stripe of a
+   * striped link (stripes.ts) reduces only its slice of every chunk; elements outside are not touched.
+   */
+  readonly chunkRanges?: readonly Range[];
   /** Updated with the round being received, so a timeout can say where the ring stopped. */
   readonly progress?: { round: number | null };
 }
@@ -87,7 +92,7 @@ export async function ringAllReduce(peer: RingPeer, buf: Float32Array, opts: Rin
   const { rank, worldSize: n, step, codec } = opts;
   const maxElements = opts.maxElementsPerMessage;
   if (n > 1) {
-    const schedule = new RingSchedule(rank, n, buf.length, maxElements);
+    const schedule = new RingSchedule(rank, n, buf.length, maxElements, opts.chunkRanges);
     const ready = new Countdown();
     // fp32 copies are verbatim: the transport may read them straight into place (no copy from a slot).
     // Safe however early they arrive: an all-gather part of chunk c exists only after this rank's own
@@ -148,7 +153,9 @@ export async function ringAllReduce(peer: RingPeer, buf: Float32Array, opts: Rin
   if (opts.progress) opts.progress.round = null;
   if (opts.op === 'mean') {
     // Same arithmetic on bit-identical sums, so the means stay bit-identical too.
-    for (let i = 0; i < buf.length; i++) buf[i]! /= n;
+    for (const { start, end } of opts.chunkRanges ?? [{ start: 0, end: buf.length }]) {
+      for (let i = start; i < end; i++) buf[i]! /= n;
+    }
   }
 }
 
@@ -209,6 +216,11 @@ let placedCopies = true;
  */
 export function usePlacedCopies(on: boolean): void {
   placedCopies = on;
+}
+
+/** Whether placed copies are on in this thread (a striped ring passes it on to its stripe threads). */
+export function placedCopiesOn(): boolean {
+  return placedCopies;
 }
 
 /** The all-gather parts this rank receives, in order, with their place in `buf`. */

@@ -5,6 +5,7 @@
 import { InputError } from '../errors.ts';
 import type { CodecName } from './codecs.ts';
 import type { ReduceOp } from './ring-allreduce.ts';
+import { MAX_CONNECTIONS } from './stripes.ts';
 import { RING_TRANSPORTS, type PeerContext, type PeerOptions, type RingTransportName } from './transport.ts';
 
 /** Certificate files (PEM). `caPath` verifies the other side; `mutual` makes the server demand a client cert. */
@@ -51,6 +52,12 @@ export interface GrpcRingOptions {
    * interoperate in one ring.
    */
   transport?: RingTransportName;
+  /**
+   * TCP connections per ring link (default 1; job YAML cluster.ring_connections). K > 1 stripes every
+   * collective over K rings, stripe k in its own thread on port listenPort + k (stripes.ts), so K cores
+   * move bytes; results are bit-identical to K = 1. Every rank of a ring must use the same K.
+   */
+  connections?: number;
 }
 
 export interface CompiledRingOptions {
@@ -72,6 +79,8 @@ export interface CompiledRingOptions {
   readonly windowBytes: number;
   readonly connectTimeoutMs: number;
   readonly transport: RingTransportName;
+  /** Connections (stripes) per link, 1..MAX_CONNECTIONS. */
+  readonly connections: number;
 }
 
 /** Defaults measured with `npm run bench:allreduce` on the 2-core reference machine (docs/collective.md). */
@@ -83,6 +92,7 @@ export const RING_DEFAULTS = {
   inflightMessages: 4,
   connectTimeoutMs: 30_000,
   transport: 'raw-h2' as RingTransportName,
+  connections: 1,
 } as const;
 
 export function compileRingOptions(raw: GrpcRingOptions): CompiledRingOptions {
@@ -112,6 +122,9 @@ export function compileRingOptions(raw: GrpcRingOptions): CompiledRingOptions {
   int('inflightMessages', inflightMessages, 1, 64);
   const connectTimeoutMs = raw.connectTimeoutMs ?? RING_DEFAULTS.connectTimeoutMs;
   int('connectTimeoutMs', connectTimeoutMs, 1);
+  const connections = raw.connections ?? RING_DEFAULTS.connections;
+  int('connections (cluster.ring_connections)', connections, 1, MAX_CONNECTIONS);
+  if (connections > 1 && listenPort > 65_535 - (connections - 1)) problems.push(`connections: ${connections} stripes need ports ${listenPort}..${listenPort + connections - 1}`);
   const transport = raw.transport ?? RING_DEFAULTS.transport;
   if (!(RING_TRANSPORTS as readonly string[]).includes(transport)) {
     problems.push(`transport: expected one of ${RING_TRANSPORTS.join(', ')}, got ${JSON.stringify(transport)}`);
@@ -139,6 +152,7 @@ export function compileRingOptions(raw: GrpcRingOptions): CompiledRingOptions {
     windowBytes: Math.max(64 * 1024, (inflightMessages + 1) * (largeMessageBytes + 1024)),
     connectTimeoutMs,
     transport,
+    connections,
   };
 }
 

@@ -32,6 +32,12 @@ export interface PullRequest {
   rank: number;
   worldSize: number;
   epoch?: number;
+  /**
+   * A striped link (stripes.ts): which of its `connections` this Pull is. Absent (a stock grpc-js peer,
+   * an older ringtune) means stripe 0 of 1; a ring refuses a caller whose count differs from its own.
+   */
+  stripe?: number;
+  connections?: number;
 }
 export interface PingRequest {
   jobId: string;

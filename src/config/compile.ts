@@ -104,6 +104,8 @@ export interface CompiledJob {
     hashEveryNSteps: number;
     nats: { url?: string; token?: string; user?: string; password?: string; tls?: TlsPaths };
     ringTls?: TlsPaths;
+    /** TCP connections per ring link (stripes, src/collective/stripes.ts); 1 = one connection. */
+    ringConnections: number;
     /** The control-plane secret's file (auth.ts loadJobSecret), resolved against the job file. */
     secretFile?: string;
     progressTimeoutMs: number;
@@ -286,6 +288,7 @@ export function compileJob(raw: unknown, jobFile: string, o: CompileOptions = {}
       hashEveryNSteps: s.cluster.hash_every_n_steps,
       nats: { ...s.cluster.nats, tls: tls(s.cluster.nats.tls) },
       ringTls: tls(s.cluster.ring_tls),
+      ringConnections: s.cluster.ring_connections,
       secretFile: s.cluster.secret_file ? path(s.cluster.secret_file) : undefined,
       progressTimeoutMs: s.cluster.progress_timeout_ms,
       coordinatorRecoveryMs: s.cluster.coordinator_recovery_ms ?? (s.elastic.on_loss === 'fail' ? 0 : 60_000),

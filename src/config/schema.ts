@@ -137,6 +137,17 @@ export const ClusterSchema = z
       .strict()
       .prefault({}),
     ring_tls: TlsSchema.optional(),
+    /**
+     * TCP connections per ring link (GrpcRingOptions.connections): K > 1 stripes each all-reduce over K
+     * connections, each in its own thread on ring port + k, so K cores move bytes; bit-identical results.
+     * Pays only with cores to spare (docs/collective.md, "Striping").
+     */
+    ring_connections: z
+      .number()
+      .int()
+      .min(1)
+      .max(16, { error: 'at most 16 (one thread per connection)' })
+      .default(1),
     /** File holding the job's shared control-plane secret (else RINGTUNE_JOB_SECRET); never sent over NATS. */
     secret_file: z.string().optional(),
     /** Fail a run whose step has not advanced for this long (0 = never). */

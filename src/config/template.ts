@@ -73,6 +73,7 @@ cluster:                          # distributed runs (ringtune local / coordinat
   # secret_file: job.secret       # the control plane's shared secret (else RINGTUNE_JOB_SECRET; local makes one)
   # nats: {url: nats://127.0.0.1:4222, token: ..., user: ..., password: ..., tls: {ca: ..., cert: ..., key: ...}}
   # ring_tls: {ca: ca.pem, cert: worker.pem, key: worker.key}     # mutual TLS between ring peers
+  # ring_connections: 1           # TCP connections per ring link, one thread each, on ring port..port+N-1 (docs/collective.md)
 
 output: out
 `;

@@ -344,7 +344,7 @@ export async function runWorker(o: WorkerOptions): Promise<void> {
     const createRing = (at: number, r: number, world: number) => withPortRetry(() => GrpcRing.create({
       jobId: `${job.name}/${runId}`, rank: r, worldSize: world, token: o.ringToken || auth.ringToken(runId), epoch: at,
       listenHost: o.ringHost, listenPort: o.ringPort || port, advertiseHost: host, tls: ringTls(job),
-      connectTimeoutMs: job.cluster.joinTimeoutMs,
+      connectTimeoutMs: job.cluster.joinTimeoutMs, connections: job.cluster.ringConnections,
     }));
     const readyMsg = {
       runId, rank, trainExamples: state.data.train.length, evalExamples: state.data.eval.length, startStep: state.startStep, totalSteps: state.plan.totalSteps,
