@@ -79,8 +79,9 @@ test('StepBook.completeThrough: a step a lost rank never reported is summarized 
   assert.equal(book.contiguous, 1);
   book.add(stepReport(0, 2), 3);
   book.add(stepReport(2, 2), 3); // rank 1 died before reporting step 2
-  const partial = book.completeThrough(2);
+  const { partial, missing } = book.completeThrough(2);
   assert.deepEqual(partial.map((s) => [s.step, s.workers, s.tokens]), [[2, 2, 128]]);
+  assert.deepEqual(missing, [], 'step 2 had reports');
   assert.equal(book.contiguous, 2);
   assert.equal(book.add(stepReport(1, 2), 3), undefined, 'a late report of a step already counted');
 });
