@@ -184,6 +184,7 @@ export class Coordinator {
       progressed: () => this.progressed(),
       fail: (rank, reason) => this.fail(rank, reason),
       contiguous: () => this.steps.contiguous,
+      unreported: (step) => this.steps.unreported(step),
       lastComplete: () => this.lastComplete,
       totalSteps: () => this.totalSteps,
       evaluated: (step) => this.decisions.has(step) || o.record.history.lines.some((l) => l.type === 'eval' && l.step === step),

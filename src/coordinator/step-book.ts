@@ -69,6 +69,13 @@ export class StepBook {
     return summarize(r.step, at);
   }
 
+  /** Steps up to `step`, not complete, of which no rank's report came (all lost on the way, or never sent). */
+  unreported(step: number): number[] {
+    const out: number[] = [];
+    for (let s = this.through + 1; s <= step; s++) if (!this.ahead.has(s) && !this.pending.has(s)) out.push(s);
+    return out;
+  }
+
   /**
    * Elastic re-form at `step`: every step up to it counts as complete from now on. Returns the steps up
    * to it still waiting for reports (a lost rank's never came), summarized from the reports that did
@@ -78,8 +85,7 @@ export class StepBook {
   completeThrough(step: number): { partial: CompletedStep[]; missing: number[] } {
     const partial = [...this.pending.keys()].filter((s) => s <= step).sort((a, b) => a - b)
       .map((s) => summarize(s, this.pending.get(s)!));
-    const missing: number[] = [];
-    for (let s = this.through + 1; s <= step; s++) if (!this.ahead.has(s) && !this.pending.has(s)) missing.push(s);
+    const missing = this.unreported(step);
     for (const s of [...this.pending.keys()]) if (s <= step) this.pending.delete(s);
     this.startAt(Math.max(this.through, step), this.ahead);
     return { partial, missing };

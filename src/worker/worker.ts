@@ -260,6 +260,9 @@ export async function runWorker(o: WorkerOptions): Promise<void> {
           void ring?.close();
         } else if (!c.reform.atBoundary) {
           void ring?.close();
+          // Reports the coordinator has not acknowledged (lost in a NATS outage, waiting out a backoff)
+          // go now: its plan waits briefly for steps of which no report came (elastic.ts R5).
+          reports.resendAll();
         }
       }
       for (const f of controls.splice(0)) f(c);

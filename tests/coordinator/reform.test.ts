@@ -5,6 +5,7 @@ import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import type { ControlMessages } from '../../src/control/bus.ts';
 import { Coordinator } from '../../src/coordinator/coordinator.ts';
+import { RECOVER_REPORTS_MS } from '../../src/coordinator/elastic.ts';
 import { ReformRound, type ReformLimits } from '../../src/coordinator/reform.ts';
 import { StepBook } from '../../src/coordinator/step-book.ts';
 import { RunRecord } from '../../src/run/record.ts';
@@ -122,6 +123,37 @@ test('coordinator, shrink: a survivor\'s loss report drops the rank, Reform goes
   const train = (await readHistory(job.outputDir)).filter((x) => x.type === 'train');
   assert.deepEqual(train.map((x) => [x.step, x.workers]), [[1, 3], [2, 2], [3, 2]]);
   assert.equal(await settled(c.finished), 'pending');
+});
+
+test('coordinator, shrink: a step of which no report came (lost in a NATS outage) is waited for, briefly: the survivors\' re-sent reports record it, in step order; nobody\'s: the plan goes on naming it', async (t) => {
+  const clock = fakeClock(t);
+  const { c, outbox, job, logs } = await elasticCoordinator(t, { onLoss: 'shrink', minWorkers: 1 });
+  startRun(c, 3);
+  for (const rank of [2, 1, 0]) await c.onStepReport(stepReport(rank, 1));
+  // Step 2's reports were all lost; step 3 was reported by ranks 0 and 2; rank 1 died in step 4.
+  for (const rank of [2, 0]) await c.onStepReport(stepReport(rank, 3));
+  c.onFailed({ runId: RUN, rank: 2, workerId: 'w2', error: 'rank 1 was lost', step: 3, lostRank: 1, survivor: true, epoch: 0 });
+  c.onReformReport(report('w0', 1, 3));
+  c.onReformReport(report('w2', 1, 3));
+  assert.deepEqual(outbox.of('plan'), [], 'no report of step 2 came: the plan waits for the re-sends');
+  for (const rank of [0, 2]) await c.onStepReport(stepReport(rank, 2, { epoch: 0 })); // re-sent at the Reform
+  assert.equal(outbox.of('plan')[0]?.targetStep, 3, 'planned as soon as they came');
+  const train = (await readHistory(job.outputDir)).filter((x) => x.type === 'train');
+  assert.deepEqual(train.map((x) => [x.step, x.workers]), [[1, 3], [2, 2], [3, 2]], 'each step once, in step order');
+
+  // The next loss: step 5 reported by nobody, step 6 by the survivor; nothing is re-sent.
+  for (const rank of [1, 0]) await c.onStepReport(stepReport(rank, 4, { epoch: 1 }));
+  await c.onStepReport(stepReport(0, 6, { epoch: 1 }));
+  c.onFailed({ runId: RUN, rank: 0, workerId: 'w0', error: 'rank 1 was lost', step: 6, lostRank: 1, survivor: true, epoch: 1 });
+  c.onReformReport(report('w0', 2, 6));
+  assert.equal(outbox.of('plan').length, 1, 'waiting for step 5');
+  clock.advance(RECOVER_REPORTS_MS + 1);
+  c.onHeartbeat({ workerId: 'w0', rank: 0, phase: 'training', step: 6, runId: RUN });
+  c.tick();
+  assert.equal(outbox.of('plan')[1]?.targetStep, 6, 'after the bound the plan goes on');
+  assert.match(logs.join('\n'), /no report of step 5 came in; the ring goes on from step 6: missing from metrics\.jsonl/);
+  await new Promise((r) => setImmediate(r));
+  assert.deepEqual((await readHistory(job.outputDir)).filter((x) => x.type === 'train').map((x) => x.step), [1, 2, 3, 4, 6]);
 });
 
 test('coordinator, fail (the default): a loss report stops the run as before', async (t) => {
