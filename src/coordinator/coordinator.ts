@@ -429,6 +429,13 @@ export class Coordinator {
     // A survivor of an earlier epoch: its loss report is about a ring already given up.
     if (f.survivor && (f.epoch ?? 0) !== this.elastic.epoch) return;
     if (!this.fromRank(f.rank, sender, 'Failed')) return;
+    if (f.survivor && this.elastic.abandoning && this.members.byRank(f.lostRank)) {
+      // Every member was told to close its ring (a loss's or a restart's round): a rank whose Reform or
+      // Recover came later than its neighbour's sees that neighbour's ring close and blames it. Not a
+      // loss; one that really died during the round is found by its heartbeats (step 9).
+      this.o.log(`[coordinator] rank ${f.rank} reports rank ${f.lostRank} lost during re-form ${this.elastic.roundEpoch}: its ring was closed for the re-form; not a loss`);
+      return;
+    }
     if (f.survivor && f.lostRank >= 0) this.lose(f.lostRank, `lost (reported by rank ${f.rank}): ${f.error}`);
     else if (f.lostRank >= 0) this.fail(f.lostRank, `lost (reported by rank ${f.rank}): ${f.error}`);
     else this.fail(f.rank, f.error);

@@ -71,6 +71,11 @@ export class ElasticRounds {
     return this.round !== undefined;
   }
 
+  /** The epoch the round in progress forms (undefined: none). */
+  get roundEpoch(): number | undefined {
+    return this.round?.epoch;
+  }
+
   /** A round after a loss (or a restart): the step and any evaluation in flight are abandoned. */
   get abandoning(): boolean {
     return !!this.round && !this.round.atBoundary;

@@ -156,6 +156,19 @@ test('coordinator, shrink: a step of which no report came (lost in a NATS outage
   assert.deepEqual((await readHistory(job.outputDir)).filter((x) => x.type === 'train').map((x) => x.step), [1, 2, 3, 4, 6]);
 });
 
+test('coordinator, wait: during a round that closes every ring, a survivor blaming a neighbour (whose ring was closed for the round) drops nobody', async (t) => {
+  fakeClock(t);
+  const { c, outbox, logs } = await elasticCoordinator(t, { onLoss: 'wait' });
+  startRun(c, 3);
+  c.onFailed({ runId: RUN, rank: 2, workerId: 'w2', error: 'rank 0 was lost', step: 3, lostRank: 0, survivor: true, epoch: 0 });
+  assert.deepEqual(outbox.of('reform').map((r) => [r.epoch, r.dropped]), [[1, ['w0']]]);
+  // w1 closed its ring for re-form 1 before w2 heard of it: w2 blames w1.
+  c.onFailed({ runId: RUN, rank: 2, workerId: 'w2', error: 'rank 1 was lost: its ring was closed', step: 3, lostRank: 1, survivor: true, epoch: 0 });
+  assert.deepEqual(outbox.of('reform').map((r) => [r.epoch, r.dropped]), [[1, ['w0']]], 'no second round, w1 not dropped');
+  assert.match(logs.join('\n'), /rank 2 reports rank 1 lost during re-form 1: its ring was closed for the re-form; not a loss/);
+  assert.equal(c.status().workers.length, 2);
+});
+
 test('coordinator, fail (the default): a loss report stops the run as before', async (t) => {
   fakeClock(t);
   const { c, outbox } = await elasticCoordinator(t, {});
