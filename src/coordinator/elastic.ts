@@ -164,7 +164,7 @@ export class ElasticRounds {
   private send(): void {
     const r = this.round!;
     this.sentMs = performance.now();
-    if (this.recovering) this.h.control({ recover: { epoch: r.epoch, reason: r.reason } }); // R4
+    if (this.recovering) this.h.control({ recover: { epoch: r.epoch, reason: r.reason, dropped: [...r.dropped] } }); // R4
     else this.h.control({ reform: { epoch: r.epoch, reason: r.reason, dropped: [...r.dropped], atBoundary: r.atBoundary } });
   }
 

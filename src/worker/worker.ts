@@ -246,9 +246,11 @@ export async function runWorker(o: WorkerOptions): Promise<void> {
         void ring?.close();
       }
       if (c.recover && c.recover.epoch > (reformAsk?.epoch ?? epoch)) {
-        // Coordinator restart: answered as a loss's re-form (the step in flight is abandoned, nobody is dropped).
-        reformAsk = { epoch: c.recover.epoch, reason: c.recover.reason, dropped: [], atBoundary: false };
+        // Coordinator restart: answered as a loss's re-form (the step in flight is abandoned). A rank lost
+        // during the restarted coordinator's first round is dropped by its next Recover, as by a Reform.
+        reformAsk = { epoch: c.recover.epoch, reason: c.recover.reason, dropped: c.recover.dropped ?? [], atBoundary: false };
         activity.reformEpoch = reformAsk.epoch;
+        if (reformAsk.dropped.includes(workerId)) abortReason = `dropped from the run by the coordinator (re-form ${reformAsk.epoch}: ${reformAsk.reason})`;
         void ring?.close();
       }
       if (c.reform && c.reform.epoch > (reformAsk?.epoch ?? epoch)) {

@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { appendFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { ControlMessages } from '../../src/control/bus.ts';
+import { decode, encode } from '../../src/control/messages.ts';
 import { Coordinator } from '../../src/coordinator/coordinator.ts';
 import { RECOVER_REPORTS_MS } from '../../src/coordinator/elastic.ts';
 import { Membership } from '../../src/coordinator/membership.ts';
@@ -153,4 +154,27 @@ test('a restarted coordinator, metrics.jsonl with a hole (steps 4-5 lost in a NA
   const lines = (await readHistory(job.outputDir)).map((l) => `${l.type} ${l.step}`);
   assert.deepEqual(lines, ['train 1', 'train 2', 'train 3', 'train 4', 'train 5', 'eval 5', 'train 6', 'train 7', 'train 8'], 'each step once, in step order');
   assert.deepEqual(at.record.history.lines.map((l) => `${l.type} ${l.step}`), lines, 'the record in memory too (report.html is made from it)');
+});
+
+test('a rank lost during a restarted coordinator\'s first round is dropped by the next Recover (the only message a worker takes from a new sender), and the field survives the wire', async (t) => {
+  const clock = fakeClock(t);
+  const dir = await tempDir(t, 'ringtune-recover-drop-');
+  const job = runJob(dir, { cluster: { workers: 2, heartbeat_timeout_ms: 1000 } });
+  job.elastic = { ...job.elastic, onLoss: 'shrink', minWorkers: 1 };
+  const s = session({ totalSteps: 10 });
+  const at = await continueRecord(job, s);
+  const outbox = new MemoryOutbox();
+  const c = new Coordinator({ job, runId: RUN, record: at.record, outbox, log: () => {} });
+  c.recover({ session: s, recordedThrough: 0, recordedAbove: [], lastCheckpointStep: 0, live: [
+    { workerId: 'w0', rank: 0, step: 0, epoch: 0, reformEpoch: 0 }, { workerId: 'w1', rank: 1, step: 0, epoch: 0, reformEpoch: 0 },
+  ] });
+  assert.deepEqual(outbox.of('recover').map((r) => [r.epoch, r.dropped]), [[1, []]]);
+  clock.advance(1500);
+  c.onHeartbeat(beat('w0', 0, { step: 0 }));
+  c.tick(); // w1 silent past the timeout: lost during the round
+  const last = outbox.of('recover').at(-1)!;
+  assert.deepEqual([last.epoch, last.dropped], [2, ['w1']]);
+  assert.deepEqual(outbox.of('reform'), [], 'still announced with Recover');
+  const wire = decode('Control', encode('Control', { runId: RUN, recover: last }));
+  assert.deepEqual(wire.recover?.dropped, ['w1']);
 });
