@@ -22,7 +22,7 @@ export interface ControlMessages {
   Control: { runId: string; start?: { startStep: number }; evalDecision?: { step: number; stop: boolean; best: number; badEvals: number }; abort?: { reason: string; rank: number; lastStep: number }; shutdown?: Record<string, never>; stop?: Record<string, never>; alive?: { step: number; checkpointStep?: number };
     reform?: { epoch: number; reason: string; dropped: string[]; atBoundary: boolean };
     plan?: { epoch: number; peers: Array<{ rank: number; workerId: string; ringAddress: string }>; targetStep: number; sourceRank: number; evaluate?: boolean };
-    recover?: { epoch: number; reason: string } };
+    recover?: { epoch: number; reason: string; dropped?: string[] } };
   StatusRequest: Record<string, never>;
   StatusReply: {
     job: string; runId: string; phase: string; step: number; totalSteps: number; worldSize: number; workersAlive: number; lastLoss: number;

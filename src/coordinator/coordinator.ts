@@ -73,7 +73,8 @@ import { EvalBook } from './eval-book.ts';
 import { Liveness } from './liveness.ts';
 import { Membership } from './membership.ts';
 import { ElasticRounds } from './elastic.ts';
-import { describeHashGroups, StepBook, type CompletedStep } from './step-book.ts';
+import { keepInStepOrder } from './history-order.ts';
+import { describeHashGroups, StepBook, stepRanges, type CompletedStep } from './step-book.ts';
 import { stringifyRecord } from '../run/record-json.ts';
 import type { RecoveredRun } from './recovery.ts';
 import type { CoordinatorSession } from './session-file.ts';
@@ -163,6 +164,10 @@ export class Coordinator {
   private lastProgress = performance.now();
   private readonly decisions = new Map<number, NonNullable<M['Control']['evalDecision']>>();
   private readonly assignments = new Map<string, M['Assignment']>();
+  /** The record's writes, one at a time in call order (history-order.ts keeps metrics.jsonl in step order). */
+  private writes: Promise<void> = Promise.resolve();
+  /** Complete steps whose metrics.jsonl line is not written yet: not acknowledged until it is. */
+  private readonly writing = new Set<number>();
   private settle!: { resolve: (s: RunSummary) => void; reject: (e: Error) => void };
 
   constructor(private readonly o: CoordinatorInit) {
@@ -179,12 +184,15 @@ export class Coordinator {
       progressed: () => this.progressed(),
       fail: (rank, reason) => this.fail(rank, reason),
       contiguous: () => this.steps.contiguous,
+      unreported: (step) => this.steps.unreported(step),
       lastComplete: () => this.lastComplete,
       totalSteps: () => this.totalSteps,
       evaluated: (step) => this.decisions.has(step) || o.record.history.lines.some((l) => l.type === 'eval' && l.step === step),
       planned: (target) => {
         this.evals = new EvalBook();
-        for (const done of this.steps.completeThrough(target)) void this.completed(done);
+        const { partial, missing } = this.steps.completeThrough(target);
+        if (missing.length) o.log(`[coordinator] no report of step${missing.length > 1 ? 's' : ''} ${stepRanges(missing)} came in; the ring goes on from step ${target}: missing from metrics.jsonl`);
+        for (const done of partial) void this.completed(done);
         this.lastComplete = Math.max(this.lastComplete, target);
         this.saveSession();
       },
@@ -297,12 +305,13 @@ export class Coordinator {
     this.totalSteps = session.totalSteps;
     this.sizes = session.data;
     this.labels = session.labels;
-    this.steps.startAt(r.recordedThrough);
-    this.lastComplete = r.recordedThrough;
+    this.steps.startAt(r.recordedThrough, r.recordedAbove);
+    this.lastComplete = Math.max(r.recordedThrough, ...r.recordedAbove);
     this.lastCheckpointStep = r.lastCheckpointStep;
     const lost = session.workers.filter((w) => !live.some((x) => x.workerId === w));
     this.o.log(`[coordinator] recovering run ${this.o.runId}: ${live.map((w) => `rank ${w.rank} = ${w.workerId} (step ${w.step})`).join(', ')} alive` +
-      `${lost.length ? `; not heard: ${lost.join(', ')}` : ''}; metrics.jsonl holds steps through ${r.recordedThrough}; re-forming the ring`);
+      `${lost.length ? `; not heard: ${lost.join(', ')}` : ''}; metrics.jsonl holds steps through ${r.recordedThrough}` +
+      `${r.recordedAbove.length ? ` and ${stepRanges(r.recordedAbove)} (the others are taken from the re-sent reports)` : ''}; re-forming the ring`);
     this.elastic.recover(live, session.epoch, session.workers.length, lost);
   }
 
@@ -333,11 +342,13 @@ export class Coordinator {
     if (s.step % Math.max(1, Math.round(this.totalSteps / 10)) === 0 || s.step === this.totalSteps) {
       this.o.log(`[coordinator] step ${s.step}/${this.totalSteps} loss ${s.loss.toFixed(4)} ${s.tokensPerSecond} tok/s`);
     }
-    await this.o.record.train({
+    const timeMs = Math.round(this.o.record.elapsedMs);
+    this.writing.add(s.step);
+    await this.inOrder(() => this.o.record.train({
       step: s.step, loss: s.loss, lr: s.lr, grad_norm: s.gradNorm, count: s.count, tokens_per_s: s.tokensPerSecond,
-      workers: s.workers, tokens: s.tokens, time_ms: Math.round(this.o.record.elapsedMs),
+      workers: s.workers, tokens: s.tokens, time_ms: timeMs,
       compute_ms: s.computeMs, reduce_ms_min: s.reduceMsMin, reduce_ms: s.reduceMs, reduce_bytes: s.reduceBytes,
-    });
+    })).finally(() => this.writing.delete(s.step));
     if (s.hashGroups) {
       this.o.events?.hashCheck?.(s.hashGroups.size === 1);
       if (s.hashGroups.size > 1) this.fail(-1, `replica parameters diverged at step ${s.step} (${describeHashGroups(s.hashGroups)})`);
@@ -357,7 +368,7 @@ export class Coordinator {
     if (!merged) return;
     const r = merged.result;
     this.o.events?.eval?.(e.step, r);
-    await this.o.record.eval(e.step, r, classificationReport(merged.state, this.labels));
+    await this.inOrder(() => this.o.record.eval(e.step, r, classificationReport(merged.state, this.labels)));
     this.o.log(`[coordinator] step ${e.step} eval: ${Object.entries(r).map(([k, v]) => `${k} ${+v.toFixed(4)}`).join(', ')}`);
     let stop = false;
     try {
@@ -371,6 +382,30 @@ export class Coordinator {
     this.decisions.set(e.step, decision);
     this.progressed();
     this.o.outbox.control({ evalDecision: decision });
+  }
+
+  /**
+   * Runs the record's writes one at a time in call order (concurrent appends may land in any order),
+   * and puts a line that came late (a re-sent report completed its step after later ones) in its place.
+   */
+  private inOrder(write: () => Promise<void>): Promise<void> {
+    const done = this.writes.then(write).then(async () => {
+      const last = this.o.record.history.lines.at(-1);
+      if (await keepInStepOrder(this.o.record.history)) this.o.log(`[coordinator] a late line (${last?.type} step ${last?.step}) put in step order in metrics.jsonl`);
+    });
+    this.writes = done.catch(() => {});
+    return done;
+  }
+
+  /**
+   * What Control.alive acknowledges: every step up to it is complete and its line written. A step is
+   * acknowledged once, and only then do the workers forget its report: an acknowledgement past a hole,
+   * or before the line is on disk, would lose the step from the history for good when this coordinator
+   * dies (nobody re-sends it to the next one).
+   */
+  private acknowledgedStep(): number {
+    const unwritten = this.writing.size ? Math.min(...this.writing) - 1 : Infinity;
+    return Math.min(this.steps.contiguous, unwritten);
   }
 
   // 8. checkpoints
@@ -394,6 +429,13 @@ export class Coordinator {
     // A survivor of an earlier epoch: its loss report is about a ring already given up.
     if (f.survivor && (f.epoch ?? 0) !== this.elastic.epoch) return;
     if (!this.fromRank(f.rank, sender, 'Failed')) return;
+    if (f.survivor && this.elastic.abandoning && this.members.byRank(f.lostRank)) {
+      // Every member was told to close its ring (a loss's or a restart's round): a rank whose Reform or
+      // Recover came later than its neighbour's sees that neighbour's ring close and blames it. Not a
+      // loss; one that really died during the round is found by its heartbeats (step 9).
+      this.o.log(`[coordinator] rank ${f.rank} reports rank ${f.lostRank} lost during re-form ${this.elastic.roundEpoch}: its ring was closed for the re-form; not a loss`);
+      return;
+    }
     if (f.survivor && f.lostRank >= 0) this.lose(f.lostRank, `lost (reported by rank ${f.rank}): ${f.error}`);
     else if (f.lostRank >= 0) this.fail(f.lostRank, `lost (reported by rank ${f.rank}): ${f.error}`);
     else this.fail(f.rank, f.error);
@@ -411,8 +453,8 @@ export class Coordinator {
       }
       return;
     }
-    // Acknowledges reports: every step up to `steps.contiguous` is in; workers re-send the rest.
-    if (v.announce) this.o.outbox.control({ alive: { step: this.steps.contiguous, checkpointStep: this.lastCheckpointStep } });
+    // Acknowledges reports: every step up to this one is recorded; workers re-send the rest.
+    if (v.announce) this.o.outbox.control({ alive: { step: this.acknowledgedStep(), checkpointStep: this.lastCheckpointStep } });
     if (v.lost) return this.lose(v.lost.rank, this.liveness.describe(v.lost));
     this.elastic.tick(); // E1-E3: a round's Control again, its plan, or a loaded standby's entry
     const limit = this.o.job.cluster.progressTimeoutMs;
@@ -456,6 +498,7 @@ export class Coordinator {
     if (d.rank === 0 && d.finalModelDir) this.finalModelDir = d.finalModelDir;
     if (this.done.size < this.members.worldSize || this.phase === 'failed' || this.phase === 'finishing') return;
     this.setPhase('finishing');
+    await this.writes; // every line in metrics.jsonl before the reports are made from it
     const finalEval = await this.o.record.finish({
       steps: this.lastComplete, stoppedEarly: this.stoppedEarly, data: this.sizes, finalModelDir: this.finalModelDir,
       extra: { run_id: this.o.runId, workers: this.members.worldSize },

@@ -10,7 +10,9 @@
  *   R4  recover(): a restarted coordinator's round over the killed one's live workers, announced with
  *       Control.recover (they take this coordinator as theirs) instead of Control.reform.
  *   R5  its plan waits (RECOVER_REPORTS_MS at most) for the re-sent reports of the steps up to the
- *       target that the killed coordinator never recorded.
+ *       target that the killed coordinator never recorded (every step not recorded: the live workers
+ *       re-send all they hold). A loss's round waits the same way for steps of which no report came
+ *       at all (lost in a NATS outage; the survivors re-send at the Reform), not for the lost rank's.
  */
 import type { CompiledJob } from '../config/compile.ts';
 import type { ControlMessages } from '../control/bus.ts';
@@ -22,7 +24,7 @@ import { ReformRound, type ReformLimits } from './reform.ts';
 type M = ControlMessages;
 type Plan = NonNullable<M['Control']['plan']>;
 
-/** R5: how long a recovered round waits for the re-sent reports of steps the killed coordinator missed. */
+/** R5: how long a recovered round (or a loss's) waits for the re-sent reports of steps not recorded. */
 export const RECOVER_REPORTS_MS = 3000;
 
 /** What a round needs of the coordinator that runs it. */
@@ -40,6 +42,8 @@ export interface ElasticHost {
   fail(rank: number, reason: string): void;
   /** Every step up to this one is complete. */
   contiguous(): number;
+  /** Steps up to `step` of which no report came at all. */
+  unreported(step: number): number[];
   lastComplete(): number;
   totalSteps(): number;
   /** The evaluation after `step` was decided (and recorded). */
@@ -56,13 +60,20 @@ export class ElasticRounds {
   /** The latest plan, sent again to a member that missed it. */
   private lastPlan?: Plan;
   /** R4-R5: set until the plan of a restarted coordinator's first round. */
-  private recovering?: { decidableMs?: number };
+  private recovering = false;
+  /** When the current round could first have been decided but for missing step reports (R5). */
+  private decidableMs?: number;
 
   constructor(private readonly h: ElasticHost, readonly limits: ReformLimits) {}
 
   /** A round is forming the next epoch. */
   get inRound(): boolean {
     return this.round !== undefined;
+  }
+
+  /** The epoch the round in progress forms (undefined: none). */
+  get roundEpoch(): number | undefined {
+    return this.round?.epoch;
   }
 
   /** A round after a loss (or a restart): the step and any evaluation in flight are abandoned. */
@@ -109,7 +120,8 @@ export class ElasticRounds {
   recover(live: readonly LiveWorker[], sessionEpoch: number, worldBefore: number, lost: string[]): void {
     const next = Math.max(sessionEpoch, ...live.map((w) => Math.max(w.epoch, w.reformEpoch))) + 1;
     this.epoch = Math.max(...live.map((w) => w.epoch)); // the epoch their re-sent reports carry
-    this.recovering = {};
+    this.recovering = true;
+    this.decidableMs = undefined;
     this.round = new ReformRound(next, `coordinator restarted (run ${this.h.runId})`, live.map((w) => w.workerId), worldBefore, false, lost);
     this.h.setPhase('reforming');
     this.h.progressed();
@@ -133,9 +145,9 @@ export class ElasticRounds {
     this.tryPlan();
   }
 
-  /** R5: a step report came in; it may be the last one the recovered round's plan waits for. */
+  /** R5: a step report came in; it may be the last one the round's plan waits for. */
   stepRecorded(): void {
-    if (this.recovering) this.tryPlan();
+    if (this.round) this.tryPlan();
   }
 
   /** E1/E2: a new round for epoch + 1 (a loss during a round starts the next one, without the lost). */
@@ -143,6 +155,7 @@ export class ElasticRounds {
     const epoch = (this.round?.epoch ?? this.epoch) + 1;
     const worldBefore = this.round?.worldBefore ?? this.h.members.worldSize;
     this.round = new ReformRound(epoch, reason, this.h.members.activeWorkers(), worldBefore, atBoundary && !this.round?.dropped.length, dropped);
+    this.decidableMs = undefined;
     this.h.setPhase('reforming');
     this.h.progressed();
     this.send();
@@ -151,7 +164,7 @@ export class ElasticRounds {
   private send(): void {
     const r = this.round!;
     this.sentMs = performance.now();
-    if (this.recovering) this.h.control({ recover: { epoch: r.epoch, reason: r.reason } }); // R4
+    if (this.recovering) this.h.control({ recover: { epoch: r.epoch, reason: r.reason, dropped: [...r.dropped] } }); // R4
     else this.h.control({ reform: { epoch: r.epoch, reason: r.reason, dropped: [...r.dropped], atBoundary: r.atBoundary } });
   }
 
@@ -162,16 +175,20 @@ export class ElasticRounds {
     const d = round.decide(this.h.members.readyStandby(this.h.timeoutMs), this.limits);
     if (d.kind === 'wait') return;
     if (d.kind === 'fail') return this.h.fail(-1, d.reason);
-    if (this.recovering && this.h.contiguous() < d.targetStep) {
-      // R5: steps the killed coordinator never recorded come from the workers' re-sent reports (sent
-      // with their ReformReports, on another subject): wait briefly so history has no holes.
-      const since = (this.recovering.decidableMs ??= performance.now());
+    // R5: steps not recorded come from the workers' re-sent reports (sent with their ReformReports, on
+    // another subject): wait briefly so the history has no holes. A restart waits for every step (all
+    // live workers re-send what was never acknowledged); a loss's round for the steps nobody's report
+    // reached (a lost rank's own reports never come: its steps are recorded from the survivors').
+    const missing = this.recovering ? this.h.contiguous() < d.targetStep : !round.atBoundary && this.h.unreported(d.targetStep).length > 0;
+    if (missing) {
+      const since = (this.decidableMs ??= performance.now());
       if (performance.now() - since < RECOVER_REPORTS_MS) return;
-      this.h.log(`[coordinator] recovering: the reports of steps ${this.h.contiguous() + 1}..${d.targetStep} did not all come in ${RECOVER_REPORTS_MS} ms; ` +
-        'recording those that did (partial totals), the others are missing from metrics.jsonl');
+      this.h.log(`[coordinator] ${this.recovering ? 'recovering' : `re-form ${round.epoch}`}: the re-sent reports of steps up to ${d.targetStep} did not all come in ${RECOVER_REPORTS_MS} ms; ` +
+        'recording those that did (partial totals)');
     }
-    if (this.recovering) this.h.log(`[coordinator] recovered run ${this.h.runId}: every step through ${d.targetStep} applied and recorded`);
-    this.recovering = undefined;
+    if (this.recovering) this.h.log(`[coordinator] recovered run ${this.h.runId}: every step through ${d.targetStep} applied${this.h.contiguous() >= d.targetStep ? ' and recorded' : ''}`);
+    this.recovering = false;
+    this.decidableMs = undefined;
     this.round = undefined;
     this.epoch = round.epoch;
     this.h.members.reRank(d.peers.map((p) => p.workerId));

@@ -64,7 +64,7 @@ export async function runCoordinator(o: CoordinatorOptions): Promise<RunSummary>
       runId = killed.runId;
       const at = await continueRecord(job, killed);
       record = at.record;
-      recovered = { session: killed, live, recordedThrough: at.recordedThrough, lastCheckpointStep: at.lastCheckpointStep };
+      recovered = { session: killed, live, recordedThrough: at.recordedThrough, recordedAbove: at.recordedAbove, lastCheckpointStep: at.lastCheckpointStep };
     } else {
       // The checkpoint directory belongs to this run from here: refused if another run's is there
       // (unless --resume or --overwrite), staging leftovers removed. Before RunRecord.open touches history.

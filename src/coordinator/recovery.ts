@@ -8,7 +8,10 @@
  *       of the killed session are gone or will abort on their own).
  *   R3. The run's record continues as the killed coordinator left it: metrics.jsonl keeps every line
  *       (workers never un-apply a step, so nothing recorded is re-run), early stopping replays its
- *       evaluations, the checkpoint step is the latest checkpoint's.
+ *       evaluations, the checkpoint step is the latest checkpoint's. "Recorded through N" means every
+ *       train step 1..N has its line: a step above a hole (its reports were lost, e.g. in a NATS
+ *       outage, and the killed coordinator never got the re-sends) does not count, so the workers'
+ *       re-sent reports of the hole are taken (R5) and their lines inserted in step order.
  * Then Coordinator.recover (coordinator.ts R4-R5) re-forms the ring with the live workers.
  */
 import type { CompiledJob } from '../config/compile.ts';
@@ -33,8 +36,10 @@ export interface RecoveredRun {
   session: CoordinatorSession;
   /** In rank order. */
   live: LiveWorker[];
-  /** The last step metrics.jsonl records (every step up to it is in). */
+  /** Every train step 1..recordedThrough has its line in metrics.jsonl (the highest such step). */
   recordedThrough: number;
+  /** Train steps above recordedThrough that have their line too (above a hole), ascending. */
+  recordedAbove: number[];
   lastCheckpointStep: number;
 }
 
@@ -63,7 +68,7 @@ export async function findLiveWorkers(
 }
 
 /** R3: the run's record as the killed coordinator left it, and where it stands. */
-export async function continueRecord(job: CompiledJob, session: CoordinatorSession): Promise<{ record: RunRecord; recordedThrough: number; lastCheckpointStep: number }> {
+export async function continueRecord(job: CompiledJob, session: CoordinatorSession): Promise<{ record: RunRecord; recordedThrough: number; recordedAbove: number[]; lastCheckpointStep: number }> {
   // A "resumed" state past any step keeps every line of metrics.jsonl (RunHistory.open drops only a
   // line cut short by the kill); only `step` and `earlyStopping` of it are read.
   const keepAll: TrainerState = {
@@ -71,9 +76,9 @@ export async function continueRecord(job: CompiledJob, session: CoordinatorSessi
     schedule: { name: '', peakLr: 0, warmupSteps: 0, totalSteps: session.totalSteps, minLrRatio: 0 },
   };
   const record = await RunRecord.open(job, keepAll);
-  let recordedThrough = 0;
+  const train = new Set<number>();
   for (const line of record.history.lines) {
-    if (line.type === 'train') recordedThrough = Math.max(recordedThrough, line.step);
+    if (line.type === 'train') train.add(line.step);
     if (line.type !== 'eval') continue;
     const { type: _t, step: _s, ...rest } = line;
     const result: EvalResult = Object.fromEntries(Object.entries(rest).map(([k, v]) => [k, Number(v)]));
@@ -85,5 +90,8 @@ export async function continueRecord(job: CompiledJob, session: CoordinatorSessi
   }
   const latest = await latestCheckpoint(job.checkpoint.dir).catch(() => undefined);
   const lastCheckpointStep = latest ? await readTrainerState(latest).then((s) => s.step, () => 0) : 0;
-  return { record, recordedThrough, lastCheckpointStep };
+  let recordedThrough = 0;
+  while (train.has(recordedThrough + 1)) recordedThrough += 1;
+  const recordedAbove = [...train].filter((s) => s > recordedThrough).sort((a, b) => a - b);
+  return { record, recordedThrough, recordedAbove, lastCheckpointStep };
 }

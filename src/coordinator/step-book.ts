@@ -34,10 +34,19 @@ export class StepBook {
   /** Complete steps above `through` (a report of an earlier step is still missing: lost, to be re-sent). */
   private ahead = new Set<number>();
 
-  /** The run (re)starts after `step` completed steps. */
-  startAt(step: number): void {
+  /**
+   * The run (re)starts after `step` completed steps. `recorded`: steps above it already recorded (a
+   * taking-over coordinator's metrics.jsonl with a hole below them): never completed twice, and
+   * `contiguous` passes them once the hole is filled.
+   */
+  startAt(step: number, recorded: Iterable<number> = []): void {
     this.through = step;
-    this.ahead.clear();
+    this.ahead = new Set([...recorded].filter((s) => s > step));
+    this.advance();
+  }
+
+  private advance(): void {
+    while (this.ahead.delete(this.through + 1)) this.through += 1;
   }
 
   /** The highest step such that it and every step before it are complete. */
@@ -56,22 +65,43 @@ export class StepBook {
     if (at.size < worldSize) return undefined;
     this.pending.delete(r.step);
     this.ahead.add(r.step);
-    while (this.ahead.delete(this.through + 1)) this.through += 1;
+    this.advance();
     return summarize(r.step, at);
+  }
+
+  /** Steps up to `step`, not complete, of which no rank's report came (all lost on the way, or never sent). */
+  unreported(step: number): number[] {
+    const out: number[] = [];
+    for (let s = this.through + 1; s <= step; s++) if (!this.ahead.has(s) && !this.pending.has(s)) out.push(s);
+    return out;
   }
 
   /**
    * Elastic re-form at `step`: every step up to it counts as complete from now on. Returns the steps up
    * to it still waiting for reports (a lost rank's never came), summarized from the reports that did
    * arrive: the global numbers are in every rank's report; the token and sample totals are partial.
+   * `missing`: the steps up to it of which no report came at all (they stay missing from the record).
    */
-  completeThrough(step: number): CompletedStep[] {
+  completeThrough(step: number): { partial: CompletedStep[]; missing: number[] } {
     const partial = [...this.pending.keys()].filter((s) => s <= step).sort((a, b) => a - b)
       .map((s) => summarize(s, this.pending.get(s)!));
+    const missing = this.unreported(step);
     for (const s of [...this.pending.keys()]) if (s <= step) this.pending.delete(s);
-    this.startAt(Math.max(this.through, step));
-    return partial;
+    this.startAt(Math.max(this.through, step), this.ahead);
+    return { partial, missing };
   }
+}
+
+/** "4-6, 9" for [4, 5, 6, 9] (sorted steps). */
+export function stepRanges(steps: readonly number[]): string {
+  const out: string[] = [];
+  for (let i = 0; i < steps.length; ) {
+    let j = i;
+    while (j + 1 < steps.length && steps[j + 1] === steps[j]! + 1) j++;
+    out.push(i === j ? `${steps[i]}` : `${steps[i]}-${steps[j]}`);
+    i = j + 1;
+  }
+  return out.join(', ');
 }
 
 /** A step's numbers from the reports of it that arrived (every rank's, unless completeThrough). */

@@ -4,7 +4,10 @@
  * up to `maxIntervalMs` (an eval report may legitimately wait long for the slowest rank), until the
  * coordinator's answer acknowledges it. The coordinator treats every report as idempotent (by run,
  * rank and step), so a re-send never counts twice.
- *   step:<n>   acknowledged by Control.alive.step >= n (contiguous)
+ *   step:<n>   acknowledged by Control.alive.step >= n: the coordinator sends the highest step such
+ *              that it and every step before it are recorded (their metrics.jsonl lines written), never
+ *              a step above a hole, so a report it missed is kept and re-sent (also to a coordinator
+ *              that takes over: docs/reliability.md)
  *   ckpt:<n>   acknowledged by Control.alive.checkpoint_step >= n
  *   ready      acknowledged by Control.start
  *   eval:<n>   acknowledged by the EvalDecision of step n

@@ -246,9 +246,11 @@ export async function runWorker(o: WorkerOptions): Promise<void> {
         void ring?.close();
       }
       if (c.recover && c.recover.epoch > (reformAsk?.epoch ?? epoch)) {
-        // Coordinator restart: answered as a loss's re-form (the step in flight is abandoned, nobody is dropped).
-        reformAsk = { epoch: c.recover.epoch, reason: c.recover.reason, dropped: [], atBoundary: false };
+        // Coordinator restart: answered as a loss's re-form (the step in flight is abandoned). A rank lost
+        // during the restarted coordinator's first round is dropped by its next Recover, as by a Reform.
+        reformAsk = { epoch: c.recover.epoch, reason: c.recover.reason, dropped: c.recover.dropped ?? [], atBoundary: false };
         activity.reformEpoch = reformAsk.epoch;
+        if (reformAsk.dropped.includes(workerId)) abortReason = `dropped from the run by the coordinator (re-form ${reformAsk.epoch}: ${reformAsk.reason})`;
         void ring?.close();
       }
       if (c.reform && c.reform.epoch > (reformAsk?.epoch ?? epoch)) {
@@ -260,6 +262,9 @@ export async function runWorker(o: WorkerOptions): Promise<void> {
           void ring?.close();
         } else if (!c.reform.atBoundary) {
           void ring?.close();
+          // Reports the coordinator has not acknowledged (lost in a NATS outage, waiting out a backoff)
+          // go now: its plan waits briefly for steps of which no report came (elastic.ts R5).
+          reports.resendAll();
         }
       }
       for (const f of controls.splice(0)) f(c);

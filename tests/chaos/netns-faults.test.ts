@@ -1,10 +1,13 @@
 /**
  * The short fault campaign (the long one is `npm run bench:chaos`): 2 workers in their own network
  * namespaces (own addresses, a bridge, nats-server and the coordinator on the bridge side), supervised
- * like Kubernetes pods, elastic `on_loss: wait`. Three faults: a partition (link down longer than the
- * heartbeat timeout), a SIGKILL, a bad-link burst (netem, or tbf where the kernel has no netem). The
- * run must finish, every step applied once, with final parameters equal bit for bit to a fault-free
- * run of the same job (docs/reliability.md: a `wait` replacement restores the N-rank ring).
+ * like Kubernetes pods, elastic `on_loss: wait`. Five faults: a NATS restart followed at once by a
+ * coordinator SIGKILL (the pair that left holes in the campaign's metrics history: steps reported
+ * during the outage and not yet re-sent when the coordinator died), a partition (link down longer
+ * than the heartbeat timeout), a worker SIGKILL, a bad-link burst (netem, or tbf where the kernel has
+ * no netem). The run must finish with every train step in metrics.jsonl once, in order (the
+ * campaign's history check), and final parameters equal bit for bit to a fault-free run of the same
+ * job (docs/reliability.md: a `wait` replacement and a coordinator takeover restore the N-rank ring).
  * Skipped, with the reason, where network namespaces cannot be made (not root).
  */
 import assert from 'node:assert/strict';
@@ -23,12 +26,13 @@ import { createTopology, destroyTopology, netnsUnavailable, removeStale, shaping
 const unavailable = netnsUnavailable();
 if (unavailable) console.log(`# netns-faults skipped: ${unavailable}`);
 
-test('netns faults (partition, SIGKILL, bad link) under on_loss wait: the run finishes bit-identical to the fault-free run', { skip: unavailable ?? false, timeout: 480_000 }, async (t) => {
+test('netns faults (NATS restart + coordinator kill, partition, SIGKILL, bad link) under on_loss wait: every step recorded once, bit-identical to the fault-free run', { skip: unavailable ?? false, timeout: 480_000 }, async (t) => {
   removeStale();
   const dir = await mkdtemp(join(tmpdir(), 'ringtune-netns-'));
   const topo = createTopology(2);
   const HB = 3000;
-  const { file, name, totalSteps } = await chaosJob(dir, { workers: 2, steps: 36, heartbeatTimeoutMs: HB });
+  // An evaluation every 12 steps: workers without a coordinator wait there (see job.ts).
+  const { file, name, totalSteps } = await chaosJob(dir, { workers: 2, steps: 48, heartbeatTimeoutMs: HB, evalEvery: 12 });
   // The fault-free reference runs at the same time (its own NATS, loopback): the same job, another output.
   const ref = startLocal(file, ['--output', join(dir, 'out-ref')]);
   const c = new ChaosCluster({ topo, jobFile: file, jobName: name, secret: newJobSecret(), maxRestarts: 20, restartDelayMs: 300, logFile: join(dir, 'chaos.log') });
@@ -40,8 +44,10 @@ test('netns faults (partition, SIGKILL, bad link) under on_loss wait: the run fi
   });
   await c.start();
   const results = await runCampaign(c, {
-    seed: 1, count: 3, kinds: [], budgetMs: 360_000, heartbeatTimeoutMs: HB,
+    seed: 1, count: 5, kinds: [], budgetMs: 360_000, heartbeatTimeoutMs: HB,
     sequence: [
+      { kind: 'nats-restart', worker: -1, durationMs: 700 },
+      { kind: 'sigkill-coordinator', worker: -1, durationMs: 0 },
       { kind: 'partition', worker: 1, durationMs: 2 * HB },
       { kind: 'sigkill-worker', worker: 0, durationMs: 0 },
       { kind: 'shape', worker: 1, durationMs: 2000 },
@@ -53,14 +59,16 @@ test('netns faults (partition, SIGKILL, bad link) under on_loss wait: the run fi
   const code = await within(c.done, 240_000, -1);
   assert.equal(code, 0, `the run did not complete:\n${c.lines.slice(-60).map((l) => `${(l.t / 1000).toFixed(1)} [${l.who}] ${l.line}`).join('\n')}`);
 
-  assert.deepEqual(results.map((r) => r.kind), ['partition', 'sigkill-worker', 'shape'], 'every fault injected');
+  assert.deepEqual(results.map((r) => r.kind), ['nats-restart', 'sigkill-coordinator', 'partition', 'sigkill-worker', 'shape'], 'every fault injected');
   for (const r of results) assert.notEqual(r.recoveryMs, null, `${r.kind} on ${r.target}: training never went on`);
-  // A partition twice the heartbeat timeout and a SIGKILL are both losses the coordinator names.
-  for (const r of results.slice(0, 2)) assert.match(r.verdict ?? '', /lost after step|ring epoch|failed after step|waiting for/, `${r.kind}: no verdict`);
-  assert.ok(results[1]!.restarted.includes('w0'), 'the killed worker was replaced');
+  // The coordinator kill is taken over with the live workers; a partition twice the heartbeat timeout
+  // and a SIGKILL are losses the coordinator names.
+  assert.deepEqual(results[1]!.restarted, ['coordinator'], 'the workers outlived the coordinator');
+  for (const r of results.slice(1, 4)) assert.match(r.verdict ?? '', /lost after step|ring epoch|failed after step|waiting for|recovering run/, `${r.kind}: no verdict`);
+  assert.ok(results[3]!.restarted.includes('w0'), 'the killed worker was replaced');
 
   const steps = (await history(join(dir, `out-${name}`))).filter((x) => x.type === 'train').map((x) => Number(x.step));
-  assert.deepEqual(steps, Array.from({ length: totalSteps }, (_, i) => i + 1), 'every step applied and recorded once');
+  assert.deepEqual(steps, Array.from({ length: totalSteps }, (_, i) => i + 1), 'every train step recorded once, in order (the campaign\'s history check)');
 
   assert.equal(await ref.exit, 0, ref.output());
   const [got, want] = [await finalBytes(join(dir, `out-${name}`)), await finalBytes(join(dir, 'out-ref'))];

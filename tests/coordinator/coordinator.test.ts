@@ -339,7 +339,7 @@ test('9-10 a rank that sent Done is not declared lost while rank 0 still writes 
 
 test('9 acknowledgements: Control.alive carries the contiguous complete step and the latest checkpoint', async (t) => {
   const clock = fakeClock(t);
-  const { c, outbox } = await coordinator(t, { workers: 2 });
+  const { c, outbox, job, record } = await coordinator(t, { workers: 2 });
   startRun(c, 2);
   await completeStep(c, 2, 1);
   await completeStep(c, 2, 3); // step 2 lost on its way (to be re-sent): not acknowledged yet
@@ -352,6 +352,31 @@ test('9 acknowledgements: Control.alive carries the contiguous complete step and
   c.tick();
   assert.deepEqual(outbox.of('alive').at(-1), { step: 3, checkpointStep: 3 });
   assert.equal(c.status().step, 3);
+  // Step 2's line came after step 3's: metrics.jsonl is rewritten in step order, each step once.
+  assert.deepEqual((await readHistory(job.outputDir)).filter((l) => l.type === 'train').map((l) => l.step), [1, 2, 3]);
+  assert.deepEqual(record.history.lines.map((l) => l.step), [1, 2, 3]);
+});
+
+test('9 acknowledgements: a complete step is acknowledged only once its metrics.jsonl line is written (a kill meanwhile loses nothing)', async (t) => {
+  const clock = fakeClock(t);
+  const { c, outbox, record } = await coordinator(t, { workers: 2 });
+  startRun(c, 2);
+  await completeStep(c, 2, 1);
+  let release!: () => void;
+  const train = record.train.bind(record);
+  t.mock.method(record, 'train', async (line: Parameters<typeof record.train>[0]) => {
+    await new Promise<void>((r) => (release = r));
+    await train(line);
+  });
+  const writing = completeStep(c, 2, 2);
+  await new Promise((r) => setImmediate(r));
+  clock.advance(100);
+  c.tick();
+  assert.deepEqual(outbox.of('alive').at(-1), { step: 1, checkpointStep: 0 }, 'step 2 is complete, its line not yet written');
+  release();
+  await writing;
+  c.tick();
+  assert.deepEqual(outbox.of('alive').at(-1), { step: 2, checkpointStep: 0 });
 });
 
 test('9 progress watchdog: every rank alive but no step for cluster.progress_timeout_ms stops the run', async (t) => {

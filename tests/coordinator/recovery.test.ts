@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { appendFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { ControlMessages } from '../../src/control/bus.ts';
+import { decode, encode } from '../../src/control/messages.ts';
 import { Coordinator } from '../../src/coordinator/coordinator.ts';
 import { RECOVER_REPORTS_MS } from '../../src/coordinator/elastic.ts';
 import { Membership } from '../../src/coordinator/membership.ts';
@@ -76,13 +77,13 @@ test('a restarted coordinator: Recover above every epoch the workers know; the p
   for (const s of [1, 2, 3]) await killed.train({ step: s, loss: 3 - s / 10, grad_norm: 1, count: 32, lr: 1e-3 });
   await appendFile(join(job.outputDir, 'metrics.jsonl'), '{"type":"train","st');
   const s = session({ epoch: 1, totalSteps: 10 });
-  const { record, recordedThrough, lastCheckpointStep } = await continueRecord(job, s);
-  assert.deepEqual([recordedThrough, lastCheckpointStep], [3, 0]);
+  const { record, recordedThrough, recordedAbove, lastCheckpointStep } = await continueRecord(job, s);
+  assert.deepEqual([recordedThrough, recordedAbove, lastCheckpointStep], [3, [], 0]);
   const outbox = new MemoryOutbox();
   const saved: CoordinatorSession[] = [];
   const c = new Coordinator({ job, runId: RUN, record, outbox, log: () => {}, session: (x) => saved.push(x) });
   // w1 was asked for re-form 2 by the killed coordinator; both train in ring epoch 1.
-  c.recover({ session: s, recordedThrough, lastCheckpointStep, live: [
+  c.recover({ session: s, recordedThrough, recordedAbove, lastCheckpointStep, live: [
     { workerId: 'w0', rank: 0, step: 5, epoch: 1, reformEpoch: 0 }, { workerId: 'w1', rank: 1, step: 5, epoch: 1, reformEpoch: 2 },
   ] });
   assert.equal(c.currentPhase, 'reforming');
@@ -113,4 +114,67 @@ test('a restarted coordinator: Recover above every epoch the workers know; the p
   // Reports of the new epoch go on as usual.
   for (const rank of [1, 0]) await c.onStepReport(stepReport(rank, 6, { epoch: 3 }));
   assert.deepEqual((await readHistory(job.outputDir)).filter((x) => x.type === 'train').map((x) => x.step), [1, 2, 3, 4, 5, 6]);
+});
+
+test('a restarted coordinator, metrics.jsonl with a hole (steps 4-5 lost in a NATS outage, 6-7 recorded): "recorded through 3"; the re-sent 4-5 are recorded, in step order, 6-7 not twice; acknowledged only then', async (t) => {
+  const clock = fakeClock(t);
+  const dir = await tempDir(t, 'ringtune-recover-hole-');
+  const job = runJob(dir, { cluster: { workers: 2, heartbeat_timeout_ms: 1000 }, eval: { every_n_steps: 5 } });
+  const killed = await RunRecord.open(job);
+  for (const s of [1, 2, 3]) await killed.train({ step: s, loss: 3 - s / 10, grad_norm: 1, count: 32, lr: 1e-3 });
+  await killed.eval(5, { loss: 2.5 });
+  for (const s of [6, 7]) await killed.train({ step: s, loss: 3 - s / 10, grad_norm: 1, count: 32, lr: 1e-3 });
+  const s = session({ epoch: 0, totalSteps: 10 });
+  const at = await continueRecord(job, s);
+  assert.deepEqual([at.recordedThrough, at.recordedAbove], [3, [6, 7]], 'every step through 3 is in; 6 and 7 are above a hole');
+  const outbox = new MemoryOutbox();
+  const logs: string[] = [];
+  const c = new Coordinator({ job, runId: RUN, record: at.record, outbox, log: (l) => logs.push(l) });
+  c.recover({ session: s, recordedThrough: at.recordedThrough, recordedAbove: at.recordedAbove, lastCheckpointStep: 0, live: [
+    { workerId: 'w0', rank: 0, step: 8, epoch: 0, reformEpoch: 0 }, { workerId: 'w1', rank: 1, step: 8, epoch: 0, reformEpoch: 0 },
+  ] });
+  assert.match(logs.join('\n'), /metrics\.jsonl holds steps through 3 and 6-7 \(the others are taken from the re-sent reports\)/);
+  const report = (workerId: string): M['ReformReport'] => ({ runId: RUN, workerId, epoch: 1, appliedStep: 8, paramHash: 'h', ringAddress: `${workerId}:7000` });
+  c.onReformReport(report('w0'));
+  c.onReformReport(report('w1'));
+  clock.advance(100);
+  c.onHeartbeat(beat('w0', 0, { step: 8 }));
+  c.onHeartbeat(beat('w1', 1, { step: 8 }));
+  c.tick();
+  assert.deepEqual(outbox.of('plan'), [], 'steps 4, 5 and 8 are not recorded yet: the plan waits');
+  assert.deepEqual(outbox.of('alive').at(-1)?.step, 3, 'nothing above the hole is acknowledged');
+  // The workers re-send everything the killed coordinator never acknowledged (it acknowledged through 3).
+  for (const step of [4, 5, 6, 7, 8]) for (const rank of [1, 0]) await c.onStepReport(stepReport(rank, step, { epoch: 0 }));
+  c.tick();
+  const [plan] = outbox.of('plan');
+  assert.equal(plan?.targetStep, 8, 'every step through the target recorded: planned at once');
+  assert.equal(plan?.evaluate, undefined, 'the evaluation at 5 was recorded by the killed coordinator');
+  assert.deepEqual(outbox.of('alive').at(-1)?.step, 8);
+  await new Promise((r) => setImmediate(r));
+  const lines = (await readHistory(job.outputDir)).map((l) => `${l.type} ${l.step}`);
+  assert.deepEqual(lines, ['train 1', 'train 2', 'train 3', 'train 4', 'train 5', 'eval 5', 'train 6', 'train 7', 'train 8'], 'each step once, in step order');
+  assert.deepEqual(at.record.history.lines.map((l) => `${l.type} ${l.step}`), lines, 'the record in memory too (report.html is made from it)');
+});
+
+test('a rank lost during a restarted coordinator\'s first round is dropped by the next Recover (the only message a worker takes from a new sender), and the field survives the wire', async (t) => {
+  const clock = fakeClock(t);
+  const dir = await tempDir(t, 'ringtune-recover-drop-');
+  const job = runJob(dir, { cluster: { workers: 2, heartbeat_timeout_ms: 1000 } });
+  job.elastic = { ...job.elastic, onLoss: 'shrink', minWorkers: 1 };
+  const s = session({ totalSteps: 10 });
+  const at = await continueRecord(job, s);
+  const outbox = new MemoryOutbox();
+  const c = new Coordinator({ job, runId: RUN, record: at.record, outbox, log: () => {} });
+  c.recover({ session: s, recordedThrough: 0, recordedAbove: [], lastCheckpointStep: 0, live: [
+    { workerId: 'w0', rank: 0, step: 0, epoch: 0, reformEpoch: 0 }, { workerId: 'w1', rank: 1, step: 0, epoch: 0, reformEpoch: 0 },
+  ] });
+  assert.deepEqual(outbox.of('recover').map((r) => [r.epoch, r.dropped]), [[1, []]]);
+  clock.advance(1500);
+  c.onHeartbeat(beat('w0', 0, { step: 0 }));
+  c.tick(); // w1 silent past the timeout: lost during the round
+  const last = outbox.of('recover').at(-1)!;
+  assert.deepEqual([last.epoch, last.dropped], [2, ['w1']]);
+  assert.deepEqual(outbox.of('reform'), [], 'still announced with Recover');
+  const wire = decode('Control', encode('Control', { runId: RUN, recover: last }));
+  assert.deepEqual(wire.recover?.dropped, ['w1']);
 });

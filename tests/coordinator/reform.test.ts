@@ -5,6 +5,7 @@ import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import type { ControlMessages } from '../../src/control/bus.ts';
 import { Coordinator } from '../../src/coordinator/coordinator.ts';
+import { RECOVER_REPORTS_MS } from '../../src/coordinator/elastic.ts';
 import { ReformRound, type ReformLimits } from '../../src/coordinator/reform.ts';
 import { StepBook } from '../../src/coordinator/step-book.ts';
 import { RunRecord } from '../../src/run/record.ts';
@@ -79,8 +80,9 @@ test('StepBook.completeThrough: a step a lost rank never reported is summarized 
   assert.equal(book.contiguous, 1);
   book.add(stepReport(0, 2), 3);
   book.add(stepReport(2, 2), 3); // rank 1 died before reporting step 2
-  const partial = book.completeThrough(2);
+  const { partial, missing } = book.completeThrough(2);
   assert.deepEqual(partial.map((s) => [s.step, s.workers, s.tokens]), [[2, 2, 128]]);
+  assert.deepEqual(missing, [], 'step 2 had reports');
   assert.equal(book.contiguous, 2);
   assert.equal(book.add(stepReport(1, 2), 3), undefined, 'a late report of a step already counted');
 });
@@ -121,6 +123,50 @@ test('coordinator, shrink: a survivor\'s loss report drops the rank, Reform goes
   const train = (await readHistory(job.outputDir)).filter((x) => x.type === 'train');
   assert.deepEqual(train.map((x) => [x.step, x.workers]), [[1, 3], [2, 2], [3, 2]]);
   assert.equal(await settled(c.finished), 'pending');
+});
+
+test('coordinator, shrink: a step of which no report came (lost in a NATS outage) is waited for, briefly: the survivors\' re-sent reports record it, in step order; nobody\'s: the plan goes on naming it', async (t) => {
+  const clock = fakeClock(t);
+  const { c, outbox, job, logs } = await elasticCoordinator(t, { onLoss: 'shrink', minWorkers: 1 });
+  startRun(c, 3);
+  for (const rank of [2, 1, 0]) await c.onStepReport(stepReport(rank, 1));
+  // Step 2's reports were all lost; step 3 was reported by ranks 0 and 2; rank 1 died in step 4.
+  for (const rank of [2, 0]) await c.onStepReport(stepReport(rank, 3));
+  c.onFailed({ runId: RUN, rank: 2, workerId: 'w2', error: 'rank 1 was lost', step: 3, lostRank: 1, survivor: true, epoch: 0 });
+  c.onReformReport(report('w0', 1, 3));
+  c.onReformReport(report('w2', 1, 3));
+  assert.deepEqual(outbox.of('plan'), [], 'no report of step 2 came: the plan waits for the re-sends');
+  for (const rank of [0, 2]) await c.onStepReport(stepReport(rank, 2, { epoch: 0 })); // re-sent at the Reform
+  assert.equal(outbox.of('plan')[0]?.targetStep, 3, 'planned as soon as they came');
+  const train = (await readHistory(job.outputDir)).filter((x) => x.type === 'train');
+  assert.deepEqual(train.map((x) => [x.step, x.workers]), [[1, 3], [2, 2], [3, 2]], 'each step once, in step order');
+
+  // The next loss: step 5 reported by nobody, step 6 by the survivor; nothing is re-sent.
+  for (const rank of [1, 0]) await c.onStepReport(stepReport(rank, 4, { epoch: 1 }));
+  await c.onStepReport(stepReport(0, 6, { epoch: 1 }));
+  c.onFailed({ runId: RUN, rank: 0, workerId: 'w0', error: 'rank 1 was lost', step: 6, lostRank: 1, survivor: true, epoch: 1 });
+  c.onReformReport(report('w0', 2, 6));
+  assert.equal(outbox.of('plan').length, 1, 'waiting for step 5');
+  clock.advance(RECOVER_REPORTS_MS + 1);
+  c.onHeartbeat({ workerId: 'w0', rank: 0, phase: 'training', step: 6, runId: RUN });
+  c.tick();
+  assert.equal(outbox.of('plan')[1]?.targetStep, 6, 'after the bound the plan goes on');
+  assert.match(logs.join('\n'), /no report of step 5 came in; the ring goes on from step 6: missing from metrics\.jsonl/);
+  await new Promise((r) => setImmediate(r));
+  assert.deepEqual((await readHistory(job.outputDir)).filter((x) => x.type === 'train').map((x) => x.step), [1, 2, 3, 4, 6]);
+});
+
+test('coordinator, wait: during a round that closes every ring, a survivor blaming a neighbour (whose ring was closed for the round) drops nobody', async (t) => {
+  fakeClock(t);
+  const { c, outbox, logs } = await elasticCoordinator(t, { onLoss: 'wait' });
+  startRun(c, 3);
+  c.onFailed({ runId: RUN, rank: 2, workerId: 'w2', error: 'rank 0 was lost', step: 3, lostRank: 0, survivor: true, epoch: 0 });
+  assert.deepEqual(outbox.of('reform').map((r) => [r.epoch, r.dropped]), [[1, ['w0']]]);
+  // w1 closed its ring for re-form 1 before w2 heard of it: w2 blames w1.
+  c.onFailed({ runId: RUN, rank: 2, workerId: 'w2', error: 'rank 1 was lost: its ring was closed', step: 3, lostRank: 1, survivor: true, epoch: 0 });
+  assert.deepEqual(outbox.of('reform').map((r) => [r.epoch, r.dropped]), [[1, ['w0']]], 'no second round, w1 not dropped');
+  assert.match(logs.join('\n'), /rank 2 reports rank 1 lost during re-form 1: its ring was closed for the re-form; not a loss/);
+  assert.equal(c.status().workers.length, 2);
 });
 
 test('coordinator, fail (the default): a loss report stops the run as before', async (t) => {

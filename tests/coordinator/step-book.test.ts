@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { ControlMessages } from '../../src/control/bus.ts';
-import { describeHashGroups, StepBook } from '../../src/coordinator/step-book.ts';
+import { describeHashGroups, StepBook, stepRanges } from '../../src/coordinator/step-book.ts';
 
 type StepReport = ControlMessages['StepReport'];
 
@@ -63,4 +63,33 @@ test('a world of one completes every step at once', () => {
   const s = new StepBook().add(report(0, 1, { inputTokens: 64, computeMs: 8, reduceMs: 0 }), 1);
   assert.equal(s?.tokensPerSecond, 8000);
   assert.equal(s?.reduceMsMin, 0);
+});
+
+test('contiguous stops below a hole; startAt with steps recorded above a hole; completeThrough names the steps nobody reported', () => {
+  const book = new StepBook();
+  book.startAt(0);
+  for (const step of [1, 3, 4]) for (const rank of [0, 1]) book.add(report(rank, step), 2);
+  assert.equal(book.contiguous, 1, 'step 2 is missing: 3 and 4 are not acknowledged');
+  for (const rank of [0, 1]) book.add(report(rank, 2), 2);
+  assert.equal(book.contiguous, 4);
+
+  // A taking-over coordinator: metrics.jsonl holds 1-3 and 6-7 (4 and 5 lost with the killed one).
+  const taken = new StepBook();
+  taken.startAt(3, [6, 7, 2]);
+  assert.equal(taken.contiguous, 3);
+  assert.equal(taken.add(report(0, 6), 1), undefined, 'a recorded step is not completed again');
+  assert.equal(taken.add(report(0, 4), 1)?.step, 4);
+  assert.equal(taken.contiguous, 4);
+  assert.equal(taken.add(report(0, 5), 1)?.step, 5);
+  assert.equal(taken.contiguous, 7, 'the hole filled: 6 and 7 were in already');
+
+  // A re-form at 12: 9 has a report, 11 is complete, 10 and 12 had none.
+  taken.add(report(0, 8), 1);
+  taken.add(report(0, 9), 2);
+  taken.add(report(0, 11), 1);
+  const { partial, missing } = taken.completeThrough(12);
+  assert.deepEqual(partial.map((s) => s.step), [9]);
+  assert.deepEqual(missing, [10, 12]);
+  assert.equal(taken.contiguous, 12);
+  assert.equal(stepRanges([4, 5, 6, 9, 11, 12]), '4-6, 9, 11-12');
 });
