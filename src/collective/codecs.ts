@@ -26,29 +26,12 @@
 import { endianness } from 'node:os';
 import { RingProtocolError } from './errors.ts';
 import { fp16 } from './fp16.ts';
+import type { CodecName, WireCodec } from './wire-codec.ts';
 import { NATIVE_MIN_ELEMENTS, ringKernels, type RingKernels } from './kernels.ts';
 
 if (endianness() !== 'LE') throw new RingProtocolError('ringtune collectives need a little-endian host');
 
-export type CodecName = 'fp32' | 'bf16' | 'fp16';
-
-export interface WireCodec {
-  readonly name: CodecName;
-  /** Value of the proto enum ringtune.v1.Codec. */
-  readonly wireId: number;
-  /** Bytes per value on the wire (fp16's 4-byte message header aside: see payloadBytes). */
-  readonly bytesPerElement: number;
-  /** Exact payload size of a message of `elements` values. */
-  payloadBytes(elements: number): number;
-  /** Writes src into dst (byteOffset a multiple of 4); returns the number of bytes written. */
-  encode(src: Float32Array, dst: Uint8Array): number;
-  /** dst[i] += decoded src[i]; src.byteOffset must be a multiple of 4. */
-  accumulate(src: Uint8Array, dst: Float32Array): void;
-  /** dst[i] = decoded src[i]; src.byteOffset must be a multiple of 4. */
-  decode(src: Uint8Array, dst: Float32Array): void;
-  /** values[i] = decode(encode(values[i])) in place: what every receiver will hold. */
-  roundTrip(values: Float32Array): void;
-}
+export type { CodecName, WireCodec } from './wire-codec.ts';
 
 /** The native kernels when they are loaded and a call of n elements pays for its Node-API crossing. */
 function native(n: number): RingKernels | null {

@@ -29,7 +29,7 @@
  * this rank introduced into the ring's result (its reduce-scatter sends and, as owner, the round trip
  * before the all-gather; forwarding decoded values adds exactly 0).
  */
-import type { WireCodec } from './codecs.ts';
+import type { WireCodec } from './wire-codec.ts';
 import { NATIVE_MIN_ELEMENTS, ringF16Kernels, type RingF16Kernels } from './kernels.ts';
 
 /** Bytes of an fp16 message of n values: the exponent, then the values. */
