@@ -10,13 +10,19 @@
 //             h_i = f16(x_i * 2^-e), round to nearest even with subnormals; x_i ~ f32(h_i) * 2^e.
 //             e puts the message's largest finite |x| (rounded to 11 bits) in f16's top binade
 //             [2^15, 65504], so a finite value never overflows and re-encoding decoded values gives
-//             the same bits (the all-gather forwards them). See src/collective/codecs.ts for the bound.
+//             the same bits (the all-gather forwards them). See src/collective/fp16.ts for the bound.
+//             Conversions by F16C (VCVTPS2PH / VCVTPH2PS, 8 values per instruction, x86-64-v3 has
+//             them), written as intrinsics: GCC does not vectorise the bit-twiddling fallback.
 // Shapes: every kernel takes n elements; byte views (the received payload) may be any typed array and
 // are checked against n. Single-threaded on purpose: the ring already runs one process per rank and
 // each message is ~1 MiB, so OpenMP's fork/join would cost more than it saves on 2 cores.
 #include "common.h"
 #include <cmath>
 #include <cstring>
+#if defined(__F16C__) && defined(__AVX2__)
+#include <immintrin.h>
+#define RT_F16C 1
+#endif
 
 namespace rt {
 
@@ -153,36 +159,60 @@ Napi::Value Bf16RoundTrip(const Napi::CallbackInfo& info) {
 inline uint32_t BitsOf(float f) { uint32_t u; std::memcpy(&u, &f, 4); return u; }
 inline float FloatOf(uint32_t u) { float f; std::memcpy(&f, &u, 4); return f; }
 
-// float32 bits -> binary16 bits, round to nearest even (F. Giesen's float_to_half_fast3_rtne, written
-// with selects so GCC vectorises it). Callers have scaled finite values to |x| <= 65504; Inf stays Inf,
-// a NaN becomes the quiet NaN 0x7e00 with its sign.
-inline uint16_t ToF16(uint32_t u) {
+// float32 -> binary16 bits, round to nearest even with subnormals; Inf stays Inf; a NaN stays a quiet
+// NaN with its sign and top payload bits. Callers have scaled finite values to |x| <= 65504.
+// With F16C (part of x86-64-v3) this is the hardware conversion (VCVTPS2PH, rounding mode in the
+// instruction, never flushes subnormals); elsewhere F. Giesen's float_to_half_fast3_rtne, same bits.
+inline uint16_t ToF16(float x) {
+#ifdef RT_F16C
+  return _cvtss_sh(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+#else
+  uint32_t u = BitsOf(x);
   uint32_t sign = u & 0x80000000u;
   uint32_t a = u ^ sign;
-  // Below 2^-14 the result is an f16 subnormal, a multiple of 2^-24: adding 0.5f (ulp 2^-24) rounds
-  // to that grid in the FPU's round-to-nearest-even and leaves the multiple in the low mantissa bits.
-  uint32_t sub = BitsOf(FloatOf(a) + 0.5f) - 0x3f000000u;
-  uint32_t norm = (a + 0xc8000fffu + ((a >> 13) & 1u)) >> 13;  // rebias 127 -> 15, round, drop 13 bits
-  uint32_t special = a > 0x7f800000u ? 0x7e00u : 0x7c00u;
-  uint32_t o = a >= 0x47800000u ? special : a < 0x38800000u ? sub : norm;
+  uint32_t o;
+  if (a >= 0x47800000u) {
+    o = a > 0x7f800000u ? 0x7e00u | ((a >> 13) & 0x3ffu) : 0x7c00u;
+  } else if (a < 0x38800000u) {
+    // Below 2^-14 the result is an f16 subnormal, a multiple of 2^-24: adding 0.5f (ulp 2^-24)
+    // rounds to that grid in round-to-nearest-even and leaves the multiple in the low mantissa bits.
+    o = BitsOf(FloatOf(a) + 0.5f) - 0x3f000000u;
+  } else {
+    o = (a + 0xc8000fffu + ((a >> 13) & 1u)) >> 13;  // rebias 127 -> 15, round, drop 13 bits
+  }
   return static_cast<uint16_t>((sign >> 16) | o);
+#endif
 }
 
-// binary16 bits -> float32 bits, exact: the 15 magnitude bits moved to float32's position and scaled
-// by 2^112 (an f16 subnormal becomes a float32 subnormal that the multiply normalises exactly);
-// exponent 31 (Inf / NaN) is mapped to float32's 255.
+// binary16 bits -> float32, exact (VCVTPH2PS with F16C; else the 15 magnitude bits moved to float32's
+// position and scaled by 2^112, exponent 31 mapped to 255).
 inline float FromF16(uint16_t h) {
+#ifdef RT_F16C
+  return _cvtsh_ss(h);
+#else
   uint32_t mag = static_cast<uint32_t>(h & 0x7fffu) << 13;
-  uint32_t bits = BitsOf(FloatOf(mag) * 0x1p112f);
-  bits = (h & 0x7c00u) == 0x7c00u ? (mag | 0x7f800000u) : bits;
+  uint32_t bits = (h & 0x7c00u) == 0x7c00u ? (mag | 0x7f800000u) : BitsOf(FloatOf(mag) * 0x1p112f);
   return FloatOf(bits | (static_cast<uint32_t>(h & 0x8000u) << 16));
+#endif
 }
 
 // The message exponent e: the largest finite |x| rounded to 11 significant bits has float32 exponent
 // E (at least -126), and e = E - 15 maps it into [2^15, 2^16 - 2^5]. All zero / non-finite: e = 0.
 int32_t F16Exponent(const uint32_t* __restrict u, size_t n) {
   uint32_t m = 0;
-  for (size_t i = 0; i < n; i++) {
+  size_t i = 0;
+#ifdef RT_F16C
+  const __m256i abs = _mm256_set1_epi32(0x7fffffff), inf = _mm256_set1_epi32(0x7f800000);
+  __m256i vm = _mm256_setzero_si256();
+  for (; i + 8 <= n; i += 8) {
+    __m256i a = _mm256_and_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(u + i)), abs);
+    vm = _mm256_max_epi32(vm, _mm256_and_si256(a, _mm256_cmpgt_epi32(inf, a)));  // non-finite -> 0
+  }
+  alignas(32) uint32_t lanes[8];
+  _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), vm);
+  for (uint32_t l : lanes) m = l > m ? l : m;
+#endif
+  for (; i < n; i++) {
     uint32_t a = u[i] & 0x7fffffffu;
     a = a < 0x7f800000u ? a : 0u;
     m = a > m ? a : m;
@@ -193,52 +223,68 @@ int32_t F16Exponent(const uint32_t* __restrict u, size_t n) {
   return E - 15;
 }
 
-// x * 2^k as float32, rounded once (2^k may lie outside float32's range; the double product is exact).
+// 2^k as a double (2^k may lie outside float32's range).
 inline double Pow2(int32_t k) { return std::ldexp(1.0, k); }
 
-// Encodes n values of src (float32 bits) into h with exponent e; when residual is non-null also
-// residual[i] += x_i - decoded_i (the error this rank introduced, for error feedback).
-void F16EncodeBody(const uint32_t* __restrict u, uint16_t* __restrict h, size_t n, int32_t e, float* __restrict residual) {
-  const float* x = reinterpret_cast<const float*>(u);
-  if (e >= -126 && e <= 126) {
-    // 2^-e and 2^e are normal floats, and a float32 product is rounded once like the double one below
-    // (which is exact before its cast), so both branches give the same bits.
-    const float down = FloatOf(static_cast<uint32_t>(127 - e) << 23);
-    const float up = FloatOf(static_cast<uint32_t>(127 + e) << 23);
-    if (residual) {
-      for (size_t i = 0; i < n; i++) {
-        uint16_t q = ToF16(BitsOf(x[i] * down));
-        h[i] = q;
-        residual[i] += x[i] - FromF16(q) * up;
-      }
-    } else {
-      for (size_t i = 0; i < n; i++) h[i] = ToF16(BitsOf(x[i] * down));
+// Encodes n values x into h with exponent e; when residual is non-null also residual[i] += x_i -
+// decoded_i (the error this rank introduced, for error feedback).
+void F16EncodeBody(const float* __restrict x, uint16_t* __restrict h, size_t n, int32_t e, float* __restrict residual) {
+  if (e < -126 || e > 126) {
+    // 2^-e or 2^e is no float32: the double products are exact and rounded once by the casts, as the
+    // float32 multiplies below round once (the fast path gives the same bits where both apply).
+    const double down = Pow2(-e), up = Pow2(e);
+    for (size_t i = 0; i < n; i++) {
+      uint16_t q = ToF16(static_cast<float>(x[i] * down));
+      h[i] = q;
+      if (residual) residual[i] += x[i] - static_cast<float>(FromF16(q) * up);
     }
     return;
   }
-  const double down = Pow2(-e), up = Pow2(e);
-  for (size_t i = 0; i < n; i++) {
-    uint16_t q = ToF16(BitsOf(static_cast<float>(x[i] * down)));
+  const float down = FloatOf(static_cast<uint32_t>(127 - e) << 23);
+  const float up = FloatOf(static_cast<uint32_t>(127 + e) << 23);
+  size_t i = 0;
+#ifdef RT_F16C
+  const __m256 down8 = _mm256_set1_ps(down), up8 = _mm256_set1_ps(up);
+  for (; i + 8 <= n; i += 8) {
+    __m256 v = _mm256_loadu_ps(x + i);
+    __m128i q = _mm256_cvtps_ph(_mm256_mul_ps(v, down8), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(h + i), q);
+    if (residual) {
+      __m256 err = _mm256_sub_ps(v, _mm256_mul_ps(_mm256_cvtph_ps(q), up8));
+      _mm256_storeu_ps(residual + i, _mm256_add_ps(_mm256_loadu_ps(residual + i), err));
+    }
+  }
+#endif
+  for (; i < n; i++) {
+    uint16_t q = ToF16(x[i] * down);
     h[i] = q;
-    if (residual) residual[i] += x[i] - static_cast<float>(FromF16(q) * up);
+    if (residual) residual[i] += x[i] - FromF16(q) * up;
   }
 }
 
 // Decodes n values with exponent e into dst (accumulate: dst += value, else dst = value).
 template <bool kAccumulate>
 void F16DecodeBody(const uint16_t* __restrict h, float* __restrict dst, size_t n, int32_t e) {
-  if (e >= -126 && e <= 127) {
-    // 2^e is a normal float: one float32 multiply, rounded once like the double path below.
-    const float up = FloatOf(static_cast<uint32_t>(127 + e) << 23);
+  if (e < -126 || e > 127) {
+    const double up = Pow2(e);
     for (size_t i = 0; i < n; i++) {
-      float v = FromF16(h[i]) * up;
+      float v = static_cast<float>(FromF16(h[i]) * up);
       dst[i] = kAccumulate ? dst[i] + v : v;
     }
     return;
   }
-  const double up = Pow2(e);
-  for (size_t i = 0; i < n; i++) {
-    float v = static_cast<float>(FromF16(h[i]) * up);
+  // 2^e is a normal float: one float32 multiply, rounded once like the double path above.
+  const float up = FloatOf(static_cast<uint32_t>(127 + e) << 23);
+  size_t i = 0;
+#ifdef RT_F16C
+  const __m256 up8 = _mm256_set1_ps(up);
+  for (; i + 8 <= n; i += 8) {
+    __m256 v = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(h + i))), up8);
+    _mm256_storeu_ps(dst + i, kAccumulate ? _mm256_add_ps(_mm256_loadu_ps(dst + i), v) : v);
+  }
+#endif
+  for (; i < n; i++) {
+    float v = FromF16(h[i]) * up;
     dst[i] = kAccumulate ? dst[i] + v : v;
   }
 }
@@ -270,10 +316,9 @@ Napi::Value F16Encode(const Napi::CallbackInfo& info) {
   if (!dst) return info.Env().Undefined();
   float* residual = nullptr;
   if (!Residual(info, 3, k, n, &residual)) return info.Env().Undefined();
-  const uint32_t* u = reinterpret_cast<const uint32_t*>(src);
-  int32_t e = F16Exponent(u, n);
+  int32_t e = F16Exponent(reinterpret_cast<const uint32_t*>(src), n);
   std::memcpy(dst, &e, 4);
-  F16EncodeBody(u, reinterpret_cast<uint16_t*>(dst + 4), n, e, residual);
+  F16EncodeBody(reinterpret_cast<const float*>(src), reinterpret_cast<uint16_t*>(dst + 4), n, e, residual);
   return info.Env().Undefined();
 }
 
@@ -321,7 +366,7 @@ Napi::Value F16RoundTrip(const Napi::CallbackInfo& info) {
   uint16_t h[kBlock];
   for (size_t b = 0; b < n; b += kBlock) {
     size_t m = n - b < kBlock ? n - b : kBlock;
-    F16EncodeBody(u + b, h, m, e, residual ? residual + b : nullptr);
+    F16EncodeBody(x + b, h, m, e, residual ? residual + b : nullptr);
     F16DecodeBody<false>(h, x + b, m, e);
   }
   return info.Env().Undefined();

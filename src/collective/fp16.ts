@@ -93,7 +93,8 @@ function toF16(x: number): number {
   const u = oneBits[0]!;
   const sign = (u >>> 16) & 0x8000;
   const a = u & 0x7fffffff;
-  if (a >= 0x47800000) return sign | (a > 0x7f800000 ? 0x7e00 : 0x7c00);
+  // NaN: quiet, sign and top payload bits kept (what x86's VCVTPS2PH does); past 65504: Inf.
+  if (a >= 0x47800000) return sign | (a > 0x7f800000 ? 0x7e00 | ((a >>> 13) & 0x3ff) : 0x7c00);
   if (a < 0x38800000) {
     // Subnormal: |x| + 0.5 in float32 (ulp 2^-24) rounds to the f16 grid; the sum's low bits are h.
     // The double sum rounded to float32 is the float32 sum (double rounding is innocuous for +).

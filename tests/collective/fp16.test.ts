@@ -140,6 +140,13 @@ test('fp16 edge cases equal the float64 reference on both paths (ties, subnormal
   // Non-finite values do not set the scale and stay Inf / NaN.
   assert.equal(checkMessage([Infinity, -Infinity, NaN, 0.75, -0.001], 'non-finite'), -16);
   assert.equal(checkMessage([NaN, Infinity], 'only non-finite'), 0);
+  // NaNs with payloads (a signalling one whose payload sits only in the low bits): quiet NaN on the wire, never Inf.
+  const nans = new Float32Array(NATIVE_MIN_ELEMENTS);
+  new Uint32Array(nans.buffer).set([0x7f800001, 0xffffe000, 0x7fc00000, 0x3f800000]);
+  checkMessage(nans, 'NaN payloads');
+  const w = new Uint8Array(4 + 2 * nans.length);
+  fp16.encode(nans, w);
+  assert.deepEqual([...new Uint16Array(w.buffer, 4, 3)], [0x7e00, 0xffff, 0x7e00]);
   assert.equal(checkMessage([0, -0], 'zeros'), 0);
   // Scales outside float32's range: 2^-e does not exist as a float32 for e < -126.
   assert.equal(checkMessage([2 ** -120, 3 * 2 ** -130, -(2 ** -140)], 'tiny'), -135);
