@@ -5,6 +5,9 @@
  *   fp32: 4 bytes per element, exact (a memcpy).
  *   bf16: 2 bytes per element, the upper half of the float32 bits rounded to nearest-even (the same
  *         rounding as torch's bfloat16 cast). Unit roundoff u = 2^-8 (8 significant bits).
+ *   fp16: 2 bytes per element plus a 4-byte exponent per message: IEEE binary16 scaled by a power of
+ *         two chosen from the message's max |x| (fp16.ts, with its error bound and error feedback).
+ *         u = 2^-11.
  *
  * bf16 error bound (see bf16SumErrorBound): in reduce-scatter a chunk's partial sum is rounded to bf16
  * at each of its N-1 hops and the owner rounds the final sum once more before all-gather (so every
@@ -22,26 +25,13 @@
  */
 import { endianness } from 'node:os';
 import { RingProtocolError } from './errors.ts';
+import { fp16 } from './fp16.ts';
+import type { CodecName, WireCodec } from './wire-codec.ts';
 import { NATIVE_MIN_ELEMENTS, ringKernels, type RingKernels } from './kernels.ts';
 
 if (endianness() !== 'LE') throw new RingProtocolError('ringtune collectives need a little-endian host');
 
-export type CodecName = 'fp32' | 'bf16';
-
-export interface WireCodec {
-  readonly name: CodecName;
-  /** Value of the proto enum ringtune.v1.Codec. */
-  readonly wireId: number;
-  readonly bytesPerElement: number;
-  /** Writes src into dst (byteOffset a multiple of 4); returns the number of bytes written. */
-  encode(src: Float32Array, dst: Uint8Array): number;
-  /** dst[i] += decoded src[i]; src.byteOffset must be a multiple of 4. */
-  accumulate(src: Uint8Array, dst: Float32Array): void;
-  /** dst[i] = decoded src[i]; src.byteOffset must be a multiple of 4. */
-  decode(src: Uint8Array, dst: Float32Array): void;
-  /** values[i] = decode(encode(values[i])) in place: what every receiver will hold. */
-  roundTrip(values: Float32Array): void;
-}
+export type { CodecName, WireCodec } from './wire-codec.ts';
 
 /** The native kernels when they are loaded and a call of n elements pays for its Node-API crossing. */
 function native(n: number): RingKernels | null {
@@ -56,6 +46,7 @@ export const fp32: WireCodec = {
   name: 'fp32',
   wireId: 1,
   bytesPerElement: 4,
+  payloadBytes: (elements) => 4 * elements,
   encode(src, dst) {
     dst.set(new Uint8Array(src.buffer, src.byteOffset, src.byteLength));
     return src.byteLength;
@@ -98,6 +89,7 @@ export const bf16: WireCodec = {
   name: 'bf16',
   wireId: 2,
   bytesPerElement: 2,
+  payloadBytes: (elements) => 2 * elements,
   encode(src, dst) {
     const k = native(src.length);
     if (k) {
@@ -134,11 +126,13 @@ export const bf16: WireCodec = {
   },
 };
 
-export const codecs: Readonly<Record<CodecName, WireCodec>> = { fp32, bf16 };
+export { fp16 };
+
+export const codecs: Readonly<Record<CodecName, WireCodec>> = { fp32, bf16, fp16 };
 
 /** Codec for a proto enum value, or undefined for an unknown one. */
 export function codecByWireId(id: number): WireCodec | undefined {
-  return id === 1 ? fp32 : id === 2 ? bf16 : undefined;
+  return id === 1 ? fp32 : id === 2 ? bf16 : id === 3 ? fp16 : undefined;
 }
 
 /**

@@ -35,7 +35,7 @@ export class MemoryPeer implements RingPeer {
       await new Promise<void>((resolve) => (this.outbound.onRoom = resolve));
     }
     this.check();
-    const payload = new Uint8Array(values.length * codec.bytesPerElement);
+    const payload = new Uint8Array(codec.payloadBytes(values.length));
     codec.encode(values, payload);
     this.outbound.queue.push({ ...header, codec, elements: values.length, payload });
     this.sent++;

@@ -63,7 +63,7 @@ export class PeerState implements PeerSteps {
     this.leftRank = (o.rank - 1 + o.worldSize) % o.worldSize;
     this.rightRank = (o.rank + 1) % o.worldSize;
     this.free = [...o.sendBuffers];
-    this.scratch = new Uint8Array(o.maxElements * 4);
+    this.scratch = new Uint8Array(o.maxElements * 4 + 4); // + fp16's exponent for a 1-value message
   }
 
   /** True once a neighbour is gone or the peer failed. */
@@ -206,7 +206,7 @@ export class PeerState implements PeerSteps {
   /** Checks a received chunk against its codec and limits and hands it over 4-byte aligned. */
   incoming(m: DecodedChunk): IncomingChunk {
     const codec = codecByWireId(m.codec);
-    if (!codec || m.payload.length !== m.elements * codec.bytesPerElement || m.elements > this.o.maxElements) {
+    if (!codec || m.payload.length !== codec.payloadBytes(m.elements) || m.elements > this.o.maxElements) {
       throw new RingProtocolError(
         `rank ${m.rank} sent a malformed message (codec ${m.codec}, ${m.elements} values, ${m.payload.length} bytes)`,
       );

@@ -80,7 +80,7 @@ export class SlotInbox {
 
   private expectedHead(h: ChunkHeader, codec: WireCodec, elements: number): Uint8Array {
     const fields = { step: h.step, round: h.round, chunk: h.chunk, part: h.part, rank: this.o.state.leftRank, codec: codec.wireId, elements, abort: false, lostRank: 0, reason: '' };
-    return this.encoder.encodeHeader(fields, elements * codec.bytesPerElement).slice();
+    return this.encoder.encodeHeader(fields, codec.payloadBytes(elements)).slice();
   }
 
   receive(step: number): Promise<IncomingChunk> {

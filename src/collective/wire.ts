@@ -24,7 +24,7 @@ export interface ChunkFields {
   chunk: number;
   part: number;
   rank: number;
-  /** proto enum Codec: 1 fp32, 2 bf16, 0 for abort messages. */
+  /** proto enum Codec: 1 fp32, 2 bf16, 3 fp16, 0 for abort messages. */
   codec: number;
   elements: number;
   abort: boolean;
@@ -92,9 +92,9 @@ export class ChunkEncoder {
     this.header = new Uint8Array(maxHeaderBytes(this.jobId.length, 1024));
   }
 
-  /** Size of `out` needed for messages of up to `elements` values (4-byte codec) plus header. */
+  /** Size of `out` needed for messages of up to `elements` values (4-byte codec, or fp16's 4 + 2n) plus header. */
   bufferBytes(maxElements: number): number {
-    return maxHeaderBytes(this.jobId.length) + 4 * maxElements;
+    return maxHeaderBytes(this.jobId.length) + 4 * maxElements + 4;
   }
 
   /**
@@ -102,7 +102,7 @@ export class ChunkEncoder {
    * view of `out` holding the message.
    */
   encode(out: Uint8Array, f: Omit<ChunkFields, 'jobId'>, values: Float32Array | null, codec: WireCodec | null): Uint8Array {
-    const payloadBytes = values && codec ? values.length * codec.bytesPerElement : 0;
+    const payloadBytes = values && codec ? codec.payloadBytes(values.length) : 0;
     const h = this.encodeHeader(f, payloadBytes);
     const pos = h.length;
     // Start so that the payload (after `pos` header bytes) lands on a 4-byte boundary of `out`.

@@ -96,7 +96,7 @@ export interface CompiledJob {
   };
   cluster: {
     workers: number;
-    codec: 'fp32' | 'bf16';
+    codec: 'fp32' | 'bf16' | 'fp16';
     heartbeatIntervalMs: number;
     heartbeatTimeoutMs: number;
     collectiveTimeoutMs: number;

@@ -118,8 +118,12 @@ const TlsSchema = z.object({ ca: z.string().optional(), cert: z.string().optiona
 export const ClusterSchema = z
   .object({
     workers: positiveInt.default(1),
-    /** Wire codec of the gradient all-reduce: fp32 exact, bf16 half the bytes. */
-    codec: z.enum(['fp32', 'bf16']).default('fp32'),
+    /**
+     * Wire codec of the gradient all-reduce: fp32 exact; bf16 and fp16 half the bytes. fp16 carries a
+     * per-message scale (no loss scaling needed) and feeds each rank's rounding error back into its
+     * next gradient (src/collective/fp16.ts, error-feedback.ts).
+     */
+    codec: z.enum(['fp32', 'bf16', 'fp16']).default('fp32'),
     heartbeat_interval_ms: positiveInt.default(500),
     heartbeat_timeout_ms: positiveInt.default(5000),
     collective_timeout_ms: positiveInt.default(60_000),

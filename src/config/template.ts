@@ -63,7 +63,7 @@ eval:
 
 cluster:                          # distributed runs (ringtune local / coordinator / worker)
   workers: 1
-  codec: fp32                     # gradient wire codec: fp32 (exact) | bf16 (half the bytes)
+  codec: fp32                     # gradient wire codec: fp32 (exact) | bf16 | fp16 (half the bytes; fp16 with error feedback)
   heartbeat_interval_ms: 500
   heartbeat_timeout_ms: 5000      # a worker silent this long stops the run, naming its rank
   collective_timeout_ms: 60000

@@ -13,6 +13,7 @@
  */
 import { createHash } from 'node:crypto';
 import { appendFile } from 'node:fs/promises';
+import { ErrorFeedback } from '../collective/error-feedback.ts';
 import type { GrpcRing } from '../collective/grpc-ring.ts';
 import type { CompiledJob } from '../config/compile.ts';
 import type { Bus, ControlMessages } from '../control/bus.ts';
@@ -142,7 +143,10 @@ export interface StepsOutcome {
 export async function runSteps(st: WorkerState, c: LoopContext): Promise<StepsOutcome> {
   const { job, model, flat, plan } = st;
   const t = job.training;
-  const bytesPerElement = job.cluster.codec === 'bf16' ? 2 : 4;
+  const bytesPerElement = job.cluster.codec === 'fp32' ? 4 : 2;
+  // fp16 feeds each rank's rounding errors into its next gradient (the loss sum / count after the
+  // gradient are not fed back); per ring: a re-formed ring calls runSteps again and starts from zero.
+  const feedback = job.cluster.codec === 'fp16' ? new ErrorFeedback(flat.grads.length) : null;
   const reduceBytes = Math.round((2 * (c.worldSize - 1) / c.worldSize) * flat.reduceBuffer.length * bytesPerElement);
   let step = st.startStep;
   const runId = st.resumedRunId || c.runId;
@@ -180,7 +184,10 @@ export async function runSteps(st: WorkerState, c: LoopContext): Promise<StepsOu
   const run = stopFirst ? { step, stoppedEarly: true, interrupted: false } : await runPlannedSteps(job, st, st.data.train, st.padId, step, {
     rank: c.rank,
     shard: (indices) => BatchPlan.shard(indices, c.rank, c.worldSize),
-    allReduce: (buf, collective) => c.ring.allReduce(buf, { step: collective, op: 'sum', codec: job.cluster.codec, timeoutMs: job.cluster.collectiveTimeoutMs }),
+    allReduce: (buf, collective) => {
+      const reduce = () => c.ring.allReduce(buf, { step: collective, op: 'sum', codec: job.cluster.codec, timeoutMs: job.cluster.collectiveTimeoutMs });
+      return feedback ? feedback.around(buf, reduce) : reduce();
+    },
     beforeStep: async (s, mine) => {
       if (c.traceFile) await appendFile(c.traceFile, JSON.stringify({ rank: c.rank, step: s + 1, epoch: plan.epochOf(s), ringEpoch: epoch, examples: mine.map((e) => e.source) }) + '\n');
     },
