@@ -42,3 +42,25 @@ export function metricNamesIn(expr: string): string[] {
   return names;
 }
 
+
+/** What a batch/v1 Job does with a failed pod: its podFailurePolicy's first matching rule, else Count. */
+export type PodFailureAction = 'FailJob' | 'FailIndex' | 'Ignore' | 'Count';
+
+/**
+ * Kubernetes' podFailurePolicy evaluation (rules in order, the first that matches decides; none: Count
+ * toward backoffLimit / backoffLimitPerIndex), for a pod whose container `container` exited with
+ * `exitCode` (128 + the signal for a kill) and, when `disruption`, carries the DisruptionTarget condition.
+ */
+export function podFailureAction(jobSpec: Obj, container: string, exitCode: number, disruption = false): PodFailureAction {
+  for (const r of (jobSpec.podFailurePolicy?.rules ?? []) as Obj[]) {
+    if (r.onExitCodes) {
+      const e = r.onExitCodes;
+      if (e.containerName !== undefined && e.containerName !== container) continue;
+      const listed = (e.values as number[]).includes(exitCode);
+      if (exitCode !== 0 && (e.operator === 'In' ? listed : !listed)) return r.action;
+    } else if (r.onPodConditions) {
+      if (disruption && (r.onPodConditions as Obj[]).some((c) => c.type === 'DisruptionTarget' && (c.status ?? 'True') === 'True')) return r.action;
+    }
+  }
+  return 'Count';
+}
