@@ -1,5 +1,7 @@
-/** Shared by the deploy tests: the dashboard's PromQL expressions and the metric names in them. */
+/** Shared by the deploy tests: the dashboard's PromQL expressions and the metric names in them, the Job controller's podFailurePolicy rule, rendering an overlay. */
+import { execFileSync, spawnSync } from 'node:child_process';
 import { join, resolve } from 'node:path';
+import { parseAllDocuments } from 'yaml';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 export const DASHBOARD_PATH = join(ROOT, 'deploy/grafana/dashboards/ringtune.json');
@@ -63,4 +65,12 @@ export function podFailureAction(jobSpec: Obj, container: string, exitCode: numb
     }
   }
   return 'Count';
+}
+
+/** `kubectl kustomize dir`, parsed: every rendered object (kubectl renders offline, no cluster needed). */
+export function renderKustomize(dir: string): Obj[] {
+  const kubectl = ['/usr/bin/kubectl', 'kubectl'].find((k) => spawnSync(k, ['version', '--client'], { stdio: 'ignore' }).status === 0);
+  if (!kubectl) throw new Error('kubectl not found: install it (it renders the kustomize overlays)');
+  const out = execFileSync(kubectl, ['kustomize', dir], { encoding: 'utf8' });
+  return parseAllDocuments(out).map((d) => d.toJS() as Obj).filter((o) => o !== null);
 }
