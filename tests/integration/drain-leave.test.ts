@@ -14,8 +14,6 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { createRequire } from 'node:module';
-const require_ = createRequire(import.meta.url);
 import { ControlAuth, newJobSecret } from '../../src/control/auth.ts';
 import { Bus } from '../../src/control/bus.ts';
 import { startNatsServer } from '../../src/control/nats-server.ts';
@@ -55,7 +53,6 @@ test('SIGTERM to rank 0 under on_loss wait: it leaves at a step boundary, its re
   const coordinator = startCli(['coordinator', job, '--resume-if-present', '--nats', nats.url, '--metrics-port', '0'], env, all);
   const pods = [worker(0), worker(1)];
   const procs = () => [coordinator, ...pods];
-  t.after(() => { if (process.env.K8S_DEBUG) require_('node:fs').writeFileSync('/tmp/k8s-procs.log', procs().map((p) => p.output()).join('\n=====\n')); });
   await untilOr('step 4', () => {
     assert.equal(coordinator.child.exitCode, null, coordinator.output());
     return /\[coordinator\] step ([4-9]|1\d)\//.test(coordinator.output());
