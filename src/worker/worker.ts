@@ -311,11 +311,11 @@ export async function runWorker(o: WorkerOptions): Promise<void> {
     // E4: a signal after the assignment. Under shrink | wait this worker leaves and the run goes on;
     // under fail (or once the coordinator asked every rank to stop) it votes to stop the run (stopVote).
     const onStopSignal = () => {
-      if (!elastic || stopAsked || leaving || abortReason) return;
+      if (!elastic || stopAsked || leaving || abortReason || (phase !== 'loading' && phase !== 'training')) return;
       leaving = String(o.stop?.reason ?? 'SIGTERM');
       o.log(`[worker ${workerId}] rank ${rank}: ${leaving}: leaving run ${runId} at the next step boundary (elastic.on_loss ${job.elastic.onLoss}); the others re-form without this worker`);
-      const request = { runId, workerId, rank, epoch, step, reason: leaving, left: false };
-      reports.send('leave', () => bus.publish(subj.leave, 'Leave', request));
+      // Re-sent with the rank and epoch of the moment (a standby gets its rank from a plan).
+      reports.send('leave', () => bus.publish(subj.leave, 'Leave', { runId, workerId, rank, epoch, step, reason: leaving!, left: false }));
       for (const f of controls.splice(0)) f({ runId }); // wakes a wait for a plan: this worker leaves from there
     };
     hasLeft = (err) => {
@@ -422,7 +422,9 @@ export async function runWorker(o: WorkerOptions): Promise<void> {
       // E2 (coordinator.ts): loaded; the plan that takes this worker in acknowledges Ready.
       reports.send('ready', () => bus.publish(subj.ready, 'Ready', readyMsg));
       activity.begin('waiting');
-      plan = (await nextControl((c) => !!c.plan?.peers.some((p) => p.workerId === workerId))).plan;
+      plan = (await nextControl((c) => !!c.plan?.peers.some((p) => p.workerId === workerId) || !!leaving)).plan;
+      // E4: a standby that got SIGTERM before a plan took it in holds nothing the run needs.
+      if (leaving && !plan?.peers.some((p) => p.workerId === workerId)) throw new LeftRun('left before entering the ring');
       reports.ack('ready');
     } else {
       ring = await createRing(epoch, rank, assignment.worldSize);
