@@ -10,10 +10,11 @@
  */
 import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { test } from 'node:test';
+import { parse, stringify } from 'yaml';
 import { newJobSecret } from '../../src/control/auth.ts';
 import { startNatsServer } from '../../src/control/nats-server.ts';
 import { history, startLocal, until, startCli, type CliProc } from '../integration/cluster-helpers.ts';
@@ -55,11 +56,17 @@ test('a killed coordinator pod is replaced in place and takes the run over; the 
     await rm(dir, { recursive: true, force: true });
   });
   const total = 20;
-  // As job.yaml: elastic wait, so cluster.coordinator_recovery_ms is on (its default here, 60 s).
+  // As job.yaml: elastic wait, and the workers wait its cluster.coordinator_recovery_ms for the new pod.
   const job = await makeElasticJob(dir, 'coordpod', {
     workers: 2, maxSteps: total, globalBatch: 12, microBatch: 2, checkpointEvery: 4, heartbeatTimeoutMs: 3000,
     elastic: { on_loss: 'wait', min_workers: 1, wait_timeout_ms: 120_000 },
   });
+  const k8sJob = parse((objs.find((o) => o.kind === 'ConfigMap' && o.metadata.name.startsWith('ringtune-job'))!.data as Obj)['job.yaml']);
+  const recoveryMs = k8sJob.cluster.coordinator_recovery_ms as number;
+  assert.ok(recoveryMs >= 120_000, `job.yaml: cluster.coordinator_recovery_ms ${recoveryMs}`);
+  const spec = parse(await readFile(job, 'utf8'));
+  spec.cluster.coordinator_recovery_ms = recoveryMs;
+  await writeFile(job, stringify(spec));
   const ref = startLocal(job, ['--output', join(dir, 'out-ref')]);
   all.push(ref.child);
   const env = { ...process.env, RINGTUNE_JOB_SECRET: newJobSecret() };
