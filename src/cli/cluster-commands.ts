@@ -130,6 +130,7 @@ export function registerClusterCommands(program: Command): void {
       const server = await startMetricsServer(metrics.registry, { port: o.metricsPort });
       const ringPort = o.ringPort || (await freePort(o.ringHost === '0.0.0.0' ? '127.0.0.1' : o.ringHost));
       const signals = stopOnSignals();
+      let assigned = false;
       try {
         await runWorker({
           stop: signals.stop,
@@ -137,7 +138,7 @@ export function registerClusterCommands(program: Command): void {
           ringToken: process.env.RINGTUNE_RING_TOKEN, hub: hubOptionsFromEnv(), backend, threads: o.threads, metricsPort: server.port, log: (l) => console.error(l), traceFile: o.traceExamples,
           events: {
             phase: (p) => metrics.setPhase(p),
-            assigned: (rank) => metrics.setRank(rank),
+            assigned: (rank) => { assigned = true; metrics.setRank(rank); },
             rejected: (reason) => metrics.controlRejected(reason),
             ring: (ring) => metrics.ringFrom(ring),
             nats: (nc) => metrics.natsFrom(nc),
@@ -152,7 +153,9 @@ export function registerClusterCommands(program: Command): void {
         if (signals.exitCode() !== undefined) process.exitCode = signals.exitCode();
       } finally {
         signals.dispose();
-        if (o.lingerMs > 0) await sleep(o.lingerMs);
+        // Not after a signal (a pod's replacement, same index, starts only once this process is gone), nor
+        // for a worker that never joined a run (nothing of its own to scrape).
+        if (o.lingerMs > 0 && assigned && signals.exitCode() === undefined) await sleep(o.lingerMs);
         await server.close();
       }
     }));

@@ -11,10 +11,9 @@
  *   - Crash loops are bounded: a child that exits non-zero within HEALTHY_MS of its start counts as a
  *     crash; consecutive crashes wait 1, 2, 4 ... 30 s before the next start (logged). A run that ends
  *     with exit 0, or lasted HEALTHY_MS, resets the back-off.
- *   - SIGTERM / SIGINT: one SIGTERM to the child. In a run it votes to stop after the current step
- *     (rank 0 checkpoints, the run ends resumable: the worker's own semantics); a child still joining
- *     has nothing to save and gets SIGTERM again every 300 ms until it exits (its second signal
- *     exits at once; runWorker does not watch the stop signal while joining). Then the supervisor
+ *   - SIGTERM / SIGINT: one SIGTERM to the child, the worker's own semantics: in a run it stops after
+ *     the current step (rank 0 checkpoints, the run ends resumable) or, under elastic shrink | wait,
+ *     leaves the run at a step boundary; a child still joining exits at once (143). Then the supervisor
  *     exits (143 / 130). A second signal to the supervisor kills the child and exits at once.
  *   - The child runs in its own process group (a terminal's Ctrl-C reaches only the supervisor) with
  *     RINGTUNE_PARENT_PID (util/parent-watch.ts): a supervisor killed outright takes its worker with it.
@@ -32,7 +31,7 @@ export const SERVE_ENV = 'RINGTUNE_WORKER_SERVE';
 export const HEALTHY_MS = 60_000;
 const BACKOFF_MIN_MS = 1000;
 const BACKOFF_MAX_MS = 30_000;
-/** A worker that has been assigned a rank logs one of these (worker/worker.ts); before it, it is only joining. */
+/** A worker that has been assigned a rank logs one of these (worker/worker.ts); before it, it is only joining (for the log line). */
 const ASSIGNED = /\] (rank \d+\/\d+, run |joins the running run )/;
 
 export interface ServeFlags { serve?: boolean; maxRuns?: number }
@@ -97,15 +96,8 @@ export async function serveWorker(o: ServeOptions): Promise<number> {
       process.exit(128 + (s === 'SIGINT' ? 2 : 15));
     }
     signal = s;
-    log(`[serve] ${s}: ${assigned ? 'the worker stops after the current step (again to kill it), then this process exits' : 'the worker is only joining: exiting now'}`);
-    child?.kill('SIGTERM');
-    // Joining: nothing to save, and the worker's second signal exits at once. Sent apart: two signals
-    // in a row may reach it as one (signals of a kind do not queue).
-    const c = child;
-    if (!assigned && c) {
-      const again = setInterval(() => c.kill('SIGTERM'), 300);
-      c.once('close', () => clearInterval(again));
-    }
+    log(`[serve] ${s}: ${assigned ? 'the worker stops after the current step (under elastic shrink | wait it leaves the run there; again to kill it), then this process exits' : 'the worker is only joining: exiting now'}`);
+    child?.kill('SIGTERM'); // a joining worker exits on it at once (runWorker), nothing to save
     wake?.();
   };
   process.on('SIGINT', onSignal);

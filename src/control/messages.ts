@@ -19,6 +19,7 @@ export interface ControlMessages {
   Done: { runId: string; rank: number; step: number; finalModelDir: string; stopped?: boolean; checkpoint?: string };
   Failed: { runId: string; rank: number; workerId: string; error: string; step: number; lostRank: number; survivor?: boolean; epoch?: number };
   ReformReport: { runId: string; workerId: string; epoch: number; appliedStep: number; paramHash: string; ringAddress: string };
+  Leave: { runId: string; workerId: string; rank: number; epoch: number; step: number; reason: string; left: boolean };
   Control: { runId: string; start?: { startStep: number }; evalDecision?: { step: number; stop: boolean; best: number; badEvals: number }; abort?: { reason: string; rank: number; lastStep: number }; shutdown?: Record<string, never>; stop?: Record<string, never>; alive?: { step: number; checkpointStep?: number };
     reform?: { epoch: number; reason: string; dropped: string[]; atBoundary: boolean };
     plan?: { epoch: number; peers: Array<{ rank: number; workerId: string; ringAddress: string }>; targetStep: number; sourceRank: number; evaluate?: boolean };

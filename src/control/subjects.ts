@@ -19,6 +19,8 @@ export const subjects = (job: string) => {
     failed: `${base}.failed`,
     /** worker -> coordinator (elastic): ReformReport */
     reform: `${base}.reform`,
+    /** worker -> coordinator (elastic): Leave (a drained worker leaves the run) */
+    leave: `${base}.leave`,
     /** coordinator -> all workers: Control (Start, EvalDecision, Abort, Shutdown) */
     control: `${base}.control`,
     /** request/reply: StatusRequest -> StatusReply (`ringtune status`) */

@@ -38,6 +38,7 @@ const SCHEMAS: { [N in MessageName]: z.ZodType } = {
   Done: z.object({ runId: id.min(1), rank, step: count, finalModelDir: text, stopped: z.boolean().optional(), checkpoint: text.optional() }),
   Failed: z.object({ runId: id, rank: rankOrNone, workerId: id, error: text, step: count, lostRank: rankOrNone, survivor: z.boolean().optional(), epoch: count.optional() }),
   ReformReport: z.object({ runId: id.min(1), workerId: id.min(1), epoch: count.min(1), appliedStep: count, paramHash: z.string().max(64), ringAddress: address.min(1) }),
+  Leave: z.object({ runId: id.min(1), workerId: id.min(1), rank, epoch: count, step: count, reason: text, left: z.boolean() }),
   Control: z.object({ runId: id.min(1) }).passthrough(),
   StatusRequest: z.object({}).passthrough(),
   StatusReply: z.object({ job: id, runId: id, phase: z.enum(COORDINATOR_PHASES), step: count, totalSteps: count }).passthrough(),

@@ -39,6 +39,12 @@
  *     standby joiners follow; the source broadcasts its state on the new ring; training goes on from
  *     target + 1. Steps up to target count as complete; reports of another epoch are ignored.
  *     Fewer than elastic.min_workers: the run fails naming the policy.
+ * E4. A worker that gets SIGTERM (a drained pod) under shrink | wait sends Leave instead of voting to
+ *     stop the run. Training: Control.Reform{e+1, at_boundary} as for a join; every rank stops after the
+ *     same step; the leaver sends Leave{left, step} and exits; it is dropped as in E1 (no heartbeat
+ *     timeout), and E3 re-forms without it (wait: with its replacement). Asked while a round forms:
+ *     it leaves from that round. Under fail, or while loading or finishing: the run stops at a
+ *     checkpoint (Control.Stop, step 9's stop), as a SIGTERM did before.
  *
  * Coordinator restart (docs/reliability.md; recovery.ts R1-R3, elastic.ts R4-R5):
  * R1. A coordinator started with --resume-if-present, of a job with cluster.coordinator_recovery_ms > 0,
@@ -464,11 +470,24 @@ export class Coordinator {
     }
   }
 
-  /** Asks every rank to stop after the step they are in (they vote in its all-reduce). */
+  /**
+   * Asks every rank to stop after the step they are in (they vote in its all-reduce). While a round
+   * forms, it no longer waits for replacements: the ranks stop after the first step of the new ring.
+   */
   requestStop(reason: string): void {
-    if (this.phase !== 'loading' && this.phase !== 'training') return;
+    if (this.phase !== 'loading' && this.phase !== 'training' && this.phase !== 'reforming') return;
     this.o.log(`[coordinator] ${reason}: asking every rank to stop after the current step`);
+    this.elastic.stopping = true;
     this.o.outbox.control({ stop: {} });
+  }
+
+  /** E4: a worker leaves the run (SIGTERM under elastic shrink | wait). */
+  onLeave(l: M['Leave'], sender?: string): void {
+    if (l.runId !== this.o.runId) return;
+    if (sender !== undefined && sender !== l.workerId) return this.refuse(`Leave for ${l.workerId} sent by ${sender}`);
+    if (this.members.byRank(l.rank)?.workerId !== l.workerId) return; // gone already (dropped, or its Leave re-sent)
+    if (this.elastic.stopping) return this.o.outbox.control({ stop: {} }); // the whole run stops: it stops with it
+    if (!this.elastic.leave(l.rank, l.workerId, l.reason, l.left)) this.requestStop(`rank ${l.rank} (${l.workerId}) asks to leave (${l.reason})`);
   }
 
   /** NATS is back: nobody could be heard during the outage, so every rank's clock restarts now. */

@@ -7,6 +7,7 @@
  *   E2  join() / standbyReady(): a worker joins the running job as a standby; loaded, it enters at the
  *       next step boundary (a round with at_boundary).
  *   E3  report() -> plan: every member reported (ReformReport) -> ReformPlan{epoch, peers, target, source}.
+ *   E4  leave(): a drained worker leaves: a round at the next step boundary, then it is dropped as in E1.
  *   R4  recover(): a restarted coordinator's round over the killed one's live workers, announced with
  *       Control.recover (they take this coordinator as theirs) instead of Control.reform.
  *   R5  its plan waits (RECOVER_REPORTS_MS at most) for the re-sent reports of the steps up to the
@@ -63,6 +64,8 @@ export class ElasticRounds {
   private recovering = false;
   /** When the current round could first have been decided but for missing step reports (R5). */
   private decidableMs?: number;
+  /** The run is stopping (SIGTERM to the coordinator): a round no longer waits for replacements. */
+  stopping = false;
 
   constructor(private readonly h: ElasticHost, readonly limits: ReformLimits) {}
 
@@ -111,6 +114,26 @@ export class ElasticRounds {
     this.h.log(`[coordinator] rank ${rank} (${workerId}) lost after step ${this.h.lastComplete()}: ${reason}; elastic.on_loss ${this.limits.onLoss}: re-forming the ring`);
     this.h.members.drop(rank);
     this.start(`rank ${rank} (${workerId}) lost: ${reason}`, [workerId, ...(this.round?.dropped ?? [])], false);
+  }
+
+  /**
+   * E4: worker `workerId` (rank `rank`) leaves the run on SIGTERM. A request (`left` false) while
+   * training starts a round at the next step boundary, as a join does: the leaver stops there with the
+   * others and says so; during a round it leaves from that round. `left`: it has stopped and exits
+   * now: dropped as a loss (E1), so the ring re-forms without waiting for a heartbeat timeout. False
+   * when the policy cannot go on without it (fail; loading, finishing): the caller stops the run.
+   */
+  leave(rank: number, workerId: string, reason: string, left: boolean): boolean {
+    const phase = this.h.phase();
+    if (this.limits.onLoss === 'fail' || (phase !== 'training' && phase !== 'reforming')) return false;
+    if (left) {
+      this.lose(rank, `left the run (${reason})`);
+      return true;
+    }
+    if (this.round) return true; // the leaver leaves from this round (at its boundary, or when it would report)
+    this.h.log(`[coordinator] rank ${rank} (${workerId}) leaves the run (${reason}): every rank stops after the next step, then the ring re-forms without it`);
+    this.start(`rank ${rank} (${workerId}) leaves: ${reason}`, [], true);
+    return true;
   }
 
   /**
@@ -172,7 +195,8 @@ export class ElasticRounds {
   private tryPlan(): void {
     const round = this.round;
     if (!round || this.h.phase() !== 'reforming') return;
-    const d = round.decide(this.h.members.readyStandby(this.h.timeoutMs), this.limits);
+    // Stopping: the ranks go on with whoever is there, for the one step the stop needs.
+    const d = round.decide(this.h.members.readyStandby(this.h.timeoutMs), this.stopping ? { ...this.limits, waitTimeoutMs: 0 } : this.limits);
     if (d.kind === 'wait') return;
     if (d.kind === 'fail') return this.h.fail(-1, d.reason);
     // R5: steps not recorded come from the workers' re-sent reports (sent with their ReformReports, on

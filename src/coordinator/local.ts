@@ -74,7 +74,7 @@ export function workerThreads(explicit: Threads | undefined, env: string | undef
 export function natsRoles(job: string): Record<'coordinator' | 'worker' | 'status', NatsUser> {
   const s = subjects(job);
   const password = () => randomBytes(18).toString('base64url');
-  const reports = [s.join, s.ready, s.heartbeat, s.step, s.eval, s.checkpoint, s.done, s.failed, s.reform];
+  const reports = [s.join, s.ready, s.heartbeat, s.step, s.eval, s.checkpoint, s.done, s.failed, s.reform, s.leave];
   return {
     coordinator: { user: 'coordinator', password: password(), publish: [s.control, s.worker('*'), '_INBOX.>'], subscribe: [...reports, s.status] },
     worker: { user: 'worker', password: password(), publish: reports, subscribe: [s.control, s.worker('*')] },

@@ -125,6 +125,7 @@ async function coordinate(o: CoordinatorOptions, bus: Bus, s: {
   else bus.subscribe(subj.heartbeat, 'Heartbeat', onHeartbeat); // 9
   bus.subscribe(subj.failed, 'Failed', guarded((f, from) => c.onFailed(f, from)));
   bus.subscribe(subj.reform, 'ReformReport', guarded((r, from) => c.onReformReport(r, from))); // E3
+  bus.subscribe(subj.leave, 'Leave', guarded((l, from) => c.onLeave(l, from))); // E4
   bus.subscribe(subj.done, 'Done', guarded((d, from) => c.onDone(d, from))); // 10
   // Only an authenticated request gets here: the bus dropped the rest.
   bus.subscribe(subj.status, 'StatusRequest', (_req, meta) => { if (meta.reply) bus.respond(meta.reply, 'StatusReply', c.status()); });

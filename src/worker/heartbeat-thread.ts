@@ -9,6 +9,7 @@
  * shared memory: a main thread that was blocked must not mistake its own deafness for the
  * coordinator's silence), and when the run is aborted while the main thread stays blocked past
  * `abortKillMs`, ends the process: an aborted run must not keep a machine busy until a kernel returns.
+ * That holds for an Abort that arrives before the assignment reaches this thread too.
  */
 import { writeSync } from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
@@ -60,20 +61,35 @@ const beat = () => {
 };
 let timer: NodeJS.Timeout | undefined;
 let killTimer: NodeJS.Timeout | undefined;
+/** The run was aborted: if the compute thread is still busy `abortKillMs` later, end the process. */
+const armKill = (reason: string) => {
+  if (killTimer || !a) return;
+  const { abortKillMs } = a;
+  killTimer = setTimeout(() => {
+    if (act.finished) return;
+    const { activity, activityMs } = act.describe();
+    // The main thread, which prints log messages (and a thread's process.stderr), is blocked: write fd 2 directly.
+    writeSync(2, `[worker ${d.workerId}] the run was aborted (${reason}) and the compute thread is still busy ` +
+      `(${activity}, ${activityMs} ms) ${abortKillMs} ms later: ending the process\n`);
+    process.kill(process.pid, 'SIGKILL');
+  }, abortKillMs);
+  killTimer.unref();
+};
+/**
+ * Aborts heard before the assignment reached this thread. The coordinator sends Abort once; it can
+ * overtake the main thread's `assign` (posted just before the main thread blocks in loading), and
+ * dropping it left an aborted worker loading for minutes. Kept (authenticated by the bus, a few at
+ * most) until the assignment says which run and coordinator they must name.
+ */
+const early: Array<{ runId: string; sender: string; reason: string }> = [];
 bus.subscribe(subj.control, 'Control', (c, meta) => {
-  if (!a || c.runId !== a.runId || meta.sender !== a.coordinator) return; // the main thread counts strangers
-  act.coordinatorSeenMs = wallMs();
-  if (c.abort && !killTimer) {
-    killTimer = setTimeout(() => {
-      if (act.finished) return;
-      const { activity, activityMs } = act.describe();
-      // The main thread, which prints log messages (and a thread's process.stderr), is blocked: write fd 2 directly.
-      writeSync(2, `[worker ${d.workerId}] the run was aborted (${c.abort!.reason}) and the compute thread is still busy ` +
-        `(${activity}, ${activityMs} ms) ${a!.abortKillMs} ms later: ending the process\n`);
-      process.kill(process.pid, 'SIGKILL');
-    }, a.abortKillMs);
-    killTimer.unref();
+  if (!a) {
+    if (c.abort && early.length < 16) early.push({ runId: c.runId, sender: meta.sender, reason: c.abort.reason });
+    return;
   }
+  if (c.runId !== a.runId || meta.sender !== a.coordinator) return; // the main thread counts strangers
+  act.coordinatorSeenMs = wallMs();
+  if (c.abort) armKill(c.abort.reason);
 });
 port.on('message', (m: ToHeartbeatThread) => {
   if (typeof m === 'object' && 'coordinator' in m) {
@@ -83,6 +99,8 @@ port.on('message', (m: ToHeartbeatThread) => {
   if (typeof m === 'object') {
     a = m.assign;
     timer = setInterval(beat, a.intervalMs);
+    const before = early.splice(0).find((e) => e.runId === a!.runId && e.sender === a!.coordinator);
+    if (before) armKill(before.reason);
     return beat();
   }
   if (m === 'beat') return beat();

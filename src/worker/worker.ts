@@ -12,6 +12,12 @@
  * keeping its reports, and takes a Control.recover naming this run from a new sender (authenticated
  * with the job secret) as its coordinator's: it re-sends what the old one never acknowledged and
  * re-forms as for Control.reform. No coordinator within the bound: it aborts, saying so.
+ * Signals (docs/reliability.md, "Signals"): SIGTERM/SIGINT while joining ends the worker at once (it
+ * holds nothing); so does an authenticated Abort (the job's coordinator gave up). Assigned, under
+ * elastic.on_loss shrink | wait, the worker leaves the run (coordinator.ts E4): it asks with Leave,
+ * stops at the step boundary the coordinator's Reform sets (or from a re-form it is waiting in), says
+ * Leave{left} and returns; the others re-form without it. Under fail, every rank stops after the same
+ * step and rank 0 checkpoints (the stop vote), as before.
  */
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
@@ -19,7 +25,7 @@ import type { CompiledJob, Threads } from '../config/compile.ts';
 import { GrpcRing } from '../collective/grpc-ring.ts';
 import type { RingTlsOptions } from '../collective/ring-options.ts';
 import { ControlAuth, type RejectReason } from '../control/auth.ts';
-import { Bus, type BusOptions, type ControlMessages } from '../control/bus.ts';
+import { Bus, type BusOptions, type ControlMessages, type MessageMeta } from '../control/bus.ts';
 import type { WorkerPhase } from '../control/phases.ts';
 import { subjects } from '../control/subjects.ts';
 import { InputError, RingtuneError } from '../errors.ts';
@@ -60,6 +66,16 @@ export interface WorkerOptions {
 
 export class WorkerAbortedError extends RingtuneError {
   override readonly name: string = 'WorkerAbortedError';
+}
+
+/** SIGTERM/SIGINT while joining: nothing to save; runWorker returns (the CLI exits 128 + the signal). */
+class StoppedWhileJoining extends RingtuneError {
+  override readonly name: string = 'StoppedWhileJoining';
+}
+
+/** This worker left the run on SIGTERM (E4): runWorker says so and returns. */
+class LeftRun extends RingtuneError {
+  override readonly name: string = 'LeftRun';
 }
 
 /** A re-form abandons what this rank was waiting for (an evaluation decision); the worker re-forms. */
@@ -145,10 +161,29 @@ export async function runWorker(o: WorkerOptions): Promise<void> {
   let ring: GrpcRing | undefined;
   let abortReason: string | undefined;
   const controls: Array<(c: ControlMessages['Control']) => void> = [];
+  // One Control subscription (the bus refuses a second copy of a message as a replay): while joining it
+  // keeps the Aborts it hears (authenticated by the bus), and one ends the join; assigned, the run's
+  // handler takes over and first looks for an Abort of its run that came before it.
+  const heardAborts: Array<{ runId: string; sender: string; reason: string }> = [];
+  let onJoinAbort: ((reason: string) => void) | undefined;
+  let onControl = (c: ControlMessages['Control'], meta: MessageMeta) => {
+    if (!c.abort) return;
+    if (heardAborts.length < 16) heardAborts.push({ runId: c.runId, sender: meta.sender, reason: c.abort.reason });
+    onJoinAbort?.(`${meta.sender} aborted run ${c.runId} of job ${o.job} while this worker was joining: ${c.abort.reason}`);
+  };
+  bus.subscribe(subj.control, 'Control', (c, meta) => onControl(c, meta));
+  let onJoinStop: (() => void) | undefined;
+  /** E4, set once assigned: true when `err` ends the run for this worker as a leave (it says Leave{left}). */
+  let hasLeft: ((err: unknown) => boolean) | undefined;
 
   try {
     let coordinator = '';
     const assignment = await new Promise<ControlMessages['Assignment']>((resolve, reject) => {
+      // Nothing to save yet: a signal or the job's Abort ends the join at once.
+      onJoinStop = () => reject(new StoppedWhileJoining(`${String(o.stop?.reason ?? 'stopped')} while joining job ${o.job}: exiting (nothing to save)`));
+      if (o.stop?.aborted) return onJoinStop();
+      o.stop?.addEventListener('abort', onJoinStop, { once: true });
+      onJoinAbort = (reason) => reject(new WorkerAbortedError(reason));
       bus.subscribe(subj.worker(workerId), 'Assignment', (a, meta) => {
         if (phase !== 'joining' || a.workerId !== workerId) return;
         if (a.refused) return reject(new WorkerRefusedError(`the coordinator of job ${o.job} refused this worker: ${a.refused}`));
@@ -163,6 +198,8 @@ export async function runWorker(o: WorkerOptions): Promise<void> {
       join();
       timers.push(setInterval(() => { if (phase === 'joining') join(); }, 1000));
     });
+    o.stop?.removeEventListener('abort', onJoinStop!);
+    onJoinAbort = undefined;
     runId = assignment.runId;
     rank = assignment.rank;
     o.events?.assigned?.(rank);
@@ -189,6 +226,8 @@ export async function runWorker(o: WorkerOptions): Promise<void> {
     let worldSize = assignment.worldSize;
     let reformAsk: ControlMessages['Control']['reform'];
     let stopAsked = false;
+    /** E4: why this worker leaves the run (its signal), once it asked to. */
+    let leaving: string | undefined;
     bus.onConnection = (up) => { if (up) coordinatorSeen = wallMs(); }; // nobody could be heard during the outage
     const coordinatorGone = () => {
       const silentMs = wallMs() - Math.max(coordinatorSeen, activity.coordinatorSeenMs);
@@ -213,7 +252,7 @@ export async function runWorker(o: WorkerOptions): Promise<void> {
       for (const f of controls.splice(0)) f({ runId, abort: { reason: abortReason, rank: -1, lastStep: step } });
     };
     timers.push(setInterval(coordinatorGone, job.cluster.heartbeatIntervalMs));
-    bus.subscribe(subj.control, 'Control', (c, meta) => {
+    onControl = (c, meta) => {
       if (c.runId !== runId) return;
       if (meta.sender !== coordinator) {
         // A restarted coordinator: the bus verified its MAC (it holds the job secret), it names this run,
@@ -235,6 +274,8 @@ export async function runWorker(o: WorkerOptions): Promise<void> {
         reports.ackThrough('ckpt', c.alive.checkpointStep ?? 0);
       }
       if (c.start) reports.ack('ready');
+      // E4: the coordinator answered this worker's Leave (a boundary to leave at, the whole run stops, or it ends).
+      if ((c.reform && c.reform.epoch > epoch) || c.stop || c.abort) reports.ack('leave');
       if (c.stop && !stopAsked) {
         stopAsked = true;
         o.log(`[worker ${workerId}] the coordinator asks to stop: stopping after the current step`);
@@ -258,7 +299,7 @@ export async function runWorker(o: WorkerOptions): Promise<void> {
         reformAsk = c.reform;
         activity.reformEpoch = c.reform.epoch;
         if (c.reform.dropped.includes(workerId)) {
-          abortReason = `dropped from the run by the coordinator (re-form ${c.reform.epoch}: ${c.reform.reason})`;
+          abortReason = `${leaving ? 'left' : 'dropped from'} the run by the coordinator (re-form ${c.reform.epoch}: ${c.reform.reason})`;
           void ring?.close();
         } else if (!c.reform.atBoundary) {
           void ring?.close();
@@ -268,7 +309,31 @@ export async function runWorker(o: WorkerOptions): Promise<void> {
         }
       }
       for (const f of controls.splice(0)) f(c);
-    });
+    };
+    // A Control of this run that came while the subscription above was not yet there (an Abort is sent once).
+    const missed = heardAborts.find((a) => a.runId === runId && a.sender === coordinator);
+    if (missed) abortReason = `aborted by the coordinator: ${missed.reason}`;
+    // E4: a signal after the assignment. Under shrink | wait this worker leaves and the run goes on;
+    // under fail (or once the coordinator asked every rank to stop) it votes to stop the run (stopVote).
+    const onStopSignal = () => {
+      if (!elastic || stopAsked || leaving || abortReason || (phase !== 'loading' && phase !== 'training')) return;
+      leaving = String(o.stop?.reason ?? 'SIGTERM');
+      o.log(`[worker ${workerId}] rank ${rank}: ${leaving}: leaving run ${runId} at the next step boundary (elastic.on_loss ${job.elastic.onLoss}); the others re-form without this worker`);
+      // Re-sent with the rank and epoch of the moment (a standby gets its rank from a plan).
+      reports.send('leave', () => bus.publish(subj.leave, 'Leave', { runId, workerId, rank, epoch, step, reason: leaving!, left: false }));
+      for (const f of controls.splice(0)) f({ runId }); // wakes a wait for a plan: this worker leaves from there
+    };
+    hasLeft = (err) => {
+      if (!leaving || !(err instanceof LeftRun || reformAsk?.dropped.includes(workerId))) return false;
+      // The others re-form without this worker now (no heartbeat timeout); its pod may be replaced.
+      reports.ack('leave');
+      bus.publish(subj.leave, 'Leave', { runId, workerId, rank, epoch, step, reason: leaving, left: true });
+      setPhase('done');
+      o.log(`[worker ${workerId}] rank ${rank}: left run ${runId} after step ${step} (${leaving})`);
+      return true;
+    };
+    if (o.stop?.aborted) onStopSignal();
+    else o.stop?.addEventListener('abort', onStopSignal, { once: true });
     /** A non-boundary re-form is pending: the step or evaluation in flight is abandoned. */
     const abandoning = () => !!reformAsk && !reformAsk.atBoundary;
     const nextControl = (want: (c: ControlMessages['Control']) => boolean, interruptible = false) =>
@@ -304,6 +369,8 @@ export async function runWorker(o: WorkerOptions): Promise<void> {
     const reportForReform = async (): Promise<NonNullable<ControlMessages['Control']['plan']>> => {
       activity.begin('waiting');
       for (;;) {
+        // E4: a leaving worker does not join the next ring; it leaves from here (the ring is given up).
+        if (leaving) throw new LeftRun(`left after step ${step} (re-form ${reformAsk?.epoch ?? epoch})`);
         const want = reformAsk!.epoch;
         await ring?.close().catch(() => {});
         ring = undefined;
@@ -311,7 +378,7 @@ export async function runWorker(o: WorkerOptions): Promise<void> {
         const report = { runId, workerId, epoch: want, appliedStep: step, paramHash: paramHash(state.flat.params), ringAddress: advertise };
         o.log(`[worker ${workerId}] re-form ${want} (${reformAsk!.reason}): applied step ${step}, waiting for the plan`);
         reports.send(`reform:${want}`, () => bus.publish(subj.reform, 'ReformReport', report));
-        const c = await nextControl((x) => x.plan?.epoch === want || (x.reform?.epoch ?? 0) > want || (reformAsk?.epoch ?? 0) > want);
+        const c = await nextControl((x) => x.plan?.epoch === want || (x.reform?.epoch ?? 0) > want || (reformAsk?.epoch ?? 0) > want || !!leaving);
         reports.ack(`reform:${want}`);
         if (c.plan?.epoch === want) return c.plan;
       }
@@ -360,7 +427,9 @@ export async function runWorker(o: WorkerOptions): Promise<void> {
       // E2 (coordinator.ts): loaded; the plan that takes this worker in acknowledges Ready.
       reports.send('ready', () => bus.publish(subj.ready, 'Ready', readyMsg));
       activity.begin('waiting');
-      plan = (await nextControl((c) => !!c.plan?.peers.some((p) => p.workerId === workerId))).plan;
+      plan = (await nextControl((c) => !!c.plan?.peers.some((p) => p.workerId === workerId) || !!leaving)).plan;
+      // E4: a standby that got SIGTERM before a plan took it in holds nothing the run needs.
+      if (leaving && !plan?.peers.some((p) => p.workerId === workerId)) throw new LeftRun('left before entering the ring');
       reports.ack('ready');
     } else {
       ring = await createRing(epoch, rank, assignment.worldSize);
@@ -386,7 +455,8 @@ export async function runWorker(o: WorkerOptions): Promise<void> {
         }
         outcome = await runSteps(state, {
           job, rank, worldSize, runId, ring: ring!, bus, subj, reports, epoch,
-          stopVote: () => !!(o.stop?.aborted || stopAsked),
+          // A leaving worker's own signal is not a vote to stop the run (E4).
+          stopVote: () => !!((o.stop?.aborted && !leaving) || stopAsked),
           reformVote: () => !!reformAsk?.atBoundary,
           waitForDecision: (s) => nextControl((c) => c.evalDecision?.step === s, true).then((c) => c.evalDecision!),
           onStep: (s) => { step = s; activity.step = s; },
@@ -396,11 +466,13 @@ export async function runWorker(o: WorkerOptions): Promise<void> {
           traceFile: o.traceFile,
           evaluateFirst,
         });
+        // E4: the boundary the coordinator set for this worker's Leave (or any boundary): leave there.
+        if (outcome.votedOut && leaving) throw new LeftRun(`left after step ${step}`);
         // Stopped by the others' vote without having heard why: a re-form whose Control this rank missed?
         if (outcome.stopped && !o.stop?.aborted && !stopAsked && !reformAsk) await heardWithin(1500, () => !!reformAsk || stopAsked);
         if (!outcome.votedOut && !(outcome.stopped && reformAsk && !stopAsked && !o.stop?.aborted)) break;
       } catch (err) {
-        if (abortReason || !(elastic || reformAsk)) throw err;
+        if (err instanceof LeftRun || abortReason || !(elastic || reformAsk)) throw err;
         if (!reformAsk) {
           // E1: the ring broke under us. Say so (naming whom it blames) and wait for the coordinator's re-form.
           const blamed = (err as { rank?: unknown }).rank;
@@ -409,7 +481,7 @@ export async function runWorker(o: WorkerOptions): Promise<void> {
           bus.publish(subj.failed, 'Failed', { runId, rank, workerId, error: (err as Error).message, step, lostRank, survivor: true, epoch });
           // Its coordinator may be dead too: a restarted one may re-form it (coordinatorGone ends the wait then).
           const waitMs = 2 * job.cluster.heartbeatTimeoutMs + 2000 + recoveryMs;
-          if (!(await heardWithin(waitMs, () => !!reformAsk || !!abortReason)) || abortReason) throw err;
+          if (!(await heardWithin(waitMs, () => !!reformAsk || !!abortReason || !!leaving)) || abortReason) throw err;
         }
       }
       plan = await reportForReform();
@@ -426,6 +498,11 @@ export async function runWorker(o: WorkerOptions): Promise<void> {
     const shutdown = await Promise.race([nextControl((c) => !!c.shutdown).then(() => true, () => true), new Promise<false>((r) => setTimeout(() => r(false), waitMs))]);
     if (!shutdown) o.log(`[worker ${workerId}] rank ${rank}: no Shutdown from the coordinator within ${waitMs} ms; exiting (the run's outputs are written)`);
   } catch (err) {
+    if (err instanceof StoppedWhileJoining) {
+      o.log(`[worker ${workerId}] ${err.message}`);
+      return;
+    }
+    if (hasLeft?.(err)) return;
     setPhase('failed');
     const e = abortReason ? new WorkerAbortedError(abortReason, { cause: err }) : err;
     // Ring errors (PeerLostError, CollectiveTimeoutError) name the rank at fault in `rank`.

@@ -16,6 +16,8 @@ import { join, relative, resolve } from 'node:path';
 import { parseAllDocuments, parse as parseYaml } from 'yaml';
 import { JobSchema } from '../../src/config/schema.ts';
 import { RING_PROCESS_ENV } from '../../src/collective/ring-options.ts';
+import { compileJob } from '../../src/config/compile.ts';
+import { podFailureAction } from './helpers.ts';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 const K8S = join(ROOT, 'deploy/k8s');
@@ -323,26 +325,44 @@ async function checkOverlay(objs: Obj[]) {
   assert.equal(workers.spec.parallelism, n, 'workers parallelism != coordinator --workers');
   assert.equal(coordJob.spec.completions, 1);
 
-  // Failures: the coordinator is not retried inside its Job (the JobSet restarts the run); a failed
-  // worker pod is replaced inside the workers Job (same index), and the replacement rejoins the running
-  // job because job.yaml waits for it (elastic on_loss wait). A disruption or a stop on SIGTERM fails
-  // either Job with reason PodFailurePolicy, which the JobSet restarts without counting it.
-  assert.equal(coordJob.spec.backoffLimit, 0, `${coordJob.metadata.name}: backoffLimit`);
+  // Failures (jobset.yaml "Failures"): pods are replaced inside their Job wherever the run goes on, so the
+  // workers outlive a coordinator pod and vice versa; only a failed run fails a Job. Evaluated as the Job
+  // controller evaluates podFailurePolicy (helpers.ts podFailureAction).
   for (const [o, c] of [[coordJob, coordC], [workers, workerC]] as const) {
     assert.equal(podSpec(o).restartPolicy, 'Never', `${o.metadata.name}: podFailurePolicy needs restartPolicy Never`);
-    const rules = o.spec.podFailurePolicy?.rules as Obj[] | undefined;
-    assert.ok(rules, `${o.metadata.name}: no podFailurePolicy`);
-    assert.ok(rules.some((r) => r.action === 'FailJob' && r.onPodConditions?.some((p: Obj) => p.type === 'DisruptionTarget')), `${o.metadata.name}: DisruptionTarget must fail the Job (reason PodFailurePolicy)`);
-    assert.ok(rules.some((r) => r.action === 'FailJob' && r.onExitCodes?.containerName === c.name && r.onExitCodes.operator === 'In' && r.onExitCodes.values.includes(143)),
-      `${o.metadata.name}: a stop on SIGTERM (exit 143) must fail the Job with reason PodFailurePolicy`);
-    // Time to finish the step and write the checkpoint the stop asks for.
+    assert.ok(o.spec.podFailurePolicy?.rules, `${o.metadata.name}: no podFailurePolicy`);
+    // Never two pods of one index (or two coordinators) at once; the only value allowed with a podFailurePolicy.
+    assert.equal(o.spec.podReplacementPolicy, 'Failed', `${o.metadata.name}: podReplacementPolicy`);
+    const act = (code: number, disruption = false) => podFailureAction(o.spec, c.name, code, disruption);
+    assert.equal(act(143, true), 'Ignore', `${o.metadata.name}: a drained pod (DisruptionTarget) must be replaced without counting it`);
+    assert.equal(act(137, true), 'Ignore', `${o.metadata.name}: a pod of a lost node (DisruptionTarget) must be replaced without counting it`);
+    assert.equal(act(143), 'Ignore', `${o.metadata.name}: a pod stopped on SIGTERM (exit 143) must be replaced without counting it`);
+    // Time to finish the step (and the checkpoint a whole-run stop asks for).
     assert.ok(podSpec(o).terminationGracePeriodSeconds >= 120, `${o.metadata.name}: terminationGracePeriodSeconds`);
   }
+  const coordAct = (code: number) => podFailureAction(coordJob.spec, coordC.name, code);
+  // A killed coordinator (SIGKILL, OOM: 137) is a pod restart, not a JobSet restart: counted against its
+  // Job's backoffLimit, and the replacement takes the run over from the shared checkpoint directory.
+  assert.equal(coordAct(137), 'Count', `${coordJob.metadata.name}: a killed coordinator (exit 137) must be replaced in place`);
+  assert.ok(Number.isInteger(coordJob.spec.backoffLimit) && coordJob.spec.backoffLimit >= 1, `${coordJob.metadata.name}: backoffLimit must be >= 1 (a killed coordinator is replaced)`);
+  // A failed run (the coordinator exits 1 naming why) fails the Job: another coordinator would not help.
+  assert.equal(coordAct(1), 'FailJob', `${coordJob.metadata.name}: a failed run (exit 1) must fail the Job`);
+  assert.ok(coordJob.spec.completionMode !== 'Indexed' && coordJob.spec.backoffLimitPerIndex === undefined, `${coordJob.metadata.name}: one pod, backoffLimit`);
+  const workerAct = (code: number) => podFailureAction(workers.spec, workerC.name, code);
+  for (const code of [1, 137]) assert.equal(workerAct(code), 'Count', `${workers.metadata.name}: a crashed worker (exit ${code}) is replaced, counted per index`);
   checkWorkerReplacement(workers, spec);
+  // The takeover: the replacement coordinator reads coordinator-session.json from checkpoint.dir (on the
+  // PVC both pods mount, checked above) and the workers wait cluster.coordinator_recovery_ms for it.
+  const compiled = compileJob(parseYaml(cm.data['job.yaml']), jobPath);
+  assert.ok(compiled.cluster.coordinatorRecoveryMs >= 120_000,
+    `job.yaml: cluster.coordinator_recovery_ms ${compiled.cluster.coordinatorRecoveryMs} does not cover a replacement pod (Job back-off, scheduling, an image pull)`);
+  // Every Job failure is a failed run: a counted restart, so a run that keeps failing ends with the JobSet failed.
   const fp = js.spec.failurePolicy;
-  assert.ok(fp.maxRestarts >= 1, 'a crash restarts the run from its checkpoint at least once');
-  const first = (fp.rules as Obj[]).find((r) => (r.onJobFailureReasons ?? []).includes('PodFailurePolicy'));
-  assert.equal(first?.action, 'RestartJobSetAndIgnoreMaxRestarts', 'a disruption must restart the run without using up maxRestarts');
+  assert.ok(fp.maxRestarts >= 1, 'a failed run restarts from its checkpoint at least once');
+  for (const reason of ['PodFailurePolicy', 'BackoffLimitExceeded', 'MaxFailedIndexesExceeded']) {
+    const rule = (fp.rules as Obj[] | undefined ?? []).find((r) => !r.onJobFailureReasons || r.onJobFailureReasons.includes(reason));
+    assert.ok(!rule || rule.action === 'RestartJobSet' || rule.action === 'FailJobSet', `JobSet: a Job failed with ${reason} (a failed run) must count against maxRestarts, not ${rule?.action}`);
+  }
 
   // A drain takes one pod of the run at a time: minAvailable = coordinator + workers - 1.
   const pdbs = byKind(objs, 'PodDisruptionBudget');
@@ -526,6 +546,12 @@ test('the shape check is not vacuous: an overlay that renames the job or resizes
     await assert.rejects(checkOverlay(overlay('- {op: remove, path: /spec/replicatedJobs/0/template/spec/template/spec/containers/0/args/2}')), /--resume-if-present/);
     await assert.rejects(checkOverlay(overlay('- {op: remove, path: /spec/replicatedJobs/1/template/spec/backoffLimitPerIndex}')), /backoffLimitPerIndex must be >= 1/);
     await assert.rejects(checkOverlay(overlay('- {op: remove, path: /spec/replicatedJobs/1/template/spec/podReplacementPolicy}')), /podReplacementPolicy/);
+    // The coordinator restarted in place, not the JobSet; a failed run still fails the Job, counted.
+    await assert.rejects(checkOverlay(overlay('- {op: replace, path: /spec/replicatedJobs/0/template/spec/backoffLimit, value: 0}')), /backoffLimit must be >= 1/);
+    await assert.rejects(checkOverlay(overlay('- {op: remove, path: /spec/replicatedJobs/0/template/spec/podFailurePolicy/rules/0}')), /a failed run \(exit 1\) must fail the Job/);
+    await assert.rejects(checkOverlay(overlay('- {op: replace, path: /spec/replicatedJobs/0/template/spec/podFailurePolicy/rules/2/action, value: FailJob}')), /stopped on SIGTERM \(exit 143\) must be replaced/);
+    await assert.rejects(checkOverlay(overlay('- {op: replace, path: /spec/replicatedJobs/1/template/spec/podFailurePolicy/rules/0/action, value: FailJob}')), /workers-0: a drained pod \(DisruptionTarget\)/);
+    await assert.rejects(checkOverlay(overlay('- {op: replace, path: /spec/failurePolicy/rules/0/action, value: RestartJobSetAndIgnoreMaxRestarts}')), /must count against maxRestarts/);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -81,3 +81,26 @@ test('an abort while the main thread stays blocked ends the process; an abort fr
   assert.ok(performance.now() - sent >= 1400, 'killed before abortKillMs');
   assert.match(w.output(), /aborted \(rank 1 lost\) and the compute thread is still busy \(step 5: micro-batch 2\/3 forward\+backward, \d+ ms\)/);
 });
+
+test('an abort that arrives before the assignment still ends a process whose main thread then blocks', { timeout: 30_000 }, async (t) => {
+  const nats = await startNatsServer();
+  t.after(() => nats.stop());
+  const job = 'hbearly';
+  const secret = newJobSecret();
+  const coord = await Bus.connect({ url: nats.url, name: 'coord' }, new ControlAuth(secret, job, 'coord-1'));
+  t.after(() => coord.close());
+  // Assigned 1500 ms after its heartbeat thread is connected; the Abort goes out in between.
+  const w = startBlocked([nats.url, job, 'w-1', 'run-1', 'coord-1', secret, '0', '1500']);
+  t.after(() => w.child.kill('SIGKILL'));
+  const deadline = Date.now() + 30_000;
+  while (!/connected/.test(w.output()) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  assert.match(w.output(), /connected/);
+  // Another run's abort, heard first, must not count.
+  coord.publish(subjects(job).control, 'Control', { runId: 'another-run', abort: { reason: 'not this run', rank: -1, lastStep: 0 } });
+  coord.publish(subjects(job).control, 'Control', { runId: 'run-1', abort: { reason: 'rank 1 lost while loading', rank: 1, lastStep: 0 } });
+  await coord.flush();
+  const { signal } = await w.exit;
+  assert.equal(signal, 'SIGKILL', w.output());
+  assert.match(w.output(), /blocking/, 'the main thread blocked after the assignment');
+  assert.match(w.output(), /aborted \(rank 1 lost while loading\) and the compute thread is still busy/);
+});
