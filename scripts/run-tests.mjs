@@ -1,10 +1,11 @@
 // Runs every tests/**/*.test.ts with node's built-in runner (Node 20 has no --test glob support).
 // Usage: node scripts/run-tests.mjs [path-substring ...]
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawn, spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { longestFirst, readDurations, readHints, tailOf } from './test-order.mjs';
 
 function walk(dir) {
   return readdirSync(dir).flatMap((name) => {
@@ -13,21 +14,13 @@ function walk(dir) {
   });
 }
 
-// Longest first: node --test starts files in the order given, `concurrency` at a time, so a long file
-// started late runs alone at the end (the tail). scripts/test-durations.json holds each file's wall
-// seconds from a full run (refreshed by scripts/update-test-durations.mjs from the durations file this
-// script names at the end); a file it does not know yet is taken to need UNKNOWN_S, the budget of one
-// test file, so a new long file is not left to the end. Ties keep name order.
-const HINTS = fileURLToPath(new URL('test-durations.json', import.meta.url));
-const UNKNOWN_S = 60;
-const hints = existsSync(HINTS) ? JSON.parse(readFileSync(HINTS, 'utf8')) : {};
-const expected = (f) => hints[f.split('\\').join('/')] ?? UNKNOWN_S;
+// Longest first, by each file's wall time in the last full run (scripts/test-order.mjs): no long file
+// left to run alone at the end. scripts/update-test-durations.mjs refreshes the hints from the
+// durations file named at the end of a run.
+const hints = readHints();
 
 const filters = process.argv.slice(2);
-const files = walk('tests')
-  .filter((f) => filters.length === 0 || filters.some((s) => f.includes(s)))
-  .sort()
-  .sort((a, b) => expected(b) - expected(a));
+const files = longestFirst(walk('tests').filter((f) => filters.length === 0 || filters.some((s) => f.includes(s))), hints);
 if (files.length === 0) {
   console.error(`no test files match ${filters.join(' ')}`);
   process.exit(1);
@@ -89,14 +82,9 @@ console.error(`[run-tests] ${timings.join('; ')}`);
 console.error(`[run-tests] per-file wall times: ${durationsFile} (node scripts/update-test-durations.mjs ${durationsFile} refreshes the order)`);
 process.exit(status);
 
-/** The main run's tail (its last file running with a slot idle beside it) and its slowest files. */
+/** The main run's tail and its slowest files, from the durations file. */
 function tail() {
-  if (!existsSync(durationsFile)) return '';
-  const rows = readFileSync(durationsFile, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l));
-  if (rows.length === 0) return '';
-  const ends = rows.map((r) => r.endMs).sort((a, b) => b - a);
-  const last = rows.find((r) => r.endMs === ends[0]);
-  const slowest = [...rows].sort((a, b) => b.durationMs - a.durationMs).slice(0, 5).map((r) => `${r.file} ${(r.durationMs / 1000).toFixed(0)} s`);
-  const tailS = rows.length > 1 && Number(concurrency) > 1 ? ((ends[0] - ends[1]) / 1000).toFixed(0) : '0';
-  return ` (tail ${tailS} s: ${last.file} ended last; slowest: ${slowest.join(', ')})`;
+  const t = existsSync(durationsFile) ? tailOf(readDurations(durationsFile), Number(concurrency)) : undefined;
+  if (!t) return '';
+  return ` (tail ${t.tailS.toFixed(0)} s: ${t.last} ended last; slowest: ${t.slowest.map((r) => `${r.file} ${r.s.toFixed(0)} s`).join(', ')})`;
 }
