@@ -2,12 +2,13 @@
  * Distributed runs with a real nats-server, real gRPC between separate worker processes:
  * - N workers == 1 worker with the same global batch (per-step losses and final parameters)
  * - every example is used exactly once per epoch across the ranks
+ * Both from the same three runs (one 3-worker run fewer than a separate traced run).
  */
 import assert from 'node:assert/strict';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { test } from 'node:test';
+import { after, test } from 'node:test';
 import { readModelWeights } from '../../src/model/weights-dir.ts';
 import { history, makeJob, runLocal, trainLosses } from './cluster-helpers.ts';
 
@@ -15,21 +16,43 @@ async function weights(dir: string): Promise<Float32Array[]> {
   return [...(await readModelWeights(dir)).tensors.values()].map((t) => t.data);
 }
 
-test('2 and 3 workers == 1 worker over 24 steps: per-step losses and final parameters within 1e-5', async (t) => {
-  const dir = await mkdtemp(join(tmpdir(), 'ringtune-dist-'));
-  t.after(() => rm(dir, { recursive: true, force: true }));
-  const results = new Map<number, { losses: number[]; params: Float32Array[] }>();
-  for (const workers of [1, 2, 3]) {
-    // A 2 s heartbeat timeout on a run that lasts longer: heartbeats must flow during training, also
-    // with one worker, where no ring I/O ever yields to the event loop.
-    const job = await makeJob(dir, `eq${workers}`, { workers, maxSteps: 24, globalBatch: 12, microBatch: 2, heartbeatTimeoutMs: 2000 });
-    const r = await runLocal(job);
-    assert.equal(r.code, 0, r.output);
-    const out = join(dir, `out-eq${workers}`);
-    const h = await history(out);
-    assert.ok(h.filter((x) => x.type === 'train').every((x) => x.workers === workers));
-    results.set(workers, { losses: trainLosses(h), params: await weights(join(out, 'final')) });
-  }
+// One job shape for both tests. 88 lines, eval_fraction 0.125 -> 77 train examples; global batch 14 ->
+// 6 steps per data epoch (5 x 14, then 7), so 24 steps are 4 whole epochs: the step across each epoch
+// boundary, a short last batch, and uneven shares everywhere (3 workers: 5/5/4, last 3/2/2; 2 workers:
+// 7/7, last 4/3), each accumulated in micro-batches of 2 with a remainder of 1.
+const SHAPE = { maxSteps: 24, examples: 88, globalBatch: 14, microBatch: 2 };
+const TRAIN_EXAMPLES = 77;
+const EPOCHS = 4;
+
+type Trace = { rank: number; step: number; epoch: number; examples: string[] };
+let shared: Promise<{ dir: string; results: Map<number, { losses: number[]; params: Float32Array[] }>; trace: Trace[] }> | undefined;
+after(async () => { if (shared) await rm((await shared).dir, { recursive: true, force: true }); });
+
+/** The 1-, 2- and 3-worker runs of SHAPE, once for the file; the 3-worker run traces its examples. */
+function runs() {
+  shared ??= (async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'ringtune-dist-'));
+    const results = new Map<number, { losses: number[]; params: Float32Array[] }>();
+    const traceFile = join(dir, 'trace.jsonl');
+    for (const workers of [1, 2, 3]) {
+      // A 2 s heartbeat timeout on a run that lasts longer: heartbeats must flow during training, also
+      // with one worker, where no ring I/O ever yields to the event loop.
+      const job = await makeJob(dir, `eq${workers}`, { ...SHAPE, workers, heartbeatTimeoutMs: 2000 });
+      const r = await runLocal(job, [], workers === 3 ? { RINGTUNE_TRACE_EXAMPLES: traceFile } : {});
+      assert.equal(r.code, 0, r.output);
+      const out = join(dir, `out-eq${workers}`);
+      const h = await history(out);
+      assert.ok(h.filter((x) => x.type === 'train').every((x) => x.workers === workers));
+      results.set(workers, { losses: trainLosses(h), params: await weights(join(out, 'final')) });
+    }
+    const trace = (await readFile(traceFile, 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as Trace);
+    return { dir, results, trace };
+  })();
+  return shared;
+}
+
+test('2 and 3 workers == 1 worker over 24 steps: per-step losses and final parameters within 1e-5', async () => {
+  const { results } = await runs();
   const one = results.get(1)!;
   assert.equal(one.losses.length, 24);
   assert.ok(one.losses[23] < 0.6 * one.losses[0], `training must make progress: ${one.losses[0]} -> ${one.losses[23]}`);
@@ -43,21 +66,16 @@ test('2 and 3 workers == 1 worker over 24 steps: per-step losses and final param
   }
 });
 
-test('every example is used exactly once per epoch across 3 ranks (traced by source line)', async (t) => {
-  const dir = await mkdtemp(join(tmpdir(), 'ringtune-dist-'));
-  t.after(() => rm(dir, { recursive: true, force: true }));
-  const job = await makeJob(dir, 'once', { workers: 3, epochs: 2, examples: 50, globalBatch: 8, microBatch: 3 });
-  const trace = join(dir, 'trace.jsonl');
-  const r = await runLocal(job, [], { RINGTUNE_TRACE_EXAMPLES: trace });
-  assert.equal(r.code, 0, r.output);
-  const lines = (await readFile(trace, 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as { rank: number; step: number; epoch: number; examples: string[] });
+test('every example is used exactly once per epoch across 3 ranks (traced by source line)', async () => {
+  // The 3-worker run above, traced: uneven shares and a short last batch in every epoch.
+  const lines = (await runs()).trace;
   assert.deepEqual([...new Set(lines.map((l) => l.rank))].sort(), [0, 1, 2]);
-  // 50 examples, eval_fraction 0.125 -> 6 held out, 44 train -> 6 steps per epoch (last batch 4).
-  for (const epoch of [0, 1]) {
+  for (let epoch = 0; epoch < EPOCHS; epoch++) {
     const used = lines.filter((l) => l.epoch === epoch).flatMap((l) => l.examples);
-    assert.equal(used.length, 44, `epoch ${epoch}`);
-    assert.equal(new Set(used).size, 44, `epoch ${epoch}: an example was used twice`);
+    assert.equal(used.length, TRAIN_EXAMPLES, `epoch ${epoch}`);
+    assert.equal(new Set(used).size, TRAIN_EXAMPLES, `epoch ${epoch}: an example was used twice`);
   }
+  assert.equal(Math.max(...lines.map((l) => l.epoch)), EPOCHS - 1);
   // Ranks never share an example within a step.
   for (const step of new Set(lines.map((l) => l.step))) {
     const inStep = lines.filter((l) => l.step === step).flatMap((l) => l.examples);

@@ -48,6 +48,9 @@ test('a micro-batch longer than 3x the heartbeat timeout: the run finishes and s
   let busySeen: { activity: string; activityMs: number; heartbeatAgeMs: number } | undefined;
   let exited = false;
   void local.exit.then(() => (exited = true));
+  // Not before the ranks are assigned: until then no rank can be busy, and each `ringtune status` is a
+  // process start that takes the cores from the coordinator and workers starting beside it.
+  while (!exited && !/\[coordinator\] loading/.test(local.output())) await new Promise((r) => setTimeout(r, 50));
   while (!exited && !busySeen) {
     const r = await run(process.execPath, [CLI, 'status', '--job', name, '--nats', nats.url], { env: { ...process.env, RINGTUNE_JOB_SECRET: secret } }).catch(() => undefined);
     if (r) {
