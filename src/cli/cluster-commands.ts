@@ -131,6 +131,7 @@ export function registerClusterCommands(program: Command): void {
       const ringPort = o.ringPort || (await freePort(o.ringHost === '0.0.0.0' ? '127.0.0.1' : o.ringHost));
       const signals = stopOnSignals();
       let assigned = false;
+      let left = false;
       try {
         await runWorker({
           stop: signals.stop,
@@ -139,6 +140,7 @@ export function registerClusterCommands(program: Command): void {
           events: {
             phase: (p) => metrics.setPhase(p),
             assigned: (rank) => { assigned = true; metrics.setRank(rank); },
+            left: () => { left = true; },
             rejected: (reason) => metrics.controlRejected(reason),
             ring: (ring) => metrics.ringFrom(ring),
             nats: (nc) => metrics.natsFrom(nc),
@@ -153,9 +155,10 @@ export function registerClusterCommands(program: Command): void {
         if (signals.exitCode() !== undefined) process.exitCode = signals.exitCode();
       } finally {
         signals.dispose();
-        // Not after a signal (a pod's replacement, same index, starts only once this process is gone), nor
-        // for a worker that never joined a run (nothing of its own to scrape).
-        if (o.lingerMs > 0 && assigned && signals.exitCode() === undefined) await sleep(o.lingerMs);
+        // Not for a worker that left a run going on (drained: its pod's replacement, same index, starts
+        // only once this process is gone), nor for one that never joined a run (nothing of its own to
+        // scrape). A run stopped as a whole (SIGTERM to every rank) lingers: its final values get scraped.
+        if (o.lingerMs > 0 && assigned && !left) await sleep(o.lingerMs);
         await server.close();
       }
     }));

@@ -61,7 +61,7 @@ export interface WorkerOptions {
   /** Aborted by SIGTERM/SIGINT: this rank votes to stop, and every rank stops after the same step. */
   stop?: AbortSignal;
   /** Observers for metrics. */
-  events?: WorkerEvents & { phase?: (p: WorkerPhase) => void; assigned?: (rank: number) => void; rejected?: (reason: RejectReason) => void; ring?: (ring: GrpcRing) => void; nats?: (nc: Bus['nc']) => void };
+  events?: WorkerEvents & { phase?: (p: WorkerPhase) => void; assigned?: (rank: number) => void; left?: () => void; rejected?: (reason: RejectReason) => void; ring?: (ring: GrpcRing) => void; nats?: (nc: Bus['nc']) => void };
 }
 
 export class WorkerAbortedError extends RingtuneError {
@@ -329,6 +329,7 @@ export async function runWorker(o: WorkerOptions): Promise<void> {
       reports.ack('leave');
       bus.publish(subj.leave, 'Leave', { runId, workerId, rank, epoch, step, reason: leaving, left: true });
       setPhase('done');
+      o.events?.left?.();
       o.log(`[worker ${workerId}] rank ${rank}: left run ${runId} after step ${step} (${leaving})`);
       return true;
     };

@@ -19,8 +19,10 @@ test('control messages encode as proto3 by field number and round-trip', () => {
   // PullRequest { job_id = 1 (string), rank = 2, world_size = 3 }: tag (number << 3 | wire type), value.
   const pull = { jobId: 'j', rank: 3, worldSize: 8 };
   assert.deepEqual([...controlCodecs.pullRequest.serialize(pull)], [0x0a, 1, 0x6a, 0x10, 3, 0x18, 8]);
-  // epoch = 4 (the ring epoch, elastic re-forms): absent on the wire when 0, read back as 0.
-  assert.deepEqual(controlCodecs.pullRequest.deserialize(controlCodecs.pullRequest.serialize(pull)), { ...pull, epoch: 0 });
+  // epoch = 4 (the ring epoch, elastic re-forms), stripe = 5 and connections = 6 (ring.connections):
+  // absent on the wire when 0, read back as 0 (a stock grpc-js peer sends none of them).
+  assert.deepEqual(controlCodecs.pullRequest.deserialize(controlCodecs.pullRequest.serialize(pull)), { ...pull, epoch: 0, stripe: 0, connections: 0 });
+  assert.deepEqual([...controlCodecs.pullRequest.serialize({ ...pull, stripe: 2, connections: 3 })], [0x0a, 1, 0x6a, 0x10, 3, 0x18, 8, 0x28, 2, 0x30, 3]);
   assert.deepEqual([...controlCodecs.pullRequest.serialize({ ...pull, epoch: 5 })], [0x0a, 1, 0x6a, 0x10, 3, 0x18, 8, 0x20, 5]);
   assert.deepEqual(controlCodecs.pingRequest.deserialize(controlCodecs.pingRequest.serialize({ jobId: 'j', rank: 1, epoch: 7 })), { jobId: 'j', rank: 1, epoch: 7 });
   // PingReply decodes with proto3 defaults filled in, and a uint64 step as a number.

@@ -43,7 +43,8 @@ test('E4, wait: a Leave starts an at-boundary round; Leave{left} drops the leave
   assert.equal(c.currentPhase, 'reforming');
   assert.match(logs.join('\n'), /rank 0 \(w0\) leaves the run \(SIGTERM\): every rank stops after the next step/);
   // Both stop after step 3 (the step whose all-reduce carried the vote counts); w1 reports, w0 leaves.
-  for (const rank of [1, 0]) await c.onStepReport(stepReport(rank, 3));
+  // (Every step is reported: a round's plan waits briefly for steps nobody reported, elastic.ts R5.)
+  for (let step = 1; step <= 3; step++) for (const rank of [1, 0]) await c.onStepReport(stepReport(rank, step));
   c.onReformReport(report('w1', 1, 3));
   assert.deepEqual(outbox.of('plan'), []);
   c.onLeave(leave(0, { epoch: 0, step: 3, left: true }), 'w0');
@@ -71,6 +72,7 @@ test('E4: a leaver asked while a loss round forms leaves from it; a Leave{left} 
   fakeClock(t);
   const { c, outbox } = await elasticCoordinator(t, { onLoss: 'shrink' }, 3);
   startRun(c, 3);
+  for (let step = 1; step <= 2; step++) for (const rank of [0, 1, 2]) await c.onStepReport(stepReport(rank, step));
   c.onFailed({ runId: RUN, rank: 0, workerId: 'w0', error: 'rank 2 was lost', step: 2, lostRank: 2, survivor: true, epoch: 0 });
   c.onLeave(leave(1), 'w1'); // during the round: no new round; it leaves from this one
   assert.deepEqual(outbox.of('reform').map((r) => [r.epoch, r.dropped]), [[1, ['w2']]]);
@@ -103,6 +105,7 @@ test('a stop asked while a wait round waits for a replacement plans with the sur
   fakeClock(t);
   const { c, outbox } = await elasticCoordinator(t, { onLoss: 'wait', waitTimeoutMs: 600_000 }, 3);
   startRun(c, 3);
+  for (let step = 1; step <= 4; step++) for (const rank of [0, 1, 2]) await c.onStepReport(stepReport(rank, step));
   c.onFailed({ runId: RUN, rank: 0, workerId: 'w0', error: 'rank 2 was lost', step: 4, lostRank: 2, survivor: true, epoch: 0 });
   c.onReformReport(report('w0', 1, 4));
   c.onReformReport(report('w1', 1, 4));
