@@ -10,16 +10,14 @@
  * once, in step order, each from both ranks' reports.
  */
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { spawn } from 'node:child_process';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { test } from 'node:test';
 import { parse, stringify } from 'yaml';
 import { newJobSecret } from '../../src/control/auth.ts';
-import { startNatsServer } from '../../src/control/nats-server.ts';
-import { history, makeJob, startCli, until, type CliProc } from '../integration/cluster-helpers.ts';
+import { clusterScratch, history, makeJob, startCli, until, type CliProc } from '../integration/cluster-helpers.ts';
 
 const STEPS = 24;
 const DROPPED = [6, 7, 8];
@@ -27,14 +25,7 @@ const FIXTURE = fileURLToPath(new URL('./drop-steps-coordinator.ts', import.meta
 
 test('a coordinator that missed steps 6-8 is killed after step 12; the one taking over records them from the re-sent reports: every step once, in order', { timeout: 240_000 }, async (t) => {
   const started = performance.now();
-  const dir = await mkdtemp(join(tmpdir(), 'ringtune-hole-'));
-  const nats = await startNatsServer();
-  const all: ChildProcess[] = [];
-  t.after(async () => {
-    for (const c of all) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
-    await nats.stop();
-    await rm(dir, { recursive: true, force: true });
-  });
+  const { dir, nats, all } = await clusterScratch(t, 'ringtune-hole-');
   // Evaluation at step 16: the workers, training on without a coordinator, wait there for its decision
   // (so the run cannot end before the new coordinator comes, however fast the machine).
   const file = await makeJob(dir, 'hole', { workers: 2, maxSteps: STEPS, globalBatch: 8, microBatch: 4, checkpointEvery: 4, heartbeatTimeoutMs: 3000, evalEvery: 16 });

@@ -9,15 +9,12 @@
  * with the worker processes kept, and the final parameters equal the fault-free run's bit for bit.
  */
 import assert from 'node:assert/strict';
-import type { ChildProcess } from 'node:child_process';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { test } from 'node:test';
 import { parse, stringify } from 'yaml';
 import { newJobSecret } from '../../src/control/auth.ts';
-import { startNatsServer } from '../../src/control/nats-server.ts';
-import { history, startLocal, until, startCli, type CliProc } from '../integration/cluster-helpers.ts';
+import { clusterScratch, history, startLocal, until, startCli, type CliProc } from '../integration/cluster-helpers.ts';
 import { finalBytes, makeElasticJob } from '../integration/elastic-helpers.ts';
 import { podFailureAction, renderKustomize, type Obj } from './helpers.ts';
 
@@ -47,14 +44,7 @@ test('a killed coordinator pod is replaced in place and takes the run over; the 
   assert.deepEqual([command, jobPath], ['coordinator', '/etc/ringtune/job.yaml']);
   assert.deepEqual(workers.container.args, ['worker']);
 
-  const dir = await mkdtemp(join(tmpdir(), 'ringtune-coord-pod-'));
-  const nats = await startNatsServer();
-  const all: ChildProcess[] = [];
-  t.after(async () => {
-    for (const c of all) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
-    await nats.stop();
-    await rm(dir, { recursive: true, force: true });
-  });
+  const { dir, nats, all } = await clusterScratch(t, 'ringtune-coord-pod-');
   const total = 20;
   // As job.yaml: elastic wait, and the workers wait its cluster.coordinator_recovery_ms for the new pod.
   const job = await makeElasticJob(dir, 'coordpod', {

@@ -7,25 +7,14 @@
  * finishes with final parameters equal bit for bit to the fault-free run's (docs/reliability.md).
  */
 import assert from 'node:assert/strict';
-import type { ChildProcess } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { newJobSecret } from '../../src/control/auth.ts';
-import { startNatsServer } from '../../src/control/nats-server.ts';
-import { history, startLocal, until, startCli, type CliProc } from '../integration/cluster-helpers.ts';
+import { clusterScratch, history, startLocal, until, startCli, type CliProc } from '../integration/cluster-helpers.ts';
 import { finalBytes, makeElasticJob } from '../integration/elastic-helpers.ts';
 
 test('a replaced worker pod (same rank hint) rejoins the running job; the run equals the fault-free run bit for bit', { timeout: 240_000 }, async (t) => {
-  const dir = await mkdtemp(join(tmpdir(), 'ringtune-pod-rejoin-'));
-  const nats = await startNatsServer();
-  const all: ChildProcess[] = [];
-  t.after(async () => {
-    for (const c of all) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
-    await nats.stop();
-    await rm(dir, { recursive: true, force: true });
-  });
+  const { dir, nats, all } = await clusterScratch(t, 'ringtune-pod-rejoin-');
   const total = 24;
   const job = await makeElasticJob(dir, 'podrejoin', {
     workers: 2, maxSteps: total, globalBatch: 12, microBatch: 2, checkpointEvery: 4, heartbeatTimeoutMs: 3000,

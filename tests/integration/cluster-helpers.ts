@@ -1,9 +1,12 @@
 /** Real local clusters for integration tests: nats-server, coordinator and workers as OS processes. */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFile, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { TestContext } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
+import { startNatsServer, type NatsServer } from '../../src/control/nats-server.ts';
 import type { Family } from '../../src/model/config.ts';
 import { createModelDir } from '../../src/model/create.ts';
 import { lmLines, ready, writeLines } from '../train/fixtures.ts';
@@ -98,4 +101,21 @@ export function startCli(args: string[], env: NodeJS.ProcessEnv, all: ChildProce
   child.stdout!.on('data', (d) => (out += d));
   child.stderr!.on('data', (d) => (out += d));
   return { child, output: () => out, exit: new Promise((resolve) => child.once('exit', (code) => resolve(code ?? 1))) };
+}
+
+/**
+ * What a cluster test starts from: a temp directory, its own nats-server, and `all`, where the test puts
+ * every child it starts; when the test ends the children still running are SIGKILLed, NATS stopped,
+ * the directory removed.
+ */
+export async function clusterScratch(t: TestContext, prefix: string): Promise<{ dir: string; nats: NatsServer; all: ChildProcess[] }> {
+  const dir = await mkdtemp(join(tmpdir(), prefix));
+  const nats = await startNatsServer();
+  const all: ChildProcess[] = [];
+  t.after(async () => {
+    for (const c of all) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+    await nats.stop();
+    await rm(dir, { recursive: true, force: true });
+  });
+  return { dir, nats, all };
 }

@@ -8,18 +8,15 @@
  *  - nobody restarts the coordinator: the workers abort after cluster.coordinator_recovery_ms, saying why.
  */
 import assert from 'node:assert/strict';
-import type { ChildProcess } from 'node:child_process';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { parse, stringify } from 'yaml';
 import { ControlAuth, newJobSecret } from '../../src/control/auth.ts';
 import { Bus } from '../../src/control/bus.ts';
-import { startNatsServer } from '../../src/control/nats-server.ts';
 import { subjects } from '../../src/control/subjects.ts';
 import { SESSION_FILE } from '../../src/coordinator/session-file.ts';
-import { history, makeJob, runLocal, until, startCli, type CliProc } from './cluster-helpers.ts';
+import { clusterScratch, history, makeJob, runLocal, until, startCli, type CliProc } from './cluster-helpers.ts';
 import { finalBytes } from './elastic-helpers.ts';
 
 const STEPS = 24;
@@ -60,14 +57,7 @@ async function job(dir: string, name: string, cluster: Record<string, unknown>, 
 describe('coordinator restart', () => {
 test('SIGKILL mid-training, a forged Recover refused, a new --resume-if-present coordinator takes the run over; same run id, every step once, params equal the fault-free run bit for bit', { timeout: 420_000 }, async (t) => {
   const started = performance.now();
-  const dir = await mkdtemp(join(tmpdir(), 'ringtune-coord-restart-'));
-  const nats = await startNatsServer();
-  const all: ChildProcess[] = [];
-  t.after(async () => {
-    for (const c of all) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
-    await nats.stop();
-    await rm(dir, { recursive: true, force: true });
-  });
+  const { dir, nats, all } = await clusterScratch(t, 'ringtune-coord-restart-');
   // elastic.on_loss shrink: recovery is on by default (cluster.coordinator_recovery_ms 60000).
   const file = await job(dir, 'restart', {}, { on_loss: 'shrink' });
   // The reference: the same job, fault-free, run meanwhile. With the 2-rank ring restored the trajectory is the same.
@@ -134,14 +124,7 @@ test('SIGKILL mid-training, a forged Recover refused, a new --resume-if-present 
 });
 
 test('nobody restarts it -> the workers abort after cluster.coordinator_recovery_ms, naming why', { timeout: 240_000 }, async (t) => {
-  const dir = await mkdtemp(join(tmpdir(), 'ringtune-coord-gone-'));
-  const nats = await startNatsServer();
-  const all: ChildProcess[] = [];
-  t.after(async () => {
-    for (const c of all) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
-    await nats.stop();
-    await rm(dir, { recursive: true, force: true });
-  });
+  const { dir, nats, all } = await clusterScratch(t, 'ringtune-coord-gone-');
   const file = await job(dir, 'gone', { coordinator_recovery_ms: 1500 });
   const env = { ...process.env, RINGTUNE_JOB_SECRET: newJobSecret() };
   const first = startCli(['coordinator', file, '--resume-if-present', '--nats', nats.url, '--metrics-port', '0'], env, all);

@@ -10,15 +10,13 @@
  */
 import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { ControlAuth, newJobSecret } from '../../src/control/auth.ts';
 import { Bus } from '../../src/control/bus.ts';
 import { startNatsServer } from '../../src/control/nats-server.ts';
 import { subjects } from '../../src/control/subjects.ts';
-import { history, startLocal, until, startCli, type CliProc } from './cluster-helpers.ts';
+import { clusterScratch, history, startLocal, until, startCli, type CliProc } from './cluster-helpers.ts';
 import { finalBytes, makeElasticJob } from './elastic-helpers.ts';
 
 /** `until`, whose timeout error carries the processes' output. */
@@ -32,14 +30,7 @@ async function untilOr(what: string, ok: () => boolean, timeoutMs: number, procs
 
 test('SIGTERM to rank 0 under on_loss wait: it leaves at a step boundary, its replacement joins, the run equals the fault-free run bit for bit', { timeout: 600_000 }, async (t) => {
   const started = performance.now();
-  const dir = await mkdtemp(join(tmpdir(), 'ringtune-drain-leave-'));
-  const nats = await startNatsServer();
-  const all: ChildProcess[] = [];
-  t.after(async () => {
-    for (const c of all) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
-    await nats.stop();
-    await rm(dir, { recursive: true, force: true });
-  });
+  const { dir, nats, all } = await clusterScratch(t, 'ringtune-drain-leave-');
   const total = 24;
   // A heartbeat timeout far longer than the test waits for the re-form: the leave must not need it.
   const job = await makeElasticJob(dir, 'drain', {

@@ -6,26 +6,16 @@
  * Another job given the same checkpoint directory is refused.
  */
 import assert from 'node:assert/strict';
-import type { ChildProcess } from 'node:child_process';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { newJobSecret } from '../../src/control/auth.ts';
-import { startNatsServer } from '../../src/control/nats-server.ts';
 import { OWNER_FILE } from '../../src/run/checkpoint-dir.ts';
 import { latestCheckpoint, readTrainerState } from '../../src/run/trainer-state.ts';
-import { history, makeJob, sleep, startCli, type CliProc } from './cluster-helpers.ts';
+import { clusterScratch, history, makeJob, sleep, startCli, type CliProc } from './cluster-helpers.ts';
 
 test('a restarted coordinator with --resume-if-present continues the run from its checkpoint; another job is refused', { timeout: 180_000 }, async (t) => {
-  const dir = await mkdtemp(join(tmpdir(), 'ringtune-restart-'));
-  const nats = await startNatsServer();
-  const all: ChildProcess[] = [];
-  t.after(async () => {
-    for (const c of all) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
-    await nats.stop();
-    await rm(dir, { recursive: true, force: true });
-  });
+  const { dir, nats, all } = await clusterScratch(t, 'ringtune-restart-');
   const job = await makeJob(dir, 'podrestart', { workers: 2, maxSteps: 24, globalBatch: 16, microBatch: 8, checkpointEvery: 4, heartbeatTimeoutMs: 2000 });
   const out = join(dir, 'out-podrestart');
   const ckptDir = join(out, 'checkpoints');
