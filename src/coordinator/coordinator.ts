@@ -390,6 +390,11 @@ export class Coordinator {
     this.o.outbox.control({ evalDecision: decision });
   }
 
+  /** Settles when every record write started so far has settled (a line is in metrics.jsonl once this resolves). */
+  recordWritten(): Promise<void> {
+    return this.writes;
+  }
+
   /**
    * Runs the record's writes one at a time in call order (concurrent appends may land in any order),
    * and puts a line that came late (a re-sent report completed its step after later ones) in its place.

@@ -107,7 +107,7 @@ test('a restarted coordinator: Recover above every epoch the workers know; the p
   assert.deepEqual({ ...plan, peers: plan.peers.map((p) => p.workerId) }, { epoch: 3, peers: ['w0', 'w1'], targetStep: 5, sourceRank: 0, evaluate: true });
   assert.equal(c.currentPhase, 'training');
   assert.equal(c.status().epoch, 3);
-  await new Promise((r) => setImmediate(r));
+  await c.recordWritten();
   const train = (await readHistory(job.outputDir)).filter((x) => x.type === 'train');
   assert.deepEqual(train.map((x) => [x.step, x.workers]), [[1, undefined], [2, undefined], [3, undefined], [4, 2], [5, 1]], 'each step once; step 5 from the report that came');
   assert.deepEqual(saved.map((x) => [x.epoch, x.workers]), [[3, ['w0', 'w1']]]);
@@ -150,7 +150,7 @@ test('a restarted coordinator, metrics.jsonl with a hole (steps 4-5 lost in a NA
   assert.equal(plan?.targetStep, 8, 'every step through the target recorded: planned at once');
   assert.equal(plan?.evaluate, undefined, 'the evaluation at 5 was recorded by the killed coordinator');
   assert.deepEqual(outbox.of('alive').at(-1)?.step, 8);
-  await new Promise((r) => setImmediate(r));
+  await c.recordWritten();
   const lines = (await readHistory(job.outputDir)).map((l) => `${l.type} ${l.step}`);
   assert.deepEqual(lines, ['train 1', 'train 2', 'train 3', 'train 4', 'train 5', 'eval 5', 'train 6', 'train 7', 'train 8'], 'each step once, in step order');
   assert.deepEqual(at.record.history.lines.map((l) => `${l.type} ${l.step}`), lines, 'the record in memory too (report.html is made from it)');

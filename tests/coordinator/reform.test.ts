@@ -152,7 +152,7 @@ test('coordinator, shrink: a step of which no report came (lost in a NATS outage
   c.tick();
   assert.equal(outbox.of('plan')[1]?.targetStep, 6, 'after the bound the plan goes on');
   assert.match(logs.join('\n'), /no report of step 5 came in; the ring goes on from step 6: missing from metrics\.jsonl/);
-  await new Promise((r) => setImmediate(r));
+  await c.recordWritten();
   assert.deepEqual((await readHistory(job.outputDir)).filter((x) => x.type === 'train').map((x) => x.step), [1, 2, 3, 4, 6]);
 });
 
