@@ -14,9 +14,6 @@ import { createRequire } from 'node:module';
 import { availableParallelism } from 'node:os';
 import { dirname, sep } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
-// tfjs-core's node bundle registers no gradients; the umbrella package's bundle does (its ESM files
-// cannot load in Node: they import directories).
-import '@tensorflow/tfjs';
 import { BackendError } from '../errors.ts';
 import { BACKENDS, type BackendChoice, type BackendName } from './backend-names.ts';
 
@@ -149,6 +146,10 @@ export async function initBackend(
 }
 
 async function select(choice: BackendChoice, log: (line: string) => void): Promise<BackendInfo> {
+  // tfjs-core's node bundle registers no gradients; the umbrella package's bundle does (its ESM files
+  // cannot load in Node: they import directories). Loaded here, not at import: it costs ~0.8 CPU-s, and
+  // the processes that never compute (coordinator, launcher, status) import this module too.
+  await import('@tensorflow/tfjs');
   const candidates: BackendName[] = choice === 'auto' ? [...BACKENDS] : [choice];
   const skipped: string[] = [];
   let nodeFailed = false;

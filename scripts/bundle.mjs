@@ -1,0 +1,84 @@
+// Bundles the CLI (src/cli/main.ts and everything it imports from src/) into dist/ringtune.mjs with
+// esbuild, so a `ringtune` process starts without tsx: under tsx every module goes through loader hooks
+// on a separate thread, and a local cluster starts five or more such processes (bench numbers in
+// docs/architecture.md). bin/ringtune.js runs the bundle only while it is fresh (bin/bundle-fresh.mjs:
+// every input's size and mtime as bundled), else the sources through tsx, so an edited tree never runs
+// stale code. Worker threads (heartbeat, ring stripes, data preparation) still load their .ts entries
+// through tsx (src/worker/thread-boot.mjs).
+//
+// Run by `npm ci` (postinstall) and at the start of `npm test`. Never fails either: without esbuild, or
+// when bundling fails, the reason is logged and the CLI runs through tsx as before.
+//
+//   node scripts/bundle.mjs            bundle when stale
+//   node scripts/bundle.mjs --check    exit 0 when fresh, 1 when stale (prints why)
+import { readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { dirname, join, relative } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { BUNDLE, INPUTS, bundleStale, fingerprint } from '../bin/bundle-fresh.mjs';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const src = join(root, 'src');
+
+/**
+ * Each module keeps its own import.meta.url (proto files, bin/, assets and thread entries are found
+ * relative to the source file): rewritten to the source's URL relative to the bundle, so the tree can move.
+ */
+const ownImportMetaUrl = {
+  name: 'own-import-meta-url',
+  setup(build) {
+    build.onLoad({ filter: /\.(ts|mjs|js)$/ }, (args) => {
+      if (!args.path.startsWith(src)) return undefined;
+      const text = readFileSync(args.path, 'utf8');
+      if (!text.includes('import.meta.url')) return undefined;
+      const rel = relative(dirname(BUNDLE), args.path).split('\\').join('/');
+      return { contents: text.replaceAll('import.meta.url', `new URL(${JSON.stringify(rel)}, import.meta.url).href`), loader: args.path.endsWith('.ts') ? 'ts' : 'js' };
+    });
+  },
+};
+
+function skip(reason) {
+  rmSync(INPUTS, { force: true }); // a bundle left from an earlier build must read as stale
+  console.warn(`[ringtune] CLI not bundled (it runs through tsx): ${reason}`);
+}
+
+async function bundle() {
+  let esbuild;
+  try {
+    esbuild = await import('esbuild');
+  } catch (e) {
+    return skip(`esbuild cannot be loaded (${String(e.message).split('\n')[0]})`);
+  }
+  const tmp = join(dirname(BUNDLE), `.build-${process.pid}`); // ringtune.mjs and its .map, renamed into place
+  try {
+    // Fingerprints are taken before the build: an edit during it makes the result stale, never wrongly fresh.
+    const before = new Map();
+    const result = await esbuild.build({
+      entryPoints: [join(src, 'cli', 'main.ts')], outfile: join(tmp, 'ringtune.mjs'), bundle: true, platform: 'node', format: 'esm',
+      target: 'node20', packages: 'external', metafile: true, sourcemap: 'linked', logLevel: 'silent',
+      plugins: [ownImportMetaUrl, { name: 'fingerprints', setup: (b) => b.onLoad({ filter: /.*/ }, (a) => { before.set(a.path, fingerprint(a.path)); return undefined; }) }],
+      banner: { js: '// Built by scripts/bundle.mjs from src/; bin/ringtune.js runs it only while it matches them. Do not edit.' },
+    });
+    const inputs = {};
+    for (const file of Object.keys(result.metafile.inputs)) {
+      const abs = join(root, file);
+      inputs[relative(root, abs)] = before.get(abs) ?? fingerprint(abs);
+    }
+    renameSync(join(tmp, 'ringtune.mjs.map'), `${BUNDLE}.map`);
+    renameSync(join(tmp, 'ringtune.mjs'), BUNDLE);
+    rmSync(tmp, { recursive: true, force: true });
+    const list = `${INPUTS}.${process.pid}.tmp`;
+    writeFileSync(list, JSON.stringify({ bundle: fingerprint(BUNDLE), inputs }, null, 1) + '\n');
+    renameSync(list, INPUTS);
+    console.log(`[ringtune] CLI bundled: ${relative(root, BUNDLE)} (${Object.keys(inputs).length} sources)`);
+  } catch (e) {
+    rmSync(tmp, { recursive: true, force: true });
+    skip(`bundling failed: ${String(e.errors?.[0]?.text ?? e.message).split('\n')[0]}`);
+  }
+}
+
+const why = bundleStale();
+if (process.argv.includes('--check')) {
+  if (why) console.log(`stale: ${why}`);
+  process.exit(why ? 1 : 0);
+}
+if (why) await bundle();
