@@ -323,28 +323,17 @@ Napi::Value F16Encode(const Napi::CallbackInfo& info) {
 }
 
 // ringF16Decode(src, dst, n): dst[i] = f16 value i of the message times 2^e.
-Napi::Value F16Decode(const Napi::CallbackInfo& info) {
-  const char* k = "ringF16Decode";
+// ringF16Accumulate(src, dst, n): dst[i] += the same (Acc).
+template <bool Acc>
+Napi::Value F16DecodeInto(const Napi::CallbackInfo& info) {
+  const char* k = Acc ? "ringF16Accumulate" : "ringF16Decode";
   size_t n = 0;
   if (!Count(info, 2, k, &n)) return info.Env().Undefined();
   const uint8_t* src = Need(info, 0, k, 4 + 2 * n);
   if (!src) return info.Env().Undefined();
   uint8_t* dst = Need(info, 1, k, 4 * n);
   if (!dst) return info.Env().Undefined();
-  F16DecodeBody<false>(reinterpret_cast<const uint16_t*>(src + 4), reinterpret_cast<float*>(dst), n, ReadExponent(src));
-  return info.Env().Undefined();
-}
-
-// ringF16Accumulate(src, dst, n): dst[i] += f16 value i of the message times 2^e.
-Napi::Value F16Accumulate(const Napi::CallbackInfo& info) {
-  const char* k = "ringF16Accumulate";
-  size_t n = 0;
-  if (!Count(info, 2, k, &n)) return info.Env().Undefined();
-  const uint8_t* src = Need(info, 0, k, 4 + 2 * n);
-  if (!src) return info.Env().Undefined();
-  uint8_t* dst = Need(info, 1, k, 4 * n);
-  if (!dst) return info.Env().Undefined();
-  F16DecodeBody<true>(reinterpret_cast<const uint16_t*>(src + 4), reinterpret_cast<float*>(dst), n, ReadExponent(src));
+  F16DecodeBody<Acc>(reinterpret_cast<const uint16_t*>(src + 4), reinterpret_cast<float*>(dst), n, ReadExponent(src));
   return info.Env().Undefined();
 }
 
@@ -381,8 +370,8 @@ void InitCollective(Napi::Env env, Napi::Object exports) {
   exports.Set("ringBf16Accumulate", Napi::Function::New(env, Bf16Accumulate));
   exports.Set("ringBf16RoundTrip", Napi::Function::New(env, Bf16RoundTrip));
   exports.Set("ringF16Encode", Napi::Function::New(env, F16Encode));
-  exports.Set("ringF16Decode", Napi::Function::New(env, F16Decode));
-  exports.Set("ringF16Accumulate", Napi::Function::New(env, F16Accumulate));
+  exports.Set("ringF16Decode", Napi::Function::New(env, F16DecodeInto<false>));
+  exports.Set("ringF16Accumulate", Napi::Function::New(env, F16DecodeInto<true>));
   exports.Set("ringF16RoundTrip", Napi::Function::New(env, F16RoundTrip));
 }
 

@@ -8,10 +8,11 @@
  * all-zero messages, messages whose max rounds up a binade, and scales outside float32's range.
  */
 import { test } from 'node:test';
+import { bothPaths } from './helpers.ts';
 import assert from 'node:assert/strict';
 import { fp16, codecByWireId, codecs } from '../../src/collective/codecs.ts';
 import { addFp16ResidualSink, fp16Exponent } from '../../src/collective/fp16.ts';
-import { NATIVE_MIN_ELEMENTS, ringF16Kernels, ringKernelsStatus, useNativeRingKernels } from '../../src/collective/kernels.ts';
+import { NATIVE_MIN_ELEMENTS, ringF16Kernels, ringKernelsStatus } from '../../src/collective/kernels.ts';
 import { f32BitsToF16Bits } from '../../src/model/half.ts';
 
 const nativeK = ringF16Kernels();
@@ -75,17 +76,6 @@ function code(x: Float32Array, base: Float32Array): Coded {
 }
 
 /** Runs f on the JavaScript path, then on the native path. */
-function bothPaths<T>(f: () => T): { js: T; nat: T } {
-  useNativeRingKernels(false);
-  try {
-    const js = f();
-    useNativeRingKernels(true);
-    return { js, nat: f() };
-  } finally {
-    useNativeRingKernels(true);
-  }
-}
-
 /** Checks one message on both paths against the reference; returns the exponent used. */
 function checkMessage(values: number[] | Float32Array, label: string, padTo = NATIVE_MIN_ELEMENTS): number {
   // Padded with zeros to the native size (zeros do not change the max); the real values lead.

@@ -7,6 +7,7 @@
 import assert from 'node:assert/strict';
 import { GrpcRing } from '../../src/collective/grpc-ring.ts';
 import type { GrpcRingOptions } from '../../src/collective/ring-options.ts';
+import { useNativeRingKernels } from '../../src/collective/kernels.ts';
 
 export function fillRank(buf: Float32Array, rank: number): Float32Array {
   for (let i = 0; i < buf.length; i++) buf[i] = value(rank, i);
@@ -72,3 +73,14 @@ export async function closeAll(rings: GrpcRing[]): Promise<void> {
   await Promise.all(rings.map((r) => r.close()));
 }
 
+/** Runs f on the JS path of the ring kernels, then on the native one (kernels.ts), and returns both results. */
+export function bothPaths<T>(f: () => T): { js: T; nat: T } {
+  useNativeRingKernels(false);
+  try {
+    const js = f();
+    useNativeRingKernels(true);
+    return { js, nat: f() };
+  } finally {
+    useNativeRingKernels(true);
+  }
+}

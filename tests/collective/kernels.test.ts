@@ -10,9 +10,10 @@
  * lengths off the vector width and views at odd offsets.
  */
 import { test } from 'node:test';
+import { bothPaths } from './helpers.ts';
 import assert from 'node:assert/strict';
 import { bf16, fp32 } from '../../src/collective/codecs.ts';
-import { NATIVE_MIN_ELEMENTS, ringKernels, ringKernelsStatus, useNativeRingKernels } from '../../src/collective/kernels.ts';
+import { NATIVE_MIN_ELEMENTS, ringKernels, ringKernelsStatus } from '../../src/collective/kernels.ts';
 
 const native = ringKernels();
 const skipNative = native ? false : `native ring kernels unavailable: ${ringKernelsStatus()}`;
@@ -61,17 +62,6 @@ function inputs(n: number, seed: number): Float32Array {
 const same = (a: number, b: number) => (Number.isNaN(a) ? Number.isNaN(b) : Object.is(a, b));
 
 /** Runs f once on the JavaScript path and once on the native path; returns both results. */
-function bothPaths<T>(f: () => T): { js: T; nat: T } {
-  useNativeRingKernels(false);
-  try {
-    const js = f();
-    useNativeRingKernels(true);
-    return { js, nat: f() };
-  } finally {
-    useNativeRingKernels(true);
-  }
-}
-
 // The two reference tests run without the addon too (both runs then take the JS path).
 test('fp32 accumulate equals the float64 reference and the JS path bit for bit', () => {
   const n = NATIVE_MIN_ELEMENTS * 8 + 5;
