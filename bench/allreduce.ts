@@ -2,7 +2,7 @@
  * All-reduce benchmark: N separate OS processes on this machine, real gRPC on 127.0.0.1, plus a raw
  * TCP transfer (node `net`, one stream, 64 MiB) measured in the same run as the ceiling.
  *
- *   npm run bench:allreduce                       # N = 2, 4; 1, 4, 16, 64 MiB; fp32 + bf16; all transports + Gloo
+ *   npm run bench:allreduce                       # N = 2, 4; 1, 4, 16, 64 MiB; fp32, bf16, fp16; all transports + Gloo
  *   npm run bench:allreduce -- --worlds 2 --sizes 64 --codecs fp32 --reps 9 --message-kib 1024 --malloc default
  *   npm run bench:allreduce -- --transport raw-h2 # grpc-js | h2 | raw-h2 | a,b | all (default): rings of each, in turn
  *   npm run bench:allreduce -- --gloo off         # skip the Gloo anchor (it runs when /usr/bin/python3 has torch)
@@ -338,7 +338,7 @@ async function glooAnchor(worlds: number[], sizesMiB: number[], reps: number): P
 async function main(): Promise<void> {
   const worlds = flag('worlds', '2,4').split(',').map(Number);
   const sizesMiB = flag('sizes', '1,4,16,64').split(',').map(Number);
-  const codecList = flag('codecs', 'fp32,bf16').split(',') as CodecName[];
+  const codecList = flag('codecs', 'fp32,bf16,fp16').split(',') as CodecName[];
   const reps = Number(flag('reps', '7'));
   const passthrough = [
     '--message-kib', flag('message-kib', '1024'), '--inflight', flag('inflight', '4'),
