@@ -7,7 +7,8 @@
 // through tsx (src/worker/thread-boot.mjs).
 //
 // Run by `npm ci` (postinstall) and at the start of `npm test`. Never fails either: without esbuild, or
-// when bundling fails, the reason is logged and the CLI runs through tsx as before.
+// when bundling fails, the reason is logged and the CLI runs through tsx as before. RINGTUNE_BUNDLE=0
+// skips it (the images' deps stage, which has no src/ yet).
 //
 //   node scripts/bundle.mjs            bundle when stale
 //   node scripts/bundle.mjs --check    exit 0 when fresh, 1 when stale (prints why)
@@ -42,6 +43,7 @@ function skip(reason) {
 }
 
 async function bundle() {
+  if (process.env.RINGTUNE_BUNDLE === '0') return skip('RINGTUNE_BUNDLE=0');
   let esbuild;
   try {
     esbuild = await import('esbuild');

@@ -16,6 +16,7 @@ import { join, relative, resolve } from 'node:path';
 import { parseAllDocuments, parse as parseYaml } from 'yaml';
 import { JobSchema } from '../../src/config/schema.ts';
 import { RING_PROCESS_ENV } from '../../src/collective/ring-options.ts';
+import { MAX_CONNECTIONS } from '../../src/collective/stripes.ts';
 import { compileJob } from '../../src/config/compile.ts';
 import { podFailureAction } from './helpers.ts';
 
@@ -428,6 +429,8 @@ async function checkOverlay(objs: Obj[]) {
   const rulesForPort = (rules: Obj[], port: number) => rules.filter((r) => r.ports.some((p: Obj) => p.port === port));
   const ringRules = rulesForPort(policyFor(workers), ringPort);
   assert.equal(ringRules.length, 1);
+  const ringPorts = ringRules[0].ports.find((p: Obj) => p.port === ringPort);
+  assert.equal(ringPorts.endPort, ringPort + MAX_CONNECTIONS - 1, 'every stripe port of cluster.ring_connections (ring port + k) admitted');
   assert.deepEqual(ringRules[0].from, [{ podSelector: { matchLabels: { 'app.kubernetes.io/name': workers.spec.template.metadata.labels['app.kubernetes.io/name'] } } }]);
   const natsRules = rulesForPort(policyFor(nats), 4222);
   for (const o of [coordJob, workers]) {
@@ -725,6 +728,10 @@ for (const [flavour, base] of Object.entries(DOCKER_BASES) as ['cpu' | 'gpu', st
     assert.ok(check >= 0, 'no RUN node deploy/docker/check-engines.mjs in the final stage');
     assert.deepEqual(runtime.instructions[check][1].split(/\s+/).slice(2), [...ENGINES[flavour]]);
     for (const copied of ['--from=deps /app/node_modules', '--from=deps /app/native']) assert.ok(at(([i, r]) => i === 'COPY' && r.startsWith(copied)) < check, `${copied} must come before the check`);
+    // The CLI bundle is built in the final stage, after the sources it is made of.
+    const bundle = at(([i, r]) => i === 'RUN' && r.startsWith('node scripts/bundle.mjs && node scripts/bundle.mjs --check'));
+    assert.ok(bundle >= 0, 'no RUN node scripts/bundle.mjs in the final stage');
+    for (const copied of ['src ', 'bin ', 'proto ', '--from=deps /app/node_modules']) assert.ok(at(([i, r]) => i === 'COPY' && r.startsWith(copied)) < bundle, `COPY ${copied.trim()} must come before the bundle`);
     const users = runtime.instructions.filter(([i]) => i === 'USER').map(([, r]) => r);
     assert.match(users.at(-1) ?? '', /^[1-9][0-9]*(:[1-9][0-9]*)?$/, 'last USER must be a numeric non-root uid');
     const entry = runtime.instructions.filter(([i]) => i === 'ENTRYPOINT').at(-1);
@@ -741,7 +748,9 @@ for (const [flavour, base] of Object.entries(DOCKER_BASES) as ['cpu' | 'gpu', st
         const srcs = r.replace(/--\S+\s+/g, '').split(/\s+/).slice(0, -1);
         for (const src of srcs) {
           assert.ok(existsSync(join(ROOT, src)), `COPY ${src}: not in the repository`);
-          assert.ok(ignore.includes(`!${src.replace(/\/?$/, '')}`) || ignore.includes(`!${src.replace(/\/?$/, '/')}`), `COPY ${src}: excluded by .dockerignore`);
+          const parts = src.replace(/\/$/, '').split('/'); // let through by its own line or a parent directory's
+          const through = parts.some((_, k) => [`!${parts.slice(0, k + 1).join('/')}`, `!${parts.slice(0, k + 1).join('/')}/`].some((l) => ignore.includes(l)));
+          assert.ok(through, `COPY ${src}: excluded by .dockerignore`);
         }
       }
     }
@@ -759,7 +768,7 @@ test('package.json allowScripts names every dependency with an install script, a
   assert.deepEqual(Object.keys(pkg.allowScripts).sort(), [...new Set(withScripts)].sort(), "allowScripts vs the lock file's hasInstallScript");
   assert.deepEqual(Object.entries(pkg.allowScripts).filter(([, ok]) => ok).map(([k]) => k).sort(), ['@tensorflow/tfjs-node', '@tensorflow/tfjs-node-gpu']);
   // The image builds run these (npm ci): the engine check then proves they produced a binding.
-  assert.equal(pkg.scripts.postinstall, 'node native/build.mjs');
+  assert.equal(pkg.scripts.postinstall, 'node native/build.mjs && node scripts/bundle.mjs');
 });
 
 test('check-engines.mjs (the images\' build check) passes exactly when the engines load: real addon, real tfjs-node package', () => {
