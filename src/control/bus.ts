@@ -41,6 +41,11 @@ export class Bus {
   onReject?: (reason: RejectReason, subject: string, detail: string) => void;
   /** Called when the NATS connection drops (false) and comes back (true). */
   onConnection?: (up: boolean) => void;
+  /**
+   * Called when NATS ends a subscription with an error (a permissions violation: this connection's
+   * user may not subscribe to `subject`); the process then hears nothing on it. Logged either way.
+   */
+  onSubscriptionError?: (subject: string, err: Error) => void;
   private subs: Subscription[] = [];
   private lastLog = new Map<RejectReason, number>();
   private downSince?: number;
@@ -100,7 +105,11 @@ export class Bus {
           this.countRejected('handler-error', subject, `${name} from ${opened.sender}: ${(err as Error).message}`);
         }
       }
-    })();
+    })().catch((err: Error) => {
+      // Not a rejection left unhandled (it would end the process with a stack trace): the owner decides.
+      this.log(`[control] NATS ended the subscription to ${subject}: ${err.message}`);
+      this.onSubscriptionError?.(subject, err);
+    });
   }
 
   respond<N extends MessageName>(reply: string, name: N, msg: ControlMessages[N]): void {

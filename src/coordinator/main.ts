@@ -106,6 +106,8 @@ async function coordinate(o: CoordinatorOptions, bus: Bus, s: {
     session: s.sessions && ((x) => void s.sessions!.save(x).catch((err: Error) => o.log(`[coordinator] ${s.sessions!.file}: ${err.message} (a restarted coordinator could not recover this run)`))),
   });
   bus.onConnection = (up) => { if (up) c.reconnected(); };
+  bus.onSubscriptionError = (subject, err) => c.fail(-1, `NATS refused the coordinator's subscription to ${subject} (${err.message}): ` +
+    'its NATS user may not subscribe to it, so it cannot hear those messages (docs/deploy.md, "NATS permissions per role")');
   o.events?.started?.({ status: () => c.status(), nats: bus.nc });
   // A handler that throws (a malformed report) stops the run with the reason instead of the process.
   const guarded = <T>(handler: (msg: T, sender: string) => void | Promise<void>) => async (msg: T, meta: MessageMeta) => {

@@ -172,6 +172,16 @@ export async function runWorker(o: WorkerOptions): Promise<void> {
     onJoinAbort?.(`${meta.sender} aborted run ${c.runId} of job ${o.job} while this worker was joining: ${c.abort.reason}`);
   };
   bus.subscribe(subj.control, 'Control', (c, meta) => onControl(c, meta));
+  // A subscription NATS refuses (this worker's NATS user lacks the permission): nothing on it would ever
+  // be heard, so the join or the run ends with the reason instead of waiting out a timeout.
+  bus.onSubscriptionError = (subject, err) => {
+    const reason = `NATS refused this worker's subscription to ${subject} (${err.message}): its NATS user may not subscribe to it (docs/deploy.md, "NATS permissions per role")`;
+    if (phase === 'joining' && onJoinAbort) return onJoinAbort(reason);
+    if (abortReason) return;
+    abortReason = reason;
+    void ring?.close();
+    for (const f of controls.splice(0)) f({ runId, abort: { reason, rank: -1, lastStep: step } });
+  };
   let onJoinStop: (() => void) | undefined;
   /** E4, set once assigned: true when `err` ends the run for this worker as a leave (it says Leave{left}). */
   let hasLeft: ((err: unknown) => boolean) | undefined;

@@ -59,3 +59,33 @@ test('bus: only authenticated, well-formed, fresh messages reach a handler; the 
   assert.ok(logs.some((l) => /rejected a message on job\.worker\.w0 \(bad-mac/.test(l)), logs.join('\n'));
   assert.ok(logs.some((l) => /\(handler-error: Ready from coordinator-1: handler bug\)/.test(l)), logs.join('\n'));
 });
+
+test('bus: a subscription NATS refuses (permissions) reaches onSubscriptionError, not an unhandled rejection; permitted subjects still work', async (t) => {
+  const nats = await startNatsServer({ users: [{ user: 'w', password: 'pw', publish: ['job.>'], subscribe: ['job.allowed', '_INBOX.>'] }] });
+  const secret = newJobSecret();
+  const logs: string[] = [];
+  const bus = await Bus.connect({ url: nats.url, name: 'w', user: 'w', password: 'pw' }, new ControlAuth(secret, 'job', 'w0'), (l) => logs.push(l));
+  t.after(async () => {
+    await bus.close();
+    await nats.stop();
+  });
+  const unhandled: unknown[] = [];
+  const onUnhandled = (e: unknown) => unhandled.push(e);
+  process.on('unhandledRejection', onUnhandled);
+  t.after(() => process.off('unhandledRejection', onUnhandled));
+  const refused: Array<[string, string]> = [];
+  bus.onSubscriptionError = (subject, err) => refused.push([subject, err.message]);
+  const got: string[] = [];
+  bus.subscribe('job.denied', 'Ready', () => {});
+  bus.subscribe('job.allowed', 'Ready', (r) => { got.push(r.runId); });
+  await bus.flush();
+  for (let i = 0; i < 100 && refused.length === 0; i++) await sleep(10);
+  assert.deepEqual(refused.map(([s]) => s), ['job.denied']);
+  assert.match(refused[0]![1], /Permissions Violation for Subscription to "job\.denied"/);
+  assert.ok(logs.some((l) => /NATS ended the subscription to job\.denied: '?Permissions Violation/.test(l)), logs.join('\n'));
+  bus.publish('job.allowed', 'Ready', { runId: 'r1', rank: 0, trainExamples: 1, evalExamples: 1, startStep: 0, totalSteps: 1 });
+  for (let i = 0; i < 100 && got.length === 0; i++) await sleep(10);
+  assert.deepEqual(got, ['r1'], 'the connection and the permitted subscription live on');
+  await sleep(50);
+  assert.deepEqual(unhandled, []);
+});
