@@ -9,6 +9,7 @@ import { BUNDLE, bundleStale } from './bundle-fresh.mjs';
 const want = process.env.RINGTUNE_BUNDLE;
 const stale = want === '0' ? 'RINGTUNE_BUNDLE=0' : bundleStale();
 if (!stale) {
+  process.setSourceMapsEnabled(true); // stack traces name src/ files and lines (dist/ringtune.mjs.map)
   await import(pathToFileURL(BUNDLE).href);
 } else if (want === '1') {
   console.error(`ringtune: RINGTUNE_BUNDLE=1 but the bundle cannot be used: ${stale}; run \`npm run build\``);
