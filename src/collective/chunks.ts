@@ -34,6 +34,12 @@ export function partRange(range: Range, maxElements: number, part: number): Rang
   return { start, end: Math.min(start + maxElements, range.end) };
 }
 
+/** The message ranges of chunk `range`: partRange's cut, done on each side of `cut` when it lies inside. */
+function messageRanges(range: Range, maxElements: number, cut: number): Range[] {
+  const pieces = range.start < cut && cut < range.end ? [{ start: range.start, end: cut }, { start: cut, end: range.end }] : [range];
+  return pieces.flatMap((p) => Array.from({ length: partCount(p, maxElements) }, (_, k) => partRange(p, maxElements, k)));
+}
+
 /** Euclidean modulo: ((a % n) + n) % n, for ring arithmetic on ranks and chunks. */
 export function mod(a: number, n: number): number {
   return ((a % n) + n) % n;
@@ -47,12 +53,19 @@ export function mod(a: number, n: number): number {
  *   all-gather round r:     send chunk (rank + 1 - r), receive chunk (rank - r) and copy it.
  * The chunk sent in round s is always the chunk received in round s-1: the ring is one pipeline,
  * which is what lets message p of round s leave as soon as message p of round s-1 has arrived.
+ *
+ * Exact tail (`exactFrom` < length): no message straddles position exactFrom. A chunk holding it is cut
+ * there first and each side into parts as above, so the values from exactFrom on travel in messages of
+ * their own (ring-allreduce.ts sends those in fp32). Worked example, length 10, N = 2, maxElements 4,
+ * exactFrom 7: chunk 1 = [5, 10) -> [5, 7) and [7, 10), parts [5, 7), [7, 10) instead of [5, 9), [9, 10).
  */
 export class RingSchedule {
   readonly rounds: number;
   /** Message index (in receive order) at which each round starts; the last entry is the total. */
   private readonly roundStart: number[];
   private readonly chunkRanges: Range[];
+  /** The message ranges of each chunk, in order (partRange's cut, split at exactFrom). */
+  private readonly chunkParts: Range[][];
 
   constructor(
     readonly rank: number,
@@ -61,15 +74,24 @@ export class RingSchedule {
     readonly maxElements: number,
     /** Where each chunk lies in the buffer, when not chunkRange()'s cut (a stripe's slices, stripes.ts). */
     ranges?: readonly Range[],
+    /** Absolute position no message straddles (default: length, no cut). */
+    readonly exactFrom: number = length,
   ) {
     if (!Number.isInteger(maxElements) || maxElements < 1) throw new RangeError(`maxElements ${maxElements} < 1`);
     if (ranges && ranges.length !== worldSize) throw new RangeError(`${ranges.length} chunk ranges for ${worldSize} ranks`);
+    if (!Number.isInteger(exactFrom) || exactFrom < 0 || exactFrom > length) throw new RangeError(`exactFrom ${exactFrom} outside [0, ${length}]`);
     this.rounds = 2 * (worldSize - 1);
     this.chunkRanges = ranges ? [...ranges] : Array.from({ length: worldSize }, (_, c) => chunkRange(length, worldSize, c));
+    this.chunkParts = this.chunkRanges.map((r) => messageRanges(r, maxElements, exactFrom));
     this.roundStart = [0];
     for (let s = 0; s < this.rounds; s++) {
-      this.roundStart.push(this.roundStart[s]! + partCount(this.recvRange(s), maxElements));
+      this.roundStart.push(this.roundStart[s]! + this.chunkParts[this.recvChunk(s)]!.length);
     }
+  }
+
+  /** The messages chunk `chunk` travels in: their element ranges, in send (and receive) order. */
+  parts(chunk: number): readonly Range[] {
+    return this.chunkParts[chunk]!;
   }
 
   /** True for reduce-scatter rounds (received data is added), false for all-gather (copied). */

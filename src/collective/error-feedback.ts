@@ -25,8 +25,9 @@ export class ErrorFeedback {
 
   /**
    * @param fedBack how many leading elements of the reduced buffer are fed back: the gradient; values
-   *   after it (the step's loss sum and token count) are rounded as usual but their error is dropped,
-   *   since they are set afresh each step rather than accumulated.
+   *   after it (the step's loss sum, token count and stop votes) are set afresh each step rather than
+   *   accumulated, so any error of theirs is dropped. The worker sends them as the all-reduce's exact
+   *   tail (fp32 messages, ring-allreduce.ts), which round nothing and so record no residual at all.
    */
   constructor(private readonly fedBack: number) {}
 

@@ -29,7 +29,7 @@
 import { InputError } from '../errors.ts';
 import { codecs } from './codecs.ts';
 import { CollectiveTimeoutError, RingClosedError, RingConnectError, RingProtocolError, type CollectiveWhere } from './errors.ts';
-import { ringAllReduce, ringBroadcast, type RingPeer } from './ring-allreduce.ts';
+import { allReduceBytesPerRank, ringAllReduce, ringBroadcast, type RingPeer } from './ring-allreduce.ts';
 import { StripeGroup } from './stripe-group.ts';
 import type { StripeThread } from './stripe-thread.ts';
 import { rangesLength, stripeAddress, stripeChunkRanges, stripeRange } from './stripes.ts';
@@ -217,19 +217,20 @@ export class GrpcRing {
     const op = options.op ?? ALL_REDUCE_DEFAULTS.op;
     const codecName = options.codec ?? ALL_REDUCE_DEFAULTS.codec;
     const timeoutMs = options.timeoutMs ?? ALL_REDUCE_DEFAULTS.timeoutMs;
-    if (!(op in { sum: 1, mean: 1 }) || !(codecName in codecs)) {
-      throw new InputError(`allReduce(): bad options op=${op} codec=${codecName} timeoutMs=${timeoutMs}`);
+    const exactTail = options.exactTail ?? 0;
+    if (!(op in { sum: 1, mean: 1 }) || !(codecName in codecs) || !Number.isInteger(exactTail) || exactTail < 0 || exactTail > buf.length) {
+      throw new InputError(`allReduce(): bad options op=${op} codec=${codecName} timeoutMs=${timeoutMs} exactTail=${exactTail} (buffer of ${buf.length})`);
     }
     const codec = codecs[codecName];
     const n = this.o.worldSize;
     // Each rank sends 2(N-1)/N of the buffer (over all its stripes).
-    const sent = Math.round(((2 * (n - 1)) / n) * buf.length * codec.bytesPerElement);
+    const sent = allReduceBytesPerRank(buf.length, n, codec, exactTail);
     // A stripe reduces its slice of every chunk (stripes.ts); its messages are cut from its own length.
     const chunkRanges = this.stripes > 1 ? stripeChunkRanges(buf.length, n, this.stripes, this.stripe) : undefined;
     const maxElementsPerMessage = messageElements(this.o, chunkRanges ? rangesLength(chunkRanges) : buf.length, n);
     await this.collective('allReduce', options.step, timeoutMs, sent, buf, (peer, b) => ringAllReduce(peer, b, {
-      rank: this.o.rank, worldSize: n, step: options.step, op, codec, maxElementsPerMessage, chunkRanges, progress: this.progress,
-    }), (t, b) => t.allReduce(b, { step: options.step, op, codec: codecName, timeoutMs }));
+      rank: this.o.rank, worldSize: n, step: options.step, op, codec, maxElementsPerMessage, chunkRanges, exactTail, progress: this.progress,
+    }), (t, b) => t.allReduce(b, { step: options.step, op, codec: codecName, timeoutMs, exactTail }));
   }
 
   /**

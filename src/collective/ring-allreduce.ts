@@ -18,9 +18,20 @@
  *
  * Lossy codecs. The owner rounds its fully reduced chunk through the codec before sending it in the
  * first all-gather round (codec.roundTrip), so it keeps exactly the values the others decode.
+ *
+ * Exact tail (`exactTail` k > 0, lossy codecs only). The last k values (a training step's loss sum,
+ * token count and stop votes after its gradient) must come out as the fp32 codec sums them: a bf16
+ * count above 256 is not exact. RingSchedule cuts the messages at L - k, so the tail travels in
+ * messages of its own, and every message at or after L - k is sent, expected and reduced in fp32.
+ * Each tail value then sees the same float32 adds in the same order as under the fp32 codec (the
+ * order depends only on its chunk), so its bits are the fp32 codec's; values before L - k travel
+ * exactly as with k = 0 (bf16 rounds per value: the same bits; fp16 scales per message, so only the
+ * message the tail was cut from gets its own scale). Sender and receiver derive the per-message codec
+ * from the same arguments, and expectHeader refuses any other: a peer cannot pick fp32 for a message.
+ * Cost: 2 bytes more per tail value per send and one more message in the last chunk's rounds.
  */
 import { mod, partCount, partRange, RingSchedule, type Range } from './chunks.ts';
-import type { WireCodec } from './codecs.ts';
+import { fp32, type WireCodec } from './codecs.ts';
 import { RingProtocolError } from './errors.ts';
 
 /** Where a message belongs: collective `step`, `round` 0..2N-3, `chunk` 0..N-1, `part` in the chunk. */
@@ -85,34 +96,44 @@ export interface RingAllReduceOptions {
   readonly chunkRanges?: readonly Range[];
   /** Updated with the round being received, so a timeout can say where the ring stopped. */
   readonly progress?: { round: number | null };
+  /**
+   * The last `exactTail` values of `buf` (default 0) are summed bit for bit as the fp32 codec sums them,
+   * whatever `codec` (see the top of the file). Positions are absolute in `buf`, also for a stripe
+   * (chunkRanges): the stripe whose slices hold them sends them in fp32. Every rank must pass the same k.
+   */
+  readonly exactTail?: number;
 }
 
 /** In-place all-reduce of `buf` across the ring; every rank ends with bit-identical contents. */
 export async function ringAllReduce(peer: RingPeer, buf: Float32Array, opts: RingAllReduceOptions): Promise<void> {
   const { rank, worldSize: n, step, codec } = opts;
   const maxElements = opts.maxElementsPerMessage;
+  const exactFrom = buf.length - exactTailOf(buf.length, codec, opts.exactTail);
+  // The codec of message `r`: fp32 from exactFrom on (an empty message keeps the collective's codec).
+  const codecOf = (r: Range): WireCodec => (r.start >= exactFrom && r.end > r.start ? fp32 : codec);
   if (n > 1) {
-    const schedule = new RingSchedule(rank, n, buf.length, maxElements, opts.chunkRanges);
+    const schedule = new RingSchedule(rank, n, buf.length, maxElements, opts.chunkRanges, exactFrom);
     const ready = new Countdown();
     // fp32 copies are verbatim: the transport may read them straight into place (no copy from a slot).
     // Safe however early they arrive: an all-gather part of chunk c exists only after this rank's own
     // reduce-scatter send of that part went round the ring, i.e. after its bytes left this buffer.
     const placing = placedCopies && codec.name === 'fp32' && peer.expectCopies !== undefined;
-    if (placing) peer.expectCopies!(codec, expectedCopies(schedule, buf, step, maxElements));
+    if (placing) peer.expectCopies!(codec, expectedCopies(schedule, buf, step));
 
     // Receive loop: rounds in order, parts in order; add (reduce-scatter) or copy (all-gather).
     const receiveAll = async (): Promise<void> => {
       for (let round = 0; round < schedule.rounds; round++) {
         if (opts.progress) opts.progress.round = round;
         const chunk = schedule.recvChunk(round);
-        const range = schedule.range(chunk);
-        for (let part = 0; part < partCount(range, maxElements); part++) {
+        const parts = schedule.parts(chunk);
+        for (let part = 0; part < parts.length; part++) {
           const msg = await peer.receive(step);
-          const { start, end } = partRange(range, maxElements, part);
-          expectHeader(msg, { step, round, chunk, part }, end - start, codec, mod(rank - 1, n));
+          const { start, end } = parts[part]!;
+          const c = codecOf(parts[part]!);
+          expectHeader(msg, { step, round, chunk, part }, end - start, c, mod(rank - 1, n));
           const dst = buf.subarray(start, end);
-          if (schedule.isReduce(round)) codec.accumulate(msg.payload, dst);
-          else if (!isViewOf(msg.payload, dst)) codec.decode(msg.payload, dst);
+          if (schedule.isReduce(round)) c.accumulate(msg.payload, dst);
+          else if (!isViewOf(msg.payload, dst)) c.decode(msg.payload, dst);
           ready.advance(); // message schedule.recvIndex(round, part) is now final for this round
         }
       }
@@ -122,14 +143,15 @@ export async function ringAllReduce(peer: RingPeer, buf: Float32Array, opts: Rin
     const sendAll = async (): Promise<void> => {
       for (let round = 0; round < schedule.rounds; round++) {
         const chunk = schedule.sendChunk(round);
-        const range = schedule.range(chunk);
-        for (let part = 0; part < partCount(range, maxElements); part++) {
+        const parts = schedule.parts(chunk);
+        for (let part = 0; part < parts.length; part++) {
           if (round > 0) await ready.reach(schedule.recvIndex(round - 1, part) + 1);
-          const { start, end } = partRange(range, maxElements, part);
+          const { start, end } = parts[part]!;
+          const c = codecOf(parts[part]!);
           const values = buf.subarray(start, end);
           // First all-gather round: we own this fully reduced chunk; keep what the others will get.
-          if (round === n - 1) codec.roundTrip(values);
-          await peer.send({ step, round, chunk, part }, values, codec);
+          if (round === n - 1) c.roundTrip(values);
+          await peer.send({ step, round, chunk, part }, values, c);
         }
       }
     };
@@ -224,18 +246,34 @@ export function placedCopiesOn(): boolean {
 }
 
 /** The all-gather parts this rank receives, in order, with their place in `buf`. */
-function expectedCopies(schedule: RingSchedule, buf: Float32Array, step: number, maxElements: number): ExpectedCopy[] {
+function expectedCopies(schedule: RingSchedule, buf: Float32Array, step: number): ExpectedCopy[] {
   const copies: ExpectedCopy[] = [];
   for (let round = 0; round < schedule.rounds; round++) {
     if (schedule.isReduce(round)) continue;
     const chunk = schedule.recvChunk(round);
-    const range = schedule.range(chunk);
-    for (let part = 0; part < partCount(range, maxElements); part++) {
-      const { start, end } = partRange(range, maxElements, part);
+    schedule.parts(chunk).forEach(({ start, end }, part) => {
       if (end > start) copies.push({ header: { step, round, chunk, part }, dst: buf.subarray(start, end) });
-    }
+    });
   }
   return copies;
+}
+
+/** The exact tail actually used: none under fp32 (every value is exact already, messages stay as they were). */
+function exactTailOf(length: number, codec: WireCodec, exactTail = 0): number {
+  if (!Number.isInteger(exactTail) || exactTail < 0 || exactTail > length) {
+    throw new RangeError(`exactTail ${exactTail} is not an integer in [0, ${length}] (the buffer's length)`);
+  }
+  return codec.name === 'fp32' ? 0 : exactTail;
+}
+
+/**
+ * Payload bytes one rank sends in an all-reduce of `length` values, averaged over the ranks: every value
+ * travels 2(N-1) times around the ring, spread over N senders; the exact tail's values travel as fp32.
+ * (fp16's 4-byte scale per message is left out.)
+ */
+export function allReduceBytesPerRank(length: number, worldSize: number, codec: WireCodec, exactTail = 0): number {
+  const k = exactTailOf(length, codec, exactTail);
+  return Math.round(((2 * (worldSize - 1)) / worldSize) * ((length - k) * codec.bytesPerElement + k * fp32.bytesPerElement));
 }
 
 /** True when `bytes` are exactly the memory of `values` (a payload already read into place). */
@@ -256,7 +294,7 @@ function expectHeader(msg: IncomingChunk, want: ChunkHeader, elements: number, c
       `rank ${left} sent step ${msg.step} round ${msg.round} chunk ${msg.chunk} part ${msg.part} ` +
         `(${msg.elements} ${msg.codec.name} values) but step ${want.step} round ${want.round} chunk ` +
         `${want.chunk} part ${want.part} (${elements} ${codec.name} values) was due: the ranks disagree ` +
-        `on buffer length, codec or step; every rank must call allReduce with the same arguments.`,
+        `on buffer length, codec, exactTail or step; every rank must call allReduce with the same arguments.`,
     );
   }
 }

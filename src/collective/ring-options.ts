@@ -178,6 +178,12 @@ export interface AllReduceOptions {
   codec?: CodecName;
   /** Deadline for the whole collective; on expiry every rank fails naming the rank it misses. */
   timeoutMs?: number;
+  /**
+   * The last `exactTail` values of the buffer (default 0) are summed exactly as the fp32 codec sums them,
+   * bit for bit, whatever `codec`: they travel in fp32 messages of their own (ring-allreduce.ts). A
+   * training step's loss sum, token count and stop votes. Every rank must pass the same value.
+   */
+  exactTail?: number;
 }
 
 export const ALL_REDUCE_DEFAULTS = { op: 'sum', codec: 'fp32', timeoutMs: 60_000 } as const;

@@ -34,7 +34,7 @@ export interface StripeThreadData {
 
 export type StripeCall =
   | { connect: string[] }
-  | { allReduce: { buf: Float32Array; step: number; op: ReduceOp; codec: CodecName; timeoutMs: number } }
+  | { allReduce: { buf: Float32Array; step: number; op: ReduceOp; codec: CodecName; timeoutMs: number; exactTail: number } }
   | { broadcast: { buf: Float32Array; step: number; root: number; timeoutMs: number } }
   | { close: true };
 export type ToStripe = { id: number; call: StripeCall } | { abort: WireError };
@@ -120,7 +120,7 @@ export class StripeThread {
     return this.call({ connect: [...peers] });
   }
 
-  allReduce(buf: Float32Array, o: { step: number; op: ReduceOp; codec: CodecName; timeoutMs: number }): Promise<void> {
+  allReduce(buf: Float32Array, o: { step: number; op: ReduceOp; codec: CodecName; timeoutMs: number; exactTail: number }): Promise<void> {
     return this.call({ allReduce: { buf, ...o } });
   }
 

@@ -31,10 +31,14 @@ export class FlatParams {
   readonly offsets: number[];
   readonly size: number;
   readonly params: Float32Array;
-  /** [gradients..., loss sum, count]: what the ring all-reduce sums in one collective. */
+  /** [gradients..., loss sum, count, stop votes]: what the ring all-reduce sums in one collective. */
   readonly reduceBuffer: Float32Array;
   readonly grads: Float32Array;
-  /** The two slots after the gradients: [0] loss sum, [1] loss-token / example count. */
+  /**
+   * The three slots after the gradients: [0] loss sum, [1] loss-token / example count, [2] stop votes.
+   * The worker all-reduces them as the buffer's exact tail (ring-allreduce.ts exactTail): summed in fp32
+   * whatever the gradient's wire codec, so the count and the 1/count scale are exact under bf16 too.
+   */
   readonly extras: Float32Array;
 
   constructor(readonly model: Model) {

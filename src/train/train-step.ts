@@ -2,7 +2,8 @@
  * One optimizer step, the same on one process and on every worker of a ring:
  *   1. forward + backward on each micro-batch, accumulating the gradient SUM, the loss sum and the
  *      number of loss tokens (causal LM) or examples (classification)
- *   2. all-reduce [grad sums..., loss sum, count] across workers (identity on one process)
+ *   2. all-reduce [grad sums..., loss sum, count, stop votes] across workers (identity on one process);
+ *      the three after the gradient are summed exactly (fp32) whatever the gradient's wire codec
  *   3. divide by the global count -> exactly the mean over the global batch, however it was split
  *   4. a non-finite loss or gradient norm fails the step (NonFiniteError) or skips its update, as
  *      training.on_nonfinite says; judged on the all-reduced numbers, so every rank reaches the same verdict

@@ -13,7 +13,9 @@
  */
 import { createHash } from 'node:crypto';
 import { appendFile } from 'node:fs/promises';
+import { codecs } from '../collective/codecs.ts';
 import { ErrorFeedback } from '../collective/error-feedback.ts';
+import { allReduceBytesPerRank } from '../collective/ring-allreduce.ts';
 import type { GrpcRing } from '../collective/grpc-ring.ts';
 import type { CompiledJob } from '../config/compile.ts';
 import type { Bus, ControlMessages } from '../control/bus.ts';
@@ -143,11 +145,12 @@ export interface StepsOutcome {
 export async function runSteps(st: WorkerState, c: LoopContext): Promise<StepsOutcome> {
   const { job, model, flat, plan } = st;
   const t = job.training;
-  const bytesPerElement = job.cluster.codec === 'fp32' ? 4 : 2;
   // fp16 feeds each rank's rounding errors into its next gradient (the loss sum / count after the
   // gradient are not fed back); per ring: a re-formed ring calls runSteps again and starts from zero.
   const feedback = job.cluster.codec === 'fp16' ? new ErrorFeedback(flat.grads.length) : null;
-  const reduceBytes = Math.round((2 * (c.worldSize - 1) / c.worldSize) * flat.reduceBuffer.length * bytesPerElement);
+  // The extras (loss sum, count, stop votes) are summed exactly under every codec: they travel in fp32.
+  const exactTail = flat.extras.length;
+  const reduceBytes = allReduceBytesPerRank(flat.reduceBuffer.length, c.worldSize, codecs[job.cluster.codec], exactTail);
   let step = st.startStep;
   const runId = st.resumedRunId || c.runId;
   const trained = (st.trained ??= []);
@@ -185,7 +188,7 @@ export async function runSteps(st: WorkerState, c: LoopContext): Promise<StepsOu
     rank: c.rank,
     shard: (indices) => BatchPlan.shard(indices, c.rank, c.worldSize),
     allReduce: (buf, collective) => {
-      const reduce = () => c.ring.allReduce(buf, { step: collective, op: 'sum', codec: job.cluster.codec, timeoutMs: job.cluster.collectiveTimeoutMs });
+      const reduce = () => c.ring.allReduce(buf, { step: collective, op: 'sum', codec: job.cluster.codec, timeoutMs: job.cluster.collectiveTimeoutMs, exactTail });
       return feedback ? feedback.around(buf, reduce) : reduce();
     },
     beforeStep: async (s, mine) => {

@@ -48,3 +48,18 @@ test('schedule: the chunk sent in round s is the chunk received in round s-1; ra
     }
   }
 });
+
+test('exactFrom cuts the chunk that holds it there, each side into parts; other chunks and the message count follow', () => {
+  // Worked example from chunks.ts: length 10, N = 2, maxElements 4, exactFrom 7.
+  const s = new RingSchedule(0, 2, 10, 4, undefined, 7);
+  assert.deepEqual(s.parts(0), [{ start: 0, end: 4 }, { start: 4, end: 5 }]);
+  assert.deepEqual(s.parts(1), [{ start: 5, end: 7 }, { start: 7, end: 10 }]);
+  assert.deepEqual(new RingSchedule(0, 2, 10, 4).parts(1), [{ start: 5, end: 9 }, { start: 9, end: 10 }]);
+  // Cut at a chunk boundary or at the end: nothing to cut.
+  assert.deepEqual(new RingSchedule(0, 2, 10, 4, undefined, 5).parts(1), [{ start: 5, end: 9 }, { start: 9, end: 10 }]);
+  assert.deepEqual(new RingSchedule(0, 2, 10, 4, undefined, 10).parts(1), [{ start: 5, end: 9 }, { start: 9, end: 10 }]);
+  // Rank 0 receives chunk 1 (round 0) then chunk 0 (round 1): 2 + 2 messages; recvIndex follows the cut.
+  assert.equal(s.totalMessages, 4);
+  assert.equal(s.recvIndex(1, 0), 2);
+  assert.throws(() => new RingSchedule(0, 2, 10, 4, undefined, 11), /exactFrom 11 outside \[0, 10\]/);
+});

@@ -1,5 +1,6 @@
 // Refusals over real gRPC: missing/wrong token (UNAUTHENTICATED), another job, the wrong sender and a
-// stale step are refused and counted; TLS and mutual TLS from certificate files made with openssl.
+// stale step are refused and counted; a message in another codec than the one due (the exact tail's fp32
+// where bf16 is due, or the reverse) fails the collective; TLS and mutual TLS from certificate files made with openssl.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
@@ -8,8 +9,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { GrpcRing } from '../../src/collective/grpc-ring.ts';
-import { RingConnectError } from '../../src/collective/errors.ts';
-import { fp32 } from '../../src/collective/codecs.ts';
+import { RingConnectError, RingProtocolError } from '../../src/collective/errors.ts';
+import { bf16, fp32, type WireCodec } from '../../src/collective/codecs.ts';
 import * as svc from '../../src/collective/grpc-service.ts';
 import type { PingReply, PullRequest } from '../../src/collective/ring-protocol.ts';
 import { ChunkEncoder } from '../../src/collective/wire.ts';
@@ -115,6 +116,69 @@ for (const transport of TRANSPORTS) {
       await ring.close();
       fakeServer.forceShutdown();
     }
+  });
+}
+
+type FakeChunk = { round: number; chunk: number; codec: WireCodec; values: number[] };
+
+/**
+ * Rank 1 of 2 all-reduces [10, 20, 30, 40] with bf16 and an exact tail of 2, fed by a fake rank 0 (a
+ * bare grpc-js server) that streams `chunks` (step 5, part 0 each). Chunk 0 = [0, 2) is due in bf16 in
+ * round 0 (reduce-scatter), chunk 1 = [2, 4) is the tail, due in fp32 in round 1 (all-gather).
+ */
+async function exactTailFromFake(transport: (typeof TRANSPORTS)[number], chunks: FakeChunk[]): Promise<Float32Array> {
+  const fakeServer = new grpc.Server();
+  let toRank1: grpc.ServerWritableStream<PullRequest, Uint8Array> | null = null;
+  const accepted = new Promise<void>((resolve) =>
+    fakeServer.addService(svc.ringService, {
+      pull: (call: grpc.ServerWritableStream<PullRequest, Uint8Array>) => {
+        toRank1 = call;
+        call.sendMetadata(new grpc.Metadata());
+        resolve();
+      },
+      ping: (_call: unknown, cb: grpc.sendUnaryData<PingReply>) => cb(null, { jobId: 'test-job', rank: 0, step: 5, inCollective: true }),
+    }),
+  );
+  const port = await new Promise<number>((res, rej) =>
+    fakeServer.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) => (e ? rej(e) : res(p))),
+  );
+  const ring = await GrpcRing.create({ jobId: 'test-job', rank: 1, worldSize: 2, token: 'secret', transport });
+  const fakeClient = svc.newRingClient(ring.address, grpc.credentials.createInsecure(), svc.clientChannelOptions(1 << 20, 1 << 20));
+  try {
+    const joined = ring.connect([`127.0.0.1:${port}`, ring.address]);
+    const fromRank1 = fakeClient.pull({ jobId: 'test-job', rank: 0, worldSize: 2 }, svc.tokenMetadata('secret'));
+    fromRank1.on('data', () => {});
+    fromRank1.on('error', () => {}); // rank 1's stream ends when its collective fails
+    await Promise.all([joined, accepted]);
+    const buf = Float32Array.of(10, 20, 30, 40);
+    const done = ring.allReduce(buf, { step: 5, codec: 'bf16', exactTail: 2, timeoutMs: 10_000 });
+    const enc = new ChunkEncoder('test-job');
+    for (const { round, chunk, codec, values } of chunks) {
+      const v = Float32Array.from(values);
+      const fields = { step: 5, round, chunk, part: 0, rank: 0, codec: codec.wireId, elements: v.length, abort: false, lostRank: 0, reason: '' };
+      toRank1!.write(enc.encode(new Uint8Array(enc.bufferBytes(8)), fields, v, codec));
+    }
+    await done;
+    return buf;
+  } finally {
+    fakeClient.close();
+    await ring.close();
+    fakeServer.forceShutdown();
+  }
+}
+
+for (const transport of TRANSPORTS) {
+  test(`[${transport}] exact tail: a message in fp32 where bf16 is due, or in bf16 where fp32 is due, fails the collective`, async () => {
+    // The codecs due: accepted, and the tail copied verbatim.
+    const ok = await exactTailFromFake(transport, [{ round: 0, chunk: 0, codec: bf16, values: [1, 2] }, { round: 1, chunk: 1, codec: fp32, values: [300.25, 400.125] }]);
+    assert.deepEqual([...ok], [11, 22, 300.25, 400.125]);
+    // fp32 for a bf16 message: twice the bytes the receiver budgets for it.
+    await assert.rejects(exactTailFromFake(transport, [{ round: 0, chunk: 0, codec: fp32, values: [1, 2] }]), (e: Error) =>
+      e instanceof RingProtocolError && /rank 0 sent step 5 round 0 chunk 0 part 0 \(2 fp32 values\) but .* \(2 bf16 values\) was due/.test(e.message));
+    // bf16 for the exact tail: it would round the count.
+    await assert.rejects(
+      exactTailFromFake(transport, [{ round: 0, chunk: 0, codec: bf16, values: [1, 2] }, { round: 1, chunk: 1, codec: bf16, values: [300, 400] }]),
+      (e: Error) => e instanceof RingProtocolError && /round 1 chunk 1 part 0 \(2 bf16 values\) but .* \(2 fp32 values\) was due.*exactTail/.test(e.message));
   });
 }
 
