@@ -68,30 +68,8 @@ for (const transport of TRANSPORTS) {
   });
 
   test(`[${transport}] messages for another job, a stale step or from the wrong sender are dropped and counted`, async () => {
-    // Rank 0 is a fake: a bare grpc-js server (so for 'h2' this is also interop in both directions) speaking ring.proto that streams crafted chunks to rank 1.
-    const fakeServer = new grpc.Server();
-    let toRank1: grpc.ServerWritableStream<PullRequest, Uint8Array> | null = null;
-    const accepted = new Promise<void>((resolve) =>
-      fakeServer.addService(svc.ringService, {
-        pull: (call: grpc.ServerWritableStream<PullRequest, Uint8Array>) => {
-          toRank1 = call;
-          call.sendMetadata(new grpc.Metadata());
-          resolve();
-        },
-        ping: (_call: unknown, cb: grpc.sendUnaryData<PingReply>) => cb(null, { jobId: 'test-job', rank: 0, step: 5, inCollective: true }),
-      }),
-    );
-    const port = await new Promise<number>((res, rej) =>
-      fakeServer.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) => (e ? rej(e) : res(p))),
-    );
-    const ring = await GrpcRing.create({ jobId: 'test-job', rank: 1, worldSize: 2, token: 'secret', transport });
-    const fakeClient = svc.newRingClient(ring.address, grpc.credentials.createInsecure(), svc.clientChannelOptions(1 << 20, 1 << 20));
+    const { ring, write, close } = await ringWithFakeLeft(transport);
     try {
-      const joined = ring.connect([`127.0.0.1:${port}`, ring.address]);
-      const fromRank1 = fakeClient.pull({ jobId: 'test-job', rank: 0, worldSize: 2 }, svc.tokenMetadata('secret'));
-      fromRank1.on('data', () => {}); // rank 1's own chunks; the fake does not need them
-      await Promise.all([joined, accepted]);
-
       // Rank 1 of 2, buffer [10, 20, 30, 40]: chunk 0 = [0, 2), chunk 1 = [2, 4).
       // Round 0 (reduce-scatter): rank 1 receives chunk 0 and adds it. Round 1 (all-gather): it receives
       // the owner's final chunk 1 and copies it.
@@ -100,7 +78,7 @@ for (const transport of TRANSPORTS) {
       const send = (enc: ChunkEncoder, f: { step: number; round: number; chunk: number; rank: number }, values: number[]) => {
         const v = Float32Array.from(values);
         const fields = { ...f, part: 0, codec: fp32.wireId, elements: v.length, abort: false, lostRank: 0, reason: '' };
-        toRank1!.write(enc.encode(new Uint8Array(enc.bufferBytes(8)), fields, v, fp32));
+        write(enc.encode(new Uint8Array(enc.bufferBytes(8)), fields, v, fp32));
       };
       const ours = new ChunkEncoder('test-job');
       send(new ChunkEncoder('other-job'), { step: 5, round: 0, chunk: 0, rank: 0 }, [1000, 1000]); // foreign job
@@ -112,9 +90,7 @@ for (const transport of TRANSPORTS) {
       assert.deepEqual([...buf], [11, 22, 300, 400]);
       assert.deepEqual(ring.rejected, { foreignJob: 1, staleStep: 1, wrongSender: 1, badToken: 0, staleEpoch: 0 });
     } finally {
-      fakeClient.close();
-      await ring.close();
-      fakeServer.forceShutdown();
+      await close();
     }
   });
 }
@@ -127,6 +103,28 @@ type FakeChunk = { round: number; chunk: number; codec: WireCodec; values: numbe
  * round 0 (reduce-scatter), chunk 1 = [2, 4) is the tail, due in fp32 in round 1 (all-gather).
  */
 async function exactTailFromFake(transport: (typeof TRANSPORTS)[number], chunks: FakeChunk[]): Promise<Float32Array> {
+  const { ring, write, close } = await ringWithFakeLeft(transport);
+  try {
+    const buf = Float32Array.of(10, 20, 30, 40);
+    const done = ring.allReduce(buf, { step: 5, codec: 'bf16', exactTail: 2, timeoutMs: 10_000 });
+    const enc = new ChunkEncoder('test-job');
+    for (const { round, chunk, codec, values } of chunks) {
+      const v = Float32Array.from(values);
+      const fields = { step: 5, round, chunk, part: 0, rank: 0, codec: codec.wireId, elements: v.length, abort: false, lostRank: 0, reason: '' };
+      write(enc.encode(new Uint8Array(enc.bufferBytes(8)), fields, v, codec));
+    }
+    await done;
+    return buf;
+  } finally {
+    await close();
+  }
+}
+
+/**
+ * Rank 1 of a 2-rank ring whose rank 0 is a fake: a bare grpc-js server speaking ring.proto (for 'h2'
+ * also interop in both directions) through which the test streams crafted chunks to rank 1 (`write`).
+ */
+async function ringWithFakeLeft(transport: (typeof TRANSPORTS)[number]): Promise<{ ring: GrpcRing; write: (bytes: Uint8Array) => void; close: () => Promise<void> }> {
   const fakeServer = new grpc.Server();
   let toRank1: grpc.ServerWritableStream<PullRequest, Uint8Array> | null = null;
   const accepted = new Promise<void>((resolve) =>
@@ -144,27 +142,22 @@ async function exactTailFromFake(transport: (typeof TRANSPORTS)[number], chunks:
   );
   const ring = await GrpcRing.create({ jobId: 'test-job', rank: 1, worldSize: 2, token: 'secret', transport });
   const fakeClient = svc.newRingClient(ring.address, grpc.credentials.createInsecure(), svc.clientChannelOptions(1 << 20, 1 << 20));
-  try {
-    const joined = ring.connect([`127.0.0.1:${port}`, ring.address]);
-    const fromRank1 = fakeClient.pull({ jobId: 'test-job', rank: 0, worldSize: 2 }, svc.tokenMetadata('secret'));
-    fromRank1.on('data', () => {});
-    fromRank1.on('error', () => {}); // rank 1's stream ends when its collective fails
-    await Promise.all([joined, accepted]);
-    const buf = Float32Array.of(10, 20, 30, 40);
-    const done = ring.allReduce(buf, { step: 5, codec: 'bf16', exactTail: 2, timeoutMs: 10_000 });
-    const enc = new ChunkEncoder('test-job');
-    for (const { round, chunk, codec, values } of chunks) {
-      const v = Float32Array.from(values);
-      const fields = { step: 5, round, chunk, part: 0, rank: 0, codec: codec.wireId, elements: v.length, abort: false, lostRank: 0, reason: '' };
-      toRank1!.write(enc.encode(new Uint8Array(enc.bufferBytes(8)), fields, v, codec));
-    }
-    await done;
-    return buf;
-  } finally {
+  const close = async () => {
     fakeClient.close();
     await ring.close();
     fakeServer.forceShutdown();
+  };
+  try {
+    const joined = ring.connect([`127.0.0.1:${port}`, ring.address]);
+    const fromRank1 = fakeClient.pull({ jobId: 'test-job', rank: 0, worldSize: 2 }, svc.tokenMetadata('secret'));
+    fromRank1.on('data', () => {}); // rank 1's own chunks; the fake does not need them
+    fromRank1.on('error', () => {}); // rank 1's stream ends when its collective fails
+    await Promise.all([joined, accepted]);
+  } catch (err) {
+    await close();
+    throw err;
   }
+  return { ring, write: (bytes) => toRank1!.write(bytes), close };
 }
 
 for (const transport of TRANSPORTS) {
