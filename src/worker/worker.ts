@@ -446,6 +446,7 @@ export async function runWorker(o: WorkerOptions): Promise<void> {
       ring = await createRing(epoch, rank, assignment.worldSize);
       o.events?.ring?.(ring);
       await ring.connect(assignment.peers.map((p) => p.ringAddress));
+      if (ring.striping.connections > 1) o.log(`[worker ${workerId}] rank ${rank}: ring of ${ring.striping.connections} connections per link (one thread each; cluster.ring_connections)`);
       reports.send('ready', () => bus.publish(subj.ready, 'Ready', readyMsg));
       activity.begin('waiting');
       const start = await nextControl((c) => !!c.start);

@@ -4,6 +4,8 @@
  * odd and above 256, which bf16 (8 significant bits) cannot carry: the step's extras travel as the
  * all-reduce's exact tail (fp32). Each step is one whole epoch of the training set (global batch = the
  * set), so the batch's count does not depend on the shuffle: it is the sum over the file's examples.
+ * The same job again over a striped ring (cluster.ring_connections 2: two connections and threads per
+ * link, the tail in one stripe's slice) gives every step's numbers and the final model bit for bit.
  */
 import assert from 'node:assert/strict';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -13,6 +15,7 @@ import { test } from 'node:test';
 import { stringify } from 'yaml';
 import { ExampleBuilder } from '../../src/data/examples.ts';
 import { createModelDir } from '../../src/model/create.ts';
+import { readSafetensors } from '../../src/model/safetensors.ts';
 import { Tokenizer } from '../../src/model/tokenizer.ts';
 import { lmLines, ready, writeLines } from '../train/fixtures.ts';
 import { history, runLocal } from './cluster-helpers.ts';
@@ -20,7 +23,7 @@ import { history, runLocal } from './cluster-helpers.ts';
 const MAX_SEQ_LEN = 64;
 const FIELDS = { text: 'text', prompt: 'prompt', completion: 'completion', messages: 'messages', label: 'label' };
 
-test('bf16, 2 workers: metrics.jsonl count of every step == the loss tokens of its global batch (odd, > 256)', async () => {
+test('bf16, 2 workers: metrics.jsonl count of every step == the loss tokens of its global batch (odd, > 256); a striped ring gives the same bits', async () => {
   await ready;
   const dir = await mkdtemp(join(tmpdir(), 'ringtune-exact-'));
   try {
@@ -63,6 +66,21 @@ test('bf16, 2 workers: metrics.jsonl count of every step == the loss tokens of i
     for (const s of steps) assert.equal(s.count, expected, `step ${s.step}: count ${s.count}, the batch has ${expected} loss tokens`);
     // The reported loss is the all-reduced loss sum over that exact count: finite and plausible.
     for (const s of steps) assert.ok(Number.isFinite(Number(s.loss)) && Number(s.loss) > 0, `step ${s.step} loss ${s.loss}`);
+
+    const striped = join(dir, 'out-striped');
+    const file2 = join(dir, 'job-striped.yaml');
+    await writeFile(file2, stringify({ ...job, name: 'exact-count-striped', output: striped, cluster: { ...job.cluster, ring_connections: 2 } }));
+    const r2 = await runLocal(file2);
+    assert.equal(r2.code, 0, r2.output);
+    assert.equal(r2.output.match(/ring of 2 connections per link/g)?.length, 2, 'both ranks striped');
+    const steps2 = (await history(striped)).filter((x) => x.type === 'train');
+    const numbers = (h: typeof steps) => h.map((x) => [x.step, x.count, x.loss, x.grad_norm]);
+    assert.deepEqual(numbers(steps2), numbers(steps), 'the striped ring: the same count, loss and gradient norm every step');
+    // The tensors, not the file: its __metadata__ names the job.
+    const [a, b] = await Promise.all([output, striped].map((out) => readSafetensors(join(out, 'final', 'model.safetensors'))));
+    assert.deepEqual([...b!.tensors.keys()], [...a!.tensors.keys()]);
+    const bits = (x: Float32Array) => Buffer.from(x.buffer, x.byteOffset, x.byteLength);
+    for (const [name, t] of a!.tensors) assert.ok(bits(t.data).equals(bits(b!.tensors.get(name)!.data)), `the striped ring: ${name} differs`);
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
