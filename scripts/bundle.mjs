@@ -3,8 +3,8 @@
 // on a separate thread, and a local cluster starts five or more such processes (bench numbers in
 // docs/architecture.md). bin/ringtune.js runs the bundle only while it is fresh (bin/bundle-fresh.mjs:
 // every input's size and mtime as bundled), else the sources through tsx, so an edited tree never runs
-// stale code. Worker threads (heartbeat, ring stripes, data preparation) still load their .ts entries
-// through tsx (src/worker/thread-boot.mjs).
+// stale code. Worker threads' entries (heartbeat, ring stripes, data preparation) are bundled beside it
+// (dist/<entry>.mjs), and src/worker/thread-boot.mjs loads those on the same condition.
 //
 // Run by `npm ci` (postinstall) and at the start of `npm test`. Never fails either: without esbuild, or
 // when bundling fails, the reason is logged and the CLI runs through tsx as before. RINGTUNE_BUNDLE=0
@@ -13,12 +13,14 @@
 //   node scripts/bundle.mjs            bundle when stale
 //   node scripts/bundle.mjs --check    exit 0 when fresh, 1 when stale (prints why)
 import { readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
-import { dirname, join, relative } from 'node:path';
+import { basename, dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { BUNDLE, INPUTS, bundleStale, fingerprint } from '../bin/bundle-fresh.mjs';
+import { BUILDER, BUNDLE, INPUTS, bundleStale, fingerprint } from '../bin/bundle-fresh.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const src = join(root, 'src');
+/** Worker-thread entries (booted by src/worker/thread-boot.mjs), each bundled beside the CLI as dist/<name>.mjs. */
+const THREADS = ['src/worker/heartbeat-thread.ts', 'src/collective/stripe-thread-main.ts', 'src/data/prepare-thread.ts'];
 
 /**
  * Each module keeps its own import.meta.url (proto files, bin/, assets and thread entries are found
@@ -55,7 +57,8 @@ async function bundle() {
     // Fingerprints are taken before the build: an edit during it makes the result stale, never wrongly fresh.
     const before = new Map();
     const result = await esbuild.build({
-      entryPoints: [join(src, 'cli', 'main.ts')], outfile: join(tmp, 'ringtune.mjs'), bundle: true, platform: 'node', format: 'esm',
+      entryPoints: { ringtune: join(src, 'cli', 'main.ts'), ...Object.fromEntries(THREADS.map((f) => [basename(f, '.ts'), join(root, f)])) },
+      outdir: tmp, outExtension: { '.js': '.mjs' }, bundle: true, platform: 'node', format: 'esm',
       target: 'node20', packages: 'external', metafile: true, sourcemap: 'linked', logLevel: 'silent',
       plugins: [ownImportMetaUrl, { name: 'fingerprints', setup: (b) => b.onLoad({ filter: /.*/ }, (a) => { before.set(a.path, fingerprint(a.path)); return undefined; }) }],
       banner: { js: '// Built by scripts/bundle.mjs from src/; bin/ringtune.js runs it only while it matches them. Do not edit.' },
@@ -65,11 +68,19 @@ async function bundle() {
       const abs = join(root, file);
       inputs[relative(root, abs)] = before.get(abs) ?? fingerprint(abs);
     }
+    const threads = {};
+    const threadEntries = {};
+    for (const f of THREADS) {
+      const out = `${basename(f, '.ts')}.mjs`;
+      for (const x of [`${out}.map`, out]) renameSync(join(tmp, x), join(dirname(BUNDLE), x));
+      threads[out] = fingerprint(join(dirname(BUNDLE), out));
+      threadEntries[f] = out;
+    }
     renameSync(join(tmp, 'ringtune.mjs.map'), `${BUNDLE}.map`);
     renameSync(join(tmp, 'ringtune.mjs'), BUNDLE);
     rmSync(tmp, { recursive: true, force: true });
     const list = `${INPUTS}.${process.pid}.tmp`;
-    writeFileSync(list, JSON.stringify({ bundle: fingerprint(BUNDLE), inputs }, null, 1) + '\n');
+    writeFileSync(list, JSON.stringify({ builder: fingerprint(BUILDER), bundle: fingerprint(BUNDLE), threads, threadEntries, inputs }, null, 1) + '\n');
     renameSync(list, INPUTS);
     console.log(`[ringtune] CLI bundled: ${relative(root, BUNDLE)} (${Object.keys(inputs).length} sources)`);
   } catch (e) {

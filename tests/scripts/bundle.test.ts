@@ -1,13 +1,15 @@
 /**
  * The CLI bundle (scripts/bundle.mjs, bin/ringtune.js): built in a copy of the tree that is then moved
  * (each module's import.meta.url must still find proto/, bin/ and assets/ from the new place), used only
- * while it matches the sources, and an edit makes the CLI run the edited sources, never the stale bundle.
+ * while it matches the sources, and an edit makes the CLI run the edited sources, never the stale bundle;
+ * worker threads' entries follow the same rule.
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { cpSync, mkdtempSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { after, test } from 'node:test';
 
 const ROOT = resolve(import.meta.dirname, '../..');
@@ -37,6 +39,15 @@ test('bundled in one place, moved, still runs; an edited source is run from the 
   assert.equal(help.status, 0, help.out);
   assert.match(help.out, /Usage: ringtune worker/);
 
+  // Worker threads load their entry's bundle on the same condition (src/worker/thread-boot.mjs).
+  const entryOf = (dir: string) => {
+    const r = run(dir, ['--input-type=module', '-e', `import { threadEntry } from './bin/bundle-fresh.mjs'; import { pathToFileURL } from 'node:url';
+      console.log(JSON.stringify(threadEntry(pathToFileURL('src/worker/heartbeat-thread.ts').href)));`]);
+    assert.equal(r.status, 0, r.out);
+    return JSON.parse(r.out) as { url: string; bundled: boolean };
+  };
+  assert.deepEqual(entryOf(moved), { url: pathToFileURL(join(moved, 'dist', 'heartbeat-thread.mjs')).href, bundled: true });
+
   const main = join(moved, 'src', 'cli', 'main.ts');
   writeFileSync(main, readFileSync(main, 'utf8').replace("'Fine-tune GPT-2,", "'EDITED: fine-tune GPT-2,"));
   const check = run(moved, ['scripts/bundle.mjs', '--check']);
@@ -46,6 +57,7 @@ test('bundled in one place, moved, still runs; an edited source is run from the 
   assert.equal(insist.status, 2);
   assert.match(insist.out, /RINGTUNE_BUNDLE=1 but the bundle cannot be used: src\/cli\/main\.ts changed/);
   assert.match(run(moved, ['bin/ringtune.js', '--help']).out, /EDITED: fine-tune/, 'stale: the edited sources ran');
+  assert.deepEqual(entryOf(moved), { url: pathToFileURL(join(moved, 'src', 'worker', 'heartbeat-thread.ts')).href, bundled: false }, 'stale: threads take their sources too');
 
   assert.match(run(moved, ['scripts/bundle.mjs']).out, /CLI bundled/);
   const rebuilt = run(moved, ['bin/ringtune.js', '--help'], { RINGTUNE_BUNDLE: '1' });
