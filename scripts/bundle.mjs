@@ -60,7 +60,8 @@ async function bundle() {
       entryPoints: { ringtune: join(src, 'cli', 'main.ts'), ...Object.fromEntries(THREADS.map((f) => [basename(f, '.ts'), join(root, f)])) },
       outdir: tmp, outExtension: { '.js': '.mjs' }, bundle: true, platform: 'node', format: 'esm',
       target: 'node20', packages: 'external', metafile: true, sourcemap: 'linked', logLevel: 'silent',
-      plugins: [ownImportMetaUrl, { name: 'fingerprints', setup: (b) => b.onLoad({ filter: /.*/ }, (a) => { before.set(a.path, fingerprint(a.path)); return undefined; }) }],
+      // fingerprints first: it returns nothing, so esbuild goes on to the next onLoad for the same file.
+      plugins: [{ name: 'fingerprints', setup: (b) => b.onLoad({ filter: /.*/ }, (a) => { before.set(a.path, fingerprint(a.path)); return undefined; }) }, ownImportMetaUrl],
       banner: { js: '// Built by scripts/bundle.mjs from src/; bin/ringtune.js runs it only while it matches them. Do not edit.' },
     });
     const inputs = {};
