@@ -177,7 +177,10 @@ export async function runWorker(o: WorkerOptions): Promise<void> {
   bus.onSubscriptionError = (subject, err) => {
     const reason = `NATS refused this worker's subscription to ${subject} (${err.message}): its NATS user may not subscribe to it (docs/deploy.md, "NATS permissions per role")`;
     if (phase === 'joining' && onJoinAbort) return onJoinAbort(reason);
-    if (abortReason) return;
+    if (!abortReason) abortHere(reason);
+  };
+  /** Ends the run on this rank for `reason` as an Abort from the coordinator would: the ring closes, waiters get it. */
+  const abortHere = (reason: string) => {
     abortReason = reason;
     void ring?.close();
     for (const f of controls.splice(0)) f({ runId, abort: { reason, rank: -1, lastStep: step } });
@@ -252,14 +255,12 @@ export async function runWorker(o: WorkerOptions): Promise<void> {
         waitingForCoordinator = true;
         return;
       }
-      abortReason = down > 0
+      abortHere(down > 0
         ? `lost the NATS connection ${Math.round(down)} ms ago (longer than twice cluster.heartbeat_timeout_ms): NATS is down or unreachable`
         : recoveryMs > 0
           ? `the coordinator has been silent for ${Math.round(silentMs)} ms and no restarted coordinator recovered run ${runId} within cluster.coordinator_recovery_ms ${recoveryMs} ` +
             '(start `ringtune coordinator JOB --resume-if-present` with the job secret to recover a run)'
-          : `the coordinator has been silent for ${Math.round(silentMs)} ms (it exited or lost NATS)`;
-      void ring?.close();
-      for (const f of controls.splice(0)) f({ runId, abort: { reason: abortReason, rank: -1, lastStep: step } });
+          : `the coordinator has been silent for ${Math.round(silentMs)} ms (it exited or lost NATS)`);
     };
     timers.push(setInterval(coordinatorGone, job.cluster.heartbeatIntervalMs));
     onControl = (c, meta) => {

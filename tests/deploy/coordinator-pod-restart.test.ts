@@ -14,8 +14,8 @@ import { join, resolve } from 'node:path';
 import { test } from 'node:test';
 import { parse, stringify } from 'yaml';
 import { newJobSecret } from '../../src/control/auth.ts';
-import { clusterScratch, history, startLocal, until, startCli, type CliProc } from '../integration/cluster-helpers.ts';
-import { finalBytes, makeElasticJob } from '../integration/elastic-helpers.ts';
+import { clusterScratch, history, startLocal, startPodCoordinator, startPodWorker, untilOr } from '../integration/cluster-helpers.ts';
+import { assertSameFinal, makeElasticJob } from '../integration/elastic-helpers.ts';
 import { podFailureAction, renderKustomize, type Obj } from './helpers.ts';
 
 const OVERLAY = resolve(import.meta.dirname, '../../deploy/k8s/overlays/cpu');
@@ -25,14 +25,6 @@ function podOf(objs: Obj[], name: string): { job: Obj; container: Obj } {
   const js = objs.find((o) => o.kind === 'JobSet')!;
   const job = (js.spec.replicatedJobs as Obj[]).find((r) => r.name === name)!.template.spec;
   return { job, container: job.template.spec.containers[0] };
-}
-
-async function untilOr(what: string, ok: () => boolean, timeoutMs: number, procs: CliProc[]): Promise<void> {
-  try {
-    await until(what, ok, timeoutMs);
-  } catch (err) {
-    throw new Error(`${(err as Error).message}\n${procs.map((p) => p.output()).join('\n----\n')}`);
-  }
 }
 
 test('a killed coordinator pod is replaced in place and takes the run over; the workers are kept; the run equals the fault-free run bit for bit', { timeout: 600_000 }, async (t) => {
@@ -61,8 +53,8 @@ test('a killed coordinator pod is replaced in place and takes the run over; the 
   all.push(ref.child);
   const env = { ...process.env, RINGTUNE_JOB_SECRET: newJobSecret() };
   // The pods' commands: the job file where the ConfigMap would be mounted; NATS and ports as flags.
-  const coordinatorPod = () => startCli([command!, job, ...flags, '--nats', nats.url, '--metrics-port', '0'], env, all);
-  const worker = (index: number) => startCli([...workers.container.args, '--nats', nats.url, '--job', 'coordpod', '--ring-host', '127.0.0.1', '--ring-port', '0', '--metrics-port', '0', '--threads', '1', '--rank-hint', String(index)], env, all);
+  const coordinatorPod = () => startPodCoordinator(job, nats.url, env, all, flags);
+  const worker = (index: number) => startPodWorker('coordpod', nats.url, index, env, all, workers.container.args);
   const first = coordinatorPod();
   const pods = [worker(0), worker(1)];
   await untilOr('step 4', () => {
@@ -96,8 +88,6 @@ test('a killed coordinator pod is replaced in place and takes the run over; the 
   assert.deepEqual(steps, Array.from({ length: total }, (_, i) => i + 1), 'every step recorded once');
 
   assert.equal(await ref.exit, 0, ref.output());
-  const [got, want] = [await finalBytes(join(dir, 'out-coordpod')), await finalBytes(join(dir, 'out-ref'))];
-  assert.deepEqual([...got.keys()].sort(), [...want.keys()].sort());
-  for (const [name, w] of want) assert.ok(got.get(name)!.equals(w), `${name} differs from the fault-free run`);
+  await assertSameFinal(join(dir, 'out-coordpod'), join(dir, 'out-ref'));
   t.diagnostic(`done after ${Math.round(performance.now() - started)} ms`);
 });

@@ -10,8 +10,8 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { newJobSecret } from '../../src/control/auth.ts';
-import { clusterScratch, history, startLocal, until, startCli, type CliProc } from '../integration/cluster-helpers.ts';
-import { finalBytes, makeElasticJob } from '../integration/elastic-helpers.ts';
+import { clusterScratch, history, startLocal, startPodCoordinator, startPodWorker, until } from '../integration/cluster-helpers.ts';
+import { assertSameFinal, makeElasticJob } from '../integration/elastic-helpers.ts';
 
 test('a replaced worker pod (same rank hint) rejoins the running job; the run equals the fault-free run bit for bit', { timeout: 240_000 }, async (t) => {
   const { dir, nats, all } = await clusterScratch(t, 'ringtune-pod-rejoin-');
@@ -26,8 +26,8 @@ test('a replaced worker pod (same rank hint) rejoins the running job; the run eq
   all.push(ref.child);
   const env = { ...process.env, RINGTUNE_JOB_SECRET: newJobSecret() };
   // The pods' commands (deploy/k8s/base/jobset.yaml), with free ports instead of fixed ones.
-  const worker = (index: number) => startCli(['worker', '--nats', nats.url, '--job', 'podrejoin', '--ring-host', '127.0.0.1', '--ring-port', '0', '--metrics-port', '0', '--threads', '1', '--rank-hint', String(index)], env, all);
-  const coordinator = startCli(['coordinator', job, '--resume-if-present', '--nats', nats.url, '--metrics-port', '0'], env, all);
+  const worker = (index: number) => startPodWorker('podrejoin', nats.url, index, env, all);
+  const coordinator = startPodCoordinator(job, nats.url, env, all);
   const pods = [worker(0), worker(1)];
 
   await until('step 4', () => {
@@ -54,7 +54,5 @@ test('a replaced worker pod (same rank hint) rejoins the running job; the run eq
   assert.deepEqual(steps, Array.from({ length: total }, (_, i) => i + 1), 'every step applied once');
 
   assert.equal(await ref.exit, 0, ref.output());
-  const [got, want] = [await finalBytes(join(dir, 'out-podrejoin')), await finalBytes(join(dir, 'out-ref'))];
-  assert.deepEqual([...got.keys()].sort(), [...want.keys()].sort());
-  for (const [name, w] of want) assert.ok(got.get(name)!.equals(w), `${name} differs from the fault-free run`);
+  await assertSameFinal(join(dir, 'out-podrejoin'), join(dir, 'out-ref'));
 });

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import type { TestContext } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
-import { startNatsServer, type NatsServer } from '../../src/control/nats-server.ts';
+import { startNatsServer, type NatsServer, type NatsServerOptions } from '../../src/control/nats-server.ts';
 import type { Family } from '../../src/model/config.ts';
 import { createModelDir } from '../../src/model/create.ts';
 import { lmLines, ready, writeLines } from '../train/fixtures.ts';
@@ -92,6 +92,15 @@ export async function until(what: string, ok: () => boolean, timeoutMs = 120_000
 }
 
 /** A `ringtune` child process with its output collected (a pod, in the restart tests); `all` lists it for cleanup. */
+/** `until`, whose timeout error carries the processes' output. */
+export async function untilOr(what: string, ok: () => boolean, timeoutMs: number, procs: CliProc[]): Promise<void> {
+  try {
+    await until(what, ok, timeoutMs);
+  } catch (err) {
+    throw new Error(`${(err as Error).message}\n${procs.map((p) => p.output()).join('\n----\n')}`);
+  }
+}
+
 export interface CliProc { child: ChildProcess; output: () => string; exit: Promise<number> }
 
 export function startCli(args: string[], env: NodeJS.ProcessEnv, all: ChildProcess[]): CliProc {
@@ -104,13 +113,27 @@ export function startCli(args: string[], env: NodeJS.ProcessEnv, all: ChildProce
 }
 
 /**
+ * `ringtune worker` as its pod runs it (deploy/k8s/base/jobset.yaml: the job's name, a rank hint) on this
+ * machine: free ring and metrics ports on 127.0.0.1, one native thread. `command`: the pod's args.
+ */
+export function startPodWorker(job: string, natsUrl: string, rankHint: number | undefined, env: NodeJS.ProcessEnv, all: ChildProcess[], command = ['worker']): CliProc {
+  const hint = rankHint === undefined ? [] : ['--rank-hint', String(rankHint)];
+  return startCli([...command, '--nats', natsUrl, '--job', job, '--ring-host', '127.0.0.1', '--ring-port', '0', '--metrics-port', '0', '--threads', '1', ...hint], env, all);
+}
+
+/** `ringtune coordinator` as its pod runs it (`--resume-if-present`: a replaced pod takes the run over), metrics on a free port. */
+export function startPodCoordinator(jobFile: string, natsUrl: string, env: NodeJS.ProcessEnv, all: ChildProcess[], flags = ['--resume-if-present']): CliProc {
+  return startCli(['coordinator', jobFile, ...flags, '--nats', natsUrl, '--metrics-port', '0'], env, all);
+}
+
+/**
  * What a cluster test starts from: a temp directory, its own nats-server, and `all`, where the test puts
  * every child it starts; when the test ends the children still running are SIGKILLed, NATS stopped,
  * the directory removed.
  */
-export async function clusterScratch(t: TestContext, prefix: string): Promise<{ dir: string; nats: NatsServer; all: ChildProcess[] }> {
+export async function clusterScratch(t: TestContext, prefix: string, natsOptions: NatsServerOptions = {}): Promise<{ dir: string; nats: NatsServer; all: ChildProcess[] }> {
   const dir = await mkdtemp(join(tmpdir(), prefix));
-  const nats = await startNatsServer();
+  const nats = await startNatsServer(natsOptions);
   const all: ChildProcess[] = [];
   t.after(async () => {
     for (const c of all) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');

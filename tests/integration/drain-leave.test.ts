@@ -16,17 +16,8 @@ import { ControlAuth, newJobSecret } from '../../src/control/auth.ts';
 import { Bus } from '../../src/control/bus.ts';
 import { startNatsServer } from '../../src/control/nats-server.ts';
 import { subjects } from '../../src/control/subjects.ts';
-import { clusterScratch, history, startLocal, until, startCli, type CliProc } from './cluster-helpers.ts';
-import { finalBytes, makeElasticJob } from './elastic-helpers.ts';
-
-/** `until`, whose timeout error carries the processes' output. */
-async function untilOr(what: string, ok: () => boolean, timeoutMs: number, procs: CliProc[]): Promise<void> {
-  try {
-    await until(what, ok, timeoutMs);
-  } catch (err) {
-    throw new Error(`${(err as Error).message}\n${procs.map((p) => p.output()).join('\n----\n')}`);
-  }
-}
+import { clusterScratch, history, startLocal, startPodCoordinator, startPodWorker, untilOr } from './cluster-helpers.ts';
+import { assertSameFinal, makeElasticJob } from './elastic-helpers.ts';
 
 test('SIGTERM to rank 0 under on_loss wait: it leaves at a step boundary, its replacement joins, the run equals the fault-free run bit for bit', { timeout: 600_000 }, async (t) => {
   const started = performance.now();
@@ -40,8 +31,8 @@ test('SIGTERM to rank 0 under on_loss wait: it leaves at a step boundary, its re
   const ref = startLocal(job, ['--output', join(dir, 'out-ref')]);
   all.push(ref.child);
   const env = { ...process.env, RINGTUNE_JOB_SECRET: newJobSecret(), RINGTUNE_LINGER_MS: '30000' };
-  const worker = (index: number) => startCli(['worker', '--nats', nats.url, '--job', 'drain', '--ring-host', '127.0.0.1', '--ring-port', '0', '--metrics-port', '0', '--threads', '1', '--rank-hint', String(index)], env, all);
-  const coordinator = startCli(['coordinator', job, '--resume-if-present', '--nats', nats.url, '--metrics-port', '0'], env, all);
+  const worker = (index: number) => startPodWorker('drain', nats.url, index, env, all);
+  const coordinator = startPodCoordinator(job, nats.url, env, all);
   const pods = [worker(0), worker(1)];
   const procs = () => [coordinator, ...pods];
   await untilOr('step 4', () => {
@@ -85,9 +76,7 @@ test('SIGTERM to rank 0 under on_loss wait: it leaves at a step boundary, its re
   assert.deepEqual(steps, Array.from({ length: total }, (_, i) => i + 1), 'every step applied once');
 
   assert.equal(await ref.exit, 0, ref.output());
-  const [got, want] = [await finalBytes(join(dir, 'out-drain')), await finalBytes(join(dir, 'out-ref'))];
-  assert.deepEqual([...got.keys()].sort(), [...want.keys()].sort());
-  for (const [name, w] of want) assert.ok(got.get(name)!.equals(w), `${name} differs from the fault-free run`);
+  await assertSameFinal(join(dir, 'out-drain'), join(dir, 'out-ref'));
   t.diagnostic(`done after ${Math.round(performance.now() - started)} ms`);
 });
 
@@ -101,7 +90,7 @@ test('a joining worker exits 143 on SIGTERM at once, and on the job\'s Abort (no
   const secret = newJobSecret();
   // No coordinator: the workers join (every second) and wait. A linger the exit must not wait for.
   const env = { ...process.env, RINGTUNE_JOB_SECRET: secret, RINGTUNE_LINGER_MS: '30000' };
-  const joining = () => startCli(['worker', '--nats', nats.url, '--job', 'nobody', '--ring-host', '127.0.0.1', '--ring-port', '0', '--metrics-port', '0', '--threads', '1'], env, all);
+  const joining = () => startPodWorker('nobody', nats.url, undefined, env, all);
   const [a, b] = [joining(), joining()];
   const joined = new Set<string>();
   const bus = await Bus.connect({ url: nats.url, name: 'test-coordinator' }, new ControlAuth(secret, 'nobody', 'coordinator-test'));

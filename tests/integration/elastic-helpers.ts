@@ -1,4 +1,5 @@
 /** Elastic-run helpers for integration tests: jobs with an `elastic:` block, traces, extra workers. */
+import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { cp, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -59,6 +60,13 @@ export function appliedExamples(lines: TraceLine[]): Map<number, { epoch: number
 export async function finalBytes(outDir: string): Promise<Map<string, Buffer>> {
   const w = (await readModelWeights(join(outDir, 'final'))).tensors;
   return new Map([...w].map(([name, t]) => [name, Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength)]));
+}
+
+/** Asserts the final model in `outDir` has the tensors of the one in `refDir`, bit for bit (`ref` names it in messages). */
+export async function assertSameFinal(outDir: string, refDir: string, ref = 'the fault-free run'): Promise<void> {
+  const [got, want] = [await finalBytes(outDir), await finalBytes(refDir)];
+  assert.deepEqual([...got.keys()].sort(), [...want.keys()].sort());
+  for (const [name, w] of want) assert.ok(got.get(name)!.equals(w), `${name} differs from ${ref}`);
 }
 
 /** Copies checkpoint step `step` of `fromDir` into `toDir` as its `latest`: a run resumed from it starts after `step`. */

@@ -16,7 +16,7 @@ import { after, test } from 'node:test';
 import { newJobSecret } from '../../src/control/auth.ts';
 import { startNatsServer } from '../../src/control/nats-server.ts';
 import { history, runLocal, sleep, startLocal, until } from './cluster-helpers.ts';
-import { appliedExamples, checkpointAt, finalBytes, makeElasticJob, pidOfRank, readTrace, startWorker } from './elastic-helpers.ts';
+import { appliedExamples, assertSameFinal, checkpointAt, makeElasticJob, pidOfRank, readTrace, startWorker } from './elastic-helpers.ts';
 
 // 96 lines, eval_fraction 0.125 -> 84 train examples; global batch 12 -> 7 steps per data epoch.
 const BASE = { examples: 96, globalBatch: 12, microBatch: 2, epochs: 3, heartbeatTimeoutMs: 3000 };
@@ -97,9 +97,7 @@ test('shrink: SIGKILL of rank 0 of 3 -> the run completes with 2; exactly-once p
   const ref2Job = await makeElasticJob(dir, 'ref2', { ...BASE, workers: 2, checkpointDir: resumeDir });
   const ref2 = await runLocal(ref2Job, ['--resume']);
   assert.equal(ref2.code, 0, ref2.output);
-  const [got, want] = [await finalBytes(join(dir, 'out-shrink')), await finalBytes(join(dir, 'out-ref2'))];
-  assert.deepEqual([...got.keys()].sort(), [...want.keys()].sort());
-  for (const [name, w] of want) assert.ok(got.get(name)!.equals(w), `${name} differs from the reference`);
+  await assertSameFinal(join(dir, 'out-shrink'), join(dir, 'out-ref2'), 'the reference');
 });
 
 test('fail (the default): SIGKILL of a worker stops the run naming the rank, as before', async (t) => {
@@ -150,9 +148,7 @@ test('wait: a replacement started after the kill joins at a step boundary; the r
   }
   // The replacement took the lost rank's place in a world of 3: same shards, same ring order, so the
   // run equals the fault-free 3-worker run bit for bit (docs/reliability.md).
-  const [got, want] = [await finalBytes(join(dir, 'out-waiting')), await finalBytes((await faultFree3()).outDir)];
-  assert.deepEqual([...got.keys()].sort(), [...want.keys()].sort());
-  for (const [name, w] of want) assert.ok(got.get(name)!.equals(w), `${name} differs from the fault-free run`);
+  await assertSameFinal(join(dir, 'out-waiting'), (await faultFree3()).outDir);
 });
 
 test('scale-up: a third worker joining a 2-worker run (max_workers 3) enters at a step boundary', async (t) => {
@@ -187,6 +183,5 @@ test('scale-up: a third worker joining a 2-worker run (max_workers 3) enters at 
   await checkpointAt(join(dir, 'out-ref2', 'checkpoints'), target, resumeDir);
   const ref3 = await runLocal(await makeElasticJob(dir, 'ref3', { ...BASE, workers: 3, checkpointDir: resumeDir }), ['--resume']);
   assert.equal(ref3.code, 0, ref3.output);
-  const [got, want] = [await finalBytes(join(dir, 'out-growing')), await finalBytes(join(dir, 'out-ref3'))];
-  for (const [name, w] of want) assert.ok(got.get(name)!.equals(w), `${name} differs from the reference`);
+  await assertSameFinal(join(dir, 'out-growing'), join(dir, 'out-ref3'), 'the reference');
 });

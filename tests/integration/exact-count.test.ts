@@ -15,10 +15,10 @@ import { test } from 'node:test';
 import { stringify } from 'yaml';
 import { ExampleBuilder } from '../../src/data/examples.ts';
 import { createModelDir } from '../../src/model/create.ts';
-import { readSafetensors } from '../../src/model/safetensors.ts';
 import { Tokenizer } from '../../src/model/tokenizer.ts';
 import { lmLines, ready, writeLines } from '../train/fixtures.ts';
 import { history, runLocal } from './cluster-helpers.ts';
+import { assertSameFinal } from './elastic-helpers.ts';
 
 const MAX_SEQ_LEN = 64;
 const FIELDS = { text: 'text', prompt: 'prompt', completion: 'completion', messages: 'messages', label: 'label' };
@@ -77,10 +77,7 @@ test('bf16, 2 workers: metrics.jsonl count of every step == the loss tokens of i
     const numbers = (h: typeof steps) => h.map((x) => [x.step, x.count, x.loss, x.grad_norm]);
     assert.deepEqual(numbers(steps2), numbers(steps), 'the striped ring: the same count, loss and gradient norm every step');
     // The tensors, not the file: its __metadata__ names the job.
-    const [a, b] = await Promise.all([output, striped].map((out) => readSafetensors(join(out, 'final', 'model.safetensors'))));
-    assert.deepEqual([...b!.tensors.keys()], [...a!.tensors.keys()]);
-    const bits = (x: Float32Array) => Buffer.from(x.buffer, x.byteOffset, x.byteLength);
-    for (const [name, t] of a!.tensors) assert.ok(bits(t.data).equals(bits(b!.tensors.get(name)!.data)), `the striped ring: ${name} differs`);
+    await assertSameFinal(striped, output, 'the 1-connection run');
   } finally {
     await rm(dir, { recursive: true, force: true });
   }

@@ -4,31 +4,19 @@
  * instead of crashing on an unhandled NATS error or waiting out a timeout.
  */
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { test } from 'node:test';
-import type { ChildProcess } from 'node:child_process';
 import { newJobSecret } from '../../src/control/auth.ts';
-import { startNatsServer } from '../../src/control/nats-server.ts';
 import { subjects } from '../../src/control/subjects.ts';
 import { natsRoles } from '../../src/coordinator/local.ts';
-import { makeJob, startCli } from './cluster-helpers.ts';
+import { clusterScratch, makeJob, startCli } from './cluster-helpers.ts';
 
 test('NATS refuses one subscription: the coordinator and a worker exit non-zero naming the subject', async (t) => {
-  const dir = await mkdtemp(join(tmpdir(), 'ringtune-nats-perm-'));
   const roles = natsRoles('permjob');
   const s = subjects('permjob');
   // The coordinator may not hear Leave; the worker may not hear its own Assignment subject.
   roles.coordinator.subscribe = roles.coordinator.subscribe.filter((x) => x !== s.leave);
   roles.worker.subscribe = roles.worker.subscribe.filter((x) => x !== s.worker('*'));
-  const nats = await startNatsServer({ users: Object.values(roles) });
-  const all: ChildProcess[] = [];
-  t.after(async () => {
-    for (const c of all) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
-    await nats.stop();
-    await rm(dir, { recursive: true, force: true });
-  });
+  const { dir, nats, all } = await clusterScratch(t, 'ringtune-nats-perm-', { users: Object.values(roles) });
   const jobFile = await makeJob(dir, 'permjob', { workers: 1, maxSteps: 2 });
   const secret = newJobSecret();
   const env = (role: 'coordinator' | 'worker') => ({
